@@ -1,0 +1,63 @@
+"""Tunables of one replica, in ticks (the runtime decides how long a tick is)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import LocalProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaConfig:
+    node_id: int
+    node_ids: tuple[int, ...]
+    """Every member of the group, this node included."""
+    group_id: int = 1
+    election_ticks: int = 10
+    """A follower that hears no leader for a random time in [election_ticks, 2*election_ticks)
+    starts an election."""
+    heartbeat_ticks: int = 2
+    learn_ticks: int = 10
+    """How often a node with a gap asks a peer for chosen values (the seed's learningInterval)."""
+    retry_ticks: int = 6
+    """How often unchosen work (forwards, accepts, prepares) is sent again."""
+    window: int = 32
+    """Instances a leader keeps in flight at once; commands queue (and batch) behind them."""
+    max_batch_commands: int = 512
+    max_batch_bytes: int = 512 * 1024
+    max_pending: int = 100_000
+    """Commands submitted on this node and not yet chosen; beyond that submit() fails fast."""
+    learn_batch: int = 256
+    """Chosen values per LearnReply."""
+    cache_size: int = 4096
+    """Chosen values kept in memory to serve catch-up without a storage read."""
+    quorum_loss_ticks: int = 0
+    """A leader that hears from no majority for this long steps down (0: 3 * election_ticks)."""
+
+    def __post_init__(self) -> None:
+        if self.node_id not in self.node_ids:
+            raise LocalProtocolError(
+                f"node {self.node_id} is not one of {self.node_ids}"
+            )
+        if len(set(self.node_ids)) != len(self.node_ids):
+            raise LocalProtocolError(f"duplicate node ids in {self.node_ids}")
+        if self.election_ticks < 2 or self.heartbeat_ticks < 1:
+            raise LocalProtocolError(
+                "election_ticks must be >= 2 and heartbeat_ticks >= 1"
+            )
+        if self.heartbeat_ticks >= self.election_ticks:
+            raise LocalProtocolError("heartbeat_ticks must be below election_ticks")
+        if self.window < 1 or self.max_batch_commands < 1:
+            raise LocalProtocolError("window and max_batch_commands must be >= 1")
+
+    @property
+    def quorum(self) -> int:
+        return len(self.node_ids) // 2 + 1
+
+    @property
+    def peers(self) -> tuple[int, ...]:
+        return tuple(n for n in self.node_ids if n != self.node_id)
+
+    @property
+    def quorum_loss_limit(self) -> int:
+        return self.quorum_loss_ticks or 3 * self.election_ticks

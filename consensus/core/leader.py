@@ -1,0 +1,90 @@
+"""Proposer state: a candidacy (phase 1 in progress) and a leadership (phase 2 while stable).
+
+Phase 1 runs once per leadership, for every instance from the first unchosen one on. After a
+majority of Promises the leader re-proposes, in its own ballot, the value of the highest-ballot vote
+reported for each instance (a no-op where nobody voted), and from then on sends only Accepts: the
+seed's "skip prepare while the leader is stable", made safe by never skipping the first prepare.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from .ballot import Ballot
+from .messages import NOOP, AcceptedEntry, Command, Promise, Value
+
+
+@dataclass(slots=True)
+class Candidacy:
+    ballot: Ballot
+    promises: dict[int, Promise] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Leadership:
+    ballot: Ballot
+    start: int
+    """First instance this leadership proposes in. Below it everything is chosen (perhaps not yet
+    learned here); at and above it this leader is the only proposer of its ballot."""
+    next_instance: int
+    max_queue: int
+    inflight: dict[int, Value] = field(default_factory=dict)
+    votes: dict[int, set[int]] = field(default_factory=dict)
+    queue: deque[Command] = field(default_factory=deque)
+    known_ids: set[str] = field(default_factory=set)
+    """Request ids queued or in flight, so a retried command is not proposed twice."""
+    last_heard: dict[int, int] = field(default_factory=dict)
+    heartbeat_seq: int = 0
+    progress_tick: int = 0
+
+    def enqueue(self, command: Command) -> bool:
+        if command.request_id in self.known_ids or len(self.queue) >= self.max_queue:
+            return False
+        self.queue.append(command)
+        self.known_ids.add(command.request_id)
+        return True
+
+    def take_batch(self, max_commands: int, max_bytes: int) -> Value:
+        """Pack queued commands into one value, up to the count and byte limits (at least one)."""
+        batch: list[Command] = []
+        size = 0
+        while self.queue and len(batch) < max_commands:
+            size += len(self.queue[0].payload) + len(self.queue[0].request_id)
+            if batch and size > max_bytes:
+                break
+            batch.append(self.queue.popleft())
+        return tuple(batch)
+
+    def forget(self, instance: int) -> Value | None:
+        self.votes.pop(instance, None)
+        value = self.inflight.pop(instance, None)
+        if value is not None:
+            for command in value:
+                self.known_ids.discard(command.request_id)
+        return value
+
+
+def recovery_values(promises: list[Promise], start: int) -> dict[int, Value]:
+    """What a new leader must propose at and above ``start``: for each instance, the value of the
+    highest-ballot vote any promise reported (a value reported as chosen beats every ballot), and a
+    no-op for gaps below the highest reported instance."""
+    best: dict[int, AcceptedEntry] = {}
+    for promise in promises:
+        for entry in promise.accepted:
+            if entry.instance < start:
+                continue
+            current = best.get(entry.instance)
+            if current is None or _outranks(entry, current):
+                best[entry.instance] = entry
+    top = max(best, default=start - 1)
+    return {
+        instance: best[instance].value if instance in best else NOOP
+        for instance in range(start, top + 1)
+    }
+
+
+def _outranks(entry: AcceptedEntry, current: AcceptedEntry) -> bool:
+    if entry.chosen != current.chosen:
+        return entry.chosen
+    return entry.ballot > current.ballot

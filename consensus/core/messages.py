@@ -1,0 +1,147 @@
+"""The messages replicas exchange, and the values they agree on.
+
+Every message names its group and its sender and receiver; the transport only routes them. The
+classes are closed: dispatch is on ``type(message)`` and nothing else should subclass them.
+
+Vocabulary (DESIGN.md): an *instance* is a slot in a group's log; a *value* is what an instance
+holds: a batch of client commands, or the empty batch (the no-op a new leader uses to fill gaps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .ballot import Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A client command. ``request_id`` makes retries idempotent: it is applied at most once."""
+
+    request_id: str
+    payload: str
+
+
+Value = tuple[Command, ...]
+NOOP: Value = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedEntry:
+    """An acceptor's vote for one instance, as reported in a Promise."""
+
+    instance: int
+    ballot: Ballot
+    value: Value
+    chosen: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChosenEntry:
+    instance: int
+    value: Value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    group_id: int
+    src: int
+    dst: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepare(Message):
+    """Phase 1a, once per leadership, for every instance >= ``first_instance``."""
+
+    ballot: Ballot
+    first_instance: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Promise(Message):
+    """Phase 1b. ``accepted`` lists every vote above ``max(first_instance, chosen_upto + 1) - 1``;
+    instances up to ``chosen_upto`` are chosen and the new leader learns them instead of
+    re-proposing them, which keeps a Promise small however far behind the candidate is."""
+
+    ballot: Ballot
+    first_instance: int
+    chosen_upto: int
+    accepted: tuple[AcceptedEntry, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Nack(Message):
+    """A rejection: ``ballot`` was below the acceptor's ``promised``."""
+
+    ballot: Ballot
+    promised: Ballot
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accept(Message):
+    """Phase 2a. Carries the leader's chosen prefix so followers learn without extra messages."""
+
+    ballot: Ballot
+    instance: int
+    value: Value
+    chosen_upto: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted(Message):
+    """Phase 2b: a vote. Leaves the node only after the vote is durable."""
+
+    ballot: Ballot
+    instance: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat(Message):
+    """Leader liveness plus the chosen prefix; ``seq`` lets the leader count fresh acks."""
+
+    ballot: Ballot
+    chosen_upto: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatAck(Message):
+    ballot: Ballot
+    seq: int
+    chosen_upto: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LearnRequest(Message):
+    """Ask a peer for the chosen values of instances ``first_instance..last_instance``."""
+
+    first_instance: int
+    last_instance: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LearnReply(Message):
+    entries: tuple[ChosenEntry, ...]
+    chosen_upto: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forward(Message):
+    """Commands a follower's clients submitted, sent on to the leader."""
+
+    commands: tuple[Command, ...]
+
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    Prepare,
+    Promise,
+    Nack,
+    Accept,
+    Accepted,
+    Heartbeat,
+    HeartbeatAck,
+    LearnRequest,
+    LearnReply,
+    Forward,
+)
+"""Every concrete message class, in a fixed order (the codec's type tags follow it)."""

@@ -1,0 +1,674 @@
+"""``Replica``: one node's multi-Paxos participant for one group, with no IO at all.
+
+Theory of operation
+-------------------
+Inputs are ``step(message)``, ``tick()`` and ``submit(command)``. They only change memory and queue
+output. ``ready()`` collects that output into one ``Ready``; the caller persists ``ready.persist``,
+calls ``ready.mark_persisted()``, sends ``ready.messages``, applies ``ready.committed`` and calls
+``advance(ready)``. Votes the replica casts for itself are held back and counted inside
+``advance()``, so no vote, local or remote, counts before it is durable.
+
+Roles: a *follower* votes and learns; a *candidate* runs phase 1 with a fresh ballot; a *leader*
+runs phase 2 for new commands until it meets a higher ballot (a Nack, a Prepare, an Accept or a
+Heartbeat of a higher ballot) or loses contact with a majority.
+
+Learning: the leader announces its chosen prefix ``chosen_upto`` with its ballot ``b`` on every
+Accept and Heartbeat. A follower marks instance ``i <= chosen_upto`` chosen when its own vote for
+``i`` is in ballot ``b``: the leader proposed exactly one value per instance in ``b``, and a leader
+never counts an instance of its own range as chosen unless that value is the chosen one (a chosen
+value learned from elsewhere that differs from its proposal makes it step down). Everything else is
+fetched with LearnRequest/LearnReply.
+
+Client commands: a command submitted here stays *pending* until it is seen chosen; it is forwarded
+to the leader and sent again every ``retry_ticks``. Retries may put one request id into the log
+twice; the applier skips the repeat (exactly-once is an apply-time property, see DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Protocol
+
+from .acceptor import Acceptor
+from .ballot import ZERO_BALLOT, Ballot
+from .config import ReplicaConfig
+from .errors import LocalProtocolError, RemoteProtocolError
+from .leader import Candidacy, Leadership, recovery_values
+from .log import InstanceLog
+from .messages import (
+    Accept,
+    Accepted,
+    ChosenEntry,
+    Command,
+    Forward,
+    Heartbeat,
+    HeartbeatAck,
+    LearnReply,
+    LearnRequest,
+    NOOP,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    Value,
+)
+from .ready import Failed, LogRead, Persist, Ready
+from .storage import InitialState
+
+
+class RandomSource(Protocol):
+    """The one source of randomness (election jitter). Pass a seeded ``random.Random``."""
+
+    def randrange(self, start: int, stop: int, /) -> int: ...
+
+
+@dataclass(slots=True)
+class PendingCommand:
+    command: Command
+    sent_at: int
+    """Tick of the last forward; the command is sent again ``retry_ticks`` later if not chosen."""
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+class Replica:
+    def __init__(
+        self, config: ReplicaConfig, state: InitialState, rng: RandomSource
+    ) -> None:
+        self.config = config
+        self._rng = rng
+        self.log = InstanceLog(state, config.cache_size)
+        self.acceptor = self._make_acceptor(state.promised)
+        self.role = Role.FOLLOWER
+        self.leader_id: int | None = None
+        self.leader_ballot: Ballot = ZERO_BALLOT
+        self._candidacy: Candidacy | None = None
+        self._leadership: Leadership | None = None
+        self._highest_round = state.promised.round
+        self._now = 0
+        self._election_elapsed = 0
+        self._election_timeout = self._random_election_timeout()
+        self._learn_elapsed = 0
+        self._retry_elapsed = 0
+        self.peer_chosen_upto: dict[int, int] = {}
+        self._pending: dict[str, PendingCommand] = {}
+        # Output buffers, drained by ready().
+        self._outbox: list[Message] = []
+        self._forwards: list[Command] = []
+        self._chosen: list[ChosenEntry] = []
+        self._committed: list[ChosenEntry] = []
+        self._log_reads: list[LogRead] = []
+        self._resolved: list[str] = []
+        self._failed: list[Failed] = []
+        # Between ready() and advance(): the Ready handed out and the self-votes it holds back.
+        self._unadvanced: Ready | None = None
+        self._held_back: list[Message] = []
+        self._handlers: dict[type[Message], Callable[[Message], None]] = {
+            Prepare: self._on_prepare,  # type: ignore[dict-item]
+            Promise: self._on_promise,  # type: ignore[dict-item]
+            Nack: self._on_nack,  # type: ignore[dict-item]
+            Accept: self._on_accept,  # type: ignore[dict-item]
+            Accepted: self._on_accepted,  # type: ignore[dict-item]
+            Heartbeat: self._on_heartbeat,  # type: ignore[dict-item]
+            HeartbeatAck: self._on_heartbeat_ack,  # type: ignore[dict-item]
+            LearnRequest: self._on_learn_request,  # type: ignore[dict-item]
+            LearnReply: self._on_learn_reply,  # type: ignore[dict-item]
+            Forward: self._on_forward,  # type: ignore[dict-item]
+        }
+
+    def _make_acceptor(self, promised: Ballot) -> Acceptor:
+        """Hook for the simulator's deliberately broken variants (negative controls)."""
+        return Acceptor(promised, self.log)
+
+    def _recovery_values(self, promises: list[Promise], start: int) -> dict[int, Value]:
+        """Hook for the simulator's negative controls; see ``leader.recovery_values``."""
+        return recovery_values(promises, start)
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def node_id(self) -> int:
+        return self.config.node_id
+
+    @property
+    def group_id(self) -> int:
+        return self.config.group_id
+
+    @property
+    def chosen_upto(self) -> int:
+        return self.log.chosen_upto
+
+    @property
+    def promised(self) -> Ballot:
+        return self.acceptor.promised
+
+    @property
+    def ballot(self) -> Ballot:
+        """The ballot this node leads or campaigns with, else the highest leader ballot seen."""
+        if self._leadership is not None:
+            return self._leadership.ballot
+        if self._candidacy is not None:
+            return self._candidacy.ballot
+        return self.leader_ballot
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def is_leader(self) -> bool:
+        return self.role is Role.LEADER
+
+    # ------------------------------------------------------------------ inputs
+
+    def step(self, msg: Message) -> None:
+        """Feed one message from a peer (or a held-back vote from ``advance``)."""
+        config = self.config
+        if msg.group_id != config.group_id:
+            raise RemoteProtocolError(
+                f"message for group {msg.group_id} in group {config.group_id}"
+            )
+        if msg.dst != config.node_id or msg.src not in config.node_ids:
+            raise RemoteProtocolError(
+                f"message from {msg.src} to {msg.dst} is not for this node"
+            )
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            raise RemoteProtocolError(f"unknown message type {type(msg).__name__}")
+        handler(msg)
+
+    def tick(self) -> None:
+        self._now += 1
+        if self._leadership is not None:
+            self._tick_leader(self._leadership)
+        else:
+            self._election_elapsed += 1
+            if self._election_elapsed >= self._election_timeout:
+                self._start_election()
+        self._learn_elapsed += 1
+        if self._learn_elapsed >= self.config.learn_ticks:
+            self._learn_elapsed = 0
+            self._request_missing()
+        self._retry_elapsed += 1
+        if self._retry_elapsed >= self.config.retry_ticks:
+            self._retry_elapsed = 0
+            self._retry_pending()
+
+    def submit(self, command: Command) -> None:
+        """Propose a client command. Its request id resolves in a later Ready once it is chosen."""
+        if command.request_id in self._pending:
+            return
+        if len(self._pending) >= self.config.max_pending:
+            self._failed.append(Failed(command.request_id, "too many pending commands"))
+            return
+        self._pending[command.request_id] = PendingCommand(command, self._now)
+        self._route(command)
+
+    # ------------------------------------------------------------------ outputs
+
+    def has_ready(self) -> bool:
+        if self._unadvanced is not None:
+            return False
+        leadership = self._leadership
+        return bool(
+            self._outbox
+            or self.acceptor.dirty
+            or self._chosen
+            or self._committed
+            or self._log_reads
+            or self._resolved
+            or self._failed
+            or (self._forwards and self.leader_id is not None)
+            or (
+                leadership is not None
+                and leadership.queue
+                and len(leadership.inflight) < self.config.window
+            )
+        )
+
+    def ready(self) -> Ready:
+        if self._unadvanced is not None:
+            raise LocalProtocolError("ready() called again before advance()")
+        self._propose_queued()
+        self._flush_forwards()
+        promised, accepted = self.acceptor.take_writes()
+        outgoing = [m for m in self._outbox if m.dst != self.node_id]
+        self._held_back = [m for m in self._outbox if m.dst == self.node_id]
+        ready = Ready(
+            group_id=self.group_id,
+            persist=Persist(promised, accepted, tuple(self._chosen)),
+            _messages=tuple(outgoing),
+            committed=tuple(self._committed),
+            log_reads=tuple(self._log_reads),
+            resolved=tuple(self._resolved),
+            failed=tuple(self._failed),
+        )
+        self._outbox = []
+        self._chosen = []
+        self._committed = []
+        self._log_reads = []
+        self._resolved = []
+        self._failed = []
+        self._unadvanced = ready
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        """The caller persisted ``ready`` (and sent its messages): count the held-back self-votes."""
+        if ready is not self._unadvanced:
+            raise LocalProtocolError(
+                "advance() must be given the Ready from the last ready()"
+            )
+        if not ready.persisted:
+            raise LocalProtocolError("advance() before the Ready was marked persisted")
+        self._unadvanced = None
+        held_back, self._held_back = self._held_back, []
+        for msg in held_back:
+            self.step(msg)
+
+    # ------------------------------------------------------------------ acceptor side
+
+    def _on_prepare(self, msg: Prepare) -> None:
+        self._observe(msg.ballot)
+        reply = self.acceptor.on_prepare(msg)
+        if isinstance(reply, Promise) and msg.src != self.node_id:
+            self._election_elapsed = 0  # give the candidate time to win
+            if msg.ballot > self.leader_ballot:
+                self.leader_id = None
+        self._send(reply)
+
+    def _on_accept(self, msg: Accept) -> None:
+        self._observe(msg.ballot)
+        reply = self.acceptor.on_accept(msg)
+        if msg.ballot >= self.acceptor.promised and msg.src != self.node_id:
+            self._heard_from_leader(msg.ballot)
+        self._learn_commit(msg.src, msg.ballot, msg.chosen_upto)
+        if isinstance(reply, LogRead):
+            self._log_reads.append(reply)
+        elif reply is not None:
+            self._send(reply)
+
+    def _on_heartbeat(self, msg: Heartbeat) -> None:
+        self._observe(msg.ballot)
+        if msg.ballot < self.acceptor.promised:
+            self._send(
+                Nack(
+                    group_id=self.group_id,
+                    src=self.node_id,
+                    dst=msg.src,
+                    ballot=msg.ballot,
+                    promised=self.acceptor.promised,
+                )
+            )
+            return
+        self._heard_from_leader(msg.ballot)
+        self._learn_commit(msg.src, msg.ballot, msg.chosen_upto)
+        self._send(
+            HeartbeatAck(
+                group_id=self.group_id,
+                src=self.node_id,
+                dst=msg.src,
+                ballot=msg.ballot,
+                seq=msg.seq,
+                chosen_upto=self.log.chosen_upto,
+            )
+        )
+
+    # ------------------------------------------------------------------ proposer side
+
+    def _on_promise(self, msg: Promise) -> None:
+        candidacy = self._candidacy
+        if candidacy is None or msg.ballot != candidacy.ballot:
+            return
+        candidacy.promises[msg.src] = msg
+        self._note_peer_progress(msg.src, msg.chosen_upto)
+        if len(candidacy.promises) >= self.config.quorum:
+            self._become_leader(candidacy)
+
+    def _on_nack(self, msg: Nack) -> None:
+        self._observe(msg.promised)
+
+    def _on_accepted(self, msg: Accepted) -> None:
+        leadership = self._leadership
+        if leadership is None or msg.ballot != leadership.ballot:
+            return
+        leadership.last_heard[msg.src] = self._now
+        voters = leadership.votes.get(msg.instance)
+        if voters is None:
+            return
+        voters.add(msg.src)
+        if len(voters) >= self.config.quorum:
+            self._mark_chosen(msg.instance, leadership.inflight[msg.instance])
+
+    def _on_heartbeat_ack(self, msg: HeartbeatAck) -> None:
+        leadership = self._leadership
+        if leadership is None or msg.ballot != leadership.ballot:
+            return
+        leadership.last_heard[msg.src] = self._now
+        self._note_peer_progress(msg.src, msg.chosen_upto)
+
+    def _on_forward(self, msg: Forward) -> None:
+        if self._leadership is not None:
+            for command in msg.commands:
+                self._leadership.enqueue(command)
+        # Not the leader (any more): drop. The node that took the command retries it.
+
+    def _start_election(self) -> None:
+        ballot = Ballot(
+            max(self._highest_round, self.acceptor.promised.round) + 1, self.node_id
+        )
+        self._highest_round = ballot.round
+        self.role = Role.CANDIDATE
+        self._leadership = None
+        self._candidacy = Candidacy(ballot)
+        self.leader_id = None
+        self._election_elapsed = 0
+        self._election_timeout = self._random_election_timeout()
+        # Our own promise goes into this Ready, so the ballot is durable before any Prepare leaves
+        # and a restart can never reuse it.
+        self.acceptor.promise(ballot)
+        first = self.log.first_unchosen
+        for node_id in self.config.node_ids:
+            self._send(
+                Prepare(
+                    group_id=self.group_id,
+                    src=self.node_id,
+                    dst=node_id,
+                    ballot=ballot,
+                    first_instance=first,
+                )
+            )
+
+    def _become_leader(self, candidacy: Candidacy) -> None:
+        promises = list(candidacy.promises.values())
+        start = max([self.log.chosen_upto] + [p.chosen_upto for p in promises]) + 1
+        values = self._recovery_values(promises, start)
+        # Values this node learned as chosen after it promised count too: never propose over them.
+        learned = [
+            i for i, entry in self.log.entries.items() if entry.chosen and i >= start
+        ]
+        top = max([start - 1, *values, *learned])
+        leadership = Leadership(
+            ballot=candidacy.ballot,
+            start=start,
+            next_instance=top + 1,
+            max_queue=self.config.max_pending,
+            progress_tick=self._now,
+        )
+        self.role = Role.LEADER
+        self._candidacy = None
+        self._leadership = leadership
+        self.leader_id = self.node_id
+        self.leader_ballot = candidacy.ballot
+        for instance in range(start, top + 1):
+            known = self.log.chosen_value(instance)
+            self._propose(
+                leadership,
+                instance,
+                known if known is not None else values.get(instance, NOOP),
+            )
+        self._broadcast_heartbeat(leadership)
+        for pending in self._pending.values():
+            leadership.enqueue(pending.command)
+
+    def _propose(self, leadership: Leadership, instance: int, value: Value) -> None:
+        leadership.inflight[instance] = value
+        leadership.votes[instance] = set()
+        for command in value:
+            leadership.known_ids.add(command.request_id)
+        for node_id in self.config.node_ids:
+            self._send_accept(leadership, node_id, instance, value)
+
+    def _send_accept(
+        self, leadership: Leadership, dst: int, instance: int, value: Value
+    ) -> None:
+        self._send(
+            Accept(
+                group_id=self.group_id,
+                src=self.node_id,
+                dst=dst,
+                ballot=leadership.ballot,
+                instance=instance,
+                value=value,
+                chosen_upto=self.log.chosen_upto,
+            )
+        )
+
+    def _propose_queued(self) -> None:
+        leadership = self._leadership
+        if leadership is None:
+            return
+        config = self.config
+        while leadership.queue and len(leadership.inflight) < config.window:
+            value = leadership.take_batch(
+                config.max_batch_commands, config.max_batch_bytes
+            )
+            instance = leadership.next_instance
+            leadership.next_instance += 1
+            self._propose(leadership, instance, value)
+
+    def _tick_leader(self, leadership: Leadership) -> None:
+        config = self.config
+        if self._now % config.heartbeat_ticks == 0:
+            self._broadcast_heartbeat(leadership)
+        if self._now % config.retry_ticks == 0:
+            for instance, value in leadership.inflight.items():
+                voters = leadership.votes[instance]
+                for node_id in config.peers:
+                    if node_id not in voters:
+                        self._send_accept(leadership, node_id, instance, value)
+        heard = sum(
+            1
+            for node_id in config.peers
+            if self._now - leadership.last_heard.get(node_id, leadership.progress_tick)
+            < config.quorum_loss_limit
+        )
+        if heard + 1 < config.quorum:
+            self._step_down()
+            return
+        stuck = leadership.inflight or self.log.chosen_upto < leadership.start - 1
+        if stuck and self._now - leadership.progress_tick > config.quorum_loss_limit:
+            self._step_down()  # e.g. the only peer that could teach us the gap is gone
+
+    def _broadcast_heartbeat(self, leadership: Leadership) -> None:
+        leadership.heartbeat_seq += 1
+        for node_id in self.config.peers:
+            self._send(
+                Heartbeat(
+                    group_id=self.group_id,
+                    src=self.node_id,
+                    dst=node_id,
+                    ballot=leadership.ballot,
+                    chosen_upto=self.log.chosen_upto,
+                    seq=leadership.heartbeat_seq,
+                )
+            )
+
+    def _observe(self, ballot: Ballot) -> None:
+        """Any higher ballot seen anywhere ends our candidacy or leadership."""
+        if ballot.round > self._highest_round:
+            self._highest_round = ballot.round
+        if self.role is not Role.FOLLOWER and ballot > self.ballot:
+            self._step_down()
+
+    def _step_down(self) -> None:
+        self.role = Role.FOLLOWER
+        self._leadership = None
+        self._candidacy = None
+        self.leader_id = None
+        self._election_elapsed = 0
+        self._election_timeout = self._random_election_timeout()
+
+    def _heard_from_leader(self, ballot: Ballot) -> None:
+        if ballot < self.leader_ballot:
+            return
+        self._election_elapsed = 0
+        changed = self.leader_id != ballot.node_id
+        self.leader_id = ballot.node_id
+        self.leader_ballot = ballot
+        if changed:
+            self._forwards.extend(pending.command for pending in self._pending.values())
+
+    # ------------------------------------------------------------------ learner side
+
+    def _learn_commit(self, src: int, ballot: Ballot, chosen_upto: int) -> None:
+        """Apply a leader's announcement: votes of its ballot up to its chosen prefix are chosen."""
+        self._note_peer_progress(src, chosen_upto)
+        if chosen_upto <= self.log.chosen_upto:
+            return
+        decided = [
+            (instance, entry.value)
+            for instance, entry in self.log.entries.items()
+            if instance <= chosen_upto and not entry.chosen and entry.ballot == ballot
+        ]
+        for instance, value in sorted(decided):
+            self._mark_chosen(instance, value)
+
+    def _on_learn_request(self, msg: LearnRequest) -> None:
+        last = min(msg.last_instance, msg.first_instance + self.config.learn_batch - 1)
+        if msg.first_instance > last:
+            return
+        entries = self.log.cached_range(msg.first_instance, last)
+        if entries is None:
+            self._log_reads.append(
+                LogRead(msg.src, msg.first_instance, min(last, self.log.chosen_upto))
+            )
+            return
+        self._send(
+            LearnReply(
+                group_id=self.group_id,
+                src=self.node_id,
+                dst=msg.src,
+                entries=tuple(entries),
+                chosen_upto=self.log.chosen_upto,
+            )
+        )
+
+    def _on_learn_reply(self, msg: LearnReply) -> None:
+        self._note_peer_progress(msg.src, msg.chosen_upto)
+        before = self.log.chosen_upto
+        for entry in msg.entries:
+            self._learn_chosen(entry.instance, entry.value)
+        if self.log.chosen_upto > before:
+            self._request_missing()  # keep catching up without waiting for the learn timer
+
+    def _learn_chosen(self, instance: int, value: Value) -> None:
+        if self.log.is_chosen(instance):
+            return
+        leadership = self._leadership
+        if (
+            leadership is not None
+            and instance >= leadership.start
+            and leadership.inflight.get(instance) != value
+        ):
+            self._step_down()  # a value we did not propose was chosen in our range: we are stale
+        self._mark_chosen(instance, value)
+
+    def _request_missing(self) -> None:
+        first = self.log.first_unchosen
+        target = max(self.peer_chosen_upto.values(), default=0)
+        above = [i for i, entry in self.log.entries.items() if entry.chosen]
+        target = max([target, *above])
+        if target < first:
+            return
+        source = self._learn_source(first)
+        if source is None:
+            return
+        self._send(
+            LearnRequest(
+                group_id=self.group_id,
+                src=self.node_id,
+                dst=source,
+                first_instance=first,
+                last_instance=min(target, first + self.config.learn_batch - 1),
+            )
+        )
+
+    def _learn_source(self, first: int) -> int | None:
+        """The leader if it has what we miss, else the peer that knows the longest prefix."""
+        leader = self.leader_id
+        if (
+            leader is not None
+            and leader != self.node_id
+            and self.peer_chosen_upto.get(leader, 0) >= first
+        ):
+            return leader
+        best = max(
+            self.peer_chosen_upto.items(),
+            key=lambda item: (item[1], -item[0]),
+            default=None,
+        )
+        if best is None or best[1] < first:
+            return leader if leader is not None and leader != self.node_id else None
+        return best[0]
+
+    def _note_peer_progress(self, node_id: int, chosen_upto: int) -> None:
+        if node_id != self.node_id and chosen_upto > self.peer_chosen_upto.get(
+            node_id, 0
+        ):
+            self.peer_chosen_upto[node_id] = chosen_upto
+
+    def _mark_chosen(self, instance: int, value: Value) -> None:
+        if not self.log.mark_chosen(instance, value):
+            return
+        self._chosen.append(ChosenEntry(instance, value))
+        for command in value:
+            if self._pending.pop(command.request_id, None) is not None:
+                self._resolved.append(command.request_id)
+        leadership = self._leadership
+        if leadership is not None:
+            leadership.forget(instance)
+            leadership.progress_tick = self._now
+        before = self.log.chosen_upto
+        self._committed.extend(self.log.advance_prefix())
+        if leadership is not None and self.log.chosen_upto > before:
+            leadership.progress_tick = self._now
+
+    # ------------------------------------------------------------------ client commands
+
+    def _route(self, command: Command) -> None:
+        if self._leadership is not None:
+            self._leadership.enqueue(command)
+        elif self.leader_id is not None:
+            self._forwards.append(command)
+        # else: no leader known; _retry_pending sends it once one is.
+
+    def _retry_pending(self) -> None:
+        horizon = self._now - self.config.retry_ticks
+        for pending in self._pending.values():
+            if pending.sent_at <= horizon:
+                pending.sent_at = self._now
+                self._route(pending.command)
+
+    def _flush_forwards(self) -> None:
+        if not self._forwards or self.leader_id is None:
+            return
+        commands, self._forwards = tuple(self._forwards), []
+        if self.leader_id == self.node_id:
+            return  # we lead now: _become_leader queued every pending command already
+        self._send(
+            Forward(
+                group_id=self.group_id,
+                src=self.node_id,
+                dst=self.leader_id,
+                commands=commands,
+            )
+        )
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _send(self, msg: Message) -> None:
+        """Queue a message. Requests to ourselves are handled at once (our acceptor votes now);
+        the replies to ourselves wait in the outbox and are held back until ``advance``."""
+        if msg.dst == self.node_id and isinstance(msg, Prepare | Accept):
+            self.step(msg)
+        else:
+            self._outbox.append(msg)
+
+    def _random_election_timeout(self) -> int:
+        ticks = self.config.election_ticks
+        return self._rng.randrange(ticks, 2 * ticks)

@@ -1,0 +1,359 @@
+"""A whole cluster of real ``Replica`` objects in one thread, driven by a discrete-event clock.
+
+One seeded PRNG decides everything: message delay, loss, duplication and reordering, partitions
+(also one-way), client load on several groups, and crashes at any point of the Ready cycle,
+including the dangerous one between persisting a Ready and sending its messages. A crash loses all
+volatile state; only what a completed persist wrote (the fake disk) survives a restart. After the
+chaos the network heals, every node restarts, and every submitted command must be chosen within a
+bounded number of ticks.
+
+The driver below is the simulator's copy of the runtime's Ready loop: persist, mark persisted,
+send, apply, advance. The applier skips request ids it already applied (exactly-once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from dataclasses import dataclass, field
+
+from consensus.core import (
+    Accepted,
+    Command,
+    InitialState,
+    LearnReply,
+    MemoryStorage,
+    Message,
+    Promise,
+    Ready,
+    RemoteProtocolError,
+    Replica,
+    ReplicaConfig,
+)
+
+from .invariants import Checker, InvariantViolation
+from .mutants import MUTANTS, Mutant
+from .network import Network, NetworkFaults
+
+TICK = 10
+"""Simulated time units per replica tick; message delays are drawn in these units."""
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    nodes: int = 3
+    groups: int = 2
+    steps: int = 400
+    """Ticks of chaos before the network heals."""
+    liveness_ticks: int = 600
+    """After healing, every submitted command must be chosen and applied everywhere within this."""
+    submit_rate: float = 0.25
+    max_commands: int = 80
+    client_retry_ticks: int = 40
+    crash_rate: float = 0.01
+    """Per tick: chance that the nemesis crashes a node at a random moment."""
+    ready_crash_rate: float = 0.003
+    """Per Ready and per crash point: chance of crashing exactly there."""
+    restart_rate: float = 0.05
+    partition_rate: float = 0.02
+    heal_rate: float = 0.03
+    mutant: str | None = None
+
+
+@dataclass
+class GroupDisk:
+    """What survives a crash for one group on one node: the acceptor's storage and the applier."""
+
+    storage: MemoryStorage = field(default_factory=MemoryStorage)
+    applied_upto: int = 0
+    applied_ids: set[str] = field(default_factory=set)
+    applied_count: int = 0
+
+
+@dataclass
+class SimNode:
+    node_id: int
+    disks: dict[int, GroupDisk]
+    replicas: dict[int, Replica] = field(default_factory=dict)
+    up: bool = False
+
+
+@dataclass
+class SimResult:
+    seed: int
+    violation: str | None
+    chosen: int
+    messages: int
+    crashes: int
+    partitions: int
+    digest: str
+
+
+class Crash(Exception):
+    """Raised inside the Ready loop to crash the node at that exact point."""
+
+
+class SimCluster:
+    def __init__(self, seed: int, settings: SimSettings) -> None:
+        self.seed = seed
+        self.settings = settings
+        self.rng = random.Random(seed)
+        self.mutant: Mutant = MUTANTS[settings.mutant] if settings.mutant else MUTANTS["none"]
+        self.node_ids = list(range(1, settings.nodes + 1))
+        self.group_ids = list(range(1, settings.groups + 1))
+        self.network = Network(self.rng, NetworkFaults())
+        self.checker = Checker()
+        self.nodes = {
+            node_id: SimNode(node_id, {group_id: GroupDisk() for group_id in self.group_ids})
+            for node_id in self.node_ids
+        }
+        self.now = 0
+        self.chaos = True
+        self._seq = 0
+        self._events: list[tuple[int, int, Message]] = []
+        self.outstanding: dict[str, tuple[int, Command, int]] = {}  # rid -> (group, cmd, sent at)
+        self.commands = 0
+        self.messages = 0
+        self.crashes = 0
+        self.partitions = 0
+        for node in self.nodes.values():
+            self._start(node)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> SimResult:
+        violation = None
+        try:
+            for _ in range(self.settings.steps):
+                self._chaos_tick()
+            self._heal()
+            self._check_liveness()
+        except InvariantViolation as error:
+            violation = str(error)
+        return SimResult(
+            seed=self.seed,
+            violation=violation,
+            chosen=len(self.checker.chosen),
+            messages=self.messages,
+            crashes=self.crashes,
+            partitions=self.partitions,
+            digest=self._digest(),
+        )
+
+    def _chaos_tick(self) -> None:
+        self._nemesis()
+        self._client_load()
+        self._advance_clock()
+
+    def _advance_clock(self) -> None:
+        """Deliver every message due before the next tick, then tick every live node."""
+        end = self.now + TICK
+        while self._events and self._events[0][0] < end:
+            when, _seq, msg = heapq.heappop(self._events)
+            self.now = when
+            self._deliver(msg)
+        self.now = end
+        for node in self.nodes.values():
+            if node.up:
+                for group_id, replica in node.replicas.items():
+                    replica.tick()
+                    self._drain(node, group_id)
+
+    def _heal(self) -> None:
+        self.chaos = False
+        self.network.heal()
+        self.network.faults = NetworkFaults(loss=0.0, duplicate=0.0, long_delay=0.0)
+        for node in self.nodes.values():
+            if not node.up:
+                self._start(node)
+
+    def _check_liveness(self) -> None:
+        for _tick in range(self.settings.liveness_ticks):
+            self._resubmit_outstanding()
+            self._advance_clock()
+            if self._all_applied():
+                return
+        missing = sorted(self.outstanding)[:5]
+        raise InvariantViolation(
+            f"liveness: {len(self.outstanding)} commands not applied everywhere "
+            f"{self.settings.liveness_ticks} ticks after healing (e.g. {missing})"
+        )
+
+    def _all_applied(self) -> bool:
+        if self.outstanding:
+            return False
+        for group_id in self.group_ids:
+            total = len(self.checker.applied_sequence.get(group_id, []))
+            for node in self.nodes.values():
+                if node.disks[group_id].applied_count != total:
+                    return False
+        return True
+
+    # ------------------------------------------------------------------ faults and load
+
+    def _nemesis(self) -> None:
+        rng = self.rng
+        settings = self.settings
+        if rng.random() < settings.crash_rate:
+            live = [node for node in self.nodes.values() if node.up]
+            if live:
+                self._crash(rng.choice(live))
+        if rng.random() < settings.restart_rate:
+            down = [node for node in self.nodes.values() if not node.up]
+            if down:
+                self._start(rng.choice(down))
+        if rng.random() < settings.partition_rate:
+            self.network.partition(self.node_ids)
+            self.partitions += 1
+        if rng.random() < settings.heal_rate:
+            self.network.heal()
+
+    def _client_load(self) -> None:
+        rng = self.rng
+        if self.commands < self.settings.max_commands and rng.random() < self.settings.submit_rate:
+            self.commands += 1
+            group_id = rng.choice(self.group_ids)
+            command = Command(f"s{self.seed}-c{self.commands}", f"v{rng.randrange(1_000_000)}")
+            self.checker.on_submit(command)
+            self.outstanding[command.request_id] = (group_id, command, self.now)
+            self._submit(group_id, command)
+        self._resubmit_outstanding()
+
+    def _resubmit_outstanding(self) -> None:
+        """Clients retry with the same request id, possibly at another node (as PaxosClient does)."""
+        horizon = self.now - self.settings.client_retry_ticks * TICK
+        for request_id, (group_id, command, sent_at) in list(self.outstanding.items()):
+            if sent_at <= horizon:
+                self.outstanding[request_id] = (group_id, command, self.now)
+                self._submit(group_id, command)
+
+    def _submit(self, group_id: int, command: Command) -> None:
+        live = [node for node in self.nodes.values() if node.up]
+        if not live:
+            return
+        node = self.rng.choice(live)
+        node.replicas[group_id].submit(command)
+        self._drain(node, group_id)
+
+    # ------------------------------------------------------------------ nodes
+
+    def _start(self, node: SimNode) -> None:
+        node.up = True
+        for group_id, disk in node.disks.items():
+            self._replay(node, group_id, disk)
+            config = ReplicaConfig(
+                node_id=node.node_id,
+                node_ids=tuple(self.node_ids),
+                group_id=group_id,
+                election_ticks=10,
+                heartbeat_ticks=2,
+                learn_ticks=8,
+                retry_ticks=6,
+                window=4,
+                max_batch_commands=6,
+                learn_batch=8,
+                cache_size=6,
+            )
+            state: InitialState = disk.storage.initial_state(recent=4)
+            replica = self.mutant.replica_class(
+                config, state, random.Random(self.rng.getrandbits(64))
+            )
+            self.checker.on_restart(node.node_id, group_id, replica.promised)
+            node.replicas[group_id] = replica
+
+    def _replay(self, node: SimNode, group_id: int, disk: GroupDisk) -> None:
+        """Apply what was chosen and persisted but not yet applied before the crash."""
+        upto = disk.storage.chosen_upto()
+        for entry in disk.storage.chosen_values(disk.applied_upto + 1, upto):
+            self._apply(node, group_id, disk, entry.instance, entry.value)
+
+    def _crash(self, node: SimNode) -> None:
+        node.up = False
+        node.replicas = {}
+        self.crashes += 1
+
+    def _deliver(self, msg: Message) -> None:
+        node = self.nodes[msg.dst]
+        if not node.up:
+            return
+        try:
+            node.replicas[msg.group_id].step(msg)
+        except RemoteProtocolError:
+            return
+        self._drain(node, msg.group_id)
+
+    def _send(self, msg: Message) -> None:
+        self.messages += 1
+        if isinstance(msg, Promise | Accepted):
+            self.checker.on_vote_sent(msg.src, msg.group_id, msg.ballot)
+        for delay in self.network.delays(msg):
+            self._seq += 1
+            heapq.heappush(self._events, (self.now + delay, self._seq, msg))
+
+    # ------------------------------------------------------------------ the Ready loop
+
+    def _drain(self, node: SimNode, group_id: int) -> None:
+        try:
+            while node.up and (replica := node.replicas[group_id]).has_ready():
+                self.mutant.handle_ready(self, node, group_id, replica, replica.ready())
+        except Crash:
+            self._crash(node)
+
+    def maybe_crash(self) -> None:
+        if self.chaos and self.rng.random() < self.settings.ready_crash_rate:
+            raise Crash
+
+    def persist(self, node: SimNode, group_id: int, ready: Ready) -> None:
+        persist = ready.persist
+        node.disks[group_id].storage.apply(persist)
+        if persist.promised is not None:
+            self.checker.on_persisted_promise(node.node_id, group_id, persist.promised)
+        for entry in persist.chosen:
+            self.checker.on_chosen(node.node_id, group_id, entry.instance, entry.value)
+
+    def send_all(self, messages: tuple[Message, ...]) -> None:
+        for msg in messages:
+            self._send(msg)
+
+    def apply_and_serve(self, node: SimNode, group_id: int, ready: Ready) -> None:
+        disk = node.disks[group_id]
+        for entry in ready.committed:
+            if entry.instance != disk.applied_upto + 1:
+                raise InvariantViolation(
+                    f"order: node {node.node_id} group {group_id} got instance {entry.instance} "
+                    f"to apply after {disk.applied_upto}"
+                )
+            self._apply(node, group_id, disk, entry.instance, entry.value)
+        for read in ready.log_reads:
+            entries = disk.storage.chosen_values(read.first_instance, read.last_instance)
+            self._send(
+                LearnReply(
+                    group_id=group_id,
+                    src=node.node_id,
+                    dst=read.dst,
+                    entries=tuple(entries),
+                    chosen_upto=disk.storage.chosen_upto(),
+                )
+            )
+
+    def _apply(
+        self, node: SimNode, group_id: int, disk: GroupDisk, instance: int, value: tuple[Command, ...]
+    ) -> None:
+        self.checker.on_chosen(node.node_id, group_id, instance, value)
+        for command in value:
+            if command.request_id in disk.applied_ids:
+                continue  # a retried command chosen twice: apply once
+            disk.applied_ids.add(command.request_id)
+            self.checker.on_applied(node.node_id, group_id, disk.applied_count, command.request_id)
+            disk.applied_count += 1
+            self.outstanding.pop(command.request_id, None)
+        disk.applied_upto = instance
+
+    def _digest(self) -> str:
+        text = repr(sorted(self.checker.chosen.items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_seed(seed: int, settings: SimSettings) -> SimResult:
+    return SimCluster(seed, settings).run()

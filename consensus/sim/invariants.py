@@ -1,0 +1,88 @@
+"""The DESIGN.md §6 invariants, checked as the simulation runs.
+
+1. Agreement: no two nodes learn different values for one (group, instance).
+2. Validity: every chosen command was submitted by a client (no-ops are empty batches).
+3. Order and exactly-once: each node applies instances 1..k in order, and each request id once,
+   so every node's sequence of applied commands is a prefix of one common sequence.
+4. Promises never go backwards: after a restart a node's promise is at least every ballot it
+   ever voted in (a Promise or Accepted it sent), and a persisted promise never decreases.
+5. Liveness (checked by the cluster at the end): after healing, every submitted command is chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from consensus.core import Ballot, Command, Value
+
+
+class InvariantViolation(AssertionError):
+    """One of the invariants broke; the message says which and where."""
+
+
+@dataclass
+class Checker:
+    chosen: dict[tuple[int, int], Value] = field(default_factory=dict)
+    submitted: dict[str, str] = field(default_factory=dict)
+    applied_sequence: dict[int, list[str]] = field(default_factory=dict)
+    """Per group: the common order of applied request ids (the longest prefix any node reached)."""
+    voted: dict[tuple[int, int], Ballot] = field(default_factory=dict)
+    """Highest ballot each (node, group) ever sent a vote in."""
+    persisted_promise: dict[tuple[int, int], Ballot] = field(default_factory=dict)
+
+    def on_submit(self, command: Command) -> None:
+        self.submitted[command.request_id] = command.payload
+
+    def on_chosen(self, node_id: int, group_id: int, instance: int, value: Value) -> None:
+        known = self.chosen.setdefault((group_id, instance), value)
+        if known != value:
+            raise InvariantViolation(
+                f"agreement: node {node_id} learned a different value for group {group_id} "
+                f"instance {instance}: {_show(value)} != {_show(known)}"
+            )
+        for command in value:
+            if self.submitted.get(command.request_id) != command.payload:
+                raise InvariantViolation(
+                    f"validity: group {group_id} instance {instance} holds command "
+                    f"{command.request_id!r} that no client submitted"
+                )
+
+    def on_applied(self, node_id: int, group_id: int, position: int, request_id: str) -> None:
+        sequence = self.applied_sequence.setdefault(group_id, [])
+        if position < len(sequence):
+            if sequence[position] != request_id:
+                raise InvariantViolation(
+                    f"order: node {node_id} applied {request_id!r} at position {position} of "
+                    f"group {group_id}, others applied {sequence[position]!r}"
+                )
+        elif position == len(sequence):
+            sequence.append(request_id)
+        else:
+            raise InvariantViolation(f"order: node {node_id} skipped positions in group {group_id}")
+
+    def on_vote_sent(self, node_id: int, group_id: int, ballot: Ballot) -> None:
+        key = (node_id, group_id)
+        if ballot > self.voted.get(key, ballot):
+            self.voted[key] = ballot
+        self.voted.setdefault(key, ballot)
+
+    def on_persisted_promise(self, node_id: int, group_id: int, ballot: Ballot) -> None:
+        key = (node_id, group_id)
+        before = self.persisted_promise.get(key)
+        if before is not None and ballot < before:
+            raise InvariantViolation(
+                f"promise: node {node_id} group {group_id} persisted {ballot} after {before}"
+            )
+        self.persisted_promise[key] = ballot
+
+    def on_restart(self, node_id: int, group_id: int, promised: Ballot) -> None:
+        voted = self.voted.get((node_id, group_id))
+        if voted is not None and promised < voted:
+            raise InvariantViolation(
+                f"promise went backwards: node {node_id} group {group_id} restarted with promise "
+                f"{promised} after voting in ballot {voted}"
+            )
+
+
+def _show(value: Value) -> str:
+    return "[" + ",".join(command.request_id for command in value) + "]"

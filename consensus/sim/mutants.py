@@ -1,0 +1,98 @@
+"""Deliberately broken variants of the core and of the driver: the simulator's negative controls.
+
+A test that cannot fail is a defect. Each mutant breaks one rule the protocol depends on, and
+``tests/sim/test_negative_controls.py`` asserts the simulator catches it within the CI seeds. The
+real code is ``MUTANTS["none"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from consensus.core import Accept, Ballot, Message, Promise, Ready, Replica, Value
+from consensus.core.acceptor import Acceptor
+from consensus.core.ready import LogRead
+
+if TYPE_CHECKING:
+    from .cluster import SimCluster, SimNode
+
+ReadyHandler = Callable[["SimCluster", "SimNode", int, Replica, Ready], None]
+
+
+def correct_ready_loop(
+    cluster: SimCluster, node: SimNode, group_id: int, replica: Replica, ready: Ready
+) -> None:
+    """The runtime's contract: persist, then send, then apply, then advance. A crash may strike
+    between any two of these steps."""
+    cluster.maybe_crash()
+    cluster.persist(node, group_id, ready)
+    ready.mark_persisted()
+    cluster.maybe_crash()
+    cluster.send_all(ready.messages)
+    cluster.maybe_crash()
+    cluster.apply_and_serve(node, group_id, ready)
+    replica.advance(ready)
+
+
+def send_before_persist_loop(
+    cluster: SimCluster, node: SimNode, group_id: int, replica: Replica, ready: Ready
+) -> None:
+    """BROKEN: votes leave the node before they are durable; a crash in between forgets them."""
+    cluster.send_all(ready._messages)
+    cluster.maybe_crash()
+    cluster.persist(node, group_id, ready)
+    ready.mark_persisted()
+    cluster.apply_and_serve(node, group_id, ready)
+    replica.advance(ready)
+
+
+class SkipRecoveryReplica(Replica):
+    """BROKEN: a new leader ignores the values reported in promises and proposes its own."""
+
+    def _recovery_values(self, promises: list[Promise], start: int) -> dict[int, Value]:
+        return {}
+
+
+class LaxAcceptor(Acceptor):
+    """BROKEN: votes for an Accept even when its ballot is below the promise."""
+
+    def on_accept(self, msg: Accept) -> Message | LogRead | None:
+        promised: Ballot = self.promised
+        if msg.ballot < promised:
+            self.promised = msg.ballot
+            try:
+                return super().on_accept(msg)
+            finally:
+                self.promised = promised
+        return super().on_accept(msg)
+
+
+class AcceptBelowPromiseReplica(Replica):
+    def _make_acceptor(self, promised: Ballot) -> Acceptor:
+        return LaxAcceptor(promised, self.log)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    description: str
+    replica_class: type[Replica] = Replica
+    handle_ready: ReadyHandler = correct_ready_loop
+
+
+MUTANTS: dict[str, Mutant] = {
+    "none": Mutant("the real core and driver"),
+    "skip-recovery": Mutant(
+        "a new leader ignores accepted values reported in promises",
+        replica_class=SkipRecoveryReplica,
+    ),
+    "accept-below-promise": Mutant(
+        "an acceptor accepts a ballot below its promise",
+        replica_class=AcceptBelowPromiseReplica,
+    ),
+    "send-before-persist": Mutant(
+        "the driver sends a Ready's messages before persisting it (crash in between)",
+        handle_ready=send_before_persist_loop,
+    ),
+}
