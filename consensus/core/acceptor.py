@@ -39,9 +39,7 @@ class Acceptor:
 
     def promise(self, ballot: Ballot) -> None:
         if ballot < self.promised:
-            raise AssertionError(
-                f"promise would go backwards: {ballot} < {self.promised}"
-            )
+            raise AssertionError(f"promise would go backwards: {ballot} < {self.promised}")
         if ballot != self.promised:
             self.promised = ballot
             self._promise_dirty = True

@@ -31,20 +31,19 @@ class ReplicaConfig:
     """Chosen values per LearnReply."""
     cache_size: int = 4096
     """Chosen values kept in memory to serve catch-up without a storage read."""
+    recent_request_ids: int = 20_000
+    """Request ids of recently chosen commands a leader remembers, to drop late retries of them
+    instead of putting them in the log again (the applier would skip them anyway)."""
     quorum_loss_ticks: int = 0
     """A leader that hears from no majority for this long steps down (0: 3 * election_ticks)."""
 
     def __post_init__(self) -> None:
         if self.node_id not in self.node_ids:
-            raise LocalProtocolError(
-                f"node {self.node_id} is not one of {self.node_ids}"
-            )
+            raise LocalProtocolError(f"node {self.node_id} is not one of {self.node_ids}")
         if len(set(self.node_ids)) != len(self.node_ids):
             raise LocalProtocolError(f"duplicate node ids in {self.node_ids}")
         if self.election_ticks < 2 or self.heartbeat_ticks < 1:
-            raise LocalProtocolError(
-                "election_ticks must be >= 2 and heartbeat_ticks >= 1"
-            )
+            raise LocalProtocolError("election_ticks must be >= 2 and heartbeat_ticks >= 1")
         if self.heartbeat_ticks >= self.election_ticks:
             raise LocalProtocolError("heartbeat_ticks must be below election_ticks")
         if self.window < 1 or self.max_batch_commands < 1:

@@ -9,6 +9,7 @@ seed's "skip prepare while the leader is stable", made safe by never skipping th
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from .ballot import Ballot
@@ -38,8 +39,13 @@ class Leadership:
     heartbeat_seq: int = 0
     progress_tick: int = 0
 
-    def enqueue(self, command: Command) -> bool:
-        if command.request_id in self.known_ids or len(self.queue) >= self.max_queue:
+    def enqueue(self, command: Command, recently_chosen: Container[str] = ()) -> bool:
+        request_id = command.request_id
+        if (
+            request_id in self.known_ids
+            or request_id in recently_chosen
+            or len(self.queue) >= self.max_queue
+        ):
             return False
         self.queue.append(command)
         self.known_ids.add(command.request_id)

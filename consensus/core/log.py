@@ -61,9 +61,7 @@ class InstanceLog:
     def record_vote(self, instance: int, ballot: Ballot, value: Value) -> None:
         entry = self.entries.get(instance)
         if entry is not None and entry.chosen:
-            entry.ballot = (
-                ballot  # same value (the caller checked); only the ballot moves on
-            )
+            entry.ballot = ballot  # same value (the caller checked); only the ballot moves on
         else:
             self.entries[instance] = Entry(ballot, value)
 
@@ -82,9 +80,7 @@ class InstanceLog:
     def advance_prefix(self) -> list[ChosenEntry]:
         """Move ``chosen_upto`` over every newly contiguous chosen instance; return them in order."""
         committed = []
-        while (
-            entry := self.entries.get(self.chosen_upto + 1)
-        ) is not None and entry.chosen:
+        while (entry := self.entries.get(self.chosen_upto + 1)) is not None and entry.chosen:
             self.chosen_upto += 1
             del self.entries[self.chosen_upto]
             self.recent[self.chosen_upto] = entry.value

@@ -86,7 +86,5 @@ class Ready:
     @property
     def messages(self) -> tuple[Message, ...]:
         if not self._persisted:
-            raise LocalProtocolError(
-                "persist the Ready (and call mark_persisted()) before sending"
-            )
+            raise LocalProtocolError("persist the Ready (and call mark_persisted()) before sending")
         return self._messages

@@ -27,6 +27,7 @@ twice; the applier skips the repeat (exactly-once is an apply-time property, see
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Protocol
@@ -78,9 +79,7 @@ class Role(enum.Enum):
 
 
 class Replica:
-    def __init__(
-        self, config: ReplicaConfig, state: InitialState, rng: RandomSource
-    ) -> None:
+    def __init__(self, config: ReplicaConfig, state: InitialState, rng: RandomSource) -> None:
         self.config = config
         self._rng = rng
         self.log = InstanceLog(state, config.cache_size)
@@ -98,6 +97,7 @@ class Replica:
         self._retry_elapsed = 0
         self.peer_chosen_upto: dict[int, int] = {}
         self._pending: dict[str, PendingCommand] = {}
+        self._recently_chosen: OrderedDict[str, None] = OrderedDict()
         # Output buffers, drained by ready().
         self._outbox: list[Message] = []
         self._forwards: list[Command] = []
@@ -174,9 +174,7 @@ class Replica:
                 f"message for group {msg.group_id} in group {config.group_id}"
             )
         if msg.dst != config.node_id or msg.src not in config.node_ids:
-            raise RemoteProtocolError(
-                f"message from {msg.src} to {msg.dst} is not for this node"
-            )
+            raise RemoteProtocolError(f"message from {msg.src} to {msg.dst} is not for this node")
         handler = self._handlers.get(type(msg))
         if handler is None:
             raise RemoteProtocolError(f"unknown message type {type(msg).__name__}")
@@ -260,9 +258,7 @@ class Replica:
     def advance(self, ready: Ready) -> None:
         """The caller persisted ``ready`` (and sent its messages): count the held-back self-votes."""
         if ready is not self._unadvanced:
-            raise LocalProtocolError(
-                "advance() must be given the Ready from the last ready()"
-            )
+            raise LocalProtocolError("advance() must be given the Ready from the last ready()")
         if not ready.persisted:
             raise LocalProtocolError("advance() before the Ready was marked persisted")
         self._unadvanced = None
@@ -354,13 +350,11 @@ class Replica:
     def _on_forward(self, msg: Forward) -> None:
         if self._leadership is not None:
             for command in msg.commands:
-                self._leadership.enqueue(command)
+                self._leadership.enqueue(command, self._recently_chosen)
         # Not the leader (any more): drop. The node that took the command retries it.
 
     def _start_election(self) -> None:
-        ballot = Ballot(
-            max(self._highest_round, self.acceptor.promised.round) + 1, self.node_id
-        )
+        ballot = Ballot(max(self._highest_round, self.acceptor.promised.round) + 1, self.node_id)
         self._highest_round = ballot.round
         self.role = Role.CANDIDATE
         self._leadership = None
@@ -388,9 +382,7 @@ class Replica:
         start = max([self.log.chosen_upto] + [p.chosen_upto for p in promises]) + 1
         values = self._recovery_values(promises, start)
         # Values this node learned as chosen after it promised count too: never propose over them.
-        learned = [
-            i for i, entry in self.log.entries.items() if entry.chosen and i >= start
-        ]
+        learned = [i for i, entry in self.log.entries.items() if entry.chosen and i >= start]
         top = max([start - 1, *values, *learned])
         leadership = Leadership(
             ballot=candidacy.ballot,
@@ -413,7 +405,7 @@ class Replica:
             )
         self._broadcast_heartbeat(leadership)
         for pending in self._pending.values():
-            leadership.enqueue(pending.command)
+            leadership.enqueue(pending.command, self._recently_chosen)
 
     def _propose(self, leadership: Leadership, instance: int, value: Value) -> None:
         leadership.inflight[instance] = value
@@ -423,9 +415,7 @@ class Replica:
         for node_id in self.config.node_ids:
             self._send_accept(leadership, node_id, instance, value)
 
-    def _send_accept(
-        self, leadership: Leadership, dst: int, instance: int, value: Value
-    ) -> None:
+    def _send_accept(self, leadership: Leadership, dst: int, instance: int, value: Value) -> None:
         self._send(
             Accept(
                 group_id=self.group_id,
@@ -444,9 +434,7 @@ class Replica:
             return
         config = self.config
         while leadership.queue and len(leadership.inflight) < config.window:
-            value = leadership.take_batch(
-                config.max_batch_commands, config.max_batch_bytes
-            )
+            value = leadership.take_batch(config.max_batch_commands, config.max_batch_bytes)
             instance = leadership.next_instance
             leadership.next_instance += 1
             self._propose(leadership, instance, value)
@@ -607,18 +595,20 @@ class Replica:
         return best[0]
 
     def _note_peer_progress(self, node_id: int, chosen_upto: int) -> None:
-        if node_id != self.node_id and chosen_upto > self.peer_chosen_upto.get(
-            node_id, 0
-        ):
+        if node_id != self.node_id and chosen_upto > self.peer_chosen_upto.get(node_id, 0):
             self.peer_chosen_upto[node_id] = chosen_upto
 
     def _mark_chosen(self, instance: int, value: Value) -> None:
         if not self.log.mark_chosen(instance, value):
             return
         self._chosen.append(ChosenEntry(instance, value))
+        recent = self._recently_chosen
         for command in value:
             if self._pending.pop(command.request_id, None) is not None:
                 self._resolved.append(command.request_id)
+            recent[command.request_id] = None
+        while len(recent) > self.config.recent_request_ids:
+            recent.popitem(last=False)
         leadership = self._leadership
         if leadership is not None:
             leadership.forget(instance)
@@ -632,7 +622,7 @@ class Replica:
 
     def _route(self, command: Command) -> None:
         if self._leadership is not None:
-            self._leadership.enqueue(command)
+            self._leadership.enqueue(command, self._recently_chosen)
         elif self.leader_id is not None:
             self._forwards.append(command)
         # else: no leader known; _retry_pending sends it once one is.

@@ -74,9 +74,7 @@ class MemoryStorage:
 
     def initial_state(self, recent: int = 1024) -> InitialState:
         upto = self.chosen_upto()
-        above = tuple(
-            sorted((s for i, s in self.instances.items() if i > upto), key=_by_instance)
-        )
+        above = tuple(sorted((s for i, s in self.instances.items() if i > upto), key=_by_instance))
         tail = self.chosen_values(max(1, upto - recent + 1), upto)
         return InitialState(self.promised, upto, above, tuple(tail))
 

@@ -58,6 +58,8 @@ class SimSettings:
     restart_rate: float = 0.05
     partition_rate: float = 0.02
     heal_rate: float = 0.03
+    clog_rate: float = 0.02
+    clog_ticks: int = 60
     mutant: str | None = None
 
 
@@ -206,6 +208,9 @@ class SimCluster:
         if rng.random() < settings.partition_rate:
             self.network.partition(self.node_ids)
             self.partitions += 1
+        if rng.random() < settings.clog_rate:
+            until = self.now + rng.randint(1, settings.clog_ticks) * TICK
+            self.network.clog(rng.choice(self.node_ids), until)
         if rng.random() < settings.heal_rate:
             self.network.heal()
 
@@ -255,6 +260,7 @@ class SimCluster:
                 learn_batch=8,
                 cache_size=6,
             )
+            self.checker.on_recover(node.node_id, group_id, disk.storage)
             state: InitialState = disk.storage.initial_state(recent=4)
             replica = self.mutant.replica_class(
                 config, state, random.Random(self.rng.getrandbits(64))
@@ -285,9 +291,11 @@ class SimCluster:
 
     def _send(self, msg: Message) -> None:
         self.messages += 1
-        if isinstance(msg, Promise | Accepted):
+        if isinstance(msg, Promise):
             self.checker.on_vote_sent(msg.src, msg.group_id, msg.ballot)
-        for delay in self.network.delays(msg):
+        elif isinstance(msg, Accepted):
+            self.checker.on_vote_sent(msg.src, msg.group_id, msg.ballot, msg.instance)
+        for delay in self.network.delays(msg, self.now):
             self._seq += 1
             heapq.heappush(self._events, (self.now + delay, self._seq, msg))
 
@@ -338,7 +346,12 @@ class SimCluster:
             )
 
     def _apply(
-        self, node: SimNode, group_id: int, disk: GroupDisk, instance: int, value: tuple[Command, ...]
+        self,
+        node: SimNode,
+        group_id: int,
+        disk: GroupDisk,
+        instance: int,
+        value: tuple[Command, ...],
     ) -> None:
         self.checker.on_chosen(node.node_id, group_id, instance, value)
         for command in value:

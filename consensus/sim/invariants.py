@@ -6,6 +6,8 @@
    so every node's sequence of applied commands is a prefix of one common sequence.
 4. Promises never go backwards: after a restart a node's promise is at least every ballot it
    ever voted in (a Promise or Accepted it sent), and a persisted promise never decreases.
+   Votes are durable: after a restart a node still holds, for every Accepted it sent, a vote in
+   that ballot or a later one (or knows the instance is chosen).
 5. Liveness (checked by the cluster at the end): after healing, every submitted command is chosen.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from consensus.core import Ballot, Command, Value
+from consensus.core import Ballot, Command, MemoryStorage, Value
 
 
 class InvariantViolation(AssertionError):
@@ -29,6 +31,8 @@ class Checker:
     voted: dict[tuple[int, int], Ballot] = field(default_factory=dict)
     """Highest ballot each (node, group) ever sent a vote in."""
     persisted_promise: dict[tuple[int, int], Ballot] = field(default_factory=dict)
+    accepted_sent: dict[tuple[int, int], dict[int, Ballot]] = field(default_factory=dict)
+    """Per (node, group): the highest ballot of each instance's Accepted the node sent."""
 
     def on_submit(self, command: Command) -> None:
         self.submitted[command.request_id] = command.payload
@@ -60,11 +64,28 @@ class Checker:
         else:
             raise InvariantViolation(f"order: node {node_id} skipped positions in group {group_id}")
 
-    def on_vote_sent(self, node_id: int, group_id: int, ballot: Ballot) -> None:
+    def on_vote_sent(
+        self, node_id: int, group_id: int, ballot: Ballot, instance: int | None = None
+    ) -> None:
         key = (node_id, group_id)
-        if ballot > self.voted.get(key, ballot):
+        if key not in self.voted or ballot > self.voted[key]:
             self.voted[key] = ballot
-        self.voted.setdefault(key, ballot)
+        if instance is not None:
+            votes = self.accepted_sent.setdefault(key, {})
+            if instance not in votes or ballot > votes[instance]:
+                votes[instance] = ballot
+
+    def on_recover(self, node_id: int, group_id: int, storage: MemoryStorage) -> None:
+        for instance, ballot in self.accepted_sent.get((node_id, group_id), {}).items():
+            stored = storage.instances.get(instance)
+            if stored is not None and (
+                stored.chosen or (stored.ballot is not None and stored.ballot >= ballot)
+            ):
+                continue
+            raise InvariantViolation(
+                f"durability: node {node_id} group {group_id} restarted without its vote in "
+                f"ballot {ballot} for instance {instance}"
+            )
 
     def on_persisted_promise(self, node_id: int, group_id: int, ballot: Ballot) -> None:
         key = (node_id, group_id)

@@ -26,11 +26,17 @@ class Network:
     faults: NetworkFaults = field(default_factory=NetworkFaults)
     blocked: set[tuple[int, int]] = field(default_factory=set)
     """Directed links that drop everything: (src, dst)."""
+    clogged: dict[int, int] = field(default_factory=dict)
+    """Nodes whose outgoing messages are held until the given time and then all arrive late:
+    FoundationDB's "swizzle-clogging", which delivers stale ballots long after they were sent."""
 
-    def delays(self, msg: Message) -> list[int]:
+    def delays(self, msg: Message, now: int) -> list[int]:
         """When (relative to now) copies of ``msg`` arrive; empty when it is lost."""
         if (msg.src, msg.dst) in self.blocked:
             return []
+        until = self.clogged.get(msg.src, 0)
+        if until > now:
+            return [until - now + self.rng.randint(0, self.faults.max_delay)]
         faults = self.faults
         rng = self.rng
         if rng.random() < faults.loss:
@@ -69,5 +75,9 @@ class Network:
         self.blocked.add((src, dst))
         return f"one-way {src}->{dst}"
 
+    def clog(self, node_id: int, until: int) -> None:
+        self.clogged[node_id] = until
+
     def heal(self) -> None:
         self.blocked.clear()
+        self.clogged.clear()

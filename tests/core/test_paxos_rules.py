@@ -1,0 +1,414 @@
+"""One test per protocol rule, in the style of etcd raft's ``raft_paper_test.go``. Each docstring
+quotes the rule (DESIGN.md §3, "Paxos Made Simple") the test pins down."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from consensus.core import (
+    NOOP,
+    Accept,
+    Accepted,
+    Ballot,
+    Command,
+    Forward,
+    Heartbeat,
+    LearnRequest,
+    LocalProtocolError,
+    MemoryStorage,
+    Nack,
+    Prepare,
+    Promise,
+    RemoteProtocolError,
+    Replica,
+    Role,
+)
+from consensus.core.storage import InitialState, StoredInstance
+
+from .harness import Harness, make_config
+
+
+def lone_replica(node_id: int = 1, nodes: int = 3, state: InitialState | None = None) -> Replica:
+    return Replica(make_config(node_id, nodes), state or InitialState(), random.Random(0))
+
+
+def drain(replica: Replica) -> list:
+    """Persist nothing anywhere, just collect what a replica sends (for single-replica tests)."""
+    out = []
+    while replica.has_ready():
+        ready = replica.ready()
+        ready.mark_persisted()
+        out.extend(ready.messages)
+        replica.advance(ready)
+    return out
+
+
+# -------------------------------------------------------------------- acceptor rules
+
+
+def test_acceptor_never_accepts_below_its_promise() -> None:
+    """An acceptor can accept a proposal numbered n iff it has not promised a higher number."""
+    replica = lone_replica(1)
+    replica.step(Prepare(group_id=1, src=2, dst=1, ballot=Ballot(5, 2), first_instance=1))
+    drain(replica)
+    replica.step(
+        Accept(group_id=1, src=3, dst=1, ballot=Ballot(4, 3), instance=1, value=NOOP, chosen_upto=0)
+    )
+    sent = drain(replica)
+    assert [type(m) for m in sent] == [Nack]
+    assert sent[0].promised == Ballot(5, 2)
+    assert 1 not in replica.log.entries
+
+
+def test_acceptor_rejects_prepare_below_promise() -> None:
+    replica = lone_replica(1)
+    replica.step(Prepare(group_id=1, src=2, dst=1, ballot=Ballot(5, 2), first_instance=1))
+    drain(replica)
+    replica.step(Prepare(group_id=1, src=3, dst=1, ballot=Ballot(3, 3), first_instance=1))
+    (nack,) = drain(replica)
+    assert isinstance(nack, Nack) and nack.ballot == Ballot(3, 3)
+
+
+def test_promise_reports_every_vote_from_the_first_instance_on() -> None:
+    """Phase 1b answers with the accepted proposals, so the new leader can respect them."""
+    stored = (
+        StoredInstance(3, Ballot(2, 2), (Command("a", "x"),), False),
+        StoredInstance(5, Ballot(1, 3), (Command("b", "y"),), False),
+    )
+    replica = lone_replica(1, state=InitialState(Ballot(2, 2), 2, stored))
+    replica.step(Prepare(group_id=1, src=3, dst=1, ballot=Ballot(3, 3), first_instance=1))
+    (promise,) = drain(replica)
+    assert isinstance(promise, Promise)
+    assert promise.chosen_upto == 2
+    assert [(e.instance, e.ballot) for e in promise.accepted] == [
+        (3, Ballot(2, 2)),
+        (5, Ballot(1, 3)),
+    ]
+
+
+def test_vote_is_persisted_in_the_same_ready_that_carries_it() -> None:
+    """Acceptor state is durable before a promise or accept leaves the node."""
+    replica = lone_replica(1)
+    replica.step(Prepare(group_id=1, src=2, dst=1, ballot=Ballot(1, 2), first_instance=1))
+    ready = replica.ready()
+    assert ready.persist.promised == Ballot(1, 2)
+    replica_accept = Accept(
+        group_id=1, src=2, dst=1, ballot=Ballot(1, 2), instance=1, value=NOOP, chosen_upto=0
+    )
+    ready.mark_persisted()
+    replica.advance(ready)
+    replica.step(replica_accept)
+    ready = replica.ready()
+    assert [(w.instance, w.ballot) for w in ready.persist.accepted] == [(1, Ballot(1, 2))]
+    assert ready.persist.must_sync
+
+
+# -------------------------------------------------------------------- the Ready contract
+
+
+def test_messages_cannot_be_read_before_the_ready_is_persisted() -> None:
+    replica = lone_replica(1)
+    replica.step(Prepare(group_id=1, src=2, dst=1, ballot=Ballot(1, 2), first_instance=1))
+    ready = replica.ready()
+    with pytest.raises(LocalProtocolError):
+        _ = ready.messages
+    ready.mark_persisted()
+    assert isinstance(ready.messages[0], Promise)
+
+
+def test_second_ready_before_advance_is_refused() -> None:
+    replica = lone_replica(1)
+    replica.step(Prepare(group_id=1, src=2, dst=1, ballot=Ballot(1, 2), first_instance=1))
+    ready = replica.ready()
+    with pytest.raises(LocalProtocolError):
+        replica.ready()
+    with pytest.raises(LocalProtocolError):
+        replica.advance(ready)  # not marked persisted
+
+
+def test_own_vote_counts_only_after_advance() -> None:
+    """The leader's own Promise/Accepted is held back until its state is durable."""
+    replica = lone_replica(1, nodes=1)
+    for _ in range(25):
+        replica.tick()
+    ready = replica.ready()
+    assert replica.role is Role.CANDIDATE
+    assert ready.persist.promised == replica.ballot
+    ready.mark_persisted()
+    replica.advance(ready)  # the held-back self-promise is counted here
+    assert replica.is_leader()
+    replica.submit(Command("r1", "hello"))
+    ready = replica.ready()
+    assert ready.committed == ()  # own Accepted not counted yet
+    ready.mark_persisted()
+    replica.advance(ready)
+    ready = replica.ready()
+    assert [c.payload for entry in ready.committed for c in entry.value] == ["hello"]
+
+
+def test_candidate_persists_its_ballot_before_the_prepare_leaves() -> None:
+    """A node never reuses a ballot: its own promise is in the Ready that carries the Prepare."""
+    replica = lone_replica(1)
+    for _ in range(25):
+        replica.tick()
+    ready = replica.ready()
+    ready.mark_persisted()
+    prepares = [m for m in ready.messages if isinstance(m, Prepare)]
+    assert prepares and all(m.ballot == ready.persist.promised for m in prepares)
+
+
+# -------------------------------------------------------------------- leader election
+
+
+def test_election_timeout_is_randomized_between_one_and_two_timeouts() -> None:
+    for seed in range(20):
+        replica = Replica(make_config(1), InitialState(), random.Random(seed))
+        ticks = 0
+        while replica.role is Role.FOLLOWER:
+            replica.tick()
+            ticks += 1
+        assert 10 <= ticks < 20
+
+
+def test_majority_of_promises_makes_a_leader() -> None:
+    cluster = Harness()
+    leader = cluster.elect(1)
+    assert leader.leader_id == 1
+    assert all(r.leader_id == 1 for r in cluster.replicas.values())
+
+
+def test_new_leader_reproposes_the_highest_ballot_value() -> None:
+    """If any acceptor in the majority accepted a value, the new leader proposes the value of the
+    highest-numbered proposal among them."""
+    low, high = (Command("old", "old"),), (Command("new", "new"),)
+    cluster = Harness()
+    cluster.storage[1] = _storage_with_vote(1, Ballot(1, 2), low)
+    cluster.storage[2] = _storage_with_vote(1, Ballot(2, 3), high)
+    cluster.start(1)
+    cluster.start(2)
+    cluster.drop = lambda msg: 3 in (msg.src, msg.dst)  # the majority is nodes 1 and 2
+    cluster.elect(1)
+    cluster.stabilize()
+    assert [e.value for e in cluster.applied[1]] == [high]
+
+
+def test_new_leader_fills_gaps_with_noops() -> None:
+    cluster = Harness()
+    value = (Command("x", "x"),)
+    cluster.storage[2] = _storage_with_vote(3, Ballot(1, 2), value)
+    cluster.start(2)
+    cluster.elect(1)
+    cluster.stabilize()
+    assert [e.value for e in cluster.applied[1]] == [NOOP, NOOP, value]
+
+
+def test_leader_skips_prepare_while_stable() -> None:
+    """Phase 1 runs once per leadership; later commands need only phase 2."""
+    cluster = Harness()
+    cluster.elect(1)
+    sent_before = len(cluster.readies[1])
+    for n in range(5):
+        cluster.submit(2, f"v{n}")
+        cluster.stabilize()
+    later = [m for ready in cluster.readies[1][sent_before:] for m in ready.messages]
+    assert not any(isinstance(m, Prepare) for m in later)
+    assert any(isinstance(m, Accept) for m in later)
+    cluster.tick_all(2)  # the next heartbeat tells followers the last instance is chosen
+    assert cluster.applied_payloads(3) == [f"v{n}" for n in range(5)]
+
+
+def test_nack_makes_the_leader_step_down() -> None:
+    cluster = Harness()
+    leader = cluster.elect(1)
+    leader.step(Nack(group_id=1, src=2, dst=1, ballot=leader.ballot, promised=Ballot(99, 3)))
+    assert leader.role is Role.FOLLOWER
+
+
+def test_a_higher_ballot_heartbeat_makes_the_leader_step_down() -> None:
+    cluster = Harness()
+    leader = cluster.elect(1)
+    leader.step(Heartbeat(group_id=1, src=3, dst=1, ballot=Ballot(50, 3), chosen_upto=0, seq=1))
+    assert leader.role is Role.FOLLOWER
+    assert leader.leader_id == 3
+
+
+def test_leader_without_a_majority_steps_down() -> None:
+    cluster = Harness()
+    leader = cluster.elect(1)
+    cluster.drop = lambda msg: True
+    cluster.tick(1, 3 * 10 + 2)
+    assert leader.role is not Role.LEADER
+
+
+def test_competing_candidates_never_choose_two_values() -> None:
+    cluster = Harness()
+    cluster.elect(1)
+    cluster.submit(1, "a")
+    cluster.take(Accept)  # the leader's accepts for "a" are lost
+    cluster.elect(2)  # node 2 takes over; node 1's own vote for "a" is reported to it
+    cluster.submit(2, "b")
+    cluster.stabilize()
+    cluster.tick_all(20)
+    logs = {n: [e.value for e in cluster.applied[n]] for n in (1, 2, 3)}
+    assert logs[1] == logs[2] == logs[3]
+    payloads = [c.payload for value in logs[1] for c in value]
+    assert sorted(payloads) == ["a", "b"]
+
+
+# -------------------------------------------------------------------- batching and window
+
+
+def test_commands_queued_together_go_into_one_instance() -> None:
+    cluster = Harness()
+    leader = cluster.elect(1)
+    for n in range(10):
+        leader.submit(Command(f"r{n}", f"v{n}"))
+    cluster.process(1)
+    accepts = [m for m in cluster.in_flight if isinstance(m, Accept) and m.dst == 2]
+    assert len(accepts) == 1 and len(accepts[0].value) == 10
+    cluster.stabilize()
+    cluster.tick_all(2)
+    assert cluster.applied_payloads(2) == [f"v{n}" for n in range(10)]
+
+
+def test_leader_keeps_at_most_window_instances_in_flight() -> None:
+    cluster = Harness(overrides={"window": 2, "max_batch_commands": 1})
+    leader = cluster.elect(1)
+    cluster.drop = lambda msg: isinstance(msg, Accepted)
+    for n in range(6):
+        leader.submit(Command(f"r{n}", f"v{n}"))
+        cluster.process(1)
+    cluster.stabilize()
+    instances = {
+        m.instance for r in cluster.readies[1] for m in r.messages if isinstance(m, Accept)
+    }
+    assert len(instances) == 2
+    cluster.drop = lambda msg: False
+    cluster.tick_all(10)
+    assert cluster.applied_payloads(1) == [f"v{n}" for n in range(6)]
+
+
+# -------------------------------------------------------------------- forwarding, retries
+
+
+def test_follower_forwards_commands_to_the_leader() -> None:
+    cluster = Harness()
+    cluster.elect(1)
+    cluster.submit(3, "via-3")
+    forwards = [m for m in cluster.in_flight if isinstance(m, Forward)]
+    assert [(m.src, m.dst) for m in forwards] == [(3, 1)]
+    cluster.stabilize()
+    cluster.tick_all(2)
+    assert cluster.applied_payloads(3) == ["via-3"]
+    resolved = [rid for ready in cluster.readies[3] for rid in ready.resolved]
+    assert resolved == ["r-via-3"]
+
+
+def test_lost_forward_is_retried_until_chosen() -> None:
+    cluster = Harness()
+    cluster.elect(1)
+    cluster.submit(3, "lost-once")
+    assert cluster.take(Forward)
+    cluster.tick_all(10)
+    assert cluster.applied_payloads(1) == ["lost-once"]
+
+
+def test_retried_request_id_is_not_proposed_twice_while_in_flight() -> None:
+    cluster = Harness()
+    leader = cluster.elect(1)
+    command = Command("same", "x")
+    leader.submit(command)
+    cluster.process(1)
+    leader.step(Forward(group_id=1, src=2, dst=1, commands=(command,)))
+    cluster.stabilize()
+    assert cluster.applied_payloads(1) == ["x"]
+
+
+# -------------------------------------------------------------------- learning
+
+
+def test_heartbeat_carries_the_chosen_prefix_to_followers() -> None:
+    cluster = Harness()
+    cluster.elect(1)
+    cluster.submit(1, "a")
+    cluster.stabilize()
+    # Followers voted in the leader's ballot; the next heartbeat tells them it is chosen.
+    assert cluster.applied_payloads(1) == ["a"]
+    cluster.tick(1, 2)
+    cluster.stabilize()
+    assert cluster.applied_payloads(2) == ["a"] == cluster.applied_payloads(3)
+
+
+def test_lagging_node_learns_missed_instances() -> None:
+    cluster = Harness()
+    cluster.elect(1)
+    cluster.drop = lambda msg: msg.dst == 3
+    for n in range(20):
+        cluster.submit(1, f"v{n}")
+        cluster.stabilize()
+    assert cluster.applied_payloads(3) == []
+    cluster.drop = lambda msg: False
+    cluster.tick_all(20)
+    assert cluster.applied_payloads(3) == [f"v{n}" for n in range(20)]
+    assert any(isinstance(m, LearnRequest) for r in cluster.readies[3] for m in r.messages)
+
+
+def test_old_values_are_served_from_storage_through_log_reads() -> None:
+    cluster = Harness(overrides={"cache_size": 2})
+    cluster.elect(1)
+    for n in range(8):
+        cluster.submit(1, f"v{n}")
+        cluster.stabilize()
+    replica = cluster.replicas[1]
+    replica.step(LearnRequest(group_id=1, src=2, dst=1, first_instance=1, last_instance=3))
+    ready = replica.ready()
+    assert [(r.dst, r.first_instance, r.last_instance) for r in ready.log_reads] == [(2, 1, 3)]
+    ready.mark_persisted()
+    replica.advance(ready)
+
+
+def test_restarted_node_keeps_its_promise_and_votes() -> None:
+    cluster = Harness()
+    cluster.elect(2)
+    cluster.submit(2, "durable")
+    cluster.stabilize()
+    promised = cluster.replicas[3].promised
+    restarted = cluster.start(3)
+    assert restarted.promised == promised
+    cluster.tick_all(20)
+    assert cluster.applied_payloads(3)[-1:] == ["durable"] or restarted.chosen_upto >= 1
+
+
+# -------------------------------------------------------------------- input validation
+
+
+def test_message_for_another_group_is_rejected() -> None:
+    replica = lone_replica(1)
+    with pytest.raises(RemoteProtocolError):
+        replica.step(Prepare(group_id=2, src=2, dst=1, ballot=Ballot(1, 2), first_instance=1))
+
+
+def test_message_from_an_unknown_node_is_rejected() -> None:
+    replica = lone_replica(1)
+    with pytest.raises(RemoteProtocolError):
+        replica.step(Prepare(group_id=1, src=9, dst=1, ballot=Ballot(1, 9), first_instance=1))
+
+
+def test_groups_are_independent() -> None:
+    """A node holds one replica per group; each has its own ballots and log."""
+    first = Harness()
+    second = Harness()
+    first.elect(1)
+    second.elect(3)
+    first.submit(1, "g1")
+    first.stabilize()
+    assert second.applied_payloads(3) == []
+    assert first.replicas[2].leader_id == 1 and second.replicas[2].leader_id == 3
+
+
+def _storage_with_vote(instance: int, ballot: Ballot, value: tuple[Command, ...]) -> MemoryStorage:
+    storage = MemoryStorage(promised=ballot)
+    storage.instances[instance] = StoredInstance(instance, ballot, value, False)
+    return storage
