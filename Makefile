@@ -1,0 +1,38 @@
+# Two commands set everything up on a fresh machine (see README.md):
+#   make demo   - create the virtualenv, install requirements, start a local 3-node cluster
+#   make test   - create the virtualenv, install requirements, run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+NODES ?= 3
+
+.PHONY: setup demo test test-sqlite test-postgres lint soak
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python manage.py runpaxos --demo --nodes $(NODES)
+
+# The whole suite on SQLite (the default), then everything that touches a database again on
+# PostgreSQL (a server on 127.0.0.1:5432 with trust auth; one database per node is created).
+test: setup
+	$(BIN)/python -m pytest
+	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest -m "postgres"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# Long runs, not part of `make test`: many simulator seeds.
+soak: setup
+	$(BIN)/python -m consensus.sim --seeds 5000 --nodes 3 --groups 2
+	$(BIN)/python -m consensus.sim --seeds 2000 --nodes 5 --groups 2

@@ -1,0 +1,38 @@
+"""System checks: configuration mistakes are reported by ``manage.py check`` and at start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+
+@register()
+def check_state_machines(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """consensus.E001: a group names a state machine nobody registered."""
+    from .registry import registry
+
+    cluster = getattr(settings, "PAXOS_CLUSTER", None)
+    specs = list(cluster.groups) if cluster is not None else []
+    errors = []
+    for spec in specs:
+        if not registry.is_registered(spec.state_machine):
+            errors.append(
+                Error(
+                    f"group {spec.group_id} runs state machine {spec.state_machine!r}, "
+                    "which is not registered",
+                    hint="register it with @consensus.registry.register(...) in an installed "
+                    f"app's statemachines.py; registered: {', '.join(registry.names())}",
+                    id="consensus.E001",
+                )
+            )
+    default = getattr(settings, "PAXOS_DEFAULT_STATE_MACHINE", "kv")
+    if not registry.is_registered(default):
+        errors.append(
+            Error(
+                f"PAXOS_DEFAULT_STATE_MACHINE names {default!r}, which is not registered",
+                id="consensus.E002",
+            )
+        )
+    return errors

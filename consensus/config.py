@@ -1,0 +1,483 @@
+"""The cluster config file: parsing and validation (DESIGN.md §5, compatible with the seed's).
+
+The file is JSON plus ``//`` line comments (the seed's examples use them). Every mistake raises
+``ConfigError`` (a ``ValueError``) whose message is one line naming the file and the field, so
+``runpaxos`` can print it as a ``CommandError`` instead of a traceback. This module imports only the
+standard library: ``paxos_site.settings`` loads it before Django is set up.
+
+Strictness: unknown keys are rejected (a typo such as ``"learninginterval"`` would otherwise fall
+back to the default silently). Node and group ids are positive integers; ports are 1..65535.
+
+What ``"enableDataPersistence": false`` means
+---------------------------------------------
+In the seed it switched off writing to ``dataDir``. Here it does **not** touch acceptor durability:
+DESIGN.md says no setting may let a node forget a promise or a vote across a process crash, because
+a node that forgets its votes can let two different values be chosen for one instance. So with the
+flag off, the promise, the accepted values and the chosen log are still committed to the database
+before any reply leaves the node, exactly as with the flag on. The flag only covers *derived*
+state that can be rebuilt from the durable chosen log: the runtime may keep state machines in memory
+(replaying the chosen log on start) and skip snapshots and request-result history. A node started
+with the flag off logs ``DATA_PERSISTENCE_OFF_WARNING`` once (the runtime does that, not this
+parser, which may run several times per process). The data folder is never wiped at start: wiping
+it would forget promises.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TIMEOUT_MS = 1000
+DEFAULT_LEARNING_INTERVAL_MS = 1000
+DEFAULT_DATA_DIR = "./dataDir/"
+DEFAULT_GROUPS = (1,)
+DEFAULT_STATE_MACHINE = "kv"
+DEFAULT_BASE_PORT = 33333
+"""The seed's first port."""
+
+DATA_PERSISTENCE_OFF_WARNING = (
+    "enableDataPersistence is false: promises, votes and the chosen log stay durable anyway "
+    "(a node must never forget a vote); only derived state (state machines, snapshots, "
+    "request results) is rebuilt from the chosen log at start"
+)
+
+_TOP_LEVEL_KEYS = frozenset(
+    {
+        "nodes",
+        "myid",
+        "timeout",
+        "learningInterval",
+        "dataDir",
+        "enableDataPersistence",
+        "groups",
+        "secret",
+        "apiTokens",
+    }
+)
+_NODE_KEYS = frozenset({"id", "host", "port"})
+_GROUP_KEYS = frozenset({"id", "stateMachine"})
+
+
+class ConfigError(ValueError):
+    """A cluster config that cannot be used; the message is one line naming file and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    """Where one member of the cluster serves HTTP and websockets (one port for both)."""
+
+    node_id: int
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        """``host:port``, with IPv6 hosts in brackets, as it appears in a URL."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.address}"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """A replicated log hosted by every node, and the state machine its commands are applied to."""
+
+    group_id: int
+    state_machine: str = DEFAULT_STATE_MACHINE
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """A validated cluster config, seen from one node (``my_id``).
+
+    ``data_path`` is ``dataDir`` resolved against the config file's folder, so a node finds its data
+    wherever it is started from.
+    """
+
+    path: Path
+    nodes: tuple[NodeAddress, ...]
+    my_id: int
+    secret: str = field(repr=False)
+    """Shared by the nodes; peer links authenticate with it. Never printed."""
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    learning_interval_ms: int = DEFAULT_LEARNING_INTERVAL_MS
+    data_dir: str = DEFAULT_DATA_DIR
+    data_path: Path = Path(DEFAULT_DATA_DIR)
+    enable_data_persistence: bool = True
+    groups: tuple[GroupSpec, ...] = (GroupSpec(1),)
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def me(self) -> NodeAddress:
+        return self.node(self.my_id)
+
+    @property
+    def node_ids(self) -> tuple[int, ...]:
+        return tuple(node.node_id for node in self.nodes)
+
+    @property
+    def peers(self) -> tuple[NodeAddress, ...]:
+        return tuple(node for node in self.nodes if node.node_id != self.my_id)
+
+    @property
+    def group_ids(self) -> tuple[int, ...]:
+        return tuple(group.group_id for group in self.groups)
+
+    @property
+    def sqlite_path(self) -> Path:
+        """This node's SQLite file when no ``DATABASE_URL`` is set."""
+        return self.data_path / f"node{self.my_id}.sqlite3"
+
+    def node(self, node_id: int) -> NodeAddress:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def group(self, group_id: int) -> GroupSpec:
+        for group in self.groups:
+            if group.group_id == group_id:
+                return group
+        raise KeyError(group_id)
+
+
+def strip_comments(text: str) -> str:
+    """Remove ``//`` comments that start outside JSON strings.
+
+    A ``//`` inside a string (a URL, say) is kept, and so is every newline, so the line and column
+    numbers of a later JSON error still point into the original file.
+    """
+    out: list[str] = []
+    index = 0
+    length = len(text)
+    in_string = False
+    while index < length:
+        char = text[index]
+        if in_string:
+            out.append(char)
+            if char == "\\" and index + 1 < length:
+                out.append(text[index + 1])
+                index += 2
+                continue
+            if char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+            out.append(char)
+        elif char == "/" and text.startswith("//", index):
+            end = text.find("\n", index)
+            index = length if end == -1 else end
+            continue
+        else:
+            out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def load_config(
+    path: str | Path,
+    node_id: int | None = None,
+    *,
+    default_state_machine: str = DEFAULT_STATE_MACHINE,
+) -> ClusterConfig:
+    """Read and validate a cluster config; ``node_id`` (``--node``) overrides the file's ``myid``.
+
+    ``default_state_machine`` names the machine of groups listed as bare ids (the caller passes
+    ``settings.PAXOS_DEFAULT_STATE_MACHINE``; this module does not import Django).
+    """
+    config_path = Path(path).expanduser().absolute()
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{config_path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{config_path}: is a folder, not a config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{config_path}: cannot read config file: {exc}") from None
+    return parse_config(
+        text, config_path, node_id=node_id, default_state_machine=default_state_machine
+    )
+
+
+def parse_config(
+    text: str,
+    path: Path,
+    *,
+    node_id: int | None = None,
+    default_state_machine: str = DEFAULT_STATE_MACHINE,
+) -> ClusterConfig:
+    """Validate config ``text``; ``path`` names the file in errors and anchors ``dataDir``."""
+    try:
+        raw = json.loads(strip_comments(text))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    return _Parser(path, default_state_machine).build(raw, node_id)
+
+
+class _Parser:
+    """Validation with the file name at hand, so every error message can name it."""
+
+    def __init__(self, path: Path, default_state_machine: str) -> None:
+        self.path = path
+        self.default_state_machine = default_state_machine
+
+    def error(self, where: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {where}: {problem}")
+
+    def build(self, raw: Any, node_id: int | None) -> ClusterConfig:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{self.path}: the config must be a JSON object, not {_kind(raw)}")
+        unknown = sorted(set(raw) - _TOP_LEVEL_KEYS)
+        if unknown:
+            raise self.error(
+                unknown[0],
+                f"unknown key (known keys: {', '.join(sorted(_TOP_LEVEL_KEYS))})",
+            )
+        nodes = self.nodes(raw.get("nodes"))
+        my_id = self.my_id(raw, nodes, node_id)
+        data_dir = self.string(raw, "dataDir", DEFAULT_DATA_DIR)
+        return ClusterConfig(
+            path=self.path,
+            nodes=nodes,
+            my_id=my_id,
+            secret=self.secret(raw),
+            timeout_ms=self.milliseconds(raw, "timeout", DEFAULT_TIMEOUT_MS),
+            learning_interval_ms=self.milliseconds(
+                raw, "learningInterval", DEFAULT_LEARNING_INTERVAL_MS
+            ),
+            data_dir=data_dir,
+            data_path=(self.path.parent / Path(data_dir).expanduser()).resolve(),
+            enable_data_persistence=self.boolean(raw, "enableDataPersistence", True),
+            groups=self.groups(raw.get("groups", list(DEFAULT_GROUPS))),
+            api_tokens=self.api_tokens(raw.get("apiTokens", [])),
+        )
+
+    def nodes(self, raw: Any) -> tuple[NodeAddress, ...]:
+        if raw is None:
+            raise self.error("nodes", 'missing (a list of {"id", "host", "port"} objects)')
+        if not isinstance(raw, list) or not raw:
+            raise self.error("nodes", f"must be a non-empty list, not {_kind(raw)}")
+        nodes: list[NodeAddress] = []
+        seen_ids: set[int] = set()
+        seen_addresses: dict[tuple[str, int], int] = {}
+        for position, item in enumerate(raw):
+            where = f"nodes[{position}]"
+            if not isinstance(item, dict):
+                raise self.error(where, f"must be an object, not {_kind(item)}")
+            unknown = sorted(set(item) - _NODE_KEYS)
+            if unknown:
+                raise self.error(f"{where}.{unknown[0]}", "unknown key (known: id, host, port)")
+            node_id = self.positive_int(item.get("id"), f"{where}.id")
+            host = item.get("host")
+            if not isinstance(host, str) or not host.strip():
+                raise self.error(f"{where}.host", f"must be a non-empty string, not {_kind(host)}")
+            port = item.get("port")
+            if not _is_int(port):
+                raise self.error(f"{where}.port", f"must be an integer, not {_kind(port)}")
+            if not 1 <= port <= 65535:
+                raise self.error(f"{where}.port", f"{port} is out of range 1..65535")
+            if node_id in seen_ids:
+                raise self.error(f"{where}.id", f"duplicate node id {node_id}")
+            key = (host.strip().lower(), port)
+            if key in seen_addresses:
+                raise self.error(
+                    where,
+                    f"duplicate address {host}:{port} (also used by node {seen_addresses[key]})",
+                )
+            seen_ids.add(node_id)
+            seen_addresses[key] = node_id
+            nodes.append(NodeAddress(node_id, host.strip(), port))
+        return tuple(nodes)
+
+    def my_id(self, raw: dict[str, Any], nodes: tuple[NodeAddress, ...], node_id: Any) -> int:
+        known = ", ".join(str(node.node_id) for node in nodes)
+        if node_id is not None:
+            if not _is_int(node_id):
+                raise self.error("--node", f"must be an integer, not {_kind(node_id)}")
+            if all(node.node_id != node_id for node in nodes):
+                raise self.error("--node", f"node {node_id} is not in nodes (known ids: {known})")
+            return int(node_id)
+        if "myid" not in raw:
+            raise self.error("myid", 'missing (set "myid" in the file or pass --node ID)')
+        my_id = raw["myid"]
+        if not _is_int(my_id):
+            raise self.error("myid", f"must be an integer, not {_kind(my_id)}")
+        if all(node.node_id != my_id for node in nodes):
+            raise self.error("myid", f"node {my_id} is not in nodes (known ids: {known})")
+        return int(my_id)
+
+    def groups(self, raw: Any) -> tuple[GroupSpec, ...]:
+        if not isinstance(raw, list) or not raw:
+            raise self.error("groups", f"must be a non-empty list, not {_kind(raw)}")
+        groups: list[GroupSpec] = []
+        seen: set[int] = set()
+        for position, item in enumerate(raw):
+            where = f"groups[{position}]"
+            if isinstance(item, dict):
+                unknown = sorted(set(item) - _GROUP_KEYS)
+                if unknown:
+                    raise self.error(
+                        f"{where}.{unknown[0]}", "unknown key (known: id, stateMachine)"
+                    )
+                group_id = self.positive_int(item.get("id"), f"{where}.id")
+                machine = item.get("stateMachine", self.default_state_machine)
+                if not isinstance(machine, str) or not machine.strip():
+                    raise self.error(
+                        f"{where}.stateMachine",
+                        f"must be a non-empty string, not {_kind(machine)}",
+                    )
+                spec = GroupSpec(group_id, machine.strip())
+            elif _is_int(item):
+                spec = GroupSpec(self.positive_int(item, where), self.default_state_machine)
+            else:
+                raise self.error(
+                    where,
+                    f'must be a group id or {{"id": ..., "stateMachine": ...}}, not {_kind(item)}',
+                )
+            if spec.group_id in seen:
+                raise self.error(f"{where}", f"duplicate group id {spec.group_id}")
+            seen.add(spec.group_id)
+            groups.append(spec)
+        return tuple(groups)
+
+    def secret(self, raw: dict[str, Any]) -> str:
+        if "secret" not in raw:
+            raise self.error(
+                "secret",
+                "missing (a shared random string; peer links authenticate with it)",
+            )
+        secret = raw["secret"]
+        if not isinstance(secret, str) or not secret.strip():
+            raise self.error("secret", f"must be a non-empty string, not {_kind(secret)}")
+        return secret
+
+    def api_tokens(self, raw: Any) -> tuple[str, ...]:
+        if not isinstance(raw, list):
+            raise self.error("apiTokens", f"must be a list of strings, not {_kind(raw)}")
+        for position, token in enumerate(raw):
+            if not isinstance(token, str) or not token.strip():
+                raise self.error(
+                    f"apiTokens[{position}]",
+                    f"must be a non-empty string, not {_kind(token)}",
+                )
+        return tuple(raw)
+
+    def milliseconds(self, raw: dict[str, Any], key: str, default: int) -> int:
+        value = raw.get(key, default)
+        if not _is_int(value):
+            raise self.error(key, f"must be an integer number of milliseconds, not {_kind(value)}")
+        if value <= 0:
+            raise self.error(key, f"must be a positive number of milliseconds, not {value}")
+        return int(value)
+
+    def string(self, raw: dict[str, Any], key: str, default: str) -> str:
+        value = raw.get(key, default)
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, f"must be a non-empty string, not {_kind(value)}")
+        return value
+
+    def boolean(self, raw: dict[str, Any], key: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, not {_kind(value)}")
+        return value
+
+    def positive_int(self, value: Any, where: str) -> int:
+        if not _is_int(value):
+            raise self.error(where, f"must be an integer, not {_kind(value)}")
+        if value < 1:
+            raise self.error(where, f"must be a positive integer, not {value}")
+        return int(value)
+
+
+def _is_int(value: Any) -> bool:
+    """JSON integers only: ``true`` is an ``int`` to Python but never a valid id or port."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    """Describe a JSON value for an error message, without echoing long or secret content."""
+    if value is None:
+        return "null (or missing)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports the OS reports free right now (bound together, so they are distinct).
+
+    Another process may grab one before the node binds it; good enough for demos and tests.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def write_demo_config(
+    folder: str | Path,
+    nodes: int = 3,
+    base_port: int | None = DEFAULT_BASE_PORT,
+    *,
+    host: str = "127.0.0.1",
+    groups: Sequence[int] = DEFAULT_GROUPS,
+    filename: str = "cluster.json",
+) -> Path:
+    """Write a valid config for a local cluster of ``nodes`` nodes into ``folder``; return its path.
+
+    The secret and the API token are fresh random values (``secrets.token_urlsafe``), so two demo
+    clusters never trust each other. ``base_port=None`` picks free ports instead of consecutive
+    ones. The file starts with a ``//`` comment, which also exercises the comment stripping.
+    """
+    if nodes < 1:
+        raise ValueError("a cluster needs at least one node")
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    ports = (
+        free_ports(nodes, host)
+        if base_port is None
+        else [base_port + offset for offset in range(nodes)]
+    )
+    document = {
+        "nodes": [
+            {"id": number, "host": host, "port": port} for number, port in enumerate(ports, start=1)
+        ],
+        "myid": 1,
+        "timeout": DEFAULT_TIMEOUT_MS,
+        "learningInterval": DEFAULT_LEARNING_INTERVAL_MS,
+        "dataDir": DEFAULT_DATA_DIR,
+        "enableDataPersistence": True,
+        "groups": list(groups),
+        "secret": secrets.token_urlsafe(32),
+        "apiTokens": [secrets.token_urlsafe(24)],
+    }
+    path = target / filename
+    header = "// Generated by runpaxos --demo. Start node N with: runpaxos --config THIS --node N\n"
+    path.write_text(header + json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path

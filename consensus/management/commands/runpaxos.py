@@ -1,0 +1,164 @@
+"""``manage.py runpaxos``: start one node, or a whole local demo cluster."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from consensus.config import ClusterConfig, ConfigError, load_config
+
+DEFAULT_DEMO_DIR = "demo-cluster"
+REQUEST_TIMEOUT = float(getattr(settings, "PAXOS_REQUEST_TIMEOUT", 5.0))
+MAX_FRAME_SIZE = int(getattr(settings, "PAXOS_MAX_FRAME_SIZE", 16 * 1024 * 1024))
+
+
+class Command(BaseCommand):
+    help = (
+        "Start a Paxos node: daphne serves the REST API, admin and peer websockets on the node's "
+        "port, and the Paxos runtime runs in the same process. SIGTERM or Ctrl-C stops it cleanly. "
+        "With --demo, start a whole local cluster instead (one child process per node)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--config", help="the cluster config file (JSON with // comments)")
+        parser.add_argument(
+            "--node", type=int, help="which node of the config to run (default: its myid)"
+        )
+        parser.add_argument(
+            "--demo", action="store_true", help="start a local cluster with its own data folder"
+        )
+        parser.add_argument("--nodes", type=int, default=3, help="nodes in the demo cluster (3)")
+        parser.add_argument(
+            "--data-dir",
+            default=DEFAULT_DEMO_DIR,
+            help=f"folder of the demo's config, databases and logs ({DEFAULT_DEMO_DIR}/); "
+            "an existing demo there is started again with its data",
+        )
+        parser.add_argument(
+            "--base-port", type=int, default=33333, help="first port of a new demo (33333)"
+        )
+        parser.add_argument(
+            "--tick-ms",
+            type=int,
+            default=settings.PAXOS_TICK_MS,
+            help=f"length of one protocol tick in ms ({settings.PAXOS_TICK_MS})",
+        )
+        parser.add_argument(
+            "--request-timeout",
+            type=float,
+            default=REQUEST_TIMEOUT,
+            help=f"seconds a client command may wait for a quorum before a 503 ({REQUEST_TIMEOUT:g})",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["demo"]:
+            from consensus.management.demo import run_demo
+
+            if options["nodes"] < 1 or options["nodes"] > 9:
+                raise CommandError("--nodes must be between 1 and 9")
+            run_demo(
+                Path(options["data_dir"]),
+                nodes=options["nodes"],
+                base_port=options["base_port"],
+                stdout=self.stdout,
+            )
+            return
+        if not options["config"]:
+            raise CommandError("give --config PATH to start a node, or --demo for a local cluster")
+        if options["tick_ms"] < 1 or options["request_timeout"] <= 0:
+            raise CommandError("--tick-ms and --request-timeout must be positive")
+        try:
+            config = load_config(options["config"], options["node"])
+        except ConfigError as error:
+            raise CommandError(str(error)) from None
+        if not _configured_for(config):
+            _restart_as_node(config, options)
+        self._prepare_database(config)
+        machines = _build_state_machines(config)
+        from consensus.runtime.server import serve
+
+        serve(
+            config,
+            machines,
+            tick_ms=options["tick_ms"],
+            request_timeout=options["request_timeout"],
+            max_frame_size=MAX_FRAME_SIZE,
+        )
+
+    def _prepare_database(self, config: ClusterConfig) -> None:
+        from consensus.storage.databases import ensure_postgres_database, expand_database_url
+
+        url = os.environ.get("DATABASE_URL")
+        if url:
+            try:
+                ensure_postgres_database(expand_database_url(url, config.my_id))
+            except Exception as error:  # noqa: BLE001 - any connection problem is a user error
+                raise CommandError(f"cannot reach the database of DATABASE_URL: {error}") from None
+        call_command("migrate", interactive=False, verbosity=0)
+        password = os.environ.get("PAXOS_DEMO_ADMIN_PASSWORD")
+        if password:
+            _ensure_admin("admin", password)
+
+
+def _configured_for(config: ClusterConfig) -> bool:
+    """Settings (the database above all) are computed from the environment at start-up."""
+    current = getattr(settings, "PAXOS_CLUSTER", None)
+    return (
+        current is not None
+        and current.my_id == config.my_id
+        and Path(current.path).resolve() == Path(config.path).resolve()
+    )
+
+
+def _restart_as_node(config: ClusterConfig, options: dict[str, Any]) -> None:
+    """Re-run this command with PAXOS_CONFIG/PAXOS_NODE_ID set, so settings pick this node's
+    database; exec keeps the PID, so whoever started us can still stop us by it."""
+    env = dict(os.environ)
+    env["PAXOS_CONFIG"] = str(Path(config.path).resolve())
+    env["PAXOS_NODE_ID"] = str(config.my_id)
+    argv = [
+        sys.executable,
+        str(Path(settings.BASE_DIR) / "manage.py"),
+        "runpaxos",
+        "--config",
+        env["PAXOS_CONFIG"],
+        "--node",
+        env["PAXOS_NODE_ID"],
+        "--tick-ms",
+        str(options["tick_ms"]),
+        "--request-timeout",
+        str(options["request_timeout"]),
+    ]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+
+
+def _build_state_machines(config: ClusterConfig) -> dict[int, Any]:
+    from consensus.registry import NotRegistered, registry
+
+    machines = {}
+    for spec in config.groups:
+        try:
+            machines[spec.group_id] = registry.create(spec.state_machine, spec.group_id)
+        except NotRegistered as error:
+            raise CommandError(f"group {spec.group_id}: {error.args[0]}") from None
+    return machines
+
+
+def _ensure_admin(username: str, password: str) -> None:
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    user, _created = user_model.objects.get_or_create(
+        username=username, defaults={"is_staff": True, "is_superuser": True}
+    )
+    user.is_staff = user.is_superuser = True
+    user.set_password(password)
+    user.save()

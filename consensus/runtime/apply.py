@@ -1,0 +1,140 @@
+"""Applying chosen instances to state machines, exactly once per request id.
+
+Runs on the storage writer thread, inside the transaction that also persists the Ready the
+instances came from, so chosen marks, state machine effects, request results and the applied index
+commit together: a crash can neither lose nor repeat an application.
+
+Exactly-once: the first time a request id is applied, its result is stored in ``RequestResult``
+with the instance it was applied in. The same request id chosen again later (a client retry that
+raced with the original) finds that row and returns the stored result without applying. The rule
+"a request id is a duplicate iff its row names an *earlier* instance" is what lets an in-memory
+state machine replay the log from instance 1 on start and rebuild exactly the same state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from consensus.core import ChosenEntry
+from consensus.models import AppliedIndex, RequestResult
+from consensus.statemachine import ApplyContext, StateMachine, decode_result, encode_result
+
+logger = logging.getLogger("consensus.runtime")
+
+_LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a client gets back for one command."""
+
+    group_id: int
+    request_id: str
+    instance: int
+    result: Any
+    duplicate: bool = False
+
+
+class Applier:
+    def __init__(self, machines: dict[int, StateMachine], using: str = "default") -> None:
+        self.machines = machines
+        self.using = using
+
+    def applied_index(self, group_id: int) -> int:
+        applied = (
+            AppliedIndex.objects.using(self.using)
+            .filter(group_id=group_id)
+            .values_list("applied", flat=True)
+            .first()
+        )
+        return applied or 0
+
+    def lookup(self, group_id: int, request_id: str) -> Outcome | None:
+        row = (
+            RequestResult.objects.using(self.using)
+            .filter(group_id=group_id, request_id=request_id)
+            .values_list("instance", "result")
+            .first()
+        )
+        if row is None:
+            return None
+        return Outcome(group_id, request_id, row[0], decode_result(row[1]), duplicate=True)
+
+    def apply(
+        self, group_id: int, entries: Sequence[ChosenEntry], *, replay: bool = False
+    ) -> list[Outcome]:
+        """Apply ``entries`` (consecutive instances) and record the applied index.
+
+        ``replay`` re-runs instances an in-memory state machine applied before a restart: their
+        results are already stored, so nothing is written.
+        """
+        if not entries:
+            return []
+        machine = self.machines[group_id]
+        known = self._known_results(group_id, entries)
+        outcomes: list[Outcome] = []
+        rows: list[RequestResult] = []
+        for entry in entries:
+            for command in entry.value:
+                first = known.get(command.request_id)
+                if first is not None and first[0] < entry.instance:
+                    outcomes.append(
+                        Outcome(group_id, command.request_id, first[0], first[1], duplicate=True)
+                    )
+                    continue
+                context = ApplyContext(group_id, entry.instance, command.request_id)
+                result = self._apply_one(machine, command.payload, context)
+                known[command.request_id] = (entry.instance, result)
+                outcomes.append(Outcome(group_id, command.request_id, entry.instance, result))
+                if first is None and not replay:
+                    rows.append(
+                        RequestResult(
+                            group_id=group_id,
+                            request_id=command.request_id,
+                            instance=entry.instance,
+                            result=encode_result(result),
+                        )
+                    )
+        if rows:
+            RequestResult.objects.using(self.using).bulk_create(rows, ignore_conflicts=True)
+        if not replay:
+            AppliedIndex.objects.using(self.using).bulk_create(
+                [AppliedIndex(group_id=group_id, applied=entries[-1].instance)],
+                update_conflicts=True,
+                unique_fields=["group"],
+                update_fields=["applied"],
+            )
+        return outcomes
+
+    def _apply_one(self, machine: StateMachine, payload: str, context: ApplyContext) -> Any:
+        """A command the state machine rejects is still applied (it was chosen); the error is its
+        result. Raising here would stop the group forever on every node at the same instance."""
+        try:
+            return machine.apply(payload, context)
+        except Exception as error:  # noqa: BLE001 - user code; the log must keep moving
+            logger.warning(
+                "state machine of group %s failed on instance %s: %r",
+                context.group_id,
+                context.instance,
+                error,
+            )
+            return {"error": f"{type(error).__name__}: {error}"}
+
+    def _known_results(
+        self, group_id: int, entries: Sequence[ChosenEntry]
+    ) -> dict[str, tuple[int, Any]]:
+        request_ids = [command.request_id for entry in entries for command in entry.value]
+        known: dict[str, tuple[int, Any]] = {}
+        for start in range(0, len(request_ids), _LOOKUP_CHUNK):
+            chunk = request_ids[start : start + _LOOKUP_CHUNK]
+            rows = (
+                RequestResult.objects.using(self.using)
+                .filter(group_id=group_id, request_id__in=chunk)
+                .values_list("request_id", "instance", "result")
+            )
+            for request_id, instance, result in rows:
+                known[request_id] = (instance, decode_result(result))
+        return known

@@ -1,0 +1,422 @@
+"""``PaxosNode``: the asyncio service that runs one node's replicas (one per group).
+
+It is the ONLY consumer of ``Ready`` in the product. Its loop:
+
+1. drain the inbox (peer messages, client commands, clock ticks) into the replicas;
+2. collect a Ready from every replica that has one;
+3. on the storage thread, in ONE transaction: persist all of them (group commit across groups and
+   across every message that arrived meanwhile) and apply their newly chosen instances to the
+   state machines together with the applied index;
+4. only then send their messages (votes are durable now) and resolve client futures;
+5. ``advance()`` every replica, which counts its held-back self-votes.
+
+While step 3 runs, new messages pile up in the inbox and go into the next transaction: that is
+the batching that makes it fast. The loop never blocks on the database or the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from consensus.config import DATA_PERSISTENCE_OFF_WARNING, ClusterConfig
+from consensus.core import (
+    Command,
+    LearnReply,
+    LogRead,
+    Message,
+    Ready,
+    RemoteProtocolError,
+    Replica,
+    ReplicaConfig,
+)
+from consensus.statemachine import StateMachine
+from consensus.storage.store import DjangoStorage
+from consensus.storage.writer import GroupCommitWriter
+from consensus.transport.hub import PeerTransport, install, uninstall
+from consensus.transport.peers import PeerAddress
+
+from .apply import Applier, Outcome
+
+logger = logging.getLogger("consensus.runtime")
+
+REPLAY_CHUNK = 1000
+
+
+class SubmitError(Exception):
+    """A command could not be committed; ``retry_after`` (seconds) is a hint for the client."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NoQuorumError(SubmitError):
+    """No leader, or no majority, answered within the request timeout."""
+
+
+class OverloadedError(SubmitError):
+    """The node refused the command (too many commands pending)."""
+
+
+class UnknownGroupError(KeyError):
+    pass
+
+
+def replica_config(config: ClusterConfig, group_id: int, tick_ms: int) -> ReplicaConfig:
+    """Map the seed's millisecond settings onto ticks of ``tick_ms``."""
+    election = max(4, config.timeout_ms // tick_ms)
+    return ReplicaConfig(
+        node_id=config.my_id,
+        node_ids=config.node_ids,
+        group_id=group_id,
+        election_ticks=election,
+        heartbeat_ticks=max(1, election // 5),
+        learn_ticks=max(1, config.learning_interval_ms // tick_ms),
+        retry_ticks=max(2, election // 4),
+    )
+
+
+@dataclass
+class GroupStatus:
+    group_id: int
+    role: str
+    leader: int | None
+    ballot: str
+    promised: str
+    chosen_upto: int
+    applied: int
+    pending: int
+
+
+@dataclass
+class _Waiters:
+    """Client futures by (group, request id). Several callers with one request id share one."""
+
+    futures: dict[tuple[int, str], asyncio.Future[Outcome]] = field(default_factory=dict)
+
+    def get(self, group_id: int, request_id: str) -> asyncio.Future[Outcome]:
+        key = (group_id, request_id)
+        future = self.futures.get(key)
+        if future is None or future.done():
+            future = asyncio.get_running_loop().create_future()
+            self.futures[key] = future
+        return future
+
+    def resolve(self, outcome: Outcome) -> None:
+        future = self.futures.pop((outcome.group_id, outcome.request_id), None)
+        if future is not None and not future.done():
+            future.set_result(outcome)
+
+    def fail(self, group_id: int, request_id: str, error: Exception) -> None:
+        future = self.futures.pop((group_id, request_id), None)
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+    def discard(self, group_id: int, request_id: str) -> None:
+        self.futures.pop((group_id, request_id), None)
+
+    def fail_all(self, error: Exception) -> None:
+        for future in self.futures.values():
+            if not future.done():
+                future.set_exception(error)
+        self.futures.clear()
+
+
+class PaxosNode:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        machines: dict[int, StateMachine],
+        *,
+        tick_ms: int = 10,
+        request_timeout: float = 5.0,
+        storage: DjangoStorage | None = None,
+    ) -> None:
+        self.config = config
+        self.node_id = config.my_id
+        self.tick_ms = tick_ms
+        self.request_timeout = request_timeout
+        self.machines = machines
+        self.storage = storage or DjangoStorage()
+        self.applier = Applier(machines, self.storage.using)
+        self.replicas: dict[int, Replica] = {}
+        self.applied: dict[int, int] = {}
+        self.started_at = time.monotonic()
+        self.commits = 0
+        self._inbox: list[Message] = []
+        self._ticks = 0
+        self._wake = asyncio.Event()
+        self._waiters = _Waiters()
+        self._writer: GroupCommitWriter | None = None
+        self._transport: PeerTransport | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if not self.config.enable_data_persistence:
+            logger.warning("node %s: %s", self.node_id, DATA_PERSISTENCE_OFF_WARNING)
+        self._writer = GroupCommitWriter(self.storage)
+        writer = self._writer
+        await writer.run(self.storage.ensure_groups, self.config.groups)
+        await writer.run(self.storage.sync_nodes, self.config.nodes)
+        for group_id in self.config.group_ids:
+            state = await writer.run(self.storage.load, group_id)
+            self.applied[group_id] = await self._catch_up_state_machine(group_id, state.chosen_upto)
+            self.replicas[group_id] = Replica(
+                replica_config(self.config, group_id, self.tick_ms), state, random.Random()
+            )
+            logger.info(
+                "node %s group %s: recovered promised=%s chosen_upto=%s applied=%s",
+                self.node_id,
+                group_id,
+                state.promised,
+                state.chosen_upto,
+                self.applied[group_id],
+            )
+        self._transport = PeerTransport(
+            node_id=self.node_id,
+            nodes=[PeerAddress(n.node_id, n.host, n.port) for n in self.config.nodes],
+            secret=self.config.secret,
+            on_messages=self._on_messages,
+        )
+        install(self._transport)
+        await self._transport.start()
+        self._tasks = [
+            asyncio.create_task(self._run(), name="paxos-loop"),
+            asyncio.create_task(self._clock(), name="paxos-clock"),
+        ]
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._waiters.fail_all(SubmitError("the node is shutting down"))
+        if self._transport is not None:
+            await self._transport.stop()
+            uninstall(self._transport)
+        if self._writer is not None:
+            await self._writer.close()
+
+    async def _catch_up_state_machine(self, group_id: int, chosen_upto: int) -> int:
+        """Bring the state machine up to the chosen prefix found on disk. An in-memory machine
+        starts empty, so it replays from instance 1 first (results come from storage)."""
+        writer = self._writer
+        assert writer is not None
+        applied = await writer.run(self.applier.applied_index, group_id)
+        start = 1 if not self.machines[group_id].durable else applied + 1
+        instance = start
+        while instance <= chosen_upto:
+            last = min(chosen_upto, instance + REPLAY_CHUNK - 1)
+            entries = await writer.run(self.storage.chosen_values, group_id, instance, last)
+            if not entries:
+                break
+            replayed = [entry for entry in entries if entry.instance <= applied]
+            fresh = [entry for entry in entries if entry.instance > applied]
+            if replayed:
+                await writer.run(self._apply_in_transaction, group_id, replayed, True)
+            if fresh:
+                await writer.run(self._apply_in_transaction, group_id, fresh, False)
+            instance = entries[-1].instance + 1
+        return max(applied, instance - 1)
+
+    def _apply_in_transaction(
+        self, group_id: int, entries: Sequence[Any], replay: bool
+    ) -> list[Outcome]:
+        with transaction.atomic(using=self.storage.using):
+            return self.applier.apply(group_id, entries, replay=replay)
+
+    # ------------------------------------------------------------------ inputs
+
+    def _on_messages(self, src: int, messages: list[Message]) -> None:
+        """Called by the transport for every inbound frame: enqueue only, never block."""
+        self._inbox.extend(messages)
+        self._wake.set()
+
+    async def _clock(self) -> None:
+        interval = self.tick_ms / 1000
+        next_tick = time.monotonic()
+        while True:
+            next_tick += interval
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+            self._ticks += 1
+            self._wake.set()
+
+    async def submit(
+        self, group_id: int, payload: str, request_id: str | None = None, timeout: float | None = None
+    ) -> Outcome:
+        """Commit ``payload`` to ``group_id`` and return its state machine result.
+
+        A request id that was already applied returns the first result without applying again.
+        """
+        replica = self.replicas.get(group_id)
+        if replica is None:
+            raise UnknownGroupError(group_id)
+        if self._stopping or self._writer is None:
+            raise SubmitError("the node is shutting down")
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        else:
+            earlier = await self._writer.run(self.applier.lookup, group_id, request_id)
+            if earlier is not None:
+                return earlier
+        future = self._waiters.get(group_id, request_id)
+        replica.submit(Command(request_id, payload))
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(future), timeout if timeout is not None else self.request_timeout
+            )
+        except TimeoutError:
+            self._waiters.discard(group_id, request_id)
+            leader = replica.leader_id
+            reason = "no leader is known" if leader is None else f"leader {leader} did not commit"
+            raise NoQuorumError(
+                f"group {group_id}: {reason} within {self.request_timeout:g}s; retry with the "
+                f"same request_id"
+            ) from None
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            self._feed_replicas()
+            readies = [
+                (replica, replica.ready()) for replica in self.replicas.values() if replica.has_ready()
+            ]
+            if readies:
+                try:
+                    await self._handle(readies)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # A storage failure must not leave votes half-handled: stop the node; a
+                    # restart recovers from what was committed.
+                    logger.exception("node %s: storage failed; stopping the node", self.node_id)
+                    self._waiters.fail_all(SubmitError("storage failure"))
+                    raise
+            if any(replica.has_ready() for replica in self.replicas.values()) or self._inbox:
+                self._wake.set()
+
+    def _feed_replicas(self) -> None:
+        inbox, self._inbox = self._inbox, []
+        for msg in inbox:
+            replica = self.replicas.get(msg.group_id)
+            if replica is None:
+                logger.warning(
+                    "node %s: dropped %s from node %s for unknown group %s",
+                    self.node_id,
+                    type(msg).__name__,
+                    msg.src,
+                    msg.group_id,
+                )
+                continue
+            try:
+                replica.step(msg)
+            except RemoteProtocolError as error:
+                logger.warning("node %s: dropped message from %s: %s", self.node_id, msg.src, error)
+        ticks, self._ticks = self._ticks, 0
+        for _ in range(min(ticks, 100)):  # after a long stall, do not replay every missed tick
+            for replica in self.replicas.values():
+                replica.tick()
+
+    async def _handle(self, readies: list[tuple[Replica, Ready]]) -> None:
+        writer = self._writer
+        transport = self._transport
+        assert writer is not None and transport is not None
+        outcomes = await writer.run(self._commit, [ready for _replica, ready in readies])
+        self.commits += 1
+        for replica, ready in readies:
+            ready.mark_persisted()
+            transport.send(ready.messages)
+            if ready.committed:
+                self.applied[replica.group_id] = ready.committed[-1].instance
+            for read in ready.log_reads:
+                self._serve_log_read(replica.group_id, read)
+            for failure in ready.failed:
+                self._waiters.fail(
+                    replica.group_id, failure.request_id, OverloadedError(failure.reason)
+                )
+        for outcome in outcomes:
+            self._waiters.resolve(outcome)
+        for replica, ready in readies:
+            replica.advance(ready)
+
+    def _commit(self, readies: list[Ready]) -> list[Outcome]:
+        """On the writer thread: one transaction for every Ready's writes and applications."""
+        outcomes: list[Outcome] = []
+        with transaction.atomic(using=self.storage.using):
+            self.storage.persist(readies)
+            for ready in readies:
+                if ready.committed:
+                    outcomes.extend(self.applier.apply(ready.group_id, ready.committed))
+        return outcomes
+
+    def _serve_log_read(self, group_id: int, read: LogRead) -> None:
+        """Catch-up for values older than the replica's in-memory tail: read, then reply."""
+
+        async def serve() -> None:
+            writer, transport = self._writer, self._transport
+            assert writer is not None and transport is not None
+            entries = await writer.run(
+                self.storage.chosen_values, group_id, read.first_instance, read.last_instance
+            )
+            transport.send(
+                [
+                    LearnReply(
+                        group_id=group_id,
+                        src=self.node_id,
+                        dst=read.dst,
+                        entries=tuple(entries),
+                        chosen_upto=self.replicas[group_id].chosen_upto,
+                    )
+                ]
+            )
+
+        task = asyncio.create_task(serve())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------------ status
+
+    def group_status(self, group_id: int) -> GroupStatus:
+        replica = self.replicas[group_id]
+        return GroupStatus(
+            group_id=group_id,
+            role=replica.role.value,
+            leader=replica.leader_id,
+            ballot=str(replica.ballot),
+            promised=str(replica.promised),
+            chosen_upto=replica.chosen_upto,
+            applied=self.applied.get(group_id, 0),
+            pending=replica.pending_count,
+        )
+
+    def status(self) -> dict[str, Any]:
+        transport = self._transport
+        return {
+            "node_id": self.node_id,
+            "uptime_seconds": round(time.monotonic() - self.started_at, 1),
+            "groups": [vars(self.group_status(g)) for g in self.config.group_ids],
+            "peers": transport.status() if transport is not None else {},
+        }

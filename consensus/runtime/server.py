@@ -1,0 +1,80 @@
+"""Run one node: daphne serving the Django site on the node's port, and the Paxos runtime, in one
+process and one event loop (daphne runs Twisted on asyncio; the runtime is a task on that loop).
+
+Daphne has no ASGI lifespan, so the runtime starts from daphne's ``ready_callable`` and stops from
+a Twisted "before shutdown" trigger, which daphne's own SIGTERM/SIGINT handling fires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+from consensus.config import ClusterConfig
+from consensus.statemachine import StateMachine
+
+from . import install_node
+from .node import PaxosNode
+
+logger = logging.getLogger("consensus.runtime")
+
+
+def serve(
+    config: ClusterConfig,
+    machines: dict[int, StateMachine],
+    *,
+    tick_ms: int,
+    request_timeout: float,
+    max_frame_size: int,
+) -> None:
+    """Block until SIGTERM/SIGINT; then stop the runtime cleanly and return."""
+    from daphne.endpoints import build_endpoint_description_strings
+    from daphne.server import Server  # installs Twisted's asyncio reactor: import it late
+
+    from consensus.transport.hub import daphne_options
+    from paxos_site.asgi import application
+
+    me = config.me
+    node = PaxosNode(config, machines, tick_ms=tick_ms, request_timeout=request_timeout)
+    install_node(node)
+    started: dict[str, asyncio.Future[Any]] = {}
+
+    def on_ready() -> None:
+        started["future"] = asyncio.ensure_future(_start(node, me.host, me.port))
+
+    def before_shutdown() -> Any:
+        from twisted.internet.defer import Deferred
+
+        logger.info("node %s stopping", node.node_id)
+        return Deferred.fromFuture(asyncio.ensure_future(node.stop()))
+
+    from twisted.internet import reactor
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[attr-defined]
+    server = Server(
+        application=application,
+        endpoints=build_endpoint_description_strings(host=me.host, port=me.port),
+        signal_handlers=True,
+        ready_callable=on_ready,
+        action_logger=None,
+        **daphne_options(max_frame_size),  # type: ignore[arg-type]
+    )
+    server.run()
+    install_node(None)
+    future = started.get("future")
+    if future is not None and future.done() and future.exception() is not None:
+        raise future.exception()  # type: ignore[misc]
+    logger.info("node %s stopped", node.node_id)
+
+
+async def _start(node: PaxosNode, host: str, port: int) -> None:
+    try:
+        await node.start()
+    except Exception:
+        logger.exception("node %s failed to start", node.node_id)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
+    logger.info("node %s listening on http://%s:%s/", node.node_id, host, port)

@@ -1,0 +1,78 @@
+"""What user code implements: a deterministic state machine fed the chosen commands of a group.
+
+Every node applies the same commands in the same order, so ``apply`` must be deterministic: no
+clock, no randomness, no IO other than its own database rows. Its return value is the result the
+client gets (anything JSON-serializable).
+
+Two kinds:
+- ``durable = True`` (the default): the state lives in the node's database (like the KV store's
+  tables). ``apply`` runs inside the transaction that also records the applied index, so a crash
+  can neither lose nor repeat an application.
+- ``durable = False``: the state lives in memory and is rebuilt on start by replaying the chosen
+  log from the first instance.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyContext:
+    group_id: int
+    instance: int
+    request_id: str
+
+
+class StateMachine:
+    """Subclass, implement ``apply``, and register it (see ``consensus.registry``)."""
+
+    durable: ClassVar[bool] = True
+
+    def __init__(self, group_id: int) -> None:
+        self.group_id = group_id
+
+    def apply(self, command: str, context: ApplyContext) -> Any:
+        raise NotImplementedError
+
+    def snapshot(self) -> bytes | None:
+        """Optional: the whole state, for log compaction (not used yet)."""
+        return None
+
+    def restore(self, snapshot: bytes) -> None:
+        """Optional: the inverse of ``snapshot``."""
+        raise NotImplementedError
+
+
+class LogOnlyStateMachine(StateMachine):
+    """Keeps nothing: the chosen log itself is the state. The result is the instance number."""
+
+    def apply(self, command: str, context: ApplyContext) -> Any:
+        return {"instance": context.instance}
+
+
+class CallbackStateMachine(StateMachine):
+    """Adapter for the seed's ``PaxosCallback`` style: a class with ``callback(self, msg)``.
+
+    Subclass and implement ``callback``; whatever it returns (often nothing, as in the seed) is the
+    client's result. Its state is in memory, so it is rebuilt by replaying the log on start.
+    """
+
+    durable: ClassVar[bool] = False
+
+    def callback(self, msg: str) -> Any:
+        raise NotImplementedError
+
+    def apply(self, command: str, context: ApplyContext) -> Any:
+        return self.callback(command)
+
+
+def encode_result(result: Any) -> str:
+    """Results are kept as JSON (for retries with the same request id)."""
+    return json.dumps(result, separators=(",", ":"), default=str)
+
+
+def decode_result(text: str) -> Any:
+    return json.loads(text) if text else None

@@ -1,0 +1,412 @@
+"""``DjangoStorage``: a node's durable Paxos state in the database, as ``MemoryStorage`` does it.
+
+Theory of operation
+-------------------
+The core hands out writes in ``Ready.persist`` and never writes itself. ``persist(readies)`` makes
+the writes of many Readies (of any groups) durable in ONE transaction, so one commit (one fsync)
+covers a whole burst of protocol messages. Its effect is exactly that of calling
+``MemoryStorage.apply`` on each Ready's ``Persist`` in list order; the property tests check this.
+
+To stay set-based, the batch is first folded in memory into at most one pending operation per
+(group, instance), and then written with one statement shape:
+
+- the promise of each group: an upsert of ``AcceptorState`` (the last promise in the batch wins,
+  as in ``MemoryStorage``);
+- every touched instance: an ``INSERT ... ON CONFLICT (group, instance) DO UPDATE`` whose
+  ``SET`` clause merges with the stored row, because the fold cannot know it without a read:
+  a vote updates the ballot but never un-chooses a chosen instance nor changes its value
+  (``CASE WHEN chosen``), a chosen mark keeps the stored ballot when the batch has no vote for the
+  instance (``COALESCE``), and ``chosen_at`` keeps the first time the instance was seen chosen.
+  Both SQLite (3.24+) and PostgreSQL (9.5+) accept this statement, so it is written once;
+- the contiguous chosen prefix, ``Group.chosen_upto``, when it advanced. After the upsert, one
+  query (index ``(group, chosen, instance)``) reads the chosen instances above the stored prefix of
+  every group the batch marked chosen; the prefix is kept current, so these are only the few
+  chosen instances beyond a gap. Reading instead of caching keeps ``persist`` correct inside a
+  caller's transaction (the runtime applies commands in the same transaction), with no state to
+  invalidate when that transaction rolls back.
+
+Use one object from one thread (``GroupCommitWriter`` owns one); it keeps no log state in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from consensus.config import GroupSpec, NodeAddress
+from consensus.core.ballot import ZERO_BALLOT, Ballot
+from consensus.core.messages import ChosenEntry, Value
+from consensus.core.ready import Persist, Ready
+from consensus.core.storage import InitialState, StoredInstance
+from consensus.models import AcceptorState, AppliedIndex, Group, Instance, Node
+
+from .values import value_from_json, value_to_json
+
+DEFAULT_RECENT_CHOSEN = 1024
+
+
+@dataclass(slots=True)
+class _Pending:
+    """The folded effect of a batch on one instance, still to be merged with the stored row.
+
+    ``ballot is None`` means "keep the stored ballot" (only chosen marks touched the instance).
+    ``chosen`` means the batch marks it chosen with ``value``; otherwise ``value`` is a vote that
+    applies only if the stored row is not chosen.
+    """
+
+    ballot: Ballot | None
+    value: Value
+    chosen: bool
+
+
+@dataclass(slots=True)
+class _GroupBatch:
+    promised: Ballot | None = None
+    instances: dict[int, _Pending] = field(default_factory=dict)
+
+    def add(self, persist: Persist) -> None:
+        """Fold one Persist in, with ``MemoryStorage.apply``'s rules and order."""
+        if persist.promised is not None:
+            self.promised = persist.promised
+        for write in persist.accepted:
+            pending = self.instances.get(write.instance)
+            if pending is not None and pending.chosen:
+                self.instances[write.instance] = _Pending(write.ballot, pending.value, True)
+            else:
+                self.instances[write.instance] = _Pending(write.ballot, write.value, False)
+        for entry in persist.chosen:
+            pending = self.instances.get(entry.instance)
+            ballot = pending.ballot if pending is not None else None
+            self.instances[entry.instance] = _Pending(ballot, entry.value, True)
+
+
+@dataclass(slots=True)
+class _Prefix:
+    """The contiguous chosen prefix ``1..upto`` and the chosen instances above it."""
+
+    upto: int
+    above: set[int]
+
+    def advanced(self, chosen: Iterable[int]) -> _Prefix:
+        """A new prefix with ``chosen`` marked (this one is left unchanged)."""
+        upto = self.upto
+        above = self.above | {instance for instance in chosen if instance > upto}
+        while upto + 1 in above:
+            upto += 1
+            above.discard(upto)
+        return _Prefix(upto, above)
+
+
+class DjangoStorage:
+    """Durable acceptor state and chosen log of every group on this node (one writer thread).
+
+    ``using`` names the database alias; ``recent`` is how many chosen values ``load`` returns in
+    ``InitialState.recent_chosen`` (MemoryStorage's ``initial_state(recent=...)``).
+    """
+
+    def __init__(self, *, using: str = "default", recent: int = DEFAULT_RECENT_CHOSEN) -> None:
+        self.using = using
+        self.recent = recent
+        self._known_groups: set[int] = set()
+
+    # Setup
+
+    def ensure_groups(self, groups: Iterable[int | GroupSpec]) -> None:
+        """Create the rows of these groups (``Group``, ``AcceptorState``, ``AppliedIndex``).
+
+        A ``GroupSpec`` also sets the group's state machine (the config file is the source of
+        truth); a bare id creates the group with ``PAXOS_DEFAULT_STATE_MACHINE`` if missing.
+        """
+        groups = list(groups)
+        specs = [group for group in groups if isinstance(group, GroupSpec)]
+        bare = [group for group in groups if not isinstance(group, GroupSpec)]
+        with transaction.atomic(using=self.using):
+            if specs:
+                Group.objects.using(self.using).bulk_create(
+                    [
+                        Group(group_id=spec.group_id, state_machine=spec.state_machine)
+                        for spec in specs
+                    ],
+                    update_conflicts=True,
+                    unique_fields=["group_id"],
+                    update_fields=["state_machine"],
+                )
+            self._create_missing_groups([*bare, *(spec.group_id for spec in specs)])
+
+    def sync_nodes(self, nodes: Iterable[NodeAddress]) -> None:
+        """Mirror the config's node list into ``Node`` (for the admin and the API)."""
+        nodes = list(nodes)
+        with transaction.atomic(using=self.using):
+            Node.objects.using(self.using).exclude(
+                node_id__in=[node.node_id for node in nodes]
+            ).delete()
+            Node.objects.using(self.using).bulk_create(
+                [Node(node_id=node.node_id, host=node.host, port=node.port) for node in nodes],
+                update_conflicts=True,
+                unique_fields=["node_id"],
+                update_fields=["host", "port"],
+            )
+
+    # Reads
+
+    def load(self, group_id: int) -> InitialState:
+        """The state a replica of ``group_id`` starts from (``MemoryStorage.initial_state``).
+
+        Reads the promise, the prefix (from ``Group.chosen_upto``, extended over chosen rows above
+        it), every instance above the prefix and the last ``recent`` chosen values: the cost grows
+        with the unchosen tail and ``recent``, not with the length of the log.
+        """
+        with transaction.atomic(using=self.using):
+            promised = self._promised(group_id)
+            prefix = self._load_prefix(group_id)
+            rows = (
+                Instance.objects.using(self.using)
+                .filter(group_id=group_id, instance__gt=prefix.upto)
+                .order_by("instance")
+                .values_list("instance", "ballot_round", "ballot_node", "value", "chosen")
+            )
+            instances = tuple(
+                StoredInstance(
+                    instance,
+                    None if ballot_round is None else Ballot(ballot_round, ballot_node),
+                    value_from_json(value),
+                    chosen,
+                )
+                for instance, ballot_round, ballot_node, value, chosen in rows
+            )
+            recent = self.chosen_values(
+                group_id, max(1, prefix.upto - self.recent + 1), prefix.upto
+            )
+        return InitialState(promised, prefix.upto, instances, tuple(recent))
+
+    def chosen_values(self, group_id: int, first: int, last: int) -> list[ChosenEntry]:
+        """Chosen values of ``first..last``, contiguous from ``first``: stops at the first gap."""
+        if last < first:
+            return []
+        rows = (
+            Instance.objects.using(self.using)
+            .filter(group_id=group_id, chosen=True, instance__gte=first, instance__lte=last)
+            .order_by("instance")
+            .values_list("instance", "value")
+        )
+        entries: list[ChosenEntry] = []
+        for instance, value in rows:
+            if instance != first + len(entries):
+                break
+            entries.append(ChosenEntry(instance, value_from_json(value)))
+        return entries
+
+    def chosen_upto(self, group_id: int) -> int:
+        """The contiguous chosen prefix of ``group_id``, as far as this node knows."""
+        return self._load_prefix(group_id).upto
+
+    def applied_index(self, group_id: int) -> int:
+        """How far the state machine of ``group_id`` has applied the chosen log (0: nothing)."""
+        applied = (
+            AppliedIndex.objects.using(self.using)
+            .filter(group_id=group_id)
+            .values_list("applied", flat=True)
+            .first()
+        )
+        return applied or 0
+
+    def set_applied_index(self, group_id: int, applied: int) -> None:
+        """Record the applied index. Call it inside the transaction that changed the state
+        machine's own tables, so the two cannot disagree after a crash."""
+        AppliedIndex.objects.using(self.using).bulk_create(
+            [AppliedIndex(group_id=group_id, applied=applied)],
+            update_conflicts=True,
+            unique_fields=["group"],
+            update_fields=["applied"],
+        )
+
+    # Writes
+
+    def persist(self, readies: Sequence[Ready]) -> None:
+        """Make the ``persist`` part of every Ready durable, in one transaction, in list order.
+
+        Called inside the caller's ``transaction.atomic`` block (to apply commands in the same
+        transaction), the writes become durable when that block commits. Does not mark the Readies
+        persisted: the caller does, once they are durable.
+        """
+        self.persist_writes((ready.group_id, ready.persist) for ready in readies)
+
+    def persist_writes(self, writes: Iterable[tuple[int, Persist]]) -> None:
+        """``persist`` for bare ``(group_id, Persist)`` pairs (tests, tools)."""
+        batches: dict[int, _GroupBatch] = {}
+        for group_id, persist in writes:
+            if persist:
+                batches.setdefault(group_id, _GroupBatch()).add(persist)
+        if not batches:
+            return
+        with transaction.atomic(using=self.using):
+            self._create_missing_groups(batches)
+            self._write_promises(batches)
+            self._upsert_instances(batches, timezone.now())
+            self._advance_prefixes(
+                [
+                    group_id
+                    for group_id, batch in batches.items()
+                    if any(pending.chosen for pending in batch.instances.values())
+                ]
+            )
+
+    # Internals
+
+    def _create_missing_groups(self, group_ids: Iterable[int]) -> None:
+        """Rows the foreign keys need, for groups this object has not seen yet."""
+        missing = sorted(set(group_ids) - self._known_groups)
+        if not missing:
+            return
+        machine = getattr(settings, "PAXOS_DEFAULT_STATE_MACHINE", "kv")
+        db = self.using
+        Group.objects.using(db).bulk_create(
+            [Group(group_id=group_id, state_machine=machine) for group_id in missing],
+            ignore_conflicts=True,
+        )
+        AcceptorState.objects.using(db).bulk_create(
+            [AcceptorState(group_id=group_id) for group_id in missing],
+            ignore_conflicts=True,
+        )
+        AppliedIndex.objects.using(db).bulk_create(
+            [AppliedIndex(group_id=group_id) for group_id in missing],
+            ignore_conflicts=True,
+        )
+        transaction.on_commit(lambda: self._known_groups.update(missing), using=db)
+
+    def _write_promises(self, batches: dict[int, _GroupBatch]) -> None:
+        promises = [
+            AcceptorState(
+                group_id=group_id,
+                promised_round=batch.promised.round,
+                promised_node=batch.promised.node_id,
+            )
+            for group_id, batch in batches.items()
+            if batch.promised is not None
+        ]
+        if promises:
+            AcceptorState.objects.using(self.using).bulk_create(
+                promises,
+                update_conflicts=True,
+                unique_fields=["group"],
+                update_fields=["promised_round", "promised_node"],
+            )
+
+    def _promised(self, group_id: int) -> Ballot:
+        row = (
+            AcceptorState.objects.using(self.using)
+            .filter(group_id=group_id)
+            .values_list("promised_round", "promised_node")
+            .first()
+        )
+        if row is None or row == (0, 0):
+            return ZERO_BALLOT
+        return Ballot(*row)
+
+    def _load_prefix(self, group_id: int) -> _Prefix:
+        """The stored prefix, extended over the chosen rows above it (and stored if it moved).
+
+        ``Group.chosen_upto`` is trusted as a lower bound: it is only ever written in the
+        transaction that wrote the chosen marks it covers (and log compaction, later, deletes only
+        rows below it).
+        """
+        stored = (
+            Group.objects.using(self.using)
+            .filter(group_id=group_id)
+            .values_list("chosen_upto", flat=True)
+            .first()
+        )
+        upto = stored or 0
+        chosen_above = (
+            Instance.objects.using(self.using)
+            .filter(group_id=group_id, chosen=True, instance__gt=upto)
+            .order_by("instance")
+            .values_list("instance", flat=True)
+        )
+        prefix = _Prefix(upto, set()).advanced(chosen_above)
+        if stored is not None and prefix.upto != stored:
+            Group.objects.using(self.using).filter(group_id=group_id).update(
+                chosen_upto=prefix.upto
+            )
+        return prefix
+
+    def _advance_prefixes(self, group_ids: Sequence[int]) -> None:
+        """Move ``Group.chosen_upto`` of these groups over their newly contiguous chosen rows:
+        one read for all the groups, one write for those whose prefix moved."""
+        if not group_ids:
+            return
+        stored = dict(
+            Group.objects.using(self.using)
+            .filter(group_id__in=group_ids)
+            .values_list("group_id", "chosen_upto")
+        )
+        chosen_above: dict[int, list[int]] = {group_id: [] for group_id in group_ids}
+        rows = (
+            Instance.objects.using(self.using)
+            .filter(group_id__in=group_ids, chosen=True, instance__gt=F("group__chosen_upto"))
+            .values_list("group_id", "instance")
+        )
+        for group_id, instance in rows:
+            chosen_above[group_id].append(instance)
+        moved = []
+        for group_id, instances in chosen_above.items():
+            upto = _Prefix(stored[group_id], set()).advanced(instances).upto
+            if upto != stored[group_id]:
+                moved.append(Group(group_id=group_id, chosen_upto=upto))
+        if moved:
+            Group.objects.using(self.using).bulk_update(moved, ["chosen_upto"])
+
+    def _upsert_instances(self, batches: dict[int, _GroupBatch], now: datetime) -> None:
+        connection = connections[self.using]
+        chosen_at = Instance._meta.get_field("chosen_at").get_db_prep_value(now, connection)
+        rows = [
+            (
+                group_id,
+                number,
+                None if pending.ballot is None else pending.ballot.round,
+                None if pending.ballot is None else pending.ballot.node_id,
+                value_to_json(pending.value),
+                pending.chosen,
+                chosen_at if pending.chosen else None,
+            )
+            for group_id, batch in batches.items()
+            for number, pending in batch.instances.items()
+        ]
+        if rows:
+            with connection.cursor() as cursor:
+                cursor.executemany(_upsert_sql(connection.ops.quote_name), rows)
+
+
+def _upsert_sql(quote: Callable[[str], str]) -> str:
+    """The merge statement of the module docstring (one text for SQLite and PostgreSQL)."""
+    meta = Instance._meta
+    table = quote(meta.db_table)
+    names = [
+        "group",
+        "instance",
+        "ballot_round",
+        "ballot_node",
+        "value",
+        "chosen",
+        "chosen_at",
+    ]
+    group, instance, ballot_round, ballot_node, value, chosen, chosen_at = (
+        quote(meta.get_field(name).column) for name in names
+    )
+    columns = ", ".join([group, instance, ballot_round, ballot_node, value, chosen, chosen_at])
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+        f"ON CONFLICT ({group}, {instance}) DO UPDATE SET "
+        f"{ballot_round} = COALESCE(excluded.{ballot_round}, {table}.{ballot_round}), "
+        f"{ballot_node} = COALESCE(excluded.{ballot_node}, {table}.{ballot_node}), "
+        f"{value} = CASE WHEN {table}.{chosen} AND NOT excluded.{chosen} "
+        f"THEN {table}.{value} ELSE excluded.{value} END, "
+        f"{chosen} = ({table}.{chosen} OR excluded.{chosen}), "
+        f"{chosen_at} = COALESCE({table}.{chosen_at}, excluded.{chosen_at})"
+    )

@@ -1,0 +1,36 @@
+"""Websocket close codes of peer links, shared by both ends so each side can log the other's reason.
+
+Daphne (autobahn) lets an application close only with 1000 or 3000-4999, so every error the peer
+protocol defines lives in the private 4000-4999 range.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["CloseCode", "describe"]
+
+
+class CloseCode(IntEnum):
+    PROTOCOL_ERROR = 4000
+    """A text frame, or a frame the handshake did not expect."""
+    AUTH_FAILED = 4001
+    """Wrong secret, unknown node id, or a malformed handshake."""
+    HANDSHAKE_TIMEOUT = 4002
+    """The handshake did not complete within HANDSHAKE_TIMEOUT."""
+    BAD_FRAME = 4003
+    """A frame failed to decode (codec.CodecError)."""
+    FRAME_TOO_LARGE = 4004
+    """A frame exceeded the receiver's max frame size."""
+    SHUTTING_DOWN = 4005
+    """The receiving node is stopping its transport."""
+    INTERNAL_ERROR = 4011
+    """A bug on the receiving side; the sender reconnects."""
+
+
+def describe(code: int | None) -> str:
+    """``"4001 AUTH_FAILED"`` for our codes, the bare number for others (e.g. 1006)."""
+    try:
+        return f"{code} {CloseCode(code).name}"
+    except ValueError:
+        return str(code)

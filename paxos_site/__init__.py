@@ -1,0 +1,1 @@
+"""The Django project of the Paxos replication service: settings, URLs and the ASGI entry point."""

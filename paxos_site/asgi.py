@@ -1,0 +1,25 @@
+"""ASGI entry point: plain Django for HTTP, channels' URL router for websockets.
+
+``get_asgi_application()`` runs first: it sets Django up, and the websocket routes import consumers
+that import models. Websockets are deliberately *not* wrapped in ``AllowedHostsOriginValidator``:
+peers are not browsers and send no Origin; the transport authenticates them with the cluster
+secret instead.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paxos_site.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from consensus.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)

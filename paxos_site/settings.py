@@ -1,0 +1,210 @@
+"""Django settings of the Paxos service.
+
+One process runs one node. ``runpaxos`` sets ``PAXOS_CONFIG`` (the cluster json) and
+``PAXOS_NODE_ID`` in the environment before Django starts; everything node-specific (database
+file, secret key, allowed hosts) is derived from them here. Without them (``manage.py check``,
+``migrate`` on a dev box, the test-suite) the settings fall back to a local development setup.
+
+Environment:
+- ``PAXOS_CONFIG``, ``PAXOS_NODE_ID``: the node this process is.
+- ``DATABASE_URL``: use this database instead of the per-node SQLite file. A ``{node_id}`` in it
+  is replaced by the node id, so one URL can serve a whole local cluster (one database per node;
+  ``consensus.storage.databases.ensure_postgres_database`` creates it).
+- ``PAXOS_SECRET_KEY``: Django's SECRET_KEY; by default derived from the cluster ``secret``.
+- ``PAXOS_DEBUG=1``: DEBUG on. ``PAXOS_ALLOWED_HOSTS``: extra hosts, comma separated.
+- ``PAXOS_LOG_LEVEL``: log level of the ``consensus`` loggers (default INFO).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from consensus.config import (
+    DEFAULT_STATE_MACHINE,
+    ClusterConfig,
+    ConfigError,
+    load_config,
+)
+from consensus.storage.databases import expand_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _load_node_config() -> ClusterConfig | None:
+    """The cluster config of this node, when ``runpaxos`` (or a test) named one."""
+    path = os.environ.get("PAXOS_CONFIG")
+    if not path:
+        return None
+    node_id_text = os.environ.get("PAXOS_NODE_ID", "").strip()
+    try:
+        node_id = int(node_id_text) if node_id_text else None
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"PAXOS_NODE_ID must be an integer, not {node_id_text!r}"
+        ) from None
+    try:
+        return load_config(path, node_id, default_state_machine=PAXOS_DEFAULT_STATE_MACHINE)
+    except ConfigError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+# Paxos defaults (the cluster file overrides the per-cluster ones at runtime).
+PAXOS_DEFAULT_STATE_MACHINE = DEFAULT_STATE_MACHINE
+PAXOS_TICK_MS = 10
+"""Length of one core tick; timeouts in the config (ms) are converted to ticks with it."""
+PAXOS_RECENT_CHOSEN = 1024
+"""Chosen values loaded into memory at start to serve catch-up without reading the database."""
+PAXOS_MAX_COMMIT_BATCH = 4096
+"""Readies written in one group-commit transaction at most (bounds the latency of one commit)."""
+
+PAXOS_CLUSTER: ClusterConfig | None = _load_node_config()
+PAXOS_NODE_ID: int | None = PAXOS_CLUSTER.my_id if PAXOS_CLUSTER is not None else None
+
+DEBUG = _env_flag("PAXOS_DEBUG")
+
+# Never a hard-coded key in production: from the environment, else derived from the cluster secret
+# (domain-separated, so the Django key does not reveal the peer-link secret), else a dev-only key.
+if os.environ.get("PAXOS_SECRET_KEY"):
+    SECRET_KEY = os.environ["PAXOS_SECRET_KEY"]
+elif PAXOS_CLUSTER is not None:
+    SECRET_KEY = hmac.new(
+        PAXOS_CLUSTER.secret.encode(), b"paxos django SECRET_KEY", hashlib.sha256
+    ).hexdigest()
+else:
+    SECRET_KEY = "django-insecure-development-only-no-cluster-config-loaded"
+
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+if PAXOS_CLUSTER is not None:
+    for _node in PAXOS_CLUSTER.nodes:
+        _host = f"[{_node.host}]" if ":" in _node.host else _node.host
+        if _host not in ALLOWED_HOSTS:
+            ALLOWED_HOSTS.append(_host)
+ALLOWED_HOSTS += [
+    host.strip() for host in os.environ.get("PAXOS_ALLOWED_HOSTS", "").split(",") if host.strip()
+]
+
+INSTALLED_APPS = [
+    "daphne",  # first: it installs Twisted's asyncio reactor and replaces runserver
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "consensus",
+    "kvstore",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "paxos_site.urls"
+ASGI_APPLICATION = "paxos_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Peer traffic never goes through a channel layer (at-most-once, see STYLE.md §4); the in-memory
+# layer only serves in-process fan-out such as the live dashboard.
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+def _sqlite_database(path: Path) -> dict[str, Any]:
+    """WAL with synchronous=FULL: a commit is on disk when it returns, at ~7,000 commits/s
+    (PERFORMANCE.md). IMMEDIATE transactions take the write lock at BEGIN, so concurrent writers
+    wait on the busy timeout instead of failing with a lock upgrade error mid-transaction."""
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        "OPTIONS": {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        },
+        # A file, not Django's shared-cache in-memory default: the writer thread of the storage
+        # tests needs real WAL semantics. The pid keeps concurrent test runs apart.
+        "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"paxos_test_{os.getpid()}.sqlite3")},
+    }
+
+
+def _database() -> dict[str, Any]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        database = dj_database_url.parse(expand_database_url(url, PAXOS_NODE_ID))
+        database["CONN_MAX_AGE"] = None  # persistent: reconnecting per request costs throughput
+        return database
+    if PAXOS_CLUSTER is not None:
+        PAXOS_CLUSTER.data_path.mkdir(parents=True, exist_ok=True)
+        return _sqlite_database(PAXOS_CLUSTER.sqlite_path)
+    return _sqlite_database(BASE_DIR / "db.sqlite3")
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "consensus": {
+            "handlers": ["console"],
+            "level": os.environ.get("PAXOS_LOG_LEVEL", "INFO").upper(),
+            "propagate": False,
+        },
+    },
+}

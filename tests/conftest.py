@@ -1,0 +1,22 @@
+"""Project-wide test setup; keep it generic (fixtures of one level live in that level's folder,
+shared helpers in ``tests/fixtures/``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def _postgres_configured() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres`` need ``DATABASE_URL`` to point at a PostgreSQL server."""
+    if _postgres_configured():
+        return
+    skip = pytest.mark.skip(reason="needs DATABASE_URL=postgres://... (PostgreSQL)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)

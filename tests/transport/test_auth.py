@@ -1,0 +1,195 @@
+"""The peer handshake, as pure functions: who can authenticate, and what is refused.
+
+(The handshake *timeout* is enforced by the IO around it: see test_consumer.py for the server side
+and test_link.py for the client side.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import msgpack
+import pytest
+
+from consensus.core.errors import RemoteProtocolError
+from consensus.transport.auth import (
+    NONCE_SIZE,
+    AuthError,
+    ClientHandshake,
+    Hello,
+    ServerHandshake,
+    client_mac,
+    decode_challenge,
+    decode_hello,
+    encode_handshake,
+    server_mac,
+)
+
+SECRET = b"cluster-secret"
+MEMBERS = {1, 2, 3}
+
+
+def server(node_id: int = 2, secret: bytes = SECRET, **kwargs: object) -> ServerHandshake:
+    return ServerHandshake(secret, node_id=node_id, members=MEMBERS, **kwargs)  # type: ignore[arg-type]
+
+
+def client(node_id: int = 1, server_id: int = 2, secret: bytes = SECRET) -> ClientHandshake:
+    return ClientHandshake(secret, node_id=node_id, server_id=server_id)
+
+
+def test_successful_handshake_authenticates_both_sides() -> None:
+    srv, cli = server(), client()
+    hello = cli.receive_challenge(srv.challenge())
+    peer_id, welcome = srv.receive_hello(hello)
+    cli.receive_welcome(welcome)
+    assert peer_id == 1
+    assert srv.peer_id == 1
+    assert cli.authenticated
+
+
+def test_mac_material_is_the_documented_string() -> None:
+    ns, nc = b"\x01" * NONCE_SIZE, b"\x02" * NONCE_SIZE
+    expected = hmac.new(
+        SECRET, f"paxos-peer-v1|{ns.hex()}|{nc.hex()}|1|2".encode(), hashlib.sha256
+    ).digest()
+    assert client_mac(SECRET, ns, nc, client_id=1, server_id=2) == expected
+    swapped = hmac.new(
+        SECRET, f"paxos-peer-v1|{nc.hex()}|{ns.hex()}|2|1".encode(), hashlib.sha256
+    ).digest()
+    assert server_mac(SECRET, ns, nc, client_id=1, server_id=2) == swapped
+    assert swapped != expected
+
+
+def test_wrong_secret_is_refused_by_the_server() -> None:
+    srv, cli = server(), client(secret=b"other secret")
+    hello = cli.receive_challenge(srv.challenge())
+    with pytest.raises(AuthError, match="bad MAC"):
+        srv.receive_hello(hello)
+    assert srv.peer_id is None
+
+
+def test_server_with_wrong_secret_is_refused_by_the_client() -> None:
+    srv, cli = server(secret=b"other secret"), client()
+    # The server cannot verify the client, so fake its side: a server that skips verification
+    # and answers with a MAC under its own (wrong) secret.
+    challenge = decode_challenge(srv.challenge())
+    hello = decode_hello(cli.receive_challenge(srv.challenge()))
+    forged = server_mac(b"other secret", challenge.nonce, hello.nonce, 1, 2)
+    from consensus.transport.auth import Welcome
+
+    with pytest.raises(AuthError, match="failed to prove"):
+        cli.receive_welcome(encode_handshake(Welcome(mac=forged)))
+    assert not cli.authenticated
+
+
+def test_claiming_another_node_id_is_refused() -> None:
+    """Node 1 knows the secret, but the MAC binds its id: it cannot pose as node 3."""
+    srv, cli = server(), client(node_id=1)
+    hello = decode_hello(cli.receive_challenge(srv.challenge()))
+    lie = encode_handshake(Hello(node_id=3, nonce=hello.nonce, mac=hello.mac))
+    with pytest.raises(AuthError, match="bad MAC from a peer claiming to be node 3"):
+        srv.receive_hello(lie)
+
+
+def test_unknown_member_is_refused_even_with_the_right_secret() -> None:
+    srv, cli = server(), client(node_id=7)
+    with pytest.raises(AuthError, match="node 7 is not a member"):
+        srv.receive_hello(cli.receive_challenge(srv.challenge()))
+
+
+def test_link_to_itself_is_refused() -> None:
+    srv, cli = server(node_id=2), client(node_id=2, server_id=2)
+    with pytest.raises(AuthError, match="this node"):
+        srv.receive_hello(cli.receive_challenge(srv.challenge()))
+
+
+def test_replayed_hello_is_refused() -> None:
+    """A Hello recorded from one connection answers that connection's nonce only."""
+    first = server()
+    recorded = client().receive_challenge(first.challenge())
+    first.receive_hello(recorded)  # genuine the first time
+    with pytest.raises(AuthError, match="bad MAC"):
+        server().receive_hello(recorded)  # a new connection has a fresh nonce
+
+
+def test_replayed_welcome_is_refused() -> None:
+    srv = server()
+    old_client = client()
+    _, recorded_welcome = srv.receive_hello(old_client.receive_challenge(srv.challenge()))
+    new_client = client()
+    new_client.receive_challenge(srv.challenge())  # same server nonce, fresh client nonce
+    with pytest.raises(AuthError, match="failed to prove"):
+        new_client.receive_welcome(recorded_welcome)
+
+
+def test_a_server_verifies_one_hello_only() -> None:
+    srv = server()
+    hello = client().receive_challenge(srv.challenge())
+    srv.receive_hello(hello)
+    with pytest.raises(AuthError, match="already used"):
+        srv.receive_hello(hello)
+
+
+def test_client_refuses_a_different_node_at_the_address() -> None:
+    with pytest.raises(AuthError, match="expected node 3 at this address, but node 2"):
+        client(server_id=3).receive_challenge(server(node_id=2).challenge())
+
+
+def test_echoed_nonces_are_refused() -> None:
+    nonce = b"\x05" * NONCE_SIZE
+    srv = server(nonce=nonce)
+    cli = ClientHandshake(SECRET, node_id=1, server_id=2, nonce=nonce)
+    with pytest.raises(AuthError, match="echoed"):
+        cli.receive_challenge(srv.challenge())
+
+
+def test_welcome_before_challenge_is_refused() -> None:
+    with pytest.raises(AuthError, match="out of order"):
+        client().receive_welcome(b"")
+
+
+@pytest.mark.parametrize(
+    ("frame", "match"),
+    [
+        ("text", "must be binary"),
+        (b"\xc1", "not msgpack"),
+        (b"x" * 1000, "too large"),
+        (msgpack.packb([1, 2]), "must be a map"),
+        (msgpack.packb({"v": 2, "t": "hello"}), "unsupported handshake version"),
+        (msgpack.packb({"v": True, "t": "hello"}), "unsupported handshake version"),
+        (msgpack.packb({"v": 1, "t": "welcome"}), "expected a hello frame"),
+        (
+            msgpack.packb({"v": 1, "t": "hello", "node_id": True, "nonce": b"", "mac": b""}),
+            "node_id must be",
+        ),
+        (
+            msgpack.packb({"v": 1, "t": "hello", "node_id": 1, "nonce": b"short", "mac": b""}),
+            "nonce must be 32 bytes",
+        ),
+        (
+            msgpack.packb(
+                {"v": 1, "t": "hello", "node_id": 1, "nonce": "x" * NONCE_SIZE, "mac": b""}
+            ),
+            "nonce must be 32 bytes",
+        ),
+        (
+            msgpack.packb({"v": 1, "t": "hello", "node_id": 1, "nonce": b"n" * 32, "mac": b"m"}),
+            "mac must be 32 bytes",
+        ),
+    ],
+)
+def test_malformed_hello_frames_are_auth_errors(frame: object, match: str) -> None:
+    with pytest.raises(AuthError, match=match):
+        server().receive_hello(frame)
+
+
+def test_auth_error_is_a_remote_protocol_error() -> None:
+    assert issubclass(AuthError, RemoteProtocolError)
+
+
+def test_empty_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="secret"):
+        ServerHandshake(b"", node_id=1, members={1, 2})
+    with pytest.raises(ValueError, match="secret"):
+        ClientHandshake(b"", node_id=1, server_id=2)

@@ -1,0 +1,414 @@
+"""The wire codec: exact round trips, and strict, total decoding (CodecError and nothing else)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consensus.core.ballot import Ballot
+from consensus.core.errors import LocalProtocolError, RemoteProtocolError
+from consensus.core.messages import (
+    MESSAGE_TYPES,
+    Accept,
+    Accepted,
+    AcceptedEntry,
+    ChosenEntry,
+    Command,
+    Forward,
+    Heartbeat,
+    LearnReply,
+    LearnRequest,
+    Message,
+    Promise,
+)
+from consensus.transport import codec
+from consensus.transport.codec import (
+    UINT_MAX,
+    VERSION,
+    CodecError,
+    decode_frame,
+    encode_frame,
+    encode_frames,
+)
+
+from .strategies import message_strategy, messages
+
+B = Ballot(3, 1)
+
+
+def accept(instance: int = 1, payload: str = "x") -> Accept:
+    return Accept(
+        group_id=1,
+        src=1,
+        dst=2,
+        ballot=B,
+        instance=instance,
+        value=(Command("r1", payload),),
+        chosen_upto=0,
+    )
+
+
+def raw_frame(*messages: object, version: object = VERSION) -> bytes:
+    return msgpack.packb([version, list(messages)])
+
+
+# --- round trips -------------------------------------------------------------------------------
+
+
+@given(st.lists(messages, max_size=20))
+def test_round_trip_any_batch(batch: list[Message]) -> None:
+    decoded = decode_frame(encode_frame(batch))
+    assert decoded == batch
+    assert [type(m) for m in decoded] == [type(m) for m in batch]
+    assert [hash(m) for m in decoded] == [hash(m) for m in batch]
+
+
+@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda cls: cls.__name__)
+@given(data=st.data())
+def test_round_trip_every_type(cls: type[Message], data: st.DataObject) -> None:
+    message = data.draw(message_strategy(cls))
+    assert decode_frame(encode_frame([message])) == [message]
+
+
+def test_round_trip_nested_values_and_edges() -> None:
+    value = (Command("", ""), Command("ü-✓", '{"type": "put", "key": "k", "value": "v"}'))
+    batch = [
+        Promise(
+            group_id=UINT_MAX,
+            src=1,
+            dst=2,
+            ballot=Ballot(UINT_MAX, 0),
+            first_instance=0,
+            chosen_upto=5,
+            accepted=(
+                AcceptedEntry(6, Ballot(2, 3), value, False),
+                AcceptedEntry(7, Ballot(2, 3), (), True),
+            ),
+        ),
+        LearnReply(group_id=1, src=1, dst=2, entries=(ChosenEntry(1, value),), chosen_upto=1),
+        Forward(group_id=1, src=1, dst=2, commands=()),
+    ]
+    decoded = decode_frame(encode_frame(batch))
+    assert decoded == batch
+    assert decoded[0].accepted[1].value == ()
+    assert type(decoded[0].accepted[1].chosen) is bool
+
+
+def test_empty_frame_round_trips() -> None:
+    assert decode_frame(encode_frame([])) == []
+
+
+def test_wire_schema_is_pinned() -> None:
+    """Changing a message class changes the wire: then bump codec.VERSION and update this."""
+    assert VERSION == 1
+    assert codec.wire_schema() == [
+        (0, "Prepare", [*HEADER, ("ballot", "ballot"), ("first_instance", "uint")]),
+        (
+            1,
+            "Promise",
+            [
+                *HEADER,
+                ("ballot", "ballot"),
+                ("first_instance", "uint"),
+                ("chosen_upto", "uint"),
+                ("accepted", "accepted_entries"),
+            ],
+        ),
+        (2, "Nack", [*HEADER, ("ballot", "ballot"), ("promised", "ballot")]),
+        (
+            3,
+            "Accept",
+            [
+                *HEADER,
+                ("ballot", "ballot"),
+                ("instance", "uint"),
+                ("value", "value"),
+                ("chosen_upto", "uint"),
+            ],
+        ),
+        (4, "Accepted", [*HEADER, ("ballot", "ballot"), ("instance", "uint")]),
+        (
+            5,
+            "Heartbeat",
+            [*HEADER, ("ballot", "ballot"), ("chosen_upto", "uint"), ("seq", "uint")],
+        ),
+        (
+            6,
+            "HeartbeatAck",
+            [*HEADER, ("ballot", "ballot"), ("seq", "uint"), ("chosen_upto", "uint")],
+        ),
+        (7, "LearnRequest", [*HEADER, ("first_instance", "uint"), ("last_instance", "uint")]),
+        (8, "LearnReply", [*HEADER, ("entries", "chosen_entries"), ("chosen_upto", "uint")]),
+        (9, "Forward", [*HEADER, ("commands", "value")]),
+    ]
+
+
+HEADER = [("group_id", "uint"), ("src", "uint"), ("dst", "uint")]
+
+
+def test_wire_layout_is_positional_and_compact() -> None:
+    frame = encode_frame([accept(instance=7)])
+    assert msgpack.unpackb(frame) == [VERSION, [[3, 1, 1, 2, [3, 1], 7, [["r1", "x"]], 0]]]
+
+
+def test_fast_constructor_matches_the_dataclass_constructor() -> None:
+    decoded = decode_frame(encode_frame([accept()]))[0]
+    assert decoded == accept()
+    assert hash(decoded) == hash(accept())
+    assert repr(decoded) == repr(accept())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.instance = 9  # type: ignore[misc]
+
+
+def test_fast_constructor_falls_back_for_classes_with_post_init() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        number: int
+
+        def __post_init__(self) -> None:
+            if self.number < 0:
+                raise ValueError("negative")
+
+    make = codec._fast_maker(Checked)
+    assert make(3) == Checked(3)
+    with pytest.raises(ValueError, match="negative"):
+        make(-1)
+
+
+# --- strict decoding: each rule ----------------------------------------------------------------
+
+GOOD = [4, 1, 1, 2, [3, 1], 5]  # an Accepted
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"", "not a msgpack frame"),
+        (b"\xc1", "not a msgpack frame"),  # 0xc1 is never used by msgpack
+        (raw_frame(GOOD)[:-1], "not a msgpack frame"),  # truncated
+        (raw_frame(GOOD) + b"\x00", "not a msgpack frame"),  # trailing bytes
+        (raw_frame(GOOD, version=2), "unsupported frame version"),
+        (raw_frame(GOOD, version=True), "unsupported frame version"),  # True == 1, still wrong
+        (raw_frame(GOOD, version=1.0), "unsupported frame version"),
+        (msgpack.packb([VERSION]), r"\[version, messages\]"),
+        (msgpack.packb({"v": 1}), r"\[version, messages\]"),
+        (msgpack.packb([VERSION, {"m": 1}]), "must be a list"),
+        (raw_frame([]), "non-empty list"),
+        (raw_frame("abc"), "non-empty list"),
+        (raw_frame([10, 1, 1, 2]), "unknown message type tag 10"),
+        (raw_frame([-1, 1, 1, 2]), "unknown message type tag -1"),
+        (raw_frame([True, 1, 1, 2, [3, 1], 5]), "unknown message type tag True"),
+        (raw_frame(["Accepted", 1, 1, 2]), "unknown message type tag"),
+        (raw_frame([4, 1, 1, 2, [3, 1]]), "must have 6 elements"),
+        (raw_frame([4, 1, 1, 2, [3, 1], 5, 6]), "must have 6 elements"),
+        (raw_frame([4, 1, 1, 2, [3, 1], -5]), "integers must be ints"),  # negative instance
+        (raw_frame([4, 1, 1, 2, [3, 1], 2**63]), "integers must be ints"),
+        (raw_frame([4, 1, 1, 2, [3, 1], 2**64 - 1]), "integers must be ints"),
+        (raw_frame([4, True, 1, 2, [3, 1], 5]), "integers must be ints"),  # bool is not int
+        (raw_frame([4, 1, 1, 2, [3, False], 5]), "integers must be ints"),
+        (raw_frame([4, 1.0, 1, 2, [3, 1], 5]), "integers must be ints"),
+        (raw_frame([4, "1", 1, 2, [3, 1], 5]), "integers must be ints"),
+        (raw_frame([4, None, 1, 2, [3, 1], 5]), "integers must be ints"),
+        (raw_frame([4, 1, 1, 2, [3, 1, 0], 5]), "Accepted.ballot"),
+        (raw_frame([4, 1, 1, 2, {"round": 3}, 5]), "Accepted.ballot"),
+        (raw_frame([4, 1, 1, 2, [-3, 1], 5]), "integers must be ints"),
+        (raw_frame([3, 1, 1, 2, [3, 1], 5, [["r", b"bytes"]], 0]), "must be strings"),
+        (raw_frame([3, 1, 1, 2, [3, 1], 5, [["r"]], 0]), r"\[request_id, payload\]"),
+        (raw_frame([3, 1, 1, 2, [3, 1], 5, "value", 0]), "a value must be a list"),
+        (raw_frame([3, 1, 1, 2, [3, 1], 5, [], -1]), "integers must be ints"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1, 1], [], 1]]]), "'chosen' must be"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[-1, [1, 1], [], True]]]), "an instance must"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1], [], True]]]), "a ballot must"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1, 1], []]]]), "an accepted entry must"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, None]), "accepted entries must be a list"),
+        (raw_frame([8, 1, 1, 2, [[-1, []]], 0]), "an instance must"),
+        (raw_frame([8, 1, 1, 2, [[1]], 0]), "a chosen entry must"),
+        (raw_frame([8, 1, 1, 2, 7, 0]), "chosen entries must be a list"),
+        (msgpack.packb([VERSION, [[msgpack.ExtType(1, b"x")]]]), "unknown message type tag"),
+    ],
+)
+def test_invalid_frames_raise_codec_error(data: bytes, match: str) -> None:
+    with pytest.raises(CodecError, match=match):
+        decode_frame(data)
+
+
+def test_invalid_utf8_is_a_codec_error() -> None:
+    data = raw_frame([9, 1, 1, 2, [["r", "x"]]]).replace(b"\xa1x", b"\xa1\xff")
+    with pytest.raises(CodecError, match="not a msgpack frame"):
+        decode_frame(data)
+
+
+def test_codec_error_is_a_remote_protocol_error() -> None:
+    assert issubclass(CodecError, RemoteProtocolError)
+
+
+def test_oversized_frame_is_rejected_before_parsing() -> None:
+    frame = encode_frame([accept(payload="x" * 2000)])
+    assert decode_frame(frame, max_size=len(frame)) == [accept(payload="x" * 2000)]
+    with pytest.raises(CodecError, match="exceeds the limit"):
+        decode_frame(frame, max_size=len(frame) - 1)
+
+
+def test_too_many_messages() -> None:
+    frame = encode_frame([accept(instance=i) for i in range(11)])
+    assert len(decode_frame(frame, max_messages=11)) == 11
+    with pytest.raises(CodecError, match="more than 10"):
+        decode_frame(frame, max_messages=10)
+
+
+def test_non_bytes_input() -> None:
+    for data in (None, "text", bytearray(b"\x92\x01\x90"), 5):
+        with pytest.raises(CodecError, match="must be bytes"):
+            decode_frame(data)  # type: ignore[arg-type]
+
+
+def test_deep_nesting_is_a_codec_error() -> None:
+    data = b"\x92\x01" + b"\x91" * 5000 + b"\xc0"
+    with pytest.raises(CodecError):
+        decode_frame(data)
+
+
+def test_huge_length_header_does_not_allocate() -> None:
+    # array32 claiming 2**32-1 elements in a 10-byte frame
+    with pytest.raises(CodecError):
+        decode_frame(b"\x92\x01\xdd\xff\xff\xff\xff\x00\x00")
+
+
+# --- strict decoding: totality, with hypothesis ------------------------------------------------
+
+
+def _decode_totally(data: bytes) -> None:
+    """decode_frame may succeed or raise CodecError; anything else fails the test."""
+    try:
+        result = decode_frame(data)
+    except CodecError:
+        return
+    assert all(type(m) in MESSAGE_TYPES for m in result)
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=500)
+def test_random_bytes_only_raise_codec_error(data: bytes) -> None:
+    _decode_totally(data)
+
+
+msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=5)
+    | st.binary(max_size=5),
+    lambda children: st.lists(children, max_size=8)
+    | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    max_leaves=30,
+)
+
+
+@given(msgpack_values)
+@settings(max_examples=500)
+def test_random_msgpack_structures_only_raise_codec_error(value: object) -> None:
+    _decode_totally(msgpack.packb(value))
+
+
+@given(st.lists(st.integers(0, 9) | msgpack_values, min_size=1, max_size=9))
+@settings(max_examples=500)
+def test_random_message_shapes_only_raise_codec_error(fields: list[object]) -> None:
+    _decode_totally(raw_frame(fields))
+
+
+@given(st.lists(messages, min_size=1, max_size=5), st.data())
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+def test_byte_mutations_of_valid_frames_only_raise_codec_error(
+    batch: list[Message], data: st.DataObject
+) -> None:
+    frame = bytearray(encode_frame(batch))
+    operation = data.draw(st.sampled_from(["flip", "truncate", "insert", "delete"]))
+    position = data.draw(st.integers(0, len(frame) - 1))
+    if operation == "flip":
+        frame[position] ^= data.draw(st.integers(1, 255))
+    elif operation == "truncate":
+        del frame[position:]
+    elif operation == "insert":
+        frame[position:position] = data.draw(st.binary(min_size=1, max_size=4))
+    else:
+        del frame[position]
+    _decode_totally(bytes(frame))
+
+
+def _paths(value: object, prefix: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
+    found = [prefix]
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*prefix, index))
+    return found
+
+
+@given(st.lists(messages, min_size=1, max_size=4), st.data())
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+def test_structural_mutations_of_valid_frames_only_raise_codec_error(
+    batch: list[Message], data: st.DataObject
+) -> None:
+    """Replace one node of the decoded msgpack tree (a field, a ballot, a whole message...)."""
+    tree = msgpack.unpackb(encode_frame(batch))
+    path = data.draw(st.sampled_from(_paths(tree)[1:]))
+    parent = tree
+    for index in path[:-1]:
+        parent = parent[index]
+    parent[path[-1]] = data.draw(msgpack_values)
+    _decode_totally(msgpack.packb(tree))
+
+
+# --- encode_frames: batching under size limits -------------------------------------------------
+
+
+def test_encode_frames_packs_everything_into_one_frame_when_it_fits() -> None:
+    batch = [accept(instance=i) for i in range(100)]
+    frames, rejected = encode_frames(batch)
+    assert rejected == []
+    assert len(frames) == 1
+    assert frames[0][1] == 100
+    assert decode_frame(frames[0][0]) == batch
+
+
+def test_encode_frames_splits_by_size_and_count_and_keeps_order() -> None:
+    batch = [accept(instance=i, payload="p" * 100) for i in range(50)]
+    frames, rejected = encode_frames(batch, max_size=1000, max_messages=7)
+    assert rejected == []
+    assert all(len(frame) <= 1000 and count <= 7 for frame, count in frames)
+    decoded = [m for frame, _ in frames for m in decode_frame(frame)]
+    assert decoded == batch
+    assert sum(count for _, count in frames) == 50
+
+
+def test_encode_frames_rejects_only_the_message_that_cannot_fit() -> None:
+    big = accept(instance=99, payload="x" * 5000)
+    batch = [accept(instance=1), big, accept(instance=2)]
+    frames, rejected = encode_frames(batch, max_size=1000)
+    assert rejected == [big]
+    assert [m for frame, _ in frames for m in decode_frame(frame)] == [batch[0], batch[2]]
+
+
+def test_unencodable_message_is_a_local_error_and_is_isolated() -> None:
+    bad = accept(payload="\ud800")  # a lone surrogate has no UTF-8 encoding
+    with pytest.raises(LocalProtocolError):
+        encode_frame([bad])
+    with pytest.raises(LocalProtocolError):
+        encode_frame(["not a message"])  # type: ignore[list-item]
+    frames, rejected = encode_frames([accept(instance=1), bad, accept(instance=2)])
+    assert rejected == [bad]
+    assert [m.instance for frame, _ in frames for m in decode_frame(frame)] == [1, 2]
+
+
+def test_every_message_type_has_distinct_small_frames() -> None:
+    samples = [
+        Accepted(group_id=1, src=1, dst=2, ballot=B, instance=10),
+        Heartbeat(group_id=1, src=1, dst=2, ballot=B, chosen_upto=9, seq=4),
+        LearnRequest(group_id=1, src=1, dst=2, first_instance=1, last_instance=9),
+    ]
+    for message in samples:
+        assert len(encode_frame([message])) < 20

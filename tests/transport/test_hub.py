@@ -1,0 +1,170 @@
+"""PeerTransport: routing by dst, the install seam, status, threads, and two transports talking."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from consensus.core.ballot import Ballot
+from consensus.core.errors import LocalProtocolError
+from consensus.core.messages import Accepted, Message
+from consensus.transport import (
+    LinkOptions,
+    PeerAddress,
+    PeerTransport,
+    daphne_options,
+    get_transport,
+    install,
+    uninstall,
+)
+
+from .fakes import RecordingPeer
+
+B = Ballot(1, 1)
+NODES = [PeerAddress(1, "127.0.0.1", 1), PeerAddress(2, "127.0.0.1", 2), PeerAddress(3, "h", 3)]
+
+
+def msg(dst: int, instance: int = 1, src: int = 1) -> Accepted:
+    return Accepted(group_id=1, src=src, dst=dst, ballot=B, instance=instance)
+
+
+def make(
+    nodes: list[PeerAddress] = NODES, on_messages: object = None, **kwargs: object
+) -> PeerTransport:
+    return PeerTransport(
+        node_id=1,
+        nodes=nodes,
+        secret="secret",
+        on_messages=on_messages or (lambda src, messages: None),  # type: ignore[arg-type]
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def clean_install() -> Iterator[None]:
+    uninstall()
+    yield
+    uninstall()
+
+
+def test_send_routes_each_message_to_its_peer_queue() -> None:
+    transport = make()
+    transport.send([msg(2, 1), msg(3, 2), msg(2, 3)])
+    assert list(transport._links[2]._queue) == [msg(2, 1), msg(2, 3)]
+    assert list(transport._links[3]._queue) == [msg(3, 2)]
+    assert transport.peer_stats(2).queue_length == 2
+
+
+def test_messages_for_unknown_nodes_or_this_node_are_dropped_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    transport = make()
+    transport.send([msg(9), msg(1), msg(2)])
+    assert transport.unroutable == 2
+    assert transport.peer_stats(2).queue_length == 1
+    assert "not a cluster member" in caplog.text
+    assert "this node" in caplog.text
+
+
+def test_overflow_is_counted_per_peer() -> None:
+    transport = make(options=LinkOptions(queue_size=3))
+    transport.send([msg(2, i) for i in range(5)])
+    assert transport.peer_stats(2).dropped_overflow == 2
+    assert [m.instance for m in transport._links[2]._queue] == [2, 3, 4]
+
+
+def test_status_is_json_ready() -> None:
+    transport = make()
+    status = transport.status()
+    json.dumps(status)
+    assert status["node_id"] == 1
+    assert [peer["node_id"] for peer in status["peers"]] == [2, 3]  # type: ignore[index]
+    assert status["peers"][0]["connected_out"] is False  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"nodes": [PeerAddress(2, "h", 2)]}, "not in the cluster"),
+        ({"nodes": [*NODES, PeerAddress(2, "x", 9)]}, "listed twice"),
+    ],
+)
+def test_constructor_validates_the_cluster(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(LocalProtocolError, match=match):
+        make(**kwargs)  # type: ignore[arg-type]
+
+
+def test_empty_secret_is_refused() -> None:
+    with pytest.raises(LocalProtocolError, match="secret"):
+        PeerTransport(node_id=1, nodes=NODES, secret="", on_messages=lambda s, m: None)
+
+
+def test_install_seam(clean_install: None) -> None:
+    first, second = make(), make()
+    assert get_transport() is None
+    install(first)
+    install(first)  # idempotent
+    assert get_transport() is first
+    with pytest.raises(LocalProtocolError, match="already installed"):
+        install(second)
+    uninstall(second)  # not the installed one: no effect
+    assert get_transport() is first
+    uninstall(first)
+    assert get_transport() is None
+
+
+def test_deliver_counts_and_survives_a_failing_callback(caplog: pytest.LogCaptureFixture) -> None:
+    def explode(src: int, messages: list[Message]) -> None:
+        raise RuntimeError("boom")
+
+    transport = make(on_messages=explode)
+    transport.deliver(2, [msg(1, src=2)], frame_bytes=12)
+    assert "inbound callback failed" in caplog.text
+    stats = transport.peer_stats(2)
+    assert (stats.frames_received, stats.messages_received, stats.bytes_received) == (1, 1, 12)
+
+
+def test_daphne_options_match_the_frame_size() -> None:
+    options = daphne_options(4 * 1024 * 1024)
+    assert options["websocket_max_message_size"] == 4 * 1024 * 1024
+    assert options["websocket_max_frame_size"] == 4 * 1024 * 1024
+
+
+@pytest.fixture
+async def peer2() -> AsyncIterator[RecordingPeer]:
+    server = await RecordingPeer(node_id=2, secret=b"secret").start()
+    yield server
+    await server.stop()
+
+
+async def test_start_send_stop(peer2: RecordingPeer) -> None:
+    nodes = [NODES[0], PeerAddress(2, "127.0.0.1", peer2.port)]
+    transport = make(nodes, options=LinkOptions(backoff_min=0.01, backoff_max=0.05))
+    await transport.start()
+    try:
+        transport.send([msg(2, i) for i in range(10)])
+        await peer2.wait_for(lambda: len(peer2.messages) == 10)
+        assert transport.status()["running"] is True
+    finally:
+        await transport.stop()
+    assert transport.status()["running"] is False
+    transport.send([msg(2, 99)])  # ignored after stop
+    with pytest.raises(LocalProtocolError, match="cannot be restarted"):
+        await transport.start()
+
+
+async def test_send_from_another_thread_hops_onto_the_loop(peer2: RecordingPeer) -> None:
+    nodes = [NODES[0], PeerAddress(2, "127.0.0.1", peer2.port)]
+    transport = make(nodes, options=LinkOptions(backoff_min=0.01, backoff_max=0.05))
+    await transport.start()
+    try:
+        thread = threading.Thread(target=transport.send, args=([msg(2, 1), msg(2, 2)],))
+        thread.start()
+        await asyncio.to_thread(thread.join)
+        await peer2.wait_for(lambda: len(peer2.messages) == 2)
+    finally:
+        await transport.stop()
