@@ -20,3 +20,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+# Real-cluster fixtures (nodes as processes on 127.0.0.1), shared by every test level.
+pytest_plugins = ["tests.fixtures.cluster"]

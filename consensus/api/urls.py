@@ -6,4 +6,5 @@ app_name = "consensus-api"
 
 urlpatterns = [
     path("status/", views.status_view, name="status"),
+    path("groups/<int:group_id>/commands/", views.submit_command_view, name="group-commands"),
 ]

@@ -36,7 +36,6 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from consensus.config import GroupSpec, NodeAddress
@@ -337,30 +336,36 @@ class DjangoStorage:
         return prefix
 
     def _advance_prefixes(self, group_ids: Sequence[int]) -> None:
-        """Move ``Group.chosen_upto`` of these groups over their newly contiguous chosen rows:
-        one read for all the groups, one write for those whose prefix moved."""
+        """Move ``Group.chosen_upto`` of these groups over their newly contiguous chosen rows.
+
+        Hot path, so plain SQL (the ORM spends more time compiling than the database running):
+        one read of the chosen rows above each stored prefix, then one update per group that moved.
+        """
         if not group_ids:
             return
-        stored = dict(
-            Group.objects.using(self.using)
-            .filter(group_id__in=group_ids)
-            .values_list("group_id", "chosen_upto")
-        )
-        chosen_above: dict[int, list[int]] = {group_id: [] for group_id in group_ids}
-        rows = (
-            Instance.objects.using(self.using)
-            .filter(group_id__in=group_ids, chosen=True, instance__gt=F("group__chosen_upto"))
-            .values_list("group_id", "instance")
-        )
-        for group_id, instance in rows:
-            chosen_above[group_id].append(instance)
-        moved = []
-        for group_id, instances in chosen_above.items():
-            upto = _Prefix(stored[group_id], set()).advanced(instances).upto
-            if upto != stored[group_id]:
-                moved.append(Group(group_id=group_id, chosen_upto=upto))
-        if moved:
-            Group.objects.using(self.using).bulk_update(moved, ["chosen_upto"])
+        connection = connections[self.using]
+        quote = connection.ops.quote_name
+        group_table, instance_table = quote(Group._meta.db_table), quote(Instance._meta.db_table)
+        placeholders = ", ".join(["%s"] * len(group_ids))
+        above: dict[int, tuple[int, list[int]]] = {}
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT g.group_id, g.chosen_upto, i.instance "
+                f"FROM {instance_table} i JOIN {group_table} g ON g.group_id = i.group_id "
+                f"WHERE i.group_id IN ({placeholders}) AND i.chosen AND i.instance > g.chosen_upto",
+                list(group_ids),
+            )
+            for group_id, stored, instance in cursor.fetchall():
+                above.setdefault(group_id, (stored, []))[1].append(instance)
+            moved = [
+                (upto, group_id)
+                for group_id, (stored, instances) in above.items()
+                if (upto := _Prefix(stored, set()).advanced(instances).upto) != stored
+            ]
+            if moved:
+                cursor.executemany(
+                    f"UPDATE {group_table} SET chosen_upto = %s WHERE group_id = %s", moved
+                )
 
     def _upsert_instances(self, batches: dict[int, _GroupBatch], now: datetime) -> None:
         connection = connections[self.using]

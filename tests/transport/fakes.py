@@ -61,8 +61,8 @@ class RecordingPeer:
             await self._server.wait_closed()
             self._server = None
 
-    async def wait_for(self, predicate: Any, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, predicate: Any, within: float = 5.0) -> None:
+        async with asyncio.timeout(within):
             while not predicate():
                 self._changed.clear()
                 await self._changed.wait()

@@ -19,6 +19,7 @@ from consensus.transport.auth import (
     ClientHandshake,
     Hello,
     ServerHandshake,
+    Welcome,
     client_mac,
     decode_challenge,
     decode_hello,
@@ -76,8 +77,6 @@ def test_server_with_wrong_secret_is_refused_by_the_client() -> None:
     challenge = decode_challenge(srv.challenge())
     hello = decode_hello(cli.receive_challenge(srv.challenge()))
     forged = server_mac(b"other secret", challenge.nonce, hello.nonce, 1, 2)
-    from consensus.transport.auth import Welcome
-
     with pytest.raises(AuthError, match="failed to prove"):
         cli.receive_welcome(encode_handshake(Welcome(mac=forged)))
     assert not cli.authenticated

@@ -229,9 +229,7 @@ async def test_undecodable_frame_closes_the_link(
     assert f"node 1 ({REMOTE})" in warnings[0].getMessage()
 
 
-async def test_oversized_frame_closes_the_link(
-    peer: WebsocketCommunicator, inbox: Inbox
-) -> None:
+async def test_oversized_frame_closes_the_link(peer: WebsocketCommunicator, inbox: Inbox) -> None:
     big = Forward(group_id=1, src=1, dst=ME, commands=(Command("r", "x" * 5000),))
     frame = encode_frame([big])
     assert len(frame) > 4096

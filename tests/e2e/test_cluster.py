@@ -1,0 +1,127 @@
+"""Real node processes on 127.0.0.1: agreement, leader failure, catch-up and crash recovery."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.fixtures.cluster import Cluster, ClusterError
+
+pytestmark = pytest.mark.e2e
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+def kv_put(key: str, value: str) -> str:
+    return json.dumps({"op": "put", "key": key, "value": value})
+
+
+def assert_same_logs(cluster: Cluster, group_id: int, nodes: list[int] | None = None) -> list:
+    logs = {n: cluster.chosen_log(n, group_id) for n in nodes or list(cluster.nodes)}
+    reference = max(logs.values(), key=len)
+    for node_id, log in logs.items():
+        assert log == reference, f"node {node_id} log differs in group {group_id}"
+    return reference
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_commands_are_chosen_in_the_same_order_on_all_nodes(cluster_factory, backend) -> None:
+    cluster: Cluster = cluster_factory(backend=backend)
+    last = {1: 0, 2: 0}
+    for round_number in range(5):
+        for node_id in cluster.nodes:
+            for group_id in (1, 2):
+                answer = cluster.submit(
+                    node_id, group_id, kv_put(f"k{node_id}", f"{group_id}-{round_number}")
+                )
+                last[group_id] = max(last[group_id], answer["instance"])
+    for group_id in (1, 2):
+        cluster.wait_for_applied(group_id, last[group_id])
+        log = assert_same_logs(cluster, group_id)
+        commands = [c for _instance, value in log for c in json.loads(value)]
+        assert len(commands) == 15  # every command once, no-ops aside
+
+
+def test_killed_leader_is_replaced_and_catches_up(cluster_factory) -> None:
+    cluster: Cluster = cluster_factory(groups=(1,))
+    old_leader = cluster.wait_for_leader(1)
+    for n in range(10):
+        cluster.submit(old_leader, 1, kv_put("before", str(n)))
+    cluster.kill_node(old_leader)
+    killed_at = time.monotonic()
+    survivors = cluster.live_nodes()
+    new_leader = cluster.wait_for_leader(1, among=survivors)
+    elected_after = time.monotonic() - killed_at
+    assert new_leader != old_leader
+    # A few election timeouts (300 ms each, randomized up to 2x) at most.
+    assert elected_after < 5.0, elected_after
+    for n in range(10):
+        answer = cluster.submit(survivors[n % 2], 1, kv_put("after", str(n)))
+    cluster.start_node(old_leader)
+    cluster.wait_for_applied(1, answer["instance"])
+    assert_same_logs(cluster, 1)
+    print(f"new leader elected {elected_after * 1000:.0f} ms after kill -9 of the leader")
+
+
+def test_stopped_follower_learns_every_instance_it_missed(cluster_factory) -> None:
+    cluster: Cluster = cluster_factory(groups=(1,))
+    leader = cluster.wait_for_leader(1)
+    follower = next(n for n in cluster.nodes if n != leader)
+    cluster.stop_node(follower)
+    for n in range(200):
+        answer = cluster.submit(leader, 1, kv_put(f"key{n % 7}", str(n)))
+    cluster.start_node(follower)
+    cluster.wait_for_applied(1, answer["instance"], timeout=60)
+    assert_same_logs(cluster, 1)
+
+
+def test_restart_with_commands_in_flight_loses_no_acknowledged_command(cluster_factory) -> None:
+    cluster: Cluster = cluster_factory(groups=(1,))
+    acknowledged: list[str] = []
+    stop = threading.Event()
+    errors: list[Any] = []
+
+    def client(number: int) -> None:
+        sequence = 0
+        while not stop.is_set():
+            sequence += 1
+            request_id = f"c{number}-{sequence}"
+            for attempt in range(20):
+                node_id = 1 + (number + attempt) % len(cluster.nodes)
+                try:
+                    cluster.submit(node_id, 1, kv_put(f"c{number}", str(sequence)), request_id)
+                    acknowledged.append(request_id)
+                    break
+                except (ClusterError, OSError) as error:
+                    errors.append(error)
+                    time.sleep(0.1)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _round in range(2):
+            time.sleep(1.0)
+            victim = cluster.wait_for_leader(1)
+            cluster.kill_node(victim)
+            time.sleep(0.5)
+            cluster.start_node(victim)
+    finally:
+        time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert acknowledged, f"no command was acknowledged: {errors[:3]}"
+    status = cluster.status(cluster.wait_for_leader(1))
+    cluster.wait_for_applied(1, status["groups"][0]["chosen_upto"])
+    log = assert_same_logs(cluster, 1)
+    chosen_ids = [request_id for _i, value in log for request_id, _payload in json.loads(value)]
+    missing = set(acknowledged) - set(chosen_ids)
+    assert not missing, f"acknowledged but lost: {sorted(missing)[:10]}"
