@@ -26,6 +26,10 @@ logger = logging.getLogger("consensus.runtime")
 
 _LOOKUP_CHUNK = 500
 
+BARRIER_PREFIX = "paxos:barrier:"
+"""Request ids of read barriers (see ``PaxosNode.read_barrier``): chosen like commands, never
+applied to the state machine and never stored. Clients may not use the ``paxos:`` prefix."""
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -79,6 +83,9 @@ class Applier:
         rows: list[RequestResult] = []
         for entry in entries:
             for command in entry.value:
+                if command.request_id.startswith(BARRIER_PREFIX):
+                    outcomes.append(Outcome(group_id, command.request_id, entry.instance, None))
+                    continue
                 first = known.get(command.request_id)
                 if first is not None and first[0] < entry.instance:
                     outcomes.append(
@@ -126,7 +133,12 @@ class Applier:
     def _known_results(
         self, group_id: int, entries: Sequence[ChosenEntry]
     ) -> dict[str, tuple[int, Any]]:
-        request_ids = [command.request_id for entry in entries for command in entry.value]
+        request_ids = [
+            command.request_id
+            for entry in entries
+            for command in entry.value
+            if not command.request_id.startswith(BARRIER_PREFIX)
+        ]
         known: dict[str, tuple[int, Any]] = {}
         for start in range(0, len(request_ids), _LOOKUP_CHUNK):
             chunk = request_ids[start : start + _LOOKUP_CHUNK]

@@ -45,7 +45,8 @@ from consensus.storage.writer import GroupCommitWriter
 from consensus.transport.hub import PeerTransport, install, uninstall
 from consensus.transport.peers import PeerAddress
 
-from .apply import Applier, Outcome
+from .apply import BARRIER_PREFIX, Applier, Outcome
+from .observer import NodeObserver
 
 logger = logging.getLogger("consensus.runtime")
 
@@ -141,6 +142,7 @@ class PaxosNode:
         tick_ms: int = 10,
         request_timeout: float = 5.0,
         storage: DjangoStorage | None = None,
+        observer: NodeObserver | None = None,
     ) -> None:
         self.config = config
         self.node_id = config.my_id
@@ -149,6 +151,8 @@ class PaxosNode:
         self.machines = machines
         self.storage = storage or DjangoStorage()
         self.applier = Applier(machines, self.storage.using)
+        self.observer = observer or NodeObserver()
+        self._roles: dict[int, tuple[str, int | None]] = {}
         self.replicas: dict[int, Replica] = {}
         self.applied: dict[int, int] = {}
         self.started_at = time.monotonic()
@@ -161,6 +165,7 @@ class PaxosNode:
         self._transport: PeerTransport | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._barriers: dict[int, asyncio.Future[Outcome]] = {}
         self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -274,18 +279,23 @@ class PaxosNode:
             raise SubmitError("the node is shutting down")
         if request_id is None:
             request_id = uuid.uuid4().hex
-        else:
+        elif not request_id.startswith(BARRIER_PREFIX):
             earlier = await self._writer.run(self.applier.lookup, group_id, request_id)
             if earlier is not None:
                 return earlier
         future = self._waiters.get(group_id, request_id)
         replica.submit(Command(request_id, payload))
         self._wake.set()
+        started = time.perf_counter()
         try:
-            return await asyncio.wait_for(
+            outcome = await asyncio.wait_for(
                 asyncio.shield(future), timeout if timeout is not None else self.request_timeout
             )
+        except OverloadedError:
+            self.observer.request_finished(group_id, time.perf_counter() - started, "overloaded")
+            raise
         except TimeoutError:
+            self.observer.request_finished(group_id, time.perf_counter() - started, "timeout")
             self._waiters.discard(group_id, request_id)
             leader = replica.leader_id
             reason = "no leader is known" if leader is None else f"leader {leader} did not commit"
@@ -293,6 +303,25 @@ class PaxosNode:
                 f"group {group_id}: {reason} within {self.request_timeout:g}s; retry with the "
                 f"same request_id"
             ) from None
+        kind = "duplicate" if outcome.duplicate else "ok"
+        self.observer.request_finished(group_id, time.perf_counter() - started, kind)
+        return outcome
+
+    async def read_barrier(self, group_id: int, timeout: float | None = None) -> int:
+        """Wait until this node has applied every command acknowledged anywhere before the call
+        started; return the applied instance. Linearizable reads serve local state after it.
+
+        Implemented through the log: a marker command is chosen like any other, and everything
+        acknowledged before it is ordered before it. Concurrent readers share one marker.
+        """
+        barrier = self._barriers.get(group_id)
+        if barrier is None or barrier.done():
+            barrier = asyncio.ensure_future(
+                self.submit(group_id, "", f"{BARRIER_PREFIX}{uuid.uuid4().hex}", timeout)
+            )
+            self._barriers[group_id] = barrier
+        outcome = await asyncio.shield(barrier)
+        return outcome.instance
 
     # ------------------------------------------------------------------ the loop
 
@@ -315,8 +344,31 @@ class PaxosNode:
                     logger.exception("node %s: storage failed; stopping the node", self.node_id)
                     self._waiters.fail_all(SubmitError("storage failure"))
                     raise
+            self._notice_role_changes()
             if any(replica.has_ready() for replica in self.replicas.values()) or self._inbox:
                 self._wake.set()
+
+    def _notice_role_changes(self) -> None:
+        for group_id, replica in self.replicas.items():
+            now = (replica.role.value, replica.leader_id)
+            before = self._roles.get(group_id, ("follower", None))
+            if now == before:
+                continue
+            self._roles[group_id] = now
+            if now[0] != before[0]:
+                logger.info(
+                    "node %s group %s: %s -> %s (ballot %s)",
+                    self.node_id,
+                    group_id,
+                    before[0],
+                    now[0],
+                    replica.ballot,
+                )
+                self.observer.role_changed(group_id, before[0], now[0], str(replica.ballot))
+            if now[1] != before[1]:
+                if now[1] is not None:
+                    logger.info("node %s group %s: leader is %s", self.node_id, group_id, now[1])
+                self.observer.leader_changed(group_id, now[1])
 
     def _feed_replicas(self) -> None:
         inbox, self._inbox = self._inbox, []
@@ -344,13 +396,24 @@ class PaxosNode:
         writer = self._writer
         transport = self._transport
         assert writer is not None and transport is not None
+        started = time.perf_counter()
         outcomes = await writer.run(self._commit, [ready for _replica, ready in readies])
         self.commits += 1
+        self.observer.storage_committed(
+            time.perf_counter() - started,
+            len(readies),
+            sum(len(ready.committed) for _replica, ready in readies),
+        )
         for replica, ready in readies:
             ready.mark_persisted()
             transport.send(ready.messages)
             if ready.committed:
                 self.applied[replica.group_id] = ready.committed[-1].instance
+                self.observer.commands_applied(
+                    replica.group_id,
+                    sum(len(entry.value) for entry in ready.committed),
+                    ready.committed[-1].instance,
+                )
             for read in ready.log_reads:
                 self._serve_log_read(replica.group_id, read)
             for failure in ready.failed:
