@@ -54,7 +54,9 @@ async def submit_command_view(request: HttpRequest, group_id: int) -> JsonRespon
         if not isinstance(command, str) or not (request_id is None or isinstance(request_id, str)):
             raise TypeError
     except (ValueError, KeyError, TypeError):
-        return JsonResponse({"error": 'send JSON {"command": "...", "request_id": "..."}'}, status=400)
+        return JsonResponse(
+            {"error": 'send JSON {"command": "...", "request_id": "..."}'}, status=400
+        )
     try:
         outcome = await node.submit(group_id, command, request_id)
     except UnknownGroupError:

@@ -78,7 +78,7 @@ class InstanceLog:
         return True
 
     def advance_prefix(self) -> list[ChosenEntry]:
-        """Move ``chosen_upto`` over every newly contiguous chosen instance; return them in order."""
+        """Move ``chosen_upto`` over newly contiguous chosen instances; return them in order."""
         committed = []
         while (entry := self.entries.get(self.chosen_upto + 1)) is not None and entry.chosen:
             self.chosen_upto += 1

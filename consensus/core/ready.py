@@ -30,7 +30,8 @@ class AcceptedWrite:
 @dataclass(frozen=True, slots=True)
 class Persist:
     """State to make durable, in one transaction: the acceptor's promise, its new votes, and the
-    instances newly known to be chosen (chosen marks may be lost in a crash; they are re-learned)."""
+    instances newly known to be chosen (chosen marks may be lost in a crash: they are learned
+    again)."""
 
     promised: Ballot | None = None
     accepted: tuple[AcceptedWrite, ...] = ()
@@ -67,7 +68,7 @@ class Ready:
     persist: Persist
     _messages: tuple[Message, ...]
     committed: tuple[ChosenEntry, ...] = ()
-    """Instances that became chosen in order (contiguous after the previous Ready's): apply these."""
+    """Instances newly chosen in order (contiguous after the previous Ready's): apply these."""
     log_reads: tuple[LogRead, ...] = ()
     resolved: tuple[str, ...] = ()
     """Request ids submitted on this node that are now chosen."""

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from .acceptor import Acceptor
@@ -39,6 +39,7 @@ from .errors import LocalProtocolError, RemoteProtocolError
 from .leader import Candidacy, Leadership, recovery_values
 from .log import InstanceLog
 from .messages import (
+    NOOP,
     Accept,
     Accepted,
     ChosenEntry,
@@ -48,7 +49,6 @@ from .messages import (
     HeartbeatAck,
     LearnReply,
     LearnRequest,
-    NOOP,
     Message,
     Nack,
     Prepare,
@@ -256,7 +256,7 @@ class Replica:
         return ready
 
     def advance(self, ready: Ready) -> None:
-        """The caller persisted ``ready`` (and sent its messages): count the held-back self-votes."""
+        """The caller persisted ``ready`` and sent its messages: count the held-back self-votes."""
         if ready is not self._unadvanced:
             raise LocalProtocolError("advance() must be given the Ready from the last ready()")
         if not ready.persisted:

@@ -32,7 +32,7 @@ class InitialState:
 
 @dataclass
 class MemoryStorage:
-    """A dict-backed store of one group, used by the simulator and the tests. ``apply`` is atomic."""
+    """A dict-backed store of one group for the simulator and the tests; ``apply`` is atomic."""
 
     promised: Ballot = ZERO_BALLOT
     instances: dict[int, StoredInstance] = field(default_factory=dict)

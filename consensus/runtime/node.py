@@ -266,7 +266,11 @@ class PaxosNode:
             self._wake.set()
 
     async def submit(
-        self, group_id: int, payload: str, request_id: str | None = None, timeout: float | None = None
+        self,
+        group_id: int,
+        payload: str,
+        request_id: str | None = None,
+        timeout: float | None = None,
     ) -> Outcome:
         """Commit ``payload`` to ``group_id`` and return its state machine result.
 
@@ -331,7 +335,9 @@ class PaxosNode:
             self._wake.clear()
             self._feed_replicas()
             readies = [
-                (replica, replica.ready()) for replica in self.replicas.values() if replica.has_ready()
+                (replica, replica.ready())
+                for replica in self.replicas.values()
+                if replica.has_ready()
             ]
             if readies:
                 try:

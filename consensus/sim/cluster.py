@@ -226,7 +226,7 @@ class SimCluster:
         self._resubmit_outstanding()
 
     def _resubmit_outstanding(self) -> None:
-        """Clients retry with the same request id, possibly at another node (as PaxosClient does)."""
+        """Clients retry with the same request id, maybe at another node (as PaxosClient does)."""
         horizon = self.now - self.settings.client_retry_ticks * TICK
         for request_id, (group_id, command, sent_at) in list(self.outstanding.items()):
             if sent_at <= horizon:

@@ -326,6 +326,8 @@ def _explain(exc: BaseException) -> str:
         code = exc.rcvd.code if exc.rcvd is not None else None
         reason = exc.rcvd.reason if exc.rcvd is not None else ""
         return f"connection closed by peer ({describe(code)}{': ' + reason if reason else ''})"
+    if isinstance(exc, LinkClosed):
+        return str(exc)
     if isinstance(exc, AuthError):
         return f"authentication failed: {exc}"
     if isinstance(exc, TimeoutError):

@@ -4,26 +4,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Entry',
+            name="Entry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('group_id', models.PositiveIntegerField(verbose_name='group id')),
-                ('key', models.CharField(max_length=1024)),
-                ('value', models.TextField()),
-                ('instance', models.PositiveBigIntegerField(help_text='instance that last wrote this key')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("group_id", models.PositiveIntegerField(verbose_name="group id")),
+                ("key", models.CharField(max_length=1024)),
+                ("value", models.TextField()),
+                (
+                    "instance",
+                    models.PositiveBigIntegerField(help_text="instance that last wrote this key"),
+                ),
             ],
             options={
-                'verbose_name': 'entry',
-                'verbose_name_plural': 'entries',
-                'constraints': [models.UniqueConstraint(fields=('group_id', 'key'), name='kvstore_entry_group_key')],
+                "verbose_name": "entry",
+                "verbose_name_plural": "entries",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("group_id", "key"), name="kvstore_entry_group_key"
+                    )
+                ],
             },
         ),
     ]

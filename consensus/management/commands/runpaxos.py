@@ -53,7 +53,7 @@ class Command(BaseCommand):
             "--request-timeout",
             type=float,
             default=REQUEST_TIMEOUT,
-            help=f"seconds a client command may wait for a quorum before a 503 ({REQUEST_TIMEOUT:g})",
+            help=f"seconds a command may wait for a quorum before a 503 ({REQUEST_TIMEOUT:g})",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
