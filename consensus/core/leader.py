@@ -37,6 +37,8 @@ class Leadership:
     """Request ids queued or in flight, so a retried command is not proposed twice."""
     last_heard: dict[int, int] = field(default_factory=dict)
     heartbeat_seq: int = 0
+    announced_upto: int = 0
+    """The chosen prefix last sent to followers (on an Accept or Heartbeat)."""
     progress_tick: int = 0
 
     def enqueue(self, command: Command, recently_chosen: Container[str] = ()) -> bool:

@@ -233,6 +233,7 @@ class Replica:
         if self._unadvanced is not None:
             raise LocalProtocolError("ready() called again before advance()")
         self._propose_queued()
+        self._announce_chosen()
         self._flush_forwards()
         promised, accepted = self.acceptor.take_writes()
         outgoing = [m for m in self._outbox if m.dst != self.node_id]
@@ -416,6 +417,7 @@ class Replica:
             self._send_accept(leadership, node_id, instance, value)
 
     def _send_accept(self, leadership: Leadership, dst: int, instance: int, value: Value) -> None:
+        leadership.announced_upto = self.log.chosen_upto
         self._send(
             Accept(
                 group_id=self.group_id,
@@ -438,6 +440,13 @@ class Replica:
             instance = leadership.next_instance
             leadership.next_instance += 1
             self._propose(leadership, instance, value)
+
+    def _announce_chosen(self) -> None:
+        """Tell followers at once when the chosen prefix moved and no Accept carried it, so they
+        apply (and answer their clients) without waiting for the next heartbeat."""
+        leadership = self._leadership
+        if leadership is not None and self.log.chosen_upto > leadership.announced_upto:
+            self._broadcast_heartbeat(leadership)
 
     def _tick_leader(self, leadership: Leadership) -> None:
         config = self.config
@@ -464,6 +473,7 @@ class Replica:
 
     def _broadcast_heartbeat(self, leadership: Leadership) -> None:
         leadership.heartbeat_seq += 1
+        leadership.announced_upto = self.log.chosen_upto
         for node_id in self.config.peers:
             self._send(
                 Heartbeat(
