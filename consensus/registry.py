@@ -19,22 +19,35 @@ T = TypeVar("T", bound=type)
 
 
 class AlreadyRegistered(Exception):
-    pass
+    """A second ``register`` under a name in use (``admin.sites.AlreadyRegistered``)."""
 
 
 class NotRegistered(KeyError):
-    pass
+    """No state machine of that name (``admin.sites.NotRegistered``)."""
+
+    def __str__(self) -> str:  # KeyError's str() would add quotes around the message
+        return str(self.args[0]) if self.args else ""
 
 
 class StateMachineRegistry:
+    """Name -> state machine class, like ``AdminSite._registry`` maps models to admins.
+
+    ``_registry`` is the attribute ``autodiscover_modules`` snapshots and restores when a
+    ``statemachines.py`` fails to import, so a half-imported module leaves nothing behind.
+    """
+
     def __init__(self) -> None:
         self._registry: dict[str, type[StateMachine]] = {}
 
     def register(self, name: str, machine: type[Any]) -> type[StateMachine]:
-        if not isinstance(name, str) or not name:
+        """Register ``machine`` under ``name``; return the class the registry will instantiate
+        (``machine`` itself, or an adapter for a seed-style ``callback(msg)`` class).
+
+        Raises ``AlreadyRegistered`` if the name is taken (unregister first to replace it),
+        ``TypeError``/``ValueError`` for something that cannot be a state machine.
+        """
+        if not isinstance(name, str) or not name.strip():
             raise ValueError("a state machine needs a non-empty name")
-        if name in self._registry and self._registry[name] is not machine:
-            raise AlreadyRegistered(f"state machine {name!r} is already registered")
         if not isinstance(machine, type):
             raise TypeError(f"register a class, not {machine!r}")
         if not issubclass(machine, StateMachine):
@@ -43,45 +56,58 @@ class StateMachineRegistry:
                     f"{machine.__name__} needs to subclass StateMachine or define callback(msg)"
                 )
             machine = _adapt_callback_class(machine)
+        if name in self._registry:
+            raise AlreadyRegistered(
+                f"state machine {name!r} is already registered "
+                f"({self._registry[name].__qualname__})"
+            )
         self._registry[name] = machine
         return machine
 
     def unregister(self, name: str) -> None:
         if name not in self._registry:
-            raise NotRegistered(name)
+            raise NotRegistered(f"state machine {name!r} is not registered")
         del self._registry[name]
 
     def is_registered(self, name: str) -> bool:
         return name in self._registry
 
-    def names(self) -> list[str]:
-        return sorted(self._registry)
-
-    def create(self, name: str, group_id: int) -> StateMachine:
+    def get(self, name: str) -> type[StateMachine]:
         try:
-            machine = self._registry[name]
+            return self._registry[name]
         except KeyError:
             raise NotRegistered(
                 f"no state machine named {name!r} (registered: {', '.join(self.names())})"
             ) from None
-        return machine(group_id)
+
+    def names(self) -> list[str]:
+        return sorted(self._registry)
+
+    def create(self, name: str, group_id: int) -> StateMachine:
+        """A fresh instance for one group (each group has its own state)."""
+        return self.get(name)(group_id)
 
 
 registry = StateMachineRegistry()
 registry.register("log", LogOnlyStateMachine)
 
 
-def register(name: str) -> Callable[[T], T]:
-    """Class decorator: ``@register("kv")``. Returns the class unchanged."""
+def register(name: str, *, site: StateMachineRegistry | None = None) -> Callable[[T], T]:
+    """Class decorator: ``@register("kv")``. Returns the class unchanged (like
+    ``admin.register``), so a seed-style callback class stays usable on its own."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError('@register needs the state machine\'s name: @register("kv")')
 
     def decorator(machine: T) -> T:
-        registry.register(name, machine)
+        (site or registry).register(name, machine)
         return machine
 
     return decorator
 
 
 def autodiscover() -> None:
+    """Import every installed app's ``statemachines.py``. An app without one is skipped; an error
+    inside one is raised (after the registry is restored to what it was before that import)."""
     autodiscover_modules("statemachines", register_to=registry)
 
 

@@ -1,9 +1,12 @@
-"""Health endpoints (no auth: load balancers and process managers poll them)."""
+"""Health and metrics endpoints (no auth: load balancers, process managers and Prometheus poll
+them; they reveal no data, only the node's protocol state)."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from consensus import metrics
+from consensus.health import readiness
 from consensus.runtime import get_node
 
 
@@ -11,3 +14,23 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     """The process is up and serving HTTP."""
     node = get_node()
     return JsonResponse({"status": "ok", "node_id": node.node_id if node else None})
+
+
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """200 when this node reaches a majority, knows a leader for every group and is caught up;
+    503 with the reasons otherwise (see ``consensus.health``).
+
+    Async on purpose: it runs on the event loop of the node, so it reads a consistent state."""
+    node = get_node()
+    state = readiness(node)
+    body = {"node_id": node.node_id if node else None, **state.as_json()}
+    if state.ready:
+        return JsonResponse(body)
+    body["error"] = "; ".join(state.reasons)
+    return JsonResponse(body, status=503, headers={"Retry-After": "1"})
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text exposition (``consensus.metrics``)."""
+    payload, content_type = metrics.render()
+    return HttpResponse(payload, content_type=content_type)

@@ -69,6 +69,20 @@ PAXOS_RECENT_CHOSEN = 1024
 PAXOS_MAX_COMMIT_BATCH = 4096
 """Readies written in one group-commit transaction at most (bounds the latency of one commit)."""
 
+# REST API limits (consensus.api.fastpath): beyond them a request gets 413.
+PAXOS_MAX_BODY_BYTES = int(os.environ.get("PAXOS_MAX_BODY_BYTES", 1024 * 1024))
+PAXOS_MAX_KEY_BYTES = int(os.environ.get("PAXOS_MAX_KEY_BYTES", 1024))
+PAXOS_MAX_VALUE_BYTES = int(os.environ.get("PAXOS_MAX_VALUE_BYTES", 256 * 1024))
+PAXOS_API_TOKENS: tuple[str, ...] = tuple(
+    token for token in os.environ.get("PAXOS_API_TOKENS", "").split(",") if token.strip()
+)
+"""Extra API tokens on top of the config's apiTokens (a dev server without a cluster config)."""
+# Exactly-once results (consensus.models.RequestResult), pruned by `manage.py pruneresults`.
+PAXOS_REQUEST_RESULT_TTL = int(os.environ.get("PAXOS_REQUEST_RESULT_TTL", 24 * 3600))
+"""Seconds a request id's first result is kept at least (retries within it are exactly-once)."""
+PAXOS_REQUEST_RESULT_MAX = int(os.environ.get("PAXOS_REQUEST_RESULT_MAX", 1_000_000))
+"""At most this many results kept per group beyond the TTL (the newest win)."""
+
 PAXOS_CLUSTER: ClusterConfig | None = _load_node_config()
 PAXOS_NODE_ID: int | None = PAXOS_CLUSTER.my_id if PAXOS_CLUSTER is not None else None
 
@@ -105,6 +119,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "consensus",
     "kvstore",
 ]
@@ -189,6 +205,38 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# DRF serves the non-hot API endpoints (the hot ones are lean async views with the same rules).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "consensus.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["consensus.api.permissions.IsApiClient"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "consensus.api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Paxos replication service API",
+    "DESCRIPTION": (
+        "Commands to replicated groups, the commit log, cluster status and the replicated KV "
+        "store. Authenticate with `Authorization: Bearer <token>` (a token from the cluster "
+        "config's apiTokens) or a staff session. Errors are `{\"error\": \"...\"}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SECURITY": [{"bearerAuth": []}],
+}
 
 LOGGING = {
     "version": 1,

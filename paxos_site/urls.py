@@ -1,12 +1,21 @@
 """URL configuration: admin, REST API under ``api/``, health under ``healthz``."""
 
 from django.contrib import admin
-from django.urls import URLPattern, URLResolver, include, path
+from django.contrib.staticfiles.views import serve as serve_static
+from django.urls import URLPattern, URLResolver, include, path, re_path
 
+from consensus.api.views import api_not_found
 from consensus.views import healthz
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/kv/", include("kvstore.api.urls")),
     path("api/", include("consensus.api.urls")),
+    # Unknown /api/ paths get a JSON 404, not Django's HTML page. Keep this after every api/ include.
+    re_path(r"^api/(?P<path>.*)$", api_not_found, name="api-not-found"),
+    # Static assets (admin CSS, the API docs' swagger-ui/redoc from drf-spectacular-sidecar) served
+    # by the node itself from the apps' static folders: a node has no web server in front of it and
+    # users' browsers may have no internet. Small files, rarely fetched: Django's view is enough.
+    re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}, name="static"),
 ]

@@ -1,10 +1,34 @@
-from django.urls import path
+"""URLs of the consensus API, mounted at ``/api/`` (the KV store's are at ``/api/kv/``)."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
 
 from . import views
 
 app_name = "consensus-api"
 
+router = SimpleRouter()
+router.include_format_suffixes = False
+
+#
+# Groups
+#
+router.register("groups", views.GroupViewSet, basename="group")
+
+#
+# Nodes
+#
+router.register("nodes", views.NodeViewSet, basename="node")
+
 urlpatterns = [
-    path("status/", views.status_view, name="status"),
-    path("groups/<int:group_id>/commands/", views.submit_command_view, name="group-commands"),
+    path("status/", views.StatusView.as_view(), name="status"),
+    path("groups/<int:group_id>/commands/", views.commands_view, name="group-commands"),
+    path("groups/<int:group_id>/log/", views.GroupLogView.as_view(), name="group-log"),
+    path("", include(router.urls)),
+    # The OpenAPI schema and its docs pages: open to everyone (they hold no data), assets served
+    # locally by drf-spectacular-sidecar (no CDN: the docs work offline).
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="consensus-api:schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="consensus-api:schema"), name="redoc"),
 ]

@@ -1,70 +1,260 @@
-"""REST endpoints of the consensus app."""
+"""REST endpoints of the consensus app (DESIGN.md §5).
+
+Two stacks, one interface:
+- the hot endpoint ``POST /api/groups/<g>/commands/`` is a lean async view (``fastpath``);
+- everything else (groups, the commit log, nodes, status) is DRF: cheap enough for how often it
+  is called, and it gets validation, pagination and the schema for free.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
+from typing import Any
 
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consensus.models import Group, Instance, Node
 from consensus.runtime import get_node
 
+from . import fastpath, schema  # noqa: F401  (schema registers the bearer auth extension)
+from .exceptions import ApiError, error_response, json_response
+from .serializers import (
+    CommandRequestSerializer,
+    CommandResponseSerializer,
+    ErrorSerializer,
+    GroupSerializer,
+    LogPageSerializer,
+    NodeSerializer,
+    StatusSerializer,
+)
 
-def _no_runtime() -> JsonResponse:
-    return JsonResponse(
-        {"error": "this process runs no Paxos node (start it with manage.py runpaxos)"},
-        status=503,
-        headers={"Retry-After": "1"},
+DEFAULT_LOG_LIMIT = 100
+MAX_LOG_LIMIT = 1000
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """Schema entries for the ``{"error": ...}`` responses an endpoint can give."""
+    meaning = {
+        400: "Bad input (invalid JSON, missing field, wrong type).",
+        401: "No or wrong credentials.",
+        403: "Not allowed (not staff, or CSRF failed for a session).",
+        404: "Unknown group or key.",
+        405: "Method not allowed.",
+        413: "Body, key or value larger than the configured limit.",
+        503: "No leader or no quorum within the request timeout; see Retry-After.",
+    }
+    return {code: OpenApiResponse(ErrorSerializer, description=meaning[code]) for code in codes}
+
+
+GROUP_ID = OpenApiParameter("group_id", OpenApiTypes.INT, OpenApiParameter.PATH)
+COMMAND_ERRORS = (400, 401, 403, 404, 413, 503)
+
+
+#
+# Commands (lean)
+#
+
+
+class CommandDocView(APIView):
+    """Documentation only: ``commands_view`` serves the URL (see ``fastpath.documented_by``)."""
+
+    @extend_schema(
+        operation_id="groups_commands_create",
+        summary="Submit a command to a group",
+        description="The command is chosen into the group's log by multi-Paxos and applied on "
+        "every node; the node you called returns the state machine's result. Any node "
+        "accepts commands (followers forward to the leader). Retrying with the same "
+        "request_id, on any node, returns the first result and applies nothing twice.",
+        parameters=[GROUP_ID],
+        request=CommandRequestSerializer,
+        responses={200: CommandResponseSerializer, **error_responses(*COMMAND_ERRORS)},
+        tags=["commands"],
+    )
+    def post(self, request: Request, group_id: int) -> Response:  # pragma: no cover
+        raise NotImplementedError
+
+
+COMMAND_FIELDS = frozenset({"command", "request_id"})
+
+
+@fastpath.documented_by(CommandDocView)
+@fastpath.lean_view("POST")
+async def commands_view(request: HttpRequest, group_id: int) -> HttpResponse:
+    """``POST /api/groups/<g>/commands/`` ``{"command": str, "request_id": str?}``."""
+    data = fastpath.read_json_object(request)
+    fastpath.reject_unknown_fields(data, COMMAND_FIELDS)
+    command = fastpath.require_string(data, "command")
+    request_id = fastpath.request_id_from(request, data)
+    node = fastpath.require_node()
+    outcome = await fastpath.submit(node, group_id, command, request_id)
+    return json_response(
+        {
+            "instance": outcome.instance,
+            "request_id": outcome.request_id,
+            "result": outcome.result,
+            "duplicate": outcome.duplicate,
+        }
     )
 
 
-async def status_view(request: HttpRequest) -> JsonResponse:
-    """This node: id, and per group its role, leader, ballot, chosen and applied index; peers."""
+#
+# Groups and the commit log (DRF)
+#
+
+
+def live_groups() -> dict[int, dict[str, Any]]:
     node = get_node()
     if node is None:
-        return _no_runtime()
-    return JsonResponse(node.status())
+        return {}
+    return {group_id: vars(node.group_status(group_id)) for group_id in node.replicas}
 
 
-@csrf_exempt
-async def submit_command_view(request: HttpRequest, group_id: int) -> JsonResponse:
-    """``POST /api/groups/<g>/commands/`` ``{"command": str, "request_id": str?}``.
+@extend_schema(tags=["groups"], responses={200: GroupSerializer, **error_responses(401, 403, 404)})
+@extend_schema(parameters=[GROUP_ID], methods=["GET"])
+class GroupViewSet(viewsets.ReadOnlyModelViewSet):
+    """The groups this node hosts, with live leader/role/ballot when the node runs."""
 
-    Provisional lean endpoint (the full API with DRF validation lands with the API issue).
+    queryset = Group.objects.select_related("applied_index").order_by("group_id")
+    serializer_class = GroupSerializer
+    lookup_field = "group_id"
+    lookup_value_regex = r"\d+"
+    pagination_class = None
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "live": live_groups()}
+
+
+class LogQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(
+        min_value=0, default=0, help_text="Return instances after this one (default 0)."
+    )
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_LOG_LIMIT,
+        default=DEFAULT_LOG_LIMIT,
+        help_text=f"At most this many entries (1..{MAX_LOG_LIMIT}, default {DEFAULT_LOG_LIMIT}).",
+    )
+
+
+class GroupLogView(APIView):
+    """``GET /api/groups/<g>/log/?after=n&limit=m``: the chosen log in instance order.
+
+    Keyset pagination on the instance number: ``next`` continues after the last entry returned,
+    so a client can follow the log as it grows without skipping or repeating entries.
     """
-    import hmac
-    import json
 
-    from django.conf import settings
-
-    from consensus.runtime import NoQuorumError, SubmitError, UnknownGroupError
-
-    if request.method != "POST":
-        return JsonResponse({"error": "use POST"}, status=405)
-    node = get_node()
-    if node is None:
-        return _no_runtime()
-    cluster = settings.PAXOS_CLUSTER
-    header = request.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-    if not token or not any(hmac.compare_digest(token, t) for t in cluster.api_tokens):
-        return JsonResponse({"error": "missing or wrong API token"}, status=401)
-    try:
-        body = json.loads(request.body)
-        command = body["command"]
-        request_id = body.get("request_id")
-        if not isinstance(command, str) or not (request_id is None or isinstance(request_id, str)):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        return JsonResponse(
-            {"error": 'send JSON {"command": "...", "request_id": "..."}'}, status=400
-        )
-    try:
-        outcome = await node.submit(group_id, command, request_id)
-    except UnknownGroupError:
-        return JsonResponse({"error": f"unknown group {group_id}"}, status=404)
-    except NoQuorumError as error:
-        return JsonResponse({"error": str(error)}, status=503, headers={"Retry-After": "1"})
-    except SubmitError as error:
-        return JsonResponse({"error": str(error)}, status=503, headers={"Retry-After": "1"})
-    return JsonResponse(
-        {"instance": outcome.instance, "request_id": outcome.request_id, "result": outcome.result}
+    @extend_schema(
+        operation_id="groups_log_list",
+        summary="The commit log of a group (chosen instances, paginated)",
+        parameters=[GROUP_ID, LogQuerySerializer],
+        responses={200: LogPageSerializer, **error_responses(400, 401, 403, 404)},
+        tags=["groups"],
     )
+    def get(self, request: Request, group_id: int) -> Response:
+        query = LogQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        after, limit = query.validated_data["after"], query.validated_data["limit"]
+        group = Group.objects.filter(group_id=group_id).first()
+        if group is None:
+            raise ApiError(404, f"unknown group {group_id}")
+        entries: QuerySet[Instance] = Instance.objects.filter(
+            group_id=group_id, chosen=True, instance__gt=after
+        ).order_by("instance")[:limit]
+        page = list(entries)
+        next_url = None
+        if len(page) == limit:
+            next_url = request.build_absolute_uri(
+                f"{request.path}?after={page[-1].instance}&limit={limit}"
+            )
+        live = live_groups().get(group_id)
+        chosen_upto = max(group.chosen_upto, int(live["chosen_upto"]) if live else 0)
+        data = {
+            "group_id": group_id,
+            "after": after,
+            "limit": limit,
+            "chosen_upto": chosen_upto,
+            "next": next_url,
+            "results": page,
+        }
+        return Response(LogPageSerializer(data, context={"request": request}).data)
+
+
+#
+# Nodes and status (DRF)
+#
+
+
+@extend_schema(tags=["nodes"], responses={200: NodeSerializer, **error_responses(401, 403, 404)})
+@extend_schema(
+    parameters=[OpenApiParameter("node_id", OpenApiTypes.INT, OpenApiParameter.PATH)],
+    methods=["GET"],
+)
+class NodeViewSet(viewsets.ReadOnlyModelViewSet):
+    """The members of the cluster (from the config), and whether this node is linked to each."""
+
+    queryset = Node.objects.order_by("node_id")
+    serializer_class = NodeSerializer
+    lookup_field = "node_id"
+    lookup_value_regex = r"\d+"
+    pagination_class = None
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        node = get_node()
+        if node is not None:
+            transport = node.status().get("peers") or {}
+            peers = transport.get("peers", []) if isinstance(transport, dict) else []
+            context["my_id"] = node.node_id
+            context["peers"] = {peer["node_id"]: peer for peer in peers}
+        return context
+
+
+class StatusView(APIView):
+    """``GET /api/status/``: this node's id, per group role/leader/ballot/chosen/applied, peers."""
+
+    @extend_schema(
+        operation_id="status_retrieve",
+        summary="This node's status",
+        responses={200: StatusSerializer, **error_responses(401, 403, 503)},
+        tags=["nodes"],
+    )
+    def get(self, request: Request) -> Response:
+        node = fastpath.require_node()
+        return Response(node.status())
+
+
+#
+# Anything else under /api/
+#
+
+
+async def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """JSON 404 for unknown API paths (Django's default is an HTML page); since this catch-all
+    stops ``APPEND_SLASH`` from redirecting, say so when the path with a slash exists."""
+    message = f"no API endpoint at {request.path}"
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            message += f" (did you mean {request.path}/ ?)"
+    return error_response(404, message)
+
+
+__all__ = [
+    "CommandDocView",
+    "GroupLogView",
+    "GroupViewSet",
+    "NodeViewSet",
+    "StatusView",
+    "api_not_found",
+    "commands_view",
+]

@@ -24,11 +24,13 @@ class ReplicaConfig:
     window: int = 32
     """Instances a leader keeps in flight at once; commands queue (and batch) behind them."""
     max_batch_commands: int = 512
-    max_batch_bytes: int = 512 * 1024
+    max_batch_bytes: int = 256 * 1024
     max_pending: int = 100_000
     """Commands submitted on this node and not yet chosen; beyond that submit() fails fast."""
     learn_batch: int = 256
-    """Chosen values per LearnReply."""
+    """Chosen values per LearnReply (at most; see learn_max_bytes)."""
+    learn_max_bytes: int = 1024 * 1024
+    """Payload bytes per LearnReply, so a reply always fits in one transport frame."""
     cache_size: int = 4096
     """Chosen values kept in memory to serve catch-up without a storage read."""
     recent_request_ids: int = 20_000

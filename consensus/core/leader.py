@@ -13,7 +13,7 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 
 from .ballot import Ballot
-from .messages import NOOP, AcceptedEntry, Command, Promise, Value
+from .messages import NOOP, AcceptedEntry, Command, Promise, Value, value_size
 
 
 @dataclass(slots=True)
@@ -58,7 +58,7 @@ class Leadership:
         batch: list[Command] = []
         size = 0
         while self.queue and len(batch) < max_commands:
-            size += len(self.queue[0].payload) + len(self.queue[0].request_id)
+            size += value_size((self.queue[0],))
             if batch and size > max_bytes:
                 break
             batch.append(self.queue.popleft())

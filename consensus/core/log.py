@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .ballot import Ballot
-from .messages import AcceptedEntry, ChosenEntry, Value
+from .messages import AcceptedEntry, ChosenEntry, Value, value_size
 from .storage import InitialState
 
 
@@ -100,13 +100,18 @@ class InstanceLog:
             if instance >= start
         )
 
-    def cached_range(self, first: int, last: int) -> list[ChosenEntry] | None:
-        """Chosen values first..last from memory, or None if part of the range is not cached."""
+    def cached_range(self, first: int, last: int, max_bytes: int) -> list[ChosenEntry] | None:
+        """Chosen values first..last from memory (fewer if they pass ``max_bytes``; at least
+        one), or None if the start of the range is no longer cached."""
         result = []
+        size = 0
         for instance in range(first, last + 1):
             value = self.chosen_value(instance)
             if value is None:
-                return None if instance <= self.chosen_upto else result
+                return None if instance <= self.chosen_upto and not result else result
+            size += value_size(value)
+            if result and size > max_bytes:
+                break
             result.append(ChosenEntry(instance, value))
         return result
 

@@ -26,6 +26,11 @@ Value = tuple[Command, ...]
 NOOP: Value = ()
 
 
+def value_size(value: Value) -> int:
+    """Roughly the bytes a value takes on the wire (for batching and reply limits)."""
+    return sum(len(command.request_id) + len(command.payload) + 8 for command in value)
+
+
 @dataclass(frozen=True, slots=True)
 class AcceptedEntry:
     """An acceptor's vote for one instance, as reported in a Promise."""

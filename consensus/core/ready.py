@@ -5,7 +5,12 @@ the node, and before ``Ready.committed`` is applied. A Promise or Accepted is a 
 then forgetting it in a crash lets two different values be chosen for one instance.
 
 The API enforces the rule instead of trusting the caller:
-- ``messages`` raises until the caller has called ``mark_persisted()``;
+- ``messages`` (votes and everything else that reports durable state) raises until the caller has
+  called ``mark_persisted()``;
+- ``eager_messages`` may go out at once, before or while the write runs: proposals, heartbeats,
+  forwards and catch-up traffic state facts (a ballot already promised durably, values already
+  chosen) and cast no vote. Sending a leader's Accepts while its own vote is being written is the
+  Raft thesis' §10.2.1 optimization: the disk write and the network round trip overlap;
 - votes a replica casts for itself are never handed out at all: the replica keeps them and counts
   them inside ``advance()``, which also refuses a Ready that was not marked persisted;
 - a second ``ready()`` before ``advance()`` raises, so Readies are persisted in order.
@@ -67,6 +72,8 @@ class Ready:
     group_id: int
     persist: Persist
     _messages: tuple[Message, ...]
+    eager_messages: tuple[Message, ...] = ()
+    """Messages that do not depend on ``persist``: send them right away."""
     committed: tuple[ChosenEntry, ...] = ()
     """Instances newly chosen in order (contiguous after the previous Ready's): apply these."""
     log_reads: tuple[LogRead, ...] = ()

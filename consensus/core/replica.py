@@ -58,6 +58,11 @@ from .messages import (
 from .ready import Failed, LogRead, Persist, Ready
 from .storage import InitialState
 
+EAGER_TYPES = (Accept, Heartbeat, Forward, LearnRequest, LearnReply)
+"""Messages that cast no vote and report nothing unpersisted: they may leave before the Ready's
+write (see ready.py). Prepare is not among them: it needs the candidate's own promise on disk, so a
+restart can never reuse its ballot."""
+
 
 class RandomSource(Protocol):
     """The one source of randomness (election jitter). Pass a seeded ``random.Random``."""
@@ -238,10 +243,14 @@ class Replica:
         promised, accepted = self.acceptor.take_writes()
         outgoing = [m for m in self._outbox if m.dst != self.node_id]
         self._held_back = [m for m in self._outbox if m.dst == self.node_id]
+        eager = [m for m in outgoing if isinstance(m, EAGER_TYPES)]
+        if eager:
+            outgoing = [m for m in outgoing if not isinstance(m, EAGER_TYPES)]
         ready = Ready(
             group_id=self.group_id,
             persist=Persist(promised, accepted, tuple(self._chosen)),
             _messages=tuple(outgoing),
+            eager_messages=tuple(eager),
             committed=tuple(self._committed),
             log_reads=tuple(self._log_reads),
             resolved=tuple(self._resolved),
@@ -530,7 +539,7 @@ class Replica:
         last = min(msg.last_instance, msg.first_instance + self.config.learn_batch - 1)
         if msg.first_instance > last:
             return
-        entries = self.log.cached_range(msg.first_instance, last)
+        entries = self.log.cached_range(msg.first_instance, last, self.config.learn_max_bytes)
         if entries is None:
             self._log_reads.append(
                 LogRead(msg.src, msg.first_instance, min(last, self.log.chosen_upto))

@@ -30,6 +30,7 @@ from django.db import transaction
 
 from consensus.config import DATA_PERSISTENCE_OFF_WARNING, ClusterConfig
 from consensus.core import (
+    ChosenEntry,
     Command,
     LearnReply,
     LogRead,
@@ -39,9 +40,11 @@ from consensus.core import (
     Replica,
     ReplicaConfig,
 )
+from consensus.core.messages import value_size
 from consensus.statemachine import StateMachine
 from consensus.storage.store import DjangoStorage
 from consensus.storage.writer import GroupCommitWriter
+from consensus.transport.client import LinkOptions
 from consensus.transport.hub import PeerTransport, install, uninstall
 from consensus.transport.peers import PeerAddress
 
@@ -143,10 +146,12 @@ class PaxosNode:
         request_timeout: float = 5.0,
         storage: DjangoStorage | None = None,
         observer: NodeObserver | None = None,
+        max_frame_size: int = 16 * 1024 * 1024,
     ) -> None:
         self.config = config
         self.node_id = config.my_id
         self.tick_ms = tick_ms
+        self.max_frame_size = max_frame_size
         self.request_timeout = request_timeout
         self.machines = machines
         self.storage = storage or DjangoStorage()
@@ -196,6 +201,7 @@ class PaxosNode:
             nodes=[PeerAddress(n.node_id, n.host, n.port) for n in self.config.nodes],
             secret=self.config.secret,
             on_messages=self._on_messages,
+            options=LinkOptions(max_frame_size=self.max_frame_size),
         )
         install(self._transport)
         await self._transport.start()
@@ -402,6 +408,8 @@ class PaxosNode:
         writer = self._writer
         transport = self._transport
         assert writer is not None and transport is not None
+        for _replica, ready in readies:
+            transport.send(ready.eager_messages)  # no votes: they overlap the write below
         started = time.perf_counter()
         outcomes = await writer.run(self._commit, [ready for _replica, ready in readies])
         self.commits += 1
@@ -450,16 +458,26 @@ class PaxosNode:
             entries = await writer.run(
                 self.storage.chosen_values, group_id, read.first_instance, read.last_instance
             )
+            limit = self.replicas[group_id].config.learn_max_bytes
+            chunk: list[ChosenEntry] = []
+            size = 0
+            replies = []
+            for entry in entries:
+                size += value_size(entry.value)
+                if chunk and size > limit:
+                    replies.append(tuple(chunk))
+                    chunk, size = [], value_size(entry.value)
+                chunk.append(entry)
+            replies.append(tuple(chunk))
             transport.send(
-                [
-                    LearnReply(
-                        group_id=group_id,
-                        src=self.node_id,
-                        dst=read.dst,
-                        entries=tuple(entries),
-                        chosen_upto=self.replicas[group_id].chosen_upto,
-                    )
-                ]
+                LearnReply(
+                    group_id=group_id,
+                    src=self.node_id,
+                    dst=read.dst,
+                    entries=reply,
+                    chosen_upto=self.replicas[group_id].chosen_upto,
+                )
+                for reply in replies
             )
 
         task = asyncio.create_task(serve())

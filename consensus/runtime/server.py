@@ -38,7 +38,13 @@ def serve(
     from paxos_site.asgi import application
 
     me = config.me
-    node = PaxosNode(config, machines, tick_ms=tick_ms, request_timeout=request_timeout)
+    node = PaxosNode(
+        config,
+        machines,
+        tick_ms=tick_ms,
+        request_timeout=request_timeout,
+        max_frame_size=max_frame_size,
+    )
     install_node(node)
     started: dict[str, asyncio.Future[Any]] = {}
 

@@ -24,8 +24,9 @@ ReadyHandler = Callable[["SimCluster", "SimNode", int, Replica, Ready], None]
 def correct_ready_loop(
     cluster: SimCluster, node: SimNode, group_id: int, replica: Replica, ready: Ready
 ) -> None:
-    """The runtime's contract: persist, then send, then apply, then advance. A crash may strike
-    between any two of these steps."""
+    """The runtime's contract: send the eager messages, persist, send the rest, apply, advance.
+    A crash may strike between any two of these steps."""
+    cluster.send_all(ready.eager_messages)
     cluster.maybe_crash()
     cluster.persist(node, group_id, ready)
     ready.mark_persisted()
@@ -40,7 +41,7 @@ def send_before_persist_loop(
     cluster: SimCluster, node: SimNode, group_id: int, replica: Replica, ready: Ready
 ) -> None:
     """BROKEN: votes leave the node before they are durable; a crash in between forgets them."""
-    cluster.send_all(ready._messages)
+    cluster.send_all(ready.eager_messages + ready._messages)
     cluster.maybe_crash()
     cluster.persist(node, group_id, ready)
     ready.mark_persisted()

@@ -77,7 +77,18 @@ class PeerConsumer(AsyncWebsocketConsumer):
                 handler_name = self._HANDLERS.get(message.get("type"))
                 if handler_name is None:
                     continue  # not a websocket event: the ASGI spec says ignore
-                await getattr(self, handler_name)(message)
+                try:
+                    await getattr(self, handler_name)(message)
+                except StopConsumer:
+                    raise
+                except Exception:  # a bug here must cost one link, never daphne's worker
+                    logger.exception(
+                        "node %d: bug while handling %s from %s; closing the link",
+                        self._node_id,
+                        message.get("type"),
+                        self._who(),
+                    )
+                    await self._close(CloseCode.INTERNAL_ERROR, "internal error")
         except StopConsumer:
             pass
 
@@ -92,38 +103,25 @@ class PeerConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept(): daphne answers the upgrade with HTTP 403
             return
         self._transport = transport
-        try:
-            self._handshake = ServerHandshake(
-                transport.secret, node_id=transport.node_id, members=transport.members
-            )
-            await self.accept()
-            await self.send(bytes_data=self._handshake.challenge())
-        except Exception:
-            logger.exception("node %d: accepting a peer link from %s", self._node_id, self._remote)
-            await self._close(CloseCode.INTERNAL_ERROR, "internal error")
-            return
+        self._handshake = ServerHandshake(
+            transport.secret, node_id=transport.node_id, members=transport.members
+        )
+        await self.accept()
+        await self.send(bytes_data=self._handshake.challenge())
         self._deadline = asyncio.create_task(self._enforce_deadline(transport.handshake_timeout))
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         if self._closing:
             return  # frames already queued behind our close
-        try:
-            data = message.get("bytes")
-            if data is None:
-                await self._reject(
-                    CloseCode.PROTOCOL_ERROR, "sent a text frame; the peer protocol is binary"
-                )
-            elif self._peer_id is None:
-                await self._on_hello(data)
-            else:
-                await self._on_frame(data)
-        except Exception:
-            logger.exception(
-                "node %d: bug while handling a frame from %s; closing the link",
-                self._node_id,
-                self._who(),
+        data = message.get("bytes")
+        if data is None:
+            await self._reject(
+                CloseCode.PROTOCOL_ERROR, "sent a text frame; the peer protocol is binary"
             )
-            await self._close(CloseCode.INTERNAL_ERROR, "internal error")
+        elif self._peer_id is None:
+            await self._on_hello(data)
+        else:
+            await self._on_frame(data)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self._closing = True
@@ -131,8 +129,9 @@ class PeerConsumer(AsyncWebsocketConsumer):
             self._deadline.cancel()
         code = message.get("code")
         if self._inbound_token is not None and self._transport is not None:
+            clean = code in (1000, 1001)  # normal closure, going away: not worth a status error
             self._transport.inbound_closed(
-                self._inbound_token, f"inbound link closed ({describe(code)})"
+                self._inbound_token, None if clean else f"inbound link lost ({describe(code)})"
             )
             self._inbound_token = None
             logger.info(

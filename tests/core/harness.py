@@ -62,6 +62,7 @@ class Harness:
         while replica.has_ready():
             ready = replica.ready()
             self.readies[node_id].append(ready)
+            self.in_flight.extend(m for m in ready.eager_messages if not self.drop(m))
             self.storage[node_id].apply(ready.persist)
             ready.mark_persisted()
             self.in_flight.extend(m for m in ready.messages if not self.drop(m))

@@ -40,7 +40,7 @@ def drain(replica: Replica) -> list:
     while replica.has_ready():
         ready = replica.ready()
         ready.mark_persisted()
-        out.extend(ready.messages)
+        out.extend(ready.eager_messages + ready.messages)
         replica.advance(ready)
     return out
 
@@ -148,6 +148,27 @@ def test_own_vote_counts_only_after_advance() -> None:
     assert [c.payload for entry in ready.committed for c in entry.value] == ["hello"]
 
 
+def test_votes_wait_for_the_write_but_proposals_may_overlap_it() -> None:
+    """Accepted and Promise are votes: only after persist. A leader's Accept casts no vote, so it
+    may leave while the leader's own vote is being written (Raft thesis §10.2.1)."""
+    cluster = Harness()
+    leader = cluster.elect(1)
+    leader.submit(Command("r", "x"))
+    ready = leader.ready()
+    assert {type(m) for m in ready.eager_messages} == {Accept}
+    assert ready.persist.accepted  # the leader's own vote, still to be written
+    ready.mark_persisted()
+    assert not any(isinstance(m, Accepted) for m in ready.messages)
+    leader.advance(ready)
+    follower = cluster.replicas[2]
+    follower.step(ready.eager_messages[0])
+    vote = follower.ready()
+    assert vote.eager_messages == ()
+    assert vote.persist.accepted
+    vote.mark_persisted()
+    assert [type(m) for m in vote.messages] == [Accepted]
+
+
 def test_candidate_persists_its_ballot_before_the_prepare_leaves() -> None:
     """A node never reuses a ballot: its own promise is in the Ready that carries the Prepare."""
     replica = lone_replica(1)
@@ -212,7 +233,11 @@ def test_leader_skips_prepare_while_stable() -> None:
     for n in range(5):
         cluster.submit(2, f"v{n}")
         cluster.stabilize()
-    later = [m for ready in cluster.readies[1][sent_before:] for m in ready.messages]
+    later = [
+        m
+        for ready in cluster.readies[1][sent_before:]
+        for m in ready.eager_messages + ready.messages
+    ]
     assert not any(isinstance(m, Prepare) for m in later)
     assert any(isinstance(m, Accept) for m in later)
     cluster.tick_all(2)  # the next heartbeat tells followers the last instance is chosen
@@ -282,7 +307,10 @@ def test_leader_keeps_at_most_window_instances_in_flight() -> None:
         cluster.process(1)
     cluster.stabilize()
     instances = {
-        m.instance for r in cluster.readies[1] for m in r.messages if isinstance(m, Accept)
+        m.instance
+        for r in cluster.readies[1]
+        for m in r.eager_messages + r.messages
+        if isinstance(m, Accept)
     }
     assert len(instances) == 2
     cluster.drop = lambda msg: False
@@ -352,7 +380,7 @@ def test_lagging_node_learns_missed_instances() -> None:
     cluster.drop = lambda msg: False
     cluster.tick_all(20)
     assert cluster.applied_payloads(3) == [f"v{n}" for n in range(20)]
-    assert any(isinstance(m, LearnRequest) for r in cluster.readies[3] for m in r.messages)
+    assert any(isinstance(m, LearnRequest) for r in cluster.readies[3] for m in r.eager_messages)
 
 
 def test_old_values_are_served_from_storage_through_log_reads() -> None:

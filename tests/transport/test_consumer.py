@@ -336,3 +336,16 @@ async def test_stopping_the_transport_closes_inbound_links_and_refuses_new_ones(
     late = communicator()
     assert not (await late.connect())[0]
     await late.disconnect()
+
+
+async def test_a_bug_in_the_consumer_costs_only_the_link(
+    peer: WebsocketCommunicator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> list[Message]:
+        raise RuntimeError("consumer bug")
+
+    monkeypatch.setattr("consensus.transport.consumers.decode_frame", broken)
+    await peer.send_to(bytes_data=encode_frame([accepted()]))
+    await expect_close(peer, CloseCode.INTERNAL_ERROR)
+    assert "bug while handling websocket.receive from node 1" in caplog.text
+    assert "RuntimeError: consumer bug" in caplog.text

@@ -1,0 +1,279 @@
+"""The lean async path for the hot endpoints (commands, KV get/put/delete/cas).
+
+Why not DRF here: a DRF view costs 1.5-2.5 ms of CPU per request under daphne even when it does
+nothing (PERFORMANCE.md), more than a whole Paxos round on loopback. These views are plain async
+Django views with the same URLs, JSON and auth as the rest of the API. What DRF would do for them
+lives here once: method dispatch (405), authentication (401/403), body limits (413), JSON parsing
+and validation (400), the runtime's errors mapped to 404/503 + ``Retry-After``, and a JSON 500
+instead of an HTML page if something unexpected breaks. The DRF serializers in ``serializers.py``
+still describe these endpoints in the OpenAPI schema (``documented_by``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from consensus.runtime import (
+    NoQuorumError,
+    Outcome,
+    PaxosNode,
+    SubmitError,
+    UnknownGroupError,
+    get_node,
+)
+
+from .authentication import authenticate_request
+from .exceptions import ApiError, error_response
+
+logger = logging.getLogger("consensus.api")
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_KEY_BYTES = 1024
+DEFAULT_MAX_VALUE_BYTES = 256 * 1024
+MAX_REQUEST_ID_LENGTH = 255
+"""``RequestResult.request_id`` is a 255-character column."""
+RESERVED_REQUEST_ID_PREFIX = "paxos:"
+"""The runtime's own markers (read barriers) use it; a client id there would confuse them."""
+
+View = Callable[..., Awaitable[HttpResponse]]
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def max_body_bytes() -> int:
+    return int(getattr(settings, "PAXOS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+
+
+def max_key_bytes() -> int:
+    return int(getattr(settings, "PAXOS_MAX_KEY_BYTES", DEFAULT_MAX_KEY_BYTES))
+
+
+def max_value_bytes() -> int:
+    return int(getattr(settings, "PAXOS_MAX_VALUE_BYTES", DEFAULT_MAX_VALUE_BYTES))
+
+
+# --------------------------------------------------------------------------- the decorator
+
+
+def lean_view(*methods: str) -> Callable[[View], View]:
+    """Make an async function a lean API view answering only ``methods``.
+
+    The view runs after authentication; it raises ``ApiError`` for expected failures. CSRF is
+    checked by ``authenticate_request`` for session users only (token clients have no cookie).
+    """
+    allowed = frozenset(method.upper() for method in methods)
+    allow_header = ", ".join(sorted(allowed))
+
+    def decorator(view: View) -> View:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in allowed:
+                return error_response(
+                    405,
+                    f"method {request.method} not allowed here (allowed: {allow_header})",
+                    headers={"Allow": allow_header},
+                )
+            try:
+                await authenticate_request(request)
+                return await view(request, *args, **kwargs)
+            except ApiError as error:
+                return error.response()
+            except Exception:  # noqa: BLE001 - last resort: JSON, logged, never a traceback page
+                logger.exception("%s %s failed", request.method, request.path)
+                return error_response(500, "internal error (see the node's log)")
+
+        wrapper.allowed_methods = allowed  # type: ignore[attr-defined]
+        return csrf_exempt(wrapper)
+
+    return decorator
+
+
+def documented_by(doc_view: type) -> Callable[[View], View]:
+    """Let drf-spectacular document a lean view through the DRF class ``doc_view``.
+
+    DRF's schema generator only looks at URL callbacks with a ``cls`` (an ``APIView``); this sets
+    ``cls``/``initkwargs`` on the function so the generator includes the URL and instantiates
+    ``doc_view`` (whose methods carry ``@extend_schema``) to describe it. Serving is unaffected.
+    """
+
+    def decorator(view: View) -> View:
+        view.cls = doc_view  # type: ignore[attr-defined]
+        view.initkwargs = {}  # type: ignore[attr-defined]
+        return view
+
+    return decorator
+
+
+# --------------------------------------------------------------------------- input
+
+
+def read_json_object(request: HttpRequest) -> dict[str, Any]:
+    """The body as a JSON object, or ``ApiError`` 413 (too large) / 400 (not a JSON object)."""
+    limit = max_body_bytes()
+    length = request.headers.get("Content-Length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise ApiError(400, "Content-Length is not a number") from None
+        if declared > limit:
+            raise ApiError(413, f"request body too large: {declared} bytes (limit {limit})")
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise ApiError(413, f"request body too large (limit {limit} bytes)") from None
+    if len(body) > limit:
+        raise ApiError(413, f"request body too large: {len(body)} bytes (limit {limit})")
+    if not body:
+        raise ApiError(400, "send a JSON object as the request body")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(400, f"the body is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, f"the body must be a JSON object, not {json_kind(data)}")
+    return data
+
+
+def reject_unknown_fields(data: Mapping[str, Any], known: frozenset[str]) -> None:
+    """A typo (``"vaule"``) should fail, not be silently ignored."""
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ApiError(400, f"unknown field {unknown[0]!r} (fields: {', '.join(sorted(known))})")
+
+
+def json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def require_string(data: Mapping[str, Any], field: str, *, max_bytes: int | None = None) -> str:
+    """``data[field]`` as a string (400 when missing or not a string; 413 above ``max_bytes``)."""
+    if field not in data:
+        raise ApiError(400, f"missing field {field!r}")
+    return check_text(data[field], field, max_bytes=max_bytes)
+
+
+def check_text(value: Any, field: str, *, max_bytes: int | None = None) -> str:
+    if not isinstance(value, str):
+        raise ApiError(400, f"{field} must be a string, not {json_kind(value)}")
+    if "\x00" in value:
+        raise ApiError(400, f"{field} must not contain NUL characters")
+    if max_bytes is not None:
+        size = len(value.encode("utf-8"))
+        if size > max_bytes:
+            raise ApiError(413, f"{field} too large: {size} bytes (limit {max_bytes})")
+    return value
+
+
+def check_key(key: str) -> str:
+    if not key:
+        raise ApiError(400, "the key must not be empty")
+    return check_text(key, "key", max_bytes=max_key_bytes())
+
+
+def request_id_from(request: HttpRequest, data: Mapping[str, Any] | None = None) -> str | None:
+    """The client's request id: the body's ``request_id``, else the ``X-Request-Id`` header.
+
+    The same id sent again (to any node) returns the first result instead of applying twice.
+    """
+    value: Any = None
+    if data is not None and data.get("request_id") is not None:
+        value = data["request_id"]
+    else:
+        value = request.headers.get("X-Request-Id")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"request_id must be a string, not {json_kind(value)}")
+    if not value or len(value) > MAX_REQUEST_ID_LENGTH:
+        raise ApiError(400, f"request_id must be 1..{MAX_REQUEST_ID_LENGTH} characters")
+    if value.startswith(RESERVED_REQUEST_ID_PREFIX):
+        raise ApiError(
+            400, f"request ids starting with {RESERVED_REQUEST_ID_PREFIX!r} are reserved"
+        )
+    if "\x00" in value:
+        raise ApiError(400, "request_id must not contain NUL characters")
+    return value
+
+
+# --------------------------------------------------------------------------- the runtime
+
+
+def require_node() -> PaxosNode:
+    node = get_node()
+    if node is None:
+        raise ApiError(
+            503,
+            "this process runs no Paxos node (start it with manage.py runpaxos)",
+            retry_after=1,
+        )
+    return node
+
+
+def require_group(node: PaxosNode, group_id: int) -> None:
+    if group_id not in node.replicas:
+        raise unknown_group(node, group_id)
+
+
+def unknown_group(node: PaxosNode, group_id: int) -> ApiError:
+    known = ", ".join(str(g) for g in sorted(node.replicas))
+    return ApiError(404, f"unknown group {group_id} (groups: {known})")
+
+
+async def submit(node: PaxosNode, group_id: int, command: str, request_id: str | None) -> Outcome:
+    """``node.submit`` with its errors as API errors: 404 unknown group, 503 + Retry-After."""
+    try:
+        return await node.submit(group_id, command, request_id)
+    except UnknownGroupError:
+        raise unknown_group(node, group_id) from None
+    except SubmitError as error:  # NoQuorumError, OverloadedError, shutting down
+        raise ApiError(503, str(error), retry_after=error.retry_after) from None
+
+
+async def read_barrier(node: PaxosNode, group_id: int) -> int:
+    """Wait until local state includes every command acknowledged before this call."""
+    try:
+        return await node.read_barrier(group_id)
+    except UnknownGroupError:
+        raise unknown_group(node, group_id) from None
+    except SubmitError as error:
+        raise ApiError(503, str(error), retry_after=error.retry_after) from None
+
+
+__all__ = [
+    "ApiError",
+    "NoQuorumError",
+    "check_key",
+    "check_text",
+    "documented_by",
+    "lean_view",
+    "max_value_bytes",
+    "read_barrier",
+    "read_json_object",
+    "reject_unknown_fields",
+    "request_id_from",
+    "require_group",
+    "require_node",
+    "require_string",
+    "submit",
+]

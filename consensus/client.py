@@ -1,0 +1,420 @@
+"""Python client of the Paxos service: ``PaxosClient(host, port, token=...).submit(msg, group)``.
+
+The seed's ``MyPaxosClient(host, port).submit(msg, group)`` works unchanged (``MyPaxosClient`` is
+an alias). Standard library only (``http.client``), so it can be copied next to any script.
+
+    from consensus.client import PaxosClient
+    client = PaxosClient("127.0.0.1", 33333, token="...",
+                         nodes=[("127.0.0.1", 33334), ("127.0.0.1", 33335)])
+    client.submit('{"type": "put", "key": "name", "value": "Mike"}', 1)   # the seed's message
+    client.put("name", "Neo", group=2)
+    client.get("name", group=1)            # 'Mike' (linearizable); consistency="local" is faster
+
+Failover: every write gets a request id before its first attempt (``uuid4``, or yours). When a
+node cannot be reached, drops the connection, times out or answers 503 (no leader / no quorum),
+the same request goes to the next node with the *same* request id, so the command is applied once
+whichever attempt got through. After trying every node the client waits for the server's
+``Retry-After`` (capped) and goes round again until ``retry_timeout`` runs out.
+
+Connections are HTTP/1.1 keep-alive, one per node, reused across calls. A client object is not
+thread-safe: give each thread its own.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+from urllib.parse import quote, urlencode, urlsplit
+
+DEFAULT_PORT = 33333
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRY_TIMEOUT = 30.0
+MAX_RETRY_SLEEP = 1.0
+TOKEN_ENVIRONMENT_VARIABLE = "PAXOS_API_TOKEN"
+
+
+#
+# Errors
+#
+
+
+class PaxosError(Exception):
+    """Base of every error the client raises; ``status`` is the HTTP status (None: no answer)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+
+class BadRequest(PaxosError):
+    """400: the server refused the input (the message says why)."""
+
+
+class PayloadTooLarge(BadRequest):
+    """413: body, key or value above the server's limits."""
+
+
+class AuthError(PaxosError):
+    """401/403: no token, a wrong token, or not allowed."""
+
+
+class NotFound(PaxosError):
+    """404: unknown group or path."""
+
+
+class NoQuorum(PaxosError):
+    """503 from every node until ``retry_timeout``: no leader or no majority."""
+
+
+class Unavailable(PaxosError):
+    """No node could be reached (connection refused, reset or timed out) until ``retry_timeout``."""
+
+
+#
+# Results
+#
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    instance: int
+    request_id: str
+    result: Any
+    duplicate: bool
+
+
+class CasResult(NamedTuple):
+    succeeded: bool
+    value: str | None
+    instance: int
+
+
+#
+# The client
+#
+
+
+def parse_address(address: str | tuple[str, int]) -> tuple[str, int]:
+    """``("h", 1)``, ``"h:1"`` or ``"http://h:1/"`` -> ``("h", 1)``."""
+    if isinstance(address, tuple):
+        host, port = address
+        return str(host), int(port)
+    text = address if "://" in address else f"http://{address}"
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", ""}:
+        raise ValueError(f"only http:// URLs are supported, not {address!r}")
+    if not parts.hostname:
+        raise ValueError(f"no host in {address!r}")
+    return parts.hostname, parts.port or DEFAULT_PORT
+
+
+class PaxosClient:
+    """A client for one cluster; ``host``/``port`` is the first node to try, ``nodes`` the others.
+
+    ``timeout`` bounds one HTTP attempt (seconds); ``retry_timeout`` bounds a whole call with its
+    failovers. ``token`` defaults to ``$PAXOS_API_TOKEN``.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        token: str | None = None,
+        *,
+        nodes: Iterable[str | tuple[str, int]] = (),
+        timeout: float = DEFAULT_TIMEOUT,
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+    ) -> None:
+        addresses = [parse_address((host, port))]
+        for address in nodes:
+            parsed = parse_address(address)
+            if parsed not in addresses:
+                addresses.append(parsed)
+        self.nodes: list[tuple[str, int]] = addresses
+        self.token = token if token is not None else os.environ.get(TOKEN_ENVIRONMENT_VARIABLE)
+        self.timeout = timeout
+        self.retry_timeout = retry_timeout
+        self._connections: dict[tuple[str, int], http.client.HTTPConnection] = {}
+        self._current = 0
+        """Index of the node that answered last: the next call starts there."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+
+    def __enter__(self) -> PaxosClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        nodes = ", ".join(f"{host}:{port}" for host, port in self.nodes)
+        return f"<PaxosClient [{nodes}]>"
+
+    # ------------------------------------------------------------------ commands
+
+    def submit(self, msg: Any, group: int = 1, request_id: str | None = None) -> Any:
+        """Commit ``msg`` to ``group`` and return the state machine's result (the seed's call).
+
+        ``msg`` is the command string (JSON for the KV store, e.g. the seed's
+        ``{"type": "put", "key": ..., "value": ...}``); a dict or list is JSON-encoded for you.
+        """
+        return self.submit_command(msg, group, request_id).result
+
+    def submit_command(
+        self, msg: Any, group: int = 1, request_id: str | None = None
+    ) -> CommandResult:
+        """Like ``submit``, with the instance, request id and duplicate flag."""
+        command = msg if isinstance(msg, str) else json.dumps(msg)
+        request_id = request_id or uuid.uuid4().hex
+        body = self._call(
+            "POST",
+            f"/api/groups/{int(group)}/commands/",
+            {"command": command, "request_id": request_id},
+        )
+        return CommandResult(body["instance"], body["request_id"], body["result"], body["duplicate"])
+
+    # ------------------------------------------------------------------ the KV store
+
+    def get(
+        self, key: str, group: int = 1, *, consistency: str = "linearizable", default: Any = None
+    ) -> Any:
+        """The key's value, or ``default`` when it does not exist.
+
+        ``consistency="local"`` reads the answering node's applied state without a round trip
+        through the log: faster, possibly stale.
+        """
+        if consistency not in {"linearizable", "local"}:
+            raise ValueError("consistency must be 'linearizable' or 'local'")
+        path = _kv_path(group, key)
+        if consistency == "local":
+            path += "?consistency=local"
+        try:
+            return self._call("GET", path)["value"]
+        except NotFound as error:
+            if isinstance(error.body, dict) and "key" in error.body:
+                return default
+            raise
+
+    def put(self, key: str, value: str, group: int = 1, *, request_id: str | None = None) -> int:
+        """Set ``key`` to ``value`` (strings); returns the instance the write was chosen in."""
+        body = {"value": value, "request_id": request_id or uuid.uuid4().hex}
+        return int(self._call("PUT", _kv_path(group, key), body)["instance"])
+
+    def delete(self, key: str, group: int = 1, *, request_id: str | None = None) -> bool:
+        """Delete ``key``; False when it did not exist."""
+        query = urlencode({"request_id": request_id or uuid.uuid4().hex})
+        return bool(self._call("DELETE", f"{_kv_path(group, key)}?{query}")["deleted"])
+
+    def cas(
+        self,
+        key: str,
+        expected: str | None,
+        value: str,
+        group: int = 1,
+        *,
+        request_id: str | None = None,
+    ) -> CasResult:
+        """Set ``key`` to ``value`` only if it is ``expected`` now (None: only if absent)."""
+        body = {"expected": expected, "value": value, "request_id": request_id or uuid.uuid4().hex}
+        answer = self._call("POST", _kv_path(group, key) + "/cas", body)
+        return CasResult(bool(answer["succeeded"]), answer["value"], int(answer["instance"]))
+
+    # ------------------------------------------------------------------ cluster information
+
+    def status(self) -> dict[str, Any]:
+        """``GET /api/status/`` of the node that answers."""
+        return self._call("GET", "/api/status/")
+
+    def status_of(self, host: str, port: int) -> dict[str, Any]:
+        """``GET /api/status/`` of one given node (no failover)."""
+        return self._call("GET", "/api/status/", nodes=[(host, port)])
+
+    def groups(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/groups/")
+
+    def nodes_info(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/nodes/")
+
+    def log(self, group: int = 1, *, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        query = urlencode({"after": after, "limit": limit})
+        return self._call("GET", f"/api/groups/{int(group)}/log/?{query}")
+
+    # ------------------------------------------------------------------ transport
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        nodes: Sequence[tuple[str, int]] | None = None,
+    ) -> Any:
+        """One API call with failover; returns the decoded JSON body of a 2xx answer."""
+        targets = list(nodes) if nodes is not None else self.nodes
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        deadline = time.monotonic() + self.retry_timeout
+        start = self._current if nodes is None else 0
+        last_error: PaxosError | None = None
+        rounds = 0
+        while True:
+            retry_after = 0.0
+            for offset in range(len(targets)):
+                index = (start + offset) % len(targets)
+                address = targets[index]
+                try:
+                    status, answer, headers_in = self._send(address, method, path, payload, headers)
+                except (OSError, http.client.HTTPException) as error:
+                    last_error = Unavailable(f"{address[0]}:{address[1]}: {error or type(error)}")
+                    continue
+                if status == 503:
+                    seconds = _retry_after(headers_in.get("retry-after"))
+                    retry_after = max(retry_after, seconds)
+                    last_error = NoQuorum(
+                        _message(answer, status), status=503, body=answer, retry_after=seconds
+                    )
+                    continue
+                if nodes is None:
+                    self._current = index
+                if 200 <= status < 300:
+                    return answer
+                raise _error_for(status, answer)
+            rounds += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                assert last_error is not None
+                raise last_error
+            pause = min(retry_after or 0.05 * 2**rounds, MAX_RETRY_SLEEP, remaining)
+            time.sleep(pause)
+
+    def _send(
+        self,
+        address: tuple[str, int],
+        method: str,
+        path: str,
+        payload: bytes | None,
+        headers: dict[str, str],
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One request on the node's keep-alive connection; a connection the server closed while
+        idle is reopened once (the request id makes repeating the request safe)."""
+        for attempt in (1, 2):
+            connection = self._connection(address)
+            reused = connection.sock is not None
+            try:
+                connection.request(method, path, body=payload, headers=headers)
+                response = connection.getresponse()
+                raw = response.read()
+            except (OSError, http.client.HTTPException) as error:
+                connection.close()
+                self._connections.pop(address, None)
+                stale = reused and isinstance(
+                    error, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError
+                )
+                if attempt == 1 and stale and not isinstance(error, socket.timeout):
+                    continue
+                raise
+            if response.getheader("Connection", "").lower() == "close":
+                connection.close()
+            answer = _decode(raw)
+            return response.status, answer, {k.lower(): v for k, v in response.getheaders()}
+        raise AssertionError("unreachable")
+
+    def _connection(self, address: tuple[str, int]) -> http.client.HTTPConnection:
+        connection = self._connections.get(address)
+        if connection is None:
+            connection = http.client.HTTPConnection(*address, timeout=self.timeout)
+            self._connections[address] = connection
+        return connection
+
+
+MyPaxosClient = PaxosClient
+"""The seed's name: ``MyPaxosClient("localhost", 33333).submit(msg, 1)``."""
+
+
+#
+# Helpers
+#
+
+
+def _kv_path(group: int, key: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValueError("a key is a non-empty string")
+    if "/" in key:
+        raise ValueError(f"keys cannot contain '/': {key!r}")
+    return f"/api/kv/{int(group)}/{quote(key, safe='')}"
+
+
+def _decode(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def _message(answer: Any, status: int) -> str:
+    if isinstance(answer, dict) and "error" in answer:
+        return f"{answer['error']} (HTTP {status})"
+    return f"HTTP {status}: {answer!r}"[:500]
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else 1.0
+    except ValueError:
+        return 1.0
+
+
+def _error_for(status: int, answer: Any) -> PaxosError:
+    message = _message(answer, status)
+    kind: type[PaxosError] = PaxosError
+    if status == 413:
+        kind = PayloadTooLarge
+    elif status == 400:
+        kind = BadRequest
+    elif status in (401, 403):
+        kind = AuthError
+    elif status == 404:
+        kind = NotFound
+    return kind(message, status=status, body=answer)
+
+
+__all__ = [
+    "AuthError",
+    "BadRequest",
+    "CasResult",
+    "CommandResult",
+    "MyPaxosClient",
+    "NoQuorum",
+    "NotFound",
+    "PaxosClient",
+    "PaxosError",
+    "PayloadTooLarge",
+    "Unavailable",
+]

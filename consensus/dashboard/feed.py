@@ -1,0 +1,212 @@
+"""The dashboard feed: a runtime observer that remembers what a snapshot cannot show (commits per
+second, recent events), and the broadcaster task that pushes snapshots to every open dashboard.
+
+Theory of operation. The runtime calls the observer hooks on its event loop, inside the Ready
+loop, so they only count and set a flag. ``DashboardFeed.run`` is a separate task on the same
+loop: it wakes when something changed (or once a second for uptime and peer links), at most every
+``MIN_INTERVAL`` seconds, and then
+
+1. watches for transitions worth a log line that no other layer logs: a group's state machine
+   falling behind and catching up again, and the node turning ready or unready;
+2. if any browser is subscribed, builds one snapshot and ``group_send``s it through the channel
+   layer to the ``paxos-dashboard`` group, where every ``DashboardConsumer`` forwards it to its
+   websocket.
+
+The channel layer is the in-memory one (one process per node): the consumers and the runtime live
+in the same process, so nothing crosses the network except the websocket to the browser. A slow
+browser can only fill its own channel's queue; the layer then drops messages for it, never blocks
+the broadcaster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from consensus.health import readiness
+from consensus.runtime import PaxosNode
+from consensus.runtime.observer import NodeObserver
+
+logger = logging.getLogger("consensus.dashboard")
+
+GROUP_NAME = "paxos-dashboard"
+"""Channel-layer group every dashboard websocket joins."""
+WINDOW_SECONDS = 60
+MIN_INTERVAL = 0.25
+"""Seconds between two broadcasts at most (under load, a browser gets ~4 updates a second)."""
+IDLE_INTERVAL = 1.0
+"""Seconds between broadcasts when nothing changed (uptime, peer links, commit rate decay)."""
+CATCH_UP_START = 20
+"""A group this many instances behind the highest chosen index it knows of is catching up."""
+CATCH_UP_DONE = 5
+"""... and has caught up when it is at most this many behind again (hysteresis)."""
+EVENTS_KEPT = 30
+LATEST_PER_GROUP = 8
+
+
+class CommitWindow:
+    """Commands applied per group, in one-second buckets over the last ``seconds`` seconds."""
+
+    def __init__(
+        self, seconds: int = WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._started = clock()
+        self._buckets: dict[int, dict[int, int]] = {}
+
+    def add(self, group_id: int, commands: int) -> None:
+        now = int(self._clock())
+        buckets = self._buckets.setdefault(group_id, {})
+        buckets[now] = buckets.get(now, 0) + commands
+        if len(buckets) > 2 * self.seconds:
+            for second in [s for s in buckets if s < now - self.seconds]:
+                del buckets[second]
+
+    def series(self, group_id: int) -> list[int]:
+        """Commands per second over the last complete seconds, oldest first."""
+        now = int(self._clock())
+        buckets = self._buckets.get(group_id, {})
+        return [buckets.get(second, 0) for second in range(now - self.seconds, now)]
+
+    def rate(self, group_id: int) -> float:
+        """Mean commands per second over the last minute (or since start, if shorter)."""
+        span = max(1, min(self.seconds, int(self._clock()) - int(self._started)))
+        return sum(self.series(group_id)[-span:]) / span
+
+
+class DashboardFeed(NodeObserver):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = CommitWindow(clock=clock)
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
+        self.subscribers = 0
+        """Open dashboard websockets (the consumers count themselves in and out)."""
+        self._changed = asyncio.Event()
+        self._latest: dict[int, tuple[int, list[dict[str, Any]]]] = {}
+        self._catching_up: dict[int, tuple[float, int]] = {}
+        self._peer_up: dict[int, bool] = {}
+        self._ready: bool | None = None
+
+    # -- observer hooks (on the runtime's loop: count, remember, flag; nothing else) ------------
+
+    def role_changed(self, group_id: int, old: str, new: str, ballot: str) -> None:
+        self.event(f"{old} -> {new} (ballot {ballot})", group_id)
+
+    def leader_changed(self, group_id: int, leader: int | None) -> None:
+        self.event(f"leader is node {leader}" if leader else "leader unknown", group_id)
+
+    def commands_applied(self, group_id: int, commands: int, applied: int) -> None:
+        self.window.add(group_id, commands)
+        self._changed.set()
+
+    # -- what the dashboard shows besides the node's status ------------------------------------
+
+    def event(self, text: str, group_id: int | None = None) -> None:
+        self.events.appendleft({"at": time.time(), "group_id": group_id, "text": text})
+        self._changed.set()
+
+    async def latest_commits(self, node: PaxosNode, group_id: int, applied: int) -> list[Any]:
+        """The last applied instances of a group (read from the database when ``applied`` moved;
+        the rows of chosen instances never change, so the cache is exact)."""
+        cached = self._latest.get(group_id)
+        if cached is not None and cached[0] == applied:
+            return cached[1]
+        from .snapshot import load_latest_commits
+
+        rows = await sync_to_async(load_latest_commits)(
+            node.storage.using, group_id, applied, LATEST_PER_GROUP
+        )
+        self._latest[group_id] = (applied, rows)
+        return rows
+
+    # -- the broadcaster -------------------------------------------------------------------------
+
+    async def run(self, node: PaxosNode) -> None:
+        """Until cancelled: watch for transitions and push snapshots to subscribed browsers."""
+        from .snapshot import build_snapshot
+
+        layer = get_channel_layer()
+        while True:
+            try:
+                await asyncio.wait_for(self._changed.wait(), IDLE_INTERVAL)
+            except TimeoutError:
+                pass
+            self._changed.clear()
+            if node.replicas:
+                try:
+                    self.watch(node)
+                    if self.subscribers and layer is not None:
+                        snapshot = await build_snapshot(node, self)
+                        await layer.group_send(
+                            GROUP_NAME, {"type": "dashboard.snapshot", "snapshot": snapshot}
+                        )
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the dashboard must never take the node down
+                    logger.exception("node %s: dashboard broadcast failed", node.node_id)
+            await asyncio.sleep(MIN_INTERVAL)
+
+    def watch(self, node: PaxosNode) -> None:
+        """Log (and show) transitions of catch-up, readiness and peer links."""
+        state = readiness(node)
+        for group in state.groups:
+            started = self._catching_up.get(group.group_id)
+            if started is None and group.behind > CATCH_UP_START:
+                self._catching_up[group.group_id] = (time.monotonic(), group.applied)
+                logger.info(
+                    "node %s group %s: catch-up started applied=%s target=%s behind=%s",
+                    node.node_id,
+                    group.group_id,
+                    group.applied,
+                    group.known_chosen,
+                    group.behind,
+                )
+                self.event(f"catch-up started: {group.behind} instances behind", group.group_id)
+            elif started is not None and group.behind <= CATCH_UP_DONE:
+                del self._catching_up[group.group_id]
+                seconds = time.monotonic() - started[0]
+                logger.info(
+                    "node %s group %s: catch-up finished applied=%s instances=%s seconds=%.1f",
+                    node.node_id,
+                    group.group_id,
+                    group.applied,
+                    group.applied - started[1],
+                    seconds,
+                )
+                self.event(
+                    f"catch-up finished: {group.applied - started[1]} instances in {seconds:.1f}s",
+                    group.group_id,
+                )
+        if state.ready != self._ready:
+            if state.ready:
+                logger.info("node %s: ready", node.node_id)
+            elif self._ready is not None:  # starting up unready is expected, not news
+                logger.warning("node %s: not ready: %s", node.node_id, "; ".join(state.reasons))
+            self._ready = state.ready
+            self.event("ready" if state.ready else "not ready: " + "; ".join(state.reasons))
+        transport = node.status().get("peers") or {}
+        for peer in transport.get("peers", []):
+            up = bool(peer.get("connected_out") and peer.get("connected_in"))
+            before = self._peer_up.get(peer["node_id"])
+            self._peer_up[peer["node_id"]] = up
+            if before is not None and up != before:  # the transport logs these itself
+                self.event(f"link to node {peer['node_id']} {'up' if up else 'down'}")
+
+
+_feed: DashboardFeed | None = None
+
+
+def install_feed(feed: DashboardFeed | None) -> None:
+    global _feed
+    _feed = feed
+
+
+def get_feed() -> DashboardFeed | None:
+    return _feed

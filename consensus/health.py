@@ -1,0 +1,113 @@
+"""Readiness of a node: may a load balancer send it client traffic?
+
+A node is *ready* when a command sent to it would be served promptly:
+
+1. it reaches a majority of the cluster (itself plus peers with a live link in both directions),
+   since without a majority nothing can be chosen;
+2. it knows a leader for every group (a candidate or a node that lost the leader would make
+   clients wait for an election);
+3. every group's state machine is caught up: applied within ``PAXOS_READY_MAX_LAG`` instances of
+   the highest chosen index this node knows of (its own or a peer's), so local reads are not
+   stale by much and linearizable reads do not wait for a long catch-up.
+
+Liveness (``/healthz``) is only "the process serves HTTP"; restarting a node that is merely
+unready (e.g. its peers are down) would not help.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from consensus.runtime import PaxosNode
+
+DEFAULT_MAX_LAG = 100
+
+
+@dataclass
+class GroupReadiness:
+    group_id: int
+    leader: int | None
+    applied: int
+    known_chosen: int
+    """The highest chosen index this node knows of: its own, or one a peer reported."""
+
+    @property
+    def behind(self) -> int:
+        return max(0, self.known_chosen - self.applied)
+
+
+@dataclass
+class Readiness:
+    ready: bool
+    reasons: list[str] = field(default_factory=list)
+    reachable: int = 0
+    """Nodes this node can talk to, itself included."""
+    cluster_size: int = 0
+    groups: list[GroupReadiness] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": "ready" if self.ready else "unready",
+            "reasons": self.reasons,
+            "reachable": self.reachable,
+            "cluster_size": self.cluster_size,
+            "groups": [
+                {
+                    "group_id": g.group_id,
+                    "leader": g.leader,
+                    "applied": g.applied,
+                    "known_chosen": g.known_chosen,
+                    "behind": g.behind,
+                }
+                for g in self.groups
+            ],
+        }
+
+
+def max_lag() -> int:
+    return int(getattr(settings, "PAXOS_READY_MAX_LAG", DEFAULT_MAX_LAG))
+
+
+def reachable_peers(status: dict[str, Any]) -> list[int]:
+    """Peers with an authenticated link both ways (we can send, and they can send to us)."""
+    return [
+        peer["node_id"]
+        for peer in (status.get("peers") or {}).get("peers", [])
+        if peer.get("connected_out") and peer.get("connected_in")
+    ]
+
+
+def readiness(node: PaxosNode | None) -> Readiness:
+    """Compute readiness from the node's in-memory state (call it on the node's event loop)."""
+    if node is None:
+        return Readiness(False, ["this process runs no Paxos node"])
+    if not node.replicas:
+        return Readiness(False, ["the node is starting"])
+    status = node.status()
+    cluster_size = len(node.config.node_ids)
+    majority = cluster_size // 2 + 1
+    reachable = 1 + len(reachable_peers(status))
+    result = Readiness(True, reachable=reachable, cluster_size=cluster_size)
+    if reachable < majority:
+        result.reasons.append(
+            f"reaches {reachable} of {cluster_size} nodes; a majority is {majority}"
+        )
+    bound = max_lag()
+    for group in status["groups"]:
+        replica = node.replicas.get(group["group_id"])
+        peers_chosen = replica.peer_chosen_upto.values() if replica is not None else ()
+        known = max([group["chosen_upto"], *peers_chosen])
+        state = GroupReadiness(group["group_id"], group["leader"], group["applied"], known)
+        result.groups.append(state)
+        if state.leader is None:
+            result.reasons.append(f"group {state.group_id}: no leader known")
+        if state.behind > bound:
+            result.reasons.append(
+                f"group {state.group_id}: applied {state.applied}, {state.behind} instances "
+                f"behind {state.known_chosen} (bound {bound})"
+            )
+    result.ready = not result.reasons
+    return result

@@ -1,0 +1,216 @@
+"""``manage.py paxos``: the Python client (``consensus.client``) for shells and scripts.
+
+    python manage.py paxos --config demo-cluster/cluster.json put name Mike
+    python manage.py paxos --url http://127.0.0.1:33333 --token T get name
+    python manage.py paxos submit '{"type": "put", "key": "name", "value": "Neo"}' --group 2
+    python manage.py paxos status
+
+Which nodes: ``--url`` (repeatable or comma separated), else every node of ``--config``, else of
+the node config this process was started with, else http://127.0.0.1:33333. The token:
+``--token``, else ``$PAXOS_API_TOKEN``, else the config's first apiToken.
+Output is the value (get) or JSON; failures are one-line errors with exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from consensus.client import (
+    DEFAULT_PORT,
+    TOKEN_ENVIRONMENT_VARIABLE,
+    PaxosClient,
+    PaxosError,
+    parse_address,
+)
+from consensus.config import ClusterConfig, ConfigError, load_config
+
+
+class Command(BaseCommand):
+    help = (
+        "Talk to a Paxos cluster: submit a command, get/put/delete/cas a key of the KV store, or "
+        "show the nodes' status. Run 'manage.py paxos ACTION --help' for an action's options."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--url",
+            action="append",
+            default=[],
+            help="a node's URL, e.g. http://127.0.0.1:33333 (repeat, or separate with commas, "
+            "to fail over between nodes)",
+        )
+        parser.add_argument(
+            "--config", help="a cluster config file: use all its nodes and its first apiToken"
+        )
+        parser.add_argument(
+            "--token", help=f"API token (default: ${TOKEN_ENVIRONMENT_VARIABLE} or the config's)"
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=30.0,
+            help="seconds to keep retrying across nodes before giving up (30)",
+        )
+        parser.add_argument("--json", action="store_true", help="print whole JSON answers")
+        actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+        submit = actions.add_parser("submit", help="submit a command string to a group")
+        submit.add_argument("command", help='the command, e.g. \'{"op": "put", "key": "k", ...}\'')
+        self._group_options(submit, request_id=True)
+
+        get = actions.add_parser("get", help="read a key (linearizable unless --local)")
+        get.add_argument("key")
+        get.add_argument(
+            "--local", action="store_true", help="read the node's local state (no round; stale?)"
+        )
+        self._group_options(get)
+
+        put = actions.add_parser("put", help="set a key")
+        put.add_argument("key")
+        put.add_argument("value")
+        self._group_options(put, request_id=True)
+
+        delete = actions.add_parser("delete", help="delete a key")
+        delete.add_argument("key")
+        self._group_options(delete, request_id=True)
+
+        cas = actions.add_parser("cas", help="set a key only if it has an expected value")
+        cas.add_argument("key")
+        cas.add_argument("value", help="the new value")
+        expected = cas.add_mutually_exclusive_group(required=True)
+        expected.add_argument("--expected", help="the value the key must have now")
+        expected.add_argument(
+            "--absent", action="store_true", help="succeed only if the key does not exist"
+        )
+        self._group_options(cas, request_id=True)
+
+        actions.add_parser("status", help="each node's groups: role, leader, chosen, applied")
+
+    def _group_options(self, parser: CommandParser, *, request_id: bool = False) -> None:
+        parser.add_argument("--group", "-g", type=int, default=1, help="group id (1)")
+        if request_id:
+            parser.add_argument(
+                "--request-id", help="send this request id (a retry with it applies once)"
+            )
+
+    # ------------------------------------------------------------------ running
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        addresses, config_token = self._nodes(options)
+        token = options["token"] or os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or config_token
+        if options["timeout"] <= 0:
+            raise CommandError("--timeout must be positive")
+        host, port = addresses[0]
+        client = PaxosClient(
+            host,
+            port,
+            token=token,
+            nodes=addresses[1:],
+            timeout=min(10.0, options["timeout"]),
+            retry_timeout=options["timeout"],
+        )
+        try:
+            with client:
+                self._run(client, addresses, options)
+        except PaxosError as error:
+            raise CommandError(str(error)) from None
+        except ValueError as error:  # a key with '/', an empty key...
+            raise CommandError(str(error)) from None
+
+    def _run(
+        self, client: PaxosClient, addresses: list[tuple[str, int]], options: dict[str, Any]
+    ) -> None:
+        action = options["action"]
+        group = options.get("group", 1)
+        request_id = options.get("request_id")
+        if action == "submit":
+            outcome = client.submit_command(options["command"], group, request_id)
+            self._print(vars_of(outcome) if options["json"] else outcome.result, options)
+        elif action == "get":
+            consistency = "local" if options["local"] else "linearizable"
+            missing = object()
+            value = client.get(options["key"], group, consistency=consistency, default=missing)
+            if value is missing:
+                raise CommandError(f"key {options['key']!r} not found in group {group}")
+            if options["json"]:
+                self._print({"key": options["key"], "value": value}, options)
+            else:
+                self.stdout.write(str(value))
+        elif action == "put":
+            instance = client.put(options["key"], options["value"], group, request_id=request_id)
+            self._print({"key": options["key"], "instance": instance}, options)
+        elif action == "delete":
+            deleted = client.delete(options["key"], group, request_id=request_id)
+            self._print({"key": options["key"], "deleted": deleted}, options)
+        elif action == "cas":
+            expected = None if options["absent"] else options["expected"]
+            result = client.cas(
+                options["key"], expected, options["value"], group, request_id=request_id
+            )
+            self._print(result._asdict(), options)
+            if not result.succeeded:
+                raise CommandError(f"cas failed: the value is {result.value!r}")
+        elif action == "status":
+            self._status(client, addresses, options)
+
+    def _status(
+        self, client: PaxosClient, addresses: list[tuple[str, int]], options: dict[str, Any]
+    ) -> None:
+        answers: dict[str, Any] = {}
+        for host, port in addresses:
+            try:
+                answers[f"{host}:{port}"] = client.status_of(host, port)
+            except PaxosError as error:
+                answers[f"{host}:{port}"] = {"error": str(error)}
+        if options["json"]:
+            self._print(answers, options)
+            return
+        self.stdout.write(f"{'node':<22} {'group':>5} {'role':<10} {'leader':>6} {'chosen':>8} "
+                          f"{'applied':>8}")
+        for address, status in answers.items():
+            if "error" in status:
+                self.stdout.write(f"{address:<22} unreachable: {status['error']}")
+                continue
+            for group in status.get("groups", []):
+                self.stdout.write(
+                    f"{address:<22} {group['group_id']:>5} {group['role']:<10} "
+                    f"{group['leader'] if group['leader'] is not None else '-':>6} "
+                    f"{group['chosen_upto']:>8} {group['applied']:>8}"
+                )
+
+    def _print(self, data: Any, options: dict[str, Any]) -> None:
+        if isinstance(data, str) and not options["json"]:
+            self.stdout.write(data)
+        else:
+            self.stdout.write(json.dumps(data, indent=2 if options["json"] else None))
+
+    # ------------------------------------------------------------------ which cluster
+
+    def _nodes(self, options: dict[str, Any]) -> tuple[list[tuple[str, int]], str | None]:
+        urls = [url.strip() for item in options["url"] for url in item.split(",") if url.strip()]
+        config: ClusterConfig | None = None
+        if options["config"]:
+            try:
+                config = load_config(options["config"])
+            except ConfigError as error:
+                raise CommandError(str(error)) from None
+        elif not urls:
+            config = getattr(settings, "PAXOS_CLUSTER", None)
+        token = config.api_tokens[0] if config is not None and config.api_tokens else None
+        if urls:
+            try:
+                return [parse_address(url) for url in urls], token
+            except ValueError as error:
+                raise CommandError(f"--url: {error}") from None
+        if config is not None:
+            return [(node.host, node.port) for node in config.nodes], token
+        return [("127.0.0.1", DEFAULT_PORT)], token
+
+
+def vars_of(outcome: Any) -> dict[str, Any]:
+    return {name: getattr(outcome, name) for name in outcome.__slots__}
