@@ -9,14 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest
+from django.urls import reverse_lazy
+from django.utils.html import format_html, format_html_join
 
 from .models import AcceptorState, AppliedIndex, Group, Instance, Node, RequestResult
+from .runtime import get_node
 from .storage.values import value_from_json
 
 PREVIEW_COMMANDS = 3
 PREVIEW_CHARS = 60
+
+# Every node serves its own admin; the header says which one you are looking at.
+_node_id = getattr(settings, "PAXOS_NODE_ID", None)
+admin.site.site_header = f"Paxos node {_node_id}" if _node_id else "Paxos node"
+admin.site.site_title = f"Paxos node {_node_id}" if _node_id else "Paxos node"
+admin.site.index_title = "Replicated state (read-only: writes go through Paxos)"
+admin.site.site_url = reverse_lazy("consensus-dashboard:dashboard")  # "View site": the live view
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -41,9 +52,36 @@ class NodeAdmin(ReadOnlyAdmin):
 
 @admin.register(Group)
 class GroupAdmin(ReadOnlyAdmin):
-    list_display = ["group_id", "state_machine", "chosen_upto"]
+    list_display = ["group_id", "state_machine", "chosen_upto", "applied", "role", "leader"]
     list_filter = ["state_machine"]
     ordering = ["group_id"]
+    list_select_related = ["applied_index"]
+
+    @admin.display(description="applied")
+    def applied(self, obj: Group) -> int:
+        try:
+            return obj.applied_index.applied
+        except AppliedIndex.DoesNotExist:
+            return 0
+
+    @admin.display(description="role here (live)")
+    def role(self, obj: Group) -> str:
+        replica = _replica(obj.group_id)
+        return replica.role.value if replica is not None else "-"
+
+    @admin.display(description="leader (live)")
+    def leader(self, obj: Group) -> str:
+        replica = _replica(obj.group_id)
+        if replica is None or replica.leader_id is None:
+            return "-"
+        return f"node {replica.leader_id}"
+
+
+def _replica(group_id: int) -> Any:
+    """The running replica of a group, for display only (a racy read of two plain attributes
+    from the admin's thread is fine; anything more goes through the node's loop)."""
+    node = get_node()
+    return node.replicas.get(group_id) if node is not None else None
 
 
 @admin.register(AcceptorState)
@@ -66,6 +104,8 @@ class InstanceAdmin(ReadOnlyAdmin):
     list_select_related = ["group"]
     show_full_result_count = False  # counting a long log on every page view is slow
     list_per_page = 50
+    fields = ["group", "instance", "ballot", "chosen", "chosen_at", "command_list"]
+    readonly_fields = ["ballot", "command_list"]
 
     @admin.display(description="ballot", ordering="ballot_round")
     def ballot(self, obj: Instance) -> str:
@@ -83,6 +123,21 @@ class InstanceAdmin(ReadOnlyAdmin):
         )
         more = len(value) - PREVIEW_COMMANDS
         return f"{shown} (+{more} more)" if more > 0 else shown
+
+    @admin.display(description="commands (request id: payload)")
+    def command_list(self, obj: Instance) -> str:
+        """Every command of the instance, one per line (the detail page)."""
+        value = value_from_json(obj.value)
+        if not value:
+            return "no-op"
+        return format_html(
+            "<ol>{}</ol>",
+            format_html_join(
+                "",
+                "<li><code>{}</code>: <code>{}</code></li>",
+                ((command.request_id, command.payload) for command in value),
+            ),
+        )
 
 
 @admin.register(AppliedIndex)

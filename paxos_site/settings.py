@@ -68,6 +68,9 @@ PAXOS_RECENT_CHOSEN = 1024
 """Chosen values loaded into memory at start to serve catch-up without reading the database."""
 PAXOS_MAX_COMMIT_BATCH = 4096
 """Readies written in one group-commit transaction at most (bounds the latency of one commit)."""
+PAXOS_READY_MAX_LAG = 100
+"""``/readyz`` fails while a group's applied index is more than this many instances behind the
+highest chosen index the node knows of (consensus.health)."""
 
 # REST API limits (consensus.api.fastpath): beyond them a request gets 413.
 PAXOS_MAX_BODY_BYTES = int(os.environ.get("PAXOS_MAX_BODY_BYTES", 1024 * 1024))
@@ -156,6 +159,12 @@ TEMPLATES = [
 # Peer traffic never goes through a channel layer (at-most-once, see STYLE.md §4); the in-memory
 # layer only serves in-process fan-out such as the live dashboard.
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Browsers keep cookies per host, not per port: with the default names, logging in to the admin of
+# node 2 on 127.0.0.1 would replace (and so end) the session of node 1. Each node gets its own.
+if PAXOS_CLUSTER is not None:
+    SESSION_COOKIE_NAME = f"paxos{PAXOS_CLUSTER.me.port}_sessionid"
+    CSRF_COOKIE_NAME = f"paxos{PAXOS_CLUSTER.me.port}_csrftoken"
 
 
 def _sqlite_database(path: Path) -> dict[str, Any]:

@@ -1,15 +1,19 @@
-"""URL configuration: admin, REST API under ``api/``, health under ``healthz``."""
+"""URL configuration: admin, REST API under ``api/``, health (``healthz``, ``readyz``), Prometheus
+``metrics`` and the live ``dashboard/``."""
 
 from django.contrib import admin
 from django.contrib.staticfiles.views import serve as serve_static
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from consensus.api.views import api_not_found
-from consensus.views import healthz
+from consensus.views import healthz, metrics_view, readyz
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
+    path("dashboard/", include("consensus.dashboard.urls")),
     path("api/kv/", include("kvstore.api.urls")),
     path("api/", include("consensus.api.urls")),
     # Unknown /api/ paths get a JSON 404, not Django's HTML page. Keep this after every api/ include.

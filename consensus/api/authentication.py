@@ -25,7 +25,7 @@ from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from rest_framework import authentication, exceptions
 
-from .exceptions import ApiError
+from .exceptions import AUTHENTICATION_REQUIRED, ApiError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 BEARER_CHALLENGE = 'Bearer realm="api"'
@@ -114,10 +114,7 @@ async def authenticate_request(request: HttpRequest) -> str:
     auser = getattr(request, "auser", None)
     user = await auser() if auser is not None else None
     if user is None or not user.is_authenticated:
-        raise _unauthorized(
-            'authentication required: send "Authorization: Bearer <token>" '
-            "(a token from the config's apiTokens) or log in as a staff user"
-        )
+        raise _unauthorized(AUTHENTICATION_REQUIRED)
     if not (user.is_active and user.is_staff):
         raise ApiError(403, "only staff users may use the API with a session")
     if request.method not in SAFE_METHODS:

@@ -15,6 +15,10 @@ import orjson
 from django.http import HttpResponse
 
 JSON_CONTENT_TYPE = "application/json"
+AUTHENTICATION_REQUIRED = (
+    'authentication required: send "Authorization: Bearer <token>" '
+    "(a token from the config's apiTokens) or log in as a staff user"
+)
 
 
 class ApiError(Exception):
@@ -120,7 +124,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
     if response is None:
         return None
     detail = response.data
-    if isinstance(exc, drf_exceptions.ValidationError):
+    if isinstance(exc, drf_exceptions.NotAuthenticated):
+        response.data = {"error": AUTHENTICATION_REQUIRED}
+    elif isinstance(exc, drf_exceptions.ValidationError):
         response.data = {"error": "; ".join(_flatten(detail)) or "invalid input", "fields": detail}
     elif isinstance(detail, Mapping) and "detail" in detail:
         response.data = {"error": str(detail["detail"])}

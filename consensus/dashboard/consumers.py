@@ -54,7 +54,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if node is None or not node.replicas:
             await self.send_json({"type": "unavailable", "error": "the node is not running"})
             return
-        await self.send_json({"type": "snapshot", "snapshot": await build_snapshot(node, get_feed())})
+        await self.send_json(
+            {"type": "snapshot", "snapshot": await build_snapshot(node, get_feed())}
+        )
 
     async def dashboard_snapshot(self, event: dict[str, Any]) -> None:
         """A broadcast from the feed (channel-layer type ``dashboard.snapshot``)."""

@@ -21,6 +21,7 @@ the broadcaster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -134,10 +135,8 @@ class DashboardFeed(NodeObserver):
 
         layer = get_channel_layer()
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), IDLE_INTERVAL)
-            except TimeoutError:
-                pass
             self._changed.clear()
             if node.replicas:
                 try:
@@ -187,10 +186,12 @@ class DashboardFeed(NodeObserver):
         if state.ready != self._ready:
             if state.ready:
                 logger.info("node %s: ready", node.node_id)
+                self.event("ready")
             elif self._ready is not None:  # starting up unready is expected, not news
-                logger.warning("node %s: not ready: %s", node.node_id, "; ".join(state.reasons))
+                reasons = "; ".join(state.reasons)
+                logger.warning("node %s: not ready: %s", node.node_id, reasons)
+                self.event(f"not ready: {reasons}")
             self._ready = state.ready
-            self.event("ready" if state.ready else "not ready: " + "; ".join(state.reasons))
         transport = node.status().get("peers") or {}
         for peer in transport.get("peers", []):
             up = bool(peer.get("connected_out") and peer.get("connected_in"))

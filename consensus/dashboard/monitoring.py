@@ -1,10 +1,10 @@
 """``Monitoring``: everything that watches a node, attached in one place by ``runpaxos``.
 
-    monitoring = Monitoring()
-    node = PaxosNode(config, machines, observer=monitoring.observer)
-    monitoring.start(node)   # on the event loop; the broadcaster waits for the node to start
-    ...
-    monitoring.stop()
+monitoring = Monitoring()
+node = PaxosNode(config, machines, observer=monitoring.observer)
+monitoring.start(node)   # on the event loop; the broadcaster waits for the node to start
+...
+monitoring.stop()
 """
 
 from __future__ import annotations

@@ -440,9 +440,14 @@ class PaxosNode:
             replica.advance(ready)
 
     def _commit(self, readies: list[Ready]) -> list[Outcome]:
-        """On the writer thread: one transaction for every Ready's writes and applications."""
+        """On the writer thread: one transaction for every Ready's writes and applications.
+
+        A batch without votes (only chosen marks and applications) commits without waiting for
+        the disk: all of it can be learned and replayed again, see ``relaxed_durability``."""
         outcomes: list[Outcome] = []
-        with transaction.atomic(using=self.storage.using):
+        votes = any(ready.persist.must_sync for ready in readies)
+        relaxed = contextlib.nullcontext() if votes else self.storage.relaxed_durability()
+        with relaxed, transaction.atomic(using=self.storage.using):
             self.storage.persist(readies)
             for ready in readies:
                 if ready.committed:

@@ -34,27 +34,32 @@ def serve(
     from daphne.endpoints import build_endpoint_description_strings
     from daphne.server import Server  # installs Twisted's asyncio reactor: import it late
 
+    from consensus.dashboard.monitoring import Monitoring  # metrics + live dashboard feed
     from consensus.transport.hub import daphne_options
     from paxos_site.asgi import application
 
     me = config.me
+    monitoring = Monitoring()
     node = PaxosNode(
         config,
         machines,
         tick_ms=tick_ms,
         request_timeout=request_timeout,
         max_frame_size=max_frame_size,
+        observer=monitoring.observer,
     )
     install_node(node)
     started: dict[str, asyncio.Future[Any]] = {}
 
     def on_ready() -> None:
         started["future"] = asyncio.ensure_future(_start(node, me.host, me.port))
+        monitoring.start(node)
 
     def before_shutdown() -> Any:
         from twisted.internet.defer import Deferred
 
         logger.info("node %s stopping", node.node_id)
+        monitoring.stop()
         return Deferred.fromFuture(asyncio.ensure_future(node.stop()))
 
     from twisted.internet import reactor

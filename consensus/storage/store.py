@@ -30,7 +30,9 @@ Use one object from one thread (``GroupCommitWriter`` owns one); it keeps no log
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -113,6 +115,33 @@ class DjangoStorage:
         self.using = using
         self.recent = recent
         self._known_groups: set[int] = set()
+
+    @contextlib.contextmanager
+    def relaxed_durability(self) -> Iterator[None]:
+        """Commit the transactions inside without waiting for the disk.
+
+        Only for writes that hold no vote (chosen marks, state machine applications, applied
+        index): after a power loss the newest of them may be gone, and are learned and replayed
+        again; a later synchronous commit makes them durable too, in order. A ``kill -9`` loses
+        nothing either way (the OS has the data). Votes are never written in here: the runtime
+        uses this only for a batch whose ``Persist.must_sync`` is false.
+        """
+        connection = connections[self.using]
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            try:
+                yield
+            finally:
+                with connection.cursor() as cursor:
+                    cursor.execute("PRAGMA synchronous=FULL")
+        elif connection.vendor == "postgresql":
+            with transaction.atomic(using=self.using):
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                yield
+        else:
+            yield
 
     # Setup
 

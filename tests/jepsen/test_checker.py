@@ -324,7 +324,9 @@ def random_history(
         free_at[client] = ret
         f = rng.choice(["get", "get", "put", "delete", "cas"])
         value = f"v{rng.randrange(values)}" if f in ("put", "cas") else None
-        expected = rng.choice([None, *(f"v{i}" for i in range(values))]) if f == "cas" else None
+        expected = None
+        if f == "cas" and rng.random() < 0.8:
+            expected = f"v{rng.randrange(values)}"
         op = Op(index, f"c{client}", f, K, value, expected, int(call * 1e9), int(ret * 1e9))
         op.point = rng.uniform(call, ret)  # type: ignore[attr-defined]
         ops.append(op)
@@ -348,7 +350,7 @@ def random_history(
         elif not corrupt:
             continue
         elif roll < 0.25 and op.f == "get":
-            op.output = rng.choice([None, *(f"v{i}" for i in range(values))])
+            op.output = rng.choice([None, f"v{rng.randrange(values)}"])
         elif roll < 0.3 and op.f == "cas":
             op.output = (not op.output[0], op.output[1])
     return ops
@@ -371,7 +373,7 @@ def test_big_concurrent_history_is_checked_quickly() -> None:
     ops = random_history(rng, size=2000, values=10**6, clients=10, corrupt=False)
     started = time.perf_counter()
     assert check(ops, time_limit=60).verdict == VALID
-    assert time.perf_counter() - started < 20
+    assert time.perf_counter() - started < 10
 
 
 def test_history_recorder_marks_unfinished_ops_indeterminate() -> None:

@@ -1,0 +1,142 @@
+"""Fixtures of the API tests: an in-process fake node (no Paxos, the real state machines) for
+fast validation tests with Django's test client; live clusters come from ``tests.fixtures``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.test import Client
+
+from consensus.registry import registry
+from consensus.runtime import Outcome, UnknownGroupError, install_node
+from consensus.runtime.node import GroupStatus
+from consensus.statemachine import ApplyContext, StateMachine
+
+TOKEN = "unit-test-token"
+
+
+class FakeNode:
+    """Stands in for ``PaxosNode`` where the API meets it: ``submit``, ``read_barrier``,
+    ``replicas``, ``machines``, ``status``. Commands are applied at once to the real state
+    machines (in a transaction, as the runtime does); ``fail`` makes every call raise."""
+
+    node_id = 1
+
+    def __init__(self, machines: dict[int, str]) -> None:
+        self.machines: dict[int, StateMachine] = {
+            group_id: registry.create(name, group_id) for group_id, name in machines.items()
+        }
+        self.replicas: dict[int, object] = {group_id: object() for group_id in machines}
+        self.applied: dict[int, int] = dict.fromkeys(machines, 0)
+        self.results: dict[tuple[int, str], Outcome] = {}
+        self.submitted: list[tuple[int, str, str]] = []
+        self.barriers = 0
+        self.fail: Exception | None = None
+
+    async def submit(
+        self, group_id: int, payload: str, request_id: str | None = None, timeout: Any = None
+    ) -> Outcome:
+        if group_id not in self.replicas:
+            raise UnknownGroupError(group_id)
+        if self.fail is not None:
+            raise self.fail
+        request_id = request_id or uuid.uuid4().hex
+        earlier = self.results.get((group_id, request_id))
+        if earlier is not None:
+            return Outcome(group_id, request_id, earlier.instance, earlier.result, duplicate=True)
+        self.submitted.append((group_id, request_id, payload))
+        instance = self.applied[group_id] + 1
+        result = await sync_to_async(self._apply)(group_id, payload, instance, request_id)
+        self.applied[group_id] = instance
+        outcome = Outcome(group_id, request_id, instance, result)
+        self.results[(group_id, request_id)] = outcome
+        return outcome
+
+    def _apply(self, group_id: int, payload: str, instance: int, request_id: str) -> Any:
+        with transaction.atomic():
+            return self.machines[group_id].apply(
+                payload, ApplyContext(group_id, instance, request_id)
+            )
+
+    async def read_barrier(self, group_id: int, timeout: Any = None) -> int:
+        if group_id not in self.replicas:
+            raise UnknownGroupError(group_id)
+        if self.fail is not None:
+            raise self.fail
+        self.barriers += 1
+        return self.applied[group_id]
+
+    def group_status(self, group_id: int) -> GroupStatus:
+        return GroupStatus(group_id, "leader", 1, "1.1", "1.1", self.applied[group_id],
+                           self.applied[group_id], 0)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "uptime_seconds": 1.0,
+            "groups": [vars(self.group_status(g)) for g in self.replicas],
+            "peers": {"node_id": 1, "running": True, "unroutable": 0, "peers": []},
+        }
+
+
+@pytest.fixture
+def fake_node(settings: Any) -> Iterator[FakeNode]:
+    """Groups 1 and 2 run the KV store, group 3 the log-only machine; ``TOKEN`` is accepted."""
+    settings.PAXOS_API_TOKENS = (TOKEN,)
+    node = FakeNode({1: "kv", 2: "kv", 3: "log"})
+    install_node(node)  # type: ignore[arg-type]
+    try:
+        yield node
+    finally:
+        install_node(None)
+
+
+@pytest.fixture
+def no_quorum(fake_node: FakeNode) -> FakeNode:
+    from consensus.runtime import NoQuorumError
+
+    fake_node.fail = NoQuorumError("group 1: no leader is known within 5s", retry_after=2.0)
+    return fake_node
+
+
+class ApiClient:
+    """Django's test client with the bearer token and JSON bodies by default."""
+
+    def __init__(self, client: Client, token: str | None = TOKEN) -> None:
+        self.client = client
+        self.token = token
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | str | None = None,
+        token: str | None | type[Ellipsis] = ...,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        import json
+
+        token = self.token if token is ... else token
+        all_headers = dict(headers or {})
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        data: Any = raw if raw is not None else (None if body is None else json.dumps(body))
+        return self.client.generic(
+            method.upper(),
+            path,
+            data=data if data is not None else "",
+            content_type="application/json",
+            headers=all_headers,
+        )
+
+
+@pytest.fixture
+def api(client: Client, fake_node: FakeNode) -> ApiClient:
+    return ApiClient(client)
