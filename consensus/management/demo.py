@@ -10,20 +10,15 @@ import json
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import TextIO
 
-from django.conf import settings
 from django.core.management.base import CommandError
 
 from consensus.config import ClusterConfig, ConfigError, load_config, write_demo_config
 
-READY_TIMEOUT = 60.0
+from .processes import NodeProcesses, start_nodes, stop_nodes, wait_until_serving
 
 
 def run_demo(folder: Path, *, nodes: int, base_port: int, stdout: TextIO) -> None:
@@ -40,60 +35,14 @@ def run_demo(folder: Path, *, nodes: int, base_port: int, stdout: TextIO) -> Non
         password_file.write_text(secrets.token_urlsafe(12) + "\n", encoding="utf-8")
         password_file.chmod(0o600)
     password = password_file.read_text(encoding="utf-8").strip()
-    children = _start_children(config, folder, password)
+    children = start_nodes(config, folder, dict(os.environ, PAXOS_DEMO_ADMIN_PASSWORD=password))
     try:
-        _wait_until_serving(config, children, folder)
+        wait_until_serving(config, children, folder)
         _print_welcome(config, folder, password, stdout)
         _wait_for_signal(children)
     finally:
-        _stop_children(children, stdout)
-
-
-def _start_children(
-    config: ClusterConfig, folder: Path, password: str
-) -> dict[int, subprocess.Popen[bytes]]:
-    env = dict(os.environ, PAXOS_DEMO_ADMIN_PASSWORD=password)
-    children = {}
-    for node in config.nodes:
-        log = (folder / f"node{node.node_id}.log").open("ab")
-        children[node.node_id] = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(settings.BASE_DIR) / "manage.py"),
-                "runpaxos",
-                "--config",
-                str(config.path),
-                "--node",
-                str(node.node_id),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        log.close()
-    return children
-
-
-def _wait_until_serving(
-    config: ClusterConfig, children: dict[int, subprocess.Popen[bytes]], folder: Path
-) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    waiting = {node.node_id: node for node in config.nodes}
-    while waiting:
-        for node_id, node in list(waiting.items()):
-            if children[node_id].poll() is not None:
-                raise CommandError(
-                    f"node {node_id} exited; see {folder / f'node{node_id}.log'} "
-                    f"(is port {node.port} free?)"
-                )
-            try:
-                with urllib.request.urlopen(f"{node.http_url}/healthz", timeout=1):
-                    del waiting[node_id]
-            except (urllib.error.URLError, OSError):
-                pass
-        if time.monotonic() > deadline:
-            raise CommandError(f"nodes {sorted(waiting)} did not start within {READY_TIMEOUT:g}s")
-        time.sleep(0.2)
+        stop_nodes(children)
+        stdout.write("demo cluster stopped\n")
 
 
 def _print_welcome(config: ClusterConfig, folder: Path, password: str, out: TextIO) -> None:
@@ -122,7 +71,7 @@ def _print_welcome(config: ClusterConfig, folder: Path, password: str, out: Text
     out.flush()
 
 
-def _wait_for_signal(children: dict[int, subprocess.Popen[bytes]]) -> None:
+def _wait_for_signal(children: NodeProcesses) -> None:
     stop = {"now": False}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -137,17 +86,3 @@ def _wait_for_signal(children: dict[int, subprocess.Popen[bytes]]) -> None:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
-
-
-def _stop_children(children: dict[int, subprocess.Popen[bytes]], out: TextIO) -> None:
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for child in children.values():
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-    out.write("demo cluster stopped\n")

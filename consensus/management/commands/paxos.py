@@ -170,8 +170,9 @@ class Command(BaseCommand):
         if options["json"]:
             self._print(answers, options)
             return
-        self.stdout.write(f"{'node':<22} {'group':>5} {'role':<10} {'leader':>6} {'chosen':>8} "
-                          f"{'applied':>8}")
+        self.stdout.write(
+            f"{'node':<22} {'group':>5} {'role':<10} {'leader':>6} {'chosen':>8} {'applied':>8}"
+        )
         for address, status in answers.items():
             if "error" in status:
                 self.stdout.write(f"{address:<22} unreachable: {status['error']}")

@@ -17,6 +17,7 @@
     reconnectDelay: 1000,
     snapshot: null,
     renders: 0,
+    polls: 0,
   };
 
   // ---------------------------------------------------------------- small DOM helpers
@@ -146,6 +147,7 @@
         return;
       }
       render(await response.json());
+      state.polls += 1;
       setMode("polling");
     } catch (error) {
       if (state.mode !== "live") setMode("offline");
@@ -203,10 +205,11 @@
   }
 
   function renderPeers(snapshot) {
-    const rows = snapshot.peers.map((peer) =>
-      el(
+    const rows = snapshot.peers.map((peer) => {
+      const up = peer.connected_out && peer.connected_in;
+      return el(
         "tr",
-        { dataset: { peer: peer.node_id } },
+        { dataset: { peer: peer.node_id, up: up ? "yes" : "no" } },
         el("td", {}, el("a", { href: peer.dashboard_url, title: peer.url }, `node ${peer.node_id}`)),
         el("td", {}, linkState(peer.connected_out)),
         el("td", {}, linkState(peer.connected_in)),
@@ -215,11 +218,11 @@
           el(
             "td",
             {
-              class: "pd-num",
+              class: up ? "pd-num" : "pd-num pd-muted",
               title:
                 progress.chosen === null
                   ? "not known here (followers learn peers' progress only from the leader)"
-                  : `peer has chosen up to ${progress.chosen}`,
+                  : `${up ? "" : "last known: "}peer has chosen up to ${progress.chosen}`,
             },
             progress.lag === null ? "?" : progress.lag
           )
@@ -227,9 +230,10 @@
         el("td", { class: "pd-num" }, peer.messages_sent),
         el("td", { class: "pd-num" }, peer.messages_received),
         el("td", { class: "pd-num" }, peer.reconnects),
-        el("td", { class: "pd-error" }, peer.last_error || "")
-      )
-    );
+        // An error from before the link came up is history, not news.
+        el("td", { class: "pd-error" }, up ? "" : peer.last_error || "")
+      );
+    });
     replaceRows(document.querySelector("#peers-table tbody"), rows);
   }
 

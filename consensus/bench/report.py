@@ -1,0 +1,40 @@
+"""Printing results: a fixed-width table for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+COLUMNS = (
+    "target",
+    "clients",
+    "read_fraction",
+    "ops_per_s",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "max_ms",
+    "errors",
+)
+
+
+def median_of_runs(runs: Sequence[dict[str, object]]) -> dict[str, object]:
+    """One row from repeated runs of one configuration: the median of every number."""
+    row = dict(runs[0])
+    for column in ("ops", "ops_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "errors"):
+        row[column] = statistics.median(float(run[column]) for run in runs)  # type: ignore[arg-type]
+    row["runs"] = len(runs)
+    return row
+
+
+def table(rows: Sequence[dict[str, object]]) -> str:
+    widths = {c: max(len(c), *(len(_fmt(row[c])) for row in rows)) for c in COLUMNS}
+    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
+    lines += ["  ".join(_fmt(row[c]).rjust(widths[c]) for c in COLUMNS) for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}" if value >= 100 else f"{value:.2f}"
+    return str(value)

@@ -1,0 +1,142 @@
+"""``manage.py paxosbench``: throughput and latency of a cluster (started here or given by URL),
+optionally side by side with etcd, by the same load generator in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from consensus.bench.loadgen import Workload, run
+from consensus.bench.report import median_of_runs, table
+from consensus.bench.targets import EtcdTarget, PaxosRestTarget, Target
+from consensus.config import ClusterConfig, load_config, write_demo_config
+from consensus.management.processes import start_nodes, stop_nodes, wait_until_serving
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark the KV API: N closed-loop clients for a fixed time after a warm-up; prints "
+        "ops/s and p50/p90/p99/max latency as a table (and JSON with --json). Without --urls it "
+        "starts a local cluster of --nodes nodes on free ports and stops it afterwards. With "
+        "--etcd URL the same workload also runs against etcd's JSON gateway, interleaved."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--urls", help="comma-separated node URLs of a running cluster")
+        parser.add_argument("--token", help="API token for --urls (default: from --config)")
+        parser.add_argument("--config", help="cluster config of --urls (for the token)")
+        parser.add_argument("--nodes", type=int, default=3, help="size of the local cluster (3)")
+        parser.add_argument("--groups", type=int, default=1, help="groups to spread keys over (1)")
+        parser.add_argument(
+            "--clients", default="1,32", help="concurrent clients, comma-separated (1,32)"
+        )
+        parser.add_argument("--duration", type=float, default=5.0, help="seconds measured (5)")
+        parser.add_argument("--warmup", type=float, default=1.0, help="seconds not measured (1)")
+        parser.add_argument("--value-size", type=int, default=100, help="bytes per value (100)")
+        parser.add_argument("--reads", type=float, default=0.0, help="fraction of gets (0.0)")
+        parser.add_argument("--keys", type=int, default=1000, help="distinct keys (1000)")
+        parser.add_argument(
+            "--consistency", choices=("linearizable", "local"), default="linearizable"
+        )
+        parser.add_argument("--etcd", help="comma-separated etcd client URLs to compare with")
+        parser.add_argument("--runs", type=int, default=1, help="repeat and report medians (1)")
+        parser.add_argument("--json", help="also write the results to this JSON file")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            clients = [int(c) for c in options["clients"].split(",") if c.strip()]
+        except ValueError:
+            raise CommandError("--clients takes numbers, e.g. 1,32,128") from None
+        if not clients or min(clients) < 1 or options["runs"] < 1 or options["duration"] <= 0:
+            raise CommandError("--clients, --runs and --duration must be positive")
+        if not 0.0 <= options["reads"] <= 1.0:
+            raise CommandError("--reads is a fraction between 0 and 1")
+        groups = list(range(1, options["groups"] + 1))
+        children = None
+        folder = None
+        try:
+            if options["urls"]:
+                urls = [u.strip().rstrip("/") for u in options["urls"].split(",") if u.strip()]
+                token = options["token"] or self._token_from(options["config"])
+            else:
+                folder = Path(tempfile.mkdtemp(prefix="paxosbench-"))
+                config = load_config(
+                    write_demo_config(folder, options["nodes"], None, groups=groups)
+                )
+                self.stdout.write(f"starting {options['nodes']} nodes in {folder} ...")
+                children = start_nodes(config, folder, dict(os.environ))
+                wait_until_serving(config, children, folder)
+                _wait_for_leaders(config)
+                urls = [node.http_url for node in config.nodes]
+                token = config.api_tokens[0]
+            targets: list[Target] = [
+                PaxosRestTarget(urls, token, groups, consistency=options["consistency"])
+            ]
+            if options["etcd"]:
+                etcd_urls = [u.strip().rstrip("/") for u in options["etcd"].split(",")]
+                targets.append(EtcdTarget(etcd_urls, consistency=options["consistency"]))
+            rows = self._measure(targets, clients, options)
+        finally:
+            if children is not None:
+                stop_nodes(children)
+        self.stdout.write(table(rows))
+        if options["json"]:
+            Path(options["json"]).write_text(json.dumps(rows, indent=2) + "\n")
+            self.stdout.write(f"wrote {options['json']}")
+
+    def _measure(
+        self, targets: list[Target], clients: list[int], options: dict[str, Any]
+    ) -> list[dict[str, object]]:
+        results: dict[tuple[str, int], list[dict[str, object]]] = {}
+        for repetition in range(options["runs"]):
+            for count in clients:
+                workload = Workload(
+                    clients=count,
+                    duration=options["duration"],
+                    warmup=options["warmup"],
+                    value_size=options["value_size"],
+                    read_fraction=options["reads"],
+                    keys=options["keys"],
+                )
+                for target in targets:  # interleaved: both systems see the same noise
+                    summary = asyncio.run(run(target, workload, seed=repetition)).summary()
+                    results.setdefault((target.name, count), []).append(summary)
+                    self.stdout.write(
+                        f"run {repetition + 1}: {target.name} clients={count} "
+                        f"{summary['ops_per_s']} ops/s p50={summary['p50_ms']} ms"
+                    )
+        return [median_of_runs(runs) for runs in results.values()]
+
+    def _token_from(self, config_path: str | None) -> str:
+        if not config_path:
+            raise CommandError("with --urls give --token or --config")
+        config = load_config(config_path)
+        if not config.api_tokens:
+            raise CommandError(f"{config_path} has no apiTokens")
+        return config.api_tokens[0]
+
+
+def _wait_for_leaders(config: ClusterConfig, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            request = urllib.request.Request(
+                f"{config.nodes[0].http_url}/api/status/",
+                headers={"Authorization": f"Bearer {config.api_tokens[0]}"},
+            )
+            with urllib.request.urlopen(request, timeout=2) as response:
+                status = json.loads(response.read())
+            if all(group["leader"] for group in status["groups"]):
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise CommandError("the local cluster elected no leader in time")

@@ -1,0 +1,83 @@
+"""Starting and stopping local node processes (``runpaxos --demo`` and ``paxosbench`` use it).
+
+Every child is a ``manage.py runpaxos --config ... --node N`` process whose output goes to
+``<folder>/nodeN.log``; ``stop_nodes`` stops each one by PID (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import CommandError
+
+from consensus.config import ClusterConfig
+
+READY_TIMEOUT = 60.0
+
+NodeProcesses = dict[int, subprocess.Popen[bytes]]
+
+
+def start_nodes(
+    config: ClusterConfig, folder: Path, env: Mapping[str, str], extra_args: tuple[str, ...] = ()
+) -> NodeProcesses:
+    children: NodeProcesses = {}
+    for node in config.nodes:
+        with (folder / f"node{node.node_id}.log").open("ab") as log:
+            children[node.node_id] = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(Path(settings.BASE_DIR) / "manage.py"),
+                    "runpaxos",
+                    "--config",
+                    str(config.path),
+                    "--node",
+                    str(node.node_id),
+                    *extra_args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+            )
+    return children
+
+
+def wait_until_serving(config: ClusterConfig, children: NodeProcesses, folder: Path) -> None:
+    """Until every node answers ``/healthz``; a node that exits is a CommandError."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    waiting = {node.node_id: node for node in config.nodes}
+    while waiting:
+        for node_id, node in list(waiting.items()):
+            if children[node_id].poll() is not None:
+                raise CommandError(
+                    f"node {node_id} exited; see {folder / f'node{node_id}.log'} "
+                    f"(is port {node.port} free?)"
+                )
+            try:
+                with urllib.request.urlopen(f"{node.http_url}/healthz", timeout=1):
+                    del waiting[node_id]
+            except (urllib.error.URLError, OSError):
+                pass
+        if time.monotonic() > deadline:
+            raise CommandError(f"nodes {sorted(waiting)} did not start within {READY_TIMEOUT:g}s")
+        time.sleep(0.2)
+
+
+def stop_nodes(children: NodeProcesses, timeout: float = 15.0) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

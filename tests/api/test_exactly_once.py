@@ -1,0 +1,91 @@
+"""Exactly once on a live cluster: one request id is applied once, also when it is retried on
+another node after the leader that took it was killed (``kill -9``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from consensus.client import PaxosClient
+from tests.fixtures.cluster import TOKEN, Cluster
+
+pytestmark = pytest.mark.e2e
+
+
+def test_retries_apply_once_across_a_leader_kill(cluster_factory) -> None:
+    cluster: Cluster = cluster_factory(groups=(1,))
+    leader = cluster.wait_for_leader(1)
+    followers = [n for n in cluster.nodes if n != leader]
+    key = f"once-{uuid.uuid4().hex[:6]}"
+    path = f"/api/kv/1/{key}"
+
+    # 1. An acknowledged write, retried on every node after its leader dies: first result back.
+    code, first = cluster.request(leader, "PUT", path, {"value": "a", "request_id": "put-a"})
+    assert code == 200
+    cluster.kill_node(leader)
+    new_leader = cluster.wait_for_leader(1, among=followers)
+    for node_id in followers:
+        code, again = cluster.request(node_id, "PUT", path, {"value": "a", "request_id": "put-a"})
+        assert code == 200 and again["instance"] == first["instance"] and again["duplicate"]
+
+    # 2. A later write to the key; retrying the first request id must not undo it.
+    code, second = cluster.request(new_leader, "PUT", path, {"value": "b", "request_id": "put-b"})
+    assert code == 200
+    code, retried = cluster.request(
+        followers[0], "PUT", path, {"value": "a", "request_id": "put-a"}
+    )
+    assert retried["instance"] == first["instance"]
+    assert cluster.request(followers[1], "GET", path)[1]["value"] == "b"
+
+    # 3. The killed node comes back, learns the log and agrees (it applied put-a once, too).
+    cluster.start_node(leader)
+    cluster.wait_for_applied(1, second["instance"])
+    code, body = cluster.request(leader, "GET", path + "?consistency=local")
+    assert body["value"] == "b"
+    code, again = cluster.request(leader, "PUT", path, {"value": "a", "request_id": "put-a"})
+    assert again["instance"] == first["instance"] and again["duplicate"]
+
+
+def test_client_failover_keeps_the_request_id_while_the_leader_dies(cluster_factory) -> None:
+    """Writes in flight when the leader is killed: the client fails over with the same request
+    id; every acknowledged sequence number is applied exactly once (a CAS chain breaks otherwise:
+    applying "n -> n+1" twice would fail the second time and be reported)."""
+    cluster: Cluster = cluster_factory(groups=(1,))
+    leader = cluster.wait_for_leader(1)
+    ports = {n: node.port for n, node in cluster.nodes.items()}
+    order = [leader] + [n for n in cluster.nodes if n != leader]
+    key = f"chain-{uuid.uuid4().hex[:6]}"
+    results: list[tuple[int, bool, str | None]] = []
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with PaxosClient(
+                "127.0.0.1",
+                ports[order[0]],
+                TOKEN,
+                nodes=[("127.0.0.1", ports[n]) for n in order[1:]],
+                timeout=3,
+                retry_timeout=30,
+            ) as client:
+                expected = None
+                for step in range(40):
+                    value = str(step)
+                    result = client.cas(key, expected, value, request_id=f"{key}-{step}")
+                    results.append((step, result.succeeded, result.value))
+                    expected = value
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(0.3)
+    cluster.kill_node(leader)
+    thread.join(timeout=90)
+    assert not thread.is_alive() and not errors, errors
+    assert [succeeded for _step, succeeded, _value in results] == [True] * 40, results
+    survivor = order[1]
+    assert cluster.request(survivor, "GET", f"/api/kv/1/{key}")[1]["value"] == "39"

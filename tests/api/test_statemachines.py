@@ -1,0 +1,298 @@
+"""The state machine API: the registry behaves like Django admin's, discovery finds (and does not
+half-import) ``statemachines.py`` modules, the seed's callback style works, and the KV machine
+validates deterministically."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from consensus.checks import check_state_machines
+from consensus.config import ClusterConfig, GroupSpec, NodeAddress
+from consensus.registry import (
+    AlreadyRegistered,
+    NotRegistered,
+    StateMachineRegistry,
+    autodiscover,
+    register,
+    registry,
+)
+from consensus.statemachine import (
+    ApplyContext,
+    CallbackStateMachine,
+    StateMachine,
+    decode_result,
+    encode_result,
+)
+
+
+class Counter(StateMachine):
+    durable = False
+
+    def __init__(self, group_id: int) -> None:
+        super().__init__(group_id)
+        self.total = 0
+
+    def apply(self, command: str, context: ApplyContext) -> int:
+        self.total += int(command)
+        return self.total
+
+
+class SeedKvCallback:
+    """The seed's ``KvCallback``, verbatim in spirit: no base class, ``callback(msg)``."""
+
+    def __init__(self) -> None:
+        self.kv: dict[str, str] = {}
+
+    def callback(self, msg: str) -> str | None:
+        bean = json.loads(msg)
+        if bean["type"] == "get":
+            return self.kv.get(bean["key"])
+        if bean["type"] == "put":
+            self.kv[bean["key"]] = bean["value"]
+            return "ok"
+        if bean["type"] == "delete":
+            self.kv.pop(bean["key"], None)
+            return "ok"
+        return None
+
+
+def context(instance: int = 1) -> ApplyContext:
+    return ApplyContext(group_id=1, instance=instance, request_id=f"r{instance}")
+
+
+def test_register_create_unregister() -> None:
+    site = StateMachineRegistry()
+    assert site.register("counter", Counter) is Counter
+    assert site.is_registered("counter") and site.names() == ["counter"]
+    first, second = site.create("counter", 1), site.create("counter", 2)
+    assert first is not second and (first.group_id, second.group_id) == (1, 2)
+    assert first.apply("5", context()) == 5 and second.apply("1", context()) == 1
+    site.unregister("counter")
+    assert not site.is_registered("counter")
+
+
+def test_errors_match_django_admin() -> None:
+    site = StateMachineRegistry()
+    site.register("counter", Counter)
+    with pytest.raises(AlreadyRegistered, match="already registered"):
+        site.register("counter", Counter)  # admin raises even for the same class
+    with pytest.raises(NotRegistered, match="'nope' is not registered"):
+        site.unregister("nope")
+    with pytest.raises(NotRegistered, match="registered: counter"):
+        site.create("nope", 1)
+    with pytest.raises(ValueError, match="non-empty name"):
+        site.register("", Counter)
+    with pytest.raises(TypeError, match="register a class"):
+        site.register("x", Counter(1))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="subclass StateMachine or define callback"):
+        site.register("x", dict)
+    assert site.names() == ["counter"]
+
+
+def test_decorator_returns_the_class_unchanged() -> None:
+    site = StateMachineRegistry()
+    decorated = register("seed", site=site)(SeedKvCallback)
+    assert decorated is SeedKvCallback
+    with pytest.raises(ValueError, match="needs the state machine's name"):
+        register("")
+
+
+def test_seed_callback_class_is_adapted() -> None:
+    site = StateMachineRegistry()
+    site.register("seed", SeedKvCallback)
+    machine = site.create("seed", 1)
+    assert isinstance(machine, CallbackStateMachine) and machine.durable is False
+    put = json.dumps({"type": "put", "key": "name", "value": "Mike"})
+    assert machine.apply(put, context(1)) == "ok"
+    assert machine.apply(json.dumps({"type": "get", "key": "name", "value": ""}), context(2)) == (
+        "Mike"
+    )
+    assert type(machine).__name__ == "SeedKvCallbackAdapter"
+
+
+def test_results_round_trip_as_json() -> None:
+    for result in (None, "ok", 3, {"key": "k", "value": None}, [1, "a"]):
+        assert decode_result(encode_result(result)) == result
+    assert decode_result("") is None
+
+
+def test_default_registry_has_kv_and_log() -> None:
+    assert {"kv", "log"} <= set(registry.names())
+
+
+#
+# Discovery
+#
+
+
+@pytest.fixture
+def app_folder(tmp_path: Path):
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield tmp_path
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m.startswith("smtest_")]:
+            del sys.modules[name]
+
+
+def make_app(folder: Path, name: str, statemachines: str | None) -> str:
+    package = folder / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    if statemachines is not None:
+        (package / "statemachines.py").write_text(textwrap.dedent(statemachines))
+    return name
+
+
+def test_discovery_imports_statemachines_modules(app_folder: Path, settings) -> None:
+    good = make_app(
+        app_folder,
+        "smtest_good",
+        """
+        from consensus.registry import register
+        from consensus.statemachine import LogOnlyStateMachine
+
+        @register("smtest-good")
+        class Good(LogOnlyStateMachine):
+            pass
+        """,
+    )
+    missing = make_app(app_folder, "smtest_missing", None)
+    try:
+        with override_settings(INSTALLED_APPS=[*settings.INSTALLED_APPS, good, missing]):
+            # Installing the apps ran ConsensusConfig.ready() -> autodiscover(); the app without
+            # statemachines.py was skipped silently. Running it again imports nothing new.
+            assert registry.is_registered("smtest-good")
+            autodiscover()
+    finally:
+        if registry.is_registered("smtest-good"):
+            registry.unregister("smtest-good")
+
+
+def test_a_broken_module_raises_and_leaves_the_registry_as_it_was(
+    app_folder: Path, settings
+) -> None:
+    broken = make_app(
+        app_folder,
+        "smtest_broken",
+        """
+        from consensus.registry import register
+        from consensus.statemachine import LogOnlyStateMachine
+
+        @register("smtest-half")
+        class Half(LogOnlyStateMachine):
+            pass
+
+        raise RuntimeError("bug in the user's module")
+        """,
+    )
+    before = registry.names()
+    # Installing the app runs ConsensusConfig.ready(), i.e. autodiscover(), which must raise.
+    with (
+        pytest.raises(RuntimeError, match="bug in the user's module"),
+        override_settings(INSTALLED_APPS=[*settings.INSTALLED_APPS, broken]),
+    ):
+        pass  # pragma: no cover
+    assert registry.names() == before
+    assert not registry.is_registered("smtest-half")
+
+
+def test_an_import_error_inside_the_module_is_not_mistaken_for_a_missing_module(
+    app_folder: Path, settings
+) -> None:
+    broken = make_app(app_folder, "smtest_importerror", "import smtest_no_such_dependency\n")
+    with (
+        pytest.raises(ModuleNotFoundError, match="smtest_no_such_dependency"),
+        override_settings(INSTALLED_APPS=[*settings.INSTALLED_APPS, broken]),
+    ):
+        pass  # pragma: no cover
+
+
+#
+# The system check
+#
+
+
+def cluster_with(*groups: GroupSpec) -> ClusterConfig:
+    return ClusterConfig(
+        path=Path("cluster.json"),
+        nodes=(NodeAddress(1, "127.0.0.1", 33333),),
+        my_id=1,
+        secret="s",
+        groups=groups,
+    )
+
+
+def test_check_reports_a_group_with_an_unregistered_state_machine(settings) -> None:
+    settings.PAXOS_CLUSTER = cluster_with(GroupSpec(1, "kv"), GroupSpec(2, "nosuch"))
+    errors = check_state_machines()
+    assert [error.id for error in errors] == ["consensus.E001"]
+    assert "group 2" in errors[0].msg and "'nosuch'" in errors[0].msg
+
+
+def test_check_passes_for_registered_machines(settings) -> None:
+    settings.PAXOS_CLUSTER = cluster_with(GroupSpec(1, "kv"), GroupSpec(2, "log"))
+    assert check_state_machines() == []
+
+
+#
+# The KV state machine
+#
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("not json", "not JSON"),
+        ("[1]", "JSON object"),
+        ('{"op": "rename", "key": "k"}', "unknown op"),
+        ('{"op": "put", "value": "v"}', "key must be a non-empty string"),
+        ('{"op": "put", "key": "k"}', "value must be a string"),
+        ('{"op": "put", "key": "k", "value": 3}', "value must be a string"),
+        ('{"op": "put", "key": "k\\u0000", "value": "v"}', "NUL"),
+        ('{"op": "put", "key": "k", "value": "\\ud800"}', "lone surrogate"),
+        ('{"op": "cas", "key": "k", "expected": 1, "value": "v"}', "expected must be a string"),
+        (json.dumps({"op": "put", "key": "k" * 1025, "value": "v"}), "at most 1024"),
+    ],
+)
+def test_kv_rejects_bad_commands_deterministically(command: str, message: str) -> None:
+    machine = registry.create("kv", 1)
+    result = machine.apply(command, context())
+    assert message in result["error"]
+
+
+@pytest.mark.django_db
+def test_kv_operations_and_seed_format() -> None:
+    from kvstore.models import Entry
+
+    machine = registry.create("kv", 1)
+    other = registry.create("kv", 2)
+    assert machine.apply('{"type": "put", "key": "name", "value": "Mike"}', context(1)) == {
+        "key": "name",
+        "value": "Mike",
+    }
+    other.apply('{"type": "put", "key": "name", "value": "Neo"}', context(1))
+    assert machine.apply('{"type": "get", "key": "name", "value": ""}', context(2)) == {
+        "key": "name",
+        "value": "Mike",
+        "found": True,
+    }
+    cas = '{"op": "cas", "key": "name", "expected": "Mike", "value": "Bob"}'
+    assert machine.apply(cas, context(3))["succeeded"] is True
+    assert machine.apply(cas, context(4)) == {"key": "name", "succeeded": False, "value": "Bob"}
+    absent = '{"op": "cas", "key": "new", "expected": null, "value": "x"}'
+    assert machine.apply(absent, context(5))["succeeded"] is True
+    assert Entry.objects.get(group_id=1, key="new").instance == 5
+    assert machine.apply('{"type": "delete", "key": "name"}', context(6)) == {
+        "key": "name",
+        "deleted": True,
+    }
+    assert Entry.objects.get(group_id=2, key="name").value == "Neo"
