@@ -15,8 +15,12 @@ Two kinds:
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+logger = logging.getLogger("consensus.statemachine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,15 @@ class StateMachine:
 
     def apply(self, command: str, context: ApplyContext) -> Any:
         raise NotImplementedError
+
+    def apply_batch(self, commands: Sequence[tuple[str, ApplyContext]]) -> list[Any]:
+        """Apply several commands in order; return their results in order.
+
+        The runtime always calls this (with every command of the instances it applies at once).
+        The default calls ``apply`` for each; override it to use bulk queries, as the KV store
+        does. The results must be exactly what one ``apply`` after another would return.
+        """
+        return [apply_safely(self, command, context) for command, context in commands]
 
     def snapshot(self) -> bytes | None:
         """Optional: the whole state, for log compaction (not used yet)."""
@@ -67,6 +80,21 @@ class CallbackStateMachine(StateMachine):
 
     def apply(self, command: str, context: ApplyContext) -> Any:
         return self.callback(command)
+
+
+def apply_safely(machine: StateMachine, command: str, context: ApplyContext) -> Any:
+    """A command a state machine rejects is still applied (it was chosen); the error becomes its
+    result. Raising instead would stop the group at the same instance on every node, forever."""
+    try:
+        return machine.apply(command, context)
+    except Exception as error:  # noqa: BLE001 - user code; the log must keep moving
+        logger.warning(
+            "state machine of group %s failed on instance %s: %r",
+            context.group_id,
+            context.instance,
+            error,
+        )
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
 def encode_result(result: Any) -> str:

@@ -79,32 +79,49 @@ class Applier:
             return []
         machine = self.machines[group_id]
         known = self._known_results(group_id, entries)
-        outcomes: list[Outcome] = []
-        rows: list[RequestResult] = []
+        # Decide first what to apply (skipping repeats of a request id), then apply it all in
+        # one apply_batch call, then build the outcomes in log order.
+        plan: list[tuple[str, int, int | None]] = []  # (request id, instance, batch position)
+        batch: list[tuple[str, ApplyContext]] = []
+        fresh: set[str] = set()
         for entry in entries:
             for command in entry.value:
-                if command.request_id.startswith(BARRIER_PREFIX):
-                    outcomes.append(Outcome(group_id, command.request_id, entry.instance, None))
+                request_id = command.request_id
+                first = known.get(request_id)
+                if request_id.startswith(BARRIER_PREFIX) or (
+                    first is not None and first[0] < entry.instance
+                ):
+                    plan.append((request_id, entry.instance, None))
                     continue
-                first = known.get(command.request_id)
-                if first is not None and first[0] < entry.instance:
-                    outcomes.append(
-                        Outcome(group_id, command.request_id, first[0], first[1], duplicate=True)
-                    )
-                    continue
-                context = ApplyContext(group_id, entry.instance, command.request_id)
-                result = self._apply_one(machine, command.payload, context)
-                known[command.request_id] = (entry.instance, result)
-                outcomes.append(Outcome(group_id, command.request_id, entry.instance, result))
-                if first is None and not replay:
+                known[request_id] = (entry.instance, None)
+                if first is None:
+                    fresh.add(request_id)
+                plan.append((request_id, entry.instance, len(batch)))
+                batch.append((command.payload, ApplyContext(group_id, entry.instance, request_id)))
+        results = machine.apply_batch(batch) if batch else []
+        outcomes: list[Outcome] = []
+        rows: list[RequestResult] = []
+        for request_id, instance, position in plan:
+            if position is not None:
+                result = results[position]
+                known[request_id] = (instance, result)
+                outcomes.append(Outcome(group_id, request_id, instance, result))
+                if request_id in fresh and not replay:
                     rows.append(
                         RequestResult(
                             group_id=group_id,
-                            request_id=command.request_id,
-                            instance=entry.instance,
+                            request_id=request_id,
+                            instance=instance,
                             result=encode_result(result),
                         )
                     )
+            elif request_id.startswith(BARRIER_PREFIX):
+                outcomes.append(Outcome(group_id, request_id, instance, None))
+            else:
+                first_instance, first_result = known[request_id]
+                outcomes.append(
+                    Outcome(group_id, request_id, first_instance, first_result, duplicate=True)
+                )
         if rows:
             RequestResult.objects.using(self.using).bulk_create(rows, ignore_conflicts=True)
         if not replay:
@@ -115,20 +132,6 @@ class Applier:
                 update_fields=["applied"],
             )
         return outcomes
-
-    def _apply_one(self, machine: StateMachine, payload: str, context: ApplyContext) -> Any:
-        """A command the state machine rejects is still applied (it was chosen); the error is its
-        result. Raising here would stop the group forever on every node at the same instance."""
-        try:
-            return machine.apply(payload, context)
-        except Exception as error:  # noqa: BLE001 - user code; the log must keep moving
-            logger.warning(
-                "state machine of group %s failed on instance %s: %r",
-                context.group_id,
-                context.instance,
-                error,
-            )
-            return {"error": f"{type(error).__name__}: {error}"}
 
     def _known_results(
         self, group_id: int, entries: Sequence[ChosenEntry]
