@@ -21,9 +21,11 @@ from .messages import (
     Nack,
     Prepare,
     Promise,
+    ReadIndexReply,
+    ReadIndexRequest,
     Value,
 )
-from .ready import AcceptedWrite, Failed, LogRead, Persist, Ready
+from .ready import AcceptedWrite, Failed, LogRead, Persist, ReadState, Ready
 from .replica import RandomSource, Replica, Role
 from .storage import InitialState, MemoryStorage, StoredInstance
 
@@ -55,6 +57,9 @@ __all__ = [
     "ProtocolError",
     "Promise",
     "RandomSource",
+    "ReadIndexReply",
+    "ReadIndexRequest",
+    "ReadState",
     "Ready",
     "RemoteProtocolError",
     "Replica",

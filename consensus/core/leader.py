@@ -23,6 +23,16 @@ class Candidacy:
 
 
 @dataclass(slots=True)
+class PendingRead:
+    """A read waiting for a majority to confirm, by acking heartbeat ``seq``, that we still lead."""
+
+    dst: int
+    token: int
+    index: int
+    seq: int
+
+
+@dataclass(slots=True)
 class Leadership:
     ballot: Ballot
     start: int
@@ -37,6 +47,12 @@ class Leadership:
     """Request ids queued or in flight, so a retried command is not proposed twice."""
     last_heard: dict[int, int] = field(default_factory=dict)
     heartbeat_seq: int = 0
+    recovery_top: int = 0
+    """The last instance phase 1 re-proposed: until it is chosen, this leader may not know every
+    value chosen before it, so it serves no read index yet."""
+    acked_seq: dict[int, int] = field(default_factory=dict)
+    reads: list[PendingRead] = field(default_factory=list)
+    read_heartbeat_due: bool = False
     announced_upto: int = 0
     """The chosen prefix last sent to followers (on an Accept or Heartbeat)."""
     progress_tick: int = 0

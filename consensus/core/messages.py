@@ -137,6 +137,22 @@ class Forward(Message):
     commands: tuple[Command, ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndexRequest(Message):
+    """A follower asks the leader for a read index (see ``Replica.read_index``)."""
+
+    token: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndexReply(Message):
+    """The leader's answer, after a majority confirmed it still leads: reads may be served once
+    the asker has applied up to ``index``."""
+
+    token: int
+    index: int
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Prepare,
     Promise,
@@ -148,5 +164,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     LearnRequest,
     LearnReply,
     Forward,
+    ReadIndexRequest,
+    ReadIndexReply,
 )
 """Every concrete message class, in a fixed order (the codec's type tags follow it)."""

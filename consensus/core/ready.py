@@ -67,6 +67,14 @@ class Failed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """A linearizable read may be served once the local state machine has applied ``index``."""
+
+    read_id: int
+    index: int
+
+
 @dataclass(slots=True)
 class Ready:
     group_id: int
@@ -81,6 +89,8 @@ class Ready:
     """Request ids submitted on this node that are now chosen."""
     failed: tuple[Failed, ...] = ()
     """Request ids submitted on this node that the replica refused (e.g. overloaded)."""
+    reads: tuple[ReadState, ...] = ()
+    """Read indexes confirmed for ``Replica.read_index`` calls."""
     _persisted: bool = field(default=False, repr=False)
 
     def mark_persisted(self) -> None:

@@ -36,7 +36,7 @@ from .acceptor import Acceptor
 from .ballot import ZERO_BALLOT, Ballot
 from .config import ReplicaConfig
 from .errors import LocalProtocolError, RemoteProtocolError
-from .leader import Candidacy, Leadership, recovery_values
+from .leader import Candidacy, Leadership, PendingRead, recovery_values
 from .log import InstanceLog
 from .messages import (
     NOOP,
@@ -53,12 +53,22 @@ from .messages import (
     Nack,
     Prepare,
     Promise,
+    ReadIndexReply,
+    ReadIndexRequest,
     Value,
 )
-from .ready import Failed, LogRead, Persist, Ready
+from .ready import Failed, LogRead, Persist, ReadState, Ready
 from .storage import InitialState
 
-EAGER_TYPES = (Accept, Heartbeat, Forward, LearnRequest, LearnReply)
+EAGER_TYPES = (
+    Accept,
+    Heartbeat,
+    Forward,
+    LearnRequest,
+    LearnReply,
+    ReadIndexRequest,
+    ReadIndexReply,
+)
 """Messages that cast no vote and report nothing unpersisted: they may leave before the Ready's
 write (see ready.py). Prepare is not among them: it needs the candidate's own promise on disk, so a
 restart can never reuse its ballot."""
@@ -103,6 +113,8 @@ class Replica:
         self.peer_chosen_upto: dict[int, int] = {}
         self._pending: dict[str, PendingCommand] = {}
         self._recently_chosen: OrderedDict[str, None] = OrderedDict()
+        self._pending_reads: dict[int, int] = {}  # read id -> tick it was last sent
+        self._reads: list[ReadState] = []
         # Output buffers, drained by ready().
         self._outbox: list[Message] = []
         self._forwards: list[Command] = []
@@ -125,6 +137,8 @@ class Replica:
             LearnRequest: self._on_learn_request,  # type: ignore[dict-item]
             LearnReply: self._on_learn_reply,  # type: ignore[dict-item]
             Forward: self._on_forward,  # type: ignore[dict-item]
+            ReadIndexRequest: self._on_read_index_request,  # type: ignore[dict-item]
+            ReadIndexReply: self._on_read_index_reply,  # type: ignore[dict-item]
         }
 
     def _make_acceptor(self, promised: Ballot) -> Acceptor:
@@ -212,6 +226,15 @@ class Replica:
         self._pending[command.request_id] = PendingCommand(command, self._now)
         self._route(command)
 
+    def read_index(self, read_id: int) -> None:
+        """Start a linearizable read. A later Ready's ``reads`` gives its index: once the local
+        state machine has applied that instance, local state reflects every command acknowledged
+        before this call (Raft's ReadIndex: the leader's chosen prefix, confirmed by a majority
+        acking a heartbeat sent after the read arrived, so no newer leader can have chosen more).
+        """
+        self._pending_reads[read_id] = self._now
+        self._route_read(self.node_id, read_id)
+
     # ------------------------------------------------------------------ outputs
 
     def has_ready(self) -> bool:
@@ -226,6 +249,8 @@ class Replica:
             or self._log_reads
             or self._resolved
             or self._failed
+            or self._reads
+            or (leadership is not None and self._reads_to_serve(leadership))
             or (self._forwards and self.leader_id is not None)
             or (
                 leadership is not None
@@ -238,6 +263,8 @@ class Replica:
         if self._unadvanced is not None:
             raise LocalProtocolError("ready() called again before advance()")
         self._propose_queued()
+        if self._leadership is not None:
+            self._serve_reads(self._leadership)
         self._announce_chosen()
         self._flush_forwards()
         promised, accepted = self.acceptor.take_writes()
@@ -255,6 +282,7 @@ class Replica:
             log_reads=tuple(self._log_reads),
             resolved=tuple(self._resolved),
             failed=tuple(self._failed),
+            reads=tuple(self._reads),
         )
         self._outbox = []
         self._chosen = []
@@ -262,6 +290,7 @@ class Replica:
         self._log_reads = []
         self._resolved = []
         self._failed = []
+        self._reads = []
         self._unadvanced = ready
         return ready
 
@@ -356,6 +385,9 @@ class Replica:
             return
         leadership.last_heard[msg.src] = self._now
         self._note_peer_progress(msg.src, msg.chosen_upto)
+        if msg.seq > leadership.acked_seq.get(msg.src, 0):
+            leadership.acked_seq[msg.src] = msg.seq
+            self._release_reads(leadership)
 
     def _on_forward(self, msg: Forward) -> None:
         if self._leadership is not None:
@@ -413,9 +445,12 @@ class Replica:
                 instance,
                 known if known is not None else values.get(instance, NOOP),
             )
+        leadership.recovery_top = top
         self._broadcast_heartbeat(leadership)
         for pending in self._pending.values():
             leadership.enqueue(pending.command, self._recently_chosen)
+        for read_id in self._pending_reads:
+            self._route_read(self.node_id, read_id)
 
     def _propose(self, leadership: Leadership, instance: int, value: Value) -> None:
         leadership.inflight[instance] = value
@@ -519,6 +554,8 @@ class Replica:
         self.leader_ballot = ballot
         if changed:
             self._forwards.extend(pending.command for pending in self._pending.values())
+            for read_id in self._pending_reads:
+                self._route_read(self.node_id, read_id)
 
     # ------------------------------------------------------------------ learner side
 
@@ -652,6 +689,10 @@ class Replica:
             if pending.sent_at <= horizon:
                 pending.sent_at = self._now
                 self._route(pending.command)
+        for read_id, sent_at in self._pending_reads.items():
+            if sent_at <= horizon:
+                self._pending_reads[read_id] = self._now
+                self._route_read(self.node_id, read_id)
 
     def _flush_forwards(self) -> None:
         if not self._forwards or self.leader_id is None:
@@ -667,6 +708,78 @@ class Replica:
                 commands=commands,
             )
         )
+
+    # ------------------------------------------------------------------ linearizable reads
+
+    def _route_read(self, reply_to: int, token: int) -> None:
+        if self._leadership is not None:
+            self._leadership.reads.append(PendingRead(reply_to, token, index=-1, seq=-1))
+        elif self.leader_id is not None and self.leader_id != self.node_id:
+            self._send(
+                ReadIndexRequest(
+                    group_id=self.group_id, src=self.node_id, dst=self.leader_id, token=token
+                )
+            )
+        # else: no leader known; the retry timer sends it once there is one.
+
+    def _on_read_index_request(self, msg: ReadIndexRequest) -> None:
+        if self._leadership is not None:
+            self._route_read(msg.src, msg.token)
+        # Not the leader: drop; the asker retries.
+
+    def _on_read_index_reply(self, msg: ReadIndexReply) -> None:
+        self._complete_read(msg.token, msg.index)
+
+    def _complete_read(self, read_id: int, index: int) -> None:
+        if self._pending_reads.pop(read_id, None) is not None:
+            self._reads.append(ReadState(read_id, index))
+
+    def _reads_to_serve(self, leadership: Leadership) -> bool:
+        recovered = self.log.chosen_upto >= leadership.recovery_top
+        return leadership.read_heartbeat_due or (
+            recovered and any(read.seq < 0 for read in leadership.reads)
+        )
+
+    def _serve_reads(self, leadership: Leadership) -> None:
+        """Give waiting reads an index (once phase 1's values are chosen) and start the heartbeat
+        round that confirms it."""
+        if self.log.chosen_upto >= leadership.recovery_top:
+            for read in leadership.reads:
+                if read.seq < 0:
+                    read.index = self.log.chosen_upto
+                    read.seq = leadership.heartbeat_seq + 1
+                    leadership.read_heartbeat_due = True
+        if leadership.read_heartbeat_due:
+            leadership.read_heartbeat_due = False
+            self._broadcast_heartbeat(leadership)
+            self._release_reads(leadership)
+
+    def _release_reads(self, leadership: Leadership) -> None:
+        needed = self.config.quorum - 1  # we count ourselves
+        if needed == 0:
+            confirmed = leadership.heartbeat_seq
+        else:
+            acks = sorted(leadership.acked_seq.values(), reverse=True)
+            if len(acks) < needed:
+                return
+            confirmed = acks[needed - 1]
+        waiting = []
+        for read in leadership.reads:
+            if read.seq < 0 or read.seq > confirmed:
+                waiting.append(read)
+            elif read.dst == self.node_id:
+                self._complete_read(read.token, read.index)
+            else:
+                self._send(
+                    ReadIndexReply(
+                        group_id=self.group_id,
+                        src=self.node_id,
+                        dst=read.dst,
+                        token=read.token,
+                        index=read.index,
+                    )
+                )
+        leadership.reads = waiting
 
     # ------------------------------------------------------------------ plumbing
 

@@ -49,6 +49,8 @@ class SimSettings:
     liveness_ticks: int = 600
     """After healing, every submitted command must be chosen and applied everywhere within this."""
     submit_rate: float = 0.25
+    read_rate: float = 0.15
+    """Per tick: chance that a client starts a linearizable read at a random node."""
     max_commands: int = 80
     client_retry_ticks: int = 40
     crash_rate: float = 0.01
@@ -116,7 +118,12 @@ class SimCluster:
         self._events: list[tuple[int, int, Message]] = []
         self.outstanding: dict[str, tuple[int, Command, int]] = {}  # rid -> (group, cmd, sent at)
         self.commands = 0
+        self.reads = 0
         self.messages = 0
+        self.applied_top: dict[int, int] = {}
+        """Per group: the highest instance applied anywhere (acknowledged to some client)."""
+        self.read_floor: dict[tuple[int, int, int], int] = {}
+        """(node, group, read id) -> the index a read started then must reach to be linearizable."""
         self.crashes = 0
         self.partitions = 0
         for node in self.nodes.values():
@@ -178,12 +185,13 @@ class SimCluster:
                 return
         missing = sorted(self.outstanding)[:5]
         raise InvariantViolation(
-            f"liveness: {len(self.outstanding)} commands not applied everywhere "
-            f"{self.settings.liveness_ticks} ticks after healing (e.g. {missing})"
+            f"liveness: {len(self.outstanding)} commands not applied everywhere and "
+            f"{len(self.read_floor)} reads unanswered {self.settings.liveness_ticks} ticks after "
+            f"healing (e.g. {missing})"
         )
 
     def _all_applied(self) -> bool:
-        if self.outstanding:
+        if self.outstanding or self.read_floor:
             return False
         for group_id in self.group_ids:
             total = len(self.checker.applied_sequence.get(group_id, []))
@@ -224,6 +232,18 @@ class SimCluster:
             self.outstanding[command.request_id] = (group_id, command, self.now)
             self._submit(group_id, command)
         self._resubmit_outstanding()
+        if rng.random() < self.settings.read_rate:
+            self._start_read(rng.choice(self.group_ids))
+
+    def _start_read(self, group_id: int) -> None:
+        live = [node for node in self.nodes.values() if node.up]
+        if not live:
+            return
+        node = self.rng.choice(live)
+        self.reads += 1
+        self.read_floor[(node.node_id, group_id, self.reads)] = self.applied_top.get(group_id, 0)
+        node.replicas[group_id].read_index(self.reads)
+        self._drain(node, group_id)
 
     def _resubmit_outstanding(self) -> None:
         """Clients retry with the same request id, maybe at another node (as PaxosClient does)."""
@@ -277,6 +297,8 @@ class SimCluster:
     def _crash(self, node: SimNode) -> None:
         node.up = False
         node.replicas = {}
+        for key in [key for key in self.read_floor if key[0] == node.node_id]:
+            del self.read_floor[key]  # the reader's connection died with the node
         self.crashes += 1
 
     def _deliver(self, msg: Message) -> None:
@@ -333,6 +355,13 @@ class SimCluster:
                     f"to apply after {disk.applied_upto}"
                 )
             self._apply(node, group_id, disk, entry.instance, entry.value)
+        for read_state in ready.reads:
+            floor = self.read_floor.pop((node.node_id, group_id, read_state.read_id), None)
+            if floor is not None and read_state.index < floor:
+                raise InvariantViolation(
+                    f"linearizable read: node {node.node_id} group {group_id} got read index "
+                    f"{read_state.index}, but instance {floor} was applied before the read began"
+                )
         for read in ready.log_reads:
             entries = disk.storage.chosen_values(read.first_instance, read.last_instance)
             self._send(
@@ -362,6 +391,8 @@ class SimCluster:
             disk.applied_count += 1
             self.outstanding.pop(command.request_id, None)
         disk.applied_upto = instance
+        if instance > self.applied_top.get(group_id, 0):
+            self.applied_top[group_id] = instance
 
     def _digest(self) -> str:
         text = repr(sorted(self.checker.chosen.items()))

@@ -9,6 +9,8 @@
    Votes are durable: after a restart a node still holds, for every Accepted it sent, a vote in
    that ballot or a later one (or knows the instance is chosen).
 5. Liveness (checked by the cluster at the end): after healing, every submitted command is chosen.
+6. Linearizable reads: a read index is at least every instance applied anywhere (so acknowledged
+   to some client) before the read began (checked by the cluster as reads complete).
 """
 
 from __future__ import annotations

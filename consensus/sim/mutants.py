@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from consensus.core import Accept, Ballot, Message, Promise, Ready, Replica, Value
 from consensus.core.acceptor import Acceptor
+from consensus.core.leader import Leadership
 from consensus.core.ready import LogRead
 
 if TYPE_CHECKING:
@@ -75,6 +76,15 @@ class AcceptBelowPromiseReplica(Replica):
         return LaxAcceptor(promised, self.log)
 
 
+class UnconfirmedReadsReplica(Replica):
+    """BROKEN: a leader answers reads from its chosen prefix without a majority confirming it
+    still leads, so a deposed leader cut off from the others serves stale reads."""
+
+    def _release_reads(self, leadership: Leadership) -> None:
+        leadership.acked_seq = dict.fromkeys(self.config.peers, leadership.heartbeat_seq)
+        super()._release_reads(leadership)
+
+
 @dataclass(frozen=True)
 class Mutant:
     description: str
@@ -91,6 +101,10 @@ MUTANTS: dict[str, Mutant] = {
     "accept-below-promise": Mutant(
         "an acceptor accepts a ballot below its promise",
         replica_class=AcceptBelowPromiseReplica,
+    ),
+    "unconfirmed-reads": Mutant(
+        "a leader serves read indexes without a majority confirming its leadership",
+        replica_class=UnconfirmedReadsReplica,
     ),
     "send-before-persist": Mutant(
         "the driver sends a Ready's messages before persisting it (crash in between)",

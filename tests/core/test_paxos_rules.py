@@ -440,3 +440,58 @@ def _storage_with_vote(instance: int, ballot: Ballot, value: tuple[Command, ...]
     storage = MemoryStorage(promised=ballot)
     storage.instances[instance] = StoredInstance(instance, ballot, value, False)
     return storage
+
+
+# -------------------------------------------------------------------- linearizable reads
+
+
+def reads_of(cluster: Harness, node_id: int) -> list[tuple[int, int]]:
+    return [(r.read_id, r.index) for ready in cluster.readies[node_id] for r in ready.reads]
+
+
+def test_read_index_needs_a_majority_to_confirm_the_leader() -> None:
+    """ReadIndex: the leader's chosen prefix is served only after a majority acks a heartbeat
+    sent after the read arrived."""
+    cluster = Harness()
+    leader = cluster.elect(1)
+    cluster.submit(1, "w")
+    cluster.stabilize()
+    cluster.drop = lambda msg: msg.dst == 1 and msg.src != 1  # the leader hears nothing back
+    leader.read_index(7)
+    cluster.stabilize()
+    assert reads_of(cluster, 1) == []
+    cluster.drop = lambda msg: False
+    cluster.tick_all(3)
+    assert reads_of(cluster, 1) == [(7, leader.chosen_upto)]
+
+
+def test_follower_gets_its_read_index_from_the_leader() -> None:
+    cluster = Harness()
+    cluster.elect(1)
+    cluster.submit(1, "w")
+    cluster.stabilize()
+    cluster.replicas[3].read_index(42)
+    cluster.stabilize()
+    assert reads_of(cluster, 3) == [(42, cluster.replicas[1].chosen_upto)]
+
+
+def test_new_leader_serves_reads_only_after_its_recovered_values_are_chosen() -> None:
+    cluster = Harness()
+    value = (Command("x", "x"),)
+    cluster.storage[2] = _storage_with_vote(1, Ballot(1, 2), value)
+    cluster.start(2)
+    leader = cluster.elect(1)
+    leader.read_index(1)
+    cluster.stabilize()
+    cluster.tick_all(2)
+    ((_read_id, index),) = reads_of(cluster, 1)
+    assert index >= 1  # the re-proposed instance is covered by the read
+
+
+def test_isolated_leader_never_answers_reads() -> None:
+    cluster = Harness()
+    leader = cluster.elect(1)
+    cluster.drop = lambda msg: 1 in (msg.src, msg.dst)
+    leader.read_index(5)
+    cluster.tick_all(50)
+    assert reads_of(cluster, 1) == []

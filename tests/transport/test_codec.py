@@ -104,7 +104,7 @@ def test_empty_frame_round_trips() -> None:
 
 def test_wire_schema_is_pinned() -> None:
     """Changing a message class changes the wire: then bump codec.VERSION and update this."""
-    assert VERSION == 1
+    assert VERSION == 2
     assert codec.wire_schema() == [
         (0, "Prepare", [*HEADER, ("ballot", "ballot"), ("first_instance", "uint")]),
         (
@@ -144,6 +144,8 @@ def test_wire_schema_is_pinned() -> None:
         (7, "LearnRequest", [*HEADER, ("first_instance", "uint"), ("last_instance", "uint")]),
         (8, "LearnReply", [*HEADER, ("entries", "chosen_entries"), ("chosen_upto", "uint")]),
         (9, "Forward", [*HEADER, ("commands", "value")]),
+        (10, "ReadIndexRequest", [*HEADER, ("token", "uint")]),
+        (11, "ReadIndexReply", [*HEADER, ("token", "uint"), ("index", "uint")]),
     ]
 
 
@@ -191,15 +193,16 @@ GOOD = [4, 1, 1, 2, [3, 1], 5]  # an Accepted
         (b"\xc1", "not a msgpack frame"),  # 0xc1 is never used by msgpack
         (raw_frame(GOOD)[:-1], "not a msgpack frame"),  # truncated
         (raw_frame(GOOD) + b"\x00", "not a msgpack frame"),  # trailing bytes
-        (raw_frame(GOOD, version=2), "unsupported frame version"),
+        (raw_frame(GOOD, version=VERSION + 1), "unsupported frame version"),
+        (raw_frame(GOOD, version=VERSION - 1), "unsupported frame version"),
         (raw_frame(GOOD, version=True), "unsupported frame version"),  # True == 1, still wrong
-        (raw_frame(GOOD, version=1.0), "unsupported frame version"),
+        (raw_frame(GOOD, version=float(VERSION)), "unsupported frame version"),
         (msgpack.packb([VERSION]), r"\[version, messages\]"),
         (msgpack.packb({"v": 1}), r"\[version, messages\]"),
         (msgpack.packb([VERSION, {"m": 1}]), "must be a list"),
         (raw_frame([]), "non-empty list"),
         (raw_frame("abc"), "non-empty list"),
-        (raw_frame([10, 1, 1, 2]), "unknown message type tag 10"),
+        (raw_frame([99, 1, 1, 2]), "unknown message type tag 99"),
         (raw_frame([-1, 1, 1, 2]), "unknown message type tag -1"),
         (raw_frame([True, 1, 1, 2, [3, 1], 5]), "unknown message type tag True"),
         (raw_frame(["Accepted", 1, 1, 2]), "unknown message type tag"),

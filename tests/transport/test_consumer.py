@@ -17,7 +17,7 @@ from channels.testing import WebsocketCommunicator
 from consensus.core.ballot import Ballot
 from consensus.core.messages import Accepted, Command, Forward, Message
 from consensus.routing import websocket_urlpatterns
-from consensus.transport import hub
+from consensus.transport import codec, hub
 from consensus.transport.auth import ClientHandshake
 from consensus.transport.client import LinkOptions
 from consensus.transport.closecodes import CloseCode
@@ -194,10 +194,10 @@ async def test_misaddressed_frame_is_dropped_whole_and_the_link_stays(
     [
         b"\x00garbage\xff" * 3,
         encode_frame([accepted()])[:-2],  # truncated
-        msgpack.packb([1, [[42, 1, 1, 2]]]),  # unknown type tag
-        msgpack.packb([2, []]),  # wrong version
-        msgpack.packb([1, [[4, 1, 1, 2, [4, 1], -1]]]),  # negative instance
-        msgpack.packb([1, [[4, True, 1, 2, [4, 1], 1]]]),  # bool for int
+        msgpack.packb([codec.VERSION, [[42, 1, 1, 2]]]),  # unknown type tag
+        msgpack.packb([codec.VERSION + 1, []]),  # wrong version
+        msgpack.packb([codec.VERSION, [[4, 1, 1, 2, [4, 1], -1]]]),  # negative instance
+        msgpack.packb([codec.VERSION, [[4, True, 1, 2, [4, 1], 1]]]),  # bool for int
         encode_frame([accepted(instance=i) for i in range(51)]),  # too many messages
         b"",
     ],
