@@ -147,6 +147,7 @@ class PaxosNode:
         storage: DjangoStorage | None = None,
         observer: NodeObserver | None = None,
         max_frame_size: int = 16 * 1024 * 1024,
+        read_mode: str = "index",
     ) -> None:
         self.config = config
         self.node_id = config.my_id
@@ -171,6 +172,10 @@ class PaxosNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._barriers: dict[int, asyncio.Future[Outcome]] = {}
+        self.read_mode = read_mode
+        self._read_ids = 0
+        self._read_waiters: dict[int, asyncio.Future[int]] = {}
+        self._applied_waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
         self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -319,11 +324,61 @@ class PaxosNode:
 
     async def read_barrier(self, group_id: int, timeout: float | None = None) -> int:
         """Wait until this node has applied every command acknowledged anywhere before the call
-        started; return the applied instance. Linearizable reads serve local state after it.
+        started; return that instance. Linearizable reads serve local state after it.
 
-        Implemented through the log: a marker command is chosen like any other, and everything
-        acknowledged before it is ordered before it. Concurrent readers share one marker.
+        By default through a read index (``read_mode="index"``): the leader's chosen prefix,
+        confirmed by a majority heartbeat round, no disk write. ``read_mode="log"`` sends a
+        marker command through the log instead (see ``log_barrier``).
         """
+        if self.read_mode == "log":
+            return await self.log_barrier(group_id, timeout)
+        replica = self.replicas.get(group_id)
+        if replica is None:
+            raise UnknownGroupError(group_id)
+        if self._stopping:
+            raise SubmitError("the node is shutting down")
+        limit = timeout if timeout is not None else self.request_timeout
+        self._read_ids += 1
+        read_id = self._read_ids
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._read_waiters[read_id] = future
+        replica.read_index(read_id)
+        self._wake.set()
+        try:
+            async with asyncio.timeout(limit):
+                index = await future
+                await self._applied_to(group_id, index)
+        except TimeoutError:
+            self._read_waiters.pop(read_id, None)
+            leader = replica.leader_id
+            reason = "no leader is known" if leader is None else f"leader {leader} did not confirm"
+            raise NoQuorumError(f"group {group_id}: {reason} a read within {limit:g}s") from None
+        return index
+
+    async def _applied_to(self, group_id: int, index: int) -> None:
+        if self.applied.get(group_id, 0) >= index:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.setdefault(group_id, []).append((index, future))
+        await future
+
+    def _wake_appliers(self, group_id: int) -> None:
+        waiters = self._applied_waiters.get(group_id)
+        if not waiters:
+            return
+        applied = self.applied.get(group_id, 0)
+        still = []
+        for index, future in waiters:
+            if index <= applied:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still.append((index, future))
+        self._applied_waiters[group_id] = still
+
+    async def log_barrier(self, group_id: int, timeout: float | None = None) -> int:
+        """The read barrier through the log: a marker command is chosen like any other, and
+        everything acknowledged before it is ordered before it. Concurrent readers share one."""
         barrier = self._barriers.get(group_id)
         if barrier is None or barrier.done():
             barrier = asyncio.ensure_future(
@@ -421,8 +476,13 @@ class PaxosNode:
         for replica, ready in readies:
             ready.mark_persisted()
             transport.send(ready.messages)
+            for read in ready.reads:
+                waiter = self._read_waiters.pop(read.read_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(read.index)
             if ready.committed:
                 self.applied[replica.group_id] = ready.committed[-1].instance
+                self._wake_appliers(replica.group_id)
                 self.observer.commands_applied(
                     replica.group_id,
                     sum(len(entry.value) for entry in ready.committed),
