@@ -15,11 +15,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from consensus.api.lean import LeanRouter  # noqa: E402
 from consensus.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Hot API requests (bearer token, no cookie) skip the middleware stack; see lean.py.
+        "http": LeanRouter(django_asgi_app),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

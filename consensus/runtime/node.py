@@ -463,23 +463,26 @@ class PaxosNode:
         writer = self._writer
         transport = self._transport
         assert writer is not None and transport is not None
-        for _replica, ready in readies:
+        batch = [ready for _replica, ready in readies]
+        for ready in batch:
             transport.send(ready.eager_messages)  # no votes: they overlap the write below
+        votes = any(ready.persist.must_sync for ready in batch)
+        applies = any(ready.committed for ready in batch)
         started = time.perf_counter()
-        outcomes = await writer.run(self._commit, [ready for _replica, ready in readies])
+        if votes and applies:
+            # Votes first, on their own synchronous commit, so they leave without waiting for
+            # the state machines; the applications follow in a relaxed transaction.
+            await writer.run(self._commit, batch, False)
+            self._release(readies)
+            outcomes = await writer.run(self._commit, batch, True)
+        else:
+            outcomes = await writer.run(self._commit, batch, applies)
+            self._release(readies)
         self.commits += 1
         self.observer.storage_committed(
-            time.perf_counter() - started,
-            len(readies),
-            sum(len(ready.committed) for _replica, ready in readies),
+            time.perf_counter() - started, len(batch), sum(len(r.committed) for r in batch)
         )
         for replica, ready in readies:
-            ready.mark_persisted()
-            transport.send(ready.messages)
-            for read in ready.reads:
-                waiter = self._read_waiters.pop(read.read_id, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(read.index)
             if ready.committed:
                 self.applied[replica.group_id] = ready.committed[-1].instance
                 self._wake_appliers(replica.group_id)
@@ -488,30 +491,49 @@ class PaxosNode:
                     sum(len(entry.value) for entry in ready.committed),
                     ready.committed[-1].instance,
                 )
+        for outcome in outcomes:
+            self._waiters.resolve(outcome)
+        for replica, ready in readies:
+            replica.advance(ready)
+
+    def _release(self, readies: list[tuple[Replica, Ready]]) -> None:
+        """The Readies' writes are durable: send their messages, answer what does not wait for
+        the state machine."""
+        transport = self._transport
+        assert transport is not None
+        for replica, ready in readies:
+            if ready.persisted:
+                continue
+            ready.mark_persisted()
+            transport.send(ready.messages)
+            for read in ready.reads:
+                waiter = self._read_waiters.pop(read.read_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(read.index)
             for read in ready.log_reads:
                 self._serve_log_read(replica.group_id, read)
             for failure in ready.failed:
                 self._waiters.fail(
                     replica.group_id, failure.request_id, OverloadedError(failure.reason)
                 )
-        for outcome in outcomes:
-            self._waiters.resolve(outcome)
-        for replica, ready in readies:
-            replica.advance(ready)
 
-    def _commit(self, readies: list[Ready]) -> list[Outcome]:
-        """On the writer thread: one transaction for every Ready's writes and applications.
+    def _commit(self, readies: list[Ready], apply: bool) -> list[Outcome]:
+        """On the writer thread: one transaction for the Readies' writes not yet made (none if
+        they are marked persisted) and, with ``apply``, their applications.
 
-        A batch without votes (only chosen marks and applications) commits without waiting for
-        the disk: all of it can be learned and replayed again, see ``relaxed_durability``."""
+        A transaction without votes (only chosen marks and applications) commits without waiting
+        for the disk: all of it can be learned and replayed again, see ``relaxed_durability``."""
         outcomes: list[Outcome] = []
-        votes = any(ready.persist.must_sync for ready in readies)
+        unwritten = [ready for ready in readies if not ready.persisted]
+        votes = any(ready.persist.must_sync for ready in unwritten)
         relaxed = contextlib.nullcontext() if votes else self.storage.relaxed_durability()
         with relaxed, transaction.atomic(using=self.storage.using):
-            self.storage.persist(readies)
-            for ready in readies:
-                if ready.committed:
-                    outcomes.extend(self.applier.apply(ready.group_id, ready.committed))
+            if unwritten:
+                self.storage.persist(unwritten)
+            if apply:
+                for ready in readies:
+                    if ready.committed:
+                        outcomes.extend(self.applier.apply(ready.group_id, ready.committed))
         return outcomes
 
     def _serve_log_read(self, group_id: int, read: LogRead) -> None:
