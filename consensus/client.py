@@ -192,7 +192,9 @@ class PaxosClient:
             f"/api/groups/{int(group)}/commands/",
             {"command": command, "request_id": request_id},
         )
-        return CommandResult(body["instance"], body["request_id"], body["result"], body["duplicate"])
+        return CommandResult(
+            body["instance"], body["request_id"], body["result"], body["duplicate"]
+        )
 
     # ------------------------------------------------------------------ the KV store
 

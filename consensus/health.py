@@ -67,6 +67,12 @@ class Readiness:
         }
 
 
+def node_started(node: PaxosNode | None) -> bool:
+    """The node's replicas all exist, so ``status()`` works (they are created one by one, with
+    database reads in between, while the node starts)."""
+    return node is not None and len(node.replicas) >= len(node.config.group_ids)
+
+
 def max_lag() -> int:
     return int(getattr(settings, "PAXOS_READY_MAX_LAG", DEFAULT_MAX_LAG))
 
@@ -84,7 +90,7 @@ def readiness(node: PaxosNode | None) -> Readiness:
     """Compute readiness from the node's in-memory state (call it on the node's event loop)."""
     if node is None:
         return Readiness(False, ["this process runs no Paxos node"])
-    if not node.replicas:
+    if not node_started(node):
         return Readiness(False, ["the node is starting"])
     status = node.status()
     cluster_size = len(node.config.node_ids)

@@ -33,6 +33,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from consensus.health import node_started
 from consensus.runtime import PaxosNode, get_node
 from consensus.runtime.observer import NodeObserver
 
@@ -183,7 +184,7 @@ class NodeCollector(Collector):
         up = GaugeMetricFamily(
             "paxos_node_up", "1 while this process runs a started Paxos node.", labels=["node"]
         )
-        if node is None or not node.replicas:
+        if node is None or not node_started(node):
             up.add_metric(["0" if node is None else str(node.node_id)], 0)
             yield up
             return

@@ -14,6 +14,7 @@ rejected as a result ``{"error": ...}`` like any other bad command.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from consensus.registry import register
@@ -21,8 +22,9 @@ from consensus.statemachine import ApplyContext, StateMachine
 
 from .models import Entry
 
-
 MAX_KEY_CHARS: int = Entry._meta.get_field("key").max_length or 1024
+BATCH_QUERY_KEYS = 500
+"""Keys per ``IN (...)`` query or insert statement (well under SQLite's variable limit)."""
 
 
 class CommandError(ValueError):
@@ -100,3 +102,68 @@ class KVStateMachine(StateMachine):
         if op == "cas":
             return {"key": key, "succeeded": True, "value": value}
         return {"key": key, "value": value}
+
+    def apply_batch(self, commands: Sequence[tuple[str, ApplyContext]]) -> list[Any]:
+        """Same results as ``apply`` one after another, with one read and two writes per batch.
+
+        The runtime hands over every command of the instances it applies in one transaction, so
+        under load this turns hundreds of single-row queries into a handful: read the touched
+        keys, run the commands against that in-memory view in order, then upsert what was
+        written and delete what was deleted.
+        """
+        parsed: list[tuple[dict[str, Any] | str, ApplyContext]] = []
+        for command, context in commands:
+            try:
+                parsed.append((parse_command(command), context))
+            except CommandError as error:
+                parsed.append((str(error), context))
+        keys = sorted({item["key"] for item, _context in parsed if isinstance(item, dict)})
+        current: dict[str, str | None] = dict.fromkeys(keys)
+        for start in range(0, len(keys), BATCH_QUERY_KEYS):
+            chunk = keys[start : start + BATCH_QUERY_KEYS]
+            current.update(
+                Entry.objects.filter(group_id=self.group_id, key__in=chunk).values_list(
+                    "key", "value"
+                )
+            )
+        written: dict[str, tuple[str, int] | None] = {}
+        results: list[Any] = []
+        for item, context in parsed:
+            if isinstance(item, str):
+                results.append({"error": item})
+                continue
+            op, key = item["op"], item["key"]
+            value = current[key]
+            if op == "get":
+                results.append({"key": key, "value": value, "found": value is not None})
+            elif op == "delete":
+                results.append({"key": key, "deleted": value is not None})
+                current[key] = None
+                written[key] = None
+            elif op == "cas" and value != item.get("expected"):
+                results.append({"key": key, "succeeded": False, "value": value})
+            else:
+                current[key] = item["value"]
+                written[key] = (item["value"], context.instance)
+                if op == "cas":
+                    results.append({"key": key, "succeeded": True, "value": item["value"]})
+                else:
+                    results.append({"key": key, "value": item["value"]})
+        deleted = [key for key, entry in written.items() if entry is None]
+        for start in range(0, len(deleted), BATCH_QUERY_KEYS):
+            chunk = deleted[start : start + BATCH_QUERY_KEYS]
+            Entry.objects.filter(group_id=self.group_id, key__in=chunk).delete()
+        rows = [
+            Entry(group_id=self.group_id, key=key, value=entry[0], instance=entry[1])
+            for key, entry in written.items()
+            if entry is not None
+        ]
+        if rows:
+            Entry.objects.bulk_create(
+                rows,
+                batch_size=BATCH_QUERY_KEYS,
+                update_conflicts=True,
+                unique_fields=["group_id", "key"],
+                update_fields=["value", "instance"],
+            )
+        return results

@@ -16,7 +16,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("dashboard/", include("consensus.dashboard.urls")),
     path("api/kv/", include("kvstore.api.urls")),
     path("api/", include("consensus.api.urls")),
-    # Unknown /api/ paths get a JSON 404, not Django's HTML page. Keep this after every api/ include.
+    # Unknown /api/ paths get a JSON 404, not Django's HTML page: keep it after the api/ includes.
     re_path(r"^api/(?P<path>.*)$", api_not_found, name="api-not-found"),
     # Static assets (admin CSS, the API docs' swagger-ui/redoc from drf-spectacular-sidecar) served
     # by the node itself from the apps' static folders: a node has no web server in front of it and

@@ -24,3 +24,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # Real-cluster fixtures (nodes as processes on 127.0.0.1), shared by every test level.
 pytest_plugins = ["tests.fixtures.cluster"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="run the Jepsen soak tests (tests/jepsen) for SECONDS per cluster size",
+    )

@@ -56,7 +56,8 @@ def bearer_token(header: str) -> str | None:
 
 
 class TokenUser:
-    """``request.user`` of a token-authenticated DRF request: authenticated, not staff, no DB row."""
+    """``request.user`` of a token-authenticated DRF request: authenticated, not staff, and
+    without a database row (tokens come from the config file, not the user table)."""
 
     is_authenticated = True
     is_anonymous = False

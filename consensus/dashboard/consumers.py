@@ -8,6 +8,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from consensus.health import node_started
 from consensus.runtime import get_node
 
 from .feed import GROUP_NAME, get_feed
@@ -51,7 +52,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def send_snapshot(self) -> None:
         node = get_node()
-        if node is None or not node.replicas:
+        if not node_started(node):
             await self.send_json({"type": "unavailable", "error": "the node is not running"})
             return
         await self.send_json(

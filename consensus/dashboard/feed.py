@@ -31,7 +31,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from consensus.health import readiness
+from consensus.health import node_started, readiness
 from consensus.runtime import PaxosNode
 from consensus.runtime.observer import NodeObserver
 
@@ -44,10 +44,12 @@ MIN_INTERVAL = 0.25
 """Seconds between two broadcasts at most (under load, a browser gets ~4 updates a second)."""
 IDLE_INTERVAL = 1.0
 """Seconds between broadcasts when nothing changed (uptime, peer links, commit rate decay)."""
-CATCH_UP_START = 20
-"""A group this many instances behind the highest chosen index it knows of is catching up."""
-CATCH_UP_DONE = 5
-"""... and has caught up when it is at most this many behind again (hysteresis)."""
+CATCH_UP_WINDOWS = 2
+"""A group more than this many pipeline windows (``ReplicaConfig.window`` instances) behind the
+highest chosen index it knows of is catching up; it has caught up when it is within one window
+again. In normal operation applied trails chosen by at most the instances in flight."""
+STARTUP_POLLS = 6000
+"""Polls, 10 ms apart, for the node's replicas to exist after start (then the feed goes on)."""
 EVENTS_KEPT = 30
 LATEST_PER_GROUP = 8
 
@@ -94,6 +96,8 @@ class DashboardFeed(NodeObserver):
         self._catching_up: dict[int, tuple[float, int]] = {}
         self._peer_up: dict[int, bool] = {}
         self._ready: bool | None = None
+        self._node: PaxosNode | None = None
+        self._last_applied: dict[int, int] = {}
 
     # -- observer hooks (on the runtime's loop: count, remember, flag; nothing else) ------------
 
@@ -106,6 +110,12 @@ class DashboardFeed(NodeObserver):
     def commands_applied(self, group_id: int, commands: int, applied: int) -> None:
         self.window.add(group_id, commands)
         self._changed.set()
+        previous = self._last_applied.get(group_id, applied)
+        self._last_applied[group_id] = applied
+        if self._node is not None:
+            # Here and not only in watch(): a catch-up of thousands of instances can take less
+            # than one broadcast interval, and it is always made of applies.
+            self._check_catch_up(self._node, group_id, applied, previous)
 
     # -- what the dashboard shows besides the node's status ------------------------------------
 
@@ -134,11 +144,20 @@ class DashboardFeed(NodeObserver):
         from .snapshot import build_snapshot
 
         layer = get_channel_layer()
+        self._node = node
+        # Note where each group's state machine starts (its recovered applied index) before any
+        # peer can send us anything, so a catch-up right after a restart is seen as one.
+        for _ in range(STARTUP_POLLS):
+            if node_started(node):
+                break
+            await asyncio.sleep(0.01)
+        for group_id, applied in node.applied.items():
+            self._last_applied.setdefault(group_id, applied)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), IDLE_INTERVAL)
             self._changed.clear()
-            if node.replicas:
+            if node_started(node):
                 try:
                     self.watch(node)
                     if self.subscribers and layer is not None:
@@ -156,33 +175,7 @@ class DashboardFeed(NodeObserver):
         """Log (and show) transitions of catch-up, readiness and peer links."""
         state = readiness(node)
         for group in state.groups:
-            started = self._catching_up.get(group.group_id)
-            if started is None and group.behind > CATCH_UP_START:
-                self._catching_up[group.group_id] = (time.monotonic(), group.applied)
-                logger.info(
-                    "node %s group %s: catch-up started applied=%s target=%s behind=%s",
-                    node.node_id,
-                    group.group_id,
-                    group.applied,
-                    group.known_chosen,
-                    group.behind,
-                )
-                self.event(f"catch-up started: {group.behind} instances behind", group.group_id)
-            elif started is not None and group.behind <= CATCH_UP_DONE:
-                del self._catching_up[group.group_id]
-                seconds = time.monotonic() - started[0]
-                logger.info(
-                    "node %s group %s: catch-up finished applied=%s instances=%s seconds=%.1f",
-                    node.node_id,
-                    group.group_id,
-                    group.applied,
-                    group.applied - started[1],
-                    seconds,
-                )
-                self.event(
-                    f"catch-up finished: {group.applied - started[1]} instances in {seconds:.1f}s",
-                    group.group_id,
-                )
+            self._check_catch_up(node, group.group_id, group.applied)
         if state.ready != self._ready:
             if state.ready:
                 logger.info("node %s: ready", node.node_id)
@@ -199,6 +192,48 @@ class DashboardFeed(NodeObserver):
             self._peer_up[peer["node_id"]] = up
             if before is not None and up != before:  # the transport logs these itself
                 self.event(f"link to node {peer['node_id']} {'up' if up else 'down'}")
+
+    def _check_catch_up(
+        self, node: PaxosNode, group_id: int, applied: int, previous: int | None = None
+    ) -> None:
+        """``previous``: the applied index before the apply being reported, where the catch-up
+        began if this apply is the first one that reveals it."""
+        replica = node.replicas.get(group_id)
+        if replica is None:
+            return
+        known = max(replica.chosen_upto, max(replica.peer_chosen_upto.values(), default=0))
+        behind = max(0, known - applied)
+        window = replica.config.window
+        threshold = CATCH_UP_WINDOWS * window
+        begin = applied if previous is None else previous
+        started = self._catching_up.get(group_id)
+        # Behind now, or just jumped forward by a lot (a catch-up that fit in one transaction).
+        if started is None and (behind > threshold or applied - begin > threshold):
+            self._catching_up[group_id] = (time.monotonic(), begin)
+            logger.info(
+                "node %s group %s: catch-up started applied=%s target=%s behind=%s",
+                node.node_id,
+                group_id,
+                begin,
+                known,
+                known - begin,
+            )
+            self.event(f"catch-up started: {known - begin} instances behind", group_id)
+            started = self._catching_up[group_id]
+        if started is not None and behind <= window:
+            del self._catching_up[group_id]
+            seconds = time.monotonic() - started[0]
+            logger.info(
+                "node %s group %s: catch-up finished applied=%s instances=%s seconds=%.2f",
+                node.node_id,
+                group_id,
+                applied,
+                applied - started[1],
+                seconds,
+            )
+            self.event(
+                f"catch-up finished: {applied - started[1]} instances in {seconds:.2f}s", group_id
+            )
 
 
 _feed: DashboardFeed | None = None

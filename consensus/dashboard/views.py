@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from consensus.health import node_started
 from consensus.runtime import SubmitError, UnknownGroupError, get_node
 
 from .consumers import DASHBOARD_PATH
@@ -72,7 +73,7 @@ async def state(request: HttpRequest) -> JsonResponse:
     if denied is not None:
         return denied
     node = get_node()
-    if node is None or not node.replicas:
+    if not node_started(node):
         return _no_node()
     return JsonResponse(await build_snapshot(node, get_feed()))
 
@@ -86,7 +87,7 @@ async def submit(request: HttpRequest) -> JsonResponse:
     if denied is not None:
         return denied
     node = get_node()
-    if node is None or not node.replicas:
+    if not node_started(node):
         return _no_node()
     try:
         group_id = int(request.POST.get("group", ""))

@@ -31,7 +31,6 @@ Use one object from one thread (``GroupCommitWriter`` owns one); it keeps no log
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime

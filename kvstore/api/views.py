@@ -28,9 +28,9 @@ from consensus.api import fastpath
 from consensus.api.exceptions import ApiError, json_response
 from consensus.api.views import error_responses
 from consensus.runtime import Outcome, PaxosNode
+from kvstore.models import Entry
+from kvstore.statemachines import KVStateMachine
 
-from ..models import Entry
-from ..statemachines import KVStateMachine
 from .serializers import (
     CasRequestSerializer,
     CasResponseSerializer,
@@ -206,7 +206,8 @@ async def put_entry(request: HttpRequest, group_id: int, key: str) -> HttpRespon
 
 async def delete_entry(request: HttpRequest, group_id: int, key: str) -> HttpResponse:
     request_id = fastpath.request_id_from(
-        request, {"request_id": request.GET.get("request_id")} if "request_id" in request.GET else None
+        request,
+        {"request_id": request.GET.get("request_id")} if "request_id" in request.GET else None,
     )
     node = kv_group(group_id)
     outcome = await fastpath.submit(node, group_id, encode_command("delete", key), request_id)

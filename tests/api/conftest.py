@@ -72,8 +72,9 @@ class FakeNode:
         return self.applied[group_id]
 
     def group_status(self, group_id: int) -> GroupStatus:
-        return GroupStatus(group_id, "leader", 1, "1.1", "1.1", self.applied[group_id],
-                           self.applied[group_id], 0)
+        return GroupStatus(
+            group_id, "leader", 1, "1.1", "1.1", self.applied[group_id], self.applied[group_id], 0
+        )
 
     def status(self) -> dict[str, Any]:
         return {

@@ -250,7 +250,11 @@ def test_kv_put_get_delete(api: ApiClient, fake_node: FakeNode) -> None:
     put = api.call("PUT", KV, {"value": "Mike"})
     assert put.status_code == 200
     assert put.json() | {"request_id": "x"} == {
-        "key": "name", "value": "Mike", "instance": 1, "request_id": "x", "duplicate": False
+        "key": "name",
+        "value": "Mike",
+        "instance": 1,
+        "request_id": "x",
+        "duplicate": False,
     }
     got = api.call("GET", KV).json()
     assert got == {"key": "name", "value": "Mike", "instance": 1, "consistency": "linearizable"}

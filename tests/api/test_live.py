@@ -101,7 +101,8 @@ def test_client_kv_helpers(shared_cluster: Cluster) -> None:
         assert client.cas(unique("absent"), None, "new").succeeded
         assert client.delete(key) is True
         assert client.delete(key) is False
-        outcome = client.submit_command('{"op": "get", "key": "%s"}' % key, 1, request_id="rid-" + key)
+        command = json.dumps({"op": "get", "key": key})
+        outcome = client.submit_command(command, 1, request_id="rid-" + key)
         assert outcome.request_id == "rid-" + key and outcome.result["found"] is False
         again = client.submit_command("anything", 1, request_id="rid-" + key)
         assert again.duplicate and again.instance == outcome.instance
@@ -188,7 +189,8 @@ def test_info_endpoints(shared_cluster: Cluster) -> None:
     key = unique("log")
     put = cluster.request(1, "PUT", f"/api/kv/1/{key}", {"value": "v"})[1]
     cluster.wait_for_applied(1, put["instance"])
-    code, page = cluster.request(1, "GET", f"/api/groups/1/log/?after={put['instance'] - 1}&limit=1")
+    after = put["instance"] - 1
+    code, page = cluster.request(1, "GET", f"/api/groups/1/log/?after={after}&limit=1")
     assert code == 200
     (entry,) = page["results"]
     assert entry["instance"] == put["instance"]
@@ -238,7 +240,7 @@ def test_missing_or_wrong_token_on_a_live_node(shared_cluster: Cluster, token: s
 def test_oversized_body_is_413_on_a_live_node(shared_cluster: Cluster) -> None:
     big = json.dumps({"value": "x" * (1024 * 1024 + 10)}).encode()
     code, body = raw_request(shared_cluster, 1, "PUT", "/api/kv/1/big", big)
-    assert code == 413 and "too large" in body["error"]
+    assert code == 413 and str(1024 * 1024) in body["error"]  # names the limit
     value = json.dumps({"value": "x" * (256 * 1024 + 1)}).encode()
     assert raw_request(shared_cluster, 1, "PUT", "/api/kv/1/big", value)[0] == 413
     assert raw_request(shared_cluster, 1, "GET", "/api/kv/1/" + "k" * 1025, None)[0] == 413
@@ -273,9 +275,7 @@ def test_cli(shared_cluster: Cluster) -> None:
     assert json.loads(run_cli(shared_cluster, "put", key, "Mike"))["key"] == key
     assert run_cli(shared_cluster, "get", key) == "Mike"
     assert run_cli(shared_cluster, "get", "--local", key) in ("Mike", "")
-    assert json.loads(run_cli(shared_cluster, "cas", key, "Bob", "--expected", "Mike"))[
-        "succeeded"
-    ]
+    assert json.loads(run_cli(shared_cluster, "cas", key, "Bob", "--expected", "Mike"))["succeeded"]
     seed = json.dumps({"type": "get", "key": key, "value": ""})
     assert json.loads(run_cli(shared_cluster, "submit", seed))["value"] == "Bob"
     assert json.loads(run_cli(shared_cluster, "delete", key))["deleted"] is True

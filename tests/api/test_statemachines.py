@@ -296,3 +296,60 @@ def test_kv_operations_and_seed_format() -> None:
         "deleted": True,
     }
     assert Entry.objects.get(group_id=2, key="name").value == "Neo"
+
+
+def test_the_readme_example_app(settings) -> None:
+    """examples/counter, installed the README's way, registers "counter" and counts."""
+    try:
+        with override_settings(INSTALLED_APPS=[*settings.INSTALLED_APPS, "examples.counter"]):
+            machine = registry.create("counter", 3)
+            assert machine.durable is False
+            assert machine.apply('{"name": "visits", "add": 2}', context(1))["value"] == 2
+            assert machine.apply('{"name": "visits", "add": 3}', context(2)) == {
+                "name": "visits",
+                "value": 5,
+                "instance": 2,
+            }
+            assert "error" in machine.apply("nonsense", context(3))
+    finally:
+        if registry.is_registered("counter"):
+            registry.unregister("counter")
+        sys.modules.pop("examples.counter.statemachines", None)
+
+
+@pytest.mark.django_db
+def test_kv_batch_gives_the_results_of_one_apply_after_another() -> None:
+    """``apply_batch`` (group 2) must match sequential ``apply`` (group 1): results and state."""
+    import random
+
+    from kvstore.models import Entry
+
+    rng = random.Random(7)
+    keys = ["a", "b", "c", "d"]
+    commands = []
+    for instance in range(1, 400):
+        op = rng.choice(["put", "get", "delete", "cas", "cas", "bad"])
+        key = rng.choice(keys)
+        if op == "bad":
+            command = rng.choice(["{", '{"op": "put", "key": "k"}', '{"op": "zap", "key": "a"}'])
+        else:
+            data = {"type" if rng.random() < 0.3 else "op": op, "key": key}
+            if op in {"put", "cas"}:
+                data["value"] = str(rng.randrange(4))
+            if op == "cas":
+                data["expected"] = rng.choice([None, "0", "1", "2", "3"])
+            command = json.dumps(data)
+        commands.append((command, instance))
+    one_by_one = registry.create("kv", 1)
+    batched = registry.create("kv", 2)
+    expected = [one_by_one.apply(c, ApplyContext(1, i, f"r{i}")) for c, i in commands]
+    got = []
+    for start in range(0, len(commands), 37):  # several batches, a key touched many times in each
+        chunk = commands[start : start + 37]
+        got += batched.apply_batch([(c, ApplyContext(2, i, f"r{i}")) for c, i in chunk])
+    assert got == expected
+    state = {
+        group: sorted(Entry.objects.filter(group_id=group).values_list("key", "value", "instance"))
+        for group in (1, 2)
+    }
+    assert state[1] == state[2]

@@ -90,9 +90,8 @@ def test_metrics_parse_and_counters_move_with_commands(shared_cluster: Cluster) 
         assert value(after[node_id], "paxos_chosen_index", group="1") >= answer["instance"]
         for peer_id in cluster.nodes:
             if peer_id != node_id:
-                assert value(
-                    after[node_id], "paxos_peer_connected", peer=str(peer_id), direction="out"
-                ) == 1
+                link = {"peer": str(peer_id), "direction": "out"}
+                assert value(after[node_id], "paxos_peer_connected", **link) == 1, link
     # Exactly one leader per group, and it won an election to get there.
     for group in ("1", "2"):
         leaders = [n for n in cluster.nodes if value(after[n], "paxos_is_leader", group=group)]

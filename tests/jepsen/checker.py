@@ -17,10 +17,15 @@ Model (``kvstore.statemachines.KVStateMachine``): state is the value, None when 
 the state equals ``e`` (None matches absent), and a failed cas reports the current state.
 A delete's "was anything deleted" flag is not checked (the KV API does not always report it).
 
-Pruning (sound, and what keeps many indeterminate writes cheap): an indeterminate put or cas
-whose value is written by no other op and observed by no determinate op can be dropped: nobody
-saw it take effect, and every determinate op that follows it in any linearization is either a
-blind write or would have observed its value.
+Pruning (sound, and what keeps many indeterminate writes cheap; values the workloads write are
+unique): an indeterminate put or cas whose value no other op writes
+
+- and no determinate op observed can be dropped: nobody saw it take effect, and every
+  determinate op that follows it in any linearization is either a blind write or would have
+  observed its value;
+- and some determinate op observed (a read of it, a cas that expected it or failed on it) must
+  have taken effect before the first such observer returned: it gets that return time instead of
+  an open end, so it no longer stays concurrent with the rest of the history.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .history import FAIL, INFO, OK, UNKNOWN, Op
@@ -103,30 +108,34 @@ class CheckResult:
 
 
 def prune(ops: Sequence[Op]) -> tuple[list[Op], int]:
-    """Drop failed ops, indeterminate reads, and unobservable indeterminate writes."""
+    """Drop failed ops, indeterminate reads, and unobservable indeterminate writes; bound the
+    indeterminate writes that were observed (see the module docstring)."""
     kept = [op for op in ops if op.type in (OK, INFO) and not (op.type == INFO and op.f == "get")]
     written: Counter[str | None] = Counter()
-    observed: set[str | None] = set()
+    first_seen: dict[str | None, int] = {}
     for op in kept:
         if op.f in ("put", "cas"):
             written[op.value] += 1
         if op.type != OK:
             continue
         if op.f == "get":
-            observed.add(op.output)
+            seen = op.output
         elif op.f == "cas":
             succeeded, current = op.output
-            observed.add(op.expected if succeeded else current)
-    result = [
-        op
-        for op in kept
-        if not (
-            op.type == INFO
-            and op.f in ("put", "cas")
-            and written[op.value] == 1
-            and op.value not in observed
-        )
-    ]
+            seen = op.expected if succeeded else current
+        else:
+            continue
+        assert op.ret is not None
+        first_seen[seen] = min(first_seen.get(seen, op.ret), op.ret)
+    result = []
+    for op in kept:
+        if op.type == INFO and op.f in ("put", "cas") and written[op.value] == 1:
+            if op.value not in first_seen:
+                continue  # nobody saw it: as if it never happened
+            # Its value (written by no one else) was seen by an op that returned at
+            # first_seen: it took effect before then, like an op that returned then.
+            op = replace(op, ret=max(first_seen[op.value], op.call))
+        result.append(op)
     return result, len(ops) - len(result)
 
 

@@ -312,7 +312,12 @@ def brute_force(ops: list[Op]) -> bool:
 
 
 def random_history(
-    rng: random.Random, size: int, values: int, clients: int, corrupt: bool = True
+    rng: random.Random,
+    size: int,
+    values: int,
+    clients: int,
+    corrupt: bool = True,
+    indeterminate: float = 0.15,
 ) -> list[Op]:
     """A history of a real register (so mostly linearizable), then maybe a corrupted output."""
     ops: list[Op] = []
@@ -345,13 +350,13 @@ def random_history(
             state = None
     for op in ops:
         roll = rng.random()
-        if roll < 0.15:
+        if roll < indeterminate:
             op.type, op.ret, op.output = INFO, None, None
         elif not corrupt:
             continue
-        elif roll < 0.25 and op.f == "get":
+        elif roll < indeterminate + 0.1 and op.f == "get":
             op.output = rng.choice([None, f"v{rng.randrange(values)}"])
-        elif roll < 0.3 and op.f == "cas":
+        elif roll < indeterminate + 0.15 and op.f == "cas":
             op.output = (not op.output[0], op.output[1])
     return ops
 

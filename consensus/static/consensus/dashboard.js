@@ -84,6 +84,7 @@
       live: "live (websocket)",
       polling: "polling (websocket down)",
       offline: "node unreachable",
+      denied: "logged out: reload to log in",
     }[mode];
   }
 
@@ -143,7 +144,7 @@
       });
       if (state.mode === "live") return; // the socket came back meanwhile
       if (!response.ok) {
-        setMode("offline");
+        setMode(response.status === 403 ? "denied" : "offline");
         return;
       }
       render(await response.json());

@@ -1,0 +1,1 @@
+"""A replicated counter: the README's example of a state machine app."""

@@ -1,0 +1,253 @@
+"""The nemesis: faults injected into a live cluster while clients run.
+
+One fault at a time: wait a quiet period, inject a fault, hold it, heal it, and so on until
+``stop()``. Faults (``FAULTS``):
+
+``kill-random`` / ``kill-leader``    ``kill -9`` of a node (the leader of a random group), restarted
+                                      when healed
+``pause-random`` / ``pause-leader``  SIGSTOP, SIGCONT when healed
+``partition-halves``                  a random minority cut off from the majority
+``partition-leader``                  a group's leader isolated from every other node
+``partition-bridge``                  two sides that cannot talk, one node in both
+``partition-one-way``                 a group's leader hears nobody, but everyone hears it
+``slow-node``                         every link into one node delayed by 100-500 ms
+``restart-all``                       ``kill -9`` of every node, then all start again at once
+
+Partitions cut the links between nodes only (``tests.fixtures.nemesis``); clients reach every
+node directly, as in Jepsen. A node that exits without the nemesis killing it is a crash: it is
+recorded (``crashes``) and started again so the run can go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from tests.fixtures.cluster import Cluster, ClusterError
+from tests.fixtures.nemesis import ProxyNetwork
+
+from .client import NotSent, http_call
+from .history import History
+
+FAULTS = (
+    "kill-random",
+    "kill-leader",
+    "pause-random",
+    "pause-leader",
+    "partition-halves",
+    "partition-leader",
+    "partition-bridge",
+    "partition-one-way",
+    "slow-node",
+    "restart-all",
+)
+
+Heal = Callable[[], None]
+
+
+class Nemesis:
+    def __init__(
+        self,
+        cluster: Cluster,
+        network: ProxyNetwork,
+        history: History,
+        rng: random.Random,
+        faults: Sequence[str] = FAULTS,
+        quiet: tuple[float, float] = (1.0, 3.0),
+        duration: tuple[float, float] = (1.0, 4.0),
+        schedule: str = "random",
+    ) -> None:
+        unknown = set(faults) - set(FAULTS)
+        if unknown or not faults:
+            raise ValueError(f"unknown faults {sorted(unknown)} (known: {FAULTS})")
+        self.cluster = cluster
+        self.network = network
+        self.history = history
+        self.rng = rng
+        self.faults = list(faults)
+        self.quiet = quiet
+        self.duration = duration
+        self.schedule = schedule
+        self.injected: Counter[str] = Counter()
+        self.crashes: list[str] = []
+        self.errors: list[str] = []
+        self._killed: set[int] = set()
+        self._paused: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the loop
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop injecting, heal the current fault, and make sure every node runs again."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+        self.heal_all()
+
+    def _run(self) -> None:
+        order: list[str] = []
+        while not self._stop.wait(self.rng.uniform(*self.quiet)):
+            self.check_crashes()
+            if self.schedule == "cycle":
+                if not order:
+                    order = self.rng.sample(self.faults, len(self.faults))
+                name = order.pop()
+            else:
+                name = self.rng.choice(self.faults)
+            try:
+                heal = self.inject(name)
+            except (ClusterError, OSError) as error:
+                self.errors.append(f"{name}: {error}")
+                continue
+            self._stop.wait(self.rng.uniform(*self.duration))
+            try:
+                heal()
+            except (ClusterError, OSError) as error:
+                self.errors.append(f"healing {name}: {error}")
+
+    # ------------------------------------------------------------------ faults
+
+    def inject(self, name: str) -> Heal:
+        """Inject ``name`` now; returns the function that heals it."""
+        nodes = list(self.cluster.nodes)
+        self.injected[name] += 1
+        if name in ("kill-random", "kill-leader"):
+            node = self.rng.choice(nodes) if name == "kill-random" else self.leader()
+            fault = self.history.fault(name, f"node {node}")
+            self._kill(node)
+
+            def heal() -> None:
+                self._restart(node)
+                self.history.healed(fault)
+
+            return heal
+        if name in ("pause-random", "pause-leader"):
+            node = self.rng.choice(nodes) if name == "pause-random" else self.leader()
+            fault = self.history.fault(name, f"node {node}")
+            with self._lock:
+                self._paused.add(node)
+            self.cluster.pause_node(node)
+
+            def heal() -> None:
+                self.cluster.resume_node(node)
+                with self._lock:
+                    self._paused.discard(node)
+                self.history.healed(fault)
+
+            return heal
+        if name == "restart-all":
+            fault = self.history.fault(name, "every node")
+            for node in nodes:
+                self._kill(node)
+            for node in nodes:
+                self._restart(node)
+            self.history.healed(fault)
+            return lambda: None
+        if name == "slow-node":
+            node = self.rng.choice(nodes)
+            seconds = self.rng.uniform(0.1, 0.5)
+            fault = self.history.fault(name, f"links into node {node} delayed {seconds:.2f}s")
+            pairs = [(other, node) for other in nodes if other != node]
+            self.network.delay(seconds, pairs)
+            return self._network_heal(fault, pairs)
+        # partitions
+        shuffled = self.rng.sample(nodes, len(nodes))
+        if name == "partition-halves":
+            minority = set(shuffled[: len(nodes) // 2])
+            components = [minority, set(nodes) - minority]
+            detail = f"{sorted(minority)} | {sorted(set(nodes) - minority)}"
+            fault = self.history.fault(name, detail)
+            self.network.partition(components)
+        elif name == "partition-leader":
+            leader = self.leader()
+            fault = self.history.fault(name, f"leader {leader} isolated")
+            self.network.isolate(leader)
+        elif name == "partition-bridge":
+            half = (len(nodes) - 1) // 2
+            left, bridge, right = shuffled[:half], shuffled[half], shuffled[half + 1 :]
+            fault = self.history.fault(name, f"{sorted(left)} <- {bridge} -> {sorted(right)}")
+            self.network.partition([{*left, bridge}, {bridge, *right}])
+        elif name == "partition-one-way":
+            leader = self.leader()
+            fault = self.history.fault(name, f"nobody reaches leader {leader}; it reaches all")
+            self.network.cut([(other, leader) for other in nodes if other != leader])
+        else:
+            raise ValueError(name)
+        return self._network_heal(fault, None)
+
+    def _network_heal(self, fault: object, pairs: list[tuple[int, int]] | None) -> Heal:
+        def heal() -> None:
+            self.network.heal(pairs)
+            self.history.healed(fault)  # type: ignore[arg-type]
+
+        return heal
+
+    def _kill(self, node: int) -> None:
+        with self._lock:
+            self._killed.add(node)
+            self._paused.discard(node)
+        self.cluster.kill_node(node)
+
+    def _restart(self, node: int) -> None:
+        if not self.cluster.nodes[node].alive():
+            self.cluster.start_node(node, wait=False)
+        with self._lock:
+            self._killed.discard(node)
+
+    # ------------------------------------------------------------------ helpers
+
+    def leader(self) -> int:
+        """The leader of a random group as most live nodes see it (a random node if none)."""
+        group = self.rng.choice(self.cluster.groups)
+        seen: Counter[int] = Counter()
+        for node in self.cluster.live_nodes():
+            if node in self._paused:
+                continue
+            with contextlib.suppress(NotSent, OSError, ValueError, KeyError, TypeError):
+                status, body = http_call(
+                    self.cluster.nodes[node].port, "GET", "/api/status/", timeout=1.0
+                )
+                if status == 200:
+                    for entry in body["groups"]:
+                        if entry["group_id"] == group and entry["leader"] is not None:
+                            seen[entry["leader"]] += 1
+        if seen:
+            return seen.most_common(1)[0][0]
+        return self.rng.choice(list(self.cluster.nodes))
+
+    def check_crashes(self) -> None:
+        """Nodes that exited although the nemesis did not kill them: record and restart."""
+        for node_id, node in self.cluster.nodes.items():
+            with self._lock:
+                killed = node_id in self._killed
+            if node.process is not None and not node.alive() and not killed:
+                code = node.process.returncode
+                self.crashes.append(
+                    f"node {node_id} exited with {code} at "
+                    f"{time.monotonic():.1f}:\n{self.cluster.tail(node_id, 30)}"
+                )
+                self.cluster.start_node(node_id, wait=False)
+
+    def heal_all(self, timeout: float = 60.0) -> None:
+        """Heal the network, resume and restart every node, wait until all serve."""
+        self.network.heal()
+        for node in list(self.cluster.nodes):
+            with contextlib.suppress(OSError):
+                self.cluster.resume_node(node)
+        with self._lock:
+            self._paused.clear()
+        self.check_crashes()
+        for node in list(self.cluster.nodes):
+            self._restart(node)
+        for node in self.cluster.nodes:
+            self.cluster.wait_until_serving(node, timeout)

@@ -1,0 +1,591 @@
+"""Workloads on a live cluster under a nemesis, and the checks that end a run.
+
+``JepsenRun(settings, make_cluster).run()`` does everything and returns a ``Report``:
+
+1. starts a proxy per directed peer link and a cluster whose nodes dial each other through them;
+2. runs, for ``settings.duration`` seconds,
+   - register clients: put / get / delete / cas on a few keys of every group, each op to a random
+     node, values unique (``c<client>.<n>``); a key is retired after ``ops_per_key`` ops and a
+     fresh one takes its place (Jepsen's "independent" keys: short per-key histories);
+   - bank clients: transfers between accounts spread over the groups, each a cas debit then a
+     cas credit; a cas is retried with the *same* request id until its outcome is known, so
+     exactly-once retries are part of what is tested;
+   - the nemesis (``nemesis.Nemesis``);
+3. heals everything, lets the bank finish its transfers in flight, waits until every node has
+   applied the same prefix of every group;
+4. reads every key from every node: linearizably through the API (added to the history) and
+   from the node's database (its local state);
+5. checks: linearizability per key (``checker.check``), no acknowledged write lost and every node
+   holding the same value (``checker.lost_writes``), the bank's total on every node, the same
+   chosen log on every node, no node crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fixtures.cluster import Cluster
+from tests.fixtures.nemesis import ProxyNetwork
+
+from . import checker
+from .client import Client, LyingClient
+from .history import FAIL, INFO, OK, UNKNOWN, History, Op
+from .nemesis import FAULTS, Nemesis
+
+
+@dataclass
+class Settings:
+    nodes: int = 3
+    groups: tuple[int, ...] = (1, 2)
+    duration: float = 20.0
+    clients: int = 6
+    keys_per_group: int = 2
+    ops_per_key: int = 200
+    mix: tuple[tuple[str, float], ...] = (("get", 4), ("put", 3), ("cas", 2), ("delete", 1))
+    bank_accounts: int = 4
+    bank_clients: int = 2
+    bank_balance: int = 100
+    faults: tuple[str, ...] = FAULTS
+    schedule: str = "random"
+    quiet: tuple[float, float] = (0.5, 2.0)
+    fault_duration: tuple[float, float] = (1.0, 3.0)
+    api: str = "kv"
+    reads: str = "linearizable"
+    lying_clients: int = 0
+    retries: int = 2
+    """Retries of an op with an unknown outcome (same request id, other nodes), by the clients
+    with an even number; odd ones never retry, so their timeouts stay indeterminate."""
+    seed: int | None = None
+    timeout_ms: int = 300
+    learning_interval_ms: int = 200
+    request_timeout: float = 2.0
+    check_time_limit: float = 300.0
+    finish_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.seed is None:
+            self.seed = random.SystemRandom().randrange(1 << 31)
+
+
+@dataclass
+class Report:
+    settings: Settings
+    ops: Counter[str] = field(default_factory=Counter)
+    by_f: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    transfers: int = 0
+    linearizability: checker.CheckResult | None = None
+    lost_writes: list[str] = field(default_factory=list)
+    bank: list[str] = field(default_factory=list)
+    agreement: list[str] = field(default_factory=list)
+    crashes: list[str] = field(default_factory=list)
+    nemesis_errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    run_seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    check_seconds: float = 0.0
+    history: History | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        problems = [*self.lost_writes, *self.bank, *self.agreement, *self.crashes]
+        if self.linearizability is not None and not self.linearizability.valid:
+            problems.insert(0, self.linearizability.summary())
+        return problems
+
+    @property
+    def verdict(self) -> str:
+        if self.linearizability is None:
+            return "not checked"
+        if self.linearizability.verdict == checker.INVALID or self.problems:
+            return "INVALID"
+        return self.linearizability.verdict.upper()
+
+    @property
+    def valid(self) -> bool:
+        return self.verdict == "VALID"
+
+    def render(self) -> str:
+        s = self.settings
+        total = sum(self.ops.values())
+        faults = ", ".join(f"{name} {count}" for name, count in sorted(self.faults.items()))
+        lines = [
+            f"jepsen: {s.nodes} nodes, groups {list(s.groups)}, api={s.api} reads={s.reads}, "
+            f"{s.clients} register + {s.bank_clients} bank clients, seed {s.seed}",
+            f"  ran {self.run_seconds:.1f}s: {total} ops ({self.ops[OK]} ok, {self.ops[FAIL]} "
+            f"failed, {self.ops[INFO]} indeterminate); "
+            + ", ".join(f"{f} {n}" for f, n in sorted(self.by_f.items())),
+            f"  faults injected: {sum(self.faults.values())} ({faults or 'none'})",
+            f"  bank transfers: {self.transfers}",
+            f"  checked in {self.check_seconds:.2f}s: "
+            + (self.linearizability.summary() if self.linearizability else "not checked"),
+            f"  lost writes: {len(self.lost_writes)}, bank problems: {len(self.bank)}, "
+            f"log disagreements: {len(self.agreement)}, crashes: {len(self.crashes)}",
+        ]
+        for problem in [*self.lost_writes, *self.bank, *self.agreement, *self.crashes][:10]:
+            lines.append(f"  ! {problem}")
+        for error in [*self.nemesis_errors, *self.errors][:10]:
+            lines.append(f"  (harness) {error}")
+        timing = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in self.phases.items())
+        lines.append(f"  time: {timing}")
+        lines.append(f"  verdict: {self.verdict}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+class KeySpace:
+    """The keys register clients use right now, retired after ``ops_per_key`` ops."""
+
+    def __init__(self, groups: tuple[int, ...], per_group: int, ops_per_key: int) -> None:
+        self.groups = groups
+        self.ops_per_key = ops_per_key
+        self._names = itertools.count()
+        self._lock = threading.Lock()
+        self.active = {g: [self._fresh() for _ in range(per_group)] for g in groups}
+        self.used: set[tuple[int, str]] = set()
+        self._count: Counter[tuple[int, str]] = Counter()
+        self._values: dict[tuple[int, str], list[str | None]] = {}
+
+    def _fresh(self) -> str:
+        return f"r{next(self._names)}"
+
+    def pick(self, rng: random.Random) -> tuple[int, str]:
+        with self._lock:
+            group = rng.choice(self.groups)
+            slot = rng.randrange(len(self.active[group]))
+            key = self.active[group][slot]
+            self.used.add((group, key))
+            self._count[(group, key)] += 1
+            if self._count[(group, key)] >= self.ops_per_key:
+                self.active[group][slot] = self._fresh()
+            return group, key
+
+    def saw(self, group: int, key: str, value: str | None) -> None:
+        with self._lock:
+            recent = self._values.setdefault((group, key), [])
+            recent.append(value)
+            del recent[:-4]
+
+    def guess(self, group: int, key: str, rng: random.Random) -> str | None:
+        """A plausible current value for a cas (often right, sometimes stale)."""
+        with self._lock:
+            recent = self._values.get((group, key))
+            return rng.choice(recent) if recent else None
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class JepsenRun:
+    def __init__(self, settings: Settings, make_cluster: Callable[..., Cluster]) -> None:
+        self.settings = settings
+        self.make_cluster = make_cluster
+        self.rng = random.Random(settings.seed)
+        self.history = History()
+        self.report = Report(settings, history=self.history)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.stop = threading.Event()
+        self.finish_by = float("inf")
+        self.keys = KeySpace(settings.groups, settings.keys_per_group, settings.ops_per_key)
+        self.accounts = [
+            (settings.groups[i % len(settings.groups)], f"acct{i}")
+            for i in range(settings.bank_accounts if settings.bank_clients else 0)
+        ]
+        self.cluster: Cluster | None = None
+        self.network: ProxyNetwork | None = None
+        self.nemesis: Nemesis | None = None
+        self._threads: list[threading.Thread] = []
+        self._transfers = itertools.count()
+        self._lying: list[LyingClient] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> Report:
+        s = self.settings
+        started = time.monotonic()
+        phases = self.report.phases
+
+        def phase(name: str, since: list[float] = [started]) -> None:  # noqa: B006
+            now = time.monotonic()
+            phases[name] = now - since[0]
+            since[0] = now
+
+        self.network = ProxyNetwork(range(1, s.nodes + 1))
+        try:
+            self.cluster = self.make_cluster(
+                start=False,
+                size=s.nodes,
+                groups=s.groups,
+                timeout_ms=s.timeout_ms,
+                learning_interval_ms=s.learning_interval_ms,
+                request_timeout=s.request_timeout,
+                link_ports=self.network.link_ports,
+            )
+            self.network.set_targets({n: node.port for n, node in self.cluster.nodes.items()})
+            self.cluster.start()
+            self.setup_bank()
+            phase("start")
+            self.nemesis = Nemesis(
+                self.cluster,
+                self.network,
+                self.history,
+                random.Random(self.rng.random()),
+                faults=s.faults,
+                quiet=s.quiet,
+                duration=s.fault_duration,
+                schedule=s.schedule,
+            )
+            self.start_clients()
+            self.nemesis.start()
+            self.stop.wait(s.duration)
+            self.stop.set()
+            phase("workload")
+            self.nemesis.stop()
+            self.finish_by = time.monotonic() + s.finish_timeout
+            self.join_clients(s.finish_timeout + 4 * s.request_timeout * (s.retries + 1))
+            for liar in self._lying:
+                liar.join(s.request_timeout + 5)
+            phase("heal")
+            self.converge()
+            phase("converge")
+            finals = self.final_reads()
+            phase("final reads")
+            self.report.run_seconds = time.monotonic() - started
+            self.check(finals)
+            phase("check")
+            return self.report
+        finally:
+            self.stop.set()
+            self.finish_by = 0.0
+            if self.nemesis is not None:
+                with contextlib.suppress(Exception):
+                    self.nemesis.stop()
+            self.join_clients(30)
+            self.network.close()
+
+    def start_clients(self) -> None:
+        s = self.settings
+        for number in range(s.clients):
+            lying = number < s.lying_clients
+            thread = threading.Thread(
+                target=self.register_client,
+                args=(number, lying),
+                name=f"jepsen-client-{number}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+        for number in range(s.bank_clients if self.accounts else 0):
+            thread = threading.Thread(
+                target=self.bank_client, args=(number,), name=f"jepsen-bank-{number}", daemon=True
+            )
+            self._threads.append(thread)
+        for thread in self._threads:
+            thread.start()
+
+    def join_clients(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            self.report.errors.append(f"client threads still running: {alive}")
+
+    # ------------------------------------------------------------------ operations
+
+    def client(self, lying: bool = False, reads: str | None = None) -> Client:
+        assert self.cluster is not None
+        kind = LyingClient if lying else Client
+        client = kind(self.cluster, api=self.settings.api, reads=reads or self.settings.reads)
+        if isinstance(client, LyingClient):
+            self._lying.append(client)
+        return client
+
+    def perform(
+        self,
+        client: Client,
+        process: str,
+        f: str,
+        group: int,
+        key: str,
+        rng: random.Random,
+        value: str | None = None,
+        expected: str | None = None,
+        retries: int | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> Op:
+        """One op, retried on other nodes with the same request id (exactly-once) after a
+        failure or an unknown outcome: ``retries`` times, or while ``until()`` is false."""
+        assert self.cluster is not None
+        nodes = list(self.cluster.nodes)
+        order = rng.sample(nodes, len(nodes))
+        op = self.history.invoke(process, f, f"{group}/{key}", value, expected, node=order[0])
+        request_id = None if f == "get" else f"{self.run_id}-{process}-{op.index}"
+        retries = self.settings.retries if retries is None else retries
+        saw_info, error, refused = False, None, 0
+        for attempt in itertools.count():
+            node = order[attempt % len(order)]
+            reply = client.call(
+                f, node, group, key, value=value, expected=expected, request_id=request_id
+            )
+            op.attempts += 1
+            if reply.type == OK:
+                op.node = node
+                return self.history.complete(op, OK, reply.output)
+            error = reply.error
+            saw_info = saw_info or reply.type == INFO
+            if reply.type == FAIL and reply.status is not None:
+                break  # rejected as invalid: retrying cannot help
+            # A refused connection sent nothing: try the next node, as a client library would.
+            refused = refused + 1 if reply.type == FAIL else 0
+            if 0 < refused < len(order):
+                continue
+            if until is not None:
+                if until() or time.monotonic() > self.finish_by:
+                    break
+            elif attempt >= retries or self.stop.is_set():
+                break
+            time.sleep(rng.uniform(0.05, 0.3))
+        return self.history.complete(op, INFO if saw_info else FAIL, error=error)
+
+    def register_client(self, number: int, lying: bool) -> None:
+        rng = random.Random(f"{self.settings.seed}-{number}")
+        client = self.client(lying=lying)
+        process = f"{'liar' if lying else 'c'}{number}"
+        names, weights = zip(*self.settings.mix, strict=True)
+        for sequence in itertools.count():
+            if self.stop.is_set():
+                return
+            group, key = self.keys.pick(rng)
+            f = rng.choices(names, weights)[0]
+            value = f"{process}.{sequence}" if f in ("put", "cas") else None
+            expected = self.keys.guess(group, key, rng) if f == "cas" else None
+            retries = 0 if number % 2 else None
+            op = self.perform(client, process, f, group, key, rng, value, expected, retries)
+            if op.type != OK:
+                time.sleep(rng.uniform(0.05, 0.3))
+            if op.type == OK:
+                if f == "get":
+                    self.keys.saw(group, key, op.output)
+                elif f == "put":
+                    self.keys.saw(group, key, value)
+                elif f == "cas" and op.output[1] is not UNKNOWN:
+                    self.keys.saw(group, key, op.output[1])
+
+    # ------------------------------------------------------------------ bank
+
+    def setup_bank(self) -> None:
+        client = self.client()
+        rng = random.Random(self.settings.seed)
+        deadline = time.monotonic() + 30
+        for group, key in self.accounts:
+            op = self.perform(
+                client,
+                "bank-setup",
+                "put",
+                group,
+                key,
+                rng,
+                value=str(self.settings.bank_balance),
+                until=lambda: time.monotonic() > deadline,
+            )
+            if op.type != OK:
+                raise AssertionError(f"could not open account {group}/{key}: {op.error}")
+
+    def bank_client(self, number: int) -> None:
+        rng = random.Random(f"{self.settings.seed}-bank-{number}")
+        client = self.client(reads="linearizable")
+        process = f"bank{number}"
+        while not self.stop.is_set():
+            source, target = rng.sample(self.accounts, 2)
+            amount = rng.randint(1, 10)
+            if self.transfer(client, process, rng, source, target, amount):
+                next(self._transfers)
+
+    def _definite(self, client: Client, process: str, rng: random.Random, *args: Any) -> Op:
+        """A cas retried with one request id until its outcome is known (or time is up)."""
+        f, group, key, expected, value = args
+        return self.perform(
+            client,
+            process,
+            f,
+            group,
+            key,
+            rng,
+            value=value,
+            expected=expected,
+            until=lambda: False,
+        )
+
+    def transfer(
+        self,
+        client: Client,
+        process: str,
+        rng: random.Random,
+        source: tuple[int, str],
+        target: tuple[int, str],
+        amount: int,
+    ) -> bool:
+        # Debit: read, then cas; give up (nothing moved) on a failed cas or after a few tries.
+        for _attempt in range(5):
+            if self.stop.is_set():
+                return False
+            read = self.perform(client, process, "get", *source, rng)
+            if read.type != OK:
+                continue
+            if read.output is None:
+                self.report.bank.append(f"account {source} vanished: {read.describe()}")
+                return False
+            balance = int(read.output)
+            if balance < amount:
+                return False
+            debit = self._definite(
+                client, process, rng, "cas", *source, read.output, str(balance - amount)
+            )
+            if debit.type != OK:
+                self.report.bank.append(f"debit outcome never known: {debit.describe()}")
+                return False
+            if debit.output[0]:
+                break
+        else:
+            return False
+        # Credit: the money is in flight; retry until it lands (the run waits for it).
+        while time.monotonic() < self.finish_by:
+            read = self.perform(client, process, "get", *target, rng, retries=0)
+            if read.type != OK or read.output is None:
+                time.sleep(0.1)
+                continue
+            credit = self._definite(
+                client, process, rng, "cas", *target, read.output, str(int(read.output) + amount)
+            )
+            if credit.type == OK and credit.output[0]:
+                return True
+        self.report.bank.append(f"transfer of {amount} from {source} to {target} never credited")
+        return False
+
+    # ------------------------------------------------------------------ the end
+
+    def converge(self, timeout: float = 60.0) -> None:
+        """Every node serves, every group has a leader, every node applied the same prefix."""
+        cluster = self.cluster
+        assert cluster is not None
+        for group in self.settings.groups:
+            cluster.wait_for_leader(group, timeout)
+        client = self.client(reads="linearizable")
+        rng = random.Random(0)
+        deadline = time.monotonic() + timeout
+        for node in cluster.nodes:  # a linearizable read on each node: it catches up
+            for group in self.settings.groups:
+                while client.get(node, group, "converge").type != OK:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"node {node} group {group} does not answer reads")
+                    time.sleep(rng.uniform(0.1, 0.3))
+        stable = 0
+        while stable < 3:
+            if time.monotonic() > deadline:
+                raise AssertionError("the nodes did not converge on one applied prefix")
+            applied = {
+                node: tuple(
+                    (g["group_id"], g["applied"]) for g in cluster.status(node)["groups"]
+                )
+                for node in cluster.nodes
+            }
+            stable = stable + 1 if len(set(applied.values())) == 1 else 0
+            time.sleep(0.2)
+
+    def local_values(self, node: int, group: int) -> dict[str, str]:
+        """The KV rows of ``group`` in node ``node``'s own database."""
+        assert self.cluster is not None
+        path = self.cluster.folder / "data" / f"node{node}.sqlite3"
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as conn:
+            rows = conn.execute(
+                "SELECT key, value FROM kvstore_entry WHERE group_id = ?", [group]
+            ).fetchall()
+        return dict(rows)
+
+    def final_reads(self) -> dict[str, dict[int, str | None]]:
+        """Linearizable reads of every key on every node (into the history), and every node's
+        local value of every key (returned: key -> node -> value)."""
+        cluster = self.cluster
+        assert cluster is not None
+        keys = sorted(self.keys.used | set(self.accounts))
+        finish = time.monotonic() + 60
+
+        def read_all(node: int) -> None:
+            client = self.client(reads="linearizable")
+            rng = random.Random(node)
+            for group, key in keys:
+                self.perform(
+                    client,
+                    f"final{node}",
+                    "get",
+                    group,
+                    key,
+                    rng,
+                    until=lambda: time.monotonic() > finish,
+                )
+
+        with ThreadPoolExecutor(len(cluster.nodes)) as pool:
+            list(pool.map(read_all, cluster.nodes))
+        local = {
+            (node, group): self.local_values(node, group)
+            for node in cluster.nodes
+            for group in self.settings.groups
+        }
+        finals: dict[str, dict[int, str | None]] = {}
+        for group, key in keys:
+            finals[f"{group}/{key}"] = {
+                node: local[(node, group)].get(key) for node in cluster.nodes
+            }
+        # Keys nobody wrote must be absent everywhere.
+        for (node, group), rows in local.items():
+            for key in rows:
+                if (group, key) not in self.keys.used and (group, key) not in self.accounts:
+                    finals.setdefault(f"{group}/{key}", {})[node] = rows[key]
+        return finals
+
+    def check(self, finals: dict[str, dict[int, str | None]]) -> None:
+        cluster = self.cluster
+        assert cluster is not None and self.nemesis is not None
+        report = self.report
+        ops = self.history.snapshot()
+        report.ops = Counter(op.type for op in ops)
+        report.by_f = Counter(op.f for op in ops)
+        report.faults = self.nemesis.injected
+        report.transfers = next(self._transfers)
+        report.crashes = list(self.nemesis.crashes)
+        report.nemesis_errors = list(self.nemesis.errors)
+        started = time.perf_counter()
+        report.linearizability = checker.check(ops, time_limit=self.settings.check_time_limit)
+        report.lost_writes = checker.lost_writes(ops, finals)
+        total = self.settings.bank_balance * len(self.accounts)
+        for node in cluster.nodes if self.accounts else ():
+            balances = [finals[f"{g}/{k}"][node] for g, k in self.accounts]
+            amounts = [int(b) if b is not None else None for b in balances]
+            if None in amounts or sum(amounts) != total:  # type: ignore[arg-type]
+                report.bank.append(f"node {node}: balances {balances} do not add up to {total}")
+        for group in self.settings.groups:
+            logs = {node: cluster.chosen_log(node, group) for node in cluster.nodes}
+            reference = max(logs.values(), key=len)
+            for node, log in logs.items():
+                if log != reference[: len(log)]:
+                    first = next(
+                        i for i, (a, b) in enumerate(zip(log, reference, strict=False)) if a != b
+                    )
+                    report.agreement.append(
+                        f"group {group}: node {node} chose {log[first]} where another node "
+                        f"chose {reference[first]}"
+                    )
+        report.check_seconds = time.perf_counter() - started
