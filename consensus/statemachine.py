@@ -15,12 +15,9 @@ Two kinds:
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
-
-logger = logging.getLogger("consensus.statemachine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +44,12 @@ class StateMachine:
         The runtime always calls this (with every command of the instances it applies at once).
         The default calls ``apply`` for each; override it to use bulk queries, as the KV store
         does. The results must be exactly what one ``apply`` after another would return.
+
+        If it raises, the runtime rolls its work back (a savepoint) and applies the commands one
+        by one with ``apply``, a command that raises getting ``{"error": ...}`` as its result:
+        a chosen command is applied whatever happens, or the group would stop on every node.
         """
-        return [apply_safely(self, command, context) for command, context in commands]
+        return [self.apply(command, context) for command, context in commands]
 
     def snapshot(self) -> bytes | None:
         """Optional: the whole state, for log compaction (not used yet)."""
@@ -80,21 +81,6 @@ class CallbackStateMachine(StateMachine):
 
     def apply(self, command: str, context: ApplyContext) -> Any:
         return self.callback(command)
-
-
-def apply_safely(machine: StateMachine, command: str, context: ApplyContext) -> Any:
-    """A command a state machine rejects is still applied (it was chosen); the error becomes its
-    result. Raising instead would stop the group at the same instance on every node, forever."""
-    try:
-        return machine.apply(command, context)
-    except Exception as error:  # noqa: BLE001 - user code; the log must keep moving
-        logger.warning(
-            "state machine of group %s failed on instance %s: %r",
-            context.group_id,
-            context.instance,
-            error,
-        )
-        return {"error": f"{type(error).__name__}: {error}"}
 
 
 def encode_result(result: Any) -> str:

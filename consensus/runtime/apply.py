@@ -18,17 +18,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
+
 from consensus.core import ChosenEntry
 from consensus.models import AppliedIndex, RequestResult
 from consensus.statemachine import ApplyContext, StateMachine, decode_result, encode_result
+from consensus.storage.pruning import prune_before
 
 logger = logging.getLogger("consensus.runtime")
 
 _LOOKUP_CHUNK = 500
 
+RESERVED_PREFIX = "paxos:"
+"""Request ids the runtime uses for its own markers; clients may not use them."""
 BARRIER_PREFIX = "paxos:barrier:"
-"""Request ids of read barriers (see ``PaxosNode.read_barrier``): chosen like commands, never
-applied to the state machine and never stored. Clients may not use the ``paxos:`` prefix."""
+"""Read barriers through the log (``PaxosNode.log_barrier``): chosen like commands, never applied
+to the state machine and never stored."""
+PRUNE_PREFIX = "paxos:prune:"
+"""Pruning markers: the payload is a cutoff instance; every node drops the stored results below
+it when it applies the marker, at the same position of the log (see storage/pruning.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,29 +76,50 @@ class Applier:
         return Outcome(group_id, request_id, row[0], decode_result(row[1]), duplicate=True)
 
     def apply(
-        self, group_id: int, entries: Sequence[ChosenEntry], *, replay: bool = False
+        self,
+        group_id: int,
+        entries: Sequence[ChosenEntry],
+        *,
+        replay_seen: dict[str, int] | None = None,
     ) -> list[Outcome]:
         """Apply ``entries`` (consecutive instances) and record the applied index.
 
-        ``replay`` re-runs instances an in-memory state machine applied before a restart: their
-        results are already stored, so nothing is written.
+        With ``replay_seen`` it re-runs instances an in-memory state machine applied before a
+        restart: duplicates are decided from ``replay_seen`` (request id -> first instance, kept
+        by the caller across calls, pruned by the same markers) instead of the stored results,
+        which are left alone, so the replay takes exactly the decisions the first run took.
         """
         if not entries:
             return []
-        machine = self.machines[group_id]
-        known = self._known_results(group_id, entries)
+        replay = replay_seen is not None
+        if replay_seen is not None:
+            known: dict[str, tuple[int, Any]] = {
+                command.request_id: (replay_seen[command.request_id], None)
+                for entry in entries
+                for command in entry.value
+                if command.request_id in replay_seen
+            }
+        else:
+            known = self._known_results(group_id, entries)
         # Decide first what to apply (skipping repeats of a request id), then apply it all in
         # one apply_batch call, then build the outcomes in log order.
         plan: list[tuple[str, int, int | None]] = []  # (request id, instance, batch position)
         batch: list[tuple[str, ApplyContext]] = []
         fresh: set[str] = set()
+        cutoff = 0
         for entry in entries:
             for command in entry.value:
                 request_id = command.request_id
+                if request_id.startswith(RESERVED_PREFIX):
+                    if request_id.startswith(PRUNE_PREFIX):
+                        cutoff = max(cutoff, _parse_cutoff(command.payload))
+                        for rid in [r for r, (i, _res) in known.items() if i < cutoff]:
+                            del known[rid]
+                            fresh.discard(rid)
+                    plan.append((request_id, entry.instance, None))
+                    continue
                 first = known.get(request_id)
-                if request_id.startswith(BARRIER_PREFIX) or (
-                    first is not None and first[0] < entry.instance
-                ):
+                if first is not None and first[0] < entry.instance:
                     plan.append((request_id, entry.instance, None))
                     continue
                 known[request_id] = (entry.instance, None)
@@ -98,7 +127,7 @@ class Applier:
                     fresh.add(request_id)
                 plan.append((request_id, entry.instance, len(batch)))
                 batch.append((command.payload, ApplyContext(group_id, entry.instance, request_id)))
-        results = machine.apply_batch(batch) if batch else []
+        results = self._apply_batch(self.machines[group_id], batch)
         outcomes: list[Outcome] = []
         rows: list[RequestResult] = []
         for request_id, instance, position in plan:
@@ -115,23 +144,64 @@ class Applier:
                             result=encode_result(result),
                         )
                     )
-            elif request_id.startswith(BARRIER_PREFIX):
+            elif request_id.startswith(RESERVED_PREFIX):
                 outcomes.append(Outcome(group_id, request_id, instance, None))
             else:
                 first_instance, first_result = known[request_id]
                 outcomes.append(
                     Outcome(group_id, request_id, first_instance, first_result, duplicate=True)
                 )
+        if replay_seen is not None:
+            replay_seen.update((rid, first[0]) for rid, first in known.items())
+            if cutoff:
+                for rid in [r for r, i in replay_seen.items() if i < cutoff]:
+                    del replay_seen[rid]
+            return outcomes
         if rows:
             RequestResult.objects.using(self.using).bulk_create(rows, ignore_conflicts=True)
-        if not replay:
-            AppliedIndex.objects.using(self.using).bulk_create(
-                [AppliedIndex(group_id=group_id, applied=entries[-1].instance)],
-                update_conflicts=True,
-                unique_fields=["group"],
-                update_fields=["applied"],
-            )
+        if cutoff:
+            prune_before(group_id, cutoff, self.using)
+        AppliedIndex.objects.using(self.using).bulk_create(
+            [AppliedIndex(group_id=group_id, applied=entries[-1].instance)],
+            update_conflicts=True,
+            unique_fields=["group"],
+            update_fields=["applied"],
+        )
         return outcomes
+
+    def _apply_batch(
+        self, machine: StateMachine, batch: list[tuple[str, ApplyContext]]
+    ) -> list[Any]:
+        """``apply_batch`` inside a savepoint. If it raises (a database error would otherwise
+        leave the transaction aborted and stop the group on every node at the same instance),
+        roll it back and apply the commands one by one, each in its own savepoint; a command
+        that raises gets ``{"error": ...}`` as its result, identically on every node."""
+        if not batch:
+            return []
+        try:
+            with transaction.atomic(using=self.using):
+                return machine.apply_batch(batch)
+        except Exception as error:  # noqa: BLE001 - user code
+            logger.warning(
+                "group %s: apply_batch failed (%r); applying one command at a time",
+                batch[0][1].group_id,
+                error,
+            )
+        results = []
+        for command, context in batch:
+            try:
+                with transaction.atomic(using=self.using):
+                    results.append(machine.apply(command, context))
+            except Exception as error:  # noqa: BLE001 - user code
+                logger.warning(
+                    "group %s instance %s: the state machine failed on %r: %r",
+                    context.group_id,
+                    context.instance,
+                    context.request_id,
+                    error,
+                )
+                results.append({"error": f"{type(error).__name__}: {error}"})
+        return results
 
     def _known_results(
         self, group_id: int, entries: Sequence[ChosenEntry]
@@ -140,7 +210,7 @@ class Applier:
             command.request_id
             for entry in entries
             for command in entry.value
-            if not command.request_id.startswith(BARRIER_PREFIX)
+            if not command.request_id.startswith(RESERVED_PREFIX)
         ]
         known: dict[str, tuple[int, Any]] = {}
         for start in range(0, len(request_ids), _LOOKUP_CHUNK):
@@ -153,3 +223,10 @@ class Applier:
             for request_id, instance, result in rows:
                 known[request_id] = (instance, decode_result(result))
         return known
+
+
+def _parse_cutoff(payload: str) -> int:
+    try:
+        return max(0, int(payload))
+    except ValueError:
+        return 0

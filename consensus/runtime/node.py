@@ -42,13 +42,14 @@ from consensus.core import (
 )
 from consensus.core.messages import value_size
 from consensus.statemachine import StateMachine
+from consensus.storage.pruning import prune_cutoff
 from consensus.storage.store import DjangoStorage
 from consensus.storage.writer import GroupCommitWriter
 from consensus.transport.client import LinkOptions
 from consensus.transport.hub import PeerTransport, install, uninstall
 from consensus.transport.peers import PeerAddress
 
-from .apply import BARRIER_PREFIX, Applier, Outcome
+from .apply import BARRIER_PREFIX, PRUNE_PREFIX, RESERVED_PREFIX, Applier, Outcome
 from .observer import NodeObserver
 
 logger = logging.getLogger("consensus.runtime")
@@ -148,6 +149,9 @@ class PaxosNode:
         observer: NodeObserver | None = None,
         max_frame_size: int = 16 * 1024 * 1024,
         read_mode: str = "index",
+        result_ttl: float | None = None,
+        result_max: float | None = None,
+        prune_interval: float = 60.0,
     ) -> None:
         self.config = config
         self.node_id = config.my_id
@@ -173,6 +177,10 @@ class PaxosNode:
         self._background: set[asyncio.Task[None]] = set()
         self._barriers: dict[int, asyncio.Future[Outcome]] = {}
         self.read_mode = read_mode
+        self.result_ttl = result_ttl
+        self.result_max = result_max
+        self.prune_interval = prune_interval
+        self._proposed_cutoff: dict[int, int] = {}
         self._read_ids = 0
         self._read_waiters: dict[int, asyncio.Future[int]] = {}
         self._applied_waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
@@ -213,6 +221,7 @@ class PaxosNode:
         self._tasks = [
             asyncio.create_task(self._run(), name="paxos-loop"),
             asyncio.create_task(self._clock(), name="paxos-clock"),
+            asyncio.create_task(self._prune_results(), name="paxos-prune"),
         ]
 
     async def stop(self) -> None:
@@ -238,8 +247,9 @@ class PaxosNode:
         writer = self._writer
         assert writer is not None
         applied = await writer.run(self.applier.applied_index, group_id)
-        start = 1 if not self.machines[group_id].durable else applied + 1
-        instance = start
+        in_memory = not self.machines[group_id].durable
+        seen: dict[str, int] | None = {} if in_memory else None
+        instance = 1 if in_memory else applied + 1
         while instance <= chosen_upto:
             last = min(chosen_upto, instance + REPLAY_CHUNK - 1)
             entries = await writer.run(self.storage.chosen_values, group_id, instance, last)
@@ -248,17 +258,17 @@ class PaxosNode:
             replayed = [entry for entry in entries if entry.instance <= applied]
             fresh = [entry for entry in entries if entry.instance > applied]
             if replayed:
-                await writer.run(self._apply_in_transaction, group_id, replayed, True)
+                await writer.run(self._apply_in_transaction, group_id, replayed, seen)
             if fresh:
-                await writer.run(self._apply_in_transaction, group_id, fresh, False)
+                await writer.run(self._apply_in_transaction, group_id, fresh, None)
             instance = entries[-1].instance + 1
         return max(applied, instance - 1)
 
     def _apply_in_transaction(
-        self, group_id: int, entries: Sequence[Any], replay: bool
+        self, group_id: int, entries: Sequence[Any], replay_seen: dict[str, int] | None
     ) -> list[Outcome]:
         with transaction.atomic(using=self.storage.using):
-            return self.applier.apply(group_id, entries, replay=replay)
+            return self.applier.apply(group_id, entries, replay_seen=replay_seen)
 
     # ------------------------------------------------------------------ inputs
 
@@ -294,7 +304,7 @@ class PaxosNode:
             raise SubmitError("the node is shutting down")
         if request_id is None:
             request_id = uuid.uuid4().hex
-        elif not request_id.startswith(BARRIER_PREFIX):
+        elif not request_id.startswith(RESERVED_PREFIX):
             earlier = await self._writer.run(self.applier.lookup, group_id, request_id)
             if earlier is not None:
                 return earlier
@@ -387,6 +397,35 @@ class PaxosNode:
             self._barriers[group_id] = barrier
         outcome = await asyncio.shield(barrier)
         return outcome.instance
+
+    async def _prune_results(self) -> None:
+        """As leader, propose dropping old exactly-once results through the log, so that every
+        node drops the same rows at the same point (see consensus/storage/pruning.py)."""
+        if self.result_ttl is None and self.result_max is None:
+            return
+        while True:
+            await asyncio.sleep(self.prune_interval)
+            for group_id, replica in self.replicas.items():
+                if not replica.is_leader() or self._writer is None:
+                    continue
+                cutoff = await self._writer.run(
+                    prune_cutoff,
+                    group_id,
+                    ttl_seconds=self.result_ttl,
+                    max_results=None if self.result_max is None else int(self.result_max),
+                    using=self.storage.using,
+                )
+                if cutoff is None or cutoff <= self._proposed_cutoff.get(group_id, 0):
+                    continue
+                self._proposed_cutoff[group_id] = cutoff
+                with contextlib.suppress(SubmitError):
+                    await self.submit(group_id, str(cutoff), f"{PRUNE_PREFIX}{uuid.uuid4().hex}")
+                    logger.info(
+                        "node %s group %s: results below instance %s pruned",
+                        self.node_id,
+                        group_id,
+                        cutoff,
+                    )
 
     # ------------------------------------------------------------------ the loop
 

@@ -13,6 +13,8 @@ import os
 import signal
 from typing import Any
 
+from django.conf import settings
+
 from consensus.config import ClusterConfig
 from consensus.statemachine import StateMachine
 
@@ -47,6 +49,9 @@ def serve(
         request_timeout=request_timeout,
         max_frame_size=max_frame_size,
         observer=monitoring.observer,
+        result_ttl=_positive_or_none(getattr(settings, "PAXOS_REQUEST_RESULT_TTL", None)),
+        result_max=_positive_or_none(getattr(settings, "PAXOS_REQUEST_RESULT_MAX", None)),
+        prune_interval=float(getattr(settings, "PAXOS_PRUNE_INTERVAL", 60.0)),
     )
     install_node(node)
     started: dict[str, asyncio.Future[Any]] = {}
@@ -89,3 +94,11 @@ async def _start(node: PaxosNode, host: str, port: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         raise
     logger.info("node %s listening on http://%s:%s/", node.node_id, host, port)
+
+
+def _positive_or_none(value: object) -> float | None:
+    """Settings use -1 (or None) for "no bound"."""
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return number if number >= 0 else None

@@ -1,82 +1,62 @@
 """Bounding the exactly-once table: ``RequestResult`` rows are kept for a time and a number.
 
 A row holds the first result of a client request id, so a retry gets it back instead of applying
-the command twice. Rows cannot be kept forever; once a row is pruned, a retry of that request id
-is applied again. That is the documented bound: retries are exactly-once within
-``PAXOS_REQUEST_RESULT_TTL`` seconds and the newest ``PAXOS_REQUEST_RESULT_MAX`` results per group.
+the command twice; once a row is pruned, a retry of that request id is applied again. That is the
+documented bound: retries are exactly-once within ``PAXOS_REQUEST_RESULT_TTL`` seconds and for
+the newest ``PAXOS_REQUEST_RESULT_MAX`` results per group.
 
-Caution for callers (the runtime): the applier also consults these rows when a duplicate of a
-request id is *chosen* (two copies in the log). Each node prunes its own table, on its own clock,
-so a late duplicate could be treated as new on a node that pruned and as a duplicate on one that
-did not. Keep the TTL far above any retry window and any node's apply lag (hours, not seconds),
-or make the decision deterministic through the log (see the API issue's closing note).
-
-Deletes run in small chunks, each its own short transaction, so the node's writer thread (which
-shares the database, and on SQLite its write lock) is never held up for long.
+Pruning goes through the log. The applier also consults these rows when one request id is chosen
+twice (a retry that raced with its original), so every node must prune at the same point of the
+log or nodes would disagree on whether a late duplicate is new. The leader therefore computes a
+cutoff instance (``prune_cutoff``, on its own clock) and proposes it as a reserved marker
+command; every node deletes the rows below that cutoff when it applies the marker
+(``prune_before``), in the apply transaction, at the same position of the log.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from consensus.models import RequestResult
 
-CHUNK = 5000
 
-
-@dataclass(frozen=True, slots=True)
-class PruneReport:
-    expired: int
-    over_limit: int
-
-    @property
-    def deleted(self) -> int:
-        return self.expired + self.over_limit
-
-
-def prune_request_results(
+def prune_cutoff(
+    group_id: int,
     *,
     ttl_seconds: float | None,
     max_results: int | None,
     using: str = "default",
     now: datetime | None = None,
-    chunk: int = CHUNK,
-) -> PruneReport:
-    """Delete results older than ``ttl_seconds`` and, per group, all but the newest
-    ``max_results`` (by insertion order, which is apply order). ``None`` disables a bound."""
-    if ttl_seconds is not None and ttl_seconds < 0:
-        raise ValueError("ttl_seconds must be >= 0")
-    if max_results is not None and max_results < 0:
-        raise ValueError("max_results must be >= 0")
-    rows = RequestResult.objects.using(using)
-    expired = 0
+) -> int | None:
+    """The instance below which this group's results may go: older than ``ttl_seconds`` or
+    beyond the newest ``max_results``. None when there is nothing to prune."""
+    rows = RequestResult.objects.using(using).filter(group_id=group_id)
+    cutoff = 0
     if ttl_seconds is not None:
-        cutoff = (now or timezone.now()) - timedelta(seconds=ttl_seconds)
-        expired = _delete_in_chunks(rows.filter(created_at__lt=cutoff), using, chunk)
-    over_limit = 0
+        horizon = (now or timezone.now()) - timedelta(seconds=ttl_seconds)
+        oldest_kept = rows.filter(created_at__gte=horizon).aggregate(first=Min("instance"))
+        if oldest_kept["first"] is not None:
+            cutoff = oldest_kept["first"]
+        else:
+            newest = rows.aggregate(last=Max("instance"))["last"]
+            cutoff = newest + 1 if newest is not None else 0
     if max_results is not None:
-        group_ids = rows.values_list("group_id", flat=True).distinct()
-        for group_id in list(group_ids):
-            newest = rows.filter(group_id=group_id).order_by("-id")
-            boundary = newest.values_list("id", flat=True)[max_results : max_results + 1]
-            last_kept_out = next(iter(boundary), None)
-            if last_kept_out is not None:
-                over_limit += _delete_in_chunks(
-                    rows.filter(group_id=group_id, id__lte=last_kept_out), using, chunk
-                )
-    return PruneReport(expired=expired, over_limit=over_limit)
+        newest_first = rows.order_by("-instance").values_list("instance", flat=True)
+        boundary = newest_first[max_results : max_results + 1]
+        beyond = next(iter(boundary), None)
+        if beyond is not None:
+            cutoff = max(cutoff, beyond + 1)
+    if cutoff <= 0 or not rows.filter(instance__lt=cutoff).exists():
+        return None
+    return cutoff
 
 
-def _delete_in_chunks(queryset, using: str, chunk: int) -> int:  # type: ignore[no-untyped-def]
-    deleted = 0
-    while True:
-        ids = list(queryset.order_by("id").values_list("id", flat=True)[:chunk])
-        if not ids:
-            return deleted
-        with transaction.atomic(using=using):
-            count, _ = RequestResult.objects.using(using).filter(id__in=ids).delete()
-        deleted += count
+def prune_before(group_id: int, cutoff: int, using: str = "default") -> int:
+    """Delete the results of instances below ``cutoff`` (inside the caller's transaction)."""
+    deleted, _ = (
+        RequestResult.objects.using(using).filter(group_id=group_id, instance__lt=cutoff).delete()
+    )
+    return deleted

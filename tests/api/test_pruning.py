@@ -1,60 +1,59 @@
-"""Pruning of exactly-once results: bounded by age and by number per group."""
+"""Pruning of exactly-once results: the cutoff the leader proposes, and the deletion every node
+performs when the marker is applied."""
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 
 from consensus.models import Group, RequestResult
-from consensus.storage.pruning import prune_request_results
+from consensus.storage.pruning import prune_before, prune_cutoff
 
 pytestmark = pytest.mark.django_db
 
 
-def make_results(group_id: int, count: int, age_seconds: float = 0) -> None:
+def make_results(group_id: int, instances: range, age_seconds: float = 0) -> None:
     group, _ = Group.objects.get_or_create(group_id=group_id, defaults={"state_machine": "kv"})
     RequestResult.objects.bulk_create(
         RequestResult(group=group, request_id=f"g{group_id}-{n}", instance=n, result="null")
-        for n in range(count)
+        for n in instances
     )
     if age_seconds:
-        RequestResult.objects.filter(group=group).update(
+        RequestResult.objects.filter(group=group, instance__in=list(instances)).update(
             created_at=timezone.now() - timedelta(seconds=age_seconds)
         )
 
 
-def test_old_results_are_pruned() -> None:
-    make_results(1, 5, age_seconds=7200)
-    make_results(2, 3)
-    report = prune_request_results(ttl_seconds=3600, max_results=None, chunk=2)
-    assert report.expired == 5 and report.over_limit == 0
-    assert RequestResult.objects.filter(group_id=1).count() == 0
-    assert RequestResult.objects.filter(group_id=2).count() == 3
+def test_cutoff_by_age_keeps_the_young_results() -> None:
+    make_results(1, range(1, 11), age_seconds=3600)
+    make_results(1, range(11, 16))
+    assert prune_cutoff(1, ttl_seconds=60, max_results=None) == 11
+    assert prune_cutoff(1, ttl_seconds=7200, max_results=None) is None
 
 
-def test_only_the_newest_results_per_group_are_kept() -> None:
-    make_results(1, 10)
-    make_results(2, 2)
-    report = prune_request_results(ttl_seconds=None, max_results=3)
-    assert report.over_limit == 7
-    kept = RequestResult.objects.filter(group_id=1).values_list("request_id", flat=True)
-    assert sorted(kept) == ["g1-7", "g1-8", "g1-9"]
-    assert RequestResult.objects.filter(group_id=2).count() == 2
+def test_cutoff_when_every_result_is_old() -> None:
+    make_results(1, range(1, 6), age_seconds=3600)
+    assert prune_cutoff(1, ttl_seconds=60, max_results=None) == 6
 
 
-def test_negative_bounds_are_refused() -> None:
-    with pytest.raises(ValueError, match="ttl_seconds"):
-        prune_request_results(ttl_seconds=-1, max_results=None)
+def test_cutoff_by_number_keeps_the_newest() -> None:
+    make_results(1, range(1, 21))
+    make_results(2, range(1, 4))
+    assert prune_cutoff(1, ttl_seconds=None, max_results=5) == 16
+    assert prune_cutoff(2, ttl_seconds=None, max_results=5) is None
 
 
-def test_command(settings) -> None:
-    make_results(1, 4, age_seconds=100)
-    out = io.StringIO()
-    call_command("pruneresults", "--ttl", "-1", "--max", "1", stdout=out)
-    assert "deleted 3 request results" in out.getvalue()
-    call_command("pruneresults", "--ttl", "10", stdout=out)
-    assert RequestResult.objects.count() == 0
+def test_prune_before_deletes_only_older_instances_of_that_group() -> None:
+    make_results(1, range(1, 11))
+    make_results(2, range(1, 11))
+    assert prune_before(1, 6) == 5
+    assert sorted(RequestResult.objects.filter(group_id=1).values_list("instance", flat=True)) == [
+        6,
+        7,
+        8,
+        9,
+        10,
+    ]
+    assert RequestResult.objects.filter(group_id=2).count() == 10

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import random
 import sqlite3
 import threading
@@ -33,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tests.fixtures.cluster import Cluster
@@ -96,6 +98,7 @@ class Report:
     phases: dict[str, float] = field(default_factory=dict)
     check_seconds: float = 0.0
     history: History | None = None
+    history_path: Path | None = None
 
     @property
     def problems(self) -> list[str]:
@@ -139,6 +142,8 @@ class Report:
             lines.append(f"  (harness) {error}")
         timing = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in self.phases.items())
         lines.append(f"  time: {timing}")
+        if self.history_path is not None:
+            lines.append(f"  history: {self.history_path}")
         lines.append(f"  verdict: {self.verdict}")
         return "\n".join(lines)
 
@@ -264,6 +269,7 @@ class JepsenRun:
             finals = self.final_reads()
             phase("final reads")
             self.report.run_seconds = time.monotonic() - started
+            self.report.history_path = self.save_history(self.cluster.folder / "history.jsonl")
             self.check(finals)
             phase("check")
             return self.report
@@ -555,6 +561,17 @@ class JepsenRun:
                 if (group, key) not in self.keys.used and (group, key) not in self.accounts:
                     finals.setdefault(f"{group}/{key}", {})[node] = rows[key]
         return finals
+
+    def save_history(self, path: Path) -> Path:
+        """Every op and fault as JSON lines (times in ns of the test's monotonic clock)."""
+        with path.open("w") as out:
+            for op in self.history.snapshot():
+                record = {k: v for k, v in vars(op).items()}
+                record["output"] = repr(op.output) if op.f == "cas" else op.output
+                out.write(json.dumps({"op": record}) + "\n")
+            for fault in self.history.faults:
+                out.write(json.dumps({"fault": vars(fault)}) + "\n")
+        return path
 
     def check(self, finals: dict[str, dict[int, str | None]]) -> None:
         cluster = self.cluster
