@@ -21,11 +21,13 @@ $(STAMP): requirements.txt
 demo: setup
 	$(BIN)/python manage.py runpaxos --demo --nodes $(NODES)
 
-# The whole suite on SQLite (the default), then everything that touches a database again on
-# PostgreSQL (a server on 127.0.0.1:5432 with trust auth; one database per node is created).
+# The whole suite on SQLite (the default), then on PostgreSQL (a server on 127.0.0.1:5432 with
+# trust auth): the storage/runtime tests of tests/node, and every test marked `postgres` (real
+# clusters with one PostgreSQL database per node).
 test: setup
 	$(BIN)/python -m pytest
-	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest -m "postgres"
+	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest tests/node
+	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest -m postgres --ignore=tests/node
 
 lint: setup
 	$(BIN)/ruff check .

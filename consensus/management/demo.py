@@ -54,8 +54,8 @@ def _print_welcome(config: ClusterConfig, folder: Path, password: str, out: Text
     ]
     for node in config.nodes:
         lines.append(
-            f"  node {node.node_id}: {node.http_url}/   admin {node.http_url}/admin/   "
-            f"log {folder / f'node{node.node_id}.log'}"
+            f"  node {node.node_id}: {node.http_url}/dashboard/   admin {node.http_url}/admin/"
+            f"   log {folder / f'node{node.node_id}.log'}"
         )
     lines += [
         f"API token:   {token}",
@@ -64,7 +64,7 @@ def _print_welcome(config: ClusterConfig, folder: Path, password: str, out: Text
         f"  curl -X PUT -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
         f"-d '{json.dumps({'value': 'Mike'})}' {first.http_url}/api/kv/1/name",
         f"  curl -H 'Authorization: Bearer {token}' {config.nodes[-1].http_url}/api/kv/1/name",
-        f"  curl {first.http_url}/api/status/",
+        f"  curl -H 'Authorization: Bearer {token}' {first.http_url}/api/status/",
         "Press Ctrl-C to stop the cluster.",
     ]
     out.write("\n".join(lines) + "\n")

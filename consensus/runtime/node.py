@@ -32,6 +32,7 @@ from consensus.config import DATA_PERSISTENCE_OFF_WARNING, ClusterConfig
 from consensus.core import (
     ChosenEntry,
     Command,
+    Forward,
     LearnReply,
     LogRead,
     Message,
@@ -505,6 +506,9 @@ class PaxosNode:
         batch = [ready for _replica, ready in readies]
         for ready in batch:
             transport.send(ready.eager_messages)  # no votes: they overlap the write below
+            forwarded = sum(len(m.commands) for m in ready.eager_messages if isinstance(m, Forward))
+            if forwarded:
+                self.observer.forwarded(ready.group_id, forwarded)
         votes = any(ready.persist.must_sync for ready in batch)
         applies = any(ready.committed for ready in batch)
         started = time.perf_counter()
@@ -630,6 +634,6 @@ class PaxosNode:
         return {
             "node_id": self.node_id,
             "uptime_seconds": round(time.monotonic() - self.started_at, 1),
-            "groups": [vars(self.group_status(g)) for g in self.config.group_ids],
+            "groups": [vars(self.group_status(g)) for g in list(self.replicas)],
             "peers": transport.status() if transport is not None else {},
         }

@@ -151,6 +151,11 @@ class Report:
 # --------------------------------------------------------------------------- keys
 
 
+def balance_of(value: str) -> int:
+    return int(value.split("|", 1)[0])
+
+
+
 class KeySpace:
     """The keys register clients use right now, retired after ``ops_per_key`` ops."""
 
@@ -214,6 +219,7 @@ class JepsenRun:
         self.nemesis: Nemesis | None = None
         self._threads: list[threading.Thread] = []
         self._transfers = itertools.count()
+        self._credits = itertools.count()
         self._lying: list[LyingClient] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -404,7 +410,7 @@ class JepsenRun:
                 group,
                 key,
                 rng,
-                value=str(self.settings.bank_balance),
+                value=f"{self.settings.bank_balance}|open",
                 until=lambda: time.monotonic() > deadline,
             )
             if op.type != OK:
@@ -414,10 +420,13 @@ class JepsenRun:
         rng = random.Random(f"{self.settings.seed}-bank-{number}")
         client = self.client(reads="linearizable")
         process = f"bank{number}"
-        while not self.stop.is_set():
+        for sequence in itertools.count():
+            if self.stop.is_set():
+                return
             source, target = rng.sample(self.accounts, 2)
             amount = rng.randint(1, 10)
-            if self.transfer(client, process, rng, source, target, amount):
+            tag = f"{process}.{sequence}"
+            if self.transfer(client, process, rng, source, target, amount, tag):
                 next(self._transfers)
 
     def _definite(self, client: Client, process: str, rng: random.Random, *args: Any) -> Op:
@@ -443,9 +452,13 @@ class JepsenRun:
         source: tuple[int, str],
         target: tuple[int, str],
         amount: int,
+        tag: str,
     ) -> bool:
+        """Move ``amount`` from ``source`` to ``target``. A balance is stored as
+        ``"<amount>|<tag>"`` with a tag no other write uses, so every bank write is unique and
+        the checker can tell a cas applied twice (its retry would report a value nobody wrote)."""
         # Debit: read, then cas; give up (nothing moved) on a failed cas or after a few tries.
-        for _attempt in range(5):
+        for attempt in range(5):
             if self.stop.is_set():
                 return False
             read = self.perform(client, process, "get", *source, rng)
@@ -454,11 +467,11 @@ class JepsenRun:
             if read.output is None:
                 self.report.bank.append(f"account {source} vanished: {read.describe()}")
                 return False
-            balance = int(read.output)
+            balance = balance_of(read.output)
             if balance < amount:
                 return False
             debit = self._definite(
-                client, process, rng, "cas", *source, read.output, str(balance - amount)
+                client, process, rng, "cas", *source, read.output, f"{balance - amount}|{tag}-{attempt}"
             )
             if debit.type != OK:
                 self.report.bank.append(f"debit outcome never known: {debit.describe()}")
@@ -474,7 +487,13 @@ class JepsenRun:
                 time.sleep(0.1)
                 continue
             credit = self._definite(
-                client, process, rng, "cas", *target, read.output, str(int(read.output) + amount)
+                client,
+                process,
+                rng,
+                "cas",
+                *target,
+                read.output,
+                f"{balance_of(read.output) + amount}|{tag}+{next(self._credits)}",
             )
             if credit.type == OK and credit.output[0]:
                 return True
@@ -590,7 +609,7 @@ class JepsenRun:
         total = self.settings.bank_balance * len(self.accounts)
         for node in cluster.nodes if self.accounts else ():
             balances = [finals[f"{g}/{k}"][node] for g, k in self.accounts]
-            amounts = [int(b) if b is not None else None for b in balances]
+            amounts = [balance_of(b) if b is not None else None for b in balances]
             if None in amounts or sum(amounts) != total:  # type: ignore[arg-type]
                 report.bank.append(f"node {node}: balances {balances} do not add up to {total}")
         for group in self.settings.groups:

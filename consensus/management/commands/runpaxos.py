@@ -81,7 +81,7 @@ class Command(BaseCommand):
             _restart_as_node(config, options)
         self._prepare_database(config)
         machines = _build_state_machines(config)
-        from consensus.runtime.server import serve
+        from consensus.management.server import serve
 
         serve(
             config,

@@ -1,5 +1,6 @@
-"""Run one node: daphne serving the Django site on the node's port, and the Paxos runtime, in one
-process and one event loop (daphne runs Twisted on asyncio; the runtime is a task on that loop).
+"""Run one node, the composition root: daphne serving the Django site on the node's port, the
+Paxos runtime and the dashboard feed, in one process and one event loop (daphne runs Twisted on
+asyncio; the runtime is a task on that loop).
 
 Daphne has no ASGI lifespan, so the runtime starts from daphne's ``ready_callable`` and stops from
 a Twisted "before shutdown" trigger, which daphne's own SIGTERM/SIGINT handling fires.
@@ -16,10 +17,9 @@ from typing import Any
 from django.conf import settings
 
 from consensus.config import ClusterConfig
+from consensus.runtime import install_node
+from consensus.runtime.node import PaxosNode
 from consensus.statemachine import StateMachine
-
-from . import install_node
-from .node import PaxosNode
 
 logger = logging.getLogger("consensus.runtime")
 
