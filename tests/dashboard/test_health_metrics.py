@@ -116,7 +116,8 @@ def wait_for_status(cluster: Cluster, node_id: int, path: str, status: int, time
 def test_readyz_turns_unready_when_cut_off_from_the_majority(cluster_factory) -> None:
     cluster: Cluster = cluster_factory()
     body = json.loads(wait_for_status(cluster, 1, "/readyz", 200, timeout=15))
-    assert body["status"] == "ready" and body["reachable"] == 3
+    assert body["status"] == "ready"
+    assert body["reachable"] >= 2  # a majority; the third link may still be connecting
 
     cluster.kill_node(2)
     cluster.kill_node(3)
