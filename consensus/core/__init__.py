@@ -23,6 +23,7 @@ from .messages import (
     Promise,
     ReadIndexReply,
     ReadIndexRequest,
+    TimeoutNow,
     Value,
 )
 from .ready import AcceptedWrite, Failed, LogRead, Persist, ReadState, Ready
@@ -66,5 +67,6 @@ __all__ = [
     "ReplicaConfig",
     "Role",
     "StoredInstance",
+    "TimeoutNow",
     "Value",
 ]

@@ -36,6 +36,10 @@ class ReplicaConfig:
     recent_request_ids: int = 20_000
     """Request ids of recently chosen commands a leader remembers, to drop late retries of them
     instead of putting them in the log again (the applier would skip them anyway)."""
+    preferred_leader: int | None = None
+    """The node that should lead this group when it is up and caught up: it campaigns first (its
+    election timeout is drawn from the low end of the range) and a leader hands over to it. The
+    runtime spreads groups' preferred leaders over the nodes so every node's CPU takes a share."""
     quorum_loss_ticks: int = 0
     """A leader that hears from no majority for this long steps down (0: 3 * election_ticks)."""
 
@@ -48,6 +52,8 @@ class ReplicaConfig:
             raise LocalProtocolError("election_ticks must be >= 2 and heartbeat_ticks >= 1")
         if self.heartbeat_ticks >= self.election_ticks:
             raise LocalProtocolError("heartbeat_ticks must be below election_ticks")
+        if self.preferred_leader is not None and self.preferred_leader not in self.node_ids:
+            raise LocalProtocolError(f"preferred leader {self.preferred_leader} is not a member")
         if self.window < 1 or self.max_batch_commands < 1:
             raise LocalProtocolError("window and max_batch_commands must be >= 1")
 

@@ -53,6 +53,9 @@ class Leadership:
     acked_seq: dict[int, int] = field(default_factory=dict)
     reads: list[PendingRead] = field(default_factory=list)
     read_heartbeat_due: bool = False
+    started_tick: int = 0
+    transfer_tick: int = 0
+    """Earliest tick for the next hand-over attempt to the preferred leader."""
     announced_upto: int = 0
     """The chosen prefix last sent to followers (on an Accept or Heartbeat)."""
     progress_tick: int = 0

@@ -153,6 +153,14 @@ class ReadIndexReply(Message):
     index: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutNow(Message):
+    """The leader of ``ballot`` hands leadership to the receiver (the group's preferred leader):
+    campaign now instead of waiting for an election timeout (Raft's leadership transfer)."""
+
+    ballot: Ballot
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Prepare,
     Promise,
@@ -166,5 +174,6 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Forward,
     ReadIndexRequest,
     ReadIndexReply,
+    TimeoutNow,
 )
 """Every concrete message class, in a fixed order (the codec's type tags follow it)."""

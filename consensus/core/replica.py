@@ -55,12 +55,14 @@ from .messages import (
     Promise,
     ReadIndexReply,
     ReadIndexRequest,
+    TimeoutNow,
     Value,
 )
 from .ready import Failed, LogRead, Persist, ReadState, Ready
 from .storage import InitialState
 
 EAGER_TYPES = (
+    TimeoutNow,
     Accept,
     Heartbeat,
     Forward,
@@ -139,6 +141,7 @@ class Replica:
             Forward: self._on_forward,  # type: ignore[dict-item]
             ReadIndexRequest: self._on_read_index_request,  # type: ignore[dict-item]
             ReadIndexReply: self._on_read_index_reply,  # type: ignore[dict-item]
+            TimeoutNow: self._on_timeout_now,  # type: ignore[dict-item]
         }
 
     def _make_acceptor(self, promised: Ballot) -> Acceptor:
@@ -432,6 +435,8 @@ class Replica:
             next_instance=top + 1,
             max_queue=self.config.max_pending,
             progress_tick=self._now,
+            started_tick=self._now,
+            transfer_tick=self._now + self.config.election_ticks,
         )
         self.role = Role.LEADER
         self._candidacy = None
@@ -514,6 +519,27 @@ class Replica:
         stuck = leadership.inflight or self.log.chosen_upto < leadership.start - 1
         if stuck and self._now - leadership.progress_tick > config.quorum_loss_limit:
             self._step_down()  # e.g. the only peer that could teach us the gap is gone
+            return
+        self._maybe_hand_over(leadership)
+
+    def _maybe_hand_over(self, leadership: Leadership) -> None:
+        """Hand leadership to the preferred node once it is up and nearly caught up."""
+        config = self.config
+        preferred = config.preferred_leader
+        if preferred is None or preferred == self.node_id or self._now < leadership.transfer_tick:
+            return
+        recently_heard = self._now - leadership.last_heard.get(preferred, -(10**9))
+        caught_up = self.peer_chosen_upto.get(preferred, 0) >= self.log.chosen_upto - config.window
+        if recently_heard <= 2 * config.heartbeat_ticks and caught_up:
+            leadership.transfer_tick = self._now + 4 * config.election_ticks
+            self._send(
+                TimeoutNow(
+                    group_id=self.group_id,
+                    src=self.node_id,
+                    dst=preferred,
+                    ballot=leadership.ballot,
+                )
+            )
 
     def _broadcast_heartbeat(self, leadership: Leadership) -> None:
         leadership.heartbeat_seq += 1
@@ -709,6 +735,10 @@ class Replica:
             )
         )
 
+    def _on_timeout_now(self, msg: TimeoutNow) -> None:
+        if self.role is Role.FOLLOWER and msg.ballot == self.leader_ballot:
+            self._start_election()
+
     # ------------------------------------------------------------------ linearizable reads
 
     def _route_read(self, reply_to: int, token: int) -> None:
@@ -792,5 +822,13 @@ class Replica:
             self._outbox.append(msg)
 
     def _random_election_timeout(self) -> int:
+        """Between ``election_ticks`` and twice that; the preferred leader draws from the first
+        fifth of the range and everybody else from the rest, so it usually campaigns first."""
         ticks = self.config.election_ticks
-        return self._rng.randrange(ticks, 2 * ticks)
+        preferred = self.config.preferred_leader
+        early = ticks + max(1, ticks // 5)
+        if preferred is None:
+            return self._rng.randrange(ticks, 2 * ticks)
+        if preferred == self.node_id:
+            return self._rng.randrange(ticks, early)
+        return self._rng.randrange(early, 2 * ticks)

@@ -279,6 +279,10 @@ class SimCluster:
                 max_batch_commands=6,
                 learn_batch=8,
                 cache_size=6,
+                # Odd groups prefer a node (leader hand-over is exercised), even groups do not.
+                preferred_leader=(
+                    self.node_ids[(group_id - 1) % len(self.node_ids)] if group_id % 2 else None
+                ),
             )
             self.checker.on_recover(node.node_id, group_id, disk.storage)
             state: InitialState = disk.storage.initial_state(recent=4)

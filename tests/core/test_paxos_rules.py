@@ -495,3 +495,35 @@ def test_isolated_leader_never_answers_reads() -> None:
     leader.read_index(5)
     cluster.tick_all(50)
     assert reads_of(cluster, 1) == []
+
+
+# -------------------------------------------------------------------- preferred leaders
+
+
+def test_the_preferred_leader_campaigns_first() -> None:
+    for seed in range(10):
+        timeouts = {}
+        for node_id in (1, 2, 3):
+            config = make_config(node_id, preferred_leader=2)
+            replica = Replica(config, InitialState(), random.Random(seed))
+            ticks = 0
+            while replica.role is Role.FOLLOWER:
+                replica.tick()
+                ticks += 1
+            timeouts[node_id] = ticks
+        assert timeouts[2] < min(timeouts[1], timeouts[3])
+        assert all(10 <= t < 20 for t in timeouts.values())
+
+
+def test_a_leader_hands_over_to_the_preferred_node_once_it_is_caught_up() -> None:
+    cluster = Harness(overrides={"preferred_leader": 3})
+    cluster.elect(1)
+    cluster.submit(1, "before")
+    cluster.stabilize()
+    cluster.tick_all(25)
+    assert cluster.replicas[3].is_leader()
+    assert not cluster.replicas[1].is_leader()
+    cluster.submit(2, "after")
+    cluster.stabilize()
+    cluster.tick_all(3)
+    assert cluster.applied_payloads(1) == ["before", "after"]

@@ -104,7 +104,7 @@ def test_empty_frame_round_trips() -> None:
 
 def test_wire_schema_is_pinned() -> None:
     """Changing a message class changes the wire: then bump codec.VERSION and update this."""
-    assert VERSION == 2
+    assert VERSION == 3
     assert codec.wire_schema() == [
         (0, "Prepare", [*HEADER, ("ballot", "ballot"), ("first_instance", "uint")]),
         (
@@ -146,6 +146,7 @@ def test_wire_schema_is_pinned() -> None:
         (9, "Forward", [*HEADER, ("commands", "value")]),
         (10, "ReadIndexRequest", [*HEADER, ("token", "uint")]),
         (11, "ReadIndexReply", [*HEADER, ("token", "uint"), ("index", "uint")]),
+        (12, "TimeoutNow", [*HEADER, ("ballot", "ballot")]),
     ]
 
 
