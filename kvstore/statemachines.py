@@ -17,6 +17,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import connection
+
 from consensus.registry import register
 from consensus.statemachine import ApplyContext, StateMachine
 
@@ -119,13 +121,16 @@ class KVStateMachine(StateMachine):
                 parsed.append((str(error), context))
         keys = sorted({item["key"] for item, _context in parsed if isinstance(item, dict)})
         current: dict[str, str | None] = dict.fromkeys(keys)
-        for start in range(0, len(keys), BATCH_QUERY_KEYS):
-            chunk = keys[start : start + BATCH_QUERY_KEYS]
-            current.update(
-                Entry.objects.filter(group_id=self.group_id, key__in=chunk).values_list(
-                    "key", "value"
+        table = Entry._meta.db_table
+        with connection.cursor() as cursor:  # raw SQL: this runs on every commit
+            for start in range(0, len(keys), BATCH_QUERY_KEYS):
+                chunk = keys[start : start + BATCH_QUERY_KEYS]
+                cursor.execute(
+                    f'SELECT "key", "value" FROM {table} WHERE group_id = %s '
+                    f'AND "key" IN ({", ".join(["%s"] * len(chunk))})',
+                    [self.group_id, *chunk],
                 )
-            )
+                current.update(cursor.fetchall())
         written: dict[str, tuple[str, int] | None] = {}
         results: list[Any] = []
         for item, context in parsed:
@@ -149,21 +154,22 @@ class KVStateMachine(StateMachine):
                     results.append({"key": key, "succeeded": True, "value": item["value"]})
                 else:
                     results.append({"key": key, "value": item["value"]})
-        deleted = [key for key, entry in written.items() if entry is None]
-        for start in range(0, len(deleted), BATCH_QUERY_KEYS):
-            chunk = deleted[start : start + BATCH_QUERY_KEYS]
-            Entry.objects.filter(group_id=self.group_id, key__in=chunk).delete()
+        deleted = [(self.group_id, key) for key, entry in written.items() if entry is None]
         rows = [
-            Entry(group_id=self.group_id, key=key, value=entry[0], instance=entry[1])
+            (self.group_id, key, entry[0], entry[1])
             for key, entry in written.items()
             if entry is not None
         ]
-        if rows:
-            Entry.objects.bulk_create(
-                rows,
-                batch_size=BATCH_QUERY_KEYS,
-                update_conflicts=True,
-                unique_fields=["group_id", "key"],
-                update_fields=["value", "instance"],
-            )
+        with connection.cursor() as cursor:
+            if deleted:
+                cursor.executemany(
+                    f'DELETE FROM {table} WHERE group_id = %s AND "key" = %s', deleted
+                )
+            if rows:
+                cursor.executemany(
+                    f'INSERT INTO {table} (group_id, "key", "value", instance) '
+                    'VALUES (%s, %s, %s, %s) ON CONFLICT (group_id, "key") DO UPDATE '
+                    'SET "value" = excluded."value", instance = excluded.instance',
+                    rows,
+                )
         return results

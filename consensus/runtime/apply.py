@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
+from django.utils import timezone
 
 from consensus.core import ChosenEntry
 from consensus.models import AppliedIndex, RequestResult
@@ -129,21 +130,14 @@ class Applier:
                 batch.append((command.payload, ApplyContext(group_id, entry.instance, request_id)))
         results = self._apply_batch(self.machines[group_id], batch)
         outcomes: list[Outcome] = []
-        rows: list[RequestResult] = []
+        rows: list[tuple[str, int, str]] = []
         for request_id, instance, position in plan:
             if position is not None:
                 result = results[position]
                 known[request_id] = (instance, result)
                 outcomes.append(Outcome(group_id, request_id, instance, result))
                 if request_id in fresh and not replay:
-                    rows.append(
-                        RequestResult(
-                            group_id=group_id,
-                            request_id=request_id,
-                            instance=instance,
-                            result=encode_result(result),
-                        )
-                    )
+                    rows.append((request_id, instance, encode_result(result)))
             elif request_id.startswith(RESERVED_PREFIX):
                 outcomes.append(Outcome(group_id, request_id, instance, None))
             else:
@@ -157,16 +151,9 @@ class Applier:
                 for rid in [r for r, i in replay_seen.items() if i < cutoff]:
                     del replay_seen[rid]
             return outcomes
-        if rows:
-            RequestResult.objects.using(self.using).bulk_create(rows, ignore_conflicts=True)
+        self._record(group_id, rows, entries[-1].instance)
         if cutoff:
             prune_before(group_id, cutoff, self.using)
-        AppliedIndex.objects.using(self.using).bulk_create(
-            [AppliedIndex(group_id=group_id, applied=entries[-1].instance)],
-            update_conflicts=True,
-            unique_fields=["group"],
-            update_fields=["applied"],
-        )
         return outcomes
 
     def _apply_batch(
@@ -206,6 +193,7 @@ class Applier:
     def _known_results(
         self, group_id: int, entries: Sequence[ChosenEntry]
     ) -> dict[str, tuple[int, Any]]:
+        """Stored first results of the batch's request ids (raw SQL: this runs per commit)."""
         request_ids = [
             command.request_id
             for entry in entries
@@ -213,16 +201,35 @@ class Applier:
             if not command.request_id.startswith(RESERVED_PREFIX)
         ]
         known: dict[str, tuple[int, Any]] = {}
-        for start in range(0, len(request_ids), _LOOKUP_CHUNK):
-            chunk = request_ids[start : start + _LOOKUP_CHUNK]
-            rows = (
-                RequestResult.objects.using(self.using)
-                .filter(group_id=group_id, request_id__in=chunk)
-                .values_list("request_id", "instance", "result")
-            )
-            for request_id, instance, result in rows:
-                known[request_id] = (instance, decode_result(result))
+        with connections[self.using].cursor() as cursor:
+            for start in range(0, len(request_ids), _LOOKUP_CHUNK):
+                chunk = request_ids[start : start + _LOOKUP_CHUNK]
+                cursor.execute(
+                    "SELECT request_id, instance, result FROM consensus_requestresult "
+                    f"WHERE group_id = %s AND request_id IN ({', '.join(['%s'] * len(chunk))})",
+                    [group_id, *chunk],
+                )
+                for request_id, instance, result in cursor.fetchall():
+                    known[request_id] = (instance, decode_result(result))
         return known
+
+    def _record(self, group_id: int, rows: list[tuple[str, int, str]], applied: int) -> None:
+        """Store first results and the applied index (raw SQL, same on SQLite and PostgreSQL)."""
+        connection = connections[self.using]
+        with connection.cursor() as cursor:
+            if rows:
+                now = connection.ops.adapt_datetimefield_value(timezone.now())
+                cursor.executemany(
+                    "INSERT INTO consensus_requestresult "
+                    "(group_id, request_id, instance, result, created_at) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (group_id, request_id) DO NOTHING",
+                    [(group_id, rid, instance, result, now) for rid, instance, result in rows],
+                )
+            cursor.execute(
+                "INSERT INTO consensus_appliedindex (group_id, applied) VALUES (%s, %s) "
+                "ON CONFLICT (group_id) DO UPDATE SET applied = excluded.applied",
+                [group_id, applied],
+            )
 
 
 def _parse_cutoff(payload: str) -> int:
