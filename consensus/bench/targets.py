@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
+
+from consensus.client import PaxosClient
 
 
 class Target(Protocol):
@@ -59,6 +63,46 @@ class PaxosRestTarget:
             await response.read()
             if response.status not in (200, 404):
                 raise RequestFailed(f"HTTP {response.status}")
+
+
+@dataclass
+class PaxosClientTarget:
+    """The Python client (``consensus.client.PaxosClient``, keep-alive HTTP with failover): one
+    client object per concurrent client, each on its own thread, first node spread round-robin."""
+
+    urls: list[str]
+    token: str
+    groups: list[int]
+    consistency: str = "linearizable"
+    name: str = "paxos-client"
+    _clients: dict[asyncio.Task[object], tuple[PaxosClient, int]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def _client(self) -> tuple[PaxosClient, int]:
+        task = asyncio.current_task()
+        assert task is not None
+        if task not in self._clients:
+            number = len(self._clients)
+            addresses = [urlsplit(url).netloc for url in self.urls]
+            first = addresses[number % len(addresses)]
+            host, _, port = first.rpartition(":")
+            client = PaxosClient(host, int(port), self.token, nodes=addresses)
+            self._clients[task] = (client, self.groups[number % len(self.groups)])
+        return self._clients[task]
+
+    async def put(self, session: aiohttp.ClientSession, key: str, value: str) -> None:
+        client, group = self._client()
+        await asyncio.to_thread(client.put, key, value, group)
+
+    async def get(self, session: aiohttp.ClientSession, key: str) -> None:
+        client, group = self._client()
+        await asyncio.to_thread(client.get, key, group, consistency=self.consistency)
+
+    def close(self) -> None:
+        for client, _group in self._clients.values():
+            client.close()
+        self._clients.clear()
 
 
 @dataclass

@@ -162,7 +162,10 @@ def check_key(
 
 
 def _wgl(
-    ops: Sequence[Op], step: Callable[[Any, Op], tuple[bool, Any]], initial: Any, deadline: float | None
+    ops: Sequence[Op],
+    step: Callable[[Any, Op], tuple[bool, Any]],
+    initial: Any,
+    deadline: float | None,
 ) -> tuple[str, str]:
     if not ops:
         return VALID, ""
@@ -291,9 +294,10 @@ def check(
         for key, key_ops in sorted(by_key.items())
     ]
     verdicts = {r.verdict for r in results}
-    verdict = (
-        INVALID if INVALID in verdicts else UNKNOWN_VERDICT if UNKNOWN_VERDICT in verdicts else VALID
-    )
+    verdict = VALID
+    for worst in (UNKNOWN_VERDICT, INVALID):
+        if worst in verdicts:
+            verdict = worst
     return CheckResult(verdict, results, time.perf_counter() - started)
 
 
@@ -301,7 +305,7 @@ def check(
 
 
 def lost_writes(ops: Iterable[Op], final: dict[str, dict[int, str | None]]) -> list[str]:
-    """"No acknowledged write lost": ``final`` maps key -> node -> the value every node holds
+    """ "No acknowledged write lost": ``final`` maps key -> node -> the value every node holds
     after healing and catching up. Every node must hold the same value; that value must have
     been written (by an op that was not over before some acknowledged write began), so every
     acknowledged write is either the final value or overwritten by a later (or concurrent) one.

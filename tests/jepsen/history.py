@@ -99,10 +99,7 @@ class Op:
         start = self.call / 1e9
         end = "inf" if self.ret is None else f"{self.ret / 1e9:.3f}"
         node = f" node {self.node}" if self.node is not None else ""
-        return (
-            f"#{self.index} {self.process}{node} {self.key} {what} [{status}] "
-            f"{start:.3f}..{end}"
-        )
+        return f"#{self.index} {self.process}{node} {self.key} {what} [{status}] {start:.3f}..{end}"
 
 
 @dataclass

@@ -39,8 +39,7 @@ def stale_read_mutation(ops: list[Op], rng: random.Random) -> list[Op] | None:
             for w1 in writes:
                 if w1.key == read.key and w1.ret is not None and w1.ret < w2.call:
                     mutated = [
-                        (Op(**{**vars(op), "output": w1.value}) if op is read else op)
-                        for op in ops
+                        (Op(**{**vars(op), "output": w1.value}) if op is read else op) for op in ops
                     ]
                     return mutated
     return None

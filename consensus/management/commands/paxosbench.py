@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from consensus.bench.loadgen import Workload, run
 from consensus.bench.report import median_of_runs, table
-from consensus.bench.targets import EtcdTarget, PaxosRestTarget, Target
+from consensus.bench.targets import EtcdTarget, PaxosClientTarget, PaxosRestTarget, Target
 from consensus.config import ClusterConfig, load_config, write_demo_config
 from consensus.management.processes import start_nodes, stop_nodes, wait_until_serving
 
@@ -45,6 +45,13 @@ class Command(BaseCommand):
         parser.add_argument("--keys", type=int, default=1000, help="distinct keys (1000)")
         parser.add_argument(
             "--consistency", choices=("linearizable", "local"), default="linearizable"
+        )
+        parser.add_argument(
+            "--path",
+            choices=("rest", "client", "both"),
+            default="rest",
+            help="drive the REST API with aiohttp (rest), the Python client PaxosClient on "
+            "threads (client), or both (default: rest)",
         )
         parser.add_argument("--etcd", help="comma-separated etcd client URLs to compare with")
         parser.add_argument("--runs", type=int, default=1, help="repeat and report medians (1)")
@@ -77,9 +84,15 @@ class Command(BaseCommand):
                 _wait_for_leaders(config)
                 urls = [node.http_url for node in config.nodes]
                 token = config.api_tokens[0]
-            targets: list[Target] = [
-                PaxosRestTarget(urls, token, groups, consistency=options["consistency"])
-            ]
+            targets: list[Target] = []
+            if options["path"] in ("rest", "both"):
+                targets.append(
+                    PaxosRestTarget(urls, token, groups, consistency=options["consistency"])
+                )
+            if options["path"] in ("client", "both"):
+                targets.append(
+                    PaxosClientTarget(urls, token, groups, consistency=options["consistency"])
+                )
             if options["etcd"]:
                 etcd_urls = [u.strip().rstrip("/") for u in options["etcd"].split(",")]
                 targets.append(EtcdTarget(etcd_urls, consistency=options["consistency"]))

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# A local 3-member etcd cluster on 127.0.0.1 for side-by-side benchmarks (not a dependency:
+# Debian's etcd-server package provides /usr/bin/etcd). Usage:
+#   scripts/etcd-cluster.sh start [DIR]   # prints the client URLs for paxosbench --etcd
+#   scripts/etcd-cluster.sh stop  [DIR]
+set -euo pipefail
+action=${1:-start}
+dir=${2:-/tmp/paxos-etcd}
+cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
+case "$action" in
+start)
+    command -v etcd >/dev/null || { echo "etcd not found: apt-get install etcd-server" >&2; exit 1; }
+    mkdir -p "$dir"
+    for i in 1 2 3; do
+        etcd --name "e$i" --data-dir "$dir/e$i" \
+            --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+            --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+            --initial-cluster "$cluster" --initial-cluster-state new --log-level error \
+            >"$dir/e$i.log" 2>&1 &
+        echo $! >"$dir/e$i.pid"
+    done
+    for _ in $(seq 50); do
+        curl -sf -X POST http://127.0.0.1:23791/v3/kv/range -d '{"key":"a2V5"}' >/dev/null && break
+        sleep 0.2
+    done
+    echo "http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793"
+    ;;
+stop)
+    for i in 1 2 3; do
+        [ -f "$dir/e$i.pid" ] && kill "$(cat "$dir/e$i.pid")" 2>/dev/null || true
+    done
+    sleep 1
+    rm -rf "$dir"
+    ;;
+*) echo "usage: $0 start|stop [DIR]" >&2; exit 2 ;;
+esac

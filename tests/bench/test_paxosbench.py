@@ -1,0 +1,89 @@
+"""Smoke test of the benchmark command: it starts a cluster, drives it, reports and stops it.
+It checks that the command works (and stops every node it started), not how fast anything is."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.e2e
+
+
+def runpaxos_pids() -> set[int]:
+    """PIDs of runpaxos processes (to check the benchmark leaves none behind)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"runpaxos" in cmdline and b"paxosbench-" in cmdline:
+                pids.add(int(entry.name))
+    return pids
+
+
+def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
+    before = runpaxos_pids()
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT / "manage.py"),
+            "paxosbench",
+            "--nodes",
+            "3",
+            "--groups",
+            "2",
+            "--clients",
+            "1,4",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.3",
+            "--reads",
+            "0.5",
+            "--path",
+            "both",
+            "--json",
+            str(out),
+        ],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ops_per_s" in result.stdout and "p99_ms" in result.stdout
+    rows = json.loads(out.read_text())
+    assert {(row["target"], row["clients"]) for row in rows} == {
+        ("paxos-rest", 1),
+        ("paxos-rest", 4),
+        ("paxos-client", 1),
+        ("paxos-client", 4),
+    }
+    assert all(row["ops"] > 0 and row["errors"] == 0 for row in rows), rows
+    assert runpaxos_pids() <= before  # every node it started is gone
+
+
+def test_paxosbench_explains_bad_arguments() -> None:
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "manage.py"), "paxosbench", "--clients", "many"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "--clients takes numbers" in result.stderr
+    assert "Traceback" not in result.stderr
