@@ -81,6 +81,11 @@ PAXOS_API_TOKENS: tuple[str, ...] = tuple(
 )
 """Extra API tokens on top of the config's apiTokens (a dev server without a cluster config)."""
 # Exactly-once results (consensus.models.RequestResult), pruned by `manage.py pruneresults`.
+PAXOS_READ_MODE = os.environ.get("PAXOS_READ_MODE", "index")
+"""Linearizable reads: "index" (a read index confirmed by a majority heartbeat round, no disk
+write; the default) or "log" (a marker command through the log)."""
+PAXOS_PRUNE_INTERVAL = float(os.environ.get("PAXOS_PRUNE_INTERVAL", 60))
+"""Seconds between a leader's proposals to prune old exactly-once results (through the log)."""
 PAXOS_REQUEST_RESULT_TTL = int(os.environ.get("PAXOS_REQUEST_RESULT_TTL", 24 * 3600))
 """Seconds a request id's first result is kept at least (retries within it are exactly-once)."""
 PAXOS_REQUEST_RESULT_MAX = int(os.environ.get("PAXOS_REQUEST_RESULT_MAX", 1_000_000))

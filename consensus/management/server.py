@@ -52,6 +52,7 @@ def serve(
         result_ttl=_positive_or_none(getattr(settings, "PAXOS_REQUEST_RESULT_TTL", None)),
         result_max=_positive_or_none(getattr(settings, "PAXOS_REQUEST_RESULT_MAX", None)),
         prune_interval=float(getattr(settings, "PAXOS_PRUNE_INTERVAL", 60.0)),
+        read_mode=getattr(settings, "PAXOS_READ_MODE", "index"),
     )
     install_node(node)
     started: dict[str, asyncio.Future[Any]] = {}
