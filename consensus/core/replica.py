@@ -65,6 +65,7 @@ EAGER_TYPES = (
     TimeoutNow,
     Accept,
     Heartbeat,
+    HeartbeatAck,
     Forward,
     LearnRequest,
     LearnReply,
@@ -72,8 +73,9 @@ EAGER_TYPES = (
     ReadIndexReply,
 )
 """Messages that cast no vote and report nothing unpersisted: they may leave before the Ready's
-write (see ready.py). Prepare is not among them: it needs the candidate's own promise on disk, so a
-restart can never reuse its ballot."""
+write (see ready.py). A HeartbeatAck says "I promised nothing above your ballot": true of the
+durable promise too, which is never above the one in memory. Prepare is not among them: it needs
+the candidate's own promise on disk, so a restart can never reuse its ballot."""
 
 
 class RandomSource(Protocol):
@@ -96,7 +98,16 @@ class Role(enum.Enum):
 
 
 class Replica:
-    def __init__(self, config: ReplicaConfig, state: InitialState, rng: RandomSource) -> None:
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        state: InitialState,
+        rng: RandomSource,
+        first_read_token: int = 1,
+    ) -> None:
+        """``first_read_token`` must differ between incarnations of the node (pass a random
+        number): a late ReadIndexReply addressed to a previous incarnation must not complete a
+        read of this one with its older index."""
         self.config = config
         self._rng = rng
         self.log = InstanceLog(state, config.cache_size)
@@ -116,6 +127,9 @@ class Replica:
         self._pending: dict[str, PendingCommand] = {}
         self._recently_chosen: OrderedDict[str, None] = OrderedDict()
         self._pending_reads: dict[int, int] = {}  # read id -> tick it was last sent
+        self._read_queue: dict[int, None] = {}  # follower: reads waiting for the next ask
+        self._read_asks: dict[int, list[int]] = {}  # token of the ask in flight -> its reads
+        self._next_read_token = first_read_token
         self._reads: list[ReadState] = []
         # Output buffers, drained by ready().
         self._outbox: list[Message] = []
@@ -454,8 +468,7 @@ class Replica:
         self._broadcast_heartbeat(leadership)
         for pending in self._pending.values():
             leadership.enqueue(pending.command, self._recently_chosen)
-        for read_id in self._pending_reads:
-            self._route_read(self.node_id, read_id)
+        self._requeue_reads()
 
     def _propose(self, leadership: Leadership, instance: int, value: Value) -> None:
         leadership.inflight[instance] = value
@@ -580,8 +593,7 @@ class Replica:
         self.leader_ballot = ballot
         if changed:
             self._forwards.extend(pending.command for pending in self._pending.values())
-            for read_id in self._pending_reads:
-                self._route_read(self.node_id, read_id)
+            self._requeue_reads()
 
     # ------------------------------------------------------------------ learner side
 
@@ -715,10 +727,12 @@ class Replica:
             if pending.sent_at <= horizon:
                 pending.sent_at = self._now
                 self._route(pending.command)
-        for read_id, sent_at in self._pending_reads.items():
-            if sent_at <= horizon:
+        if self._leadership is None and any(
+            sent_at <= horizon for sent_at in self._pending_reads.values()
+        ):
+            for read_id in self._pending_reads:
                 self._pending_reads[read_id] = self._now
-                self._route_read(self.node_id, read_id)
+            self._requeue_reads()
 
     def _flush_forwards(self) -> None:
         if not self._forwards or self.leader_id is None:
@@ -744,13 +758,30 @@ class Replica:
     def _route_read(self, reply_to: int, token: int) -> None:
         if self._leadership is not None:
             self._leadership.reads.append(PendingRead(reply_to, token, index=-1, seq=-1))
-        elif self.leader_id is not None and self.leader_id != self.node_id:
-            self._send(
-                ReadIndexRequest(
-                    group_id=self.group_id, src=self.node_id, dst=self.leader_id, token=token
-                )
-            )
-        # else: no leader known; the retry timer sends it once there is one.
+        elif reply_to == self.node_id:
+            self._read_queue[token] = None
+            self._ask_for_reads()
+
+    def _ask_for_reads(self) -> None:
+        """A follower has at most one ReadIndexRequest in flight per group; reads that start
+        meanwhile wait and share the next one (each needs an index asked for after it began)."""
+        leader = self.leader_id
+        if self._read_asks or not self._read_queue or leader is None or leader == self.node_id:
+            return
+        token = self._next_read_token
+        self._next_read_token += 1
+        self._read_asks[token] = list(self._read_queue)
+        self._read_queue = {}
+        self._send(
+            ReadIndexRequest(group_id=self.group_id, src=self.node_id, dst=leader, token=token)
+        )
+
+    def _requeue_reads(self) -> None:
+        """Ask again (a new leader, or no answer in time): forget the asks in flight."""
+        self._read_asks = {}
+        self._read_queue = {}
+        for read_id in self._pending_reads:
+            self._route_read(self.node_id, read_id)
 
     def _on_read_index_request(self, msg: ReadIndexRequest) -> None:
         if self._leadership is not None:
@@ -758,7 +789,9 @@ class Replica:
         # Not the leader: drop; the asker retries.
 
     def _on_read_index_reply(self, msg: ReadIndexReply) -> None:
-        self._complete_read(msg.token, msg.index)
+        for read_id in self._read_asks.pop(msg.token, ()):
+            self._complete_read(read_id, msg.index)
+        self._ask_for_reads()
 
     def _complete_read(self, read_id: int, index: int) -> None:
         if self._pending_reads.pop(read_id, None) is not None:

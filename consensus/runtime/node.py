@@ -202,8 +202,12 @@ class PaxosNode:
         for group_id in self.config.group_ids:
             state = await writer.run(self.storage.load, group_id)
             self.applied[group_id] = await self._catch_up_state_machine(group_id, state.chosen_upto)
+            rng = random.Random()
             self.replicas[group_id] = Replica(
-                replica_config(self.config, group_id, self.tick_ms), state, random.Random()
+                replica_config(self.config, group_id, self.tick_ms),
+                state,
+                rng,
+                first_read_token=rng.getrandbits(62),
             )
             logger.info(
                 "node %s group %s: recovered promised=%s chosen_upto=%s applied=%s",
@@ -512,6 +516,11 @@ class PaxosNode:
             forwarded = sum(len(m.commands) for m in ready.eager_messages if isinstance(m, Forward))
             if forwarded:
                 self.observer.forwarded(ready.group_id, forwarded)
+        if not any(ready.persist or ready.committed for ready in batch):
+            self._release(readies)  # nothing to write or apply: no trip to the writer thread
+            for replica, ready in readies:
+                replica.advance(ready)
+            return
         started = time.perf_counter()
         # One transaction per turn of the loop: the writes of every Ready and the applications
         # they make possible (one commit is cheaper than a commit for the votes and another for

@@ -287,7 +287,10 @@ class SimCluster:
             self.checker.on_recover(node.node_id, group_id, disk.storage)
             state: InitialState = disk.storage.initial_state(recent=4)
             replica = self.mutant.replica_class(
-                config, state, random.Random(self.rng.getrandbits(64))
+                config,
+                state,
+                random.Random(self.rng.getrandbits(64)),
+                first_read_token=self.rng.getrandbits(48),
             )
             self.checker.on_restart(node.node_id, group_id, replica.promised)
             node.replicas[group_id] = replica

@@ -8,4 +8,13 @@
 ``nemesis``   faults: kill -9, pause, partitions through ``tests.fixtures.nemesis`` proxies,
               restart of every node
 ``workloads`` register and bank workloads, the runner and its report
+
+Running:
+
+    .venv/bin/pytest tests/jepsen                      # unit tests + the short runs (~1 min)
+    .venv/bin/pytest tests/jepsen --soak=600 -k soak -s  # 10 minutes on 3 nodes, then on 5
+    JEPSEN_SEED=123 .venv/bin/pytest tests/jepsen ...   # replay a run's random choices
+
+Every run prints a report (ops, failures, indeterminate ops, faults injected, time to check, the
+verdict) and keeps its history as JSON lines next to the node logs (``history.jsonl``).
 """

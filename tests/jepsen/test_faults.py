@@ -129,6 +129,7 @@ def test_negative_control_acknowledge_before_commit(cluster_factory) -> None:
         keys_per_group=1,
         bank_clients=0,
         lying_clients=2,
+        api="commands",  # the honest clients use the commands endpoint here, for coverage
         faults=("partition-halves",),
         quiet=(0.2, 0.2),
         fault_duration=(3.5, 3.5),

@@ -22,10 +22,12 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import json
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -42,7 +44,7 @@ from tests.fixtures.nemesis import ProxyNetwork
 
 from . import checker
 from .client import Client, LyingClient
-from .history import FAIL, INFO, OK, UNKNOWN, History, Op
+from .history import FAIL, INFO, OK, UNKNOWN, Fault, History, Op
 from .nemesis import FAULTS, Nemesis
 
 
@@ -95,6 +97,9 @@ class Report:
     nemesis_errors: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     anomalies: Counter[str] = field(default_factory=Counter)
+    availability: dict[str, float] = field(default_factory=dict)
+    """Register ops completed ok per second: with no fault active, and during each fault type
+    (a fault the cluster should ride out but that stops all progress is a liveness problem)."""
     run_seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
     check_seconds: float = 0.0
@@ -137,6 +142,11 @@ class Report:
             f"  lost writes: {len(self.lost_writes)}, bank problems: {len(self.bank)}, "
             f"log disagreements: {len(self.agreement)}, crashes: {len(self.crashes)}",
         ]
+        if self.availability:
+            lines.append(
+                "  ok ops/s: "
+                + ", ".join(f"{name} {rate:.0f}" for name, rate in self.availability.items())
+            )
         for problem in [*self.lost_writes, *self.bank, *self.agreement, *self.crashes][:10]:
             lines.append(f"  ! {problem}")
         for anomaly, count in self.anomalies.most_common(5):
@@ -149,6 +159,31 @@ class Report:
             lines.append(f"  history: {self.history_path}")
         lines.append(f"  verdict: {self.verdict}")
         return "\n".join(lines)
+
+
+def availability(ops: list[Op], faults: list[Fault]) -> dict[str, float]:
+    """Ok register ops per second outside faults and during each fault type."""
+    done = sorted(op.ret for op in ops if op.type == OK and op.process.startswith("c") and op.ret)
+    if not done:
+        return {}
+    windows: dict[str, list[tuple[int, int]]] = {}
+    for fault in faults:
+        end = fault.end if fault.end is not None else done[-1]
+        if end > fault.start:
+            windows.setdefault(fault.name, []).append((fault.start, end))
+    rates: dict[str, float] = {}
+    busy = 0
+    counted = 0
+    for name, spans in sorted(windows.items()):
+        seconds = sum(b - a for a, b in spans) / 1e9
+        count = sum(bisect.bisect(done, b) - bisect.bisect(done, a) for a, b in spans)
+        busy += sum(b - a for a, b in spans)
+        counted += count
+        rates[name] = count / seconds if seconds else 0.0
+    quiet = (done[-1] - done[0] - busy) / 1e9
+    if quiet > 0:
+        rates = {"no fault": max(0, len(done) - counted) / quiet, **rates}
+    return rates
 
 
 # --------------------------------------------------------------------------- keys
@@ -580,11 +615,17 @@ class JepsenRun:
 
         with ThreadPoolExecutor(len(cluster.nodes)) as pool:
             list(pool.map(read_all, cluster.nodes))
-        local = {
-            (node, group): self.local_values(node, group)
-            for node in cluster.nodes
-            for group in self.settings.groups
-        }
+        for _attempt in range(5):  # an indeterminate command may still be landing: settle
+            local = {
+                (node, group): self.local_values(node, group)
+                for node in cluster.nodes
+                for group in self.settings.groups
+            }
+            per_group = [[local[(n, g)] for n in cluster.nodes] for g in self.settings.groups]
+            if all(all(rows == views[0] for rows in views) for views in per_group):
+                break
+            time.sleep(1.0)
+            self.converge()
         finals: dict[str, dict[int, str | None]] = {}
         for group, key in keys:
             finals[f"{group}/{key}"] = {
@@ -619,6 +660,13 @@ class JepsenRun:
         report.transfers = next(self._transfers)
         report.crashes = list(self.nemesis.crashes)
         report.nemesis_errors = list(self.nemesis.errors)
+        report.availability = availability(ops, self.history.faults)
+        for process in cluster.nodes.values():
+            if not process.log_path.exists():
+                continue
+            for line in process.log_path.read_text(errors="replace").splitlines():
+                if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
+                    self.anomaly(f"node log: {re.sub(r'^[0-9-]+ [0-9:,]+ ', '', line)[:160]}")
         started = time.perf_counter()
         report.linearizability = checker.check(ops, time_limit=self.settings.check_time_limit)
         report.lost_writes = checker.lost_writes(ops, finals)
