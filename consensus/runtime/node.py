@@ -305,11 +305,7 @@ class PaxosNode:
 
         A request id that was already applied returns the first result without applying again.
         """
-        replica = self.replicas.get(group_id)
-        if replica is None:
-            raise UnknownGroupError(group_id)
-        if self._stopping or self._writer is None:
-            raise SubmitError("the node is shutting down")
+        replica = self._replica(group_id)
         if request_id is None:
             request_id = uuid.uuid4().hex
         elif not request_id.startswith(RESERVED_PREFIX):
@@ -350,11 +346,7 @@ class PaxosNode:
         """
         if self.read_mode == "log":
             return await self.log_barrier(group_id, timeout)
-        replica = self.replicas.get(group_id)
-        if replica is None:
-            raise UnknownGroupError(group_id)
-        if self._stopping:
-            raise SubmitError("the node is shutting down")
+        replica = self._replica(group_id)
         limit = timeout if timeout is not None else self.request_timeout
         self._read_ids += 1
         read_id = self._read_ids
@@ -372,6 +364,18 @@ class PaxosNode:
             reason = "no leader is known" if leader is None else f"leader {leader} did not confirm"
             raise NoQuorumError(f"group {group_id}: {reason} a read within {limit:g}s") from None
         return index
+
+    def _replica(self, group_id: int) -> Replica:
+        """The replica of a group that takes requests; a clear error when there is none."""
+        replica = self.replicas.get(group_id)
+        if replica is None:
+            if group_id in self.config.group_ids and not self._stopping:
+                # daphne serves while start() still recovers the groups one by one
+                raise SubmitError(f"group {group_id} is still starting", retry_after=0.5)
+            raise UnknownGroupError(group_id)
+        if self._stopping or self._writer is None:
+            raise SubmitError("the node is shutting down")
+        return replica
 
     async def _applied_to(self, group_id: int, index: int) -> None:
         if self.applied.get(group_id, 0) >= index:

@@ -15,11 +15,6 @@ from .client import NotSent, http_call
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: PaxosNode.start() registers groups one by one while daphne already serves, so "
-    "a starting node answers 404 'unknown group' for a configured group (should be 503)",
-)
 def test_a_starting_node_never_calls_a_configured_group_unknown(cluster_factory) -> None:
     cluster = cluster_factory(start=False, size=1, groups=(1, 2, 3, 4, 5, 6))
     cluster.start_node(1, wait=False)
