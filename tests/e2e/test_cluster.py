@@ -49,8 +49,9 @@ def test_commands_are_chosen_in_the_same_order_on_all_nodes(cluster_factory, bac
         assert len(commands) == 15  # every command once, no-ops aside
 
 
-def test_killed_leader_is_replaced_and_catches_up(cluster_factory) -> None:
-    cluster: Cluster = cluster_factory(groups=(1,))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_killed_leader_is_replaced_and_catches_up(cluster_factory, backend) -> None:
+    cluster: Cluster = cluster_factory(groups=(1,), backend=backend)
     old_leader = cluster.wait_for_leader(1)
     for n in range(10):
         cluster.submit(old_leader, 1, kv_put("before", str(n)))
@@ -70,8 +71,9 @@ def test_killed_leader_is_replaced_and_catches_up(cluster_factory) -> None:
     print(f"new leader elected {elected_after * 1000:.0f} ms after kill -9 of the leader")
 
 
-def test_stopped_follower_learns_every_instance_it_missed(cluster_factory) -> None:
-    cluster: Cluster = cluster_factory(groups=(1,))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stopped_follower_learns_every_instance_it_missed(cluster_factory, backend) -> None:
+    cluster: Cluster = cluster_factory(groups=(1,), backend=backend)
     leader = cluster.wait_for_leader(1)
     follower = next(n for n in cluster.nodes if n != leader)
     cluster.stop_node(follower)
@@ -82,8 +84,9 @@ def test_stopped_follower_learns_every_instance_it_missed(cluster_factory) -> No
     assert_same_logs(cluster, 1)
 
 
-def test_restart_with_commands_in_flight_loses_no_acknowledged_command(cluster_factory) -> None:
-    cluster: Cluster = cluster_factory(groups=(1,))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_restart_with_commands_in_flight_loses_no_acknowledged_command(cluster_factory, backend) -> None:
+    cluster: Cluster = cluster_factory(groups=(1,), backend=backend)
     acknowledged: list[str] = []
     stop = threading.Event()
     errors: list[Any] = []
