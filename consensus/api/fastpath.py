@@ -232,7 +232,7 @@ def require_node() -> PaxosNode:
 
 def require_group(node: PaxosNode, group_id: int) -> None:
     if group_id not in node.replicas:
-        if group_id in node.config.group_ids:
+        if node.is_starting(group_id):
             # The node serves HTTP while it still recovers its groups one by one.
             raise ApiError(503, f"group {group_id} is still starting", retry_after=0.5)
         raise unknown_group(node, group_id)

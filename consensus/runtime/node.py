@@ -365,11 +365,15 @@ class PaxosNode:
             raise NoQuorumError(f"group {group_id}: {reason} a read within {limit:g}s") from None
         return index
 
+    def is_starting(self, group_id: int) -> bool:
+        """A configured group whose replica is not up yet (the node serves HTTP meanwhile)."""
+        return group_id not in self.replicas and group_id in self.config.group_ids
+
     def _replica(self, group_id: int) -> Replica:
         """The replica of a group that takes requests; a clear error when there is none."""
         replica = self.replicas.get(group_id)
         if replica is None:
-            if group_id in self.config.group_ids and not self._stopping:
+            if self.is_starting(group_id) and not self._stopping:
                 # daphne serves while start() still recovers the groups one by one
                 raise SubmitError(f"group {group_id} is still starting", retry_after=0.5)
             raise UnknownGroupError(group_id)

@@ -38,6 +38,9 @@ class FakeNode:
         self.barriers = 0
         self.fail: Exception | None = None
 
+    def is_starting(self, group_id: int) -> bool:
+        return False
+
     async def submit(
         self, group_id: int, payload: str, request_id: str | None = None, timeout: Any = None
     ) -> Outcome:
