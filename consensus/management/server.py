@@ -94,7 +94,13 @@ async def _start(node: PaxosNode, host: str, port: int) -> None:
         logger.exception("node %s failed to start", node.node_id)
         os.kill(os.getpid(), signal.SIGTERM)
         raise
-    logger.info("node %s listening on http://%s:%s/", node.node_id, host, port)
+    logger.info(
+        "node %s listening on http://%s:%s/ (event loop: %s)",
+        node.node_id,
+        host,
+        port,
+        type(asyncio.get_running_loop()).__module__,
+    )
 
 
 def _positive_or_none(value: object) -> float | None:
