@@ -85,7 +85,9 @@ def test_stopped_follower_learns_every_instance_it_missed(cluster_factory, backe
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_restart_with_commands_in_flight_loses_no_acknowledged_command(cluster_factory, backend) -> None:
+def test_restart_with_commands_in_flight_loses_no_acknowledged_command(
+    cluster_factory, backend
+) -> None:
     cluster: Cluster = cluster_factory(groups=(1,), backend=backend)
     acknowledged: list[str] = []
     stop = threading.Event()
