@@ -60,6 +60,9 @@ class Prepare(Message):
 
     ballot: Ballot
     first_instance: int
+    force: bool = False
+    """Sent on a leader's hand-over (TimeoutNow): acceptors answer it even while they still
+    hear from a live leader, which otherwise makes them ignore Prepares (see Replica)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -128,7 +128,8 @@ class Replica:
         self._recently_chosen: OrderedDict[str, None] = OrderedDict()
         self._pending_reads: dict[int, int] = {}  # read id -> tick it was last sent
         self._read_queue: dict[int, None] = {}  # follower: reads waiting for the next ask
-        self._read_asks: dict[int, list[int]] = {}  # token of the ask in flight -> its reads
+        self._read_asks: dict[int, list[int]] = {}  # token of an ask -> the reads it covers
+        self._read_ask_waiting = False  # an ask is in flight and not yet due for a retry
         self._next_read_token = first_read_token
         self._reads: list[ReadState] = []
         # Output buffers, drained by ready().
@@ -325,13 +326,41 @@ class Replica:
     # ------------------------------------------------------------------ acceptor side
 
     def _on_prepare(self, msg: Prepare) -> None:
+        if msg.src != self.node_id and not msg.force and self._has_live_leader(msg.src):
+            # Leader stickiness (Raft's CheckQuorum/PreVote idea): while a leader demonstrably
+            # works, a node that cannot hear it (cut off, one way or both) must not depose it by
+            # campaigning. Ignoring a Prepare is always safe: it is a lost message.
+            return
         self._observe(msg.ballot)
         reply = self.acceptor.on_prepare(msg)
-        if isinstance(reply, Promise) and msg.src != self.node_id:
-            self._election_elapsed = 0  # give the candidate time to win
-            if msg.ballot > self.leader_ballot:
-                self.leader_id = None
+        if (
+            isinstance(reply, Promise)
+            and msg.src != self.node_id
+            and msg.ballot > self.leader_ballot
+        ):
+            self.leader_id = None
+        # No election-timer reset here: a candidate that cannot hear its voters would otherwise
+        # keep them from ever timing out and electing someone who can.
         self._send(reply)
+
+    def _has_live_leader(self, candidate: int) -> bool:
+        """Whether this node leads with a majority in touch, or follows a leader other than
+        ``candidate`` that it heard from within the election timeout."""
+        config = self.config
+        leadership = self._leadership
+        if leadership is not None:
+            heard = sum(
+                1
+                for node_id in config.peers
+                if self._now - leadership.last_heard.get(node_id, -(10**9)) < config.election_ticks
+            )
+            return heard + 1 >= config.quorum
+        return (
+            self.role is Role.FOLLOWER
+            and self.leader_id is not None
+            and self.leader_id != candidate
+            and self._election_elapsed < config.election_ticks
+        )
 
     def _on_accept(self, msg: Accept) -> None:
         self._observe(msg.ballot)
@@ -412,7 +441,7 @@ class Replica:
                 self._leadership.enqueue(command, self._recently_chosen)
         # Not the leader (any more): drop. The node that took the command retries it.
 
-    def _start_election(self) -> None:
+    def _start_election(self, force: bool = False) -> None:
         ballot = Ballot(max(self._highest_round, self.acceptor.promised.round) + 1, self.node_id)
         self._highest_round = ballot.round
         self.role = Role.CANDIDATE
@@ -433,6 +462,7 @@ class Replica:
                     dst=node_id,
                     ballot=ballot,
                     first_instance=first,
+                    force=force,
                 )
             )
 
@@ -751,7 +781,7 @@ class Replica:
 
     def _on_timeout_now(self, msg: TimeoutNow) -> None:
         if self.role is Role.FOLLOWER and msg.ballot == self.leader_ballot:
-            self._start_election()
+            self._start_election(force=True)
 
     # ------------------------------------------------------------------ linearizable reads
 
@@ -766,20 +796,33 @@ class Replica:
         """A follower has at most one ReadIndexRequest in flight per group; reads that start
         meanwhile wait and share the next one (each needs an index asked for after it began)."""
         leader = self.leader_id
-        if self._read_asks or not self._read_queue or leader is None or leader == self.node_id:
+        if (
+            self._read_ask_waiting
+            or not self._read_queue
+            or leader is None
+            or leader == self.node_id
+        ):
             return
         token = self._next_read_token
         self._next_read_token += 1
         self._read_asks[token] = list(self._read_queue)
         self._read_queue = {}
+        self._read_ask_waiting = True
         self._send(
             ReadIndexRequest(group_id=self.group_id, src=self.node_id, dst=leader, token=token)
         )
 
     def _requeue_reads(self) -> None:
-        """Ask again (a new leader, or no answer in time): forget the asks in flight."""
-        self._read_asks = {}
+        """Ask again (a new leader, or no answer in time) for every unanswered read. Earlier asks
+        stay valid: a late answer to one still covers its reads (it was asked after they began),
+        so a slow link delays reads instead of starving them."""
+        self._read_asks = {
+            token: read_ids
+            for token, read_ids in self._read_asks.items()
+            if any(read_id in self._pending_reads for read_id in read_ids)
+        }
         self._read_queue = {}
+        self._read_ask_waiting = False
         for read_id in self._pending_reads:
             self._route_read(self.node_id, read_id)
 
@@ -789,8 +832,14 @@ class Replica:
         # Not the leader: drop; the asker retries.
 
     def _on_read_index_reply(self, msg: ReadIndexReply) -> None:
-        for read_id in self._read_asks.pop(msg.token, ()):
+        read_ids = self._read_asks.pop(msg.token, None)
+        if read_ids is None:
+            return
+        for read_id in read_ids:
             self._complete_read(read_id, msg.index)
+        if msg.token == self._next_read_token - 1:
+            self._read_ask_waiting = False  # the newest ask is answered: the next may go
+        self._read_queue = {r: None for r in self._read_queue if r in self._pending_reads}
         self._ask_for_reads()
 
     def _complete_read(self, read_id: int, index: int) -> None:

@@ -180,6 +180,7 @@ class PaxosNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._barriers: dict[int, asyncio.Future[Outcome]] = {}
+        self._next_barriers: dict[int, asyncio.Future[int]] = {}
         self.read_mode = read_mode
         self.result_ttl = result_ttl
         self.result_max = result_max
@@ -404,15 +405,37 @@ class PaxosNode:
 
     async def log_barrier(self, group_id: int, timeout: float | None = None) -> int:
         """The read barrier through the log: a marker command is chosen like any other, and
-        everything acknowledged before it is ordered before it. Concurrent readers share one."""
-        barrier = self._barriers.get(group_id)
-        if barrier is None or barrier.done():
-            barrier = asyncio.ensure_future(
-                self.submit(group_id, "", f"{BARRIER_PREFIX}{uuid.uuid4().hex}", timeout)
-            )
-            self._barriers[group_id] = barrier
-        outcome = await asyncio.shield(barrier)
-        return outcome.instance
+        everything acknowledged before it is ordered before it.
+
+        Readers share markers, but only one submitted after they began: a reader that arrives
+        while a marker is in flight waits for the next one, submitted once that one is done
+        (sharing the marker in flight could order the read before a write acknowledged in
+        between)."""
+        current = self._barriers.get(group_id)
+        if current is None or current.done():
+            current = self._new_barrier(group_id, timeout)
+            self._barriers[group_id] = current
+            return (await asyncio.shield(current)).instance
+        following = self._next_barriers.get(group_id)
+        if following is None:
+            following = asyncio.ensure_future(self._barrier_after(group_id, current, timeout))
+            self._next_barriers[group_id] = following
+        return await asyncio.shield(following)
+
+    def _new_barrier(self, group_id: int, timeout: float | None) -> asyncio.Future[Outcome]:
+        return asyncio.ensure_future(
+            self.submit(group_id, "", f"{BARRIER_PREFIX}{uuid.uuid4().hex}", timeout)
+        )
+
+    async def _barrier_after(
+        self, group_id: int, current: asyncio.Future[Outcome], timeout: float | None
+    ) -> int:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(current)
+        self._next_barriers.pop(group_id, None)
+        barrier = self._new_barrier(group_id, timeout)
+        self._barriers[group_id] = barrier
+        return (await asyncio.shield(barrier)).instance
 
     async def _prune_results(self) -> None:
         """As leader, propose dropping old exactly-once results through the log, so that every

@@ -272,7 +272,11 @@ def test_competing_candidates_never_choose_two_values() -> None:
     cluster.elect(1)
     cluster.submit(1, "a")
     cluster.take(Accept)  # the leader's accepts for "a" are lost
+    cluster.drop = lambda msg: msg.src == 1 and not isinstance(msg, Promise)  # node 1 goes quiet
+    for _ in range(12):
+        cluster.replicas[3].tick()  # ...long enough for node 3 to stop trusting it
     cluster.elect(2)  # node 2 takes over; node 1's own vote for "a" is reported to it
+    cluster.drop = lambda msg: False
     cluster.submit(2, "b")
     cluster.stabilize()
     cluster.tick_all(20)
@@ -527,3 +531,32 @@ def test_a_leader_hands_over_to_the_preferred_node_once_it_is_caught_up() -> Non
     cluster.stabilize()
     cluster.tick_all(3)
     assert cluster.applied_payloads(1) == ["before", "after"]
+
+
+def test_a_leader_that_hears_nobody_is_replaced_and_cannot_depose_the_new_one() -> None:
+    """Leader stickiness: a node cut off one way (it sends, hears nobody) keeps campaigning;
+    its Prepares must neither stop the others' election timers nor depose their new leader."""
+    cluster = Harness()
+    cluster.elect(1)
+    cluster.drop = lambda msg: msg.dst == 1 and msg.src != 1
+    cluster.tick_all(80)
+    leaders = [n for n in (2, 3) if cluster.replicas[n].is_leader()]
+    assert len(leaders) == 1
+    cluster.submit(2, "still-works")
+    cluster.stabilize()
+    cluster.tick_all(40)
+    assert [n for n in (2, 3) if cluster.replicas[n].is_leader()] == leaders
+    assert "still-works" in cluster.applied_payloads(3)
+
+
+def test_a_follower_ignores_prepares_while_its_leader_is_alive() -> None:
+    cluster = Harness()
+    cluster.elect(1)
+    follower = cluster.replicas[2]
+    follower.step(Prepare(group_id=1, src=3, dst=2, ballot=Ballot(99, 3), first_instance=1))
+    assert not follower.has_ready()
+    assert follower.promised < Ballot(99, 3)
+    follower.step(
+        Prepare(group_id=1, src=3, dst=2, ballot=Ballot(99, 3), first_instance=1, force=True)
+    )
+    assert follower.promised == Ballot(99, 3)

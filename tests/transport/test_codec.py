@@ -104,9 +104,13 @@ def test_empty_frame_round_trips() -> None:
 
 def test_wire_schema_is_pinned() -> None:
     """Changing a message class changes the wire: then bump codec.VERSION and update this."""
-    assert VERSION == 3
+    assert VERSION == 4
     assert codec.wire_schema() == [
-        (0, "Prepare", [*HEADER, ("ballot", "ballot"), ("first_instance", "uint")]),
+        (
+            0,
+            "Prepare",
+            [*HEADER, ("ballot", "ballot"), ("first_instance", "uint"), ("force", "bool")],
+        ),
         (
             1,
             "Promise",
