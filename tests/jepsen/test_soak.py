@@ -34,3 +34,23 @@ def test_soak(cluster_factory, soak_seconds: float, nodes: int) -> None:
     print()
     print(report.render())
     assert report.valid, report.render()
+
+
+@pytest.mark.parametrize("unsafe", ["local-reads", "acknowledge-before-commit"])
+def test_soak_negative_controls(cluster_factory, soak_seconds: float, unsafe: str) -> None:
+    """The random workload with deliberately unsafe settings: the checks must fail."""
+    options = {"reads": "local"} if unsafe == "local-reads" else {"lying_clients": 2}
+    settings = Settings(
+        nodes=3,
+        duration=min(soak_seconds, 30),
+        keys_per_group=1,
+        bank_clients=0,
+        faults=("partition-halves", "partition-leader"),
+        quiet=(0.2, 0.5),
+        fault_duration=(2.0, 4.0),
+        **options,  # type: ignore[arg-type]
+    )
+    report = JepsenRun(settings, cluster_factory).run()
+    print()
+    print(report.render())
+    assert report.verdict == "INVALID", report.render()

@@ -62,11 +62,15 @@ class Settings:
     bank_balance: int = 100
     faults: tuple[str, ...] = FAULTS
     schedule: str = "random"
+    """"random": each fault drawn at random; "cycle": every fault once per round, in a shuffled
+    order, and the run lasts until each had its turn (at most 30 s past ``duration``)."""
     quiet: tuple[float, float] = (0.5, 2.0)
     fault_duration: tuple[float, float] = (1.0, 3.0)
     api: str = "kv"
     reads: str = "linearizable"
+    """"local": ``?consistency=local`` reads (unsafe: the negative control)."""
     lying_clients: int = 0
+    """How many register clients acknowledge writes before commit (``LyingClient``)."""
     retries: int = 2
     """Retries of an op with an unknown outcome (same request id, other nodes), by the clients
     with an even number; odd ones never retry, so their timeouts stay indeterminate."""
@@ -265,12 +269,12 @@ class JepsenRun:
     def run(self) -> Report:
         s = self.settings
         started = time.monotonic()
-        phases = self.report.phases
+        mark = [started]
 
-        def phase(name: str, since: list[float] = [started]) -> None:  # noqa: B006
+        def phase(name: str) -> None:
             now = time.monotonic()
-            phases[name] = now - since[0]
-            since[0] = now
+            self.report.phases[name] = now - mark[0]
+            mark[0] = now
 
         self.network = ProxyNetwork(range(1, s.nodes + 1))
         try:
@@ -300,6 +304,11 @@ class JepsenRun:
             self.start_clients()
             self.nemesis.start()
             self.stop.wait(s.duration)
+            if s.schedule == "cycle":  # go on until every fault type had its turn
+                deadline = time.monotonic() + 30
+                while set(self.nemesis.injected) != set(s.faults) and not self.stop.wait(0.2):
+                    if time.monotonic() > deadline:
+                        break
             self.stop.set()
             phase("workload")
             self.nemesis.stop()
@@ -324,6 +333,8 @@ class JepsenRun:
                 with contextlib.suppress(Exception):
                     self.nemesis.stop()
             self.join_clients(30)
+            for liar in self._lying:
+                liar.join(s.request_timeout + 5)
             self.network.close()
 
     def start_clients(self) -> None:
