@@ -6,10 +6,9 @@ from its peers'. To change a key, use the API (``PUT /api/kv/<g>/<key>``) or the
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
+
+from consensus.admin import ReadOnlyAdmin
 
 from .models import Entry
 
@@ -17,7 +16,7 @@ PREVIEW_CHARS = 80
 
 
 @admin.register(Entry)
-class EntryAdmin(admin.ModelAdmin):
+class EntryAdmin(ReadOnlyAdmin):
     list_display = ["key", "group_id", "value_preview", "instance"]
     list_filter = ["group_id"]
     search_fields = ["key", "value"]
@@ -30,12 +29,3 @@ class EntryAdmin(admin.ModelAdmin):
     def value_preview(self, entry: Entry) -> str:
         value = entry.value
         return value if len(value) <= PREVIEW_CHARS else value[: PREVIEW_CHARS - 1] + "…"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

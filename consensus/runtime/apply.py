@@ -22,7 +22,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from consensus.core import ChosenEntry
-from consensus.models import AppliedIndex, RequestResult
+from consensus.models import RequestResult
 from consensus.statemachine import ApplyContext, StateMachine, decode_result, encode_result
 from consensus.storage.pruning import prune_before
 
@@ -55,15 +55,6 @@ class Applier:
     def __init__(self, machines: dict[int, StateMachine], using: str = "default") -> None:
         self.machines = machines
         self.using = using
-
-    def applied_index(self, group_id: int) -> int:
-        applied = (
-            AppliedIndex.objects.using(self.using)
-            .filter(group_id=group_id)
-            .values_list("applied", flat=True)
-            .first()
-        )
-        return applied or 0
 
     def lookup(self, group_id: int, request_id: str) -> Outcome | None:
         row = (

@@ -255,7 +255,7 @@ class PaxosNode:
         starts empty, so it replays from instance 1 first (results come from storage)."""
         writer = self._writer
         assert writer is not None
-        applied = await writer.run(self.applier.applied_index, group_id)
+        applied = await writer.run(self.storage.applied_index, group_id)
         in_memory = not self.machines[group_id].durable
         seen: dict[str, int] | None = {} if in_memory else None
         instance = 1 if in_memory else applied + 1
