@@ -124,6 +124,7 @@ class Replica:
         self._learn_elapsed = 0
         self._retry_elapsed = 0
         self.peer_chosen_upto: dict[int, int] = {}
+        self._learn_turn = 0
         self._pending: dict[str, PendingCommand] = {}
         self._recently_chosen: OrderedDict[str, None] = OrderedDict()
         self._pending_reads: dict[int, int] = {}  # read id -> tick it was last sent
@@ -701,22 +702,19 @@ class Replica:
         )
 
     def _learn_source(self, first: int) -> int | None:
-        """The leader if it has what we miss, else the peer that knows the longest prefix."""
-        leader = self.leader_id
-        if (
-            leader is not None
-            and leader != self.node_id
-            and self.peer_chosen_upto.get(leader, 0) >= first
-        ):
-            return leader
-        best = max(
-            self.peer_chosen_upto.items(),
-            key=lambda item: (item[1], -item[0]),
-            default=None,
+        """A peer that knows instance ``first`` is chosen, taking turns between them: the one
+        that knows the longest prefix may be down (its progress report outlives it), and asking
+        only it would stall catch-up, and a leader's recovery, for as long as it is."""
+        eligible = sorted(
+            node_id
+            for node_id, upto in self.peer_chosen_upto.items()
+            if upto >= first and node_id != self.node_id
         )
-        if best is None or best[1] < first:
+        if not eligible:
+            leader = self.leader_id
             return leader if leader is not None and leader != self.node_id else None
-        return best[0]
+        self._learn_turn += 1
+        return eligible[self._learn_turn % len(eligible)]
 
     def _note_peer_progress(self, node_id: int, chosen_upto: int) -> None:
         if node_id != self.node_id and chosen_upto > self.peer_chosen_upto.get(node_id, 0):
