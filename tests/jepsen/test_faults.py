@@ -133,8 +133,9 @@ def test_negative_controls_are_caught(cluster_factory) -> None:
         cut_off = next(n for n in cluster.nodes if n != leader)
         history = History()
         honest, local, liar = Client(cluster), Client(cluster, reads="local"), LyingClient(cluster)
-        for key in ("stale", "lie"):
-            assert record(history, honest, "c0", "put", leader, key, value=f"{key}-1").type == OK
+        commands = Client(cluster, api="commands")  # the other transport, for coverage
+        assert record(history, honest, "c0", "put", leader, "stale", value="stale-1").type == OK
+        assert record(history, commands, "c3", "put", leader, "lie", value="lie-1").type == OK
         deadline = time.monotonic() + 10  # the cut-off node has applied the first writes
         while record(history, local, "c1", "get", cut_off, "stale").output != "stale-1":
             assert time.monotonic() < deadline
@@ -145,7 +146,7 @@ def test_negative_controls_are_caught(cluster_factory) -> None:
             stale = record(history, local, "c1", "get", cut_off, "stale")
             assert stale.output == "stale-1", stale.describe()
             assert record(history, liar, "c2", "put", cut_off, "lie", value="lie-2").type == OK
-            after = record(history, honest, "c0", "get", leader, "lie")
+            after = record(history, commands, "c3", "get", leader, "lie")
             assert after.output == "lie-1", after.describe()
         finally:
             network.heal()
