@@ -16,14 +16,76 @@ unready (e.g. its peers are down) would not help.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
 from consensus.runtime import PaxosNode
 
 DEFAULT_MAX_LAG = 100
+LOOP_READ_TIMEOUT = 2.0
+"""Seconds a thread waits for the node's event loop to take a snapshot (``read_on_loop``)."""
+
+T = TypeVar("T")
+
+
+class NodeUnavailableError(Exception):
+    """The node's event loop did not take the snapshot (it is stopping, stopped or stuck)."""
+
+
+def read_on_loop(
+    node: PaxosNode, read: Callable[[PaxosNode], T], timeout: float | None = None
+) -> T:
+    """``read(node)``, run on the node's event loop, from any thread.
+
+    The runtime mutates its in-memory state (replicas, their dicts, transport stats) on its event
+    loop, so sync views and collectors on worker threads must not read it directly ("dictionary
+    changed size during iteration", torn reads). ``read`` runs right here on the loop's thread,
+    and when no running loop is known: before ``start()`` created the node's tasks (the state only
+    grows by whole replicas then), after the loop stopped, or for a stand-in node without
+    ``event_loop``. Otherwise the calling thread waits up to ``timeout`` seconds (default
+    ``LOOP_READ_TIMEOUT``) and gets ``NodeUnavailableError`` if the loop did not run ``read`` by
+    then. ``read`` must be quick, must not block, and must return copies the caller may use on its
+    own thread, not live structures.
+    """
+    event_loop = getattr(node, "event_loop", None)
+    loop = event_loop() if event_loop is not None else None
+    if loop is None or not loop.is_running() or _running_loop() is loop:
+        return read(node)
+    if timeout is None:
+        timeout = LOOP_READ_TIMEOUT
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return  # the caller gave up waiting
+        try:
+            future.set_result(read(node))
+        except BaseException as error:
+            future.set_exception(error)
+
+    try:
+        loop.call_soon_threadsafe(run)
+    except RuntimeError as error:  # the loop was closed in the meantime
+        raise NodeUnavailableError("the node's event loop is closed") from error
+    try:
+        return future.result(timeout)
+    except TimeoutError:
+        future.cancel()
+        raise NodeUnavailableError(
+            f"the node's event loop did not answer within {timeout:g}s"
+        ) from None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 @dataclass

@@ -33,7 +33,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from consensus.health import node_started
+from consensus.health import NodeUnavailableError, node_started, read_on_loop
 from consensus.runtime import PaxosNode, get_node
 from consensus.runtime.observer import NodeObserver
 
@@ -172,8 +172,9 @@ def _ballot_parts(text: str) -> tuple[int, int]:
 class NodeCollector(Collector):
     """Gauges (and transport counters) read from ``get_node()`` when Prometheus scrapes.
 
-    Runs in the async ``/metrics`` view, i.e. on the event loop that also runs the node, so it
-    reads a consistent state without locks.
+    The node's state is snapshotted on the event loop that runs the node (``read_on_loop``): the
+    async ``/metrics`` view already runs there, any other caller (a thread) hops onto it, so the
+    collector reads a consistent state without locks.
     """
 
     def describe(self) -> list[Metric]:
@@ -184,20 +185,32 @@ class NodeCollector(Collector):
         up = GaugeMetricFamily(
             "paxos_node_up", "1 while this process runs a started Paxos node.", labels=["node"]
         )
-        if node is None or not node_started(node):
-            up.add_metric(["0" if node is None else str(node.node_id)], 0)
+        if node is None:
+            up.add_metric(["0"], 0)
             yield up
             return
+        state = None
+        try:
+            state = read_on_loop(node, _node_state)
+        except NodeUnavailableError as error:
+            logger.warning("node %s: no metrics of the node: %s", node.node_id, error)
+        except Exception:  # a scrape must not fail because one structure changed shape
+            logger.exception("node %s: reading the node for metrics failed", node.node_id)
         node_label = str(node.node_id)
+        if state is None:
+            up.add_metric([node_label], 0)
+            yield up
+            return
         up.add_metric([node_label], 1)
         yield up
         try:
-            yield from self._collect(node)
-        except Exception:  # a scrape must not fail because one structure changed shape
+            yield from self._collect(*state)
+        except Exception:
             logger.exception("node %s: collecting metrics failed", node.node_id)
 
-    def _collect(self, node: PaxosNode) -> Iterator[Metric]:
-        status = node.status()
+    def _collect(
+        self, status: dict[str, Any], peer_chosen_upto: dict[int, dict[int, int]]
+    ) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "paxos_uptime_seconds",
             "Seconds since the node started.",
@@ -255,14 +268,24 @@ class NodeCollector(Collector):
             chosen.add_metric([label], group["chosen_upto"])
             applied.add_metric([label], group["applied"])
             pending.add_metric([label], group["pending"])
-            replica = node.replicas.get(group["group_id"])
-            known = dict(replica.peer_chosen_upto) if replica is not None else {}
+            known = peer_chosen_upto.get(group["group_id"], {})
             for peer_id, upto in sorted(known.items()):
                 peer_chosen.add_metric([label, str(peer_id)], upto)
                 peer_lag.add_metric([label, str(peer_id)], max(0, group["chosen_upto"] - upto))
         yield from (role, is_leader, leader, ballot_round, ballot_node, promised_round)
         yield from (chosen, applied, pending, peer_chosen, peer_lag)
         yield from _peer_metrics(status.get("peers") or {})
+
+
+def _node_state(node: PaxosNode) -> tuple[dict[str, Any], dict[int, dict[int, int]]] | None:
+    """What the gauges need, copied on the node's event loop; None while the node starts."""
+    if not node_started(node):
+        return None
+    status = node.status()
+    peer_chosen_upto = {
+        group_id: dict(replica.peer_chosen_upto) for group_id, replica in node.replicas.items()
+    }
+    return status, peer_chosen_upto
 
 
 def _peer_metrics(transport: dict[str, Any]) -> Iterator[Metric]:

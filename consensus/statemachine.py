@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 
+class QueryError(ValueError):
+    """A query the state machine refuses (the client gets it as a 400 error)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ApplyContext:
     group_id: int
@@ -50,6 +54,16 @@ class StateMachine:
         a chosen command is applied whatever happens, or the group would stop on every node.
         """
         return [self.apply(command, context) for command, context in commands]
+
+    def query(self, queries: Sequence[str]) -> list[Any]:
+        """Optional: answer read-only ``queries`` from the applied state, one result per query.
+
+        The pipelined client stream (``/ws/client/``) calls it on a worker thread, outside the
+        apply transaction, after a read barrier when the client asked for a linearizable read.
+        It must not write. Raise ``QueryError`` for a query it cannot answer; by default the
+        state machine answers none.
+        """
+        raise QueryError(f"{type(self).__name__} does not answer queries")
 
     def snapshot(self) -> bytes | None:
         """Optional: the whole state, for log compaction (not used yet)."""

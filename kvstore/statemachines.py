@@ -20,7 +20,7 @@ from typing import Any
 from django.db import connection
 
 from consensus.registry import register
-from consensus.statemachine import ApplyContext, StateMachine
+from consensus.statemachine import ApplyContext, QueryError, StateMachine
 
 from .models import Entry
 
@@ -105,6 +105,44 @@ class KVStateMachine(StateMachine):
             return {"key": key, "succeeded": True, "value": value}
         return {"key": key, "value": value}
 
+    def query(self, queries: Sequence[str]) -> list[Any]:
+        """``{"op": "get", "key": ...}`` -> ``{"key", "value", "found", "instance"}`` (the same
+        shape as a ``get`` command's result, plus the instance that wrote the value)."""
+        keys: list[str | None] = []
+        for query in queries:
+            try:
+                data = parse_command(query)
+            except CommandError as error:
+                raise QueryError(str(error)) from None
+            if data["op"] != "get":
+                raise QueryError(f"only get is a query, not {data['op']!r}")
+            keys.append(data["key"])
+        found = {key: (value, instance) for key, value, instance in self._read(set(keys))}
+        results = []
+        for key in keys:
+            value, instance = found.get(key, (None, None))
+            results.append(
+                {"key": key, "value": value, "found": value is not None, "instance": instance}
+            )
+        return results
+
+    def _read(self, keys: set[str]) -> list[tuple[str, str, int]]:
+        """(key, value, instance) of those ``keys`` that exist, with raw SQL (it runs on every
+        commit) and a bounded number of parameters per statement."""
+        ordered = sorted(keys)
+        table = Entry._meta.db_table
+        rows: list[tuple[str, str, int]] = []
+        with connection.cursor() as cursor:
+            for start in range(0, len(ordered), BATCH_QUERY_KEYS):
+                chunk = ordered[start : start + BATCH_QUERY_KEYS]
+                cursor.execute(
+                    f'SELECT "key", "value", instance FROM {table} WHERE group_id = %s '
+                    f'AND "key" IN ({", ".join(["%s"] * len(chunk))})',
+                    [self.group_id, *chunk],
+                )
+                rows.extend(cursor.fetchall())
+        return rows
+
     def apply_batch(self, commands: Sequence[tuple[str, ApplyContext]]) -> list[Any]:
         """Same results as ``apply`` one after another, with one read and two writes per batch.
 
@@ -119,18 +157,10 @@ class KVStateMachine(StateMachine):
                 parsed.append((parse_command(command), context))
             except CommandError as error:
                 parsed.append((str(error), context))
-        keys = sorted({item["key"] for item, _context in parsed if isinstance(item, dict)})
+        keys = {item["key"] for item, _context in parsed if isinstance(item, dict)}
         current: dict[str, str | None] = dict.fromkeys(keys)
+        current.update((key, value) for key, value, _instance in self._read(keys))
         table = Entry._meta.db_table
-        with connection.cursor() as cursor:  # raw SQL: this runs on every commit
-            for start in range(0, len(keys), BATCH_QUERY_KEYS):
-                chunk = keys[start : start + BATCH_QUERY_KEYS]
-                cursor.execute(
-                    f'SELECT "key", "value" FROM {table} WHERE group_id = %s '
-                    f'AND "key" IN ({", ".join(["%s"] * len(chunk))})',
-                    [self.group_id, *chunk],
-                )
-                current.update(cursor.fetchall())
         written: dict[str, tuple[str, int] | None] = {}
         results: list[Any] = []
         for item, context in parsed:

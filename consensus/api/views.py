@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from consensus.health import NodeUnavailableError, read_on_loop
 from consensus.models import Group, Instance, Node
 from consensus.runtime import get_node
 
@@ -113,7 +114,9 @@ def live_groups() -> dict[int, dict[str, Any]]:
     node = get_node()
     if node is None:
         return {}
-    return {group_id: vars(node.group_status(group_id)) for group_id in node.replicas}
+    return read_on_loop(
+        node, lambda live: {g: vars(live.group_status(g)) for g in list(live.replicas)}
+    )
 
 
 @extend_schema(tags=["groups"], responses={200: GroupSerializer, **error_responses(401, 403, 404)})
@@ -209,7 +212,7 @@ class NodeViewSet(viewsets.ReadOnlyModelViewSet):
         context = super().get_serializer_context()
         node = get_node()
         if node is not None:
-            transport = node.status().get("peers") or {}
+            transport = read_on_loop(node, lambda live: live.status()).get("peers") or {}
             peers = transport.get("peers", []) if isinstance(transport, dict) else []
             context["my_id"] = node.node_id
             context["peers"] = {peer["node_id"]: peer for peer in peers}
@@ -227,7 +230,11 @@ class StatusView(APIView):
     )
     def get(self, request: Request) -> Response:
         node = fastpath.require_node()
-        return Response(node.status())
+        try:  # DRF runs this on a worker thread: snapshot the state on the node's event loop
+            status = read_on_loop(node, lambda live: live.status())
+        except NodeUnavailableError as error:
+            raise ApiError(503, str(error), retry_after=1) from error
+        return Response(status)
 
 
 #

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -90,12 +89,10 @@ async def run(target: Target, workload: Workload, seed: int = 0) -> RunResult:
             if now >= measure_from and loop.time() <= end:
                 result.latencies.append(time.perf_counter() - began)
 
-    # Blocking clients (the Python client) run on threads: one per concurrent client.
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=workload.clients + 4))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await asyncio.gather(*(client(n) for n in range(workload.clients)))
     close = getattr(target, "close", None)
     if close is not None:
-        close()
+        await close()
     result.elapsed = workload.duration
     return result

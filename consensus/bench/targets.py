@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from consensus.client import PaxosClient
+from consensus.aioclient import AsyncPaxosClient
 
 
 class Target(Protocol):
@@ -67,42 +66,38 @@ class PaxosRestTarget:
 
 @dataclass
 class PaxosClientTarget:
-    """The Python client (``consensus.client.PaxosClient``, keep-alive HTTP with failover): one
-    client object per concurrent client, each on its own thread, first node spread round-robin."""
+    """The pipelining asyncio client (``consensus.aioclient.AsyncPaxosClient``): one client
+    object shared by every concurrent client of the run, as an application would share it; its
+    requests to the same node leave together in websocket frames."""
 
     urls: list[str]
     token: str
     groups: list[int]
     consistency: str = "linearizable"
     name: str = "paxos-client"
-    _clients: dict[asyncio.Task[object], tuple[PaxosClient, int]] = field(
-        default_factory=dict, init=False, repr=False
-    )
+    _client: AsyncPaxosClient | None = field(default=None, init=False, repr=False)
+    _next: itertools.cycle[int] = field(init=False, repr=False)
 
-    def _client(self) -> tuple[PaxosClient, int]:
-        task = asyncio.current_task()
-        assert task is not None
-        if task not in self._clients:
-            number = len(self._clients)
-            addresses = [urlsplit(url).netloc for url in self.urls]
-            first = addresses[number % len(addresses)]
+    def __post_init__(self) -> None:
+        self._next = itertools.cycle(self.groups)
+
+    def _shared(self) -> AsyncPaxosClient:
+        if self._client is None:  # created inside the run's event loop
+            first, *others = [urlsplit(url).netloc for url in self.urls]
             host, _, port = first.rpartition(":")
-            client = PaxosClient(host, int(port), self.token, nodes=addresses)
-            self._clients[task] = (client, self.groups[number % len(self.groups)])
-        return self._clients[task]
+            self._client = AsyncPaxosClient(host, int(port), self.token, nodes=others)
+        return self._client
 
     async def put(self, session: aiohttp.ClientSession, key: str, value: str) -> None:
-        client, group = self._client()
-        await asyncio.to_thread(client.put, key, value, group)
+        await self._shared().put(key, value, next(self._next))
 
     async def get(self, session: aiohttp.ClientSession, key: str) -> None:
-        client, group = self._client()
-        await asyncio.to_thread(client.get, key, group, consistency=self.consistency)
+        await self._shared().get(key, next(self._next), consistency=self.consistency)
 
-    def close(self) -> None:
-        for client, _group in self._clients.values():
-            client.close()
-        self._clients.clear()
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
 
 @dataclass

@@ -190,10 +190,12 @@ class PaxosNode:
         self._read_waiters: dict[int, asyncio.Future[int]] = {}
         self._applied_waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
         self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if not self.config.enable_data_persistence:
             logger.warning("node %s: %s", self.node_id, DATA_PERSISTENCE_OFF_WARNING)
         self._writer = GroupCommitWriter(self.storage)
@@ -306,16 +308,14 @@ class PaxosNode:
 
         A request id that was already applied returns the first result without applying again.
         """
-        replica = self._replica(group_id)
+        self._replica(group_id)  # unknown group, starting, stopping: raise before any work
         if request_id is None:
             request_id = uuid.uuid4().hex
         elif not request_id.startswith(RESERVED_PREFIX):
             earlier = await self._writer.run(self.applier.lookup, group_id, request_id)
             if earlier is not None:
                 return earlier
-        future = self._waiters.get(group_id, request_id)
-        replica.submit(Command(request_id, payload))
-        self._wake.set()
+        future = self.submit_nowait(group_id, payload, request_id)
         started = time.perf_counter()
         try:
             outcome = await asyncio.wait_for(
@@ -327,15 +327,36 @@ class PaxosNode:
         except TimeoutError:
             self.observer.request_finished(group_id, time.perf_counter() - started, "timeout")
             self._waiters.discard(group_id, request_id)
-            leader = replica.leader_id
-            reason = "no leader is known" if leader is None else f"leader {leader} did not commit"
-            raise NoQuorumError(
-                f"group {group_id}: {reason} within {self.request_timeout:g}s; retry with the "
-                f"same request_id"
-            ) from None
+            raise self.no_quorum_error(group_id, "commit", self.request_timeout) from None
         kind = "duplicate" if outcome.duplicate else "ok"
         self.observer.request_finished(group_id, time.perf_counter() - started, kind)
         return outcome
+
+    def submit_nowait(
+        self, group_id: int, payload: str, request_id: str
+    ) -> asyncio.Future[Outcome]:
+        """Start committing ``payload``; the future resolves with its ``Outcome``, or fails with
+        ``OverloadedError``. Nothing more: no timeout and no look-up of an earlier result.
+
+        For callers that keep many commands in flight (the pipelined client stream): they time
+        out whole batches themselves and call ``forget`` for what they stop waiting for. A request
+        id already applied long ago is still applied once (the applier finds its stored result);
+        ``submit`` merely answers such a retry without a round.
+        """
+        replica = self._replica(group_id)
+        future = self._waiters.get(group_id, request_id)
+        replica.submit(Command(request_id, payload))
+        self._wake.set()
+        return future
+
+    def check_serving(self, group_id: int) -> None:
+        """Raise what a request for ``group_id`` would raise now: ``UnknownGroupError``, or
+        ``SubmitError`` while the group is starting or the node stopping."""
+        self._replica(group_id)
+
+    def forget(self, group_id: int, request_id: str) -> None:
+        """Stop waiting for a command given to ``submit_nowait`` (it may still be applied)."""
+        self._waiters.discard(group_id, request_id)
 
     async def read_barrier(self, group_id: int, timeout: float | None = None) -> int:
         """Wait until this node has applied every command acknowledged anywhere before the call
@@ -361,10 +382,15 @@ class PaxosNode:
                 await self._applied_to(group_id, index)
         except TimeoutError:
             self._read_waiters.pop(read_id, None)
-            leader = replica.leader_id
-            reason = "no leader is known" if leader is None else f"leader {leader} did not confirm"
-            raise NoQuorumError(f"group {group_id}: {reason} a read within {limit:g}s") from None
+            raise self.no_quorum_error(group_id, "confirm a read", limit) from None
         return index
+
+    def no_quorum_error(self, group_id: int, action: str, seconds: float) -> NoQuorumError:
+        """The timeout error of a command ("commit") or a read ("confirm a read")."""
+        leader = self.replicas[group_id].leader_id
+        reason = "no leader is known" if leader is None else f"leader {leader} did not {action}"
+        hint = "; retry with the same request_id" if action == "commit" else ""
+        return NoQuorumError(f"group {group_id}: {reason} within {seconds:g}s{hint}")
 
     def is_starting(self, group_id: int) -> bool:
         """A configured group whose replica is not up yet (the node serves HTTP meanwhile)."""
@@ -674,3 +700,10 @@ class PaxosNode:
             "groups": [vars(self.group_status(g)) for g in list(self.replicas)],
             "peers": transport.status() if transport is not None else {},
         }
+
+    def event_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop that runs this node, once ``start()`` began (else None).
+
+        The in-memory state (replicas, transport stats) is only consistent on that loop: other
+        threads read it through ``consensus.health.read_on_loop``."""
+        return self._loop

@@ -1,0 +1,402 @@
+"""The pipelined client stream (``/ws/client/``): many requests in flight on one websocket.
+
+Why it exists: a REST request costs an HTTP parse and a Django request on top of the command
+itself, about a millisecond of CPU per command on these machines (PERFORMANCE.md), which caps
+a node at a few hundred commands per second per core whatever the consensus layer can do. A
+client that keeps many requests in flight instead sends them as JSON arrays in websocket frames;
+the node hands all of them to the replica at once (so the leader batches them into a few Paxos
+instances) and answers with arrays of results as they complete, in any order, matched by ``id``.
+This is etcd's gRPC stream in spirit; ``consensus.aioclient.AsyncPaxosClient`` speaks it.
+
+The semantics are the REST API's: bearer-token auth in the handshake, exactly-once request ids,
+linearizable reads through the read barrier, the same error statuses.
+
+Frames are JSON text. Client to node, a list of requests (one object alone is accepted too)::
+
+    {"id": 1, "op": "submit", "group": 1, "command": "...", "request_id": "...", "retry": false}
+    {"id": 2, "op": "query", "group": 1, "query": "...", "consistency": "linearizable"}
+
+Node to client, a list of responses; the first frame after connecting is ``{"hello": {...}}``
+(this node's id, the cluster's nodes and each group's leader, for routing)::
+
+    {"id": 1, "ok": true, "instance": 7, "result": ..., "request_id": "...", "duplicate": false,
+     "leader": 1}
+    {"id": 2, "ok": true, "result": ...}
+    {"id": 3, "ok": false, "status": 503, "error": "...", "retry_after": 0.5, "leader": 2}
+
+``retry: true`` marks a resend after an unknown outcome: the node then answers from the stored
+result if the request id was already applied (REST does this for every request id it is given;
+here it costs a database look-up, so only retries pay it). Queries go to the group's state
+machine ``query`` method (the KV store answers ``{"op": "get", "key": ...}``): all the queries of
+one frame for one group share one read barrier and one trip to a worker thread.
+
+Bad input never closes the stream: a frame that is not JSON, or a request without a usable
+``id``, gets a response with ``"id": null`` and status 400. A missing or wrong token gets an
+error frame, then the stream is closed with code 4001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from asgiref.sync import sync_to_async
+
+from consensus.runtime import (
+    Outcome,
+    OverloadedError,
+    PaxosNode,
+    SubmitError,
+    UnknownGroupError,
+    get_node,
+)
+from consensus.statemachine import QueryError
+
+from .authentication import bearer_token, token_is_valid
+from .fastpath import MAX_REQUEST_ID_LENGTH, RESERVED_REQUEST_ID_PREFIX
+
+logger = logging.getLogger("consensus.api")
+
+CLIENT_STREAM_PATH = "ws/client/"
+MAX_REQUESTS_PER_FRAME = 10_000
+MAX_IN_FLIGHT = 50_000
+"""Per connection: beyond it, requests are refused with 503 until answers drain."""
+SWEEP_INTERVAL = 0.25
+"""How often pending commands are checked against the node's request timeout (seconds)."""
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_UNAVAILABLE = 4005
+
+Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+Receive = Callable[[], Coroutine[Any, Any, dict[str, Any]]]
+
+
+class RequestError(Exception):
+    """A request the stream answers with an error status instead of running it."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+async def client_stream(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """The ASGI application of ``/ws/client/`` (one ``ClientStream`` per connection)."""
+    await ClientStream(scope, send).run(receive)
+
+
+class ClientStream:
+    """One client connection: parse frames, start their requests, send answers in batches."""
+
+    def __init__(self, scope: dict[str, Any], send: Send) -> None:
+        self.scope = scope
+        self._send = send
+        self._node: PaxosNode | None = None
+        self._pending: dict[tuple[int, str], tuple[Any, float]] = {}
+        """(group, request id) -> (client's id, start time) of commands waiting for a result."""
+        self._outbox: list[dict[str, Any]] = []
+        self._output = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # ------------------------------------------------------------------ connection
+
+    async def run(self, receive: Receive) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await self._send({"type": "websocket.accept"})
+        refusal = self._refusal()
+        if refusal is not None:
+            code, text = refusal
+            await self._send_frame({"error": text})
+            await self._send({"type": "websocket.close", "code": code})
+            return
+        node = self._node
+        assert node is not None
+        await self._send_frame({"hello": _hello(node)})
+        sender = asyncio.create_task(self._sender(), name="client-stream-send")
+        sweeper = asyncio.create_task(self._sweeper(), name="client-stream-sweep")
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.disconnect":
+                    break
+                if kind == "websocket.receive":
+                    self._on_frame(message.get("text") or message.get("bytes") or b"")
+        finally:
+            self._closed = True
+            for task in (sender, sweeper, *self._tasks):
+                task.cancel()
+            for group_id, request_id in self._pending:
+                node.forget(group_id, request_id)
+            self._pending.clear()
+
+    def _refusal(self) -> tuple[int, str] | None:
+        headers = dict(self.scope.get("headers", ()))
+        token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
+        if token is None or not token_is_valid(token):
+            return CLOSE_UNAUTHORIZED, "missing or invalid API token (Authorization: Bearer ...)"
+        self._node = get_node()
+        if self._node is None:
+            return CLOSE_UNAVAILABLE, "this server runs no Paxos node"
+        return None
+
+    async def _send_frame(self, payload: Any) -> None:
+        await self._send({"type": "websocket.send", "text": orjson.dumps(payload).decode()})
+
+    async def _sender(self) -> None:
+        """Everything answered since the last frame goes out in one frame."""
+        while True:
+            await self._output.wait()
+            self._output.clear()
+            batch, self._outbox = self._outbox, []
+            if batch:
+                await self._send_frame(batch)
+
+    def _answer(self, response: dict[str, Any]) -> None:
+        if not self._closed:
+            self._outbox.append(response)
+            self._output.set()
+
+    def _fail(self, request_id: Any, error: RequestError, **extra: Any) -> None:
+        response: dict[str, Any] = {
+            "id": request_id,
+            "ok": False,
+            "status": error.status,
+            "error": str(error),
+            **extra,
+        }
+        if error.retry_after is not None:
+            response["retry_after"] = error.retry_after
+        self._answer(response)
+
+    # ------------------------------------------------------------------ requests
+
+    def _on_frame(self, data: str | bytes) -> None:
+        try:
+            requests = orjson.loads(data)
+        except orjson.JSONDecodeError as error:
+            self._fail(None, RequestError(400, f"a frame must be JSON: {error}"))
+            return
+        if isinstance(requests, dict):
+            requests = [requests]
+        if not isinstance(requests, list):
+            self._fail(None, RequestError(400, "a frame is a JSON list of request objects"))
+            return
+        if len(requests) > MAX_REQUESTS_PER_FRAME:
+            message = f"at most {MAX_REQUESTS_PER_FRAME} requests per frame"
+            self._fail(None, RequestError(400, message))
+            return
+        queries: dict[tuple[int, bool], list[tuple[Any, str]]] = {}
+        for request in requests:
+            client_id = request.get("id") if isinstance(request, dict) else None
+            try:
+                if client_id is None or isinstance(client_id, dict | list | bool):
+                    raise RequestError(400, "every request needs an 'id' (a number or a string)")
+                op = request.get("op")
+                group_id = _group_of(request)
+                if op == "submit":
+                    self._submit(client_id, group_id, request)
+                elif op == "query":
+                    query = _text(request, "query")
+                    consistency = request.get("consistency", "linearizable")
+                    if consistency not in ("linearizable", "local"):
+                        raise RequestError(400, "consistency must be 'linearizable' or 'local'")
+                    key = (group_id, consistency == "linearizable")
+                    queries.setdefault(key, []).append((client_id, query))
+                else:
+                    raise RequestError(400, f"unknown op {op!r}: use 'submit' or 'query'")
+            except RequestError as error:
+                self._fail(client_id, error)
+        for (group_id, linearizable), items in queries.items():
+            self._spawn(self._queries(group_id, linearizable, items))
+
+    def _submit(self, client_id: Any, group_id: int, request: dict[str, Any]) -> None:
+        node = self._node
+        assert node is not None
+        command = _text(request, "command")
+        request_id = request.get("request_id")
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        elif (
+            not isinstance(request_id, str)
+            or not request_id
+            or len(request_id) > MAX_REQUEST_ID_LENGTH
+            or request_id.startswith(RESERVED_REQUEST_ID_PREFIX)
+        ):
+            raise RequestError(
+                400,
+                f"request_id must be a non-empty string of at most {MAX_REQUEST_ID_LENGTH} "
+                f"characters, not starting with {RESERVED_REQUEST_ID_PREFIX!r}",
+            )
+        key = (group_id, request_id)
+        if key in self._pending:
+            raise RequestError(400, f"request_id {request_id!r} is already in flight here")
+        if len(self._pending) >= MAX_IN_FLIGHT:
+            raise RequestError(503, f"more than {MAX_IN_FLIGHT} requests in flight", 0.1)
+        if request.get("retry"):
+            self._spawn(self._retry(client_id, group_id, command, request_id))
+            return
+        try:
+            future = node.submit_nowait(group_id, command, request_id)
+        except UnknownGroupError:
+            raise _unknown_group(node, group_id) from None
+        except SubmitError as error:
+            raise RequestError(503, str(error), error.retry_after) from None
+        self._pending[key] = (client_id, time.monotonic())
+        future.add_done_callback(lambda done: self._committed(group_id, request_id, done))
+
+    def _committed(self, group_id: int, request_id: str, future: asyncio.Future[Outcome]) -> None:
+        entry = self._pending.pop((group_id, request_id), None)
+        if entry is None:  # timed out or disconnected meanwhile
+            return
+        client_id, started = entry
+        node = self._node
+        assert node is not None
+        elapsed = time.monotonic() - started
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            outcome = future.result()
+            node.observer.request_finished(
+                group_id, elapsed, "duplicate" if outcome.duplicate else "ok"
+            )
+            self._answer(_outcome(node, client_id, outcome))
+        else:
+            kind = "overloaded" if isinstance(error, OverloadedError) else "error"
+            node.observer.request_finished(group_id, elapsed, kind)
+            retry_after = getattr(error, "retry_after", 1.0)
+            self._fail(
+                client_id, RequestError(503, str(error), retry_after), **_leader(node, group_id)
+            )
+
+    async def _retry(self, client_id: Any, group_id: int, command: str, request_id: str) -> None:
+        """A resend: ``PaxosNode.submit`` answers from the stored result if there is one."""
+        node = self._node
+        assert node is not None
+        key = (group_id, request_id)
+        self._pending[key] = (client_id, float("inf"))  # submit() has its own timeout
+        try:
+            outcome = await node.submit(group_id, command, request_id)
+        except UnknownGroupError:
+            self._fail(client_id, _unknown_group(node, group_id))
+        except SubmitError as error:
+            self._fail(
+                client_id,
+                RequestError(503, str(error), error.retry_after),
+                **_leader(node, group_id),
+            )
+        else:
+            self._answer(_outcome(node, client_id, outcome))
+        finally:
+            self._pending.pop(key, None)
+
+    async def _queries(
+        self, group_id: int, linearizable: bool, items: list[tuple[Any, str]]
+    ) -> None:
+        node = self._node
+        assert node is not None
+        try:
+            node.check_serving(group_id)
+            machine = node.machines[group_id]
+            if linearizable:
+                await node.read_barrier(group_id)
+            queries = [query for _client_id, query in items]
+            try:
+                results = await sync_to_async(machine.query)(queries)
+            except QueryError:  # find the bad ones: one at a time
+                results = [await sync_to_async(_one_query)(machine, query) for query in queries]
+        except UnknownGroupError:
+            error = _unknown_group(node, group_id)
+            results = [error] * len(items)
+        except SubmitError as failure:
+            error = RequestError(503, str(failure), failure.retry_after)
+            results = [error] * len(items)
+        for (client_id, _query), result in zip(items, results, strict=True):
+            if isinstance(result, RequestError):
+                self._fail(client_id, result)
+            else:
+                self._answer({"id": client_id, "ok": True, "result": result})
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sweeper(self) -> None:
+        """Answer 503 for commands the node did not commit within its request timeout."""
+        node = self._node
+        assert node is not None
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            horizon = time.monotonic() - node.request_timeout
+            expired = [key for key, (_id, started) in self._pending.items() if started < horizon]
+            for group_id, request_id in expired:
+                client_id, _started = self._pending.pop((group_id, request_id))
+                node.forget(group_id, request_id)
+                node.observer.request_finished(group_id, node.request_timeout, "timeout")
+                error = node.no_quorum_error(group_id, "commit", node.request_timeout)
+                self._fail(
+                    client_id,
+                    RequestError(503, str(error), error.retry_after),
+                    **_leader(node, group_id),
+                )
+
+
+def _one_query(machine: Any, query: str) -> Any:
+    try:
+        return machine.query([query])[0]
+    except QueryError as error:
+        return RequestError(400, str(error))
+
+
+def _group_of(request: dict[str, Any]) -> int:
+    group_id = request.get("group", 1)
+    if not isinstance(group_id, int) or isinstance(group_id, bool) or group_id < 1:
+        raise RequestError(400, "group must be a positive integer")
+    return group_id
+
+
+def _text(request: dict[str, Any], field: str) -> str:
+    value = request.get(field)
+    if not isinstance(value, str):
+        raise RequestError(400, f"'{field}' must be a string")
+    return value
+
+
+def _unknown_group(node: PaxosNode, group_id: int) -> RequestError:
+    known = ", ".join(str(g) for g in sorted(node.replicas))
+    return RequestError(404, f"unknown group {group_id} (groups: {known})")
+
+
+def _leader(node: PaxosNode, group_id: int) -> dict[str, Any]:
+    replica = node.replicas.get(group_id)
+    return {"leader": replica.leader_id if replica is not None else None}
+
+
+def _outcome(node: PaxosNode, client_id: Any, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "id": client_id,
+        "ok": True,
+        "instance": outcome.instance,
+        "result": outcome.result,
+        "request_id": outcome.request_id,
+        "duplicate": outcome.duplicate,
+        **_leader(node, outcome.group_id),
+    }
+
+
+def _hello(node: PaxosNode) -> dict[str, Any]:
+    return {
+        "node_id": node.node_id,
+        "nodes": {str(n.node_id): f"{n.host}:{n.port}" for n in node.config.nodes},
+        "leaders": {str(g): r.leader_id for g, r in node.replicas.items()},
+        "max_requests_per_frame": MAX_REQUESTS_PER_FRAME,
+    }
