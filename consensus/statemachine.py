@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import orjson
+
 
 class QueryError(ValueError):
     """A query the state machine refuses (the client gets it as a 400 error)."""
@@ -58,9 +60,10 @@ class StateMachine:
     def query(self, queries: Sequence[str]) -> list[Any]:
         """Optional: answer read-only ``queries`` from the applied state, one result per query.
 
-        The pipelined client stream (``/ws/client/``) calls it on a worker thread, outside the
-        apply transaction, after a read barrier when the client asked for a linearizable read.
-        It must not write. Raise ``QueryError`` for a query it cannot answer; by default the
+        The pipelined client stream (``/ws/client/``) calls it outside the apply transaction,
+        after a read barrier when the client asked for a linearizable read: for a durable
+        machine on a worker thread with its own database connection, for an in-memory one on
+        the writer thread between applications (no locks needed). It must not write. Raise ``QueryError`` for a query it cannot answer; by default the
         state machine answers none.
         """
         raise QueryError(f"{type(self).__name__} does not answer queries")
@@ -98,9 +101,16 @@ class CallbackStateMachine(StateMachine):
 
 
 def encode_result(result: Any) -> str:
-    """Results are kept as JSON (for retries with the same request id)."""
-    return json.dumps(result, separators=(",", ":"), default=str)
+    """Results are kept as JSON (for retries with the same request id).
+
+    orjson first (this runs for every command on every node); what it refuses (NaN, integer
+    dict keys, integers beyond 64 bits, lone surrogates) goes through ``json`` as before."""
+    try:
+        return orjson.dumps(result, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(result, separators=(",", ":"), default=str)
 
 
 def decode_result(text: str) -> Any:
+    """Only duplicates need it (rare), so the exact parser: orjson reads huge integers as floats."""
     return json.loads(text) if text else None

@@ -309,10 +309,13 @@ class ClientStream:
             if linearizable:
                 await node.read_barrier(group_id)
             queries = [query for _client_id, query in items]
+            # A durable machine reads its rows through a connection of its own; an in-memory
+            # one is read on the thread that applies to it, so it needs no locks.
+            run = sync_to_async if machine.durable else _between_applications(node)
             try:
-                results = await sync_to_async(machine.query)(queries)
+                results = await run(machine.query)(queries)
             except QueryError:  # find the bad ones: one at a time
-                results = [await sync_to_async(_one_query)(machine, query) for query in queries]
+                results = [await run(_one_query)(machine, query) for query in queries]
         except UnknownGroupError:
             error = _unknown_group(node, group_id)
             results = [error] * len(items)
@@ -348,6 +351,18 @@ class ClientStream:
                     RequestError(503, str(error), error.retry_after),
                     **_leader(node, group_id),
                 )
+
+
+def _between_applications(node: PaxosNode) -> Callable[..., Any]:
+    """``sync_to_async``'s shape for ``PaxosNode.run_between_applications``."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        async def call(*args: Any) -> Any:
+            return await node.run_between_applications(fn, *args)
+
+        return call
+
+    return wrap
 
 
 def _one_query(machine: Any, query: str) -> Any:

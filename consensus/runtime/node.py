@@ -22,9 +22,9 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import transaction
 
@@ -54,6 +54,8 @@ from .apply import BARRIER_PREFIX, PRUNE_PREFIX, RESERVED_PREFIX, Applier, Outco
 from .observer import NodeObserver
 
 logger = logging.getLogger("consensus.runtime")
+
+T = TypeVar("T")
 
 REPLAY_CHUNK = 1000
 
@@ -348,6 +350,13 @@ class PaxosNode:
         replica.submit(Command(request_id, payload))
         self._wake.set()
         return future
+
+    async def run_between_applications(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the storage writer thread, where the state machines are applied: an
+        in-memory state machine can be read there without locks (``StateMachine.query``)."""
+        if self._writer is None:
+            raise SubmitError("the node is not running")
+        return await self._writer.run(fn, *args)
 
     def check_serving(self, group_id: int) -> None:
         """Raise what a request for ``group_id`` would raise now: ``UnknownGroupError``, or

@@ -192,3 +192,17 @@ def test_writes_in_flight_survive_the_leader_being_killed(cluster_factory) -> No
                 assert await client.get(key) == value
 
     asyncio.run(scenario())
+
+
+def test_a_state_machine_without_queries_answers_400(cluster_factory) -> None:
+    """The ``log`` machine keeps its state in memory (queries run on the writer thread) and
+    answers no queries; its commands still work through the stream."""
+    cluster: Cluster = cluster_factory(groups=(1,), state_machine="log")
+
+    async def scenario() -> None:
+        async with client_for(cluster) as client:
+            await client.submit("anything", 1)
+            with pytest.raises(BadRequest, match="does not answer queries"):
+                await client.query("anything", 1)
+
+    asyncio.run(scenario())
