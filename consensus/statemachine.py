@@ -63,8 +63,8 @@ class StateMachine:
         The pipelined client stream (``/ws/client/``) calls it outside the apply transaction,
         after a read barrier when the client asked for a linearizable read: for a durable
         machine on a worker thread with its own database connection, for an in-memory one on
-        the writer thread between applications (no locks needed). It must not write. Raise ``QueryError`` for a query it cannot answer; by default the
-        state machine answers none.
+        the writer thread between applications (no locks needed). It must not write. Raise
+        ``QueryError`` for a query it cannot answer; by default the machine answers none.
         """
         raise QueryError(f"{type(self).__name__} does not answer queries")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -591,7 +592,10 @@ class PaxosNode:
         # One transaction per turn of the loop: the writes of every Ready and the applications
         # they make possible (one commit is cheaper than a commit for the votes and another for
         # the applications, which cost a fraction of a millisecond with the raw-SQL apply path).
-        outcomes = await writer.run(self._commit, batch, True)
+        loop = asyncio.get_running_loop()
+        await writer.run(
+            self._commit, batch, True, functools.partial(loop.call_soon_threadsafe, self._resolve)
+        )
         self._release(readies)
         self.commits += 1
         self.observer.storage_committed(
@@ -606,10 +610,12 @@ class PaxosNode:
                     sum(len(entry.value) for entry in ready.committed),
                     ready.committed[-1].instance,
                 )
-        for outcome in outcomes:
-            self._waiters.resolve(outcome)
         for replica, ready in readies:
             replica.advance(ready)
+
+    def _resolve(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            self._waiters.resolve(outcome)
 
     def _release(self, readies: list[tuple[Replica, Ready]]) -> None:
         """The Readies' writes are durable: send their messages, answer what does not wait for
@@ -632,12 +638,22 @@ class PaxosNode:
                     replica.group_id, failure.request_id, OverloadedError(failure.reason)
                 )
 
-    def _commit(self, readies: list[Ready], apply: bool) -> list[Outcome]:
+    def _commit(
+        self,
+        readies: list[Ready],
+        apply: bool,
+        on_applied: Callable[[list[Outcome]], object],
+    ) -> None:
         """On the writer thread: one transaction for the Readies' writes not yet made (none if
         they are marked persisted) and, with ``apply``, their applications.
 
         A transaction without votes (only chosen marks and applications) commits without waiting
-        for the disk: all of it can be learned and replayed again, see ``relaxed_durability``."""
+        for the disk: all of it can be learned and replayed again, see ``relaxed_durability``.
+
+        The clients' results are handed to ``on_applied`` before the commit: the commands are
+        chosen (durable on a majority) and applying them is deterministic, so a crash before
+        the commit replays them to the same results. Clients do not wait for an fsync of votes
+        that share this transaction. Reads still wait: ``applied`` moves after the commit."""
         outcomes: list[Outcome] = []
         unwritten = [ready for ready in readies if not ready.persisted]
         votes = any(ready.persist.must_sync for ready in unwritten)
@@ -649,7 +665,8 @@ class PaxosNode:
                 for ready in readies:
                     if ready.committed:
                         outcomes.extend(self.applier.apply(ready.group_id, ready.committed))
-        return outcomes
+            if outcomes:
+                on_applied(outcomes)
 
     def _serve_log_read(self, group_id: int, read: LogRead) -> None:
         """Catch-up for values older than the replica's in-memory tail: read, then reply."""
