@@ -184,7 +184,8 @@ def _sqlite_database(path: Path) -> dict[str, Any]:
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": path,
         "OPTIONS": {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+            "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
         },

@@ -26,8 +26,16 @@ NodeProcesses = dict[int, subprocess.Popen[bytes]]
 
 
 def start_nodes(
-    config: ClusterConfig, folder: Path, env: Mapping[str, str], extra_args: tuple[str, ...] = ()
+    config: ClusterConfig,
+    folder: Path,
+    env: Mapping[str, str],
+    extra_args: tuple[str, ...] = (),
+    server: str | None = None,
 ) -> NodeProcesses:
+    """``server`` ("daphne" or "uvicorn") is passed on as ``--server``; without it the nodes use
+    ``PAXOS_SERVER`` from ``env``, else daphne."""
+    if server is not None:
+        extra_args = ("--server", server, *extra_args)
     children: NodeProcesses = {}
     for node in config.nodes:
         with (folder / f"node{node.node_id}.log").open("ab") as log:

@@ -50,11 +50,17 @@ class Command(BaseCommand):
             "--path",
             choices=("rest", "client", "both"),
             default="rest",
-            help="drive the REST API with aiohttp (rest), the Python client PaxosClient on "
-            "threads (client), or both (default: rest)",
+            help="drive the REST API with aiohttp (rest), the pipelining asyncio client "
+            "AsyncPaxosClient over the node's websocket stream, one client shared by all "
+            "(client), or both (default: rest)",
         )
         parser.add_argument("--etcd", help="comma-separated etcd client URLs to compare with")
         parser.add_argument("--runs", type=int, default=1, help="repeat and report medians (1)")
+        parser.add_argument(
+            "--server",
+            choices=("daphne", "uvicorn"),
+            help="ASGI server of the local cluster's nodes (default: $PAXOS_SERVER, else daphne)",
+        )
         parser.add_argument("--json", help="also write the results to this JSON file")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -79,7 +85,7 @@ class Command(BaseCommand):
                     write_demo_config(folder, options["nodes"], None, groups=groups)
                 )
                 self.stdout.write(f"starting {options['nodes']} nodes in {folder} ...")
-                children = start_nodes(config, folder, dict(os.environ))
+                children = start_nodes(config, folder, dict(os.environ), server=options["server"])
                 wait_until_serving(config, children, folder)
                 _wait_for_leaders(config)
                 urls = [node.http_url for node in config.nodes]
