@@ -124,6 +124,9 @@ REQUEST_SECONDS = Histogram(
 class PrometheusObserver(NodeObserver):
     """Runtime hooks -> counters and histograms. Cheap and never raises (runs in the Ready loop)."""
 
+    def __init__(self) -> None:
+        self._request_children: dict[tuple[int, str], tuple[Any, Any]] = {}
+
     def role_changed(self, group_id: int, old: str, new: str, ballot: str) -> None:
         group = str(group_id)
         # Roles are sampled once per loop iteration, so a whole election can happen between two
@@ -148,8 +151,16 @@ class PrometheusObserver(NodeObserver):
         COMMITS.labels(str(group_id)).inc(commands)
 
     def request_finished(self, group_id: int, seconds: float, outcome: str) -> None:
-        PROPOSALS.labels(str(group_id), outcome).inc()
-        REQUEST_SECONDS.labels(str(group_id), outcome).observe(seconds)
+        # Once per command: the labelled children are looked up once (``labels`` costs more
+        # than the increment itself).
+        key = (group_id, outcome)
+        children = self._request_children.get(key)
+        if children is None:
+            labels = (str(group_id), outcome)
+            children = PROPOSALS.labels(*labels), REQUEST_SECONDS.labels(*labels)
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def forwarded(self, group_id: int, commands: int) -> None:
         FORWARDED.labels(str(group_id)).inc(commands)

@@ -12,6 +12,17 @@ import aiohttp
 from .targets import Target
 
 
+@dataclass
+class WriteCount:
+    """Acknowledged writes of every run in this process (warm-up included), so a report can say
+    what the cluster's memory and disk use were measured after."""
+
+    total: int = 0
+
+
+WRITES = WriteCount()
+
+
 @dataclass(frozen=True)
 class Workload:
     clients: int
@@ -81,6 +92,7 @@ async def run(target: Target, workload: Workload, seed: int = 0) -> RunResult:
                     await target.get(session, key)
                 else:
                     await target.put(session, key, value)
+                    WRITES.total += 1
             except Exception:  # noqa: BLE001 - any failure counts as an error and the client goes on
                 if now >= measure_from:
                     result.errors += 1

@@ -14,11 +14,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consensus.bench.loadgen import Workload, run
+from consensus.bench.loadgen import WRITES, Workload, run
 from consensus.bench.report import median_of_runs, table
 from consensus.bench.targets import EtcdTarget, PaxosClientTarget, PaxosRestTarget, Target
 from consensus.config import ClusterConfig, load_config, write_demo_config
-from consensus.management.processes import start_nodes, stop_nodes, wait_until_serving
+from consensus.management.processes import (
+    NodeProcesses,
+    start_nodes,
+    stop_nodes,
+    wait_until_serving,
+)
 
 
 class Command(BaseCommand):
@@ -75,6 +80,7 @@ class Command(BaseCommand):
         groups = list(range(1, options["groups"] + 1))
         children = None
         folder = None
+        resources = None
         try:
             if options["urls"]:
                 urls = [u.strip().rstrip("/") for u in options["urls"].split(",") if u.strip()]
@@ -103,12 +109,20 @@ class Command(BaseCommand):
                 etcd_urls = [u.strip().rstrip("/") for u in options["etcd"].split(",")]
                 targets.append(EtcdTarget(etcd_urls, consistency=options["consistency"]))
             rows = self._measure(targets, clients, options)
+            resources = node_resources(children, folder) if children and folder else None
         finally:
             if children is not None:
                 stop_nodes(children)
         self.stdout.write(table(rows))
+        if resources is not None:
+            self.stdout.write(
+                "local cluster at the end: RSS MB per node "
+                f"{resources['rss_mb']}, data MB per node {resources['data_mb']}, "
+                f"writes chosen {resources['writes']}"
+            )
         if options["json"]:
-            Path(options["json"]).write_text(json.dumps(rows, indent=2) + "\n")
+            document: Any = rows if resources is None else {"rows": rows, "nodes": resources}
+            Path(options["json"]).write_text(json.dumps(document, indent=2) + "\n")
             self.stdout.write(f"wrote {options['json']}")
 
     def _measure(
@@ -141,6 +155,28 @@ class Command(BaseCommand):
         if not config.api_tokens:
             raise CommandError(f"{config_path} has no apiTokens")
         return config.api_tokens[0]
+
+
+def node_resources(children: NodeProcesses, folder: Path) -> dict[str, Any]:
+    """What the local cluster's nodes hold after the runs: resident memory (Linux ``/proc``),
+    the size of each node's SQLite files, and how many writes the benchmark made in all."""
+    rss = {}
+    for node_id, process in sorted(children.items()):
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            kilobytes = next(
+                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+            )
+            rss[node_id] = round(kilobytes / 1024, 1)
+        except (OSError, StopIteration, ValueError):
+            rss[node_id] = None
+    data: dict[str, float] = {}  # SQLite: node1.sqlite3 and its -wal/-shm; empty on PostgreSQL
+    for path in sorted((folder / "dataDir").rglob("*")):
+        if path.is_file():
+            node = path.name.split(".")[0]
+            data[node] = data.get(node, 0.0) + path.stat().st_size / 2**20
+    data = {node: round(size, 1) for node, size in data.items()}
+    return {"rss_mb": rss, "data_mb": data, "writes": WRITES.total}
 
 
 def _wait_for_leaders(config: ClusterConfig, timeout: float = 30.0) -> None:
