@@ -54,6 +54,7 @@ from .client import (
     PaxosError,
     Unavailable,
     _error_for,
+    node_addresses,
     parse_address,
 )
 
@@ -186,11 +187,7 @@ class AsyncPaxosClient:
         self.token = token if token is not None else os.environ.get(TOKEN_ENVIRONMENT_VARIABLE, "")
         self.timeout = timeout
         self.retry_timeout = retry_timeout
-        self._addresses: list[Address] = []
-        for address in [(host, port), *nodes]:
-            parsed = parse_address(address)
-            if parsed not in self._addresses:
-                self._addresses.append(parsed)
+        self._addresses: list[Address] = node_addresses(host, port, nodes)
         self._links: dict[Address, _Link] = {}
         self._connecting: dict[Address, asyncio.Task[_Link]] = {}
         self._node_addresses: dict[int, Address] = {}

@@ -124,6 +124,18 @@ def parse_address(address: str | tuple[str, int]) -> tuple[str, int]:
     return parts.hostname, parts.port or DEFAULT_PORT
 
 
+def node_addresses(
+    host: str, port: int, nodes: Iterable[str | tuple[str, int]]
+) -> list[tuple[str, int]]:
+    """The first node, then the others, each once, as ``(host, port)``."""
+    addresses = [parse_address((host, port))]
+    for address in nodes:
+        parsed = parse_address(address)
+        if parsed not in addresses:
+            addresses.append(parsed)
+    return addresses
+
+
 class PaxosClient:
     """A client for one cluster; ``host``/``port`` is the first node to try, ``nodes`` the others.
 
@@ -141,12 +153,7 @@ class PaxosClient:
         timeout: float = DEFAULT_TIMEOUT,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
     ) -> None:
-        addresses = [parse_address((host, port))]
-        for address in nodes:
-            parsed = parse_address(address)
-            if parsed not in addresses:
-                addresses.append(parsed)
-        self.nodes: list[tuple[str, int]] = addresses
+        self.nodes: list[tuple[str, int]] = node_addresses(host, port, nodes)
         self.token = token if token is not None else os.environ.get(TOKEN_ENVIRONMENT_VARIABLE)
         self.timeout = timeout
         self.retry_timeout = retry_timeout

@@ -65,7 +65,8 @@ logger = logging.getLogger("consensus.api")
 CLIENT_STREAM_PATH = "ws/client/"
 MAX_REQUESTS_PER_FRAME = 10_000
 MAX_IN_FLIGHT = 50_000
-"""Per connection: beyond it, requests are refused with 503 until answers drain."""
+"""Per connection: commands beyond it are refused with 503; answers beyond it that the client
+has not read yet make the stream stop reading the client's frames."""
 SWEEP_INTERVAL = 0.25
 """How often pending commands are checked against the node's request timeout (seconds)."""
 CLOSE_UNAUTHORIZED = 4001
@@ -100,6 +101,7 @@ class ClientStream:
         """(group, request id) -> (client's id, start time) of commands waiting for a result."""
         self._outbox: list[dict[str, Any]] = []
         self._output = asyncio.Event()
+        self._drained = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -123,6 +125,11 @@ class ClientStream:
         sweeper = asyncio.create_task(self._sweeper(), name="client-stream-sweep")
         try:
             while True:
+                while len(self._outbox) >= MAX_IN_FLIGHT:
+                    # A client that sends without reading: stop reading its frames until its
+                    # answers drain, so the socket pushes back instead of memory growing.
+                    self._drained.clear()
+                    await self._drained.wait()
                 message = await receive()
                 kind = message["type"]
                 if kind == "websocket.disconnect":
@@ -158,6 +165,7 @@ class ClientStream:
             batch, self._outbox = self._outbox, []
             if batch:
                 await self._send_frame(batch)
+            self._drained.set()
 
     def _answer(self, response: dict[str, Any]) -> None:
         if not self._closed:

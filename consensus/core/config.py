@@ -32,7 +32,10 @@ class ReplicaConfig:
     learn_max_bytes: int = 1024 * 1024
     """Payload bytes per LearnReply, so a reply always fits in one transport frame."""
     cache_size: int = 4096
-    """Chosen values kept in memory to serve catch-up without a storage read."""
+    """Chosen values kept in memory to serve catch-up without a storage read..."""
+    cache_bytes: int = 8 * 1024 * 1024
+    """...and at most this many payload bytes of them (``value_size``): with big batches 4,096
+    instances are hundreds of thousands of commands, hundreds of MB of Python objects."""
     recent_request_ids: int = 20_000
     """Request ids of recently chosen commands a leader remembers, to drop late retries of them
     instead of putting them in the log again (the applier would skip them anyway)."""

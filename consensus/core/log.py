@@ -26,16 +26,20 @@ class Entry:
 
 
 class InstanceLog:
-    def __init__(self, state: InitialState, cache_size: int) -> None:
+    def __init__(
+        self, state: InitialState, cache_size: int, cache_bytes: int | None = None
+    ) -> None:
         self.chosen_upto = state.chosen_upto
         self.entries: dict[int, Entry] = {
             stored.instance: Entry(stored.ballot, stored.value, stored.chosen)
             for stored in state.instances
         }
         self._cache_size = cache_size
-        self.recent: OrderedDict[int, Value] = OrderedDict(
-            (entry.instance, entry.value) for entry in state.recent_chosen
-        )
+        self._cache_bytes = cache_bytes
+        self.recent: OrderedDict[int, Value] = OrderedDict()
+        self._recent_bytes = 0
+        for entry in state.recent_chosen:
+            self._cache(entry.instance, entry.value)
         self._trim_cache()
 
     @property
@@ -83,7 +87,7 @@ class InstanceLog:
         while (entry := self.entries.get(self.chosen_upto + 1)) is not None and entry.chosen:
             self.chosen_upto += 1
             del self.entries[self.chosen_upto]
-            self.recent[self.chosen_upto] = entry.value
+            self._cache(self.chosen_upto, entry.value)
             committed.append(ChosenEntry(self.chosen_upto, entry.value))
         if committed:
             self._trim_cache()
@@ -115,9 +119,19 @@ class InstanceLog:
             result.append(ChosenEntry(instance, value))
         return result
 
+    def _cache(self, instance: int, value: Value) -> None:
+        self.recent[instance] = value
+        self._recent_bytes += value_size(value)
+
     def _trim_cache(self) -> None:
-        while len(self.recent) > self._cache_size:
-            self.recent.popitem(last=False)
+        """Drop the oldest cached values beyond ``cache_size`` values or ``cache_bytes`` bytes
+        (the newest one always stays)."""
+        limit = self._cache_bytes
+        while len(self.recent) > self._cache_size or (
+            limit is not None and self._recent_bytes > limit and len(self.recent) > 1
+        ):
+            _instance, value = self.recent.popitem(last=False)
+            self._recent_bytes -= value_size(value)
 
 
 _CHOSEN_ONLY = Ballot(0, 0)

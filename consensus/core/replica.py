@@ -110,7 +110,7 @@ class Replica:
         read of this one with its older index."""
         self.config = config
         self._rng = rng
-        self.log = InstanceLog(state, config.cache_size)
+        self.log = InstanceLog(state, config.cache_size, config.cache_bytes)
         self.acceptor = self._make_acceptor(state.promised)
         self.role = Role.FOLLOWER
         self.leader_id: int | None = None

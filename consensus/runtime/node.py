@@ -483,7 +483,9 @@ class PaxosNode:
             for group_id, replica in self.replicas.items():
                 if not replica.is_leader() or self._writer is None:
                     continue
-                cutoff = await self._writer.run(
+                # A read on a thread of its own, not the writer's: on a big table it takes a
+                # while, and commits must not wait for it.
+                cutoff = await asyncio.to_thread(
                     prune_cutoff,
                     group_id,
                     ttl_seconds=self.result_ttl,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Max, Min
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from consensus.models import RequestResult
@@ -37,12 +37,7 @@ def prune_cutoff(
     cutoff = 0
     if ttl_seconds is not None:
         horizon = (now or timezone.now()) - timedelta(seconds=ttl_seconds)
-        oldest_kept = rows.filter(created_at__gte=horizon).aggregate(first=Min("instance"))
-        if oldest_kept["first"] is not None:
-            cutoff = oldest_kept["first"]
-        else:
-            newest = rows.aggregate(last=Max("instance"))["last"]
-            cutoff = newest + 1 if newest is not None else 0
+        cutoff = _first_instance_since(rows, horizon)
     if max_results is not None:
         newest_first = rows.order_by("-instance").values_list("instance", flat=True)
         boundary = newest_first[max_results : max_results + 1]
@@ -52,6 +47,40 @@ def prune_cutoff(
     if cutoff <= 0 or not rows.filter(instance__lt=cutoff).exists():
         return None
     return cutoff
+
+
+def _first_instance_since(rows: QuerySet[RequestResult], horizon: datetime) -> int:
+    """The first instance whose results are at least as new as ``horizon`` (one past the last
+    instance when all are older; 0 when there are none).
+
+    Results are written in log order when they are applied, so ``created_at`` grows with the
+    instance: a binary search over the ``(group, instance)`` index needs a few dozen point
+    queries, where filtering on ``created_at`` would scan the whole table."""
+
+    def first_at_or_after(instance: int) -> tuple[int, datetime] | None:
+        return (
+            rows.filter(instance__gte=instance)
+            .order_by("instance")
+            .values_list("instance", "created_at")
+            .first()
+        )
+
+    first = first_at_or_after(0)
+    last = rows.order_by("-instance").values_list("instance", "created_at").first()
+    if first is None or last is None:
+        return 0
+    if last[1] < horizon:
+        return last[0] + 1
+    low, high = first[0], last[0]  # the first result at or after ``high`` is new enough
+    while low < high:
+        middle = (low + high) // 2
+        found = first_at_or_after(middle)
+        if found is not None and found[1] >= horizon:
+            high = middle
+        else:
+            low = middle + 1
+    found = first_at_or_after(low)
+    return found[0] if found is not None else last[0] + 1
 
 
 def prune_before(group_id: int, cutoff: int, using: str = "default") -> int:

@@ -57,3 +57,22 @@ def test_prune_before_deletes_only_older_instances_of_that_group() -> None:
         10,
     ]
     assert RequestResult.objects.filter(group_id=2).count() == 10
+
+
+@pytest.mark.parametrize("young_from", [2, 7, 30, 31, 59, 60])
+def test_cutoff_by_age_searches_instances_with_gaps_and_many_rows(young_from: int) -> None:
+    """Several results per instance, instances with gaps (no-ops, markers): the binary search
+    over instances still finds the first instance with a young result."""
+    group, _ = Group.objects.get_or_create(group_id=3, defaults={"state_machine": "kv"})
+    instances = [n for n in range(1, 61) if n % 4 != 0]
+    old = timezone.now() - timedelta(hours=2)
+    rows = [
+        RequestResult(group=group, request_id=f"r{n}-{k}", instance=n, result="null")
+        for n in instances
+        for k in range(3)
+    ]
+    RequestResult.objects.bulk_create(rows)
+    RequestResult.objects.filter(group=group, instance__lt=young_from).update(created_at=old)
+    expected = next((n for n in instances if n >= young_from), instances[-1] + 1)
+    cutoff = prune_cutoff(3, ttl_seconds=60, max_results=None)
+    assert cutoff == (None if expected == instances[0] else expected)

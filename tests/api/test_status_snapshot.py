@@ -38,18 +38,22 @@ class LoopNode:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
 
-@pytest.fixture
-def loop_node(settings: Any, tmp_path: Path) -> Iterator[LoopNode]:
-    """A started one-node cluster (groups 1 and 2, KV store) on a loop in its own thread."""
-    settings.PAXOS_API_TOKENS = (TOKEN,)
-    config = ClusterConfig(
+def one_node_config(tmp_path: Path, **fields: Any) -> ClusterConfig:
+    return ClusterConfig(
         path=tmp_path / "cluster.json",
         nodes=(NodeAddress(1, "127.0.0.1", 1),),
         my_id=1,
         secret="s",
         data_path=tmp_path,
-        groups=(GroupSpec(1, "kv"), GroupSpec(2, "kv")),
+        **fields,
     )
+
+
+@pytest.fixture
+def loop_node(settings: Any, tmp_path: Path) -> Iterator[LoopNode]:
+    """A started one-node cluster (groups 1 and 2, KV store) on a loop in its own thread."""
+    settings.PAXOS_API_TOKENS = (TOKEN,)
+    config = one_node_config(tmp_path, groups=(GroupSpec(1, "kv"), GroupSpec(2, "kv")))
     machines = {spec.group_id: registry.create("kv", spec.group_id) for spec in config.groups}
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="node-loop", daemon=True)
@@ -145,13 +149,7 @@ def test_a_stuck_loop_is_a_503_not_a_hang(
 def test_a_node_without_a_running_loop_is_read_in_place(tmp_path: Path) -> None:
     """Before ``start()`` (and for stand-ins without ``event_loop``) nothing mutates the state
     concurrently: the read runs on the caller's thread."""
-    config = ClusterConfig(
-        path=tmp_path / "cluster.json",
-        nodes=(NodeAddress(1, "127.0.0.1", 1),),
-        my_id=1,
-        secret="s",
-        data_path=tmp_path,
-    )
+    config = one_node_config(tmp_path)
     node = PaxosNode(config, {1: registry.create("kv", 1)})
     assert node.event_loop() is None
     assert read_on_loop(node, lambda live: threading.get_ident()) == threading.get_ident()

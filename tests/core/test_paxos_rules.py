@@ -560,3 +560,22 @@ def test_a_follower_ignores_prepares_while_its_leader_is_alive() -> None:
         Prepare(group_id=1, src=3, dst=2, ballot=Ballot(99, 3), first_instance=1, force=True)
     )
     assert follower.promised == Ballot(99, 3)
+
+
+def test_the_chosen_value_cache_is_bounded_by_bytes_too() -> None:
+    """Big batches: the cache keeps at most ``cache_bytes`` of payload (never less than the
+    newest value), and what fell out is served from storage like any old value."""
+    cluster = Harness(overrides={"cache_size": 1000, "cache_bytes": 250})
+    cluster.elect(1)
+    for n in range(8):
+        cluster.submit(1, f"{n}" * 100)
+        cluster.stabilize()
+    log = cluster.replicas[1].log
+    assert 1 <= len(log.recent) <= 2
+    assert max(log.recent) == log.chosen_upto
+    replica = cluster.replicas[1]
+    replica.step(LearnRequest(group_id=1, src=2, dst=1, first_instance=1, last_instance=3))
+    ready = replica.ready()
+    assert [(r.dst, r.first_instance) for r in ready.log_reads] == [(2, 1)]
+    ready.mark_persisted()
+    replica.advance(ready)

@@ -6,6 +6,9 @@ Two transports for the same four operations:
               ``POST /api/kv/<g>/<key>/cas``; reads are linearizable, or ``?consistency=local``
               when the client is built with ``reads="local"`` (the unsafe negative control);
 ``commands``  ``POST /api/groups/<g>/commands/`` with a KV command; a get goes through the log.
+``stream``    the pipelined client stream ``/ws/client/`` (consensus/api/stream.py): writes are
+              ``submit`` requests with a KV command, gets are ``query`` requests (linearizable,
+              or ``"consistency": "local"`` with ``reads="local"``).
 
 Every call returns a ``Reply`` of type ``ok`` (with the normalized output), ``fail`` (it certainly
 did not happen: the connection was refused, or the node rejected the request as invalid) or
@@ -28,6 +31,9 @@ import threading
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
+
+import websockets
+from websockets.sync.client import connect as ws_connect
 
 from tests.fixtures.cluster import TOKEN, Cluster
 
@@ -86,7 +92,7 @@ class Client:
         reads: str = "linearizable",
         timeout: float | None = None,
     ) -> None:
-        if api not in ("kv", "commands") or reads not in ("linearizable", "local"):
+        if api not in ("kv", "commands", "stream") or reads not in ("linearizable", "local"):
             raise ValueError(f"api={api!r} reads={reads!r}")
         if api == "commands" and reads == "local":
             raise ValueError("the commands endpoint has no local reads")
@@ -98,20 +104,24 @@ class Client:
     # ------------------------------------------------------------------ operations
 
     def get(self, node: int, group: int, key: str) -> Reply:
+        if self.api == "stream":
+            query = {"op": "get", "key": key}
+            request = {"op": "query", "query": json.dumps(query), "consistency": self.reads}
+            return self._stream(node, group, request, "get")
         if self.api == "commands":
             return self._command(node, group, {"op": "get", "key": key}, None, "get")
         query = "?consistency=local" if self.reads == "local" else ""
         return self._call(node, "GET", f"{self._path(group, key)}{query}", None, None, "get")
 
     def put(self, node: int, group: int, key: str, value: str, request_id: str | None) -> Reply:
-        if self.api == "commands":
+        if self.api != "kv":
             command = {"op": "put", "key": key, "value": value}
             return self._command(node, group, command, request_id, "put")
         body = {"value": value}
         return self._call(node, "PUT", self._path(group, key), body, request_id, "put")
 
     def delete(self, node: int, group: int, key: str, request_id: str | None) -> Reply:
-        if self.api == "commands":
+        if self.api != "kv":
             return self._command(node, group, {"op": "delete", "key": key}, request_id, "delete")
         return self._call(node, "DELETE", self._path(group, key), None, request_id, "delete")
 
@@ -124,7 +134,7 @@ class Client:
         value: str,
         request_id: str | None,
     ) -> Reply:
-        if self.api == "commands":
+        if self.api != "kv":
             command = {"op": "cas", "key": key, "expected": expected, "value": value}
             return self._command(node, group, command, request_id, "cas")
         body = {"expected": expected, "value": value}
@@ -152,6 +162,11 @@ class Client:
     def _command(
         self, node: int, group: int, command: dict[str, Any], request_id: str | None, f: str
     ) -> Reply:
+        if self.api == "stream":
+            request = {"op": "submit", "command": json.dumps(command)}
+            if request_id is not None:
+                request["request_id"] = request_id
+            return self._stream(node, group, request, f)
         body: dict[str, Any] = {"command": json.dumps(command)}
         if request_id is not None:
             body["request_id"] = request_id
@@ -163,6 +178,27 @@ class Client:
             # Chosen, but the state machine rejected it: no effect on the register.
             return Reply(FAIL, error=f"state machine: {result!r}", status=reply.status)
         return Reply(OK, _output(f, result), status=reply.status)
+
+    def _stream(self, node: int, group: int, request: dict[str, Any], f: str) -> Reply:
+        port = self.cluster.nodes[node].port
+        try:
+            answer = stream_call(port, {**request, "group": group}, self.timeout)
+        except NotSent as error:
+            return Reply(FAIL, error=f"not sent: {error}")
+        except (OSError, TimeoutError, websockets.WebSocketException) as error:
+            kind = "timeout" if isinstance(error, TimeoutError) else "lost"
+            return Reply(INFO, error=f"{kind}: {type(error).__name__} {error}".strip())
+        if answer.get("ok"):
+            result = answer.get("result")
+            if not isinstance(result, dict) or "error" in result:
+                return Reply(FAIL, error=f"state machine: {result!r}")
+            if f == "get":
+                return Reply(OK, result["value"] if result.get("found") else None)
+            return Reply(OK, _output(f, result))
+        status = int(answer.get("status", 500))
+        if 400 <= status < 500:
+            return Reply(FAIL, error=f"{status}: {answer.get('error')}", status=status)
+        return Reply(INFO, error=f"{status}: {answer.get('error')}", status=status)
 
     def _call(
         self,
@@ -193,6 +229,25 @@ class Client:
             # Rejected before anything was proposed (bad input, auth, unknown group).
             return Reply(FAIL, error=f"{status}: {message}", status=status)
         return Reply(INFO, error=f"{status}: {message}", status=status)
+
+
+def stream_call(port: int, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One request on a fresh stream connection. Raises ``NotSent`` if it never left (no
+    connection, no hello), ``OSError`` or ``websockets`` errors for anything after that."""
+    url = f"ws://127.0.0.1:{port}/ws/client/"
+    try:
+        websocket = ws_connect(
+            url, additional_headers={"Authorization": f"Bearer {TOKEN}"}, open_timeout=timeout
+        )
+    except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
+        raise NotSent(f"{type(error).__name__}: {error}") from None
+    with websocket:
+        try:
+            json.loads(websocket.recv(timeout))  # the hello
+        except (OSError, TimeoutError, websockets.ConnectionClosed) as error:
+            raise NotSent(f"no hello: {type(error).__name__}: {error}") from None
+        websocket.send(json.dumps([{"id": 1, **request}]))
+        return json.loads(websocket.recv(timeout))[0]
 
 
 def _output(f: str, result: dict[str, Any]) -> Any:

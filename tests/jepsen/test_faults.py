@@ -104,6 +104,23 @@ def test_five_nodes_under_faults(cluster_factory) -> None:
     assert set(report.faults) == set(FIVE_NODE_FAULTS), report.faults
 
 
+def test_stream_clients_under_faults(cluster_factory) -> None:
+    """The same checks with every op through the pipelined client stream (``/ws/client/``):
+    submits without the stored-result look-up, linearizable queries, per-connection timeouts."""
+    report = run(
+        cluster_factory,
+        nodes=3,
+        duration=8,
+        api="stream",
+        faults=("kill-leader", "partition-halves", "pause-leader"),
+        schedule="cycle",
+        quiet=(0.2, 0.6),
+        fault_duration=(0.8, 1.5),
+    ).report
+    assert report.valid, report.render()
+    assert report.ops[OK] > 50, report.render()
+
+
 def record(history: History, client: Client, process: str, f: str, node: int, key: str, **args):
     """One op on group 1 through ``client``, recorded in ``history``."""
     op = history.invoke(process, f, f"1/{key}", args.get("value"), node=node)
