@@ -279,6 +279,8 @@ class SimCluster:
                 max_batch_commands=6,
                 learn_batch=8,
                 cache_size=6,
+                # Odd groups also bound the cache by bytes (a few small values), even ones not.
+                cache_bytes=120 if group_id % 2 else 8 * 1024 * 1024,
                 # Odd groups prefer a node (leader hand-over is exercised), even groups do not.
                 preferred_leader=(
                     self.node_ids[(group_id - 1) % len(self.node_ids)] if group_id % 2 else None

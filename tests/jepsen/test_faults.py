@@ -132,8 +132,8 @@ def test_negative_controls_are_caught(cluster_factory) -> None:
     """The harness can fail on a live cluster, deterministically: with one node cut off from
     the majority,
 
-    - ``?consistency=local`` reads from it (allowed to be stale) return a value older than a
-      write the majority acknowledged before the read began;
+    - ``?consistency=local`` reads from it (allowed to be stale), over REST and over the client
+      stream, return a value older than a write the majority acknowledged before the read began;
     - a client that acknowledges a write before the cluster committed it (``LyingClient``,
       writing through the cut-off node, where nothing can commit) is followed by a read that
       does not see the "acknowledged" write.
@@ -162,6 +162,9 @@ def test_negative_controls_are_caught(cluster_factory) -> None:
             assert record(history, honest, "c0", "put", leader, "stale", value="stale-2").type == OK
             stale = record(history, local, "c1", "get", cut_off, "stale")
             assert stale.output == "stale-1", stale.describe()
+            stream_local = Client(cluster, api="stream", reads="local")  # the same, streamed
+            streamed = record(history, stream_local, "c4", "get", cut_off, "stale")
+            assert streamed.output == "stale-1", streamed.describe()
             assert record(history, liar, "c2", "put", cut_off, "lie", value="lie-2").type == OK
             after = record(history, commands, "c3", "get", leader, "lie")
             assert after.output == "lie-1", after.describe()
