@@ -59,6 +59,10 @@ logger = logging.getLogger("consensus.runtime")
 T = TypeVar("T")
 
 REPLAY_CHUNK = 1000
+PRUNE_MAX_ROWS = 20_000
+"""Results one pruning marker deletes at most (every node deletes them in an apply transaction)."""
+PRUNE_CATCH_UP_DELAY = 1.0
+"""Seconds to the next pruning round after one that pruned (instead of ``prune_interval``)."""
 
 
 class SubmitError(Exception):
@@ -478,8 +482,10 @@ class PaxosNode:
         node drops the same rows at the same point (see consensus/storage/pruning.py)."""
         if self.result_ttl is None and self.result_max is None:
             return
+        delay = self.prune_interval
         while True:
-            await asyncio.sleep(self.prune_interval)
+            await asyncio.sleep(delay)
+            delay = self.prune_interval
             for group_id, replica in self.replicas.items():
                 if not replica.is_leader() or self._writer is None:
                     continue
@@ -491,10 +497,12 @@ class PaxosNode:
                     ttl_seconds=self.result_ttl,
                     max_results=None if self.result_max is None else int(self.result_max),
                     using=self.storage.using,
+                    max_rows=PRUNE_MAX_ROWS,
                 )
                 if cutoff is None or cutoff <= self._proposed_cutoff.get(group_id, 0):
                     continue
                 self._proposed_cutoff[group_id] = cutoff
+                delay = min(delay, PRUNE_CATCH_UP_DELAY)  # a bounded step: there may be more
                 with contextlib.suppress(SubmitError):
                     await self.submit(group_id, str(cutoff), f"{PRUNE_PREFIX}{uuid.uuid4().hex}")
                     logger.info(

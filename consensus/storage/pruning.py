@@ -30,9 +30,14 @@ def prune_cutoff(
     max_results: int | None,
     using: str = "default",
     now: datetime | None = None,
+    max_rows: int | None = None,
 ) -> int | None:
     """The instance below which this group's results may go: older than ``ttl_seconds`` or
-    beyond the newest ``max_results``. None when there is nothing to prune."""
+    beyond the newest ``max_results``. None when there is nothing to prune.
+
+    With ``max_rows`` the cutoff stops short of deleting much more than that many rows (whole
+    instances): every node deletes them in an apply transaction, and a deletion of hundreds of
+    thousands of rows stalled commits for seconds. The caller prunes again soon after."""
     rows = RequestResult.objects.using(using).filter(group_id=group_id)
     cutoff = 0
     if ttl_seconds is not None:
@@ -44,6 +49,11 @@ def prune_cutoff(
         beyond = next(iter(boundary), None)
         if beyond is not None:
             cutoff = max(cutoff, beyond + 1)
+    if max_rows is not None and cutoff > 0:
+        oldest_first = rows.order_by("instance").values_list("instance", flat=True)
+        limit = next(iter(oldest_first[max_rows : max_rows + 1]), None)
+        if limit is not None:
+            cutoff = min(cutoff, max(limit, oldest_first[0] + 1))
     if cutoff <= 0 or not rows.filter(instance__lt=cutoff).exists():
         return None
     return cutoff

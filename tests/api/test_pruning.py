@@ -76,3 +76,16 @@ def test_cutoff_by_age_searches_instances_with_gaps_and_many_rows(young_from: in
     expected = next((n for n in instances if n >= young_from), instances[-1] + 1)
     cutoff = prune_cutoff(3, ttl_seconds=60, max_results=None)
     assert cutoff == (None if expected == instances[0] else expected)
+
+
+def test_cutoff_deletes_a_bounded_number_of_rows_per_step() -> None:
+    """``max_rows`` caps one step (whole instances); the steps together reach the full cutoff."""
+    make_results(1, range(1, 101), age_seconds=3600)
+    make_results(1, range(101, 111))
+    assert prune_cutoff(1, ttl_seconds=60, max_results=None) == 101
+    steps = []
+    while (cutoff := prune_cutoff(1, ttl_seconds=60, max_results=None, max_rows=30)) is not None:
+        steps.append(cutoff)
+        assert prune_before(1, cutoff) <= 30
+    assert steps == [31, 61, 91, 101]
+    assert RequestResult.objects.filter(group_id=1).count() == 10
