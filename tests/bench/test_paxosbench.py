@@ -65,7 +65,8 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ops_per_s" in result.stdout and "p99_ms" in result.stdout
-    rows = json.loads(out.read_text())
+    document = json.loads(out.read_text())
+    rows = document["rows"]
     assert {(row["target"], row["clients"]) for row in rows} == {
         ("paxos-rest", 1),
         ("paxos-rest", 4),
@@ -73,6 +74,10 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
         ("paxos-client", 4),
     }
     assert all(row["ops"] > 0 and row["errors"] == 0 for row in rows), rows
+    nodes = document["nodes"]  # what the local cluster held at the end
+    assert set(nodes["rss_mb"]) == {"1", "2", "3"} and all(nodes["rss_mb"].values())
+    assert set(nodes["data_mb"]) == {"node1", "node2", "node3"}
+    assert nodes["writes"] > 0
     assert runpaxos_pids() <= before  # every node it started is gone
 
 

@@ -121,7 +121,7 @@ class Command(BaseCommand):
                 f"writes chosen {resources['writes']}"
             )
         if options["json"]:
-            document: Any = rows if resources is None else {"rows": rows, "nodes": resources}
+            document = {"rows": rows, "nodes": resources}  # nodes: None with --urls
             Path(options["json"]).write_text(json.dumps(document, indent=2) + "\n")
             self.stdout.write(f"wrote {options['json']}")
 
