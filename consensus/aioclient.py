@@ -53,7 +53,7 @@ from .client import (
     NoQuorum,
     PaxosError,
     Unavailable,
-    _error_for,
+    error_for_status,
     node_addresses,
     parse_address,
 )
@@ -274,7 +274,7 @@ class AsyncPaxosClient:
     ) -> CommandResult:
         done = await self.submit_command(command, group, request_id)
         if isinstance(done.result, dict) and "error" in done.result:
-            raise _error_for(400, done.result)
+            raise error_for_status(400, done.result)
         return done
 
     # ------------------------------------------------------------------ plumbing
@@ -305,7 +305,7 @@ class AsyncPaxosClient:
                 if answer.get("ok"):
                     return answer
                 if answer.get("status") != 503:
-                    raise _error_for(int(answer.get("status", 500)), answer)
+                    raise error_for_status(int(answer.get("status", 500)), answer)
                 last = NoQuorum(str(answer.get("error")), status=503, body=answer)
                 wait = float(answer.get("retry_after", wait))
                 payload = {**payload, "retry": True}

@@ -312,7 +312,7 @@ class PaxosClient:
                     self._current = index
                 if 200 <= status < 300:
                     return answer
-                raise _error_for(status, answer)
+                raise error_for_status(status, answer)
             rounds += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -400,7 +400,8 @@ def _retry_after(value: str | None) -> float:
         return 1.0
 
 
-def _error_for(status: int, answer: Any) -> PaxosError:
+def error_for_status(status: int, answer: Any) -> PaxosError:
+    """The exception for an error answer (HTTP or stream status and its JSON body)."""
     message = _message(answer, status)
     kind: type[PaxosError] = PaxosError
     if status == 413:
