@@ -245,6 +245,12 @@ class Replica:
         self._pending[command.request_id] = PendingCommand(command, self._now)
         self._route(command)
 
+    def was_chosen_recently(self, request_id: str) -> bool:
+        """Whether this node saw a command with ``request_id`` chosen (among the last
+        ``recent_request_ids``). A leader drops such a command as a late retry instead of
+        proposing it again, so whoever resubmits it must answer it from the stored result."""
+        return request_id in self._recently_chosen
+
     def read_index(self, read_id: int) -> None:
         """Start a linearizable read. A later Ready's ``reads`` gives its index: once the local
         state machine has applied that instance, local state reflects every command acknowledged

@@ -23,7 +23,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -346,15 +346,35 @@ class PaxosNode:
         ``OverloadedError``. Nothing more: no timeout and no look-up of an earlier result.
 
         For callers that keep many commands in flight (the pipelined client stream): they time
-        out whole batches themselves and call ``forget`` for what they stop waiting for. A request
-        id already applied long ago is still applied once (the applier finds its stored result);
-        ``submit`` merely answers such a retry without a round.
+        out whole batches themselves and call ``forget`` for what they stop waiting for.
+
+        A retry of a command this node already saw chosen is not proposed again (the leader
+        would drop it as a late duplicate and nobody would answer): its first result comes from
+        storage, or from the application still to run. A retry of an older one is proposed again
+        and the applier answers it with the stored result.
         """
         replica = self._replica(group_id)
         future = self._waiters.get(group_id, request_id)
-        replica.submit(Command(request_id, payload))
-        self._wake.set()
+        if replica.was_chosen_recently(request_id):
+            self._run_in_background(self._answer_from_storage(group_id, request_id))
+        else:
+            replica.submit(Command(request_id, payload))
+            self._wake.set()
         return future
+
+    async def _answer_from_storage(self, group_id: int, request_id: str) -> None:
+        """Resolve a chosen command's waiter with its stored result. The look-up runs on the
+        writer thread after every application already handed to it; if the result is not there
+        yet, the application still to come resolves the waiter."""
+        assert self._writer is not None
+        earlier = await self._writer.run(self.applier.lookup, group_id, request_id)
+        if earlier is not None:
+            self._waiters.resolve(earlier)
+
+    def _run_in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def run_between_applications(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the storage writer thread, where the state machines are applied: an
@@ -604,7 +624,7 @@ class PaxosNode:
         # the applications, which cost a fraction of a millisecond with the raw-SQL apply path).
         loop = asyncio.get_running_loop()
         await writer.run(
-            self._commit, batch, True, functools.partial(loop.call_soon_threadsafe, self._resolve)
+            self._commit, batch, functools.partial(loop.call_soon_threadsafe, self._resolve)
         )
         self._release(readies)
         self.commits += 1
@@ -633,8 +653,6 @@ class PaxosNode:
         transport = self._transport
         assert transport is not None
         for replica, ready in readies:
-            if ready.persisted:
-                continue
             ready.mark_persisted()
             transport.send(ready.messages)
             for read in ready.reads:
@@ -651,11 +669,9 @@ class PaxosNode:
     def _commit(
         self,
         readies: list[Ready],
-        apply: bool,
         on_applied: Callable[[list[Outcome]], object],
     ) -> None:
-        """On the writer thread: one transaction for the Readies' writes not yet made (none if
-        they are marked persisted) and, with ``apply``, their applications.
+        """On the writer thread: one transaction for the Readies' writes and their applications.
 
         A transaction without votes (only chosen marks and applications) commits without waiting
         for the disk: all of it can be learned and replayed again, see ``relaxed_durability``.
@@ -665,16 +681,13 @@ class PaxosNode:
         the commit replays them to the same results. Clients do not wait for an fsync of votes
         that share this transaction. Reads still wait: ``applied`` moves after the commit."""
         outcomes: list[Outcome] = []
-        unwritten = [ready for ready in readies if not ready.persisted]
-        votes = any(ready.persist.must_sync for ready in unwritten)
+        votes = any(ready.persist.must_sync for ready in readies)
         relaxed = contextlib.nullcontext() if votes else self.storage.relaxed_durability()
         with relaxed, transaction.atomic(using=self.storage.using):
-            if unwritten:
-                self.storage.persist(unwritten)
-            if apply:
-                for ready in readies:
-                    if ready.committed:
-                        outcomes.extend(self.applier.apply(ready.group_id, ready.committed))
+            self.storage.persist(readies)
+            for ready in readies:
+                if ready.committed:
+                    outcomes.extend(self.applier.apply(ready.group_id, ready.committed))
             if outcomes:
                 on_applied(outcomes)
 
@@ -709,9 +722,7 @@ class PaxosNode:
                 for reply in replies
             )
 
-        task = asyncio.create_task(serve())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._run_in_background(serve())
 
     # ------------------------------------------------------------------ status
 
