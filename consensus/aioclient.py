@@ -98,15 +98,16 @@ class _Link:
         except BaseException:
             await websocket.close()
             raise
-        if "hello" not in first:
+        if "hello" not in first:  # refused: {"error": ..., "status": 401 or 503}
             await websocket.close()
-            message = str(first.get("error", first))
-            if "token" in message:
-                raise AuthError(f"{host}:{port}: {message}", status=401)
-            raise Unavailable(f"{host}:{port}: {message}")
+            status = int(first.get("status", 503))
+            if status == 503:
+                raise Unavailable(f"{host}:{port}: {first.get('error')}", status=503)
+            raise error_for_status(status, first)
         return cls(address, websocket, first["hello"])
 
-    def request(self, payload: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+    def request(self, payload: dict[str, Any]) -> tuple[int, asyncio.Future[dict[str, Any]]]:
+        """Queue ``payload`` for the next frame: its id here, and the future of its answer."""
         if self.closed:
             raise _LinkLost("the connection is closed")
         request_id = next(self._ids)
@@ -114,12 +115,11 @@ class _Link:
         self._waiting[request_id] = future
         self._outbox.append({**payload, "id": request_id})
         self._wake.set()
-        return future
+        return request_id, future
 
-    def abandon(self, future: asyncio.Future[dict[str, Any]]) -> None:
-        for request_id, waiting in list(self._waiting.items()):
-            if waiting is future:
-                del self._waiting[request_id]
+    def abandon(self, request_id: int) -> None:
+        """Stop waiting for an answer (the caller timed out)."""
+        self._waiting.pop(request_id, None)
 
     async def _write(self) -> None:
         try:
@@ -293,11 +293,11 @@ class AsyncPaxosClient:
                 except (OSError, TimeoutError, PaxosError, websockets.WebSocketException) as error:
                     last = Unavailable(f"{address[0]}:{address[1]}: {error}")
                     continue
-                future = link.request(payload)
+                request_id, future = link.request(payload)
                 try:
                     answer = await asyncio.wait_for(future, self.timeout)
                 except (_LinkLost, TimeoutError) as error:
-                    link.abandon(future)
+                    link.abandon(request_id)
                     last = Unavailable(f"{address[0]}:{address[1]}: {error or 'timed out'}")
                     payload = {**payload, "retry": True}  # the outcome is unknown
                     continue

@@ -45,7 +45,7 @@ def read_on_loop(
     The runtime mutates its in-memory state (replicas, their dicts, transport stats) on its event
     loop, so sync views and collectors on worker threads must not read it directly ("dictionary
     changed size during iteration", torn reads). ``read`` runs right here on the loop's thread,
-    and when no running loop is known: before ``start()`` created the node's tasks (the state only
+    and when no running loop is known: before ``start()`` began (the state only
     grows by whole replicas then), after the loop stopped, or for a stand-in node without
     ``event_loop``. Otherwise the calling thread waits up to ``timeout`` seconds (default
     ``LOOP_READ_TIMEOUT``) and gets ``NodeUnavailableError`` if the loop did not run ``read`` by

@@ -201,6 +201,11 @@ def request_id_from(request: HttpRequest, data: Mapping[str, Any] | None = None)
         value = data["request_id"]
     else:
         value = request.headers.get("X-Request-Id")
+    return check_request_id(value)
+
+
+def check_request_id(value: Any) -> str | None:
+    """A client request id as given (None: none given), or 400 for one the log cannot take."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -243,30 +248,37 @@ def unknown_group(node: PaxosNode, group_id: int) -> ApiError:
     return ApiError(404, f"unknown group {group_id} (groups: {known})")
 
 
+def runtime_error(node: PaxosNode, group_id: int, error: Exception) -> ApiError:
+    """The runtime's refusals as API errors: 404 unknown group, 503 + Retry-After for
+    ``SubmitError`` (no quorum, overloaded, starting, shutting down)."""
+    if isinstance(error, UnknownGroupError):
+        return unknown_group(node, group_id)
+    if isinstance(error, SubmitError):
+        return ApiError(503, str(error), retry_after=error.retry_after)
+    raise TypeError(f"not a runtime refusal: {error!r}")
+
+
 async def submit(node: PaxosNode, group_id: int, command: str, request_id: str | None) -> Outcome:
-    """``node.submit`` with its errors as API errors: 404 unknown group, 503 + Retry-After."""
+    """``node.submit`` with its errors as API errors (``runtime_error``)."""
     try:
         return await node.submit(group_id, command, request_id)
-    except UnknownGroupError:
-        raise unknown_group(node, group_id) from None
-    except SubmitError as error:  # NoQuorumError, OverloadedError, shutting down
-        raise ApiError(503, str(error), retry_after=error.retry_after) from None
+    except (UnknownGroupError, SubmitError) as error:
+        raise runtime_error(node, group_id, error) from None
 
 
 async def read_barrier(node: PaxosNode, group_id: int) -> int:
     """Wait until local state includes every command acknowledged before this call."""
     try:
         return await node.read_barrier(group_id)
-    except UnknownGroupError:
-        raise unknown_group(node, group_id) from None
-    except SubmitError as error:
-        raise ApiError(503, str(error), retry_after=error.retry_after) from None
+    except (UnknownGroupError, SubmitError) as error:
+        raise runtime_error(node, group_id, error) from None
 
 
 __all__ = [
     "ApiError",
     "NoQuorumError",
     "check_key",
+    "check_request_id",
     "check_text",
     "documented_by",
     "lean_view",
@@ -278,5 +290,6 @@ __all__ = [
     "require_group",
     "require_node",
     "require_string",
+    "runtime_error",
     "submit",
 ]

@@ -32,7 +32,7 @@ one frame for one group share one read barrier and one trip to a worker thread.
 
 Bad input never closes the stream: a frame that is not JSON, or a request without a usable
 ``id``, gets a response with ``"id": null`` and status 400. A missing or wrong token gets an
-error frame, then the stream is closed with code 4001.
+error frame (``{"error": ..., "status": 401}``), then the stream is closed with code 4001.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ from consensus.runtime import (
 from consensus.statemachine import QueryError
 
 from .authentication import bearer_token, token_is_valid
-from .fastpath import MAX_REQUEST_ID_LENGTH, RESERVED_REQUEST_ID_PREFIX
+from .exceptions import ApiError
+from .fastpath import check_request_id, require_string, runtime_error
 
 logger = logging.getLogger("consensus.api")
 
@@ -74,15 +75,6 @@ CLOSE_UNAVAILABLE = 4005
 
 Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 Receive = Callable[[], Coroutine[Any, Any, dict[str, Any]]]
-
-
-class RequestError(Exception):
-    """A request the stream answers with an error status instead of running it."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
 
 
 async def client_stream(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -114,8 +106,8 @@ class ClientStream:
         await self._send({"type": "websocket.accept"})
         refusal = self._refusal()
         if refusal is not None:
-            code, text = refusal
-            await self._send_frame({"error": text})
+            code, status, text = refusal
+            await self._send_frame({"error": text, "status": status})
             await self._send({"type": "websocket.close", "code": code})
             return
         node = self._node
@@ -144,14 +136,16 @@ class ClientStream:
                 node.forget(group_id, request_id)
             self._pending.clear()
 
-    def _refusal(self) -> tuple[int, str] | None:
+    def _refusal(self) -> tuple[int, int, str] | None:
+        """(close code, the REST API's status for it, message), or None to accept."""
         headers = dict(self.scope.get("headers", ()))
         token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
         if token is None or not token_is_valid(token):
-            return CLOSE_UNAUTHORIZED, "missing or invalid API token (Authorization: Bearer ...)"
+            text = "missing or invalid API token (Authorization: Bearer ...)"
+            return CLOSE_UNAUTHORIZED, 401, text
         self._node = get_node()
         if self._node is None:
-            return CLOSE_UNAVAILABLE, "this server runs no Paxos node"
+            return CLOSE_UNAVAILABLE, 503, "this server runs no Paxos node"
         return None
 
     async def _send_frame(self, payload: Any) -> None:
@@ -172,17 +166,26 @@ class ClientStream:
             self._outbox.append(response)
             self._output.set()
 
-    def _fail(self, request_id: Any, error: RequestError, **extra: Any) -> None:
+    def _fail(self, request_id: Any, error: ApiError, **extra: Any) -> None:
+        """The REST API's error, as an answer (the same statuses and messages)."""
         response: dict[str, Any] = {
             "id": request_id,
             "ok": False,
-            "status": error.status,
-            "error": str(error),
+            "status": error.status_code,
+            "error": error.message,
+            **error.extra,
             **extra,
         }
         if error.retry_after is not None:
             response["retry_after"] = error.retry_after
         self._answer(response)
+
+    def _refused(self, client_id: Any, group_id: int, error: Exception) -> None:
+        """A command the runtime refused or timed out, with the leader as this node sees it
+        (the client sends its retry there)."""
+        node = self._node
+        assert node is not None
+        self._fail(client_id, runtime_error(node, group_id, error), **_leader(node, group_id))
 
     # ------------------------------------------------------------------ requests
 
@@ -190,37 +193,37 @@ class ClientStream:
         try:
             requests = orjson.loads(data)
         except orjson.JSONDecodeError as error:
-            self._fail(None, RequestError(400, f"a frame must be JSON: {error}"))
+            self._fail(None, ApiError(400, f"a frame must be JSON: {error}"))
             return
         if isinstance(requests, dict):
             requests = [requests]
         if not isinstance(requests, list):
-            self._fail(None, RequestError(400, "a frame is a JSON list of request objects"))
+            self._fail(None, ApiError(400, "a frame is a JSON list of request objects"))
             return
         if len(requests) > MAX_REQUESTS_PER_FRAME:
             message = f"at most {MAX_REQUESTS_PER_FRAME} requests per frame"
-            self._fail(None, RequestError(400, message))
+            self._fail(None, ApiError(400, message))
             return
         queries: dict[tuple[int, bool], list[tuple[Any, str]]] = {}
         for request in requests:
             client_id = request.get("id") if isinstance(request, dict) else None
             try:
                 if client_id is None or isinstance(client_id, dict | list | bool):
-                    raise RequestError(400, "every request needs an 'id' (a number or a string)")
+                    raise ApiError(400, "every request needs an 'id' (a number or a string)")
                 op = request.get("op")
                 group_id = _group_of(request)
                 if op == "submit":
                     self._submit(client_id, group_id, request)
                 elif op == "query":
-                    query = _text(request, "query")
+                    query = require_string(request, "query")
                     consistency = request.get("consistency", "linearizable")
                     if consistency not in ("linearizable", "local"):
-                        raise RequestError(400, "consistency must be 'linearizable' or 'local'")
+                        raise ApiError(400, "consistency must be 'linearizable' or 'local'")
                     key = (group_id, consistency == "linearizable")
                     queries.setdefault(key, []).append((client_id, query))
                 else:
-                    raise RequestError(400, f"unknown op {op!r}: use 'submit' or 'query'")
-            except RequestError as error:
+                    raise ApiError(400, f"unknown op {op!r}: use 'submit' or 'query'")
+            except ApiError as error:
                 self._fail(client_id, error)
         for (group_id, linearizable), items in queries.items():
             self._spawn(self._queries(group_id, linearizable, items))
@@ -228,35 +231,20 @@ class ClientStream:
     def _submit(self, client_id: Any, group_id: int, request: dict[str, Any]) -> None:
         node = self._node
         assert node is not None
-        command = _text(request, "command")
-        request_id = request.get("request_id")
-        if request_id is None:
-            request_id = uuid.uuid4().hex
-        elif (
-            not isinstance(request_id, str)
-            or not request_id
-            or len(request_id) > MAX_REQUEST_ID_LENGTH
-            or request_id.startswith(RESERVED_REQUEST_ID_PREFIX)
-        ):
-            raise RequestError(
-                400,
-                f"request_id must be a non-empty string of at most {MAX_REQUEST_ID_LENGTH} "
-                f"characters, not starting with {RESERVED_REQUEST_ID_PREFIX!r}",
-            )
+        command = require_string(request, "command")
+        request_id = check_request_id(request.get("request_id")) or uuid.uuid4().hex
         key = (group_id, request_id)
         if key in self._pending:
-            raise RequestError(400, f"request_id {request_id!r} is already in flight here")
+            raise ApiError(400, f"request_id {request_id!r} is already in flight here")
         if len(self._pending) >= MAX_IN_FLIGHT:
-            raise RequestError(503, f"more than {MAX_IN_FLIGHT} requests in flight", 0.1)
+            raise ApiError(503, f"more than {MAX_IN_FLIGHT} requests in flight", retry_after=0.1)
         if request.get("retry"):
             self._spawn(self._retry(client_id, group_id, command, request_id))
             return
         try:
             future = node.submit_nowait(group_id, command, request_id)
-        except UnknownGroupError:
-            raise _unknown_group(node, group_id) from None
-        except SubmitError as error:
-            raise RequestError(503, str(error), error.retry_after) from None
+        except (UnknownGroupError, SubmitError) as error:
+            raise runtime_error(node, group_id, error) from None
         self._pending[key] = (client_id, time.monotonic())
         future.add_done_callback(lambda done: self._committed(group_id, request_id, done))
 
@@ -280,10 +268,7 @@ class ClientStream:
         else:
             kind = "overloaded" if isinstance(error, OverloadedError) else "error"
             node.observer.request_finished(group_id, elapsed, kind)
-            retry_after = getattr(error, "retry_after", 1.0)
-            self._fail(
-                client_id, RequestError(503, str(error), retry_after), **_leader(node, group_id)
-            )
+            self._refused(client_id, group_id, error)
 
     async def _retry(self, client_id: Any, group_id: int, command: str, request_id: str) -> None:
         """A resend: ``PaxosNode.submit`` answers from the stored result if there is one."""
@@ -293,14 +278,8 @@ class ClientStream:
         self._pending[key] = (client_id, float("inf"))  # submit() has its own timeout
         try:
             outcome = await node.submit(group_id, command, request_id)
-        except UnknownGroupError:
-            self._fail(client_id, _unknown_group(node, group_id))
-        except SubmitError as error:
-            self._fail(
-                client_id,
-                RequestError(503, str(error), error.retry_after),
-                **_leader(node, group_id),
-            )
+        except (UnknownGroupError, SubmitError) as error:
+            self._refused(client_id, group_id, error)
         else:
             self._answer(_outcome(node, client_id, outcome))
         finally:
@@ -317,21 +296,14 @@ class ClientStream:
             if linearizable:
                 await node.read_barrier(group_id)
             queries = [query for _client_id, query in items]
-            # A durable machine reads its rows through a connection of its own; an in-memory
-            # one is read on the thread that applies to it, so it needs no locks.
-            run = sync_to_async if machine.durable else _between_applications(node)
             try:
-                results = await run(machine.query)(queries)
+                results = await _off_loop(node, machine, machine.query, queries)
             except QueryError:  # find the bad ones: one at a time
-                results = [await run(_one_query)(machine, query) for query in queries]
-        except UnknownGroupError:
-            error = _unknown_group(node, group_id)
-            results = [error] * len(items)
-        except SubmitError as failure:
-            error = RequestError(503, str(failure), failure.retry_after)
-            results = [error] * len(items)
+                results = [await _off_loop(node, machine, _one_query, machine, q) for q in queries]
+        except (UnknownGroupError, SubmitError) as failure:
+            results = [runtime_error(node, group_id, failure)] * len(items)
         for (client_id, _query), result in zip(items, results, strict=True):
-            if isinstance(result, RequestError):
+            if isinstance(result, ApiError):
                 self._fail(client_id, result)
             else:
                 self._answer({"id": client_id, "ok": True, "result": result})
@@ -354,49 +326,29 @@ class ClientStream:
                 node.forget(group_id, request_id)
                 node.observer.request_finished(group_id, node.request_timeout, "timeout")
                 error = node.no_quorum_error(group_id, "commit", node.request_timeout)
-                self._fail(
-                    client_id,
-                    RequestError(503, str(error), error.retry_after),
-                    **_leader(node, group_id),
-                )
+                self._refused(client_id, group_id, error)
 
 
-def _between_applications(node: PaxosNode) -> Callable[..., Any]:
-    """``sync_to_async``'s shape for ``PaxosNode.run_between_applications``."""
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        async def call(*args: Any) -> Any:
-            return await node.run_between_applications(fn, *args)
-
-        return call
-
-    return wrap
+async def _off_loop(node: PaxosNode, machine: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a read of ``machine`` off the event loop: a durable machine's rows through a database
+    connection of its own, an in-memory machine on the thread that applies to it (no locks)."""
+    if machine.durable:
+        return await sync_to_async(fn)(*args)
+    return await node.run_between_applications(fn, *args)
 
 
 def _one_query(machine: Any, query: str) -> Any:
     try:
         return machine.query([query])[0]
     except QueryError as error:
-        return RequestError(400, str(error))
+        return ApiError(400, str(error))
 
 
 def _group_of(request: dict[str, Any]) -> int:
     group_id = request.get("group", 1)
     if not isinstance(group_id, int) or isinstance(group_id, bool) or group_id < 1:
-        raise RequestError(400, "group must be a positive integer")
+        raise ApiError(400, "group must be a positive integer")
     return group_id
-
-
-def _text(request: dict[str, Any], field: str) -> str:
-    value = request.get(field)
-    if not isinstance(value, str):
-        raise RequestError(400, f"'{field}' must be a string")
-    return value
-
-
-def _unknown_group(node: PaxosNode, group_id: int) -> RequestError:
-    known = ", ".join(str(g) for g in sorted(node.replicas))
-    return RequestError(404, f"unknown group {group_id} (groups: {known})")
 
 
 def _leader(node: PaxosNode, group_id: int) -> dict[str, Any]:

@@ -12,17 +12,6 @@ import aiohttp
 from .targets import Target
 
 
-@dataclass
-class WriteCount:
-    """Acknowledged writes of every run in this process (warm-up included), so a report can say
-    what the cluster's memory and disk use were measured after."""
-
-    total: int = 0
-
-
-WRITES = WriteCount()
-
-
 @dataclass(frozen=True)
 class Workload:
     clients: int
@@ -40,6 +29,8 @@ class RunResult:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     elapsed: float = 0.0
+    writes: int = 0
+    """Acknowledged writes, the warm-up's included: what the target's state holds from the run."""
 
     @property
     def ops(self) -> int:
@@ -92,7 +83,7 @@ async def run(target: Target, workload: Workload, seed: int = 0) -> RunResult:
                     await target.get(session, key)
                 else:
                     await target.put(session, key, value)
-                    WRITES.total += 1
+                    result.writes += 1
             except Exception:  # noqa: BLE001 - any failure counts as an error and the client goes on
                 if now >= measure_from:
                     result.errors += 1

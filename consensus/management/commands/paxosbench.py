@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consensus.bench.loadgen import WRITES, Workload, run
+from consensus.bench.loadgen import Workload, run
 from consensus.bench.report import median_of_runs, table
 from consensus.bench.targets import EtcdTarget, PaxosClientTarget, PaxosRestTarget, Target
 from consensus.config import ClusterConfig, load_config, write_demo_config
@@ -68,6 +68,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", help="also write the results to this JSON file")
 
+    writes = 0
+    """Writes acknowledged by this service (not etcd) in all runs, warm-ups included."""
+
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             clients = [int(c) for c in options["clients"].split(",") if c.strip()]
@@ -109,7 +112,9 @@ class Command(BaseCommand):
                 etcd_urls = [u.strip().rstrip("/") for u in options["etcd"].split(",")]
                 targets.append(EtcdTarget(etcd_urls, consistency=options["consistency"]))
             rows = self._measure(targets, clients, options)
-            resources = node_resources(children, folder) if children and folder else None
+            resources = (
+                node_resources(children, folder, self.writes) if children and folder else None
+            )
         finally:
             if children is not None:
                 stop_nodes(children)
@@ -140,7 +145,10 @@ class Command(BaseCommand):
                     keys=options["keys"],
                 )
                 for target in targets:  # interleaved: both systems see the same noise
-                    summary = asyncio.run(run(target, workload, seed=repetition)).summary()
+                    outcome = asyncio.run(run(target, workload, seed=repetition))
+                    if not isinstance(target, EtcdTarget):
+                        self.writes += outcome.writes
+                    summary = outcome.summary()
                     results.setdefault((target.name, count), []).append(summary)
                     self.stdout.write(
                         f"run {repetition + 1}: {target.name} clients={count} "
@@ -157,9 +165,9 @@ class Command(BaseCommand):
         return config.api_tokens[0]
 
 
-def node_resources(children: NodeProcesses, folder: Path) -> dict[str, Any]:
+def node_resources(children: NodeProcesses, folder: Path, writes: int) -> dict[str, Any]:
     """What the local cluster's nodes hold after the runs: resident memory (Linux ``/proc``),
-    the size of each node's SQLite files, and how many writes the benchmark made in all."""
+    the size of each node's SQLite files, and ``writes``: how many the benchmark made to it."""
     rss = {}
     for node_id, process in sorted(children.items()):
         try:
@@ -176,7 +184,7 @@ def node_resources(children: NodeProcesses, folder: Path) -> dict[str, Any]:
             node = path.name.split(".")[0]
             data[node] = data.get(node, 0.0) + path.stat().st_size / 2**20
     data = {node: round(size, 1) for node, size in data.items()}
-    return {"rss_mb": rss, "data_mb": data, "writes": WRITES.total}
+    return {"rss_mb": rss, "data_mb": data, "writes": writes}
 
 
 def _wait_for_leaders(config: ClusterConfig, timeout: float = 30.0) -> None:
