@@ -33,7 +33,6 @@ import itertools
 import logging
 import os
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -57,6 +56,7 @@ from .client import (
     node_addresses,
     parse_address,
 )
+from .request_ids import new_request_id
 
 logger = logging.getLogger("consensus.client")
 
@@ -219,7 +219,7 @@ class AsyncPaxosClient:
             "op": "submit",
             "group": int(group),
             "command": command,
-            "request_id": request_id or uuid.uuid4().hex,
+            "request_id": request_id or new_request_id(),
         }
         answer = await self._call(int(group), payload)
         return CommandResult(

@@ -10,11 +10,11 @@ an alias). Standard library only (``http.client``), so it can be copied next to 
     client.put("name", "Neo", group=2)
     client.get("name", group=1)            # 'Mike' (linearizable); consistency="local" is faster
 
-Failover: every write gets a request id before its first attempt (``uuid4``, or yours). When a
-node cannot be reached, drops the connection, times out or answers 503 (no leader / no quorum),
-the same request goes to the next node with the *same* request id, so the command is applied once
-whichever attempt got through. After trying every node the client waits for the server's
-``Retry-After`` (capped) and goes round again until ``retry_timeout`` runs out.
+Failover: every write gets a request id before its first attempt (``new_request_id()``, or
+yours). When a node cannot be reached, drops the connection, times out or answers 503 (no leader
+/ no quorum), the same request goes to the next node with the *same* request id, so the command
+is applied once whichever attempt got through. After trying every node the client waits for the
+server's ``Retry-After`` (capped) and goes round again until ``retry_timeout`` runs out.
 
 Connections are HTTP/1.1 keep-alive, one per node, reused across calls. A client object is not
 thread-safe: give each thread its own.
@@ -27,11 +27,12 @@ import json
 import os
 import socket
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode, urlsplit
+
+from .request_ids import new_request_id
 
 DEFAULT_PORT = 33333
 DEFAULT_TIMEOUT = 10.0
@@ -193,7 +194,7 @@ class PaxosClient:
     ) -> CommandResult:
         """Like ``submit``, with the instance, request id and duplicate flag."""
         command = msg if isinstance(msg, str) else json.dumps(msg)
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_request_id()
         body = self._call(
             "POST",
             f"/api/groups/{int(group)}/commands/",
@@ -227,12 +228,12 @@ class PaxosClient:
 
     def put(self, key: str, value: str, group: int = 1, *, request_id: str | None = None) -> int:
         """Set ``key`` to ``value`` (strings); returns the instance the write was chosen in."""
-        body = {"value": value, "request_id": request_id or uuid.uuid4().hex}
+        body = {"value": value, "request_id": request_id or new_request_id()}
         return int(self._call("PUT", _kv_path(group, key), body)["instance"])
 
     def delete(self, key: str, group: int = 1, *, request_id: str | None = None) -> bool:
         """Delete ``key``; False when it did not exist."""
-        query = urlencode({"request_id": request_id or uuid.uuid4().hex})
+        query = urlencode({"request_id": request_id or new_request_id()})
         return bool(self._call("DELETE", f"{_kv_path(group, key)}?{query}")["deleted"])
 
     def cas(
@@ -245,7 +246,7 @@ class PaxosClient:
         request_id: str | None = None,
     ) -> CasResult:
         """Set ``key`` to ``value`` only if it is ``expected`` now (None: only if absent)."""
-        body = {"expected": expected, "value": value, "request_id": request_id or uuid.uuid4().hex}
+        body = {"expected": expected, "value": value, "request_id": request_id or new_request_id()}
         answer = self._call("POST", _kv_path(group, key) + "/cas", body)
         return CasResult(bool(answer["succeeded"]), answer["value"], int(answer["instance"]))
 

@@ -161,9 +161,16 @@ class KVStateMachine(StateMachine):
                 parsed.append((parse_command(command), context))
             except CommandError as error:
                 parsed.append((str(error), context))
-        keys = {item["key"] for item, _context in parsed if isinstance(item, dict)}
+        # A put's result does not depend on what it overwrites: read only the keys that some
+        # get, delete or cas of the batch looks at (a put-only batch reads nothing).
+        keys = {
+            item["key"]
+            for item, _context in parsed
+            if isinstance(item, dict) and item["op"] != "put"
+        }
         current: dict[str, str | None] = dict.fromkeys(keys)
-        current.update((key, value) for key, value, _instance in self._read(keys))
+        if keys:
+            current.update((key, value) for key, value, _instance in self._read(keys))
         table = Entry._meta.db_table
         written: dict[str, tuple[str, int] | None] = {}
         results: list[Any] = []
@@ -172,6 +179,11 @@ class KVStateMachine(StateMachine):
                 results.append({"error": item})
                 continue
             op, key = item["op"], item["key"]
+            if op == "put":
+                current[key] = item["value"]
+                written[key] = (item["value"], context.instance)
+                results.append({"key": key, "value": item["value"]})
+                continue
             value = current[key]
             if op == "get":
                 results.append({"key": key, "value": value, "found": value is not None})
@@ -181,13 +193,10 @@ class KVStateMachine(StateMachine):
                 written[key] = None
             elif op == "cas" and value != item.get("expected"):
                 results.append({"key": key, "succeeded": False, "value": value})
-            else:
+            else:  # a cas that matched
                 current[key] = item["value"]
                 written[key] = (item["value"], context.instance)
-                if op == "cas":
-                    results.append({"key": key, "succeeded": True, "value": item["value"]})
-                else:
-                    results.append({"key": key, "value": item["value"]})
+                results.append({"key": key, "succeeded": True, "value": item["value"]})
         deleted = [(self.group_id, key) for key, entry in written.items() if entry is None]
         rows = [
             (self.group_id, key, entry[0], entry[1])

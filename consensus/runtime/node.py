@@ -22,7 +22,6 @@ import functools
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -43,6 +42,7 @@ from consensus.core import (
     ReplicaConfig,
 )
 from consensus.core.messages import value_size
+from consensus.request_ids import new_request_id
 from consensus.statemachine import StateMachine
 from consensus.storage.pruning import prune_cutoff
 from consensus.storage.store import DjangoStorage
@@ -317,7 +317,7 @@ class PaxosNode:
         """
         self._replica(group_id)  # unknown group, starting, stopping: raise before any work
         if request_id is None:
-            request_id = uuid.uuid4().hex
+            request_id = new_request_id()
         elif not request_id.startswith(RESERVED_PREFIX):
             earlier = await self._writer.run(self.applier.lookup, group_id, request_id)
             if earlier is not None:
@@ -484,7 +484,7 @@ class PaxosNode:
 
     def _new_barrier(self, group_id: int, timeout: float | None) -> asyncio.Future[Outcome]:
         return asyncio.ensure_future(
-            self.submit(group_id, "", f"{BARRIER_PREFIX}{uuid.uuid4().hex}", timeout)
+            self.submit(group_id, "", f"{BARRIER_PREFIX}{new_request_id()}", timeout)
         )
 
     async def _barrier_after(
@@ -524,7 +524,7 @@ class PaxosNode:
                 self._proposed_cutoff[group_id] = cutoff
                 delay = min(delay, PRUNE_CATCH_UP_DELAY)  # a bounded step: there may be more
                 with contextlib.suppress(SubmitError):
-                    await self.submit(group_id, str(cutoff), f"{PRUNE_PREFIX}{uuid.uuid4().hex}")
+                    await self.submit(group_id, str(cutoff), f"{PRUNE_PREFIX}{new_request_id()}")
                     logger.info(
                         "node %s group %s: results below instance %s pruned",
                         self.node_id,
