@@ -22,8 +22,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-# Real-cluster fixtures (nodes as processes on 127.0.0.1), shared by every test level.
-pytest_plugins = ["tests.fixtures.cluster"]
+# Real-cluster fixtures (nodes as processes on 127.0.0.1) and an in-process node, shared by every
+# test level.
+pytest_plugins = ["tests.fixtures.cluster", "tests.fixtures.loop_node"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

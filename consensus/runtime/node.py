@@ -198,6 +198,10 @@ class PaxosNode:
         self._applied_waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._failure: Exception | None = None
+        """The storage failed: the loop stopped (or stops) and requests are refused."""
+        self._applications_stopped = False
+        """Set on the writer thread when an application failed: no later one may run."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -250,7 +254,7 @@ class PaxosNode:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # failures were logged
                 await task
         self._waiters.fail_all(SubmitError("the node is shutting down"))
         if self._transport is not None:
@@ -440,6 +444,12 @@ class PaxosNode:
             raise UnknownGroupError(group_id)
         if self._stopping or self._writer is None:
             raise SubmitError("the node is shutting down")
+        if self._failure is not None:
+            raise SubmitError(
+                f"node {self.node_id} stopped after a storage failure ({self._failure}); "
+                "see its log, then restart it",
+                retry_after=5.0,
+            )
         return replica
 
     async def _applied_to(self, group_id: int, index: int) -> None:
@@ -538,6 +548,9 @@ class PaxosNode:
         while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
+            if self._failure is not None:  # an application in the background failed
+                self._fail(self._failure)
+                raise self._failure
             self._feed_replicas()
             readies = [
                 (replica, replica.ready())
@@ -549,11 +562,11 @@ class PaxosNode:
                     await self._handle(readies)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as error:
                     # A storage failure must not leave votes half-handled: stop the node; a
                     # restart recovers from what was committed.
                     logger.exception("node %s: storage failed; stopping the node", self.node_id)
-                    self._waiters.fail_all(SubmitError("storage failure"))
+                    self._fail(error)
                     raise
             self._notice_role_changes()
             if any(replica.has_ready() for replica in self.replicas.values()) or self._inbox:
@@ -619,29 +632,61 @@ class PaxosNode:
                 replica.advance(ready)
             return
         started = time.perf_counter()
-        # One transaction per turn of the loop: the writes of every Ready and the applications
-        # they make possible (one commit is cheaper than a commit for the votes and another for
-        # the applications, which cost a fraction of a millisecond with the raw-SQL apply path).
         loop = asyncio.get_running_loop()
-        await writer.run(
-            self._commit, batch, functools.partial(loop.call_soon_threadsafe, self._resolve)
-        )
-        self._release(readies)
+        on_applied = functools.partial(loop.call_soon_threadsafe, self._resolve)
+        applying = [(ready.group_id, ready.committed) for ready in batch if ready.committed]
+        if applying and any(ready.persist.must_sync for ready in batch):
+            # Votes and applications in one turn: commit the votes alone (the fsync their
+            # messages wait for) and let the messages leave at once, then apply in a
+            # transaction of its own that needs no fsync. The application takes its place in
+            # the writer thread's queue now (``submit``, not a task that would hand it over
+            # later), so it runs before anything of the next turn; the loop meanwhile goes on
+            # (a leader sends the Accepts of its next batch).
+            await writer.run(self._persist_votes, batch)
+            self._release(readies)
+            applied = writer.submit(self._apply_committed, applying, on_applied)
+            self._run_in_background(self._note_in_background(applied, applying))
+        else:
+            # One transaction for the turn: cheaper than two commits, and without votes there
+            # is no fsync for the messages to wait for anyway.
+            await writer.run(self._commit, batch, applying, on_applied)
+            self._release(readies)
+            self._note_applied(applying)
         self.commits += 1
         self.observer.storage_committed(
             time.perf_counter() - started, len(batch), sum(len(r.committed) for r in batch)
         )
         for replica, ready in readies:
-            if ready.committed:
-                self.applied[replica.group_id] = ready.committed[-1].instance
-                self._wake_appliers(replica.group_id)
-                self.observer.commands_applied(
-                    replica.group_id,
-                    sum(len(entry.value) for entry in ready.committed),
-                    ready.committed[-1].instance,
-                )
-        for replica, ready in readies:
             replica.advance(ready)
+
+    async def _note_in_background(
+        self,
+        applied: asyncio.Future[None],
+        applying: list[tuple[int, tuple[ChosenEntry, ...]]],
+    ) -> None:
+        """Wait for an application handed to the writer thread, then move ``applied``."""
+        try:
+            await applied
+        except Exception as error:  # noqa: BLE001 - the loop stops the node with it
+            logger.exception("node %s: storage failed; stopping the node", self.node_id)
+            self._failure = error
+            self._wake.set()
+            return
+        self._note_applied(applying)
+
+    def _note_applied(self, applying: list[tuple[int, tuple[ChosenEntry, ...]]]) -> None:
+        for group_id, entries in applying:
+            self.applied[group_id] = max(self.applied.get(group_id, 0), entries[-1].instance)
+            self._wake_appliers(group_id)
+            self.observer.commands_applied(
+                group_id, sum(len(entry.value) for entry in entries), entries[-1].instance
+            )
+
+    def _fail(self, error: Exception) -> None:
+        """Stop serving after a storage failure: every waiting and later request gets an error
+        at once instead of a timeout. Restarting the node recovers from what was committed."""
+        self._failure = error
+        self._waiters.fail_all(SubmitError("storage failure"))
 
     def _resolve(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
@@ -666,30 +711,69 @@ class PaxosNode:
                     replica.group_id, failure.request_id, OverloadedError(failure.reason)
                 )
 
+    # On the writer thread -------------------------------------------------------------
+
+    def _persist_votes(self, readies: list[Ready]) -> None:
+        """The Readies' writes (votes, chosen marks) in one synchronous transaction."""
+        with transaction.atomic(using=self.storage.using):
+            self.storage.persist(readies)
+
+    def _apply_committed(
+        self,
+        applying: list[tuple[int, tuple[ChosenEntry, ...]]],
+        on_applied: Callable[[list[Outcome]], object],
+    ) -> None:
+        """Apply chosen instances in a transaction of their own, without waiting for the disk:
+        chosen values are durable on a majority and are learned and replayed after a power
+        loss (``relaxed_durability``); the next synchronous commit makes these writes durable
+        too."""
+        with self.storage.relaxed_durability(), transaction.atomic(using=self.storage.using):
+            self._apply_all(applying, on_applied)
+
     def _commit(
         self,
         readies: list[Ready],
+        applying: list[tuple[int, tuple[ChosenEntry, ...]]],
         on_applied: Callable[[list[Outcome]], object],
     ) -> None:
-        """On the writer thread: one transaction for the Readies' writes and their applications.
+        """One transaction for the Readies' writes and their applications.
 
         A transaction without votes (only chosen marks and applications) commits without waiting
-        for the disk: all of it can be learned and replayed again, see ``relaxed_durability``.
-
-        The clients' results are handed to ``on_applied`` before the commit: the commands are
-        chosen (durable on a majority) and applying them is deterministic, so a crash before
-        the commit replays them to the same results. Clients do not wait for an fsync of votes
-        that share this transaction. Reads still wait: ``applied`` moves after the commit."""
-        outcomes: list[Outcome] = []
+        for the disk: all of it can be learned and replayed again, see ``relaxed_durability``."""
         votes = any(ready.persist.must_sync for ready in readies)
         relaxed = contextlib.nullcontext() if votes else self.storage.relaxed_durability()
         with relaxed, transaction.atomic(using=self.storage.using):
             self.storage.persist(readies)
-            for ready in readies:
-                if ready.committed:
-                    outcomes.extend(self.applier.apply(ready.group_id, ready.committed))
-            if outcomes:
-                on_applied(outcomes)
+            self._apply_all(applying, on_applied)
+
+    def _apply_all(
+        self,
+        applying: list[tuple[int, tuple[ChosenEntry, ...]]],
+        on_applied: Callable[[list[Outcome]], object],
+    ) -> None:
+        """Apply in log order, after every earlier application (the writer thread runs jobs in
+        the order they were handed to it).
+
+        The clients' results are handed to ``on_applied`` before the commit: the commands are
+        chosen (durable on a majority) and applying them is deterministic, so a crash before
+        the commit replays them to the same results. Reads still wait: ``applied`` moves after
+        the commit.
+
+        After an application failed, nothing is applied any more: a later instance applied
+        without the failed one would make this node's state differ from the others'."""
+        if not applying:
+            return
+        if self._applications_stopped:
+            raise RuntimeError("an earlier application failed; the node is stopping")
+        outcomes: list[Outcome] = []
+        try:
+            for group_id, entries in applying:
+                outcomes.extend(self.applier.apply(group_id, entries))
+        except BaseException:
+            self._applications_stopped = True
+            raise
+        if outcomes:
+            on_applied(outcomes)
 
     def _serve_log_read(self, group_id: int, read: LogRead) -> None:
         """Catch-up for values older than the replica's in-memory tail: read, then reply."""

@@ -106,10 +106,18 @@ class GroupCommitWriter:
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` on the writer thread (after work already handed to it)."""
+        return await self.submit(fn, *args, **kwargs)
+
+    def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
+        """Hand ``fn(*args, **kwargs)`` to the writer thread now and return its future.
+
+        Unlike ``run`` (a coroutine: the work is handed over only once it is awaited), the place
+        in the thread's queue is taken by this call, so work submitted here runs before anything
+        handed over later, whenever the future is awaited."""
         if self._closed:
             raise WriterClosedError("the writer is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _call, fn, args, kwargs)
+        return loop.run_in_executor(self._executor, _call, fn, args, kwargs)
 
     async def close(self) -> None:
         """Finish queued writes, close the thread's database connections, stop the thread."""

@@ -7,11 +7,8 @@ would; the test thread plays the worker thread."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,61 +16,18 @@ import pytest
 from django.test import Client
 
 from consensus import health, metrics
-from consensus.config import ClusterConfig, GroupSpec, NodeAddress
 from consensus.health import NodeUnavailableError, read_on_loop
 from consensus.registry import registry
-from consensus.runtime import PaxosNode, install_node
+from consensus.runtime import PaxosNode
 from tests.api.conftest import TOKEN, ApiClient
+from tests.fixtures.loop_node import LoopNode, one_node_config
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@dataclass
-class LoopNode:
-    node: PaxosNode
-    loop: asyncio.AbstractEventLoop
-    thread_id: int
-
-    def call(self, coro: Any, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-
-def one_node_config(tmp_path: Path, **fields: Any) -> ClusterConfig:
-    return ClusterConfig(
-        path=tmp_path / "cluster.json",
-        nodes=(NodeAddress(1, "127.0.0.1", 1),),
-        my_id=1,
-        secret="s",
-        data_path=tmp_path,
-        **fields,
-    )
-
-
-@pytest.fixture
-def loop_node(settings: Any, tmp_path: Path) -> Iterator[LoopNode]:
-    """A started one-node cluster (groups 1 and 2, KV store) on a loop in its own thread."""
+@pytest.fixture(autouse=True)
+def api_token(settings: Any) -> None:
     settings.PAXOS_API_TOKENS = (TOKEN,)
-    config = one_node_config(tmp_path, groups=(GroupSpec(1, "kv"), GroupSpec(2, "kv")))
-    machines = {spec.group_id: registry.create("kv", spec.group_id) for spec in config.groups}
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="node-loop", daemon=True)
-    thread.start()
-    node = asyncio.run_coroutine_threadsafe(_create(config, machines), loop).result(10)
-    running = LoopNode(node, loop, thread.ident or 0)
-    running.call(node.start())
-    install_node(node)
-    try:
-        yield running
-    finally:
-        install_node(None)
-        running.call(node.stop())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-
-
-async def _create(config: ClusterConfig, machines: dict[int, Any]) -> PaxosNode:
-    return PaxosNode(config, machines, tick_ms=10)  # on the loop: it makes asyncio primitives
 
 
 @pytest.fixture

@@ -1,0 +1,147 @@
+"""A turn of the runtime's loop that holds both votes and applications commits the votes alone,
+lets the messages go, and applies in a transaction of its own, queued on the writer thread before
+anything of the next turn. These tests run a real one-node cluster in this process
+(``tests/fixtures/loop_node.py``) under concurrent load and check that applications stay in log
+order without gaps, that every result is right, and that a failed application stops the node with
+nothing applied after it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from consensus.runtime import PaxosNode, SubmitError
+from kvstore.models import Entry
+from tests.fixtures.loop_node import LoopNode
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def put(key: str, value: str) -> str:
+    return json.dumps({"op": "put", "key": key, "value": value})
+
+
+def record_applications(
+    node: PaxosNode, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[int, int, int]]:
+    """(group, first instance, last instance) of every ``Applier.apply`` call, in order."""
+    calls: list[tuple[int, int, int]] = []
+    original = node.applier.apply
+
+    def apply(group_id: int, entries: Any, **kwargs: Any) -> Any:
+        calls.append((group_id, entries[0].instance, entries[-1].instance))
+        return original(group_id, entries, **kwargs)
+
+    monkeypatch.setattr(node.applier, "apply", apply)
+    return calls
+
+
+def count_calls(node: PaxosNode, name: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    seen: list[int] = []
+    original = getattr(node, name)
+
+    def wrapper(*args: Any) -> Any:
+        seen.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(node, name, wrapper)
+    return seen
+
+
+async def submit_many(node: PaxosNode, count: int, prefix: str) -> list[Any]:
+    """``count`` puts submitted at a steady pace whatever the answers (so new commands arrive
+    while earlier ones are applied: turns hold votes and applications), outcomes by index."""
+
+    async def one(index: int) -> Any:
+        try:
+            return await node.submit(1 + index % 2, put(f"{prefix}{index % 50}", str(index)))
+        except Exception as error:  # noqa: BLE001 - collected for the test to look at
+            return error
+
+    for group in (1, 2):  # both groups have a leader before the clock starts
+        await node.submit(group, put(f"{prefix}warm", "0"))
+    tasks = []
+    for index in range(count):
+        tasks.append(asyncio.ensure_future(one(index)))
+        if index % 2 == 1:
+            await asyncio.sleep(0.001)
+    return list(await asyncio.gather(*tasks))
+
+
+def test_split_turns_apply_in_log_order_with_every_result(
+    loop_node: LoopNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = loop_node.node
+    calls = record_applications(node, monkeypatch)
+    split = count_calls(node, "_apply_committed", monkeypatch)
+    outcomes = loop_node.call(submit_many(node, 2000, "k"), timeout=60)
+
+    assert not [o for o in outcomes if isinstance(o, BaseException)]
+    assert split, "no turn held votes and applications together: the split path was not run"
+    for group in (1, 2):
+        instances = [(first, last) for g, first, last in calls if g == group]
+        assert instances[0][0] == 1
+        for (_, before), (after, _) in zip(instances, instances[1:], strict=False):
+            assert after == before + 1, f"group {group}: applications out of order {instances}"
+    # the last write of each key (in log order) is what the store holds
+    last: dict[tuple[int, str], tuple[int, str]] = {(1, "kwarm"): (0, "0"), (2, "kwarm"): (0, "0")}
+    for index, outcome in enumerate(outcomes):
+        key = (1 + index % 2, f"k{index % 50}")
+        if key not in last or outcome.instance > last[key][0]:
+            last[key] = (outcome.instance, str(index))
+    stored = {(e.group_id, e.key): e.value for e in Entry.objects.all()}
+    assert stored == {key: value for key, (_, value) in last.items()}
+    for group in (1, 2):  # clients are answered before the commit; the applied index follows
+        chosen = node.replicas[group].chosen_upto
+        loop_node.call(asyncio.wait_for(node._applied_to(group, chosen), 10))
+
+
+def test_a_failed_application_stops_the_node_and_nothing_is_applied_after_it(
+    loop_node: LoopNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = loop_node.node
+    calls = record_applications(node, monkeypatch)
+    recorded_apply = node.applier.apply
+    failed: list[int] = []
+    in_split_turn = threading.local()
+    apply_committed = node._apply_committed
+
+    def split_apply(*args: Any) -> Any:
+        in_split_turn.active = True
+        try:
+            return apply_committed(*args)
+        finally:
+            in_split_turn.active = False
+
+    monkeypatch.setattr(node, "_apply_committed", split_apply)
+
+    def apply(group_id: int, entries: Any, **kwargs: Any) -> Any:
+        if failed:
+            raise AssertionError("an application ran after one failed")
+        if len(calls) >= 5 and getattr(in_split_turn, "active", False):
+            # the new path: applying in the background, after the turn's votes went out
+            failed.append(entries[0].instance)
+            raise OSError("disk gone")
+        return recorded_apply(group_id, entries, **kwargs)
+
+    monkeypatch.setattr(node.applier, "apply", apply)
+    outcomes = loop_node.call(submit_many(node, 3000, "f"), timeout=60)
+
+    assert failed, "the injected failure never happened"
+    with pytest.raises(SubmitError, match="stopped after a storage failure"):
+        loop_node.call(node.submit(1, put("late", "1")))
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert errors and all(isinstance(e, SubmitError) for e in errors), set(map(type, errors))
+    loop_task = node._tasks[0]
+    loop_node.call(asyncio.wait([loop_task], timeout=10))
+    # the loop died of the failure itself, or of the guard that refused the next turn's
+    # application (handed to the writer thread before the failure was noticed on the loop)
+    assert loop_task.done()
+    assert isinstance(loop_task.exception(), OSError | RuntimeError), loop_task.exception()
+    # and the writer thread refuses any later application, whatever path it comes by
+    with pytest.raises(RuntimeError, match="earlier application failed"):
+        loop_node.call(node._writer.run(node._apply_all, [(1, ())], lambda _: None))
