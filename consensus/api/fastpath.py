@@ -266,14 +266,6 @@ async def submit(node: PaxosNode, group_id: int, command: str, request_id: str |
         raise runtime_error(node, group_id, error) from None
 
 
-async def read_barrier(node: PaxosNode, group_id: int) -> int:
-    """Wait until local state includes every command acknowledged before this call."""
-    try:
-        return await node.read_barrier(group_id)
-    except (UnknownGroupError, SubmitError) as error:
-        raise runtime_error(node, group_id, error) from None
-
-
 __all__ = [
     "ApiError",
     "NoQuorumError",
@@ -283,7 +275,6 @@ __all__ = [
     "documented_by",
     "lean_view",
     "max_value_bytes",
-    "read_barrier",
     "read_json_object",
     "reject_unknown_fields",
     "request_id_from",

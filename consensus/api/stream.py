@@ -28,7 +28,8 @@ Node to client, a list of responses; the first frame after connecting is ``{"hel
 result if the request id was already applied (REST does this for every request id it is given;
 here it costs a database look-up, so only retries pay it). Queries go to the group's state
 machine ``query`` method (the KV store answers ``{"op": "get", "key": ...}``): all the queries of
-one frame for one group share one read barrier and one trip to a worker thread.
+one loop turn for one group share one read barrier and one trip to a worker thread
+(``consensus.api.reads``).
 
 Bad input never closes the stream: a frame that is not JSON, or a request without a usable
 ``id``, gets a response with ``"id": null`` and status 400. A missing or wrong token gets an
@@ -40,13 +41,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 
+from consensus.request_ids import new_request_id
 from consensus.runtime import (
     Outcome,
     OverloadedError,
@@ -60,6 +60,7 @@ from consensus.statemachine import QueryError
 from .authentication import bearer_token, token_is_valid
 from .exceptions import ApiError
 from .fastpath import check_request_id, require_string, runtime_error
+from .reads import reads_of
 
 logger = logging.getLogger("consensus.api")
 
@@ -232,7 +233,7 @@ class ClientStream:
         node = self._node
         assert node is not None
         command = require_string(request, "command")
-        request_id = check_request_id(request.get("request_id")) or uuid.uuid4().hex
+        request_id = check_request_id(request.get("request_id")) or new_request_id()
         key = (group_id, request_id)
         if key in self._pending:
             raise ApiError(400, f"request_id {request_id!r} is already in flight here")
@@ -290,21 +291,18 @@ class ClientStream:
     ) -> None:
         node = self._node
         assert node is not None
-        try:
-            node.check_serving(group_id)
-            machine = node.machines[group_id]
-            if linearizable:
-                await node.read_barrier(group_id)
-            queries = [query for _client_id, query in items]
-            try:
-                results = await _off_loop(node, machine, machine.query, queries)
-            except QueryError:  # find the bad ones: one at a time
-                results = [await _off_loop(node, machine, _one_query, machine, q) for q in queries]
-        except (UnknownGroupError, SubmitError) as failure:
-            results = [runtime_error(node, group_id, failure)] * len(items)
+        reads = reads_of(node)
+        results = await asyncio.gather(
+            *(reads.query(group_id, query, linearizable=linearizable) for _id, query in items),
+            return_exceptions=True,
+        )
         for (client_id, _query), result in zip(items, results, strict=True):
-            if isinstance(result, ApiError):
-                self._fail(client_id, result)
+            if isinstance(result, UnknownGroupError | SubmitError):
+                self._fail(client_id, runtime_error(node, group_id, result))
+            elif isinstance(result, QueryError):
+                self._fail(client_id, ApiError(400, str(result)))
+            elif isinstance(result, BaseException):
+                raise result
             else:
                 self._answer({"id": client_id, "ok": True, "result": result})
 
@@ -327,21 +325,6 @@ class ClientStream:
                 node.observer.request_finished(group_id, node.request_timeout, "timeout")
                 error = node.no_quorum_error(group_id, "commit", node.request_timeout)
                 self._refused(client_id, group_id, error)
-
-
-async def _off_loop(node: PaxosNode, machine: Any, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a read of ``machine`` off the event loop: a durable machine's rows through a database
-    connection of its own, an in-memory machine on the thread that applies to it (no locks)."""
-    if machine.durable:
-        return await sync_to_async(fn)(*args)
-    return await node.run_between_applications(fn, *args)
-
-
-def _one_query(machine: Any, query: str) -> Any:
-    try:
-        return machine.query([query])[0]
-    except QueryError as error:
-        return ApiError(400, str(error))
 
 
 def _group_of(request: dict[str, Any]) -> int:

@@ -22,7 +22,7 @@ TOKEN = "unit-test-token"
 
 class FakeNode:
     """Stands in for ``PaxosNode`` where the API meets it: ``submit``, ``read_barrier``,
-    ``replicas``, ``machines``, ``status``. Commands are applied at once to the real state
+    ``check_serving``, ``replicas``, ``machines``, ``status``. Commands are applied at once to the real state
     machines (in a transaction, as the runtime does); ``fail`` makes every call raise."""
 
     node_id = 1
@@ -40,6 +40,10 @@ class FakeNode:
 
     def is_starting(self, group_id: int) -> bool:
         return False
+
+    def check_serving(self, group_id: int) -> None:
+        if group_id not in self.replicas:
+            raise UnknownGroupError(group_id)
 
     async def submit(
         self, group_id: int, payload: str, request_id: str | None = None, timeout: Any = None
