@@ -22,8 +22,8 @@ TOKEN = "unit-test-token"
 
 class FakeNode:
     """Stands in for ``PaxosNode`` where the API meets it: ``submit``, ``read_barrier``,
-    ``check_serving``, ``replicas``, ``machines``, ``status``. Commands are applied at once to the real state
-    machines (in a transaction, as the runtime does); ``fail`` makes every call raise."""
+    ``check_serving``, ``replicas``, ``machines``, ``status``. Commands are applied at once to the
+    real state machines (in a transaction, as the runtime does); ``fail`` makes every call raise."""
 
     node_id = 1
 
