@@ -17,11 +17,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from consensus.api.lean import LeanRouter  # noqa: E402
 from consensus.routing import websocket_urlpatterns  # noqa: E402
+from kvstore.api.asgi import raw_routes as kv_raw_routes  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Hot API requests (bearer token, no cookie) skip the middleware stack; see lean.py.
-        "http": LeanRouter(django_asgi_app),
+        # Hot API requests (bearer token, no cookie) skip the middleware stack, KV gets and puts
+        # Django's request handling too; see consensus/api/lean.py.
+        "http": LeanRouter(django_asgi_app, raw_routes=kv_raw_routes),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

@@ -97,6 +97,15 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, message, headers={"WWW-Authenticate": BEARER_CHALLENGE})
 
 
+def check_bearer(header: str) -> None:
+    """An ``Authorization`` header's token must be one of apiTokens, else ``ApiError`` 401."""
+    token = bearer_token(header)
+    if token is None:
+        raise _unauthorized('use "Authorization: Bearer <token>" with a token from apiTokens')
+    if not token_is_valid(token):
+        raise _unauthorized("wrong API token")
+
+
 async def authenticate_request(request: HttpRequest) -> str:
     """The lean views' check; returns who called (``"token"`` or the staff username).
 
@@ -106,11 +115,7 @@ async def authenticate_request(request: HttpRequest) -> str:
     """
     header = request.headers.get("Authorization")
     if header is not None:
-        token = bearer_token(header)
-        if token is None:
-            raise _unauthorized('use "Authorization: Bearer <token>" with a token from apiTokens')
-        if not token_is_valid(token):
-            raise _unauthorized("wrong API token")
+        check_bearer(header)
         return "token"
     auser = getattr(request, "auser", None)
     user = await auser() if auser is not None else None

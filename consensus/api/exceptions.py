@@ -53,6 +53,13 @@ class ApiError(Exception):
             extra=self.extra,
         )
 
+    def parts(self) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """Status, JSON body and headers of the error response (for the raw ASGI routes)."""
+        headers = dict(self.headers)
+        if self.retry_after is not None:
+            headers["Retry-After"] = retry_after_header(self.retry_after)
+        return self.status_code, {"error": self.message, **self.extra}, headers
+
 
 def retry_after_header(seconds: float) -> str:
     """``Retry-After`` takes whole seconds; round up so a client never retries too early."""
@@ -63,14 +70,19 @@ def json_response(
     data: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
 ) -> HttpResponse:
     """A JSON response without ``JsonResponse``'s encoder detour (orjson is ~10x faster)."""
+    return HttpResponse(
+        json_bytes(data), status=status_code, content_type=JSON_CONTENT_TYPE, headers=headers
+    )
+
+
+def json_bytes(data: Any) -> bytes:
     try:
-        body = orjson.dumps(data)
+        return orjson.dumps(data)
     except TypeError:
         # Results of user state machines may hold types orjson refuses (big ints, sets...).
         import json
 
-        body = json.dumps(data, default=str).encode()
-    return HttpResponse(body, status=status_code, content_type=JSON_CONTENT_TYPE, headers=headers)
+        return json.dumps(data, default=str).encode()
 
 
 def error_response(

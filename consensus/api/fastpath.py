@@ -120,18 +120,28 @@ def documented_by(doc_view: type) -> Callable[[View], View]:
 def read_json_object(request: HttpRequest) -> dict[str, Any]:
     """The body as a JSON object, or ``ApiError`` 413 (too large) / 400 (not a JSON object)."""
     limit = max_body_bytes()
-    length = request.headers.get("Content-Length")
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            raise ApiError(400, "Content-Length is not a number") from None
-        if declared > limit:
-            raise ApiError(413, f"request body too large: {declared} bytes (limit {limit})")
+    check_content_length(request.headers.get("Content-Length"), limit)
     try:
         body = request.body
     except RequestDataTooBig:
         raise ApiError(413, f"request body too large (limit {limit} bytes)") from None
+    return parse_json_object(body, limit)
+
+
+def check_content_length(length: str | None, limit: int) -> None:
+    """Refuse a declared body above ``limit`` before reading it (413), or a bad header (400)."""
+    if length is None:
+        return
+    try:
+        declared = int(length)
+    except ValueError:
+        raise ApiError(400, "Content-Length is not a number") from None
+    if declared > limit:
+        raise ApiError(413, f"request body too large: {declared} bytes (limit {limit})")
+
+
+def parse_json_object(body: bytes, limit: int) -> dict[str, Any]:
+    """``body`` as a JSON object, or ``ApiError`` 413 (above ``limit``) / 400."""
     if len(body) > limit:
         raise ApiError(413, f"request body too large: {len(body)} bytes (limit {limit})")
     if not body:
@@ -196,12 +206,14 @@ def request_id_from(request: HttpRequest, data: Mapping[str, Any] | None = None)
 
     The same id sent again (to any node) returns the first result instead of applying twice.
     """
-    value: Any = None
+    return request_id_of(data, request.headers.get("X-Request-Id"))
+
+
+def request_id_of(data: Mapping[str, Any] | None, header: str | None) -> str | None:
+    """``request_id_from`` for callers without an ``HttpRequest`` (the raw ASGI routes)."""
     if data is not None and data.get("request_id") is not None:
-        value = data["request_id"]
-    else:
-        value = request.headers.get("X-Request-Id")
-    return check_request_id(value)
+        return check_request_id(data["request_id"])
+    return check_request_id(header)
 
 
 def check_request_id(value: Any) -> str | None:

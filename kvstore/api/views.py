@@ -172,7 +172,16 @@ async def entry_view(request: HttpRequest, group_id: int, key: str) -> HttpRespo
 
 
 async def read_entry(request: HttpRequest, group_id: int, key: str) -> HttpResponse:
-    consistency = request.GET.get("consistency", "linearizable")
+    return json_response(await read(group_id, key, request.GET.get("consistency", "linearizable")))
+
+
+async def put_entry(request: HttpRequest, group_id: int, key: str) -> HttpResponse:
+    data = fastpath.read_json_object(request)
+    return json_response(await put(group_id, key, data, request.headers.get("X-Request-Id")))
+
+
+async def read(group_id: int, key: str, consistency: str) -> dict[str, Any]:
+    """A GET's answer (the Django view and the raw ASGI route share it); ``ApiError`` else."""
     if consistency not in CONSISTENCY_LEVELS:
         raise ApiError(400, f"consistency must be linearizable or local, not {consistency!r}")
     node = kv_group(group_id)
@@ -191,20 +200,26 @@ async def read_entry(request: HttpRequest, group_id: int, key: str) -> HttpRespo
             f"key {key!r} not found in group {group_id}",
             extra={"key": key, "consistency": consistency},
         )
-    answer = {"key": key, "value": found["value"], "instance": found["instance"]}
-    return json_response({**answer, "consistency": consistency})
+    return {
+        "key": key,
+        "value": found["value"],
+        "instance": found["instance"],
+        "consistency": consistency,
+    }
 
 
-async def put_entry(request: HttpRequest, group_id: int, key: str) -> HttpResponse:
-    data = fastpath.read_json_object(request)
+async def put(
+    group_id: int, key: str, data: dict[str, Any], header_request_id: str | None
+) -> dict[str, Any]:
+    """A PUT's answer, from its parsed body (the Django view and the raw ASGI route share it)."""
     fastpath.reject_unknown_fields(data, PUT_FIELDS)
     value = fastpath.require_string(data, "value", max_bytes=fastpath.max_value_bytes())
-    request_id = fastpath.request_id_from(request, data)
+    request_id = fastpath.request_id_of(data, header_request_id)
     node = kv_group(group_id)
     outcome = await fastpath.submit(
         node, group_id, encode_command("put", key, value=value), request_id
     )
-    return json_response(write_result(outcome))
+    return write_result(outcome)
 
 
 async def delete_entry(request: HttpRequest, group_id: int, key: str) -> HttpResponse:

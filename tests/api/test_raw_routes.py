@@ -1,0 +1,159 @@
+"""The raw ASGI routes of the KV store (``kvstore/api/asgi.py``) answer exactly as the Django
+views they stand in for: every request below goes through the project's ASGI application twice,
+once with the raw routes and once without (the lean Django path), and the status, the JSON body
+and the headers a client acts on must match."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+from asgiref.sync import async_to_sync
+
+from consensus.api.lean import LeanRouter, RawRoute
+from consensus.runtime import NoQuorumError
+from kvstore.api import asgi as kv_asgi
+from paxos_site.asgi import application, django_asgi_app
+from tests.api.conftest import TOKEN, FakeNode
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WITHOUT_RAW_ROUTES = LeanRouter(django_asgi_app)
+HEADERS_THAT_MATTER = (b"content-type", b"retry-after", b"www-authenticate", b"allow")
+VOLATILE = ("instance", "request_id")
+"""A write's own instance and generated id differ between the two runs of it."""
+
+
+def call(
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    query: str = "",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, dict[bytes, bytes]]:
+    sent: list[dict[str, Any]] = []
+    all_headers = {"authorization": f"Bearer {TOKEN}", "content-length": str(len(body))}
+    all_headers.update(headers or {})
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(k.encode(), v.encode()) for k, v in all_headers.items() if v is not None],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 33333),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async_to_sync(app)(scope, receive, send)
+    start, content = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    response_headers = {k.lower(): v for k, v in start["headers"]}
+    kept = {k: response_headers[k] for k in HEADERS_THAT_MATTER if k in response_headers}
+    return start["status"], orjson.loads(content), kept
+
+
+def both(node: FakeNode, *args: Any, **kwargs: Any) -> tuple[int, Any, dict[bytes, bytes]]:
+    """The answer of the raw route, after checking the Django path gives the same (the node
+    forgets the first run's request ids, so a request id is new both times)."""
+    django = call(WITHOUT_RAW_ROUTES, *args, **kwargs)
+    node.results.clear()
+    raw = call(application, *args, **kwargs)
+    if raw[0] == 200 and isinstance(raw[1], dict):
+        for field in VOLATILE:
+            if field in raw[1] and field in django[1]:
+                django[1][field] = raw[1][field]
+    assert raw == django
+    return raw
+
+
+def body(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
+CASES = [
+    ("PUT", "/api/kv/1/name", body({"value": "Mike"}), "", None, 200),
+    ("PUT", "/api/kv/1/name", body({"value": "v", "request_id": "r-1"}), "", None, 200),
+    ("PUT", "/api/kv/2/name", body({"value": "v"}), "", {"x-request-id": "h-1"}, 200),
+    ("PUT", "/api/kv/1/a b", body({"value": "spaced"}), "", None, 200),
+    ("PUT", "/api/kv/1/naïve", body({"value": "ünï"}), "", None, 200),
+    ("PUT", "/api/kv/1/k", b"{", "", None, 400),
+    ("PUT", "/api/kv/1/k", b"[1]", "", None, 400),
+    ("PUT", "/api/kv/1/k", b"", "", None, 400),
+    ("PUT", "/api/kv/1/k", body({}), "", None, 400),
+    ("PUT", "/api/kv/1/k", body({"value": "v", "vaule": 1}), "", None, 400),
+    ("PUT", "/api/kv/1/k", body({"value": 1}), "", None, 400),
+    ("PUT", "/api/kv/1/k", body({"value": "a\x00b"}), "", None, 400),
+    ("PUT", "/api/kv/1/k", body({"value": "v", "request_id": "paxos:x"}), "", None, 400),
+    ("PUT", "/api/kv/1/k", body({"value": "v", "request_id": 7}), "", None, 400),
+    ("PUT", "/api/kv/1/k", body({"value": "x" * 3000}), "", None, 413),
+    ("PUT", "/api/kv/1/" + "k" * 1025, body({"value": "v"}), "", None, 413),
+    ("PUT", "/api/kv/1/k", body({"value": "v"}), "", {"content-length": "abc"}, 400),
+    ("PUT", "/api/kv/1/k", body({"value": "v"}), "", {"authorization": "Bearer wrong"}, 401),
+    ("PUT", "/api/kv/1/k", body({"value": "v"}), "", {"authorization": "Basic eDp5"}, 401),
+    ("PUT", "/api/kv/9/k", body({"value": "v"}), "", None, 404),
+    ("PUT", "/api/kv/3/k", body({"value": "v"}), "", None, 404),
+    ("GET", "/api/kv/1/name", b"", "", None, 200),
+    ("GET", "/api/kv/1/name", b"", "consistency=local", None, 200),
+    ("GET", "/api/kv/1/name", b"", "consistency=local&consistency=linearizable", None, 200),
+    ("GET", "/api/kv/1/missing", b"", "", None, 404),
+    ("GET", "/api/kv/1/name", b"", "consistency=bogus", None, 400),
+    ("GET", "/api/kv/1/name", b"", "consistency=", None, 400),
+    ("GET", "/api/kv/9/name", b"", "", None, 404),
+    ("GET", "/api/kv/1/name", b"", "", {"authorization": "Bearer wrong"}, 401),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "data", "query", "headers", "status"), CASES)
+def test_raw_route_answers_as_the_view(
+    fake_node: FakeNode,
+    settings: Any,
+    method: str,
+    path: str,
+    data: bytes,
+    query: str,
+    headers: dict[str, str] | None,
+    status: int,
+) -> None:
+    settings.PAXOS_MAX_BODY_BYTES = 2048
+    call(application, "PUT", "/api/kv/1/name", body({"value": "stored"}))
+    assert both(fake_node, method, path, data, query, headers)[0] == status
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+def test_no_quorum_is_a_503_with_retry_after(fake_node: FakeNode, method: str) -> None:
+    fake_node.fail = NoQuorumError("group 1: no leader is known within 5s", retry_after=2.0)
+    status, answer, headers = both(fake_node, method, "/api/kv/1/k", body({"value": "v"}))
+    assert status == 503 and headers[b"retry-after"] == b"2" and "no leader" in answer["error"]
+
+
+def test_the_raw_route_serves_gets_and_puts_and_nothing_else(
+    fake_node: FakeNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Negative control: the comparisons above prove something only if the raw route ran."""
+    router = application.application_mapping["http"]
+    assert router.raw_routes == kv_asgi.raw_routes  # the project wires the KV routes
+    route = router.raw_routes[0]
+    served: list[str] = []
+
+    async def entry(request: Any, match: Any) -> Any:
+        served.append(request.method)
+        return await route.handler(request, match)
+
+    monkeypatch.setattr(router, "raw_routes", (RawRoute(route.pattern, route.methods, entry),))
+    assert call(application, "PUT", "/api/kv/1/k", body({"value": "v"}))[0] == 200
+    assert call(application, "GET", "/api/kv/1/k")[0] == 200
+    assert call(application, "DELETE", "/api/kv/1/k")[0] == 200  # the Django view
+    assert served == ["PUT", "GET"]
