@@ -81,18 +81,64 @@ class Applier:
         by the caller across calls, pruned by the same markers) instead of the stored results,
         which are left alone, so the replay takes exactly the decisions the first run took.
         """
+        if replay_seen is None:
+            return self.apply_groups([(group_id, entries)])
         if not entries:
             return []
-        replay = replay_seen is not None
-        if replay_seen is not None:
-            known: dict[str, tuple[int, Any]] = {
-                command.request_id: (replay_seen[command.request_id], None)
-                for entry in entries
-                for command in entry.value
-                if command.request_id in replay_seen
-            }
-        else:
-            known = self._known_results(group_id, entries)
+        known: dict[str, tuple[int, Any]] = {
+            command.request_id: (replay_seen[command.request_id], None)
+            for entry in entries
+            for command in entry.value
+            if command.request_id in replay_seen
+        }
+        outcomes, _rows, cutoff = self._run(group_id, entries, known, replay=True)
+        replay_seen.update((rid, first[0]) for rid, first in known.items())
+        if cutoff:
+            for rid in [r for r, i in replay_seen.items() if i < cutoff]:
+                del replay_seen[rid]
+        return outcomes
+
+    def apply_groups(self, applying: Sequence[tuple[int, Sequence[ChosenEntry]]]) -> list[Outcome]:
+        """``apply`` for the chosen instances of several groups at once (one turn of a node).
+
+        The look-up of stored results, the new result rows and the applied indexes take one
+        statement each for all the groups together, instead of one each per group: with several
+        groups the per-statement cost was a large part of a turn."""
+        merged: dict[int, list[ChosenEntry]] = {}
+        for group_id, entries in applying:  # a group given twice: one run, in log order
+            merged.setdefault(group_id, []).extend(entries)
+        merged = {group_id: entries for group_id, entries in merged.items() if entries}
+        if not merged:
+            return []
+        known = self._known_results(merged)
+        outcomes: list[Outcome] = []
+        rows: list[tuple[int, str, int, str]] = []
+        cutoffs: list[tuple[int, int]] = []
+        for group_id, entries in merged.items():
+            group_outcomes, group_rows, cutoff = self._run(
+                group_id, entries, known.get(group_id, {}), replay=False
+            )
+            outcomes.extend(group_outcomes)
+            rows.extend((group_id, *row) for row in group_rows)
+            if cutoff:
+                cutoffs.append((group_id, cutoff))
+        self._record(
+            rows, [(group_id, entries[-1].instance) for group_id, entries in merged.items()]
+        )
+        for group_id, cutoff in cutoffs:
+            prune_before(group_id, cutoff, self.using)
+        return outcomes
+
+    def _run(
+        self,
+        group_id: int,
+        entries: Sequence[ChosenEntry],
+        known: dict[str, tuple[int, Any]],
+        *,
+        replay: bool,
+    ) -> tuple[list[Outcome], list[tuple[str, int, str]], int]:
+        """Apply one group's entries: the outcomes, the result rows to store and the highest
+        pruning cutoff met. ``known`` (request id -> first instance and result) is updated."""
         # Decide first what to apply (skipping repeats of a request id), then apply it all in
         # one apply_batch call, then build the outcomes in log order.
         plan: list[tuple[str, int, int | None]] = []  # (request id, instance, batch position)
@@ -136,16 +182,7 @@ class Applier:
                 outcomes.append(
                     Outcome(group_id, request_id, first_instance, first_result, duplicate=True)
                 )
-        if replay_seen is not None:
-            replay_seen.update((rid, first[0]) for rid, first in known.items())
-            if cutoff:
-                for rid in [r for r, i in replay_seen.items() if i < cutoff]:
-                    del replay_seen[rid]
-            return outcomes
-        self._record(group_id, rows, entries[-1].instance)
-        if cutoff:
-            prune_before(group_id, cutoff, self.using)
-        return outcomes
+        return outcomes, rows, cutoff
 
     def _apply_batch(
         self, machine: StateMachine, batch: list[tuple[str, ApplyContext]]
@@ -182,30 +219,46 @@ class Applier:
         return results
 
     def _known_results(
-        self, group_id: int, entries: Sequence[ChosenEntry]
-    ) -> dict[str, tuple[int, Any]]:
-        """Stored first results of the batch's request ids (raw SQL: this runs per commit)."""
-        request_ids = [
-            command.request_id
+        self, applying: dict[int, list[ChosenEntry]]
+    ) -> dict[int, dict[str, tuple[int, Any]]]:
+        """Stored first results of the request ids, by group (raw SQL: this runs per commit).
+
+        One query for all groups: ``group_id IN (...) AND request_id IN (...)`` may also return
+        another group's row for an id, which the pair check drops."""
+        wanted = {
+            (group_id, command.request_id)
+            for group_id, entries in applying.items()
             for entry in entries
             for command in entry.value
             if not command.request_id.startswith(RESERVED_PREFIX)
-        ]
-        known: dict[str, tuple[int, Any]] = {}
+        }
+        known: dict[int, dict[str, tuple[int, Any]]] = {}
+        if not wanted:
+            return known
+        group_ids = sorted({group_id for group_id, _rid in wanted})
+        request_ids = sorted({rid for _group_id, rid in wanted})
+        groups_sql = ", ".join(["%s"] * len(group_ids))
         with connections[self.using].cursor() as cursor:
             for start in range(0, len(request_ids), _LOOKUP_CHUNK):
                 chunk = request_ids[start : start + _LOOKUP_CHUNK]
                 cursor.execute(
-                    "SELECT request_id, instance, result FROM consensus_requestresult "
-                    f"WHERE group_id = %s AND request_id IN ({', '.join(['%s'] * len(chunk))})",
-                    [group_id, *chunk],
+                    "SELECT group_id, request_id, instance, result FROM consensus_requestresult "
+                    f"WHERE group_id IN ({groups_sql}) "
+                    f"AND request_id IN ({', '.join(['%s'] * len(chunk))})",
+                    [*group_ids, *chunk],
                 )
-                for request_id, instance, result in cursor.fetchall():
-                    known[request_id] = (instance, decode_result(result))
+                for group_id, request_id, instance, result in cursor.fetchall():
+                    if (group_id, request_id) in wanted:
+                        known.setdefault(group_id, {})[request_id] = (
+                            instance,
+                            decode_result(result),
+                        )
         return known
 
-    def _record(self, group_id: int, rows: list[tuple[str, int, str]], applied: int) -> None:
-        """Store first results and the applied index (raw SQL, same on SQLite and PostgreSQL)."""
+    def _record(
+        self, rows: list[tuple[int, str, int, str]], applied: list[tuple[int, int]]
+    ) -> None:
+        """Store first results and the applied indexes (raw SQL, same on SQLite and PostgreSQL)."""
         connection = connections[self.using]
         with connection.cursor() as cursor:
             if rows:
@@ -214,12 +267,15 @@ class Applier:
                     "INSERT INTO consensus_requestresult "
                     "(group_id, request_id, instance, result, created_at) "
                     "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (group_id, request_id) DO NOTHING",
-                    [(group_id, rid, instance, result, now) for rid, instance, result in rows],
+                    [
+                        (group_id, rid, instance, result, now)
+                        for group_id, rid, instance, result in rows
+                    ],
                 )
-            cursor.execute(
+            cursor.executemany(
                 "INSERT INTO consensus_appliedindex (group_id, applied) VALUES (%s, %s) "
                 "ON CONFLICT (group_id) DO UPDATE SET applied = excluded.applied",
-                [group_id, applied],
+                applied,
             )
 
 

@@ -765,10 +765,8 @@ class PaxosNode:
             return
         if self._applications_stopped:
             raise RuntimeError("an earlier application failed; the node is stopping")
-        outcomes: list[Outcome] = []
         try:
-            for group_id, entries in applying:
-                outcomes.extend(self.applier.apply(group_id, entries))
+            outcomes = self.applier.apply_groups(applying)
         except BaseException:
             self._applications_stopped = True
             raise

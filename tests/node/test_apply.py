@@ -106,3 +106,34 @@ def test_a_database_error_in_a_state_machine_becomes_its_result() -> None:
     assert [o.result for o in outcomes][0::2] == ["ok", "ok"]
     assert "error" in outcomes[1].result
     assert AppliedIndex.objects.get(group_id=1).applied == 1
+
+
+def test_several_groups_in_one_go_keep_their_request_ids_apart() -> None:
+    """``apply_groups`` (one turn of a node) looks up and records all groups together: a request
+    id is per group, and a group given twice is one run in log order."""
+    Group.objects.create(group_id=2, state_machine="counter")
+    one, two = Counter(1), Counter(2)
+    applier = Applier({1: one, 2: two})
+    with transaction.atomic():
+        applier.apply_groups([(1, [entry(1, ("r", "g1"))])])
+    with transaction.atomic():
+        outcomes = applier.apply_groups(
+            [
+                (1, [entry(2, ("r", "g1-again"), ("s", "g1"))]),  # "r" was applied in group 1
+                (2, [entry(1, ("r", "g2"))]),  # the same id in group 2 is another command
+                (1, [entry(3, ("s", "g1-again"))]),  # group 1 again: "s" is now a duplicate
+            ]
+        )
+    assert one.applied == ["g1", "g1"] and two.applied == ["g2"]
+    assert [(o.group_id, o.request_id, o.instance, o.duplicate) for o in outcomes] == [
+        (1, "r", 1, True),
+        (1, "s", 2, False),
+        (1, "s", 2, True),
+        (2, "r", 1, False),
+    ]
+    assert dict(AppliedIndex.objects.values_list("group_id", "applied")) == {1: 3, 2: 1}
+    assert sorted(RequestResult.objects.values_list("group_id", "request_id", "instance")) == [
+        (1, "r", 1),
+        (1, "s", 2),
+        (2, "r", 1),
+    ]

@@ -28,15 +28,15 @@ def put(key: str, value: str) -> str:
 def record_applications(
     node: PaxosNode, monkeypatch: pytest.MonkeyPatch
 ) -> list[tuple[int, int, int]]:
-    """(group, first instance, last instance) of every ``Applier.apply`` call, in order."""
+    """(group, first instance, last instance) of every application, in order."""
     calls: list[tuple[int, int, int]] = []
-    original = node.applier.apply
+    original = node.applier.apply_groups
 
-    def apply(group_id: int, entries: Any, **kwargs: Any) -> Any:
-        calls.append((group_id, entries[0].instance, entries[-1].instance))
-        return original(group_id, entries, **kwargs)
+    def apply_groups(applying: Any) -> Any:
+        calls.extend((group_id, e[0].instance, e[-1].instance) for group_id, e in applying)
+        return original(applying)
 
-    monkeypatch.setattr(node.applier, "apply", apply)
+    monkeypatch.setattr(node.applier, "apply_groups", apply_groups)
     return calls
 
 
@@ -105,7 +105,7 @@ def test_a_failed_application_stops_the_node_and_nothing_is_applied_after_it(
 ) -> None:
     node = loop_node.node
     calls = record_applications(node, monkeypatch)
-    recorded_apply = node.applier.apply
+    recorded_apply = node.applier.apply_groups
     failed: list[int] = []
     in_split_turn = threading.local()
     apply_committed = node._apply_committed
@@ -119,16 +119,16 @@ def test_a_failed_application_stops_the_node_and_nothing_is_applied_after_it(
 
     monkeypatch.setattr(node, "_apply_committed", split_apply)
 
-    def apply(group_id: int, entries: Any, **kwargs: Any) -> Any:
+    def apply_groups(applying: Any) -> Any:
         if failed:
             raise AssertionError("an application ran after one failed")
         if len(calls) >= 5 and getattr(in_split_turn, "active", False):
             # the new path: applying in the background, after the turn's votes went out
-            failed.append(entries[0].instance)
+            failed.append(applying[0][1][0].instance)
             raise OSError("disk gone")
-        return recorded_apply(group_id, entries, **kwargs)
+        return recorded_apply(applying)
 
-    monkeypatch.setattr(node.applier, "apply", apply)
+    monkeypatch.setattr(node.applier, "apply_groups", apply_groups)
     outcomes = loop_node.call(submit_many(node, 3000, "f"), timeout=60)
 
     assert failed, "the injected failure never happened"
