@@ -5,13 +5,18 @@ It is the ONLY consumer of ``Ready`` in the product. Its loop:
 1. drain the inbox (peer messages, client commands, clock ticks) into the replicas;
 2. collect a Ready from every replica that has one;
 3. on the storage thread, in ONE transaction: persist all of them (group commit across groups and
-   across every message that arrived meanwhile) and apply their newly chosen instances to the
-   state machines together with the applied index;
-4. only then send their messages (votes are durable now) and resolve client futures;
-5. ``advance()`` every replica, which counts its held-back self-votes.
+   across every message that arrived meanwhile);
+4. only then send their messages (votes are durable now);
+5. apply their newly chosen instances to the state machines, with the applied index, in one
+   transaction; clients get their results from it;
+6. ``advance()`` every replica, which counts its held-back self-votes.
 
-While step 3 runs, new messages pile up in the inbox and go into the next transaction: that is
-the batching that makes it fast. The loop never blocks on the database or the network.
+Steps 3 and 5 are one transaction when the turn holds no votes (nothing to fsync). When it holds
+both, the votes commit alone so their messages leave without waiting for the applications, which
+follow in a transaction of their own, queued on the writer thread before the next turn's work
+while the loop goes on (``_handle``). While the writer thread works, new messages pile up in the
+inbox and go into the next turn: that is the batching that makes it fast. The loop never blocks
+on the database or the network.
 """
 
 from __future__ import annotations
