@@ -30,13 +30,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
-from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponse
 from django.urls import get_resolver
 
 from .authentication import check_bearer
 from .exceptions import ApiError, error_response, json_bytes
+from .fastpath import max_body_bytes
 
 logger = logging.getLogger("consensus.api")
 
@@ -102,7 +102,7 @@ async def serve_raw(
         headers[name] = f"{headers[name]},{value}" if name in headers else value
     extra: dict[str, str] = {}
     try:
-        body = await read_body(receive, body_limit())
+        body = await read_body(receive, max_body_bytes())
         if body is None:
             return  # the client went away
         check_bearer(headers["authorization"])
@@ -122,10 +122,6 @@ async def serve_raw(
     ]
     await send({"type": "http.response.start", "status": status, "headers": response_headers})
     await send({"type": "http.response.body", "body": payload})
-
-
-def body_limit() -> int:
-    return int(getattr(settings, "PAXOS_MAX_BODY_BYTES", 1024 * 1024))
 
 
 async def read_body(receive: Any, limit: int) -> bytes | None:
@@ -169,7 +165,7 @@ class LeanHandler(ASGIHandler):
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         try:
-            body = await read_body(receive, body_limit())
+            body = await read_body(receive, max_body_bytes())
         except ApiError as error:
             await self.send_response(error.response(), send)
             return

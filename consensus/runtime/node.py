@@ -647,7 +647,7 @@ class PaxosNode:
             # the writer thread's queue now (``submit``, not a task that would hand it over
             # later), so it runs before anything of the next turn; the loop meanwhile goes on
             # (a leader sends the Accepts of its next batch).
-            await writer.run(self._persist_votes, batch)
+            await writer.run(self._commit, batch, [], on_applied)
             self._release(readies)
             applied = writer.submit(self._apply_committed, applying, on_applied)
             self._run_in_background(self._note_in_background(applied, applying))
@@ -718,11 +718,6 @@ class PaxosNode:
 
     # On the writer thread -------------------------------------------------------------
 
-    def _persist_votes(self, readies: list[Ready]) -> None:
-        """The Readies' writes (votes, chosen marks) in one synchronous transaction."""
-        with transaction.atomic(using=self.storage.using):
-            self.storage.persist(readies)
-
     def _apply_committed(
         self,
         applying: list[tuple[int, tuple[ChosenEntry, ...]]],
@@ -741,7 +736,7 @@ class PaxosNode:
         applying: list[tuple[int, tuple[ChosenEntry, ...]]],
         on_applied: Callable[[list[Outcome]], object],
     ) -> None:
-        """One transaction for the Readies' writes and their applications.
+        """One transaction for the Readies' writes and their applications (if any).
 
         A transaction without votes (only chosen marks and applications) commits without waiting
         for the disk: all of it can be learned and replayed again, see ``relaxed_durability``."""
