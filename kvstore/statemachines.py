@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from django.db import connection
 
 from consensus.registry import register
-from consensus.statemachine import ApplyContext, QueryError, StateMachine
+from consensus.statemachine import ApplyContext, QueryError, StateMachine, raw_cursor
 
 from .models import Entry
 
@@ -136,7 +135,7 @@ class KVStateMachine(StateMachine):
         ordered = sorted(keys)
         table = Entry._meta.db_table
         rows: list[tuple[str, str, int]] = []
-        with connection.cursor() as cursor:
+        with raw_cursor() as cursor:
             for start in range(0, len(ordered), BATCH_QUERY_KEYS):
                 chunk = ordered[start : start + BATCH_QUERY_KEYS]
                 cursor.execute(
@@ -203,7 +202,7 @@ class KVStateMachine(StateMachine):
             for key, entry in written.items()
             if entry is not None
         ]
-        with connection.cursor() as cursor:
+        with raw_cursor() as cursor:
             if deleted:
                 cursor.executemany(
                     f'DELETE FROM {table} WHERE group_id = %s AND "key" = %s', deleted

@@ -25,6 +25,7 @@ from consensus.core import ChosenEntry
 from consensus.models import RequestResult
 from consensus.statemachine import ApplyContext, StateMachine, decode_result, encode_result
 from consensus.storage.pruning import prune_before
+from consensus.storage.sql import raw_cursor
 
 logger = logging.getLogger("consensus.runtime")
 
@@ -238,7 +239,7 @@ class Applier:
         group_ids = sorted({group_id for group_id, _rid in wanted})
         request_ids = sorted({rid for _group_id, rid in wanted})
         groups_sql = ", ".join(["%s"] * len(group_ids))
-        with connections[self.using].cursor() as cursor:
+        with raw_cursor(self.using) as cursor:
             for start in range(0, len(request_ids), _LOOKUP_CHUNK):
                 chunk = request_ids[start : start + _LOOKUP_CHUNK]
                 cursor.execute(
@@ -259,10 +260,9 @@ class Applier:
         self, rows: list[tuple[int, str, int, str]], applied: list[tuple[int, int]]
     ) -> None:
         """Store first results and the applied indexes (raw SQL, same on SQLite and PostgreSQL)."""
-        connection = connections[self.using]
-        with connection.cursor() as cursor:
+        with raw_cursor(self.using) as cursor:
             if rows:
-                now = connection.ops.adapt_datetimefield_value(timezone.now())
+                now = connections[self.using].ops.adapt_datetimefield_value(timezone.now())
                 cursor.executemany(
                     "INSERT INTO consensus_requestresult "
                     "(group_id, request_id, instance, result, created_at) "

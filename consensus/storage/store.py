@@ -31,7 +31,8 @@ Use one object from one thread (``GroupCommitWriter`` owns one); it keeps no log
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import functools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,6 +47,7 @@ from consensus.core.ready import Persist, Ready
 from consensus.core.storage import InitialState, StoredInstance
 from consensus.models import AcceptorState, AppliedIndex, Group, Instance, Node
 
+from .sql import raw_cursor
 from .values import value_from_json, value_to_json
 
 DEFAULT_RECENT_CHOSEN = 1024
@@ -127,16 +129,16 @@ class DjangoStorage:
         """
         connection = connections[self.using]
         if connection.vendor == "sqlite":
-            with connection.cursor() as cursor:
+            with raw_cursor(self.using) as cursor:
                 cursor.execute("PRAGMA synchronous=NORMAL")
             try:
                 yield
             finally:
-                with connection.cursor() as cursor:
+                with raw_cursor(self.using) as cursor:
                     cursor.execute("PRAGMA synchronous=FULL")
         elif connection.vendor == "postgresql":
             with transaction.atomic(using=self.using):
-                with connection.cursor() as cursor:
+                with raw_cursor(self.using) as cursor:
                     cursor.execute("SET LOCAL synchronous_commit TO OFF")
                 yield
         else:
@@ -272,7 +274,9 @@ class DjangoStorage:
                 batches.setdefault(group_id, _GroupBatch()).add(persist)
         if not batches:
             return
-        with transaction.atomic(using=self.using):
+        # No savepoint inside the caller's transaction: a failure here stops the node anyway,
+        # and the savepoint cost as much as the statements of a small batch.
+        with transaction.atomic(using=self.using, savepoint=False):
             self._create_missing_groups(batches)
             self._write_promises(batches)
             self._upsert_instances(batches, timezone.now())
@@ -371,12 +375,11 @@ class DjangoStorage:
         """
         if not group_ids:
             return
-        connection = connections[self.using]
-        quote = connection.ops.quote_name
+        quote = connections[self.using].ops.quote_name
         group_table, instance_table = quote(Group._meta.db_table), quote(Instance._meta.db_table)
         placeholders = ", ".join(["%s"] * len(group_ids))
         above: dict[int, tuple[int, list[int]]] = {}
-        with connection.cursor() as cursor:
+        with raw_cursor(self.using) as cursor:
             cursor.execute(
                 f"SELECT g.group_id, g.chosen_upto, i.instance "
                 f"FROM {instance_table} i JOIN {group_table} g ON g.group_id = i.group_id "
@@ -412,12 +415,15 @@ class DjangoStorage:
             for number, pending in batch.instances.items()
         ]
         if rows:
-            with connection.cursor() as cursor:
-                cursor.executemany(_upsert_sql(connection.ops.quote_name), rows)
+            with raw_cursor(self.using) as cursor:
+                cursor.executemany(_upsert_sql(self.using), rows)
 
 
-def _upsert_sql(quote: Callable[[str], str]) -> str:
-    """The merge statement of the module docstring (one text for SQLite and PostgreSQL)."""
+@functools.cache
+def _upsert_sql(using: str) -> str:
+    """The merge statement of the module docstring (one text for SQLite and PostgreSQL), quoted
+    for the database ``using`` (built once: it runs in every turn)."""
+    quote = connections[using].ops.quote_name
     meta = Instance._meta
     table = quote(meta.db_table)
     names = [
