@@ -375,17 +375,10 @@ class DjangoStorage:
         """
         if not group_ids:
             return
-        quote = connections[self.using].ops.quote_name
-        group_table, instance_table = quote(Group._meta.db_table), quote(Instance._meta.db_table)
-        placeholders = ", ".join(["%s"] * len(group_ids))
+        select, update = _prefix_sql(self.using, len(group_ids))
         above: dict[int, tuple[int, list[int]]] = {}
         with raw_cursor(self.using) as cursor:
-            cursor.execute(
-                f"SELECT g.group_id, g.chosen_upto, i.instance "
-                f"FROM {instance_table} i JOIN {group_table} g ON g.group_id = i.group_id "
-                f"WHERE i.group_id IN ({placeholders}) AND i.chosen AND i.instance > g.chosen_upto",
-                list(group_ids),
-            )
+            cursor.execute(select, list(group_ids))
             for group_id, stored, instance in cursor.fetchall():
                 above.setdefault(group_id, (stored, []))[1].append(instance)
             moved = [
@@ -394,13 +387,14 @@ class DjangoStorage:
                 if (upto := _Prefix(stored, set()).advanced(instances).upto) != stored
             ]
             if moved:
-                cursor.executemany(
-                    f"UPDATE {group_table} SET chosen_upto = %s WHERE group_id = %s", moved
-                )
+                cursor.executemany(update, moved)
 
     def _upsert_instances(self, batches: dict[int, _GroupBatch], now: datetime) -> None:
-        connection = connections[self.using]
-        chosen_at = Instance._meta.get_field("chosen_at").get_db_prep_value(now, connection)
+        chosen_at = None
+        if any(
+            pending.chosen for batch in batches.values() for pending in batch.instances.values()
+        ):
+            chosen_at = connections[self.using].ops.adapt_datetimefield_value(now)
         rows = [
             (
                 group_id,
@@ -417,6 +411,21 @@ class DjangoStorage:
         if rows:
             with raw_cursor(self.using) as cursor:
                 cursor.executemany(_upsert_sql(self.using), rows)
+
+
+@functools.cache
+def _prefix_sql(using: str, groups: int) -> tuple[str, str]:
+    """``_advance_prefixes``' read of the chosen rows above the stored prefixes of ``groups``
+    groups, and its update of one prefix (built once per shape: they run in every turn)."""
+    quote = connections[using].ops.quote_name
+    group_table, instance_table = quote(Group._meta.db_table), quote(Instance._meta.db_table)
+    placeholders = ", ".join(["%s"] * groups)
+    select = (
+        f"SELECT g.group_id, g.chosen_upto, i.instance "
+        f"FROM {instance_table} i JOIN {group_table} g ON g.group_id = i.group_id "
+        f"WHERE i.group_id IN ({placeholders}) AND i.chosen AND i.instance > g.chosen_upto"
+    )
+    return select, f"UPDATE {group_table} SET chosen_upto = %s WHERE group_id = %s"
 
 
 @functools.cache
