@@ -2,6 +2,7 @@
 # A local 3-member etcd cluster on 127.0.0.1 for side-by-side benchmarks (not a dependency:
 # Debian's etcd-server package provides /usr/bin/etcd). Usage:
 #   scripts/etcd-cluster.sh start [DIR]   # prints the client URLs for paxosbench --etcd
+#   scripts/etcd-cluster.sh pids  [DIR]   # prints the members' PIDs for paxosbench --etcd-pids
 #   scripts/etcd-cluster.sh stop  [DIR]
 set -euo pipefail
 action=${1:-start}
@@ -25,6 +26,9 @@ start)
     done
     echo "http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793"
     ;;
+pids)
+    cat "$dir"/e1.pid "$dir"/e2.pid "$dir"/e3.pid | paste -sd, -
+    ;;
 stop)
     for i in 1 2 3; do
         [ -f "$dir/e$i.pid" ] && kill "$(cat "$dir/e$i.pid")" 2>/dev/null || true
@@ -32,5 +36,5 @@ stop)
     sleep 1
     rm -rf "$dir"
     ;;
-*) echo "usage: $0 start|stop [DIR]" >&2; exit 2 ;;
+*) echo "usage: $0 start|pids|stop [DIR]" >&2; exit 2 ;;
 esac

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -31,6 +32,8 @@ class RunResult:
     elapsed: float = 0.0
     writes: int = 0
     """Acknowledged writes, the warm-up's included: what the target's state holds from the run."""
+    cpu_seconds: float | None = None
+    """CPU the target's processes used during the measured seconds (None: not measured)."""
 
     @property
     def ops(self) -> int:
@@ -59,11 +62,24 @@ class RunResult:
             "p99_ms": round(self.percentile(0.99) * 1000, 3),
             "max_ms": round(max(self.latencies, default=float("nan")) * 1000, 3),
             "errors": self.errors,
+            "cpu_ms_per_op": (
+                round(self.cpu_seconds * 1000 / self.ops, 3)
+                if self.cpu_seconds is not None and self.ops
+                else None
+            ),
         }
 
 
-async def run(target: Target, workload: Workload, seed: int = 0) -> RunResult:
-    """Drive ``target`` with ``workload.clients`` closed-loop clients; measure after warm-up."""
+async def run(
+    target: Target,
+    workload: Workload,
+    seed: int = 0,
+    cpu: Callable[[], float | None] | None = None,
+) -> RunResult:
+    """Drive ``target`` with ``workload.clients`` closed-loop clients; measure after warm-up.
+
+    ``cpu`` reads the CPU seconds the target's processes have used (``consensus.bench.cpu``); it
+    is read when the measured seconds start and when they end."""
     result = RunResult(target.name, workload)
     value = "x" * workload.value_size
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
@@ -72,6 +88,10 @@ async def run(target: Target, workload: Workload, seed: int = 0) -> RunResult:
     start = loop.time()
     measure_from = start + workload.warmup
     end = measure_from + workload.duration
+    cpu_readings: list[float | None] = []
+    if cpu is not None:
+        loop.call_at(measure_from, lambda: cpu_readings.append(cpu()))
+        loop.call_at(end, lambda: cpu_readings.append(cpu()))
 
     async def client(number: int) -> None:
         rng = random.Random(seed * 100_003 + number)
@@ -98,4 +118,7 @@ async def run(target: Target, workload: Workload, seed: int = 0) -> RunResult:
     if close is not None:
         await close()
     result.elapsed = workload.duration
+    if len(cpu_readings) == 2 and None not in cpu_readings:
+        first, last = cpu_readings
+        result.cpu_seconds = last - first  # type: ignore[operator]
     return result

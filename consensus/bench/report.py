@@ -15,6 +15,7 @@ COLUMNS = (
     "p99_ms",
     "max_ms",
     "errors",
+    "cpu_ms_per_op",
 )
 
 
@@ -23,6 +24,10 @@ def median_of_runs(runs: Sequence[dict[str, object]]) -> dict[str, object]:
     row = dict(runs[0])
     for column in ("ops", "ops_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "errors"):
         row[column] = statistics.median(float(run[column]) for run in runs)  # type: ignore[arg-type]
+    cpu = [run.get("cpu_ms_per_op") for run in runs]
+    row["cpu_ms_per_op"] = (
+        None if None in cpu else statistics.median(float(value) for value in cpu)  # type: ignore[arg-type]
+    )
     row["runs"] = len(runs)
     return row
 
@@ -35,6 +40,8 @@ def table(rows: Sequence[dict[str, object]]) -> str:
 
 
 def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.1f}" if value >= 100 else f"{value:.2f}"
     return str(value)

@@ -74,6 +74,7 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
         ("paxos-client", 4),
     }
     assert all(row["ops"] > 0 and row["errors"] == 0 for row in rows), rows
+    assert all(row["cpu_ms_per_op"] > 0 for row in rows), rows  # the nodes' CPU, from /proc
     nodes = document["nodes"]  # what the local cluster held at the end
     assert set(nodes["rss_mb"]) == {"1", "2", "3"} and all(nodes["rss_mb"].values())
     assert set(nodes["data_mb"]) == {"node1", "node2", "node3"}
@@ -81,14 +82,21 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
     assert runpaxos_pids() <= before  # every node it started is gone
 
 
-def test_paxosbench_explains_bad_arguments() -> None:
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--clients", "many"], "--clients takes numbers"),
+        (["--etcd-pids", "etcd"], "--etcd-pids takes process ids"),
+    ],
+)
+def test_paxosbench_explains_bad_arguments(arguments: list[str], message: str) -> None:
     result = subprocess.run(
-        [sys.executable, str(PROJECT / "manage.py"), "paxosbench", "--clients", "many"],
+        [sys.executable, str(PROJECT / "manage.py"), "paxosbench", *arguments],
         cwd=PROJECT,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
-    assert "--clients takes numbers" in result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from consensus.bench.cpu import cpu_meter
 from consensus.bench.loadgen import Workload, run
 from consensus.bench.report import median_of_runs, table
 from consensus.bench.targets import EtcdTarget, PaxosClientTarget, PaxosRestTarget, Target
@@ -29,7 +30,8 @@ from consensus.management.processes import (
 class Command(BaseCommand):
     help = (
         "Benchmark the KV API: N closed-loop clients for a fixed time after a warm-up; prints "
-        "ops/s and p50/p90/p99/max latency as a table (and JSON with --json). Without --urls it "
+        "ops/s, p50/p90/p99/max latency and the nodes' CPU per operation as a table (and JSON "
+        "with --json). Without --urls it "
         "starts a local cluster of --nodes nodes on free ports and stops it afterwards. With "
         "--etcd URL the same workload also runs against etcd's JSON gateway, interleaved."
     )
@@ -60,6 +62,11 @@ class Command(BaseCommand):
             "(client), or both (default: rest)",
         )
         parser.add_argument("--etcd", help="comma-separated etcd client URLs to compare with")
+        parser.add_argument(
+            "--etcd-pids",
+            help="comma-separated PIDs of the etcd members, to report their CPU per operation "
+            "as for the local cluster's nodes (scripts/etcd-cluster.sh pids prints them)",
+        )
         parser.add_argument("--runs", type=int, default=1, help="repeat and report medians (1)")
         parser.add_argument(
             "--server",
@@ -80,6 +87,7 @@ class Command(BaseCommand):
             raise CommandError("--clients, --runs and --duration must be positive")
         if not 0.0 <= options["reads"] <= 1.0:
             raise CommandError("--reads is a fraction between 0 and 1")
+        etcd_pids = _pids(options["etcd_pids"])
         groups = list(range(1, options["groups"] + 1))
         children = None
         folder = None
@@ -111,7 +119,11 @@ class Command(BaseCommand):
             if options["etcd"]:
                 etcd_urls = [u.strip().rstrip("/") for u in options["etcd"].split(",")]
                 targets.append(EtcdTarget(etcd_urls, consistency=options["consistency"]))
-            rows = self._measure(targets, clients, options)
+            meters = {
+                "paxos": cpu_meter([process.pid for process in (children or {}).values()]),
+                "etcd": cpu_meter(etcd_pids),
+            }
+            rows = self._measure(targets, clients, options, meters)
             resources = (
                 node_resources(children, folder, self.writes) if children and folder else None
             )
@@ -131,7 +143,11 @@ class Command(BaseCommand):
             self.stdout.write(f"wrote {options['json']}")
 
     def _measure(
-        self, targets: list[Target], clients: list[int], options: dict[str, Any]
+        self,
+        targets: list[Target],
+        clients: list[int],
+        options: dict[str, Any],
+        meters: dict[str, Any],
     ) -> list[dict[str, object]]:
         results: dict[tuple[str, int], list[dict[str, object]]] = {}
         for repetition in range(options["runs"]):
@@ -145,7 +161,8 @@ class Command(BaseCommand):
                     keys=options["keys"],
                 )
                 for target in targets:  # interleaved: both systems see the same noise
-                    outcome = asyncio.run(run(target, workload, seed=repetition))
+                    meter = meters["etcd" if isinstance(target, EtcdTarget) else "paxos"]
+                    outcome = asyncio.run(run(target, workload, seed=repetition, cpu=meter))
                     if not isinstance(target, EtcdTarget):
                         self.writes += outcome.writes
                     summary = outcome.summary()
@@ -185,6 +202,13 @@ def node_resources(children: NodeProcesses, folder: Path, writes: int) -> dict[s
             data[node] = data.get(node, 0.0) + path.stat().st_size / 2**20
     data = {node: round(size, 1) for node, size in data.items()}
     return {"rss_mb": rss, "data_mb": data, "writes": writes}
+
+
+def _pids(text: str | None) -> list[int]:
+    try:
+        return [int(pid) for pid in (text or "").split(",") if pid.strip()]
+    except ValueError:
+        raise CommandError(f"--etcd-pids takes process ids, e.g. 4242,4243, not {text!r}") from None
 
 
 def _wait_for_leaders(config: ClusterConfig, timeout: float = 30.0) -> None:
