@@ -31,9 +31,9 @@ class Command(BaseCommand):
     help = (
         "Benchmark the KV API: N closed-loop clients for a fixed time after a warm-up; prints "
         "ops/s, p50/p90/p99/max latency and the nodes' CPU per operation as a table (and JSON "
-        "with --json). Without --urls it "
-        "starts a local cluster of --nodes nodes on free ports and stops it afterwards. With "
-        "--etcd URL the same workload also runs against etcd's JSON gateway, interleaved."
+        "with --json). Without --urls it starts a local cluster of --nodes nodes on free ports "
+        "and stops it afterwards. With --etcd URL the same workload also runs against etcd's "
+        "JSON gateway, interleaved."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
