@@ -1,10 +1,12 @@
 """CPU time of the benchmarked processes, from Linux's ``/proc``: what an operation costs.
 
-On a shared machine the ops/s of one run move by ±30% with the neighbours' load; the CPU the nodes
-spend per operation moves much less (it counts work done, not time waited), so it shows a change
-of cost that throughput hides in the noise. ``paxosbench`` reports it for the nodes it started
+Throughput and latency mix the work a request costs with the time it waits (for the disk, a
+peer, a core). The CPU the nodes spend per operation counts only the work: when one client's
+latency is bound by three processes sharing two cores, it is the number to bring down, and it
+compares the cost of two systems directly. ``paxosbench`` reports it for the nodes it started
 (and for etcd with ``--etcd-pids``) as ``cpu_ms_per_op``: all the processes' user and system time
-during the measured seconds, divided by the operations measured.
+during the measured seconds, divided by the operations measured. It drifts with the machine's
+load as the other numbers do, so compare it within one run.
 """
 
 from __future__ import annotations
