@@ -4,7 +4,7 @@ Every turn of a node's loop runs a dozen statements on the writer thread (votes,
 chosen prefix, results, applied indexes), on every node, for every batch. Through Django's cursor
 wrapper a statement costs about 15 µs of CPU on these machines (debug bookkeeping, thread-sharing
 checks, ``%s`` rewritten to ``?`` by a regex each time); through the driver's cursor about 1.3 µs.
-With a one-command batch that difference was a third of a node's writer time.
+With one-command batches that difference was about a fifth of a node's writer time.
 
 The statements stay what they were: plain SQL with ``%s`` placeholders, run inside the caller's
 ``transaction.atomic`` block on Django's own connection (so they commit and roll back with it),
