@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 COLUMNS = (
     "target",
+    "groups",
     "clients",
+    "value_size",
     "read_fraction",
     "ops_per_s",
     "p50_ms",
@@ -33,9 +35,9 @@ def median_of_runs(runs: Sequence[dict[str, object]]) -> dict[str, object]:
 
 
 def table(rows: Sequence[dict[str, object]]) -> str:
-    widths = {c: max(len(c), *(len(_fmt(row[c])) for row in rows)) for c in COLUMNS}
+    widths = {c: max(len(c), *(len(_fmt(row.get(c))) for row in rows)) for c in COLUMNS}
     lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
-    lines += ["  ".join(_fmt(row[c]).rjust(widths[c]) for c in COLUMNS) for row in rows]
+    lines += ["  ".join(_fmt(row.get(c)).rjust(widths[c]) for c in COLUMNS) for row in rows]
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ def runpaxos_pids() -> set[int]:
 def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
     before = runpaxos_pids()
     out = tmp_path / "bench.json"
+    plot = tmp_path / "bench.png"
     env = dict(os.environ)
     env.pop("DATABASE_URL", None)
     result = subprocess.run(
@@ -43,19 +44,23 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
             "--nodes",
             "3",
             "--groups",
-            "2",
+            "1,2",  # one cluster each
             "--clients",
             "1,4",
+            "--value-size",
+            "100,300",
             "--duration",
-            "1",
+            "0.6",
             "--warmup",
-            "0.3",
+            "0.2",
             "--reads",
             "0.5",
             "--path",
             "both",
             "--json",
             str(out),
+            "--plot",
+            str(plot),
         ],
         cwd=PROJECT,
         env=env,
@@ -67,18 +72,21 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
     assert "ops_per_s" in result.stdout and "p99_ms" in result.stdout
     document = json.loads(out.read_text())
     rows = document["rows"]
-    assert {(row["target"], row["clients"]) for row in rows} == {
-        ("paxos-rest", 1),
-        ("paxos-rest", 4),
-        ("paxos-client", 1),
-        ("paxos-client", 4),
+    assert {(row["target"], row["groups"], row["clients"], row["value_size"]) for row in rows} == {
+        (target, groups, clients, size)
+        for target in ("paxos-rest", "paxos-client")
+        for groups in (1, 2)
+        for clients in (1, 4)
+        for size in (100, 300)
     }
     assert all(row["ops"] > 0 and row["errors"] == 0 for row in rows), rows
     assert all(row["cpu_ms_per_op"] > 0 for row in rows), rows  # the nodes' CPU, from /proc
-    nodes = document["nodes"]  # what the local cluster held at the end
+    assert [cluster["groups"] for cluster in document["clusters"]] == [1, 2]
+    nodes = document["nodes"]  # what the last local cluster held at the end
     assert set(nodes["rss_mb"]) == {"1", "2", "3"} and all(nodes["rss_mb"].values())
     assert set(nodes["data_mb"]) == {"node1", "node2", "node3"}
     assert nodes["writes"] > 0
+    assert plot.read_bytes()[:4] == b"\x89PNG"
     assert runpaxos_pids() <= before  # every node it started is gone
 
 
@@ -86,6 +94,9 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
     ("arguments", "message"),
     [
         (["--clients", "many"], "--clients takes numbers"),
+        (["--groups", "0,2"], "--groups takes positive numbers"),
+        (["--value-size", "1k"], "--value-size takes numbers"),
+        (["--plot", "/nonexistent-folder/bench.png"], "--plot: the folder of"),
         (["--etcd-pids", "etcd"], "--etcd-pids takes process ids"),
     ],
 )

@@ -4,11 +4,13 @@ optionally side by side with etcd, by the same load generator in the same run.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from consensus.bench.cpu import cpu_meter
 from consensus.bench.loadgen import Workload, run
+from consensus.bench.plot import write_plot
 from consensus.bench.report import median_of_runs, table
 from consensus.bench.targets import EtcdTarget, PaxosClientTarget, PaxosRestTarget, Target
 from consensus.config import ClusterConfig, load_config, write_demo_config
@@ -41,13 +44,20 @@ class Command(BaseCommand):
         parser.add_argument("--token", help="API token for --urls (default: from --config)")
         parser.add_argument("--config", help="cluster config of --urls (for the token)")
         parser.add_argument("--nodes", type=int, default=3, help="size of the local cluster (3)")
-        parser.add_argument("--groups", type=int, default=1, help="groups to spread keys over (1)")
+        parser.add_argument(
+            "--groups",
+            default="1",
+            help="groups to spread keys over; comma-separated counts run one after another, "
+            "each on a local cluster of its own (1)",
+        )
         parser.add_argument(
             "--clients", default="1,32", help="concurrent clients, comma-separated (1,32)"
         )
         parser.add_argument("--duration", type=float, default=5.0, help="seconds measured (5)")
         parser.add_argument("--warmup", type=float, default=1.0, help="seconds not measured (1)")
-        parser.add_argument("--value-size", type=int, default=100, help="bytes per value (100)")
+        parser.add_argument(
+            "--value-size", default="100", help="bytes per value, comma-separated (100)"
+        )
         parser.add_argument("--reads", type=float, default=0.0, help="fraction of gets (0.0)")
         parser.add_argument("--keys", type=int, default=1000, help="distinct keys (1000)")
         parser.add_argument(
@@ -74,103 +84,129 @@ class Command(BaseCommand):
             help="ASGI server of the local cluster's nodes (default: $PAXOS_SERVER, else daphne)",
         )
         parser.add_argument("--json", help="also write the results to this JSON file")
+        parser.add_argument(
+            "--plot",
+            help="also draw ops/s against every swept dimension (clients, groups, value size) "
+            "into this image file (PNG, SVG or PDF, by its extension)",
+        )
 
     writes = 0
-    """Writes acknowledged by this service (not etcd) in all runs, warm-ups included."""
+    """Writes acknowledged by this service (not etcd) in the current cluster's runs, warm-ups
+    included."""
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            clients = [int(c) for c in options["clients"].split(",") if c.strip()]
-        except ValueError:
-            raise CommandError("--clients takes numbers, e.g. 1,32,128") from None
-        if not clients or min(clients) < 1 or options["runs"] < 1 or options["duration"] <= 0:
-            raise CommandError("--clients, --runs and --duration must be positive")
+        clients = _numbers(options["clients"], "--clients", "1,32,128")
+        group_counts = _numbers(options["groups"], "--groups", "1,2,4")
+        value_sizes = _numbers(options["value_size"], "--value-size", "100,1000,10000")
+        if options["runs"] < 1 or options["duration"] <= 0:
+            raise CommandError("--runs and --duration must be positive")
         if not 0.0 <= options["reads"] <= 1.0:
             raise CommandError("--reads is a fraction between 0 and 1")
         etcd_pids = _pids(options["etcd_pids"])
-        groups = list(range(1, options["groups"] + 1))
-        children = None
-        folder = None
-        resources = None
-        try:
-            if options["urls"]:
-                urls = [u.strip().rstrip("/") for u in options["urls"].split(",") if u.strip()]
-                token = options["token"] or self._token_from(options["config"])
-            else:
-                folder = Path(tempfile.mkdtemp(prefix="paxosbench-"))
-                config = load_config(
-                    write_demo_config(folder, options["nodes"], None, groups=groups)
-                )
-                self.stdout.write(f"starting {options['nodes']} nodes in {folder} ...")
-                children = start_nodes(config, folder, dict(os.environ), server=options["server"])
-                wait_until_serving(config, children, folder)
-                _wait_for_leaders(config)
-                urls = [node.http_url for node in config.nodes]
-                token = config.api_tokens[0]
-            targets: list[Target] = []
-            if options["path"] in ("rest", "both"):
-                targets.append(
-                    PaxosRestTarget(urls, token, groups, consistency=options["consistency"])
-                )
-            if options["path"] in ("client", "both"):
-                targets.append(
-                    PaxosClientTarget(urls, token, groups, consistency=options["consistency"])
-                )
-            if options["etcd"]:
-                etcd_urls = [u.strip().rstrip("/") for u in options["etcd"].split(",")]
-                targets.append(EtcdTarget(etcd_urls, consistency=options["consistency"]))
-            meters = {
-                "paxos": cpu_meter([process.pid for process in (children or {}).values()]),
-                "etcd": cpu_meter(etcd_pids),
-            }
-            rows = self._measure(targets, clients, options, meters)
-            resources = (
-                node_resources(children, folder, self.writes) if children and folder else None
-            )
-        finally:
-            if children is not None:
-                stop_nodes(children)
+        for option in ("json", "plot"):
+            if options[option] and not Path(options[option]).resolve().parent.is_dir():
+                raise CommandError(f"--{option}: the folder of {options[option]} does not exist")
+        rows: list[dict[str, object]] = []
+        clusters: list[dict[str, Any]] = []
+        for group_count in group_counts:
+            groups = list(range(1, group_count + 1))
+            self.writes = 0
+            with self._cluster(options, groups) as (urls, token, children, folder):
+                targets: list[Target] = []
+                if options["path"] in ("rest", "both"):
+                    targets.append(
+                        PaxosRestTarget(urls, token, groups, consistency=options["consistency"])
+                    )
+                if options["path"] in ("client", "both"):
+                    targets.append(
+                        PaxosClientTarget(urls, token, groups, consistency=options["consistency"])
+                    )
+                if options["etcd"]:
+                    etcd_urls = [u.strip().rstrip("/") for u in options["etcd"].split(",")]
+                    targets.append(EtcdTarget(etcd_urls, consistency=options["consistency"]))
+                meters = {
+                    "paxos": cpu_meter([process.pid for process in (children or {}).values()]),
+                    "etcd": cpu_meter(etcd_pids),
+                }
+                measured = self._measure(targets, clients, value_sizes, options, meters)
+                rows += [{**row, "groups": group_count} for row in measured]
+                if children and folder:
+                    clusters.append(
+                        {"groups": group_count, **node_resources(children, folder, self.writes)}
+                    )
         self.stdout.write(table(rows))
-        if resources is not None:
+        for resources in clusters:
             self.stdout.write(
-                "local cluster at the end: RSS MB per node "
+                f"local cluster with {resources['groups']} group(s) at the end: RSS MB per node "
                 f"{resources['rss_mb']}, data MB per node {resources['data_mb']}, "
                 f"writes chosen {resources['writes']}"
             )
         if options["json"]:
-            document = {"rows": rows, "nodes": resources}  # nodes: None with --urls
+            # nodes: the last local cluster's (None with --urls); clusters: every one of them
+            document = {"rows": rows, "nodes": clusters[-1] if clusters else None}
+            if len(clusters) > 1:
+                document["clusters"] = clusters
             Path(options["json"]).write_text(json.dumps(document, indent=2) + "\n")
             self.stdout.write(f"wrote {options['json']}")
+        if options["plot"]:
+            write_plot(rows, options["plot"], title=_plot_title(options))
+            self.stdout.write(f"wrote {options['plot']}")
+
+    @contextlib.contextmanager
+    def _cluster(
+        self, options: dict[str, Any], groups: list[int]
+    ) -> Iterator[tuple[list[str], str, NodeProcesses | None, Path | None]]:
+        """The cluster to measure: ``--urls``, or a local one with ``groups``, started here and
+        stopped (by PID) on the way out, whatever happens in between."""
+        if options["urls"]:
+            urls = [u.strip().rstrip("/") for u in options["urls"].split(",") if u.strip()]
+            yield urls, options["token"] or self._token_from(options["config"]), None, None
+            return
+        folder = Path(tempfile.mkdtemp(prefix="paxosbench-"))
+        config = load_config(write_demo_config(folder, options["nodes"], None, groups=groups))
+        self.stdout.write(
+            f"starting {options['nodes']} nodes with {len(groups)} group(s) in {folder} ..."
+        )
+        children = start_nodes(config, folder, dict(os.environ), server=options["server"])
+        try:
+            wait_until_serving(config, children, folder)
+            _wait_for_leaders(config)
+            yield [node.http_url for node in config.nodes], config.api_tokens[0], children, folder
+        finally:
+            stop_nodes(children)
 
     def _measure(
         self,
         targets: list[Target],
         clients: list[int],
+        value_sizes: list[int],
         options: dict[str, Any],
         meters: dict[str, Any],
     ) -> list[dict[str, object]]:
-        results: dict[tuple[str, int], list[dict[str, object]]] = {}
+        results: dict[tuple[str, int, int], list[dict[str, object]]] = {}
         for repetition in range(options["runs"]):
             for count in clients:
-                workload = Workload(
-                    clients=count,
-                    duration=options["duration"],
-                    warmup=options["warmup"],
-                    value_size=options["value_size"],
-                    read_fraction=options["reads"],
-                    keys=options["keys"],
-                )
-                for target in targets:  # interleaved: both systems see the same noise
-                    meter = meters["etcd" if isinstance(target, EtcdTarget) else "paxos"]
-                    outcome = asyncio.run(run(target, workload, seed=repetition, cpu=meter))
-                    if not isinstance(target, EtcdTarget):
-                        self.writes += outcome.writes
-                    summary = outcome.summary()
-                    results.setdefault((target.name, count), []).append(summary)
-                    self.stdout.write(
-                        f"run {repetition + 1}: {target.name} clients={count} "
-                        f"{summary['ops_per_s']} ops/s p50={summary['p50_ms']} ms"
+                for value_size in value_sizes:
+                    workload = Workload(
+                        clients=count,
+                        duration=options["duration"],
+                        warmup=options["warmup"],
+                        value_size=value_size,
+                        read_fraction=options["reads"],
+                        keys=options["keys"],
                     )
+                    for target in targets:  # interleaved: both systems see the same noise
+                        meter = meters["etcd" if isinstance(target, EtcdTarget) else "paxos"]
+                        outcome = asyncio.run(run(target, workload, seed=repetition, cpu=meter))
+                        if not isinstance(target, EtcdTarget):
+                            self.writes += outcome.writes
+                        summary = outcome.summary()
+                        results.setdefault((target.name, count, value_size), []).append(summary)
+                        self.stdout.write(
+                            f"run {repetition + 1}: {target.name} clients={count} "
+                            f"value_size={value_size} {summary['ops_per_s']} ops/s "
+                            f"p50={summary['p50_ms']} ms"
+                        )
         return [median_of_runs(runs) for runs in results.values()]
 
     def _token_from(self, config_path: str | None) -> str:
@@ -202,6 +238,25 @@ def node_resources(children: NodeProcesses, folder: Path, writes: int) -> dict[s
             data[node] = data.get(node, 0.0) + path.stat().st_size / 2**20
     data = {node: round(size, 1) for node, size in data.items()}
     return {"rss_mb": rss, "data_mb": data, "writes": writes}
+
+
+def _numbers(text: str, option: str, example: str) -> list[int]:
+    """A comma-separated list of positive whole numbers, e.g. ``--clients 1,32,128``."""
+    try:
+        numbers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CommandError(f"{option} takes numbers, e.g. {example}, not {text!r}") from None
+    if not numbers or min(numbers) < 1:
+        raise CommandError(f"{option} takes positive numbers, e.g. {example}, not {text!r}")
+    return numbers
+
+
+def _plot_title(options: dict[str, Any]) -> str:
+    reads = f"{options['reads']:.0%} {options['consistency']} reads" if options["reads"] else "puts"
+    return (
+        f"paxosbench: {reads}, {options['nodes']} nodes, path {options['path']}, "
+        f"medians of {options['runs']} run(s) of {options['duration']:g} s"
+    )
 
 
 def _pids(text: str | None) -> list[int]:
