@@ -252,11 +252,17 @@ def _numbers(text: str, option: str, example: str) -> list[int]:
 
 
 def _plot_title(options: dict[str, Any]) -> str:
-    reads = f"{options['reads']:.0%} {options['consistency']} reads" if options["reads"] else "puts"
-    return (
-        f"paxosbench: {reads}, {options['nodes']} nodes, path {options['path']}, "
-        f"medians of {options['runs']} run(s) of {options['duration']:g} s"
-    )
+    """What the plot's lines have in common: workload, the dimensions not swept, the runs."""
+    reads = options["reads"]
+    parts = [f"{reads:.0%} {options['consistency']} reads" if reads else "puts"]
+    if "," not in options["value_size"]:
+        parts.append(f"{int(options['value_size'])}-byte values")
+    if "," not in options["groups"]:
+        groups = int(options["groups"])
+        parts.append(f"{groups} group{'' if groups == 1 else 's'}")
+    parts.append(f"{options['nodes']} nodes" if not options["urls"] else "given cluster")
+    runs = f"median of {options['runs']} runs" if options["runs"] > 1 else "1 run"
+    return f"paxosbench: {', '.join(parts)}; {runs} of {options['duration']:g} s each"
 
 
 def _pids(text: str | None) -> list[int]:
