@@ -81,7 +81,11 @@ class Instance(models.Model):
     instance learned as chosen without this node voting in it.
     """
 
-    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="instances")
+    # No index of its own on ``group``: the unique (group, instance) index serves every look-up
+    # by group, and each index is one more B-tree that every vote writes (see "Indexes").
+    group = models.ForeignKey(
+        Group, on_delete=models.CASCADE, related_name="instances", db_index=False
+    )
     instance = models.PositiveBigIntegerField()
     ballot_round = models.PositiveBigIntegerField("ballot round", null=True, blank=True)
     ballot_node = models.PositiveIntegerField("ballot node", null=True, blank=True)
@@ -96,10 +100,6 @@ class Instance(models.Model):
             models.UniqueConstraint(
                 fields=["group", "instance"], name="consensus_instance_group_instance"
             ),
-        ]
-        indexes = [
-            # Finding the chosen prefix and serving catch-up read chosen rows in instance order.
-            models.Index(fields=["group", "chosen", "instance"], name="consensus_instance_chosen"),
         ]
 
     def __str__(self) -> str:
@@ -136,7 +136,11 @@ class AppliedIndex(models.Model):
 class RequestResult(models.Model):
     """The first result of a client request id: a retry returns it instead of applying again."""
 
-    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="request_results")
+    # No index of its own on ``group``: the unique (group, request id) index serves look-ups by
+    # group (see Instance.group).
+    group = models.ForeignKey(
+        Group, on_delete=models.CASCADE, related_name="request_results", db_index=False
+    )
     request_id = models.CharField("request id", max_length=255)
     instance = models.PositiveBigIntegerField()
     result = models.TextField(blank=True)
