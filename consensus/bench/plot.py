@@ -9,6 +9,7 @@ display, so this works on a headless server.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,8 +66,8 @@ def write_plot(rows: Sequence[Row], path: str | Path, title: str = "") -> None:
             axis.set_ylim(bottom=0)
             axis.grid(True, alpha=0.3)
             axis.legend(fontsize="small")
-        if title:
-            figure.suptitle(title)
+        if title:  # about 9 characters of the default font per inch of width
+            figure.suptitle(textwrap.fill(title, width=int(9 * 5.5 * len(names))))
         figure.savefig(path, dpi=110)
     finally:
         pyplot.close(figure)

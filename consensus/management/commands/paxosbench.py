@@ -255,6 +255,9 @@ def _plot_title(options: dict[str, Any]) -> str:
     """What the plot's lines have in common: workload, the dimensions not swept, the runs."""
     reads = options["reads"]
     parts = [f"{reads:.0%} {options['consistency']} reads" if reads else "puts"]
+    if "," not in options["clients"]:
+        clients = int(options["clients"])
+        parts.append(f"{clients} client{'' if clients == 1 else 's'}")
     if "," not in options["value_size"]:
         parts.append(f"{int(options['value_size'])}-byte values")
     if "," not in options["groups"]:
