@@ -19,6 +19,19 @@ FOREIGN_KEY_INDEXES = [
 ]
 
 
+def _group_without_index(model_name: str, related_name: str) -> migrations.AlterField:
+    return migrations.AlterField(
+        model_name=model_name,
+        name="group",
+        field=models.ForeignKey(
+            db_index=False,
+            on_delete=django.db.models.deletion.CASCADE,
+            related_name=related_name,
+            to="consensus.group",
+        ),
+    )
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("consensus", "0002_result_instance_index"),
@@ -28,26 +41,8 @@ class Migration(migrations.Migration):
         migrations.RemoveIndex(model_name="instance", name="consensus_instance_chosen"),
         migrations.SeparateDatabaseAndState(
             state_operations=[
-                migrations.AlterField(
-                    model_name="instance",
-                    name="group",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="instances",
-                        to="consensus.group",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="requestresult",
-                    name="group",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="request_results",
-                        to="consensus.group",
-                    ),
-                ),
+                _group_without_index("instance", related_name="instances"),
+                _group_without_index("requestresult", related_name="request_results"),
             ],
             database_operations=[
                 migrations.RunSQL(
