@@ -112,18 +112,7 @@ class Command(BaseCommand):
             groups = list(range(1, group_count + 1))
             self.writes = 0
             with self._cluster(options, groups) as (urls, token, children, folder):
-                targets: list[Target] = []
-                if options["path"] in ("rest", "both"):
-                    targets.append(
-                        PaxosRestTarget(urls, token, groups, consistency=options["consistency"])
-                    )
-                if options["path"] in ("client", "both"):
-                    targets.append(
-                        PaxosClientTarget(urls, token, groups, consistency=options["consistency"])
-                    )
-                if options["etcd"]:
-                    etcd_urls = [u.strip().rstrip("/") for u in options["etcd"].split(",")]
-                    targets.append(EtcdTarget(etcd_urls, consistency=options["consistency"]))
+                targets = _targets(urls, token, groups, options)
                 meters = {
                     "paxos": cpu_meter([process.pid for process in (children or {}).values()]),
                     "etcd": cpu_meter(etcd_pids),
@@ -238,6 +227,22 @@ def node_resources(children: NodeProcesses, folder: Path, writes: int) -> dict[s
             data[node] = data.get(node, 0.0) + path.stat().st_size / 2**20
     data = {node: round(size, 1) for node, size in data.items()}
     return {"rss_mb": rss, "data_mb": data, "writes": writes}
+
+
+def _targets(
+    urls: list[str], token: str, groups: list[int], options: dict[str, Any]
+) -> list[Target]:
+    """What ``--path`` and ``--etcd`` ask to drive, in the order the runs interleave them."""
+    consistency = options["consistency"]
+    targets: list[Target] = []
+    if options["path"] in ("rest", "both"):
+        targets.append(PaxosRestTarget(urls, token, groups, consistency=consistency))
+    if options["path"] in ("client", "both"):
+        targets.append(PaxosClientTarget(urls, token, groups, consistency=consistency))
+    if options["etcd"]:
+        etcd_urls = [u.strip().rstrip("/") for u in options["etcd"].split(",")]
+        targets.append(EtcdTarget(etcd_urls, consistency=consistency))
+    return targets
 
 
 def _numbers(text: str, option: str, example: str) -> list[int]:
