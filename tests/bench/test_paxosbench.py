@@ -81,7 +81,13 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
     }
     assert all(row["ops"] > 0 and row["errors"] == 0 for row in rows), rows
     assert all(row["cpu_ms_per_op"] > 0 for row in rows), rows  # the nodes' CPU, from /proc
-    assert [cluster["groups"] for cluster in document["clusters"]] == [1, 2]
+    clusters = document["clusters"]
+    assert [cluster["groups"] for cluster in clusters] == [1, 2]
+    for cluster in clusters:  # batching: commands per chosen instance, from the nodes' status
+        assert 0 < cluster["instances"] <= cluster["writes"] + 10  # + a no-op per election
+        assert cluster["commands_per_instance"] == round(
+            cluster["writes"] / cluster["instances"], 1
+        )
     nodes = document["nodes"]  # what the last local cluster held at the end
     assert set(nodes["rss_mb"]) == {"1", "2", "3"} and all(nodes["rss_mb"].values())
     assert set(nodes["data_mb"]) == {"node1", "node2", "node3"}

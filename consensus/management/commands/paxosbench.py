@@ -121,14 +121,19 @@ class Command(BaseCommand):
                 rows += [{**row, "groups": group_count} for row in measured]
                 if children and folder:
                     clusters.append(
-                        {"groups": group_count, **node_resources(children, folder, self.writes)}
+                        {
+                            "groups": group_count,
+                            **node_resources(children, folder, self.writes),
+                            **batching(urls[0], token, self.writes),
+                        }
                     )
         self.stdout.write(table(rows))
         for resources in clusters:
             self.stdout.write(
                 f"local cluster with {resources['groups']} group(s) at the end: RSS MB per node "
                 f"{resources['rss_mb']}, data MB per node {resources['data_mb']}, "
-                f"writes chosen {resources['writes']}"
+                f"writes chosen {resources['writes']} in {resources['instances']} instances "
+                f"({resources['commands_per_instance']} per instance)"
             )
         if options["json"]:
             # nodes: the last local cluster's (None with --urls); clusters: every one of them
@@ -229,6 +234,24 @@ def node_resources(children: NodeProcesses, folder: Path, writes: int) -> dict[s
     return {"rss_mb": rss, "data_mb": data, "writes": writes}
 
 
+def batching(url: str, token: str, writes: int) -> dict[str, Any]:
+    """How many Paxos instances the cluster's groups have chosen, and ``writes`` (the benchmark's,
+    warm-ups included) per instance: the leaders' batching factor. Every instance costs its
+    messages, rows and turns on every node, so this says how far those costs were shared."""
+    instances = sum(group["chosen_upto"] for group in _status(url, token)["groups"])
+    per_instance = round(writes / instances, 1) if instances else None
+    return {"instances": instances, "commands_per_instance": per_instance}
+
+
+def _status(url: str, token: str) -> dict[str, Any]:
+    """A node's ``/api/status/``."""
+    request = urllib.request.Request(
+        f"{url}/api/status/", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
 def _targets(
     urls: list[str], token: str, groups: list[int], options: dict[str, Any]
 ) -> list[Target]:
@@ -284,12 +307,7 @@ def _wait_for_leaders(config: ClusterConfig, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            request = urllib.request.Request(
-                f"{config.nodes[0].http_url}/api/status/",
-                headers={"Authorization": f"Bearer {config.api_tokens[0]}"},
-            )
-            with urllib.request.urlopen(request, timeout=2) as response:
-                status = json.loads(response.read())
+            status = _status(config.nodes[0].http_url, config.api_tokens[0])
             if all(group["leader"] for group in status["groups"]):
                 return
         except OSError:
