@@ -12,6 +12,7 @@ COLUMNS = (
     "value_size",
     "read_fraction",
     "ops_per_s",
+    "vs_etcd",
     "p50_ms",
     "p90_ms",
     "p99_ms",
@@ -32,6 +33,27 @@ def median_of_runs(runs: Sequence[dict[str, object]]) -> dict[str, object]:
     )
     row["runs"] = len(runs)
     return row
+
+
+def compare_with_etcd(
+    rows: Sequence[dict[str, object]], etcd: str = "etcd"
+) -> list[dict[str, object]]:
+    """The rows, each of this service's with ``vs_etcd``: its ops/s divided by etcd's in the same
+    configuration (groups, clients, value size, reads) of the same run, or None where etcd did
+    not run it. The ratio within one run is the figure to trust on a noisy machine."""
+
+    def configuration(row: dict[str, object]) -> tuple[object, ...]:
+        return (row.get("groups"), row["clients"], row.get("value_size"), row["read_fraction"])
+
+    baselines = {configuration(row): row for row in rows if row["target"] == etcd}
+    compared = []
+    for row in rows:
+        baseline = baselines.get(configuration(row)) if row["target"] != etcd else None
+        ratio = None
+        if baseline is not None and float(baseline["ops_per_s"]) > 0:  # type: ignore[arg-type]
+            ratio = round(float(row["ops_per_s"]) / float(baseline["ops_per_s"]), 2)  # type: ignore[arg-type]
+        compared.append({**row, "vs_etcd": ratio})
+    return compared
 
 
 def table(rows: Sequence[dict[str, object]]) -> str:

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from consensus.bench.cpu import cpu_meter
 from consensus.bench.loadgen import Workload, run
 from consensus.bench.plot import write_plot
-from consensus.bench.report import median_of_runs, table
+from consensus.bench.report import compare_with_etcd, median_of_runs, table
 from consensus.bench.targets import EtcdTarget, PaxosClientTarget, PaxosRestTarget, Target
 from consensus.config import ClusterConfig, load_config, write_demo_config
 from consensus.management.processes import (
@@ -127,6 +127,7 @@ class Command(BaseCommand):
                             **batching(urls[0], token, self.writes),
                         }
                     )
+        rows = compare_with_etcd(rows)
         self.stdout.write(table(rows))
         for resources in clusters:
             self.stdout.write(
