@@ -30,10 +30,23 @@ pids)
     cat "$dir"/e1.pid "$dir"/e2.pid "$dir"/e3.pid | paste -sd, -
     ;;
 stop)
+    # SIGTERM each member by PID, wait up to 10 s for it to exit (a member can take a few seconds
+    # to leave), then SIGKILL what is left, so that no etcd outlives the benchmark.
+    pids=()
     for i in 1 2 3; do
-        [ -f "$dir/e$i.pid" ] && kill "$(cat "$dir/e$i.pid")" 2>/dev/null || true
+        [ -f "$dir/e$i.pid" ] && pids+=("$(cat "$dir/e$i.pid")")
     done
-    sleep 1
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for _ in $(seq 100); do
+        alive=0
+        for pid in "${pids[@]}"; do  # a zombie (state Z) has exited; its parent reaps it
+            kill -0 "$pid" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$pid/stat" 2>/dev/null \
+                && alive=1
+        done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     rm -rf "$dir"
     ;;
 *) echo "usage: $0 start|pids|stop [DIR]" >&2; exit 2 ;;
