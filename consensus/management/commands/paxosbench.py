@@ -35,8 +35,10 @@ class Command(BaseCommand):
         "Benchmark the KV API: N closed-loop clients for a fixed time after a warm-up; prints "
         "ops/s, p50/p90/p99/max latency and the nodes' CPU per operation as a table (and JSON "
         "with --json). Without --urls it starts a local cluster of --nodes nodes on free ports "
-        "and stops it afterwards. With --etcd URL the same workload also runs against etcd's "
-        "JSON gateway, interleaved."
+        "and stops it afterwards. --clients, --groups and --value-size take comma-separated "
+        "lists and sweep every combination (--plot draws them). With --etcd URL the same "
+        "workload also runs against etcd's JSON gateway, interleaved, and each row's vs_etcd is "
+        "its ops/s over etcd's."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
