@@ -129,7 +129,7 @@ class Command(BaseCommand):
                             **batching(urls[0], token, self.writes),
                         }
                     )
-        rows = compare_with_etcd(rows)
+        rows = compare_with_etcd(rows, etcd=EtcdTarget.name)
         self.stdout.write(table(rows))
         for resources in clusters:
             self.stdout.write(
@@ -139,14 +139,14 @@ class Command(BaseCommand):
                 f"({resources['commands_per_instance']} per instance)"
             )
         if options["json"]:
-            # nodes: the last local cluster's (None with --urls); clusters: every one of them
-            document = {"rows": rows, "nodes": clusters[-1] if clusters else None}
-            if len(clusters) > 1:
-                document["clusters"] = clusters
+            # clusters: every local one (none with --urls); nodes: the last one's, as before sweeps
+            nodes = clusters[-1] if clusters else None
+            document = {"rows": rows, "nodes": nodes, "clusters": clusters}
             Path(options["json"]).write_text(json.dumps(document, indent=2) + "\n")
             self.stdout.write(f"wrote {options['json']}")
         if options["plot"]:
-            write_plot(rows, options["plot"], title=_plot_title(options))
+            title = _plot_title(options, clients, group_counts, value_sizes)
+            write_plot(rows, options["plot"], title=title)
             self.stdout.write(f"wrote {options['plot']}")
 
     @contextlib.contextmanager
@@ -282,18 +282,18 @@ def _numbers(text: str, option: str, example: str) -> list[int]:
     return numbers
 
 
-def _plot_title(options: dict[str, Any]) -> str:
+def _plot_title(
+    options: dict[str, Any], clients: list[int], group_counts: list[int], value_sizes: list[int]
+) -> str:
     """What the plot's lines have in common: workload, the dimensions not swept, the runs."""
     reads = options["reads"]
     parts = [f"{reads:.0%} {options['consistency']} reads" if reads else "puts"]
-    if "," not in options["clients"]:
-        clients = int(options["clients"])
-        parts.append(f"{clients} client{'' if clients == 1 else 's'}")
-    if "," not in options["value_size"]:
-        parts.append(f"{int(options['value_size'])}-byte values")
-    if "," not in options["groups"]:
-        groups = int(options["groups"])
-        parts.append(f"{groups} group{'' if groups == 1 else 's'}")
+    if len(clients) == 1:
+        parts.append(f"{clients[0]} client{'' if clients[0] == 1 else 's'}")
+    if len(value_sizes) == 1:
+        parts.append(f"{value_sizes[0]}-byte values")
+    if len(group_counts) == 1:
+        parts.append(f"{group_counts[0]} group{'' if group_counts[0] == 1 else 's'}")
     parts.append(f"{options['nodes']} nodes" if not options["urls"] else "given cluster")
     runs = f"median of {options['runs']} runs" if options["runs"] > 1 else "1 run"
     return f"paxosbench: {', '.join(parts)}; {runs} of {options['duration']:g} s each"
