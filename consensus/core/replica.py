@@ -113,6 +113,8 @@ class Replica:
         self.log = InstanceLog(state, config.cache_size, config.cache_bytes)
         self.acceptor = self._make_acceptor(state.promised)
         self.role = Role.FOLLOWER
+        self.step_down_reason: str | None = None
+        """Why this replica last stopped leading or campaigning (for the runtime's log)."""
         self.leader_id: int | None = None
         self.leader_ballot: Ballot = ZERO_BALLOT
         self._candidacy: Candidacy | None = None
@@ -508,6 +510,11 @@ class Replica:
         self._requeue_reads()
 
     def _propose(self, leadership: Leadership, instance: int, value: Value) -> None:
+        if not leadership.inflight:
+            # The stuck timer runs while something waits to be chosen, not while the leader
+            # idles: without this reset, the first proposal after a quiet spell longer than
+            # quorum_loss_limit made the leader step down at the next tick.
+            leadership.progress_tick = self._now
         leadership.inflight[instance] = value
         leadership.votes[instance] = set()
         for command in value:
@@ -564,11 +571,16 @@ class Replica:
             < config.quorum_loss_limit
         )
         if heard + 1 < config.quorum:
-            self._step_down()
+            self._step_down("heard from no majority for quorum_loss_limit ticks")
             return
         stuck = leadership.inflight or self.log.chosen_upto < leadership.start - 1
         if stuck and self._now - leadership.progress_tick > config.quorum_loss_limit:
-            self._step_down()  # e.g. the only peer that could teach us the gap is gone
+            # e.g. the only peer that could teach us the gap is gone
+            self._step_down(
+                f"nothing chosen for {config.quorum_loss_limit} ticks with work pending "
+                f"(chosen up to {self.log.chosen_upto}, in flight: {len(leadership.inflight)}, "
+                f"oldest {min(leadership.inflight, default=None)})"
+            )
             return
         self._maybe_hand_over(leadership)
 
@@ -611,9 +623,11 @@ class Replica:
         if ballot.round > self._highest_round:
             self._highest_round = ballot.round
         if self.role is not Role.FOLLOWER and ballot > self.ballot:
-            self._step_down()
+            self._step_down(f"saw the higher ballot {ballot}")
 
-    def _step_down(self) -> None:
+    def _step_down(self, reason: str) -> None:
+        if self.role is not Role.FOLLOWER:
+            self.step_down_reason = reason
         self.role = Role.FOLLOWER
         self._leadership = None
         self._candidacy = None
@@ -684,7 +698,8 @@ class Replica:
             and instance >= leadership.start
             and leadership.inflight.get(instance) != value
         ):
-            self._step_down()  # a value we did not propose was chosen in our range: we are stale
+            # A value we did not propose was chosen in our range: we are stale.
+            self._step_down(f"another value was chosen in instance {instance}")
         self._mark_chosen(instance, value)
 
     def _request_missing(self) -> None:

@@ -585,13 +585,15 @@ class PaxosNode:
                 continue
             self._roles[group_id] = now
             if now[0] != before[0]:
+                stepped_down = now[0] == "follower" and replica.step_down_reason
                 logger.info(
-                    "node %s group %s: %s -> %s (ballot %s)",
+                    "node %s group %s: %s -> %s (ballot %s)%s",
                     self.node_id,
                     group_id,
                     before[0],
                     now[0],
                     replica.ballot,
+                    f": {replica.step_down_reason}" if stepped_down else "",
                 )
                 self.observer.role_changed(group_id, before[0], now[0], str(replica.ballot))
             if now[1] != before[1]:

@@ -267,6 +267,36 @@ def test_leader_without_a_majority_steps_down() -> None:
     assert leader.role is not Role.LEADER
 
 
+def test_a_leader_that_idled_keeps_leading_when_work_arrives() -> None:
+    """The stuck timer counts from the moment work waits, not from the last value chosen: an
+    idle spell longer than quorum_loss_limit, then a tick while the first new Accepts are still
+    on the wire, must not depose a leader whose followers all answer (it did, in benchmarks)."""
+    cluster = Harness()
+    leader = cluster.elect(1)
+    cluster.submit(1, "before")
+    cluster.stabilize()
+    cluster.tick_all(leader.config.quorum_loss_limit + 5)  # idle; heartbeats keep flowing
+    assert leader.is_leader()
+
+    cluster.submit(1, "after")  # its Accepts are in flight...
+    cluster.tick(1)  # ...when the leader's clock ticks
+    assert leader.is_leader(), leader.step_down_reason
+    cluster.stabilize()
+    cluster.tick_all(2)
+    assert cluster.applied_payloads(3) == ["before", "after"]
+
+
+def test_a_leader_whose_proposals_stay_unanswered_steps_down_and_says_why() -> None:
+    cluster = Harness()
+    leader = cluster.elect(1)
+    cluster.submit(1, "lost")
+    cluster.drop = lambda msg: isinstance(msg, Accept)  # heartbeats go on, accepts never arrive
+    cluster.tick_all(leader.config.quorum_loss_limit + 2)
+    assert not leader.is_leader()
+    assert leader.step_down_reason is not None
+    assert "nothing chosen" in leader.step_down_reason
+
+
 def test_competing_candidates_never_choose_two_values() -> None:
     cluster = Harness()
     cluster.elect(1)
