@@ -53,6 +53,30 @@ def test_commands_are_chosen_in_the_same_order_on_all_nodes(cluster_factory, bac
         assert len(set(request_ids)) == 15
 
 
+def test_a_leader_keeps_leading_across_quiet_spells(cluster_factory) -> None:
+    """Writes after pauses longer than the leader's stuck limit (3 election timeouts: 0.9 s
+    here) must not cost an election each. They did, about every other time: the stuck timer
+    counted the quiet spell, and a tick before the first Accepts were answered deposed the
+    leader (``tests/core``: ``test_a_leader_that_idled_keeps_leading_when_work_arrives``)."""
+    cluster: Cluster = cluster_factory(groups=(1,))
+    leader = 1  # group 1's preferred leader: wait until it took over from whoever won first
+    deadline = time.monotonic() + 30
+    while cluster.wait_for_leader(1) != leader:
+        assert time.monotonic() < deadline, "node 1 never took group 1 over"
+        time.sleep(0.1)
+
+    def ballot() -> str:
+        return next(g["ballot"] for g in cluster.status(leader)["groups"] if g["group_id"] == 1)
+
+    before = ballot()
+    for n in range(6):
+        time.sleep(1.2)
+        cluster.submit(leader, 1, kv_put("quiet", str(n)))
+    assert ballot() == before
+    log = cluster.nodes[leader].log_path.read_text(errors="replace")
+    assert "leader -> follower" not in log, log[-2000:]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_killed_leader_is_replaced_and_catches_up(cluster_factory, backend) -> None:
     cluster: Cluster = cluster_factory(groups=(1,), backend=backend)
