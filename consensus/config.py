@@ -60,7 +60,7 @@ _TOP_LEVEL_KEYS = frozenset(
     }
 )
 _NODE_KEYS = frozenset({"id", "host", "port"})
-_GROUP_KEYS = frozenset({"id", "stateMachine"})
+_GROUP_KEYS = frozenset({"id", "stateMachine", "leader"})
 
 
 class ConfigError(ValueError):
@@ -92,6 +92,8 @@ class GroupSpec:
 
     group_id: int
     state_machine: str = DEFAULT_STATE_MACHINE
+    leader: int | None = None
+    """The node that should lead this group (``"leader"`` in the config); None: spread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,20 @@ class ClusterConfig:
             if group.group_id == group_id:
                 return group
         raise KeyError(group_id)
+
+    def preferred_leader(self, group_id: int) -> int:
+        """The node that campaigns first for ``group_id`` and that a leader hands over to.
+
+        The group's ``"leader"`` if the config names one; otherwise the ``g``-th node (mod the
+        cluster size), which spreads the leaders of several groups, and their CPU work, over
+        the machines. Naming the same node for every group instead keeps all leader work (and
+        all client traffic of the ``AsyncPaxosClient``) on one node: cheaper when the nodes
+        share one machine's cores, see the README's benchmarks."""
+        spec = self.group(group_id)
+        if spec.leader is not None:
+            return spec.leader
+        ids = self.node_ids
+        return ids[(group_id - 1) % len(ids)]
 
 
 def strip_comments(text: str) -> str:
@@ -258,7 +274,7 @@ class _Parser:
             data_dir=data_dir,
             data_path=(self.path.parent / Path(data_dir).expanduser()).resolve(),
             enable_data_persistence=self.boolean(raw, "enableDataPersistence", True),
-            groups=self.groups(raw.get("groups", list(DEFAULT_GROUPS))),
+            groups=self.groups(raw.get("groups", list(DEFAULT_GROUPS)), nodes),
             api_tokens=self.api_tokens(raw.get("apiTokens", [])),
         )
 
@@ -316,7 +332,7 @@ class _Parser:
             raise self.error("myid", f"node {my_id} is not in nodes (known ids: {known})")
         return int(my_id)
 
-    def groups(self, raw: Any) -> tuple[GroupSpec, ...]:
+    def groups(self, raw: Any, nodes: tuple[NodeAddress, ...]) -> tuple[GroupSpec, ...]:
         if not isinstance(raw, list) or not raw:
             raise self.error("groups", f"must be a non-empty list, not {_kind(raw)}")
         groups: list[GroupSpec] = []
@@ -327,7 +343,7 @@ class _Parser:
                 unknown = sorted(set(item) - _GROUP_KEYS)
                 if unknown:
                     raise self.error(
-                        f"{where}.{unknown[0]}", "unknown key (known: id, stateMachine)"
+                        f"{where}.{unknown[0]}", "unknown key (known: id, stateMachine, leader)"
                     )
                 group_id = self.positive_int(item.get("id"), f"{where}.id")
                 machine = item.get("stateMachine", self.default_state_machine)
@@ -336,19 +352,31 @@ class _Parser:
                         f"{where}.stateMachine",
                         f"must be a non-empty string, not {_kind(machine)}",
                     )
-                spec = GroupSpec(group_id, machine.strip())
+                spec = GroupSpec(
+                    group_id, machine.strip(), self.leader(item.get("leader"), where, nodes)
+                )
             elif _is_int(item):
                 spec = GroupSpec(self.positive_int(item, where), self.default_state_machine)
             else:
                 raise self.error(
                     where,
-                    f'must be a group id or {{"id": ..., "stateMachine": ...}}, not {_kind(item)}',
+                    f'must be a group id or {{"id": ..., "stateMachine": ..., "leader": ...}}, '
+                    f"not {_kind(item)}",
                 )
             if spec.group_id in seen:
                 raise self.error(f"{where}", f"duplicate group id {spec.group_id}")
             seen.add(spec.group_id)
             groups.append(spec)
         return tuple(groups)
+
+    def leader(self, raw: Any, where: str, nodes: tuple[NodeAddress, ...]) -> int | None:
+        if raw is None:
+            return None
+        node_id = self.positive_int(raw, f"{where}.leader")
+        ids = [node.node_id for node in nodes]
+        if node_id not in ids:
+            raise self.error(f"{where}.leader", f"node {node_id} is not in nodes {ids}")
+        return node_id
 
     def secret(self, raw: dict[str, Any]) -> str:
         if "secret" not in raw:
@@ -447,15 +475,19 @@ def write_demo_config(
     host: str = "127.0.0.1",
     groups: Sequence[int] = DEFAULT_GROUPS,
     filename: str = "cluster.json",
+    leader: int | None = None,
 ) -> Path:
     """Write a valid config for a local cluster of ``nodes`` nodes into ``folder``; return its path.
 
     The secret and the API token are fresh random values (``secrets.token_urlsafe``), so two demo
     clusters never trust each other. ``base_port=None`` picks free ports instead of consecutive
     ones. The file starts with a ``//`` comment, which also exercises the comment stripping.
+    ``leader`` names the node every group prefers as its leader (None: spread them).
     """
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
+    if leader is not None and not 1 <= leader <= nodes:
+        raise ValueError(f"leader {leader} is not one of the {nodes} nodes")
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     ports = (
@@ -472,7 +504,7 @@ def write_demo_config(
         "learningInterval": DEFAULT_LEARNING_INTERVAL_MS,
         "dataDir": DEFAULT_DATA_DIR,
         "enableDataPersistence": True,
-        "groups": list(groups),
+        "groups": [g if leader is None else {"id": g, "leader": leader} for g in groups],
         "secret": secrets.token_urlsafe(32),
         "apiTokens": [secrets.token_urlsafe(24)],
     }

@@ -101,9 +101,7 @@ def replica_config(config: ClusterConfig, group_id: int, tick_ms: int) -> Replic
         heartbeat_ticks=max(1, election // 5),
         learn_ticks=max(1, config.learning_interval_ms // tick_ms),
         retry_ticks=max(2, election // 4),
-        # Group g prefers the g-th node, so the leaders of several groups (and their CPU work)
-        # spread over the cluster.
-        preferred_leader=config.node_ids[(group_id - 1) % len(config.node_ids)],
+        preferred_leader=config.preferred_leader(group_id),
     )
 
 

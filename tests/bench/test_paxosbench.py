@@ -57,6 +57,8 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
             "0.5",
             "--path",
             "both",
+            "--leader",
+            "2",  # every group's preferred leader (the run waits until node 2 took them over)
             "--json",
             str(out),
             "--plot",
@@ -88,6 +90,7 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
         assert cluster["commands_per_instance"] == round(
             cluster["writes"] / cluster["instances"], 1
         )
+        assert set(cluster["leaders"].values()) == {2}, cluster["leaders"]
     nodes = document["nodes"]  # what the last local cluster held at the end
     assert set(nodes["rss_mb"]) == {"1", "2", "3"} and all(nodes["rss_mb"].values())
     assert set(nodes["data_mb"]) == {"node1", "node2", "node3"}
@@ -104,6 +107,8 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
         (["--value-size", "1k"], "--value-size takes numbers"),
         (["--plot", "/nonexistent-folder/bench.png"], "--plot: the folder of"),
         (["--etcd-pids", "etcd"], "--etcd-pids takes process ids"),
+        (["--leader", "4"], "--leader 4 is not a node of the 3-node local cluster"),
+        (["--leader", "1", "--urls", "http://127.0.0.1:9"], "--leader is for a local cluster"),
     ],
 )
 def test_paxosbench_explains_bad_arguments(arguments: list[str], message: str) -> None:

@@ -116,6 +116,13 @@ def test_default_state_machine_is_the_callers(tmp_path: Path) -> None:
     assert config.groups == (GroupSpec(1, "echo"), GroupSpec(2, "echo"))
 
 
+def test_leaders_spread_over_the_nodes_unless_the_config_names_one(tmp_path: Path) -> None:
+    groups = [1, 2, 3, 4, {"id": 5, "leader": 1}, {"id": 6, "stateMachine": "kv", "leader": 3}]
+    config = load_config(write(tmp_path, json.dumps(base_document() | {"groups": groups})))
+    assert config.group(5) == GroupSpec(5, "kv", leader=1)
+    assert [config.preferred_leader(g) for g in config.group_ids] == [1, 2, 3, 1, 1, 3]
+
+
 def test_ipv6_address(tmp_path: Path) -> None:
     document = base_document()
     document["nodes"][0]["host"] = "::1"
@@ -225,6 +232,16 @@ ERROR_CASES = [
         r"groups\[0\]\.machine: unknown key",
         id="group-key",
     ),
+    pytest.param(
+        _set("groups", [{"id": 1, "leader": 4}]),
+        r"groups\[0\]\.leader: node 4 is not in nodes \[1, 2, 3\]",
+        id="group-leader-unknown",
+    ),
+    pytest.param(
+        _set("groups", [{"id": 1, "leader": "1"}]),
+        r"groups\[0\]\.leader: must be an integer",
+        id="group-leader-str",
+    ),
     pytest.param(_set("secret", ...), "secret: missing", id="secret-missing"),
     pytest.param(_set("secret", ""), "secret: must be a non-empty string", id="secret-empty"),
     pytest.param(_set("secret", "  "), "secret: must be a non-empty string", id="secret-blank"),
@@ -287,6 +304,13 @@ def test_demo_config_is_valid_and_random(tmp_path: Path) -> None:
     assert other.api_tokens != config.api_tokens
     assert first.read_text().startswith("//")
     assert first.stat().st_mode & 0o077 == 0  # the file holds the secret
+
+
+def test_demo_config_can_put_every_leader_on_one_node(tmp_path: Path) -> None:
+    config = load_config(write_demo_config(tmp_path, nodes=3, groups=[1, 2, 3], leader=2))
+    assert [config.preferred_leader(g) for g in config.group_ids] == [2, 2, 2]
+    with pytest.raises(ValueError, match="leader 4 is not one of the 3 nodes"):
+        write_demo_config(tmp_path, nodes=3, leader=4)
 
 
 def test_demo_config_rejects_empty_cluster(tmp_path: Path) -> None:
