@@ -571,7 +571,7 @@ class Replica:
             < config.quorum_loss_limit
         )
         if heard + 1 < config.quorum:
-            self._step_down("heard from no majority for quorum_loss_limit ticks")
+            self._step_down(f"heard from no majority for {config.quorum_loss_limit} ticks")
             return
         stuck = leadership.inflight or self.log.chosen_upto < leadership.start - 1
         if stuck and self._now - leadership.progress_tick > config.quorum_loss_limit:

@@ -249,6 +249,7 @@ def test_nack_makes_the_leader_step_down() -> None:
     leader = cluster.elect(1)
     leader.step(Nack(group_id=1, src=2, dst=1, ballot=leader.ballot, promised=Ballot(99, 3)))
     assert leader.role is Role.FOLLOWER
+    assert leader.step_down_reason == f"saw the higher ballot {Ballot(99, 3)}"
 
 
 def test_a_higher_ballot_heartbeat_makes_the_leader_step_down() -> None:
@@ -265,6 +266,7 @@ def test_leader_without_a_majority_steps_down() -> None:
     cluster.drop = lambda msg: True
     cluster.tick(1, 3 * 10 + 2)
     assert leader.role is not Role.LEADER
+    assert leader.step_down_reason == "heard from no majority for 30 ticks"
 
 
 def test_a_leader_that_idled_keeps_leading_when_work_arrives() -> None:
