@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,8 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
     assert nodes["writes"] > 0
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert runpaxos_pids() <= before  # every node it started is gone
+    folders = re.findall(r"group\(s\) in (\S+) \.\.\.", result.stdout)
+    assert len(folders) == 2 and not any(Path(f).exists() for f in folders)  # data deleted
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -91,6 +92,12 @@ class Command(BaseCommand):
             help="node of the local cluster that every group prefers as its leader (default: "
             "spread, group g on node g); one node leading all groups does less work in all "
             "when the nodes share one machine's cores",
+        )
+        parser.add_argument(
+            "--keep-data",
+            action="store_true",
+            help="keep each local cluster's folder (config, node logs, databases) instead of "
+            "deleting it after the run; it is always kept when the run fails",
         )
         parser.add_argument("--json", help="also write the results to this JSON file")
         parser.add_argument(
@@ -190,8 +197,15 @@ class Command(BaseCommand):
             wait_until_serving(config, children, folder)
             _wait_for_leaders(config)
             yield [node.http_url for node in config.nodes], config.api_tokens[0], children, folder
-        finally:
+        except BaseException:
             stop_nodes(children)
+            self.stderr.write(f"the local cluster's config, logs and data are kept in {folder}")
+            raise
+        stop_nodes(children)
+        if options["keep_data"]:
+            self.stdout.write(f"kept the local cluster's config, logs and data in {folder}")
+        else:  # a long run leaves gigabytes of SQLite files
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _measure(
         self,
