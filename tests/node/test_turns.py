@@ -87,11 +87,13 @@ def test_split_turns_apply_in_log_order_with_every_result(
         assert instances[0][0] == 1
         for (_, before), (after, _) in zip(instances, instances[1:], strict=False):
             assert after == before + 1, f"group {group}: applications out of order {instances}"
-    # the last write of each key (in log order) is what the store holds
+    # the last write of each key (in log order) is what the store holds. Two writes of a key can
+    # share an instance (one batch); the leader batches in submission order, so of those the
+    # later index is the later write: >=, not >.
     last: dict[tuple[int, str], tuple[int, str]] = {(1, "kwarm"): (0, "0"), (2, "kwarm"): (0, "0")}
     for index, outcome in enumerate(outcomes):
         key = (1 + index % 2, f"k{index % 50}")
-        if key not in last or outcome.instance > last[key][0]:
+        if key not in last or outcome.instance >= last[key][0]:
             last[key] = (outcome.instance, str(index))
     stored = {(e.group_id, e.key): e.value for e in Entry.objects.all()}
     assert stored == {key: value for key, (_, value) in last.items()}
