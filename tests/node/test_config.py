@@ -222,25 +222,14 @@ ERROR_CASES = [
     pytest.param(_set("groups", [0]), r"groups\[0\]: must be a positive", id="group-zero"),
     pytest.param(_set("groups", ["a"]), r"groups\[0\]: must be a group id", id="group-str"),
     pytest.param(_set("groups", [{"stateMachine": "kv"}]), r"groups\[0\]\.id", id="group-no-id"),
-    pytest.param(
-        _set("groups", [{"id": 1, "stateMachine": ""}]),
-        r"groups\[0\]\.stateMachine: must be a non-empty string",
-        id="group-machine",
-    ),
-    pytest.param(
-        _set("groups", [{"id": 1, "machine": "kv"}]),
-        r"groups\[0\]\.machine: unknown key",
-        id="group-key",
-    ),
-    pytest.param(
-        _set("groups", [{"id": 1, "leader": 4}]),
-        r"groups\[0\]\.leader: node 4 is not in nodes \[1, 2, 3\]",
-        id="group-leader-unknown",
-    ),
-    pytest.param(
-        _set("groups", [{"id": 1, "leader": "1"}]),
-        r"groups\[0\]\.leader: must be an integer",
-        id="group-leader-str",
+    *(
+        pytest.param(_set("groups", [{"id": 1, **group}]), rf"groups\[0\]\.{expected}", id=case)
+        for group, expected, case in [
+            ({"stateMachine": ""}, "stateMachine: must be a non-empty string", "group-machine"),
+            ({"machine": "kv"}, "machine: unknown key", "group-key"),
+            ({"leader": 4}, r"leader: node 4 is not in nodes \[1, 2, 3\]", "group-leader-unknown"),
+            ({"leader": "1"}, "leader: must be an integer", "group-leader-str"),
+        ]
     ),
     pytest.param(_set("secret", ...), "secret: missing", id="secret-missing"),
     pytest.param(_set("secret", ""), "secret: must be a non-empty string", id="secret-empty"),

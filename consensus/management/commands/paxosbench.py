@@ -150,7 +150,7 @@ class Command(BaseCommand):
                         {
                             "groups": group_count,
                             **node_resources(children, folder, self.writes),
-                            **batching(urls[0], token, self.writes),
+                            **leaders_and_batching(urls[0], token, self.writes),
                         }
                     )
         rows = compare_with_etcd(rows, etcd=EtcdTarget.name)
@@ -193,19 +193,19 @@ class Command(BaseCommand):
             f"starting {options['nodes']} nodes with {len(groups)} group(s) in {folder} ..."
         )
         children = start_nodes(config, folder, dict(os.environ), server=options["server"])
+        failed = True
         try:
             wait_until_serving(config, children, folder)
             _wait_for_leaders(config)
             yield [node.http_url for node in config.nodes], config.api_tokens[0], children, folder
-        except BaseException:
+            failed = False
+        finally:
             stop_nodes(children)
-            self.stderr.write(f"the local cluster's config, logs and data are kept in {folder}")
-            raise
-        stop_nodes(children)
-        if options["keep_data"]:
-            self.stdout.write(f"kept the local cluster's config, logs and data in {folder}")
-        else:  # a long run leaves gigabytes of SQLite files
-            shutil.rmtree(folder, ignore_errors=True)
+            if failed or options["keep_data"]:
+                where = self.stderr if failed else self.stdout
+                where.write(f"the local cluster's config, logs and data are kept in {folder}")
+            else:  # a long run leaves gigabytes of SQLite files
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _measure(
         self,
@@ -272,7 +272,7 @@ def node_resources(children: NodeProcesses, folder: Path, writes: int) -> dict[s
     return {"rss_mb": rss, "data_mb": data, "writes": writes}
 
 
-def batching(url: str, token: str, writes: int) -> dict[str, Any]:
+def leaders_and_batching(url: str, token: str, writes: int) -> dict[str, Any]:
     """How many Paxos instances the cluster's groups have chosen, and ``writes`` (the benchmark's,
     warm-ups included) per instance: the leaders' batching factor. Every instance costs its
     messages, rows and turns on every node, so this says how far those costs were shared.
