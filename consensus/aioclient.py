@@ -166,6 +166,10 @@ class _Link:
             await self._websocket.close()
 
 
+_CONNECT_ERRORS = (OSError, TimeoutError, PaxosError, websockets.WebSocketException)
+"""Failures to open a link that move on to the next node (``AuthError`` does not: it is final)."""
+
+
 class AsyncPaxosClient:
     """A pipelining asyncio client for one cluster (see the module docstring).
 
@@ -282,23 +286,26 @@ class AsyncPaxosClient:
     async def _call(self, group: int, payload: dict[str, Any]) -> dict[str, Any]:
         """Send ``payload`` to the group's leader first, then the other nodes in turn."""
         deadline = time.monotonic() + self.retry_timeout
-        last: PaxosError = Unavailable("no node could be reached")
+        last: PaxosError | None = None  # built only on a failure: this runs once per command
         while True:
             wait = 0.05
             for address in self._candidates(group):
-                try:
-                    link = await self._link(address)
-                except AuthError:
-                    raise
-                except (OSError, TimeoutError, PaxosError, websockets.WebSocketException) as error:
-                    last = Unavailable(f"{address[0]}:{address[1]}: {error}")
-                    continue
+                link = self._links.get(address)
+                if link is None or link.closed:
+                    try:
+                        link = await self._link(address)
+                    except AuthError:
+                        raise
+                    except _CONNECT_ERRORS as error:
+                        last = Unavailable(f"{address[0]}:{address[1]}: {error}")
+                        continue
                 request_id, future = link.request(payload)
                 try:
-                    answer = await asyncio.wait_for(future, self.timeout)
+                    async with asyncio.timeout(self.timeout):  # cheaper than wait_for per call
+                        answer = await future
                 except (_LinkLost, TimeoutError) as error:
                     link.abandon(request_id)
-                    last = Unavailable(f"{address[0]}:{address[1]}: {error or 'timed out'}")
+                    last = Unavailable(f"{address[0]}:{address[1]}: {str(error) or 'timed out'}")
                     payload = {**payload, "retry": True}  # the outcome is unknown
                     continue
                 self._note_leader(group, answer.get("leader"))
@@ -311,7 +318,7 @@ class AsyncPaxosClient:
                 payload = {**payload, "retry": True}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise last
+                raise last or Unavailable("no node could be reached")
             await asyncio.sleep(min(wait, MAX_RETRY_SLEEP, remaining))
 
     def _candidates(self, group: int) -> list[Address]:

@@ -14,7 +14,7 @@ state machine replay the log from instance 1 on start and rebuild exactly the sa
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,12 +99,20 @@ class Applier:
                 del replay_seen[rid]
         return outcomes
 
-    def apply_groups(self, applying: Sequence[tuple[int, Sequence[ChosenEntry]]]) -> list[Outcome]:
+    def apply_groups(
+        self,
+        applying: Sequence[tuple[int, Sequence[ChosenEntry]]],
+        on_outcomes: Callable[[list[Outcome]], object] | None = None,
+    ) -> list[Outcome]:
         """``apply`` for the chosen instances of several groups at once (one turn of a node).
 
         The look-up of stored results, the new result rows and the applied indexes take one
         statement each for all the groups together, instead of one each per group: with several
-        groups the per-statement cost was a large part of a turn."""
+        groups the per-statement cost was a large part of a turn.
+
+        ``on_outcomes`` gets the outcomes as soon as the state machines returned them, before
+        the result rows and the applied index are written: the clients waiting for them need
+        not wait for bookkeeping that commits in the same transaction anyway."""
         merged: dict[int, list[ChosenEntry]] = {}
         for group_id, entries in applying:  # a group given twice: one run, in log order
             merged.setdefault(group_id, []).extend(entries)
@@ -123,6 +131,8 @@ class Applier:
             rows.extend((group_id, *row) for row in group_rows)
             if cutoff:
                 cutoffs.append((group_id, cutoff))
+        if on_outcomes is not None and outcomes:
+            on_outcomes(outcomes)
         self._record(
             rows, [(group_id, entries[-1].instance) for group_id, entries in merged.items()]
         )

@@ -739,12 +739,14 @@ class PaxosNode:
         """One transaction for the Readies' writes and their applications (if any).
 
         A transaction without votes (only chosen marks and applications) commits without waiting
-        for the disk: all of it can be learned and replayed again, see ``relaxed_durability``."""
+        for the disk: all of it can be learned and replayed again, see ``relaxed_durability``.
+        Such a transaction applies first, so the clients' results leave before the chosen marks
+        are written (``_apply_all``); one with votes has nothing to apply (``_handle``)."""
         votes = any(ready.persist.must_sync for ready in readies)
         relaxed = contextlib.nullcontext() if votes else self.storage.relaxed_durability()
         with relaxed, transaction.atomic(using=self.storage.using):
-            self.storage.persist(readies)
             self._apply_all(applying, on_applied)
+            self.storage.persist(readies)
 
     def _apply_all(
         self,
@@ -766,12 +768,10 @@ class PaxosNode:
         if self._applications_stopped:
             raise RuntimeError("an earlier application failed; the node is stopping")
         try:
-            outcomes = self.applier.apply_groups(applying)
+            self.applier.apply_groups(applying, on_outcomes=on_applied)
         except BaseException:
             self._applications_stopped = True
             raise
-        if outcomes:
-            on_applied(outcomes)
 
     def _serve_log_read(self, group_id: int, read: LogRead) -> None:
         """Catch-up for values older than the replica's in-memory tail: read, then reply."""

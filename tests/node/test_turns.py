@@ -32,9 +32,9 @@ def record_applications(
     calls: list[tuple[int, int, int]] = []
     original = node.applier.apply_groups
 
-    def apply_groups(applying: Any) -> Any:
+    def apply_groups(applying: Any, **kwargs: Any) -> Any:
         calls.extend((group_id, e[0].instance, e[-1].instance) for group_id, e in applying)
-        return original(applying)
+        return original(applying, **kwargs)
 
     monkeypatch.setattr(node.applier, "apply_groups", apply_groups)
     return calls
@@ -95,11 +95,11 @@ def test_split_turns_apply_in_log_order_with_every_result(
         key = (1 + index % 2, f"k{index % 50}")
         if key not in last or outcome.instance >= last[key][0]:
             last[key] = (outcome.instance, str(index))
-    stored = {(e.group_id, e.key): e.value for e in Entry.objects.all()}
-    assert stored == {key: value for key, (_, value) in last.items()}
     for group in (1, 2):  # clients are answered before the commit; the applied index follows
         chosen = node.replicas[group].chosen_upto
         loop_node.call(asyncio.wait_for(node._applied_to(group, chosen), 10))
+    stored = {(e.group_id, e.key): e.value for e in Entry.objects.all()}
+    assert stored == {key: value for key, (_, value) in last.items()}
 
 
 def test_a_failed_application_stops_the_node_and_nothing_is_applied_after_it(
@@ -121,14 +121,14 @@ def test_a_failed_application_stops_the_node_and_nothing_is_applied_after_it(
 
     monkeypatch.setattr(node, "_apply_committed", split_apply)
 
-    def apply_groups(applying: Any) -> Any:
+    def apply_groups(applying: Any, **kwargs: Any) -> Any:
         if failed:
             raise AssertionError("an application ran after one failed")
         if len(calls) >= 5 and getattr(in_split_turn, "active", False):
             # the new path: applying in the background, after the turn's votes went out
             failed.append(applying[0][1][0].instance)
             raise OSError("disk gone")
-        return recorded_apply(applying)
+        return recorded_apply(applying, **kwargs)
 
     monkeypatch.setattr(node.applier, "apply_groups", apply_groups)
     outcomes = loop_node.call(submit_many(node, 3000, "f"), timeout=60)

@@ -1,0 +1,87 @@
+"""``AsyncPaxosClient`` against fake stream servers: what it does when a node takes the request
+and never answers (the per-attempt ``timeout``), without a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from consensus.aioclient import AsyncPaxosClient
+from consensus.client import Unavailable
+
+
+@contextlib.asynccontextmanager
+async def stream_server(answer: bool, seen: list[dict[str, Any]]) -> AsyncIterator[int]:
+    """A node's ``/ws/client/`` stream on a free loopback port: it says hello, records every
+    request, and answers it as applied in instance 7 only if ``answer``."""
+
+    async def handle(websocket: ServerConnection) -> None:
+        await websocket.send(orjson.dumps({"hello": {"nodes": {}, "leaders": {}}}).decode())
+        async for frame in websocket:
+            requests = orjson.loads(frame)
+            seen.extend(requests)
+            if answer:
+                await websocket.send(
+                    orjson.dumps(
+                        [
+                            {
+                                "id": request["id"],
+                                "ok": True,
+                                "instance": 7,
+                                "request_id": request["request_id"],
+                                "result": {"ok": True},
+                                "duplicate": False,
+                            }
+                            for request in requests
+                        ]
+                    ).decode()
+                )
+
+    async with serve(handle, "127.0.0.1", 0) as server:
+        yield server.sockets[0].getsockname()[1]
+
+
+def test_a_node_that_never_answers_times_out_and_the_next_one_gets_the_retry() -> None:
+    silent_seen: list[dict[str, Any]] = []
+    live_seen: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        async with (
+            stream_server(False, silent_seen) as silent,
+            stream_server(True, live_seen) as live,
+            AsyncPaxosClient(
+                "127.0.0.1", silent, "t", nodes=[f"127.0.0.1:{live}"], timeout=0.3
+            ) as client,
+        ):
+            assert await client.put("k", "v", request_id="req-1") == 7
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert [r["request_id"] for r in silent_seen] == ["req-1"]
+    assert "retry" not in silent_seen[0]
+    # the outcome on the silent node is unknown: the same id goes on, marked as a retry
+    assert [(r["request_id"], r.get("retry")) for r in live_seen] == [("req-1", True)]
+
+
+def test_when_no_node_answers_the_call_fails_after_retry_timeout_and_says_why() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def scenario() -> float:
+        async with (
+            stream_server(False, seen) as silent,
+            AsyncPaxosClient("127.0.0.1", silent, "t", timeout=0.2, retry_timeout=0.5) as client,
+        ):
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(Unavailable, match=rf"127\.0\.0\.1:{silent}: timed out"):
+                await client.put("k", "v")
+            return asyncio.get_running_loop().time() - started
+
+    elapsed = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert 0.4 <= elapsed < 3, elapsed
+    assert len(seen) >= 2  # tried again within retry_timeout, every time with the same id
+    assert len({r["request_id"] for r in seen}) == 1
