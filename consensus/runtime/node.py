@@ -57,6 +57,7 @@ from consensus.transport.hub import PeerTransport, install, uninstall
 from consensus.transport.peers import PeerAddress
 
 from .apply import BARRIER_PREFIX, PRUNE_PREFIX, RESERVED_PREFIX, Applier, Outcome
+from .clock import TickClock
 from .observer import NodeObserver
 
 logger = logging.getLogger("consensus.runtime")
@@ -151,6 +152,13 @@ class _Waiters:
         self.futures.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class _Ticks:
+    """Protocol ticks in a node's inbox, between the messages that arrived before and after."""
+
+    count: int
+
+
 class PaxosNode:
     def __init__(
         self,
@@ -181,8 +189,7 @@ class PaxosNode:
         self.applied: dict[int, int] = {}
         self.started_at = time.monotonic()
         self.commits = 0
-        self._inbox: list[Message] = []
-        self._ticks = 0
+        self._inbox: list[Message | _Ticks] = []
         self._wake = asyncio.Event()
         self._waiters = _Waiters()
         self._writer: GroupCommitWriter | None = None
@@ -303,13 +310,32 @@ class PaxosNode:
         self._wake.set()
 
     async def _clock(self) -> None:
+        """Count protocol ticks in real time, except across a stall of the whole process
+        (``clock.py``): a wake-up later than half an election timeout counts as one heartbeat
+        interval, so a node that resumes from a pause does not depose a healthy leader."""
+        configs = [replica.config for replica in self.replicas.values()]
         interval = self.tick_ms / 1000
-        next_tick = time.monotonic()
+        clock = TickClock.starting(
+            time.monotonic(),
+            interval=interval,
+            stall_after=interval * max(1, min((c.election_ticks for c in configs), default=2) // 2),
+            stall_ticks=min((c.heartbeat_ticks for c in configs), default=1),
+        )
         while True:
-            next_tick += interval
-            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
-            self._ticks += 1
-            self._wake.set()
+            await asyncio.sleep(clock.delay(time.monotonic()))
+            ticks, stall = clock.advance(time.monotonic())
+            if stall:
+                logger.warning(
+                    "node %s: the event loop stalled for %.0f ms (a paused process, CPU "
+                    "starvation or a blocking call); counted as %d ticks, so that the stall "
+                    "alone does not start an election",
+                    self.node_id,
+                    stall * 1000,
+                    ticks,
+                )
+            if ticks:
+                self._inbox.append(_Ticks(ticks))
+                self._wake.set()
 
     async def submit(
         self,
@@ -600,8 +626,17 @@ class PaxosNode:
                 self.observer.leader_changed(group_id, now[1])
 
     def _feed_replicas(self) -> None:
+        """Hand the replicas what arrived since the last turn, messages and ticks in the order
+        they arrived: after a turn that waited long for the disk, a follower must see its
+        leader's heartbeats before the ticks that came after them, not after all of them (that
+        would look like a silent leader and start an election)."""
         inbox, self._inbox = self._inbox, []
         for msg in inbox:
+            if isinstance(msg, _Ticks):
+                for _ in range(msg.count):
+                    for replica in self.replicas.values():
+                        replica.tick()
+                continue
             replica = self.replicas.get(msg.group_id)
             if replica is None:
                 logger.warning(
@@ -616,10 +651,6 @@ class PaxosNode:
                 replica.step(msg)
             except RemoteProtocolError as error:
                 logger.warning("node %s: dropped message from %s: %s", self.node_id, msg.src, error)
-        ticks, self._ticks = self._ticks, 0
-        for _ in range(min(ticks, 100)):  # after a long stall, do not replay every missed tick
-            for replica in self.replicas.values():
-                replica.tick()
 
     async def _handle(self, readies: list[tuple[Replica, Ready]]) -> None:
         writer = self._writer

@@ -53,28 +53,59 @@ def test_commands_are_chosen_in_the_same_order_on_all_nodes(cluster_factory, bac
         assert len(set(request_ids)) == 15
 
 
+def wait_for_preferred_leaders(cluster: Cluster) -> dict[int, str]:
+    """Wait until group g is led by node g (its preferred leader, which takes over from whoever
+    won first); return each group's ballot then."""
+    deadline = time.monotonic() + 30
+    while [cluster.wait_for_leader(g) for g in cluster.groups] != list(cluster.groups):
+        assert time.monotonic() < deadline, "the preferred leaders never took over"
+        time.sleep(0.1)
+    return {g: ballot(cluster, g) for g in cluster.groups}
+
+
+def ballot(cluster: Cluster, group_id: int) -> str:
+    """Group ``group_id``'s ballot as its leader reports it."""
+    leader = cluster.wait_for_leader(group_id)
+    return next(g["ballot"] for g in cluster.status(leader)["groups"] if g["group_id"] == group_id)
+
+
+def assert_never_deposed(cluster: Cluster, node_ids: list[int]) -> None:
+    for node_id in node_ids:
+        log = cluster.nodes[node_id].log_path.read_text(errors="replace")
+        assert "leader -> follower" not in log, log[-2000:]
+
+
 def test_a_leader_keeps_leading_across_quiet_spells(cluster_factory) -> None:
     """Writes after pauses longer than the leader's stuck limit (3 election timeouts: 0.9 s
     here) must not cost an election each. They did, about every other time: the stuck timer
     counted the quiet spell, and a tick before the first Accepts were answered deposed the
     leader (``tests/core``: ``test_a_leader_that_idled_keeps_leading_when_work_arrives``)."""
     cluster: Cluster = cluster_factory(groups=(1,))
-    leader = 1  # group 1's preferred leader: wait until it took over from whoever won first
-    deadline = time.monotonic() + 30
-    while cluster.wait_for_leader(1) != leader:
-        assert time.monotonic() < deadline, "node 1 never took group 1 over"
-        time.sleep(0.1)
-
-    def ballot() -> str:
-        return next(g["ballot"] for g in cluster.status(leader)["groups"] if g["group_id"] == 1)
-
-    before = ballot()
+    before = wait_for_preferred_leaders(cluster)
     for n in range(6):
         time.sleep(1.2)
-        cluster.submit(leader, 1, kv_put("quiet", str(n)))
-    assert ballot() == before
-    log = cluster.nodes[leader].log_path.read_text(errors="replace")
-    assert "leader -> follower" not in log, log[-2000:]
+        cluster.submit(1, 1, kv_put("quiet", str(n)))
+    assert ballot(cluster, 1) == before[1]
+    assert_never_deposed(cluster, [1])
+
+
+def test_a_node_resuming_from_a_pause_leaves_the_leaders_alone(cluster_factory) -> None:
+    """A follower stopped (SIGSTOP: think of a VM pause or swapping) for longer than any election
+    timeout used to count the whole pause as silence from its leaders the moment it resumed,
+    before reading their heartbeats waiting in its sockets: it started elections and deposed
+    both groups' healthy leaders. Its clock now counts a stall as one heartbeat interval
+    (``consensus/runtime/clock.py``) and says so in its log."""
+    cluster: Cluster = cluster_factory(groups=(1, 2))
+    before = wait_for_preferred_leaders(cluster)  # node 3 follows in both groups
+    cluster.pause_node(3)
+    time.sleep(1.5)  # election timeouts are 300-600 ms here
+    cluster.resume_node(3)
+    time.sleep(1.5)
+    answer = cluster.submit(3, 2, kv_put("after-pause", "1"))
+    cluster.wait_for_applied(2, answer["instance"])
+    assert {g: ballot(cluster, g) for g in (1, 2)} == before
+    assert_never_deposed(cluster, [1, 2])
+    assert "the event loop stalled for" in cluster.nodes[3].log_path.read_text(errors="replace")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
