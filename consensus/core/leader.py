@@ -23,6 +23,15 @@ class Candidacy:
 
 
 @dataclass(slots=True)
+class PreVoteRound:
+    """A pre-vote in progress: the nodes (this one included) that would take part in an
+    election of round ``round``."""
+
+    round: int
+    grants: set[int] = field(default_factory=set)
+
+
+@dataclass(slots=True)
 class PendingRead:
     """A read waiting for a majority to confirm, by acking heartbeat ``seq``, that we still lead."""
 

@@ -164,6 +164,21 @@ class TimeoutNow(Message):
     ballot: Ballot
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreVote(Message):
+    """Would you take part in an election of mine? Asked before campaigning (Raft's PreVote):
+    it changes no state anywhere, and a node that still hears a working leader says no."""
+
+    round: int
+    """The round this pre-vote is for (replies carry it back, so stale ones are ignored)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreVoteReply(Message):
+    round: int
+    granted: bool
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Prepare,
     Promise,
@@ -178,5 +193,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     ReadIndexRequest,
     ReadIndexReply,
     TimeoutNow,
+    PreVote,
+    PreVoteReply,
 )
 """Every concrete message class, in a fixed order (the codec's type tags follow it)."""

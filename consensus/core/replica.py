@@ -12,6 +12,13 @@ Roles: a *follower* votes and learns; a *candidate* runs phase 1 with a fresh ba
 runs phase 2 for new commands until it meets a higher ballot (a Nack, a Prepare, an Accept or a
 Heartbeat of a higher ballot) or loses contact with a majority.
 
+Elections: a follower whose election timer expires first asks its peers (PreVote, no state
+changed anywhere) and campaigns only when a majority, itself included, hears no working leader.
+A node that was cut off therefore cannot bump ballots while away and depose a healthy leader on
+its return (its Nacks of the leader's messages would carry its higher promise); a node that still
+hears a working leader ignores Prepares too (leader stickiness). A leader's hand-over
+(``TimeoutNow``) skips both.
+
 Learning: the leader announces its chosen prefix ``chosen_upto`` with its ballot ``b`` on every
 Accept and Heartbeat. A follower marks instance ``i <= chosen_upto`` chosen when its own vote for
 ``i`` is in ballot ``b``: the leader proposed exactly one value per instance in ``b``, and a leader
@@ -36,7 +43,7 @@ from .acceptor import Acceptor
 from .ballot import ZERO_BALLOT, Ballot
 from .config import ReplicaConfig
 from .errors import LocalProtocolError, RemoteProtocolError
-from .leader import Candidacy, Leadership, PendingRead, recovery_values
+from .leader import Candidacy, Leadership, PendingRead, PreVoteRound, recovery_values
 from .log import InstanceLog
 from .messages import (
     NOOP,
@@ -52,6 +59,8 @@ from .messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     ReadIndexReply,
     ReadIndexRequest,
@@ -118,6 +127,7 @@ class Replica:
         self.leader_id: int | None = None
         self.leader_ballot: Ballot = ZERO_BALLOT
         self._candidacy: Candidacy | None = None
+        self._pre_vote: PreVoteRound | None = None
         self._leadership: Leadership | None = None
         self._highest_round = state.promised.round
         self._now = 0
@@ -160,6 +170,8 @@ class Replica:
             ReadIndexRequest: self._on_read_index_request,  # type: ignore[dict-item]
             ReadIndexReply: self._on_read_index_reply,  # type: ignore[dict-item]
             TimeoutNow: self._on_timeout_now,  # type: ignore[dict-item]
+            PreVote: self._on_pre_vote,  # type: ignore[dict-item]
+            PreVoteReply: self._on_pre_vote_reply,  # type: ignore[dict-item]
         }
 
     def _make_acceptor(self, promised: Ballot) -> Acceptor:
@@ -227,7 +239,7 @@ class Replica:
         else:
             self._election_elapsed += 1
             if self._election_elapsed >= self._election_timeout:
-                self._start_election()
+                self._start_pre_vote()
         self._learn_elapsed += 1
         if self._learn_elapsed >= self.config.learn_ticks:
             self._learn_elapsed = 0
@@ -450,11 +462,53 @@ class Replica:
                 self._leadership.enqueue(command, self._recently_chosen)
         # Not the leader (any more): drop. The node that took the command retries it.
 
+    def _start_pre_vote(self) -> None:
+        """Ask the peers whether they would take part in an election before starting one.
+
+        From now on this node knows no leader (as in etcd's PreCandidate), so it grants the
+        pre-votes of others: two followers of a dead leader must not keep refusing each other
+        because each one's own pre-vote restarted its timer."""
+        self._election_elapsed = 0
+        self._election_timeout = self._random_election_timeout()
+        self.leader_id = None
+        pre_vote = PreVoteRound(self._next_round(), {self.node_id})
+        self._pre_vote = pre_vote
+        if len(pre_vote.grants) >= self.config.quorum:  # a group of one
+            self._start_election()
+            return
+        for node_id in self.config.peers:
+            self._send(
+                PreVote(group_id=self.group_id, src=self.node_id, dst=node_id, round=pre_vote.round)
+            )
+
+    def _on_pre_vote(self, msg: PreVote) -> None:
+        self._send(
+            PreVoteReply(
+                group_id=self.group_id,
+                src=self.node_id,
+                dst=msg.src,
+                round=msg.round,
+                granted=not self._has_live_leader(msg.src),
+            )
+        )
+
+    def _on_pre_vote_reply(self, msg: PreVoteReply) -> None:
+        pre_vote = self._pre_vote
+        if pre_vote is None or msg.round != pre_vote.round or not msg.granted:
+            return
+        pre_vote.grants.add(msg.src)
+        if len(pre_vote.grants) >= self.config.quorum and self._leadership is None:
+            self._start_election()
+
+    def _next_round(self) -> int:
+        return max(self._highest_round, self.acceptor.promised.round) + 1
+
     def _start_election(self, force: bool = False) -> None:
-        ballot = Ballot(max(self._highest_round, self.acceptor.promised.round) + 1, self.node_id)
+        ballot = Ballot(self._next_round(), self.node_id)
         self._highest_round = ballot.round
         self.role = Role.CANDIDATE
         self._leadership = None
+        self._pre_vote = None
         self._candidacy = Candidacy(ballot)
         self.leader_id = None
         self._election_elapsed = 0
@@ -493,6 +547,7 @@ class Replica:
         )
         self.role = Role.LEADER
         self._candidacy = None
+        self._pre_vote = None
         self._leadership = leadership
         self.leader_id = self.node_id
         self.leader_ballot = candidacy.ballot
@@ -631,6 +686,7 @@ class Replica:
         self.role = Role.FOLLOWER
         self._leadership = None
         self._candidacy = None
+        self._pre_vote = None
         self.leader_id = None
         self._election_elapsed = 0
         self._election_timeout = self._random_election_timeout()
@@ -639,6 +695,7 @@ class Replica:
         if ballot < self.leader_ballot:
             return
         self._election_elapsed = 0
+        self._pre_vote = None  # a leader is back: grants still on their way must not start one
         changed = self.leader_id != ballot.node_id
         self.leader_id = ballot.node_id
         self.leader_ballot = ballot

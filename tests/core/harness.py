@@ -14,6 +14,7 @@ from consensus.core import (
     LearnReply,
     MemoryStorage,
     Message,
+    PreVote,
     Ready,
     Replica,
     ReplicaConfig,
@@ -39,6 +40,8 @@ class Harness:
     in_flight: list[Message] = field(default_factory=list)
     readies: dict[int, list[Ready]] = field(default_factory=dict)
     drop: Filter = lambda msg: False
+    seed: int = 0
+    """Varies the replicas' random election timeouts (0: the same every run, as before)."""
 
     def __post_init__(self) -> None:
         for node_id in range(1, self.nodes + 1):
@@ -51,7 +54,7 @@ class Harness:
         replica = Replica(
             make_config(node_id, self.nodes, **self.overrides),
             self.storage[node_id].initial_state(),
-            random.Random(node_id),
+            random.Random(node_id + 1000 * self.seed),
         )
         self.replicas[node_id] = replica
         return replica
@@ -108,12 +111,13 @@ class Harness:
             self.stabilize()
 
     def elect(self, node_id: int) -> Replica:
-        """Time out ``node_id`` so it campaigns, and deliver everything."""
+        """Time out ``node_id`` so it asks for a pre-vote and campaigns; deliver everything."""
         replica = self.replicas[node_id]
         for _ in range(200):  # a Nack from a higher promise means: campaign again, higher
             replica.tick()
             self.process(node_id)
-            if replica.role.value == "candidate":
+            asking = any(isinstance(m, PreVote) and m.src == node_id for m in self.in_flight)
+            if asking or replica.role.value == "candidate":
                 self.stabilize()
                 if replica.is_leader():
                     return replica

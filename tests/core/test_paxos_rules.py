@@ -20,6 +20,8 @@ from consensus.core import (
     MemoryStorage,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     RemoteProtocolError,
     Replica,
@@ -43,6 +45,19 @@ def drain(replica: Replica) -> list:
         out.extend(ready.eager_messages + ready.messages)
         replica.advance(ready)
     return out
+
+
+def ticks_until_it_asks_for_a_pre_vote(replica: Replica) -> int:
+    """Ticks until the replica's election timer expires, which it shows by sending PreVotes."""
+    ticks = 0
+    while not any(isinstance(m, PreVote) for m in drain(replica)):
+        replica.tick()
+        ticks += 1
+    return ticks
+
+
+def grant_pre_vote(replica: Replica, src: int, round_: int = 1) -> None:
+    replica.step(PreVoteReply(group_id=1, src=src, dst=replica.node_id, round=round_, granted=True))
 
 
 # -------------------------------------------------------------------- acceptor rules
@@ -174,6 +189,10 @@ def test_candidate_persists_its_ballot_before_the_prepare_leaves() -> None:
     replica = lone_replica(1)
     for _ in range(25):
         replica.tick()
+    assert replica.role is Role.FOLLOWER  # it asked first: no ballot, no promise of its own yet
+    assert replica.promised == Ballot(0, 0)
+    drain(replica)
+    grant_pre_vote(replica, 2)
     ready = replica.ready()
     ready.mark_persisted()
     prepares = [m for m in ready.messages if isinstance(m, Prepare)]
@@ -186,11 +205,7 @@ def test_candidate_persists_its_ballot_before_the_prepare_leaves() -> None:
 def test_election_timeout_is_randomized_between_one_and_two_timeouts() -> None:
     for seed in range(20):
         replica = Replica(make_config(1), InitialState(), random.Random(seed))
-        ticks = 0
-        while replica.role is Role.FOLLOWER:
-            replica.tick()
-            ticks += 1
-        assert 10 <= ticks < 20
+        assert 10 <= ticks_until_it_asks_for_a_pre_vote(replica) < 20
 
 
 def test_majority_of_promises_makes_a_leader() -> None:
@@ -542,11 +557,7 @@ def test_the_preferred_leader_campaigns_first() -> None:
         for node_id in (1, 2, 3):
             config = make_config(node_id, preferred_leader=2)
             replica = Replica(config, InitialState(), random.Random(seed))
-            ticks = 0
-            while replica.role is Role.FOLLOWER:
-                replica.tick()
-                ticks += 1
-            timeouts[node_id] = ticks
+            timeouts[node_id] = ticks_until_it_asks_for_a_pre_vote(replica)
         assert timeouts[2] < min(timeouts[1], timeouts[3])
         assert all(10 <= t < 20 for t in timeouts.values())
 
@@ -579,6 +590,71 @@ def test_a_leader_that_hears_nobody_is_replaced_and_cannot_depose_the_new_one() 
     cluster.tick_all(40)
     assert [n for n in (2, 3) if cluster.replicas[n].is_leader()] == leaders
     assert "still-works" in cluster.applied_payloads(3)
+
+
+def test_a_node_cut_off_asks_first_and_cannot_depose_the_leader_when_it_is_back() -> None:
+    """PreVote: a node whose election timer expires asks its peers before campaigning and
+    campaigns only if a majority hears no working leader either. Cut off, it keeps asking but
+    bumps no ballot; back, it has no higher promise for its Nacks of the leader's messages to
+    carry (without PreVote those Nacks deposed the leader)."""
+    cluster = Harness()
+    leader = cluster.elect(1)
+    ballot = leader.ballot
+    cluster.drop = lambda msg: 3 in (msg.src, msg.dst)
+    cluster.tick_all(100)  # node 3's timer expires again and again
+    assert cluster.replicas[3].role is Role.FOLLOWER
+    assert cluster.replicas[3].promised == ballot
+    cluster.drop = lambda msg: False
+    cluster.submit(3, "back")
+    cluster.stabilize()
+    cluster.tick_all(5)
+    assert leader.is_leader() and leader.ballot == ballot
+    assert "back" in cluster.applied_payloads(3)
+
+
+def test_followers_of_a_dead_leader_elect_one_of_them_within_one_timeout() -> None:
+    """A node asking for a pre-vote knows no leader any more, so it grants the others' pre-votes.
+    Had it kept counting the dead leader as live (its own pre-vote restarts its timer), the
+    followers could refuse each other round after round (up to 48 ticks over these seeds)."""
+    slowest = 0
+    for seed in range(60):
+        cluster = Harness(seed=seed)
+        cluster.elect(1)
+        cluster.drop = lambda msg: 1 in (msg.src, msg.dst)
+        ticks = 0
+        while not any(cluster.replicas[n].is_leader() for n in (2, 3)):
+            cluster.tick_all(1)
+            ticks += 1
+            assert ticks < 200
+        slowest = max(slowest, ticks)
+    assert slowest < 20  # the longest election timeout
+
+
+def test_pre_votes_are_granted_only_by_nodes_that_hear_no_working_leader() -> None:
+    cluster = Harness()
+    cluster.elect(1)
+    follower = cluster.replicas[2]
+    promised = follower.promised
+    follower.step(PreVote(group_id=1, src=3, dst=2, round=9))
+    assert [m.granted for m in drain(follower) if isinstance(m, PreVoteReply)] == [False]
+    leaderless = lone_replica(2)
+    leaderless.step(PreVote(group_id=1, src=3, dst=2, round=9))
+    assert [m.granted for m in drain(leaderless) if isinstance(m, PreVoteReply)] == [True]
+    assert (follower.promised, leaderless.promised) == (promised, Ballot(0, 0))  # no state
+
+
+def test_grants_arriving_after_the_leader_was_heard_again_start_no_election() -> None:
+    cluster = Harness()
+    leader = cluster.elect(1)
+    follower = cluster.replicas[2]
+    for _ in range(25):
+        follower.tick()  # nothing delivered: its leader seems gone
+    asked = [m for m in drain(follower) if isinstance(m, PreVote)]
+    assert asked
+    follower.step(Heartbeat(group_id=1, src=1, dst=2, ballot=leader.ballot, chosen_upto=0, seq=99))
+    grant_pre_vote(follower, 3, asked[0].round)
+    assert follower.role is Role.FOLLOWER
+    assert not any(isinstance(m, Prepare) for m in drain(follower))
 
 
 def test_a_follower_ignores_prepares_while_its_leader_is_alive() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.cluster import Cluster, ClusterError
+from tests.fixtures.nemesis import ProxyNetwork
 
 pytestmark = pytest.mark.e2e
 
@@ -69,10 +70,19 @@ def ballot(cluster: Cluster, group_id: int) -> str:
     return next(g["ballot"] for g in cluster.status(leader)["groups"] if g["group_id"] == group_id)
 
 
-def assert_never_deposed(cluster: Cluster, node_ids: list[int]) -> None:
+def log_sizes(cluster: Cluster) -> dict[int, int]:
+    """How far every node's log goes now (bytes): what a check of later events skips."""
+    return {n: node.log_path.stat().st_size for n, node in cluster.nodes.items()}
+
+
+def assert_never_deposed(cluster: Cluster, node_ids: list[int], since: dict[int, int]) -> None:
+    """None of ``node_ids`` stopped leading after its log reached ``since`` (start-up hand-overs
+    to the preferred leaders come before)."""
     for node_id in node_ids:
-        log = cluster.nodes[node_id].log_path.read_text(errors="replace")
-        assert "leader -> follower" not in log, log[-2000:]
+        with cluster.nodes[node_id].log_path.open("rb") as log:
+            log.seek(since[node_id])
+            later = log.read().decode(errors="replace")
+        assert "leader -> follower" not in later, later[-2000:]
 
 
 def test_a_leader_keeps_leading_across_quiet_spells(cluster_factory) -> None:
@@ -81,12 +91,12 @@ def test_a_leader_keeps_leading_across_quiet_spells(cluster_factory) -> None:
     counted the quiet spell, and a tick before the first Accepts were answered deposed the
     leader (``tests/core``: ``test_a_leader_that_idled_keeps_leading_when_work_arrives``)."""
     cluster: Cluster = cluster_factory(groups=(1,))
-    before = wait_for_preferred_leaders(cluster)
+    before, logs = wait_for_preferred_leaders(cluster), log_sizes(cluster)
     for n in range(6):
         time.sleep(1.2)
         cluster.submit(1, 1, kv_put("quiet", str(n)))
     assert ballot(cluster, 1) == before[1]
-    assert_never_deposed(cluster, [1])
+    assert_never_deposed(cluster, [1], since=logs)
 
 
 def test_a_node_resuming_from_a_pause_leaves_the_leaders_alone(cluster_factory) -> None:
@@ -96,7 +106,7 @@ def test_a_node_resuming_from_a_pause_leaves_the_leaders_alone(cluster_factory) 
     both groups' healthy leaders. Its clock now counts a stall as one heartbeat interval
     (``consensus/runtime/clock.py``) and says so in its log."""
     cluster: Cluster = cluster_factory(groups=(1, 2))
-    before = wait_for_preferred_leaders(cluster)  # node 3 follows in both groups
+    before, logs = wait_for_preferred_leaders(cluster), log_sizes(cluster)  # 3 follows in both
     cluster.pause_node(3)
     time.sleep(1.5)  # election timeouts are 300-600 ms here
     cluster.resume_node(3)
@@ -104,8 +114,29 @@ def test_a_node_resuming_from_a_pause_leaves_the_leaders_alone(cluster_factory) 
     answer = cluster.submit(3, 2, kv_put("after-pause", "1"))
     cluster.wait_for_applied(2, answer["instance"])
     assert {g: ballot(cluster, g) for g in (1, 2)} == before
-    assert_never_deposed(cluster, [1, 2])
+    assert_never_deposed(cluster, [1, 2], since=logs)
     assert "the event loop stalled for" in cluster.nodes[3].log_path.read_text(errors="replace")
+
+
+def test_a_node_cut_off_and_back_leaves_the_leaders_alone(cluster_factory) -> None:
+    """PreVote: cut off from both other nodes for many election timeouts, node 3 keeps asking
+    for pre-votes that nobody answers but bumps no ballot; when its links heal it follows the
+    leaders it had. Before, it campaigned while away, and once back its Nacks of the leaders'
+    messages carried its higher promise and deposed both."""
+    with ProxyNetwork([1, 2, 3]) as network:
+        cluster: Cluster = cluster_factory(
+            start=False, groups=(1, 2), link_ports=network.link_ports
+        )
+        network.set_targets({n: node.port for n, node in cluster.nodes.items()})
+        cluster.start()
+        before, logs = wait_for_preferred_leaders(cluster), log_sizes(cluster)  # 3 follows
+        network.isolate(3)
+        time.sleep(2.0)  # election timeouts are 300-600 ms here
+        network.heal()
+        answer = cluster.submit(3, 1, kv_put("after-partition", "1"))
+        cluster.wait_for_applied(1, answer["instance"])
+        assert {g: ballot(cluster, g) for g in (1, 2)} == before
+        assert_never_deposed(cluster, [1, 2], since=logs)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

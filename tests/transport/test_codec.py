@@ -104,7 +104,7 @@ def test_empty_frame_round_trips() -> None:
 
 def test_wire_schema_is_pinned() -> None:
     """Changing a message class changes the wire: then bump codec.VERSION and update this."""
-    assert VERSION == 4
+    assert VERSION == 5
     assert codec.wire_schema() == [
         (
             0,
@@ -151,6 +151,8 @@ def test_wire_schema_is_pinned() -> None:
         (10, "ReadIndexRequest", [*HEADER, ("token", "uint")]),
         (11, "ReadIndexReply", [*HEADER, ("token", "uint"), ("index", "uint")]),
         (12, "TimeoutNow", [*HEADER, ("ballot", "ballot")]),
+        (13, "PreVote", [*HEADER, ("round", "uint")]),
+        (14, "PreVoteReply", [*HEADER, ("round", "uint"), ("granted", "bool")]),
     ]
 
 
