@@ -314,12 +314,14 @@ class PaxosNode:
         (``clock.py``): a wake-up later than half an election timeout counts as one heartbeat
         interval, so a node that resumes from a pause does not depose a healthy leader."""
         configs = [replica.config for replica in self.replicas.values()]
+        election_ticks = min((c.election_ticks for c in configs), default=2)
+        heartbeat_ticks = min((c.heartbeat_ticks for c in configs), default=1)
         interval = self.tick_ms / 1000
         clock = TickClock.starting(
             time.monotonic(),
             interval=interval,
-            stall_after=interval * max(1, min((c.election_ticks for c in configs), default=2) // 2),
-            stall_ticks=min((c.heartbeat_ticks for c in configs), default=1),
+            stall_after=interval * max(1, election_ticks // 2),
+            stall_ticks=heartbeat_ticks,
         )
         while True:
             await asyncio.sleep(clock.delay(time.monotonic()))
