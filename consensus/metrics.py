@@ -100,6 +100,18 @@ FORWARDED = Counter(
     ["group"],
     registry=REGISTRY,
 )
+LOOP_STALLS = Counter(
+    "paxos_event_loop_stalls",
+    "Times this node's event loop woke more than half an election timeout late (a paused or "
+    "CPU-starved process, a blocking call); each counted as one heartbeat interval of protocol "
+    "time.",
+    registry=REGISTRY,
+)
+LOOP_STALLED_SECONDS = Counter(
+    "paxos_event_loop_stalled_seconds",
+    "Total length of those stalls.",
+    registry=REGISTRY,
+)
 STORAGE_COMMIT_SECONDS = Histogram(
     "paxos_storage_commit_seconds",
     "Duration of one group-commit transaction (persist votes, apply chosen commands).",
@@ -164,6 +176,10 @@ class PrometheusObserver(NodeObserver):
 
     def forwarded(self, group_id: int, commands: int) -> None:
         FORWARDED.labels(str(group_id)).inc(commands)
+
+    def loop_stalled(self, seconds: float) -> None:
+        LOOP_STALLS.inc()
+        LOOP_STALLED_SECONDS.inc(seconds)
 
 
 # -- state (read from the node at scrape time) ---------------------------------------------------

@@ -107,6 +107,9 @@ class DashboardFeed(NodeObserver):
     def leader_changed(self, group_id: int, leader: int | None) -> None:
         self.event(f"leader is node {leader}" if leader else "leader unknown", group_id)
 
+    def loop_stalled(self, seconds: float) -> None:
+        self.event(f"event loop stalled for {seconds * 1000:.0f} ms (process paused or starved)")
+
     def commands_applied(self, group_id: int, commands: int, applied: int) -> None:
         self.window.add(group_id, commands)
         self._changed.set()

@@ -54,6 +54,9 @@ class ObserverChain(NodeObserver):
     def forwarded(self, group_id: int, commands: int) -> None:
         self._each("forwarded", group_id, commands)
 
+    def loop_stalled(self, seconds: float) -> None:
+        self._each("loop_stalled", seconds)
+
 
 class Monitoring:
     """Prometheus counters plus the live dashboard feed, behind one observer."""

@@ -327,6 +327,7 @@ class PaxosNode:
             await asyncio.sleep(clock.delay(time.monotonic()))
             ticks, stall = clock.advance(time.monotonic())
             if stall:
+                self.observer.loop_stalled(stall)
                 logger.warning(
                     "node %s: the event loop stalled for %.0f ms (a paused process, CPU "
                     "starvation or a blocking call); counted as %d ticks, so that the stall "

@@ -29,3 +29,7 @@ class NodeObserver:
 
     def forwarded(self, group_id: int, commands: int) -> None:
         """Commands this node forwarded to the leader."""
+
+    def loop_stalled(self, seconds: float) -> None:
+        """The event loop woke ``seconds`` late: the process stood still (paused, starved of CPU
+        or blocked). The protocol clock counted it as one heartbeat interval (clock.py)."""

@@ -21,6 +21,7 @@ REQUIRED_FAMILIES = {
     "paxos_elections": "counter",
     "paxos_step_downs": "counter",
     "paxos_forwarded_commands": "counter",
+    "paxos_event_loop_stalls": "counter",
     "paxos_storage_commit_seconds": "histogram",
     "paxos_request_seconds": "histogram",
     "paxos_ballot_round": "gauge",

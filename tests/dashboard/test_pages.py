@@ -117,11 +117,13 @@ def test_commit_window_counts_per_second_and_forgets_after_a_minute() -> None:
     assert sum(window.series(1)) == 0
 
 
-def test_feed_remembers_role_and_leader_changes_newest_first() -> None:
+def test_feed_remembers_role_and_leader_changes_and_stalls_newest_first() -> None:
     feed = DashboardFeed()
     feed.role_changed(1, "follower", "candidate", "2.1")
     feed.leader_changed(1, 1)
+    feed.loop_stalled(1.5)
     assert [event["text"] for event in feed.events] == [
+        "event loop stalled for 1500 ms (process paused or starved)",
         "leader is node 1",
         "follower -> candidate (ballot 2.1)",
     ]

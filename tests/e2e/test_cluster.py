@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -116,6 +118,9 @@ def test_a_node_resuming_from_a_pause_leaves_the_leaders_alone(cluster_factory) 
     assert {g: ballot(cluster, g) for g in (1, 2)} == before
     assert_never_deposed(cluster, [1, 2], since=logs)
     assert "the event loop stalled for" in cluster.nodes[3].log_path.read_text(errors="replace")
+    with urllib.request.urlopen(cluster.nodes[3].url + "/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert re.search(r"^paxos_event_loop_stalls_total [1-9]", metrics, re.MULTILINE), metrics
 
 
 def test_a_node_cut_off_and_back_leaves_the_leaders_alone(cluster_factory) -> None:
