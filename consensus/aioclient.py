@@ -293,7 +293,7 @@ class AsyncPaxosClient:
                 link = self._links.get(address)
                 if link is None or link.closed:
                     try:
-                        link = await self._link(address)
+                        link = await self._connect(address)
                     except AuthError:
                         raise
                     except _CONNECT_ERRORS as error:
@@ -330,10 +330,9 @@ class AsyncPaxosClient:
         if isinstance(leader, int):
             self._leaders[group] = leader
 
-    async def _link(self, address: Address) -> _Link:
-        link = self._links.get(address)
-        if link is not None and not link.closed:
-            return link
+    async def _connect(self, address: Address) -> _Link:
+        """Open a link to ``address`` (callers that need one at the same time share the attempt)
+        and learn the cluster from its hello. ``_call`` reuses an open link without coming here."""
         task = self._connecting.get(address)
         if task is None:
             task = asyncio.create_task(_Link.open(address, self.token, self.timeout))

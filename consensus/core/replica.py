@@ -497,7 +497,7 @@ class Replica:
         if pre_vote is None or msg.round != pre_vote.round or not msg.granted:
             return
         pre_vote.grants.add(msg.src)
-        if len(pre_vote.grants) >= self.config.quorum and self._leadership is None:
+        if len(pre_vote.grants) >= self.config.quorum:
             self._start_election()
 
     def _next_round(self) -> int:
