@@ -58,9 +58,12 @@ class StateMachine:
         The default calls ``apply`` for each; override it to use bulk queries, as the KV store
         does. The results must be exactly what one ``apply`` after another would return.
 
-        If it raises, the runtime rolls its work back (a savepoint) and applies the commands one
-        by one with ``apply``, a command that raises getting ``{"error": ...}`` as its result:
-        a chosen command is applied whatever happens, or the group would stop on every node.
+        If it raises, the runtime rolls its work back and applies the commands one by one with
+        ``apply``, a command that raises getting ``{"error": ...}`` as its result: a chosen
+        command is applied whatever happens, or the group would stop on every node. (For a
+        durable machine the whole transaction is rolled back and applied again, this batch
+        under a savepoint; see ``consensus.runtime.apply.with_guard_on_failure``. So keep
+        state in the database, not in attributes, or it may see a batch twice.)
         """
         return [self.apply(command, context) for command, context in commands]
 

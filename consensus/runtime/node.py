@@ -56,7 +56,15 @@ from consensus.transport.client import LinkOptions
 from consensus.transport.hub import PeerTransport, install, uninstall
 from consensus.transport.peers import PeerAddress
 
-from .apply import BARRIER_PREFIX, PRUNE_PREFIX, RESERVED_PREFIX, Applier, Outcome
+from .apply import (
+    BARRIER_PREFIX,
+    PRUNE_PREFIX,
+    RESERVED_PREFIX,
+    Applier,
+    Outcome,
+    UnguardedBatchFailed,
+    with_guard_on_failure,
+)
 from .clock import TickClock
 from .observer import NodeObserver
 
@@ -761,8 +769,12 @@ class PaxosNode:
         chosen values are durable on a majority and are learned and replayed after a power
         loss (``relaxed_durability``); the next synchronous commit makes these writes durable
         too."""
-        with self.storage.relaxed_durability(), transaction.atomic(using=self.storage.using):
-            self._apply_all(applying, on_applied)
+
+        def attempt(guarded: bool) -> None:
+            with self.storage.relaxed_durability(), transaction.atomic(using=self.storage.using):
+                self._apply_all(applying, on_applied, guarded=guarded)
+
+        with_guard_on_failure(attempt)
 
     def _commit(
         self,
@@ -777,15 +789,21 @@ class PaxosNode:
         Such a transaction applies first, so the clients' results leave before the chosen marks
         are written (``_apply_all``); one with votes has nothing to apply (``_handle``)."""
         votes = any(ready.persist.must_sync for ready in readies)
-        relaxed = contextlib.nullcontext() if votes else self.storage.relaxed_durability()
-        with relaxed, transaction.atomic(using=self.storage.using):
-            self._apply_all(applying, on_applied)
-            self.storage.persist(readies)
+
+        def attempt(guarded: bool) -> None:
+            relaxed = contextlib.nullcontext() if votes else self.storage.relaxed_durability()
+            with relaxed, transaction.atomic(using=self.storage.using):
+                self._apply_all(applying, on_applied, guarded=guarded)
+                self.storage.persist(readies)
+
+        with_guard_on_failure(attempt)
 
     def _apply_all(
         self,
         applying: list[tuple[int, tuple[ChosenEntry, ...]]],
         on_applied: Callable[[list[Outcome]], object],
+        *,
+        guarded: bool,
     ) -> None:
         """Apply in log order, after every earlier application (the writer thread runs jobs in
         the order they were handed to it).
@@ -796,13 +814,17 @@ class PaxosNode:
         the commit.
 
         After an application failed, nothing is applied any more: a later instance applied
-        without the failed one would make this node's state differ from the others'."""
+        without the failed one would make this node's state differ from the others'. (A
+        state machine that fails unguarded is not such a failure: the caller applies again,
+        guarded, see ``with_guard_on_failure``.)"""
         if not applying:
             return
         if self._applications_stopped:
             raise RuntimeError("an earlier application failed; the node is stopping")
         try:
-            self.applier.apply_groups(applying, on_outcomes=on_applied)
+            self.applier.apply_groups(applying, on_outcomes=on_applied, guarded=guarded)
+        except UnguardedBatchFailed:
+            raise
         except BaseException:
             self._applications_stopped = True
             raise

@@ -10,8 +10,15 @@ from django.db import connection, transaction
 
 from consensus.core import ChosenEntry, Command
 from consensus.models import AppliedIndex, Group, RequestResult
-from consensus.runtime.apply import PRUNE_PREFIX, Applier
+from consensus.runtime.apply import (
+    PRUNE_PREFIX,
+    Applier,
+    UnguardedBatchFailed,
+    with_guard_on_failure,
+)
 from consensus.statemachine import ApplyContext, StateMachine
+from kvstore.models import Entry
+from tests.fixtures.statements import traced_statements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,6 +43,35 @@ class BrokenSQL(StateMachine):
             with connection.cursor() as cursor:
                 cursor.execute("SELECT * FROM no_such_table")
         return "ok"
+
+
+class DurableCounter(StateMachine):
+    """Counts the commands it applied in a KV row (read, add, write: applying twice shows).
+    Its ``apply_batch`` counts the good commands of the batch, then raises if one is "bad"."""
+
+    def _add(self, count: int) -> None:
+        row = Entry.objects.filter(group_id=self.group_id, key="count").first()
+        if row is None:
+            Entry.objects.create(group_id=self.group_id, key="count", value=count, instance=0)
+        else:
+            row.value = str(int(row.value) + count)
+            row.save(update_fields=["value"])
+
+    def apply(self, command: str, context: ApplyContext) -> Any:
+        if command == "bad":
+            raise RuntimeError("a bad command")
+        self._add(1)
+        return "ok"
+
+    def apply_batch(self, commands: Any) -> list[Any]:
+        self._add(sum(command != "bad" for command, _context in commands))
+        if any(command == "bad" for command, _context in commands):
+            raise RuntimeError("a bad command in the batch")
+        return ["ok"] * len(commands)
+
+
+def counted(group_id: int) -> int:
+    return int(Entry.objects.get(group_id=group_id, key="count").value)
 
 
 def entry(instance: int, *commands: tuple[str, str]) -> ChosenEntry:
@@ -137,3 +173,63 @@ def test_several_groups_in_one_go_keep_their_request_ids_apart() -> None:
         (1, "s", 2),
         (2, "r", 1),
     ]
+
+
+TURN = [
+    (1, [entry(1, ("a", "x"), ("b", "y"))]),
+    (2, [entry(1, ("c", "x"), ("d", "bad"), ("e", "y"))]),
+]
+
+
+def test_a_turn_applies_without_savepoints_until_a_state_machine_fails() -> None:
+    Group.objects.create(group_id=2, state_machine="counter")
+    applier = Applier({1: DurableCounter(1), 2: DurableCounter(2)})
+    with traced_statements() as statements, transaction.atomic():
+        applier.apply_groups(TURN[:1], guarded=False)
+    assert counted(1) == 2
+    assert not [sql for sql in statements if "SAVEPOINT" in sql.upper()]
+    failing_turn = [(1, [entry(2, ("f", "x"))]), *TURN[1:]]
+    with (
+        pytest.raises(UnguardedBatchFailed, match="group 2: apply_batch failed"),
+        transaction.atomic(),
+    ):
+        applier.apply_groups(failing_turn, guarded=False)
+    assert counted(1) == 2  # the failed turn rolled back, group 1's batch of it too
+    assert not Entry.objects.filter(group_id=2).exists()
+
+
+def test_a_turn_whose_state_machine_failed_is_applied_again_under_savepoints() -> None:
+    """The whole transaction goes back (the other group's batch and the turn's own writes
+    too), and the second attempt applies each command once: the failing batch one by one."""
+    Group.objects.create(group_id=2, state_machine="counter")
+    applier = Applier({1: DurableCounter(1), 2: DurableCounter(2)})
+    attempts: list[bool] = []
+
+    def attempt(guarded: bool) -> list:
+        attempts.append(guarded)
+        with transaction.atomic():
+            Entry.objects.create(group_id=99, key=f"vote-{guarded}", value="", instance=1)
+            return applier.apply_groups(TURN, guarded=guarded)
+
+    outcomes = with_guard_on_failure(attempt)
+    assert attempts == [False, True]
+    assert (counted(1), counted(2)) == (2, 2)
+    assert list(Entry.objects.filter(group_id=99).values_list("key", flat=True)) == ["vote-True"]
+    results = {o.request_id: o.result for o in outcomes}
+    assert results["d"] == {"error": "RuntimeError: a bad command"}
+    assert [results[rid] for rid in "abce"] == ["ok"] * 4
+    assert RequestResult.objects.count() == 5
+    assert dict(AppliedIndex.objects.values_list("group_id", "applied")) == {1: 1, 2: 1}
+
+
+def test_a_turn_with_an_in_memory_state_machine_is_always_guarded() -> None:
+    """A second attempt would apply the in-memory machine's commands twice (memory does not
+    roll back), so such a turn takes the savepoints from the start."""
+    Group.objects.create(group_id=2, state_machine="counter")
+    in_memory = Counter(1)
+    applier = Applier({1: in_memory, 2: DurableCounter(2)})
+    with transaction.atomic():
+        outcomes = applier.apply_groups(TURN, guarded=False)
+    assert in_memory.applied == ["x", "y"]
+    assert counted(2) == 2
+    assert "error" in {o.request_id: o.result for o in outcomes}["d"]

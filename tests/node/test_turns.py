@@ -102,6 +102,41 @@ def test_split_turns_apply_in_log_order_with_every_result(
     assert stored == {key: value for key, (_, value) in last.items()}
 
 
+def test_a_batch_the_state_machine_fails_is_applied_again_and_the_node_goes_on(
+    loop_node: LoopNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Turns apply without savepoints; one whose ``apply_batch`` raises is rolled back whole
+    (votes included) and applied again under savepoints, the failing batch command by command.
+    Nothing is lost or applied twice, and the node keeps serving."""
+    node = loop_node.node
+    machine = node.machines[2]
+    apply_batch = machine.apply_batch
+    failed: list[int] = []
+
+    def failing_on_boom(commands: Any) -> Any:
+        if any('"boom"' in command for command, _context in commands):
+            failed.append(len(commands))
+            raise RuntimeError("boom")
+        return apply_batch(commands)
+
+    monkeypatch.setattr(machine, "apply_batch", failing_on_boom)
+
+    async def run() -> list[Any]:
+        background = asyncio.ensure_future(submit_many(node, 400, "b"))
+        await asyncio.sleep(0.05)
+        boom = await node.submit(2, put("boom", "1"))
+        return [boom, *await background]
+
+    outcomes = loop_node.call(run(), timeout=60)
+    assert len(failed) == 2, failed  # the unguarded attempt, then the guarded one
+    assert not [o for o in outcomes if isinstance(o, BaseException)]
+    assert outcomes[0].result == {"key": "boom", "value": "1"}
+    stored = dict(Entry.objects.filter(group_id=2).values_list("key", "value"))
+    assert stored["boom"] == "1"
+    after = loop_node.call(node.submit(2, put("after", "2")))
+    assert after.result == {"key": "after", "value": "2"}
+
+
 def test_a_failed_application_stops_the_node_and_nothing_is_applied_after_it(
     loop_node: LoopNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,4 +181,4 @@ def test_a_failed_application_stops_the_node_and_nothing_is_applied_after_it(
     assert isinstance(loop_task.exception(), OSError | RuntimeError), loop_task.exception()
     # and the writer thread refuses any later application, whatever path it comes by
     with pytest.raises(RuntimeError, match="earlier application failed"):
-        loop_node.call(node._writer.run(node._apply_all, [(1, ())], lambda _: None))
+        loop_node.call(node._writer.run(node._apply_all, [(1, ())], lambda _: None, guarded=False))
