@@ -68,6 +68,8 @@ class Leadership:
     announced_upto: int = 0
     """The chosen prefix last sent to followers (on an Accept or Heartbeat)."""
     progress_tick: int = 0
+    queued_bytes: int = 0
+    """``value_size`` of ``queue``: whether a full batch is waiting (``may_propose``)."""
 
     def enqueue(self, command: Command, recently_chosen: Container[str] = ()) -> bool:
         request_id = command.request_id
@@ -78,18 +80,37 @@ class Leadership:
         ):
             return False
         self.queue.append(command)
+        self.queued_bytes += value_size((command,))
         self.known_ids.add(command.request_id)
         return True
+
+    def may_propose(self, window: int, max_commands: int, max_bytes: int) -> bool:
+        """Whether to propose a batch of the queue now: when no instance is in flight, or when a
+        full batch is waiting and the window has room for it.
+
+        A partial batch waits for the instances in flight to be chosen, and grows meanwhile.
+        Every instance costs each node a fixed amount of work (messages, a row, a turn of the
+        writer), so under load fewer, fuller instances carry more commands on the same CPU;
+        with 4 groups led by different nodes, proposing every partial batch at once made
+        instances of about 8 commands where 32 clients per group were waiting. A single client
+        never waits for this: its command finds nothing in flight."""
+        if not self.queue or len(self.inflight) >= window:
+            return False
+        return (
+            not self.inflight or len(self.queue) >= max_commands or self.queued_bytes >= max_bytes
+        )
 
     def take_batch(self, max_commands: int, max_bytes: int) -> Value:
         """Pack queued commands into one value, up to the count and byte limits (at least one)."""
         batch: list[Command] = []
         size = 0
         while self.queue and len(batch) < max_commands:
-            size += value_size((self.queue[0],))
-            if batch and size > max_bytes:
+            command_size = value_size((self.queue[0],))
+            if batch and size + command_size > max_bytes:
                 break
+            size += command_size
             batch.append(self.queue.popleft())
+        self.queued_bytes -= size
         return tuple(batch)
 
     def forget(self, instance: int) -> Value | None:

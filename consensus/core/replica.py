@@ -293,8 +293,9 @@ class Replica:
             or (self._forwards and self.leader_id is not None)
             or (
                 leadership is not None
-                and leadership.queue
-                and len(leadership.inflight) < self.config.window
+                and leadership.may_propose(
+                    self.config.window, self.config.max_batch_commands, self.config.max_batch_bytes
+                )
             )
         )
 
@@ -596,7 +597,9 @@ class Replica:
         if leadership is None:
             return
         config = self.config
-        while leadership.queue and len(leadership.inflight) < config.window:
+        while leadership.may_propose(
+            config.window, config.max_batch_commands, config.max_batch_bytes
+        ):
             value = leadership.take_batch(config.max_batch_commands, config.max_batch_bytes)
             instance = leadership.next_instance
             leadership.next_instance += 1

@@ -349,6 +349,48 @@ def test_commands_queued_together_go_into_one_instance() -> None:
     assert cluster.applied_payloads(2) == [f"v{n}" for n in range(10)]
 
 
+def proposed_values(cluster: Harness, node_id: int) -> dict[int, tuple[str, ...]]:
+    """Payloads of every instance ``node_id`` sent Accepts for, by instance."""
+    return {
+        m.instance: tuple(c.payload for c in m.value)
+        for r in cluster.readies[node_id]
+        for m in r.eager_messages + r.messages
+        if isinstance(m, Accept)
+    }
+
+
+def test_a_partial_batch_waits_for_the_instance_in_flight_and_then_goes_whole() -> None:
+    """Under load, fewer and fuller instances: what arrives while an instance is in flight is
+    proposed together once it is chosen, not one instance per arrival."""
+    cluster = Harness()
+    leader = cluster.elect(1)
+    first = leader.log.chosen_upto + 1
+    cluster.submit(1, "v0")
+    for n in range(1, 6):
+        cluster.submit(1, f"v{n}")
+    assert proposed_values(cluster, 1) == {first: ("v0",)}
+    cluster.stabilize()
+    assert proposed_values(cluster, 1) == {
+        first: ("v0",),
+        first + 1: ("v1", "v2", "v3", "v4", "v5"),
+    }
+    cluster.tick_all(2)
+    assert cluster.applied_payloads(2) == [f"v{n}" for n in range(6)]
+
+
+def test_a_full_batch_does_not_wait_for_the_instance_in_flight() -> None:
+    """Pipelining stays for load that fills batches (by count or by bytes)."""
+    cluster = Harness(overrides={"max_batch_commands": 3, "max_batch_bytes": 10_000})
+    leader = cluster.elect(1)
+    first = leader.log.chosen_upto + 1
+    cluster.submit(1, "a")
+    for payload in ("b", "c", "d"):
+        cluster.submit(1, payload)
+    assert proposed_values(cluster, 1) == {first: ("a",), first + 1: ("b", "c", "d")}
+    cluster.submit(1, "x" * 10_000)
+    assert proposed_values(cluster, 1)[first + 2] == ("x" * 10_000,)
+
+
 def test_leader_keeps_at_most_window_instances_in_flight() -> None:
     cluster = Harness(overrides={"window": 2, "max_batch_commands": 1})
     leader = cluster.elect(1)
