@@ -190,7 +190,7 @@ def _run_daphne(lifecycle: _Lifecycle, application: Any, max_frame_size: int) ->
     def on_listening() -> None:
         # Twisted's HTTPFactory formats an access log line for every request and writes it to
         # Twisted's global log, which daphne (at our verbosity) sends nowhere: about 5% of a
-        # node's event loop under REST load, for nothing. Daphne's own access log
+        # node's event loop samples (py-spy) under REST load, for nothing. Daphne's own access log
         # (``action_logger``) is off too; the node's request metrics and logs cover requests.
         server.http_factory.log = lambda request: None
         lifecycle.on_listening()

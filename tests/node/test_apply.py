@@ -233,3 +233,19 @@ def test_a_turn_with_an_in_memory_state_machine_is_always_guarded() -> None:
     assert in_memory.applied == ["x", "y"]
     assert counted(2) == 2
     assert "error" in {o.request_id: o.result for o in outcomes}["d"]
+
+
+def test_a_database_error_without_a_savepoint_is_applied_again_under_one() -> None:
+    """On PostgreSQL a failed statement aborts the whole transaction: the second attempt runs
+    in a new one."""
+    applier = Applier({1: BrokenSQL(1)})
+    log = [entry(1, ("r1", "good"), ("r2", "bad"), ("r3", "good"))]
+
+    def attempt(guarded: bool) -> list:
+        with transaction.atomic():
+            return applier.apply_groups([(1, log)], guarded=guarded)
+
+    outcomes = with_guard_on_failure(attempt)
+    assert [o.result for o in outcomes][0::2] == ["ok", "ok"]
+    assert "error" in outcomes[1].result
+    assert AppliedIndex.objects.get(group_id=1).applied == 1
