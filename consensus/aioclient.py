@@ -33,6 +33,7 @@ import itertools
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -64,19 +65,41 @@ STREAM_PATH = "/ws/client/"
 Address = tuple[str, int]
 
 
+_TIMER_SLACK = 0.001
+"""Seconds early a request may time out, so a timer that fires a little early ends it."""
+
+
 class _LinkLost(Exception):
     """The connection dropped with the request unanswered: its outcome is unknown."""
 
 
 class _Link:
-    """One websocket to one node: requests out in batches, answers matched by id."""
+    """One websocket to one node: requests out in batches, answers matched by id, and a request
+    unanswered after its timeout failed with ``TimeoutError``.
 
-    def __init__(self, address: Address, websocket: ClientConnection, hello: dict[str, Any]):
+    Timeouts: every request of a link waits as long as the others (the client's ``timeout``),
+    so their deadlines come in the order of the requests. One timer for the oldest unanswered
+    request then serves them all, where ``asyncio.timeout`` per call cost a timer handle, a
+    heap push and a cancellation per command: about a seventh of the client's CPU under load
+    (py-spy, 128 concurrent callers). ``paxosbench --path client --clients 128`` against one
+    cluster: the client's CPU per put went from 60 to 55 µs (medians of 3 interleaved runs)."""
+
+    def __init__(
+        self,
+        address: Address,
+        websocket: ClientConnection,
+        hello: dict[str, Any],
+        timeout: float,
+    ):
         self.address = address
         self.hello = hello
+        self.timeout = timeout
         self._websocket = websocket
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._deadlines: deque[tuple[float, int]] = deque()
+        """(deadline, id) of requests in the order they were made: deadlines only grow."""
+        self._timer: asyncio.TimerHandle | None = None
         self._outbox: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._max_batch = int(hello.get("max_requests_per_frame", 1000))
@@ -104,18 +127,38 @@ class _Link:
             if status == 503:
                 raise Unavailable(f"{host}:{port}: {first.get('error')}", status=503)
             raise error_for_status(status, first)
-        return cls(address, websocket, first["hello"])
+        return cls(address, websocket, first["hello"], timeout)
 
     def request(self, payload: dict[str, Any]) -> tuple[int, asyncio.Future[dict[str, Any]]]:
-        """Queue ``payload`` for the next frame: its id here, and the future of its answer."""
+        """Queue ``payload`` for the next frame: its id here, and the future of its answer
+        (``TimeoutError`` if none came within ``timeout`` seconds)."""
         if self.closed:
             raise _LinkLost("the connection is closed")
         request_id = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiting[request_id] = future
         self._outbox.append({**payload, "id": request_id})
         self._wake.set()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1] not in self._waiting:
+            deadlines.popleft()  # answered: keeps the queue as short as what is in flight
+        deadlines.append((loop.time() + self.timeout, request_id))
+        if self._timer is None:
+            self._timer = loop.call_at(deadlines[0][0], self._expire)
         return request_id, future
+
+    def _expire(self) -> None:
+        """Fail the requests whose deadline passed; wait again for the oldest one left."""
+        loop = asyncio.get_running_loop()
+        now = loop.time() + _TIMER_SLACK  # a timer may fire a hair before its time
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0][0] <= now or deadlines[0][1] not in self._waiting):
+            _deadline, request_id = deadlines.popleft()
+            future = self._waiting.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_exception(TimeoutError())
+        self._timer = loop.call_at(deadlines[0][0], self._expire) if deadlines else None
 
     def abandon(self, request_id: int) -> None:
         """Stop waiting for an answer (the caller timed out)."""
@@ -151,6 +194,10 @@ class _Link:
         if self.closed:
             return
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadlines.clear()
         reason = _LinkLost(f"connection to {self.address[0]}:{self.address[1]} lost: {error}")
         for future in self._waiting.values():
             if not future.done():
@@ -301,8 +348,7 @@ class AsyncPaxosClient:
                         continue
                 request_id, future = link.request(payload)
                 try:
-                    async with asyncio.timeout(self.timeout):  # cheaper than wait_for per call
-                        answer = await future
+                    answer = await future  # the link fails it after ``timeout`` seconds
                 except (_LinkLost, TimeoutError) as error:
                     link.abandon(request_id)
                     last = Unavailable(f"{address[0]}:{address[1]}: {str(error) or 'timed out'}")

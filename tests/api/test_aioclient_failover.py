@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -17,16 +17,21 @@ from consensus.client import Unavailable
 
 
 @contextlib.asynccontextmanager
-async def stream_server(answer: bool, seen: list[dict[str, Any]]) -> AsyncIterator[int]:
+async def stream_server(
+    answer: bool | Callable[[dict[str, Any]], bool], seen: list[dict[str, Any]]
+) -> AsyncIterator[int]:
     """A node's ``/ws/client/`` stream on a free loopback port: it says hello, records every
-    request, and answers it as applied in instance 7 only if ``answer``."""
+    request, and answers it as applied in instance 7 only if ``answer`` (or ``answer(request)``).
+    """
+    wanted = answer if callable(answer) else lambda _request: answer
 
     async def handle(websocket: ServerConnection) -> None:
         await websocket.send(orjson.dumps({"hello": {"nodes": {}, "leaders": {}}}).decode())
         async for frame in websocket:
             requests = orjson.loads(frame)
             seen.extend(requests)
-            if answer:
+            requests = [request for request in requests if wanted(request)]
+            if requests:
                 await websocket.send(
                     orjson.dumps(
                         [
@@ -85,3 +90,36 @@ def test_when_no_node_answers_the_call_fails_after_retry_timeout_and_says_why() 
     assert 0.4 <= elapsed < 3, elapsed
     assert len(seen) >= 2  # tried again within retry_timeout, every time with the same id
     assert len({r["request_id"] for r in seen}) == 1
+
+
+def test_each_request_times_out_a_full_timeout_after_it_was_made() -> None:
+    """One timer serves all of a link's requests: each still waits its own full ``timeout``,
+    and answered ones never time out."""
+
+    async def scenario() -> list[tuple[str, float]]:
+        async with (
+            stream_server(lambda request: request["request_id"].startswith("ok"), []) as port,
+            AsyncPaxosClient("127.0.0.1", port, "t", timeout=0.4, retry_timeout=0.0) as client,
+        ):
+            loop = asyncio.get_running_loop()
+
+            async def timed(request_id: str, delay: float) -> tuple[str, float]:
+                await asyncio.sleep(delay)
+                started = loop.time()
+                try:
+                    await client.put("k", "v", request_id=request_id)
+                except Unavailable:
+                    return "timed out", loop.time() - started
+                return "answered", loop.time() - started
+
+            return await asyncio.gather(
+                timed("silent-1", 0),
+                timed("ok-1", 0.1),
+                timed("silent-2", 0.25),
+                timed("ok-2", 0.35),
+            )
+
+    silent_1, ok_1, silent_2, ok_2 = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert ok_1[0] == ok_2[0] == "answered"
+    for outcome, waited in (silent_1, silent_2):
+        assert outcome == "timed out" and 0.39 <= waited < 0.7, (outcome, waited)
