@@ -768,13 +768,8 @@ class PaxosNode:
         """Apply chosen instances in a transaction of their own, without waiting for the disk:
         chosen values are durable on a majority and are learned and replayed after a power
         loss (``relaxed_durability``); the next synchronous commit makes these writes durable
-        too."""
-
-        def attempt(guarded: bool) -> None:
-            with self.storage.relaxed_durability(), transaction.atomic(using=self.storage.using):
-                self._apply_all(applying, on_applied, guarded=guarded)
-
-        with_guard_on_failure(attempt)
+        too. (``_commit`` without Readies: no votes, so relaxed.)"""
+        self._commit([], applying, on_applied)
 
     def _commit(
         self,
