@@ -66,12 +66,21 @@ class Leadership:
     transfer_tick: int = 0
     """Earliest tick for the next hand-over attempt to the preferred leader."""
     announced_upto: int = 0
-    """The chosen prefix last sent to followers (on an Accept or Heartbeat)."""
+    """The chosen prefix last sent to every follower (with a proposal's Accepts or a Heartbeat)."""
+    forwarded_by: dict[str, int] = field(default_factory=dict)
+    """The follower that forwarded each queued command, by request id (``_propose`` takes it)."""
+    awaiting: dict[int, int] = field(default_factory=dict)
+    """Followers waiting for commands they forwarded: node id -> the highest instance holding
+    one. Only they are told at once when it is chosen (``Replica._announce_chosen``)."""
     progress_tick: int = 0
     queued_bytes: int = 0
     """``value_size`` of ``queue``: whether a full batch is waiting (``may_propose``)."""
 
-    def enqueue(self, command: Command, recently_chosen: Container[str] = ()) -> bool:
+    def enqueue(
+        self, command: Command, recently_chosen: Container[str] = (), origin: int | None = None
+    ) -> bool:
+        """Queue a command unless it is queued, in flight or chosen already, or the queue is
+        full. ``origin``: the follower that forwarded it."""
         request_id = command.request_id
         if (
             request_id in self.known_ids
@@ -82,6 +91,8 @@ class Leadership:
         self.queue.append(command)
         self.queued_bytes += value_size((command,))
         self.known_ids.add(command.request_id)
+        if origin is not None:
+            self.forwarded_by[request_id] = origin
         return True
 
     def may_propose(self, window: int, max_commands: int, max_bytes: int) -> bool:

@@ -462,6 +462,49 @@ def test_heartbeat_carries_the_chosen_prefix_to_followers() -> None:
     assert cluster.applied_payloads(2) == ["a"] == cluster.applied_payloads(3)
 
 
+def heartbeats_sent(cluster: Harness, node_id: int, since: int) -> list[Heartbeat]:
+    """Heartbeats in ``node_id``'s Readies from the ``since``-th on."""
+    return [
+        m
+        for r in cluster.readies[node_id][since:]
+        for m in r.eager_messages + r.messages
+        if isinstance(m, Heartbeat)
+    ]
+
+
+def test_a_follower_whose_forwarded_command_is_chosen_is_told_at_once_and_only_it() -> None:
+    """It answers its client without waiting for the next heartbeat; the other follower has no
+    client waiting and learns with the next heartbeat or Accept."""
+    cluster = Harness()
+    cluster.elect(1)
+    since = len(cluster.readies[1])
+    cluster.submit(3, "via-3")
+    cluster.stabilize()
+    assert [(m.dst, m.chosen_upto) for m in heartbeats_sent(cluster, 1, since)] == [
+        (3, cluster.replicas[1].chosen_upto)
+    ]
+    assert cluster.applied_payloads(3) == ["via-3"]
+    assert [rid for ready in cluster.readies[3] for rid in ready.resolved] == ["r-via-3"]
+    assert cluster.applied_payloads(2) == []
+    cluster.tick_all(2)
+    assert cluster.applied_payloads(2) == ["via-3"]
+
+
+def test_followers_are_not_told_of_the_leaders_own_commands_before_the_next_heartbeat() -> None:
+    """A message, a reply and a write per instance on every follower, for nobody waiting."""
+    cluster = Harness()
+    cluster.elect(1)
+    since = len(cluster.readies[1])
+    cluster.submit(1, "a")
+    cluster.stabilize()
+    assert cluster.applied_payloads(1) == ["a"]
+    assert heartbeats_sent(cluster, 1, since) == []
+    assert cluster.applied_payloads(2) == [] == cluster.applied_payloads(3)
+    cluster.submit(1, "b")  # the next proposal's Accepts carry the news
+    cluster.stabilize()
+    assert cluster.applied_payloads(2) == ["a"] == cluster.applied_payloads(3)
+
+
 def test_lagging_node_learns_missed_instances() -> None:
     cluster = Harness()
     cluster.elect(1)
