@@ -69,9 +69,9 @@ class Leadership:
     """The chosen prefix last sent to every follower (with a proposal's Accepts or a Heartbeat)."""
     forwarded_by: dict[str, int] = field(default_factory=dict)
     """The follower that forwarded each queued command, by request id (``_propose`` takes it)."""
-    awaiting: dict[int, int] = field(default_factory=dict)
-    """Followers waiting for commands they forwarded: node id -> the highest instance holding
-    one. Only they are told at once when it is chosen (``Replica._announce_chosen``)."""
+    awaiting: dict[int, set[int]] = field(default_factory=dict)
+    """Instance -> the followers that forwarded commands it holds: they are told at once when it
+    is chosen (``Replica._announce_chosen``)."""
     progress_tick: int = 0
     queued_bytes: int = 0
     """``value_size`` of ``queue``: whether a full batch is waiting (``may_propose``)."""

@@ -578,7 +578,7 @@ class Replica:
             leadership.known_ids.add(command.request_id)
             origin = leadership.forwarded_by.pop(command.request_id, None)
             if origin is not None:
-                leadership.awaiting[origin] = max(instance, leadership.awaiting.get(origin, 0))
+                leadership.awaiting.setdefault(instance, set()).add(origin)
         for node_id in self.config.node_ids:
             self._send_accept(leadership, node_id, instance, value)
         leadership.announced_upto = self.log.chosen_upto
@@ -622,11 +622,11 @@ class Replica:
         if leadership is None or not leadership.awaiting:
             return
         upto = self.log.chosen_upto
-        due = [node_id for node_id, instance in leadership.awaiting.items() if instance <= upto]
-        for node_id in due:
-            del leadership.awaiting[node_id]
+        due: set[int] = set()
+        for instance in [instance for instance in leadership.awaiting if instance <= upto]:
+            due |= leadership.awaiting.pop(instance)
         if due and upto > leadership.announced_upto:
-            self._broadcast_heartbeat(leadership, due)
+            self._broadcast_heartbeat(leadership, sorted(due))
 
     def _tick_leader(self, leadership: Leadership) -> None:
         config = self.config

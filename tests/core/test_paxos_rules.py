@@ -490,6 +490,21 @@ def test_a_follower_whose_forwarded_command_is_chosen_is_told_at_once_and_only_i
     assert cluster.applied_payloads(2) == ["via-3"]
 
 
+def test_a_follower_is_told_of_each_chosen_instance_it_waits_for_not_only_its_last() -> None:
+    """Two of its commands in two instances in flight at once: the first one's answer does not
+    wait for the second instance."""
+    cluster = Harness(overrides={"max_batch_commands": 1})
+    leader = cluster.elect(1)
+    first = leader.log.chosen_upto + 1
+    cluster.drop = lambda msg: isinstance(msg, Accepted) and msg.instance == first + 1
+    cluster.replicas[2].submit(Command("r-a", "a"))
+    cluster.replicas[2].submit(Command("r-b", "b"))
+    cluster.stabilize()
+    assert proposed_values(cluster, 1) == {first: ("a",), first + 1: ("b",)}
+    assert cluster.applied_payloads(2) == ["a"]
+    assert [rid for ready in cluster.readies[2] for rid in ready.resolved] == ["r-a"]
+
+
 def test_followers_are_not_told_of_the_leaders_own_commands_before_the_next_heartbeat() -> None:
     """A message, a reply and a write per instance on every follower, for nobody waiting."""
     cluster = Harness()
