@@ -178,6 +178,10 @@ def _run_daphne(lifecycle: _Lifecycle, application: Any, max_frame_size: int) ->
 
     from consensus.transport.hub import daphne_options
 
+    from . import daphne_tuning
+
+    logger.debug("daphne: per-event overheads trimmed: %s", ", ".join(daphne_tuning.trim()))
+
     def before_shutdown() -> Any:
         from twisted.internet.defer import Deferred
 
