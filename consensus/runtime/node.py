@@ -8,7 +8,8 @@ It is the ONLY consumer of ``Ready`` in the product. Its loop:
    across every message that arrived meanwhile);
 4. only then send their messages (votes are durable now);
 5. apply their newly chosen instances to the state machines, with the applied index, in one
-   transaction; clients get their results from it;
+   transaction; clients get their results from it. In a turn with votes, the groups nobody on
+   this node waits for apply later (``backlog.py``);
 6. ``advance()`` every replica, which counts its held-back self-votes.
 
 Steps 3 and 5 are one transaction, a synchronous one (the fsync) when the turn holds votes. Votes
@@ -465,10 +466,18 @@ class PaxosNode:
         confirmed by a majority heartbeat round, no disk write. ``read_mode="log"`` sends a
         marker command through the log instead (see ``log_barrier``).
         """
-        if self.read_mode == "log":
-            return await self.log_barrier(group_id, timeout)
-        replica = self._replica(group_id)
         limit = timeout if timeout is not None else self.request_timeout
+        if self.read_mode == "log":
+            index = await self.log_barrier(group_id, timeout)
+            # The marker's result comes before its transaction commits (``_apply_all``), and
+            # that transaction may hold writes ordered before the marker: wait for the commit.
+            try:
+                async with asyncio.timeout(limit):
+                    await self._applied_to(group_id, index)
+            except TimeoutError:
+                raise self.no_quorum_error(group_id, "confirm a read", limit) from None
+            return index
+        replica = self._replica(group_id)
         self._read_ids += 1
         read_id = self._read_ids
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
