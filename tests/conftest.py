@@ -4,6 +4,7 @@ shared helpers in ``tests/fixtures/``)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="run the Jepsen soak tests (tests/jepsen) for SECONDS per cluster size",
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Django deletes its SQLite test database at the end, but not the WAL and shared-memory
+    files beside it (connections on other threads still hold them): delete those too, so that a
+    test run leaves nothing behind in the temporary directory."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return
+    database = settings.DATABASES.get("default", {})
+    name = database.get("TEST", {}).get("NAME")
+    if database.get("ENGINE", "").endswith("sqlite3") and name:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
