@@ -466,36 +466,38 @@ class PaxosNode:
         confirmed by a majority heartbeat round, no disk write. ``read_mode="log"`` sends a
         marker command through the log instead (see ``log_barrier``).
         """
+        replica = self._replica(group_id)  # unknown group, starting, stopping: raise first
         limit = timeout if timeout is not None else self.request_timeout
-        if self.read_mode == "log":
-            index = await self.log_barrier(group_id, timeout)
-            # The marker's result comes before its transaction commits (``_apply_all``), and
-            # that transaction may hold writes ordered before the marker: wait for the commit.
-            try:
-                async with asyncio.timeout(limit):
-                    await self._applied_to(group_id, index)
-            except TimeoutError:
-                raise self.no_quorum_error(group_id, "confirm a read", limit) from None
-            return index
-        replica = self._replica(group_id)
+        reading = self._reads_in_progress
+        reading[group_id] = reading.get(group_id, 0) + 1  # the group's backlog waits for nobody
+        try:
+            async with asyncio.timeout(limit):
+                if self.read_mode == "log":
+                    index = await self.log_barrier(group_id, timeout)
+                else:
+                    index = await self._read_index(replica)
+                # Either barrier's answer may come before the transaction that applies what it
+                # covers commits (a marker's result does, see ``_apply_all``); ``applied``
+                # moves after the commit.
+                await self._applied_to(group_id, index)
+        except TimeoutError:
+            raise self.no_quorum_error(group_id, "confirm a read", limit) from None
+        finally:
+            reading[group_id] -= 1
+        return index
+
+    async def _read_index(self, replica: Replica) -> int:
+        """The read index of a read starting now (``Replica.read_index``)."""
         self._read_ids += 1
         read_id = self._read_ids
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._read_waiters[read_id] = future
         replica.read_index(read_id)
         self._wake.set()
-        reading = self._reads_in_progress
-        reading[group_id] = reading.get(group_id, 0) + 1  # the group's backlog waits for nobody
         try:
-            async with asyncio.timeout(limit):
-                index = await future
-                await self._applied_to(group_id, index)
-        except TimeoutError:
-            self._read_waiters.pop(read_id, None)
-            raise self.no_quorum_error(group_id, "confirm a read", limit) from None
+            return await future
         finally:
-            reading[group_id] -= 1
-        return index
+            self._read_waiters.pop(read_id, None)  # the reply's turn popped it, unless we gave up
 
     def no_quorum_error(self, group_id: int, action: str, seconds: float) -> NoQuorumError:
         """The timeout error of a command ("commit") or a read ("confirm a read")."""

@@ -8,7 +8,6 @@ applications, in ``storage.persist``) and read meanwhile, through both read barr
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 from consensus.api.reads import reads_of
 from consensus.core import Command
 from consensus.request_ids import new_request_id
+from kvstore.api.views import encode_command
 from tests.fixtures.loop_node import LoopNode
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,11 +25,11 @@ COMMIT_DELAY = 0.3
 
 
 def put(key: str, value: str) -> str:
-    return json.dumps({"op": "put", "key": key, "value": value})
+    return encode_command("put", key, value=value)
 
 
 def get(key: str) -> str:
-    return json.dumps({"op": "get", "key": key})
+    return encode_command("get", key)
 
 
 def stretch_commits(loop_node: LoopNode, monkeypatch: pytest.MonkeyPatch) -> None:
