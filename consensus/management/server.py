@@ -174,11 +174,11 @@ async def _start(node: PaxosNode, host: str, port: int) -> None:
 
 def _run_daphne(lifecycle: _Lifecycle, application: Any, max_frame_size: int) -> None:
     from daphne.endpoints import build_endpoint_description_strings
-    from daphne.server import Server  # installs Twisted's asyncio reactor: import it late
 
     from consensus.transport.hub import daphne_options
 
     from . import daphne_tuning
+    from .daphne_server import ReapingServer  # installs Twisted's asyncio reactor: import it late
 
     logger.debug("daphne: per-event overheads trimmed: %s", ", ".join(daphne_tuning.trim()))
 
@@ -199,7 +199,7 @@ def _run_daphne(lifecycle: _Lifecycle, application: Any, max_frame_size: int) ->
         server.http_factory.log = lambda request: None
         lifecycle.on_listening()
 
-    server = Server(
+    server = ReapingServer(
         application=application,
         endpoints=build_endpoint_description_strings(host=lifecycle.host, port=lifecycle.port),
         signal_handlers=True,

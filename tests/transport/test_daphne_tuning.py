@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -9,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from consensus.management.daphne_tuning import call_logging_failures
+from consensus.management.daphne_tuning import SmallFrameMasker, call_logging_failures
 
 
 class _Selectable:
@@ -29,6 +31,9 @@ def test_every_patch_applies_to_the_installed_versions() -> None:
         "import autobahn.twisted.websocket as w, twisted.internet.asyncioreactor as r\n"
         "assert w.hltype(print) is print\n"
         "assert r.callWithLogger is daphne_tuning.call_logging_failures\n"
+        "import autobahn.websocket.protocol as p\n"
+        "assert type(p.create_xor_masker(b'abcd', 100)) is daphne_tuning.SmallFrameMasker\n"
+        "assert type(p.create_xor_masker(b'abcd', 5000)) is not daphne_tuning.SmallFrameMasker\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
@@ -37,10 +42,29 @@ def test_every_patch_applies_to_the_installed_versions() -> None:
     assert sorted(done.stdout.split()) == [
         "autobahn.twisted.websocket.hltype",
         "autobahn.twisted.websocket.hlval",
+        "autobahn.websocket.protocol.create_xor_masker",
         "autobahn.websocket.protocol.hltype",
         "autobahn.websocket.protocol.hlval",
         "twisted.internet.asyncioreactor.callWithLogger",
     ]
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 127, 128, 1023])
+@pytest.mark.parametrize("pieces", [1, 2, 7])
+def test_small_frames_unmask_as_autobahn_does(size: int, pieces: int) -> None:
+    """Byte for byte what autobahn's own masker gives, however the payload is split up."""
+    from autobahn.websocket.xormasker import create_xor_masker
+
+    mask, payload = os.urandom(4), os.urandom(size)
+    expected = create_xor_masker(mask, size).process(payload)
+    masker = SmallFrameMasker(mask)
+    cuts = sorted({0, size, *(size * k // pieces for k in range(1, pieces))})
+    unmasked = b"".join(masker.process(payload[a:b]) for a, b in itertools.pairwise(cuts))
+    assert unmasked == expected
+    assert masker.pointer() == size
+    masker.reset()
+    assert masker.pointer() == 0
+    assert masker.process(expected) == payload  # XOR: masking twice gives the payload back
 
 
 def test_a_handler_result_is_returned() -> None:
