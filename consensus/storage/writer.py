@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,23 +38,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_MAX_BATCH = 4096
-
-
-def _yield_on_wakeup() -> None:
-    """Run the writer thread under Linux's ``SCHED_BATCH``: woken, it waits for a free CPU
-    instead of preempting the thread that woke it.
-
-    The event loop wakes the writer (``submit``) while holding the GIL. With the cores busy,
-    the kernel used to switch to the woken writer at once; the writer could not run without
-    the GIL, and the loop, holding it, waited for a CPU again. py-spy put about a tenth of a
-    node's GIL time on the line that wakes the writer (4 groups, client stream, 128 clients);
-    a bare wake-up costs 7 µs here. Nothing else changes: an idle CPU still takes the writer at
-    once, and ``SCHED_BATCH`` keeps its share of the CPU (it is not ``SCHED_IDLE``).
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux, or not permitted: the default policy
-        logger.debug("the writer thread keeps the default scheduling policy")
 
 
 class WriterClosedError(RuntimeError):
@@ -94,9 +76,7 @@ class GroupCommitWriter:
         self.storage = storage
         self.max_batch = max_batch
         self.stats = WriterStats()
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=thread_name, initializer=_yield_on_wakeup
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
         self._queue: list[tuple[Ready, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import threading
 from collections.abc import AsyncIterator, Sequence
 
@@ -133,10 +132,3 @@ async def test_close_flushes_then_refuses(writer: GroupCommitWriter) -> None:
 async def test_invalid_batch_size() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         GroupCommitWriter(DjangoStorage(), max_batch=0)
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
-async def test_the_writer_thread_does_not_preempt_its_waker(writer: GroupCommitWriter) -> None:
-    """``SCHED_BATCH`` on the writer thread only: the loop's thread keeps the default policy."""
-    assert await writer.run(os.sched_getscheduler, 0) == os.SCHED_BATCH
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER
