@@ -391,8 +391,9 @@ class PaxosNode:
         future = self.submit_nowait(group_id, payload, request_id)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout if timeout is not None else self.request_timeout):
-                outcome = await asyncio.shield(future)  # shared: a caller's timeout cancels its own
+            outcome = await asyncio.wait_for(
+                asyncio.shield(future), timeout if timeout is not None else self.request_timeout
+            )
         except OverloadedError:
             self.observer.request_finished(group_id, time.perf_counter() - started, "overloaded")
             raise
