@@ -15,14 +15,16 @@ py-spy on a 3-node cluster under load (4 groups, client stream) pointed at three
   finalizer), 2.2 µs for a 200-byte frame; one big-integer XOR does it in 1.0 µs. Above
   1 KiB the native masker is faster and keeps the job.
 
-Small per event, a few percent of a node's CPU under load (4 groups over the client stream:
-1.04× the puts/s and 5% less CPU per put in interleaved A/B runs, within this machine's noise).
+Small per event, a few percent of a node's CPU under load (the first two, 4 groups over the
+client stream: 1.04× the puts/s and 5% less CPU per put in interleaved A/B runs, within this
+machine's noise; the masker came in with the threads' scheduling policy, see the README).
 
 ``trim()`` replaces them with equivalents that skip the work: autobahn's highlighters become the
-identity (a debug line, if someone turns autobahn's debug logging on, shows plain values), and
-the reactor's wrapper keeps what matters, a failing handler is logged and never propagates into
-the event loop. Each patch applies only if the name it replaces exists, so a daphne, autobahn or
-Twisted upgrade that moves them loses the saving, not the node.
+identity (a debug line, if someone turns autobahn's debug logging on, shows plain values), the
+reactor's wrapper keeps what matters, a failing handler is logged and never propagates into
+the event loop, and the small-frame masker gives autobahn's bytes exactly (the tests compare).
+Each patch applies only if the name it replaces exists, so a daphne, autobahn or Twisted upgrade
+that moves them loses the saving, not the node.
 """
 
 from __future__ import annotations
