@@ -27,19 +27,17 @@ class ReapingServer(Server):
         queue = super().create_application(protocol, scope)
         instance = self.connections.get(protocol, {}).get("application_instance")
         if instance is not None:
-            instance.add_done_callback(lambda _done: self.reap(protocol))
+            instance.add_done_callback(lambda done: self.reap(protocol, done))
         return queue
 
-    def reap(self, protocol: Any) -> None:
-        """Forget ``protocol`` if its connection is over and its application returned without
-        an error; anything else is left to ``application_checker``."""
+    def reap(self, protocol: Any, application: asyncio.Future[Any]) -> None:
+        """``protocol``'s application is done: forget the protocol if its connection is over
+        too and the application returned without an error; anything else is left to
+        ``application_checker`` (which may also have forgotten it already)."""
         details = self.connections.get(protocol)
         if details is None or "disconnected" not in details:
             return
-        instance: asyncio.Future[Any] | None = details.get("application_instance")
-        if instance is not None and (
-            not instance.done() or instance.cancelled() or instance.exception() is not None
-        ):
+        if application.cancelled() or application.exception() is not None:
             return
         del self.connections[protocol]
 
