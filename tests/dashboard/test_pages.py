@@ -3,7 +3,6 @@ access rules, rendering, and the bookkeeping behind the live view."""
 
 from __future__ import annotations
 
-import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +18,7 @@ from consensus.dashboard.monitoring import ObserverChain
 from consensus.health import readiness
 from consensus.models import Group, Instance
 from consensus.runtime.observer import NodeObserver
+from tests.fixtures.logs import consensus_logs
 
 # ---------------------------------------------------------------- fakes
 
@@ -136,16 +136,12 @@ def test_feed_logs_catch_up_started_and_finished_once(caplog) -> None:
     feed = DashboardFeed()
     feed._node = SimpleNamespace(node_id=3, replicas={1: replica})
     feed._last_applied[1] = 0
-    logger = logging.getLogger("consensus.dashboard")
-    logger.addHandler(caplog.handler)
-    try:
+    with consensus_logs(caplog, "consensus.dashboard"):
         for applied in (100, 200, 480):  # 480: within one window of 500, caught up
             replica.chosen_upto = applied
             feed.commands_applied(1, 100, applied)
         replica.peer_chosen_upto[2] = 530
         feed.commands_applied(1, 30, 510)  # normal operation: a window's worth is not a catch-up
-    finally:
-        logger.removeHandler(caplog.handler)
     lines = [record.getMessage() for record in caplog.records]
     assert lines == [
         "node 3 group 1: catch-up started applied=0 target=500 behind=500",
@@ -187,12 +183,8 @@ def test_a_failing_observer_does_not_stop_the_others(caplog) -> None:
             raise RuntimeError("bug")
 
     feed = DashboardFeed()
-    logger = logging.getLogger("consensus.dashboard")  # "consensus" does not propagate to root
-    logger.addHandler(caplog.handler)
-    try:
+    with consensus_logs(caplog, "consensus.dashboard"):
         ObserverChain([Broken(), feed]).commands_applied(1, 3, 3)
-    finally:
-        logger.removeHandler(caplog.handler)
     assert sum(feed.window._buckets[1].values()) == 3
     assert "Broken.commands_applied failed" in caplog.text
 

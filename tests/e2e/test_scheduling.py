@@ -13,6 +13,7 @@ import pytest
 
 from consensus.management.server import yield_cpu_on_wakeup
 from tests.fixtures.cluster import Cluster
+from tests.fixtures.logs import consensus_logs
 
 SCHED_BATCH = 3
 """The policy's number in ``/proc/<pid>/task/<tid>/stat`` (Linux)."""
@@ -53,11 +54,6 @@ def test_a_node_starts_where_the_policy_cannot_be_set(
         raise PermissionError("not permitted")
 
     monkeypatch.setattr(os, "sched_setscheduler", refused)
-    node_logger = logging.getLogger("consensus.runtime")  # does not propagate to the root
-    node_logger.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.INFO, logger="consensus.runtime"):
-            yield_cpu_on_wakeup()
-    finally:
-        node_logger.removeHandler(caplog.handler)
+    with consensus_logs(caplog), caplog.at_level(logging.INFO, logger="consensus.runtime"):
+        yield_cpu_on_wakeup()
     assert "default CPU scheduling policy" in caplog.text

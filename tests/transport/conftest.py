@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 import pytest
 
+from tests.fixtures.logs import consensus_logs
+
 
 @pytest.fixture
 def caplog(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """caplog that also sees the ``consensus`` loggers: settings.LOGGING sets them to
-    propagate=False, so pytest's root handler alone would miss them."""
-    logger = logging.getLogger("consensus")
-    logger.addHandler(caplog.handler)
-    try:
+    """caplog that also sees the ``consensus`` loggers (``consensus_logs``)."""
+    with consensus_logs(caplog):
         yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
