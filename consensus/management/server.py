@@ -4,9 +4,11 @@ on the server's loop).
 
 Two servers can carry a node, chosen with ``runpaxos --server``:
 
-* ``daphne`` (the default): channels' reference server, Twisted on asyncio. Daphne has no ASGI
-  lifespan, so the runtime starts from daphne's ``ready_callable`` and stops from a Twisted
-  "before shutdown" trigger, which daphne's own SIGTERM/SIGINT handling fires.
+* ``daphne`` (the default): channels' reference server, Twisted on asyncio, with HTTP parsed by
+  httptools (``daphne_http``) instead of Twisted's ``twisted.web.http``; websockets are
+  daphne's own (autobahn). Daphne has no ASGI lifespan, so the runtime starts from daphne's
+  ``ready_callable`` and stops from a Twisted "before shutdown" trigger, which daphne's own
+  SIGTERM/SIGINT handling fires.
 * ``uvicorn`` (with httptools for HTTP, websockets' sans-I/O protocol for websockets): the same
   application without Twisted. Its per-request overhead is much lower (a hello-world ASGI app
   answers in ~0.4 ms p50 against ~1.0 ms under daphne on the reference machine), which makes REST
@@ -198,10 +200,11 @@ def _run_daphne(lifecycle: _Lifecycle, application: Any, max_frame_size: int) ->
 
     from consensus.transport.hub import daphne_options
 
-    from . import daphne_tuning
+    from . import daphne_http, daphne_tuning
     from .daphne_server import ReapingServer  # installs Twisted's asyncio reactor: import it late
 
     logger.debug("daphne: per-event overheads trimmed: %s", ", ".join(daphne_tuning.trim()))
+    daphne_http.install()  # before Server.run() builds its HTTP factory
 
     def before_shutdown() -> Any:
         from twisted.internet.defer import Deferred
@@ -212,20 +215,12 @@ def _run_daphne(lifecycle: _Lifecycle, application: Any, max_frame_size: int) ->
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[attr-defined]
 
-    def on_listening() -> None:
-        # Twisted's HTTPFactory formats an access log line for every request and writes it to
-        # Twisted's global log, which daphne (at our verbosity) sends nowhere: about 5% of a
-        # node's event loop samples (py-spy) under REST load, for nothing. Daphne's own access log
-        # (``action_logger``) is off too; the node's request metrics and logs cover requests.
-        server.http_factory.log = lambda request: None
-        lifecycle.on_listening()
-
     server = ReapingServer(
         application=application,
         endpoints=build_endpoint_description_strings(host=lifecycle.host, port=lifecycle.port),
         signal_handlers=True,
-        ready_callable=on_listening,
-        action_logger=None,
+        ready_callable=lifecycle.on_listening,
+        action_logger=None,  # no access log: the node's request metrics and logs cover requests
         **daphne_options(max_frame_size),  # type: ignore[arg-type]
     )
     server.run()

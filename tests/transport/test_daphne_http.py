@@ -1,0 +1,315 @@
+"""``consensus.management.daphne_http``: HTTP/1.1 served by a real daphne server (in a child
+process, on a loopback port) through the httptools protocol, checked on the wire.
+
+Raw sockets send what clients send (pipelined requests, chunked bodies, ``Expect``, HTTP/1.0,
+garbage); ``http.client`` reads the answers, so framing mistakes show up as parse errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect as websocket_connect
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    log = tmp_path_factory.mktemp("http_server") / "server.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.transport.http_server"],
+            cwd=ROOT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "paxos_site.settings"},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("LISTENING"), log.read_text()
+        yield int(line.split()[1])
+        assert process.poll() is None, f"the server died:\n{log.read_text()}"
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+class _KeepOpen(io.BufferedReader):
+    """One reader for several responses: ``http.client`` closes its file after each."""
+
+    def close(self) -> None:
+        pass
+
+
+class Connection:
+    """A raw client connection: send bytes, read whole responses with ``http.client``."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.reader = _KeepOpen(socket.SocketIO(self.sock, "rb"))
+
+    def makefile(self, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return self.reader
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def response(self, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        answer = http.client.HTTPResponse(self, method=method)  # type: ignore[arg-type]
+        answer.begin()
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+
+    def closed_by_server(self) -> bool:
+        try:
+            return self.reader.read(1) == b""
+        except (ConnectionResetError, TimeoutError):
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def connection(port: int) -> Iterator[Connection]:
+    conn = Connection(port)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def request(method: str, target: str, body: bytes = b"", *headers: str) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", *headers]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(
+            request("GET", "/slow?n=1")  # answered last if the requests ran side by side
+            + request("POST", "/echo?n=2", b'{"k": "v"}')
+            + request("PUT", "/echo?n=3", b"x" * 70_000)
+        )
+        answers = [json.loads(conn.response()[2]) for _ in range(3)]
+        assert [a["query_string"] for a in answers] == ["n=1", "n=2", "n=3"]
+        assert [a["method"] for a in answers] == ["GET", "POST", "PUT"]
+        assert [len(a["body"]) for a in answers] == [0, 10, 70_000]
+        conn.send(request("GET", "/echo?n=4"))  # and the connection is still open
+        assert json.loads(conn.response()[2])["query_string"] == "n=4"
+
+
+def test_many_pipelined_requests_in_one_write_are_all_answered(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(b"".join(request("POST", f"/echo?n={n}", b"%d" % n) for n in range(100)))
+        answers = [json.loads(conn.response()[2]) for _ in range(100)]
+    assert [(a["query_string"], a["body"]) for a in answers] == [
+        (f"n={n}", str(n)) for n in range(100)
+    ]
+
+
+def test_the_scope_is_daphnes(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(request("GET", "/a%20b/c?x=%20y", b"", "X-Thing: 1", "Bad_Name: dropped"))
+        status, _, body = conn.response()
+    seen = json.loads(body)
+    assert status == 200
+    assert seen["path"] == "/a b/c"
+    assert seen["raw_path"] == "/a%20b/c"
+    assert seen["query_string"] == "x=%20y"
+    assert seen["http_version"] == "1.1"
+    assert ["x-thing", "1"] in seen["headers"]  # names lower-cased, as daphne gives them
+    assert not [name for name, _ in seen["headers"] if "_" in name]  # CVE-2015-0219, as daphne
+    assert seen["client"][0] == "127.0.0.1"
+
+
+def test_a_chunked_request_body_arrives_whole(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(request("POST", "/echo", b"", "Transfer-Encoding: chunked"))
+        for piece in (b"hello ", b"chunked ", b"world"):
+            conn.send(b"%x\r\n%b\r\n" % (len(piece), piece))
+            time.sleep(0.05)  # separate reads: the application gets them as separate messages
+        conn.send(b"0\r\n\r\n")
+        status, _, body = conn.response()
+    seen = json.loads(body)
+    assert (status, seen["body"]) == (200, "hello chunked world")
+    assert seen["messages"] >= 2
+
+
+def test_a_response_without_length_is_chunked_and_ends(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(request("GET", "/stream") + request("GET", "/echo?after"))
+        status, headers, body = conn.response()
+        assert (status, body) == (200, b"one,two,three")
+        assert headers["transfer-encoding"] == "chunked"
+        assert json.loads(conn.response()[2])["query_string"] == "after"
+
+
+def test_a_one_message_response_gets_its_length_and_the_server_name(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(request("GET", "/echo"))
+        _, headers, body = conn.response()
+    assert int(headers["content-length"]) == len(body)
+    assert headers["server"] == "daphne"
+
+
+def test_head_has_headers_and_no_body(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(request("HEAD", "/echo") + request("GET", "/echo?next"))
+        status, headers, body = conn.response(method="HEAD")
+        assert (status, body) == (200, b"")
+        assert int(headers["content-length"]) > 0
+        assert json.loads(conn.response()[2])["query_string"] == "next"
+
+
+def test_http_1_0_closes_after_the_response(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(b"GET /stream HTTP/1.0\r\n\r\n")
+        status, headers, body = conn.response()
+        assert (status, body) == (200, b"one,two,three")
+        assert "transfer-encoding" not in headers  # HTTP/1.0 knows no chunks: EOF ends it
+        assert conn.closed_by_server()
+
+
+def test_connection_close_is_honoured(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(request("GET", "/echo", b"", "Connection: close"))
+        status, headers, _ = conn.response()
+        assert (status, headers["connection"]) == (200, "close")
+        assert conn.closed_by_server()
+
+
+def test_expect_100_continue_is_answered_before_the_body(port: int) -> None:
+    with connection(port) as conn:
+        head = request("POST", "/echo", b"", "Expect: 100-continue", "Content-Length: 5")
+        conn.send(head)
+        assert conn.reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+        assert conn.reader.readline() == b"\r\n"
+        conn.send(b"hello")
+        status, _, body = conn.response()
+    assert (status, json.loads(body)["body"]) == (200, "hello")
+
+
+def test_an_early_answer_closes_a_connection_whose_body_is_unread(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(request("PUT", "/early", b"", "Content-Length: 10000000") + b"x" * 1000)
+        status, _, _ = conn.response()
+        assert status == 413
+        assert conn.closed_by_server()  # the rest of the body would be read as a request
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(200)),
+        b"GET / HTTP/9.x\r\n\r\n",
+    ],
+    ids=["tls-hello", "bad-version"],
+)
+def test_garbage_gets_400_and_the_server_goes_on(port: int, garbage: bytes) -> None:
+    with connection(port) as conn:
+        conn.send(garbage)
+        status, headers, _ = conn.response()
+        assert (status, headers["connection"]) == (400, "close")
+        assert conn.closed_by_server()
+    with connection(port) as conn:
+        conn.send(request("GET", "/echo"))
+        assert conn.response()[0] == 200
+
+
+def test_headers_beyond_64_kib_get_431(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(request("GET", "/echo", b"", *(f"X-{n}: {'v' * 1000}" for n in range(70))))
+        status, headers, _ = conn.response()
+        assert (status, headers["connection"]) == (431, "close")
+        assert conn.closed_by_server()
+
+
+def test_a_path_that_is_not_ascii_gets_400(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(request("GET", "/caf\xe9"))
+        assert conn.response()[0] == 400
+
+
+def test_a_failing_application_gets_500(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(request("GET", "/fail"))
+        status, _, body = conn.response()
+    assert status == 500
+    assert b"Exception inside application" in body
+
+
+def _disconnects(port: int) -> int:
+    with connection(port) as conn:
+        conn.send(request("GET", "/disconnects"))
+        return int(conn.response()[2])
+
+
+def _wait_for_disconnects(port: int, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while _disconnects(port) < count:
+        assert time.monotonic() < deadline, "the application never heard of the disconnect"
+        time.sleep(0.05)
+
+
+def test_a_closed_connection_reaches_the_application_as_a_disconnect(port: int) -> None:
+    before = _disconnects(port)
+    with connection(port) as conn:
+        conn.send(request("GET", "/hang"))
+        time.sleep(0.2)
+    _wait_for_disconnects(port, before + 1)
+
+
+def test_a_broken_body_ends_the_connection_and_the_request(port: int) -> None:
+    before = _disconnects(port)
+    with connection(port) as conn:
+        conn.send(request("POST", "/hang", b"", "Transfer-Encoding: chunked") + b"5\r\nhello\r\n")
+        time.sleep(0.2)
+        conn.send(b"not a chunk size\r\n")
+        assert conn.closed_by_server()
+    _wait_for_disconnects(port, before + 1)
+
+
+def test_a_websocket_upgrade_is_handed_to_daphne(port: int) -> None:
+    with websocket_connect(f"ws://127.0.0.1:{port}/ws?x=1") as ws:
+        for text in ("hello", "x" * 100_000):
+            ws.send(text)
+            assert ws.recv(timeout=10) == text
+
+
+def test_another_upgrade_is_served_as_http(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(
+            request(
+                "GET",
+                "/echo?h2c",
+                b"",
+                "Connection: Upgrade, HTTP2-Settings",
+                "Upgrade: h2c",
+                "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA",
+            )
+        )
+        status, _, body = conn.response()
+    assert (status, json.loads(body)["query_string"]) == (200, "h2c")
