@@ -62,6 +62,10 @@ def _status_line(status: int) -> bytes:
 STATUS_LINES = {int(status): _status_line(int(status)) for status in http.HTTPStatus}
 
 
+class HeadTooLarge(Exception):
+    """The request line and headers passed ``MAX_HEAD_BYTES``."""
+
+
 class HttpToolsFactory(ServerFactory):
     """The factory daphne's ``Server`` listens with: one ``HttpChannel`` per connection."""
 
@@ -139,16 +143,15 @@ class HttpChannel(Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._count_head(url)
+        self._head_bytes += len(url)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise HeadTooLarge  # httptools raises HttpParserCallbackError from it
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
-        self._count_head(name, value)
-
-    def _count_head(self, *parts: bytes) -> None:
-        self._head_bytes += sum(map(len, parts))
+        self._head_bytes += len(name) + len(value)
         if self._head_bytes > MAX_HEAD_BYTES:
-            raise ValueError("request head too large")  # httptools raises HttpParserCallbackError
+            raise HeadTooLarge
 
     def on_headers_complete(self) -> None:
         if self.parser.should_upgrade() and self._wants_websocket():

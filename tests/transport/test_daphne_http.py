@@ -247,6 +247,13 @@ def test_headers_beyond_64_kib_get_431(port: int) -> None:
         assert conn.closed_by_server()
 
 
+def test_a_request_line_beyond_64_kib_gets_431(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(b"GET /" + b"x" * 70_000)
+        status, headers, _ = conn.response()
+        assert (status, headers["connection"]) == (431, "close")
+
+
 def test_a_path_that_is_not_ascii_gets_400(port: int) -> None:
     with connection(port) as conn:
         conn.send(request("GET", "/caf\xe9"))
