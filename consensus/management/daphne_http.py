@@ -383,20 +383,20 @@ class Exchange:
     # --- response -----------------------------------------------------------------------------
 
     def _write_body(self, body: bytes, *, more: bool) -> None:
-        transport = self.channel.transport
-        if transport is None or self.finished:
+        """One body message, with the head before the first: one write for all of it."""
+        if self.channel.transport is None or self.finished:
             return
-        write = transport.write
-        if self.response_headers is not None:
-            self._write_head(write, len(body), more=more)
+        out = [] if self.response_headers is None else [self._head(len(body), more=more)]
         if body and self.sends_body:
-            write(b"%x\r\n%b\r\n" % (len(body), body) if self.chunked else body)
+            out += [b"%x\r\n" % len(body), body, b"\r\n"] if self.chunked else [body]
+        if not more and self.chunked:
+            out.append(b"0\r\n\r\n")
+        if out:
+            self.channel.transport.write(b"".join(out))
         if not more:
-            if self.chunked:
-                write(b"0\r\n\r\n")
             self._finish()
 
-    def _write_head(self, write: Any, size: int, *, more: bool) -> None:
+    def _head(self, size: int, *, more: bool) -> bytes:
         """The status line and headers, with the framing the application left out: a length
         for a body given whole, else chunks (HTTP/1.1) or the connection's end (HTTP/1.0)."""
         headers, self.response_headers = self.response_headers or [], None
@@ -422,7 +422,7 @@ class Exchange:
         if not self.keep_alive:
             lines.append(b"connection: close\r\n")
         lines.append(b"\r\n")
-        write(b"".join(lines))
+        return b"".join(lines)
 
     def _finish(self) -> None:
         self.finished = True
