@@ -18,16 +18,19 @@ request is rebuilt as bytes and fed to the websocket protocol, which then owns t
 What the protocol does:
 
 * keep-alive (HTTP/1.1 by default, ``Connection: close`` honoured) and pipelined requests,
-  answered one after another in order;
+  answered one after another in order (reading pauses while requests wait their turn, so a
+  client cannot queue up more than one read's worth);
 * the request body streamed to the application as it arrives (``more_body``), so an
   application that refuses a large body (the API's 413) does so before it is all read; the
   connection is closed after a response sent before its request's body was complete;
-* ``Expect: 100-continue`` answered at once, as Twisted does;
+* ``Expect: 100-continue`` answered as the request's turn comes, as Twisted does;
 * responses framed by the application's ``content-length``, else by one computed for a
   single-message body, else chunked (HTTP/1.1) or by closing the connection (HTTP/1.0); no
   body for ``HEAD``, 1xx, 204 and 304;
-* a request that httptools cannot parse gets ``400`` and the connection is closed; the node
-  and its other connections go on.
+* a request that httptools cannot parse gets ``400`` (a request line and headers above
+  ``MAX_HEAD_BYTES``: ``431``) and the connection is closed; a body that stops parsing (bad
+  chunks) ends its connection, and its application hears ``http.disconnect``. The node and
+  its other connections go on.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ MAX_HEAD_BYTES = 64 * 1024
 """Request line and headers together; Twisted allowed 16 KiB of headers, llhttp has no limit."""
 
 
-def _status_line(status: int) -> bytes:
+def _format_status_line(status: int) -> bytes:
     try:
         phrase = http.HTTPStatus(status).phrase
     except ValueError:
@@ -59,7 +62,11 @@ def _status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")
 
 
-STATUS_LINES = {int(status): _status_line(int(status)) for status in http.HTTPStatus}
+STATUS_LINES = {int(status): _format_status_line(int(status)) for status in http.HTTPStatus}
+
+
+def status_line(status: int) -> bytes:
+    return STATUS_LINES.get(status) or _format_status_line(status)
 
 
 class HeadTooLarge(Exception):
@@ -225,7 +232,7 @@ class HttpChannel(Protocol):
             self.queued.clear()
             return
         page = error_page(status, title, body)
-        head = STATUS_LINES.get(status) or _status_line(status)
+        head = status_line(status)
         framing = b"%b: %b\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % (*HTML, len(page))
         self.transport.write(head + framing + page)
         self._close()
@@ -402,7 +409,7 @@ class Exchange:
         headers, self.response_headers = self.response_headers or [], None
         may_have_body = self.status >= 200 and self.status not in NO_BODY_STATUSES
         self.sends_body = may_have_body and self.method != "HEAD"
-        lines = [STATUS_LINES.get(self.status) or _status_line(self.status)]
+        lines = [status_line(self.status)]
         for name, value in headers:
             lines += [name, b": ", value, b"\r\n"]
         names = {name.lower() for name, _ in headers}

@@ -9,6 +9,7 @@ Routes (any method):
   /slow        /echo, a fifth of a second later
   /stream      three body messages without a content-length (chunked on the wire)
   /early       413 at once, without reading the body
+  /status      answers with the status code its query string names
   /fail        raises before answering
   /hang        never answers; counts the http.disconnect it then receives
   /disconnects the count /hang's requests have seen
@@ -78,6 +79,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/slow":
         await asyncio.sleep(0.2)
         await echo(scope, receive, send)
+    elif path == "/status":
+        await respond(send, int(scope["query_string"]), b"{}")
     elif path == "/early":
         await respond(send, 413, b'{"error": "too large"}')
     elif path == "/fail":

@@ -175,6 +175,13 @@ def test_a_one_message_response_gets_its_length_and_the_server_name(port: int) -
     assert headers["server"] == "daphne"
 
 
+@pytest.mark.parametrize(("code", "line"), [(201, b"201 Created"), (599, b"599 ")])
+def test_the_status_line_has_the_code_and_its_phrase(port: int, code: int, line: bytes) -> None:
+    with connection(port) as conn:
+        conn.send(request("GET", f"/status?{code}"))
+        assert conn.reader.readline() == b"HTTP/1.1 " + line + b"\r\n"
+
+
 def test_head_has_headers_and_no_body(port: int) -> None:
     with connection(port) as conn:
         conn.send(request("HEAD", "/echo") + request("GET", "/echo?next"))
