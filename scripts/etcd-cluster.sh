@@ -11,6 +11,14 @@ cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1
 case "$action" in
 start)
     command -v etcd >/dev/null || { echo "etcd not found: apt-get install etcd-server" >&2; exit 1; }
+    running=0
+    for i in 1 2 3; do
+        [ -f "$dir/e$i.pid" ] && kill -0 "$(cat "$dir/e$i.pid")" 2>/dev/null && running=$((running + 1))
+    done
+    if [ "$running" -gt 0 ]; then  # a second start would overwrite the PIDs of the running one
+        echo "etcd is already running from $dir ($running of 3 members): stop it first" >&2
+        exit 1
+    fi
     mkdir -p "$dir"
     for i in 1 2 3; do
         etcd --name "e$i" --data-dir "$dir/e$i" \
@@ -23,6 +31,14 @@ start)
     for _ in $(seq 50); do
         curl -sf -X POST http://127.0.0.1:23791/v3/kv/range -d '{"key":"a2V5"}' >/dev/null && break
         sleep 0.2
+    done
+    for i in 1 2 3; do  # a member that could not start (its port taken, say) has exited
+        kill -0 "$(cat "$dir/e$i.pid")" 2>/dev/null || {
+            echo "etcd member e$i exited; its log ($dir/e$i.log):" >&2
+            tail -5 "$dir/e$i.log" >&2
+            for j in 1 2 3; do kill "$(cat "$dir/e$j.pid")" 2>/dev/null || true; done
+            exit 1
+        }
     done
     echo "http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793"
     ;;
