@@ -97,6 +97,7 @@ class HttpChannel(Protocol):
         self.queued: deque[Exchange] = deque()
         self.parsing: Exchange | None = None
         self.closed = False
+        self._starting = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
@@ -165,10 +166,10 @@ class HttpChannel(Protocol):
             return  # the websocket handshake: dataReceived hands the connection over
         exchange = Exchange(self, self._url, self._headers)
         self.parsing = exchange
+        self.queued.append(exchange)
         if self.active is None:
-            self._start(exchange)
+            self._start_queued()
         else:  # pipelined: read no further until the requests before it are answered
-            self.queued.append(exchange)
             self.transport.pauseProducing()
 
     def on_body(self, body: bytes) -> None:
@@ -188,9 +189,18 @@ class HttpChannel(Protocol):
 
     # --- requests -----------------------------------------------------------------------------
 
-    def _start(self, exchange: Exchange) -> None:
-        self.active = exchange
-        exchange.start()
+    def _start_queued(self) -> None:
+        """Start the next request, and the one after it if that one is answered at once (a
+        bad path), and so on: a loop, not a recursion through ``exchange_done``."""
+        if self._starting:
+            return  # exchange_done, called from the start below: the loop goes on
+        self._starting = True
+        try:
+            while self.active is None and self.queued and not self.closed:
+                self.active = self.queued.popleft()
+                self.active.start()
+        finally:
+            self._starting = False
 
     def exchange_done(self, exchange: Exchange) -> None:
         """``exchange``'s response is complete: close the connection or start the next one."""
@@ -200,8 +210,8 @@ class HttpChannel(Protocol):
         if not exchange.keep_alive or not exchange.body_complete:
             self._close()
         elif self.queued:
-            self._start(self.queued.popleft())
-            if not self.queued:
+            self._start_queued()
+            if not self.queued and not self.closed:
                 self.transport.resumeProducing()
 
     def _upgrade(self, rest: bytes) -> None:
