@@ -110,7 +110,7 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection(port: int) -
     with connection(port) as conn:
         conn.send(
             request("GET", "/slow?n=1")  # answered last if the requests ran side by side
-            + request("POST", "/echo?n=2", b'{"k": "v"}')
+            + request("POST", "/slow?n=2", b'{"k": "v"}')  # and the third must wait for it
             + request("PUT", "/echo?n=3", b"x" * 70_000)
         )
         answers = [json.loads(conn.response()[2]) for _ in range(3)]
