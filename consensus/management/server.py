@@ -10,11 +10,12 @@ Two servers can carry a node, chosen with ``runpaxos --server``:
   ``ready_callable`` and stops from a Twisted "before shutdown" trigger, which daphne's own
   SIGTERM/SIGINT handling fires.
 * ``uvicorn`` (with httptools for HTTP, websockets' sans-I/O protocol for websockets): the same
-  application without Twisted. Its per-request overhead is much lower (a hello-world ASGI app
-  answers in ~0.4 ms p50 against ~1.0 ms under daphne on the reference machine), which makes REST
-  calls cheaper. It runs on the loop ``asyncio.run`` creates, so the uvloop policy ``manage.py``
-  sets still applies. The runtime starts once uvicorn listens and stops before uvicorn shuts its
-  connections down, exactly as under daphne.
+  application without Twisted. Against daphne with Twisted's own HTTP it cut a REST request's
+  cost a lot (a hello-world ASGI app answered in ~0.4 ms p50 against ~1.0 ms on the reference
+  machine); with httptools under daphne too, REST on uvicorn is about 1.1× daphne's rate (the
+  README's benchmarks). It runs on the loop ``asyncio.run`` creates, so the uvloop policy
+  ``manage.py`` sets still applies. The runtime starts once uvicorn listens and stops before
+  uvicorn shuts its connections down, exactly as under daphne.
 
 Both paths share everything but the server itself: the node is built once (``_build_node``) and
 ``_Lifecycle`` starts and stops it. A failure of ``node.start()`` stops the process (SIGTERM to
