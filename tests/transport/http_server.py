@@ -7,6 +7,7 @@ Routes (any method):
   /echo        reads the whole body; answers JSON: the scope's fields, the body and the number of
                http.request messages it came in
   /slow        /echo, a fifth of a second later
+  /sleep       answers after five seconds, without reading its body
   /stream      three body messages without a content-length (chunked on the wire)
   /early       413 at once, without reading the body
   /status      answers with the status code its query string names
@@ -81,6 +82,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await echo(scope, receive, send)
     elif path == "/status":
         await respond(send, int(scope["query_string"]), b"{}")
+    elif path == "/sleep":
+        await asyncio.sleep(5)
+        await respond(send, 200, b"{}")
     elif path == "/early":
         await respond(send, 413, b'{"error": "too large"}')
     elif path == "/fail":

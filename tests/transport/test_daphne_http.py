@@ -130,6 +130,21 @@ def test_many_pipelined_requests_in_one_write_are_all_answered(port: int) -> Non
     ]
 
 
+def test_requests_waiting_behind_a_slow_one_are_not_read_ahead(port: int) -> None:
+    """Reading pauses while pipelined requests wait: a client cannot make the server hold more
+    than the socket buffers do."""
+    one = request("PUT", "/echo", b"x" * (1 << 20))
+    sent = 0
+    with connection(port) as conn:
+        conn.send(request("GET", "/sleep"))
+        conn.sock.settimeout(2)
+        with contextlib.suppress(TimeoutError):
+            for _ in range(64):
+                conn.sock.sendall(one)
+                sent += 1
+    assert sent < 64, "the server read 64 MiB of requests queued behind one still running"
+
+
 def test_the_scope_is_daphnes(port: int) -> None:
     with connection(port) as conn:
         conn.send(request("GET", "/a%20b/c?x=%20y", b"", "X-Thing: 1", "Bad_Name: dropped"))
