@@ -27,6 +27,8 @@ What the protocol does:
 * responses framed by the application's ``content-length``, else by one computed for a
   single-message body, else chunked (HTTP/1.1) or by closing the connection (HTTP/1.0); no
   body for ``HEAD``, 1xx, 204 and 304;
+* a connection that sends nothing for ``IDLE_TIMEOUT`` (60 s, Twisted's figure) while no
+  answer is due is closed: idle keep-alive connections and stalled requests;
 * a request that httptools cannot parse gets ``400`` (a request line and headers above
   ``MAX_HEAD_BYTES``: ``431``) and the connection is closed; a body that stops parsing (bad
   chunks) ends its connection, and its application hears ``http.disconnect``. The node and
@@ -45,6 +47,7 @@ from urllib.parse import unquote
 import httptools
 from daphne.http_protocol import WebRequest
 from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.task import LoopingCall
 
 logger = logging.getLogger("consensus.runtime")
 
@@ -52,6 +55,9 @@ NO_BODY_STATUSES = frozenset({204, 304})
 HTML = (b"content-type", b"text/html; charset=utf-8")
 MAX_HEAD_BYTES = 64 * 1024
 """Request line and headers together; Twisted allowed 16 KiB of headers, llhttp has no limit."""
+IDLE_TIMEOUT = 60.0
+"""Seconds a connection may send nothing while no answer is due before it is closed: idle
+keep-alive connections and stalled requests. Twisted's HTTP server had the same 60 s."""
 
 
 def _format_status_line(status: int) -> bytes:
@@ -74,15 +80,32 @@ class HeadTooLarge(Exception):
 
 
 class HttpToolsFactory(ServerFactory):
-    """The factory daphne's ``Server`` listens with: one ``HttpChannel`` per connection."""
+    """The factory daphne's ``Server`` listens with: one ``HttpChannel`` per connection, and a
+    sweep that closes idle ones (a sweep every few seconds instead of a timer per connection,
+    which Twisted reset on every read)."""
 
     def __init__(self, server: Any) -> None:
         self.server = server
+        self.channels: set[HttpChannel] = set()
+        self._sweep: LoopingCall | None = None
 
     def buildProtocol(self, addr: Any) -> HttpChannel:  # noqa: N802 - Twisted's name
         channel = HttpChannel(self.server)
         channel.factory = self
         return channel
+
+    def startFactory(self) -> None:  # noqa: N802 - Twisted's name
+        self._sweep = LoopingCall(self.close_idle)
+        self._sweep.start(IDLE_TIMEOUT / 6, now=False)
+
+    def stopFactory(self) -> None:  # noqa: N802 - Twisted's name
+        if self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
+
+    def close_idle(self) -> None:
+        now = time.monotonic()
+        for channel in list(self.channels):
+            channel.close_if_idle(now)
 
 
 class HttpChannel(Protocol):
@@ -97,6 +120,7 @@ class HttpChannel(Protocol):
         self.queued: deque[Exchange] = deque()
         self.parsing: Exchange | None = None
         self.closed = False
+        self.last_read = time.monotonic()
         self._starting = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -105,12 +129,14 @@ class HttpChannel(Protocol):
     # --- Twisted ------------------------------------------------------------------------------
 
     def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
+        self.factory.channels.add(self)
         peer, host = self.transport.getPeer(), self.transport.getHost()
         if hasattr(peer, "host") and hasattr(peer, "port"):
             self.client = [str(peer.host), peer.port]
             self.local = [str(host.host), host.port]
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        self.last_read = time.monotonic()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -136,6 +162,7 @@ class HttpChannel(Protocol):
                 self._fail_connection(400, "Bad Request", "Invalid HTTP request.")
 
     def connectionLost(self, reason: Any = None) -> None:  # noqa: N802 - Twisted's name
+        self.factory.channels.discard(self)
         self.closed = True
         self.queued.clear()
         if self.active is not None:
@@ -214,6 +241,15 @@ class HttpChannel(Protocol):
             if not self.queued and not self.closed:
                 self.transport.resumeProducing()
 
+    def close_if_idle(self, now: float) -> None:
+        """Close the connection if it sent nothing for ``IDLE_TIMEOUT`` seconds while no answer
+        was due: idle between requests, or stalled in a request's head or body (its
+        application then hears ``http.disconnect``). A request whose answer is being worked
+        on is never cut off here (daphne's own ``http_timeout`` is for that)."""
+        answering = self.active is not None and self.active.body_complete
+        if not answering and now - self.last_read > IDLE_TIMEOUT:
+            self._close()
+
     def _upgrade(self, rest: bytes) -> None:
         """Hand the connection to daphne's websocket protocol, as daphne's ``WebRequest``
         does: rebuild the handshake request and feed it (and what followed) to it."""
@@ -226,6 +262,7 @@ class HttpChannel(Protocol):
             self._fail_connection(500, "Internal Server Error", "Could not make WebSocket")
             return
         protocol._raw_query_string = query
+        self.factory.channels.discard(self)  # the websocket's own timeouts apply from here
         transport, self.transport = self.transport, None
         transport.protocol = protocol
         protocol.makeConnection(transport)

@@ -293,7 +293,7 @@ def _uvicorn_config(application: Any, host: str, port: int, max_frame_size: int)
         lifespan="off",  # the runtime starts and stops around the server, as under daphne
         interface="asgi3",
         proxy_headers=False,  # daphne trusts no X-Forwarded-* headers unless told to
-        timeout_keep_alive=60,  # daphne never closes idle keep-alive connections; 5 s races pools
+        timeout_keep_alive=60,  # as daphne (daphne_http.IDLE_TIMEOUT); 5 s races client pools
         timeout_graceful_shutdown=5,  # then cancel what is left (daphne kills it at once)
         log_config=None,  # keep Django's LOGGING; uvicorn's loggers propagate to the root
         log_level="warning",

@@ -7,7 +7,10 @@ Routes (any method):
   /echo        reads the whole body; answers JSON: the scope's fields, the body and the number of
                http.request messages it came in
   /slow        /echo, a fifth of a second later
-  /sleep       answers after five seconds, without reading its body
+  /sleep       answers after five seconds (or as many as its query string says), without
+               reading its body
+
+Idle connections are closed after one second here (``daphne_http.IDLE_TIMEOUT``), not 60.
   /stream      three body messages without a content-length (chunked on the wire)
   /early       413 at once, without reading the body
   /status      answers with the status code its query string names
@@ -83,7 +86,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/status":
         await respond(send, int(scope["query_string"]), b"{}")
     elif path == "/sleep":
-        await asyncio.sleep(5)
+        await asyncio.sleep(float(scope["query_string"] or 5))
         await respond(send, 200, b"{}")
     elif path == "/early":
         await respond(send, 413, b'{"error": "too large"}')
@@ -100,6 +103,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def main() -> None:
+    daphne_http.IDLE_TIMEOUT = 1.0
     daphne_http.install()
     server: ReapingServer
 

@@ -145,6 +145,36 @@ def test_requests_waiting_behind_a_slow_one_are_not_read_ahead(port: int) -> Non
     assert sent < 64, "the server read 64 MiB of requests queued behind one still running"
 
 
+def test_an_idle_connection_is_closed(port: int) -> None:
+    """The server under test closes connections idle for a second (60 s in a node)."""
+    with connection(port) as conn:
+        conn.send(request("GET", "/echo"))
+        assert conn.response()[0] == 200
+        started = time.monotonic()
+        assert conn.closed_by_server()
+        assert time.monotonic() - started >= 0.9
+
+
+def test_a_connection_in_use_stays_open(port: int) -> None:
+    with connection(port) as conn:
+        for n in range(5):  # two seconds in all, never a second idle
+            conn.send(request("GET", f"/echo?n={n}"))
+            assert json.loads(conn.response()[2])["query_string"] == f"n={n}"
+            time.sleep(0.4)
+
+
+def test_a_stalled_request_head_is_closed(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        assert conn.closed_by_server()
+
+
+def test_a_request_being_answered_is_not_idle(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(request("GET", "/sleep?2"))  # twice the idle timeout
+        assert conn.response()[0] == 200
+
+
 def test_the_scope_is_daphnes(port: int) -> None:
     with connection(port) as conn:
         conn.send(request("GET", "/a%20b/c?x=%20y", b"", "X-Thing: 1", "Bad_Name: dropped"))
