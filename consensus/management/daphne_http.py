@@ -12,9 +12,11 @@ puts at 128 clients: 1.27× (interleaved A/B runs, see the README's benchmarks).
 
 Only the HTTP side changes. Each request still becomes an application instance of daphne's
 ``Server`` (``create_application``, ``handle_reply``, its application and timeout checkers and
-``ReapingServer``'s reaping), with the ASGI scope daphne builds, and a websocket upgrade is
-handed to daphne's autobahn protocol exactly as daphne's ``WebRequest`` hands it over: the
-request is rebuilt as bytes and fed to the websocket protocol, which then owns the connection.
+``ReapingServer``'s reaping; the protocol is made for ``ReapingServer``, whose
+``protocol_disconnected`` takes an exchange that never got as far as an application), with the
+ASGI scope daphne builds, and a websocket upgrade is handed to daphne's autobahn protocol
+exactly as daphne's ``WebRequest`` hands it over: the request is rebuilt as bytes and fed to
+the websocket protocol, which then owns the connection.
 What the protocol does:
 
 * keep-alive (HTTP/1.1 by default, ``Connection: close`` honoured) and pipelined requests,
@@ -321,7 +323,7 @@ class Exchange:
     # --- request ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.started_at = time.time()
+        self.started_at = time.monotonic()
         scope, error = self._scope()
         if scope is None:
             self.basic_error(400, b"Bad Request", error)
@@ -386,7 +388,7 @@ class Exchange:
         if not self.finished:
             self.finished = True
             self._send_disconnect()
-            self._disconnected()
+            self.server.protocol_disconnected(self)
 
     # --- daphne's Server calls these ----------------------------------------------------------
 
@@ -414,7 +416,7 @@ class Exchange:
 
     def check_timeouts(self) -> None:
         timeout = self.server.http_timeout
-        if timeout and not self.finished and time.time() - self.started_at > timeout:
+        if timeout and not self.finished and time.monotonic() - self.started_at > timeout:
             if self.response_started:
                 logger.warning("Application timed out while sending response")
                 self.keep_alive = False
@@ -481,16 +483,12 @@ class Exchange:
     def _finish(self) -> None:
         self.finished = True
         self._send_disconnect()
-        self._disconnected()
+        self.server.protocol_disconnected(self)
         self.channel.exchange_done(self)
 
     def _send_disconnect(self) -> None:
         if self.queue is not None:
             self.queue.put_nowait({"type": "http.disconnect"})
-
-    def _disconnected(self) -> None:
-        if self in self.server.connections:
-            self.server.protocol_disconnected(self)
 
 
 def error_page(status: int, title: str, body: str) -> bytes:

@@ -12,7 +12,6 @@ import http.client
 import io
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from typing import Any
 
 import pytest
 from websockets.sync.client import connect as websocket_connect
+
+from consensus.management.processes import stop_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,13 +47,7 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         yield int(line.split()[1])
         assert process.poll() is None, f"the server died:\n{log.read_text()}"
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop_nodes({0: process}, timeout=10)  # by PID: SIGTERM, then SIGKILL
 
 
 class _KeepOpen(io.BufferedReader):
