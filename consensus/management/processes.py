@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import CommandError
@@ -78,7 +79,7 @@ def wait_until_serving(config: ClusterConfig, children: NodeProcesses, folder: P
         time.sleep(0.2)
 
 
-def stop_nodes(children: NodeProcesses, timeout: float = 15.0) -> None:
+def stop_nodes(children: Mapping[int, subprocess.Popen[Any]], timeout: float = 15.0) -> None:
     for child in children.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from consensus.core.messages import (
     Message,
     Promise,
 )
+from consensus.management.processes import stop_nodes
 from consensus.transport.auth import ClientHandshake
 from consensus.transport.closecodes import CloseCode
 from consensus.transport.codec import decode_frame, encode_frame
@@ -101,13 +101,7 @@ class NodeProcess:
 
     def kill(self) -> None:
         """Stop by PID: SIGTERM (daphne stops its reactor), SIGKILL if that is not enough."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        stop_nodes({0: self.proc}, timeout=5)
         self._pump_thread.join(timeout=5)  # stdout reaches EOF once the process is gone
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
