@@ -54,8 +54,8 @@ class StateMachine:
     def apply_batch(self, commands: Sequence[tuple[str, ApplyContext]]) -> list[Any]:
         """Apply several commands in order; return their results in order.
 
-        The runtime always calls this (with every command of the instances it applies at once).
-        The default calls ``apply`` for each; override it to use bulk queries, as the KV store
+        The runtime calls this with every command of the instances it applies at once. The
+        default calls ``apply`` for each; override it to use bulk queries, as the KV store
         does. The results must be exactly what one ``apply`` after another would return.
 
         If it raises, the runtime rolls its work back and applies the commands one by one with
@@ -64,6 +64,12 @@ class StateMachine:
         durable machine the whole transaction is rolled back and applied again, this batch
         under a savepoint; see ``consensus.runtime.apply.with_guard_on_failure``. So keep
         state in the database, not in attributes, or it may see a batch twice.)
+
+        An in-memory machine (``durable = False``) that keeps the default gets ``apply`` for
+        each command directly, a failure becoming that command's result: memory cannot be
+        rolled back. One that overrides this must change nothing when it raises: the commands
+        are then applied again one by one, and work done twice would differ between nodes,
+        which batch the same commands differently.
         """
         return [self.apply(command, context) for command, context in commands]
 

@@ -139,7 +139,7 @@ class Replica:
         self.peer_chosen_upto: dict[int, int] = {}
         self._learn_turn = 0
         self._pending: dict[str, PendingCommand] = {}
-        self._recently_chosen: OrderedDict[str, None] = OrderedDict()
+        self._recently_chosen: OrderedDict[str, int] = OrderedDict()  # request id -> instance
         self._pending_reads: dict[int, int] = {}  # read id -> tick it was last sent
         self._read_queue: dict[int, None] = {}  # follower: reads waiting for the next ask
         self._read_asks: dict[int, list[int]] = {}  # token of an ask -> the reads it covers
@@ -265,6 +265,14 @@ class Replica:
         ``recent_request_ids``). A leader drops such a command as a late retry instead of
         proposing it again, so whoever resubmits it must answer it from the stored result."""
         return request_id in self._recently_chosen
+
+    def forget_chosen_before(self, cutoff: int) -> None:
+        """The stored results of instances below ``cutoff`` were pruned (a pruning marker was
+        applied here): a retry of one of their request ids is a new command again
+        (storage/pruning.py), to be proposed, not answered from a result that is gone."""
+        recent = self._recently_chosen
+        for request_id in [rid for rid, instance in recent.items() if instance < cutoff]:
+            del recent[request_id]
 
     def read_index(self, read_id: int) -> None:
         """Start a linearizable read. A later Ready's ``reads`` gives its index: once the local
@@ -830,7 +838,7 @@ class Replica:
         for command in value:
             if self._pending.pop(command.request_id, None) is not None:
                 self._resolved.append(command.request_id)
-            recent[command.request_id] = None
+            recent[command.request_id] = instance
         while len(recent) > self.config.recent_request_ids:
             recent.popitem(last=False)
         leadership = self._leadership

@@ -158,7 +158,7 @@ class Applier:
         known = self._known_results(merged)
         outcomes: list[Outcome] = []
         rows: list[tuple[int, str, int, str]] = []
-        cutoffs: list[tuple[int, int]] = []
+        cutoffs: dict[int, int] = {}
         for group_id, entries in merged.items():
             group_outcomes, group_rows, cutoff = self._run(
                 group_id, entries, known.get(group_id, {}), replay=False, guarded=guarded
@@ -166,14 +166,17 @@ class Applier:
             outcomes.extend(group_outcomes)
             rows.extend((group_id, *row) for row in group_rows)
             if cutoff:
-                cutoffs.append((group_id, cutoff))
+                cutoffs[group_id] = cutoff
         if on_outcomes is not None and outcomes:
             on_outcomes(outcomes)
+        # Pruning first, then only the rows a marker of the turn would not have deleted: the
+        # same rows as applying the turn's instances one at a time, whatever a turn holds.
+        for group_id, cutoff in cutoffs.items():
+            prune_before(group_id, cutoff, self.using)
+        rows = [row for row in rows if row[2] >= cutoffs.get(row[0], 0)]
         self._record(
             rows, [(group_id, entries[-1].instance) for group_id, entries in merged.items()]
         )
-        for group_id, cutoff in cutoffs:
-            prune_before(group_id, cutoff, self.using)
         return outcomes
 
     def _run(
@@ -192,13 +195,15 @@ class Applier:
         plan: list[tuple[str, int, int | None]] = []  # (request id, instance, batch position)
         batch: list[tuple[str, ApplyContext]] = []
         fresh: set[str] = set()
+        markers: dict[str, int] = {}  # pruning marker -> its cutoff (the marker's result)
         cutoff = 0
         for entry in entries:
             for command in entry.value:
                 request_id = command.request_id
                 if request_id.startswith(RESERVED_PREFIX):
                     if request_id.startswith(PRUNE_PREFIX):
-                        cutoff = max(cutoff, _parse_cutoff(command.payload))
+                        markers[request_id] = _parse_cutoff(command.payload)
+                        cutoff = max(cutoff, markers[request_id])
                         for rid in [r for r, (i, _res) in known.items() if i < cutoff]:
                             del known[rid]
                             fresh.discard(rid)
@@ -224,7 +229,7 @@ class Applier:
                 if request_id in fresh and not replay:
                     rows.append((request_id, instance, encode_result(result)))
             elif request_id.startswith(RESERVED_PREFIX):
-                outcomes.append(Outcome(group_id, request_id, instance, None))
+                outcomes.append(Outcome(group_id, request_id, instance, markers.get(request_id)))
             else:
                 first_instance, first_result = known[request_id]
                 outcomes.append(
@@ -240,9 +245,16 @@ class Applier:
         roll it back and apply the commands one by one, each in its own savepoint; a command
         that raises gets ``{"error": ...}`` as its result, identically on every node.
 
-        Unguarded, without the savepoint: a failure raises ``UnguardedBatchFailed`` instead."""
+        Unguarded, without the savepoint: a failure raises ``UnguardedBatchFailed`` instead.
+
+        An in-memory machine with the default ``apply_batch`` goes one by one from the start:
+        a savepoint cannot take back what a failed batch already did to memory, and commands
+        applied twice, a number that depends on how the instances were batched on each node,
+        would make the nodes disagree."""
         if not batch:
             return []
+        if not machine.durable and type(machine).apply_batch is StateMachine.apply_batch:
+            return self._apply_one_by_one(machine, batch)
         if not guarded:
             try:
                 return machine.apply_batch(batch)
@@ -259,10 +271,20 @@ class Applier:
                 batch[0][1].group_id,
                 error,
             )
+        return self._apply_one_by_one(machine, batch)
+
+    def _apply_one_by_one(
+        self, machine: StateMachine, batch: list[tuple[str, ApplyContext]]
+    ) -> list[Any]:
+        """``apply`` for each command, a failure becoming that command's result; a durable
+        machine's commands each in a savepoint, so that a failed one leaves nothing behind."""
         results = []
         for command, context in batch:
             try:
-                with transaction.atomic(using=self.using):
+                if machine.durable:
+                    with transaction.atomic(using=self.using):
+                        results.append(machine.apply(command, context))
+                else:
                     results.append(machine.apply(command, context))
             except Exception as error:  # noqa: BLE001 - user code
                 logger.warning(

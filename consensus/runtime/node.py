@@ -422,20 +422,26 @@ class PaxosNode:
         replica = self._replica(group_id)
         future = self._waiters.get(group_id, request_id)
         if replica.was_chosen_recently(request_id):
-            self._run_in_background(self._answer_from_storage(group_id, request_id))
+            self._run_in_background(self._answer_from_storage(group_id, payload, request_id))
         else:
             replica.submit(Command(request_id, payload))
         self._wake.set()  # a turn, even with nothing to propose: its backlog may hold the answer
         return future
 
-    async def _answer_from_storage(self, group_id: int, request_id: str) -> None:
+    async def _answer_from_storage(self, group_id: int, payload: str, request_id: str) -> None:
         """Resolve a chosen command's waiter with its stored result. The look-up runs on the
         writer thread after every application already handed to it; if the result is not there
-        yet, the application still to come resolves the waiter."""
+        yet, the application still to come resolves the waiter, unless a pruning marker applied
+        meanwhile deleted it: then the command is new again and is proposed."""
         assert self._writer is not None
         earlier = await self._writer.run(self.applier.lookup, group_id, request_id)
         if earlier is not None:
             self._waiters.resolve(earlier)
+            return
+        replica = self.replicas.get(group_id)
+        if replica is not None and not replica.was_chosen_recently(request_id):
+            replica.submit(Command(request_id, payload))
+            self._wake.set()
 
     def _run_in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -751,6 +757,10 @@ class PaxosNode:
 
     def _resolve(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
+            if outcome.request_id.startswith(PRUNE_PREFIX) and outcome.result:
+                replica = self.replicas.get(outcome.group_id)
+                if replica is not None:
+                    replica.forget_chosen_before(outcome.result)
             self._waiters.resolve(outcome)
 
     def _release(self, readies: list[tuple[Replica, Ready]]) -> None:

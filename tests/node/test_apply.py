@@ -122,6 +122,44 @@ def test_pruning_marker_drops_older_results_at_that_point_of_the_log() -> None:
     ]
 
 
+RETRY_AFTER_PRUNING = [
+    entry(1, ("a", "x")),
+    entry(2, (f"{PRUNE_PREFIX}1", "2")),  # drop the results below instance 2: "a"
+    entry(3, ("a", "x")),  # a retry of "a" after its result was pruned: applied again
+    entry(4, ("a", "x")),  # a duplicate of instance 3
+]
+
+
+def apply_in_turns(applier: Applier, turns: list[list[ChosenEntry]]) -> None:
+    for turn in turns:
+        with transaction.atomic():
+            applier.apply_groups([(1, turn)])
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        [[RETRY_AFTER_PRUNING[0]], RETRY_AFTER_PRUNING[1:3], [RETRY_AFTER_PRUNING[3]]],
+        [RETRY_AFTER_PRUNING[:3], [RETRY_AFTER_PRUNING[3]]],
+        [RETRY_AFTER_PRUNING],
+    ],
+    ids=["stored-row-pruned-in-the-turn", "row-of-the-same-turn-pruned", "one-turn"],
+)
+def test_a_marker_and_a_retry_in_one_turn_decide_as_one_instance_per_turn(
+    turns: list[list[ChosenEntry]],
+) -> None:
+    """Nodes batch the same instances into different turns (a leader applies at once, a
+    follower's backlog holds several): the results kept must be the same either way, or a
+    later retry is applied again on one node and a duplicate on another."""
+    machine = Counter(1)
+    apply_in_turns(Applier({1: machine}), turns)
+    assert machine.applied == ["x", "x"]
+    assert list(RequestResult.objects.values_list("request_id", "instance")) == [("a", 3)]
+    rebuilt = Counter(1)  # and an in-memory machine's replay at start decides the same
+    apply(Applier({1: rebuilt}), RETRY_AFTER_PRUNING, replay_seen={})
+    assert rebuilt.applied == machine.applied
+
+
 def test_replay_takes_the_same_decisions_as_the_first_run() -> None:
     live = Counter(1)
     applier = Applier({1: live})
@@ -134,6 +172,32 @@ def test_replay_takes_the_same_decisions_as_the_first_run() -> None:
     apply(replayer, LOG[2:], replay_seen=seen)
     assert rebuilt.applied == live.applied
     assert RequestResult.objects.count() == 2  # a replay writes nothing
+
+
+class FailsOnBad(Counter):
+    def apply(self, command: str, context: ApplyContext) -> Any:
+        if command == "bad":
+            raise ValueError("a bad command")
+        return super().apply(command, context)
+
+
+def test_an_in_memory_machine_whose_command_raises_applies_the_others_once() -> None:
+    """Memory cannot roll back: a batch whose third command raises must not apply the first two
+    again, which a node applying one instance per turn would not do."""
+    log = [entry(1, ("r1", "x")), entry(2, ("r2", "y")), entry(3, ("r3", "bad"), ("r4", "z"))]
+    Group.objects.create(group_id=2, state_machine="counter")
+    one_turn, per_instance = FailsOnBad(1), FailsOnBad(2)
+    outcomes = apply(Applier({1: one_turn}), log)
+    for item in log:
+        with transaction.atomic():
+            Applier({2: per_instance}).apply_groups([(2, [item])])
+    assert one_turn.applied == per_instance.applied == ["x", "y", "z"]
+    assert [o.result for o in outcomes] == [
+        1,
+        2,
+        {"error": "ValueError: a bad command"},
+        3,
+    ]
 
 
 def test_a_database_error_in_a_state_machine_becomes_its_result() -> None:

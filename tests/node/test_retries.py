@@ -1,0 +1,63 @@
+"""Retries of a request id on a running node: answered with the first result while it is stored,
+applied again once a pruning marker deleted it (storage/pruning.py: exactly-once holds for as long
+as results are kept)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from consensus.models import RequestResult
+from consensus.runtime.apply import PRUNE_PREFIX
+from tests.fixtures.loop_node import LoopNode
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def put(key: str, value: str) -> str:
+    return json.dumps({"op": "put", "key": key, "value": value})
+
+
+def test_a_retry_is_a_duplicate_until_its_result_is_pruned_then_applied_again(
+    loop_node: LoopNode,
+) -> None:
+    node = loop_node.node
+    first = loop_node.call(node.submit(1, put("k", "v1"), "client-1"))
+    again = loop_node.call(node.submit(1, put("k", "v1"), "client-1"))
+    assert (again.duplicate, again.instance) == (True, first.instance)
+    loop_node.call(node.submit(1, str(first.instance + 1), f"{PRUNE_PREFIX}test"))
+    assert not RequestResult.objects.filter(request_id="client-1").exists()
+    retried = loop_node.call(node.submit(1, put("k", "v1"), "client-1", timeout=5.0))
+    assert not retried.duplicate
+    assert retried.instance > first.instance
+
+
+def test_a_retry_whose_result_is_pruned_while_it_is_looked_up_is_proposed(
+    loop_node: LoopNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node saw the request id chosen, so it looks the result up instead of proposing it;
+    a pruning marker applied meanwhile deletes the row. The command is then new again."""
+    node = loop_node.node
+    first = loop_node.call(node.submit(1, put("k", "v1"), "client-1"))
+    replica = node.replicas[1]
+    original = node.applier.lookup
+
+    def lookup_while_pruning(group_id: int, request_id: str) -> Any:
+        # What the marker's application does, in the order it does it: the rows go, and the
+        # loop hears of the cutoff before it gets this look-up's answer.
+        RequestResult.objects.filter(group_id=group_id, instance__lte=first.instance).delete()
+        loop_node.loop.call_soon_threadsafe(replica.forget_chosen_before, first.instance + 1)
+        return original(group_id, request_id)
+
+    monkeypatch.setattr(node.applier, "lookup", lookup_while_pruning)
+
+    async def retry() -> Any:
+        assert replica.was_chosen_recently("client-1")
+        return await asyncio.wait_for(node.submit_nowait(1, put("k", "v1"), "client-1"), 5.0)
+
+    retried = loop_node.call(retry())
+    assert not retried.duplicate
+    assert retried.instance > first.instance
