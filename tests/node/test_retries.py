@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
 
 from consensus.models import RequestResult
+from consensus.runtime import PaxosNode
 from consensus.runtime.apply import PRUNE_PREFIX
 from tests.fixtures.loop_node import LoopNode
 
@@ -21,6 +23,13 @@ def put(key: str, value: str) -> str:
     return json.dumps({"op": "put", "key": key, "value": value})
 
 
+def wait_until_applied(node: PaxosNode, instance: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while node.applied.get(1, 0) < instance:
+        assert time.monotonic() < deadline, f"instance {instance} not applied in {timeout}s"
+        time.sleep(0.01)
+
+
 def test_a_retry_is_a_duplicate_until_its_result_is_pruned_then_applied_again(
     loop_node: LoopNode,
 ) -> None:
@@ -28,7 +37,8 @@ def test_a_retry_is_a_duplicate_until_its_result_is_pruned_then_applied_again(
     first = loop_node.call(node.submit(1, put("k", "v1"), "client-1"))
     again = loop_node.call(node.submit(1, put("k", "v1"), "client-1"))
     assert (again.duplicate, again.instance) == (True, first.instance)
-    loop_node.call(node.submit(1, str(first.instance + 1), f"{PRUNE_PREFIX}test"))
+    marker = loop_node.call(node.submit(1, str(first.instance + 1), f"{PRUNE_PREFIX}test"))
+    wait_until_applied(node, marker.instance)  # answers leave before their turn commits
     assert not RequestResult.objects.filter(request_id="client-1").exists()
     retried = loop_node.call(node.submit(1, put("k", "v1"), "client-1", timeout=5.0))
     assert not retried.duplicate
