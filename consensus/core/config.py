@@ -59,6 +59,10 @@ class ReplicaConfig:
             raise LocalProtocolError(f"preferred leader {self.preferred_leader} is not a member")
         if self.window < 1 or self.max_batch_commands < 1:
             raise LocalProtocolError("window and max_batch_commands must be >= 1")
+        if self.learn_ticks < 1 or self.retry_ticks < 1 or self.quorum_loss_ticks < 0:
+            raise LocalProtocolError(
+                "learn_ticks and retry_ticks must be >= 1 and quorum_loss_ticks >= 0"
+            )
 
     @property
     def quorum(self) -> int:

@@ -575,10 +575,11 @@ class Replica:
         self._requeue_reads()
 
     def _propose(self, leadership: Leadership, instance: int, value: Value) -> None:
-        if not leadership.inflight:
+        if not leadership.inflight and self.log.chosen_upto >= leadership.start - 1:
             # The stuck timer runs while something waits to be chosen, not while the leader
             # idles: without this reset, the first proposal after a quiet spell longer than
-            # quorum_loss_limit made the leader step down at the next tick.
+            # quorum_loss_limit made the leader step down at the next tick. (A gap below
+            # ``start`` is work waiting too: the timer keeps running for it.)
             leadership.progress_tick = self._now
         leadership.inflight[instance] = value
         leadership.votes[instance] = set()
@@ -844,10 +845,11 @@ class Replica:
         leadership = self._leadership
         if leadership is not None:
             leadership.forget(instance)
-            leadership.progress_tick = self._now
         before = self.log.chosen_upto
         self._committed.extend(self.log.advance_prefix())
         if leadership is not None and self.log.chosen_upto > before:
+            # Progress is the chosen prefix moving, not any instance chosen: instances chosen
+            # above a gap nobody can teach us must not keep a stuck leader from stepping down.
             leadership.progress_tick = self._now
 
     # ------------------------------------------------------------------ client commands

@@ -143,6 +143,15 @@ def test_second_ready_before_advance_is_refused() -> None:
         replica.advance(ready)  # not marked persisted
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [{"retry_ticks": 0}, {"learn_ticks": 0}, {"quorum_loss_ticks": -1}, {"window": 0}],
+)
+def test_tick_counts_a_replica_divides_by_are_refused(bad: dict[str, int]) -> None:
+    with pytest.raises(LocalProtocolError):
+        make_config(1, nodes=3, **bad)
+
+
 def test_own_vote_counts_only_after_advance() -> None:
     """The leader's own Promise/Accepted is held back until its state is durable."""
     replica = lone_replica(1, nodes=1)
@@ -312,6 +321,36 @@ def test_a_leader_whose_proposals_stay_unanswered_steps_down_and_says_why() -> N
     assert not leader.is_leader()
     assert leader.step_down_reason is not None
     assert "nothing chosen" in leader.step_down_reason
+
+
+def test_a_leader_that_cannot_learn_a_gap_below_its_start_steps_down_even_under_load() -> None:
+    """Instance 1 is chosen (votes of 3 and 1) but only node 3 knows it; node 2 is elected with
+    the promises of 2 and 3, so it starts above instance 1, and node 3 is then gone for good.
+    Nobody left can teach node 2 the gap: only a new phase 1 (with node 1's vote) recovers it.
+    Commands chosen above the gap must not count as progress that keeps node 2 leading."""
+    cluster = Harness()
+    first = cluster.elect(3)
+    cluster.drop = lambda msg: 2 in (msg.src, msg.dst)
+    cluster.submit(3, "x")
+    cluster.stabilize()
+    assert (first.chosen_upto, cluster.replicas[1].chosen_upto) == (1, 0)
+    cluster.drop = lambda msg: msg.src == 3  # node 3 goes quiet and loses its majority
+    for _ in range(first.config.quorum_loss_limit + 2):
+        first.tick()
+        cluster.process(3)
+    assert not first.is_leader()
+    cluster.in_flight.clear()
+    cluster.drop = lambda msg: 1 in (msg.src, msg.dst)  # the promises come from 2 and 3
+    second = cluster.elect(2)
+    assert second._leadership is not None and second._leadership.start == 2
+    cluster.in_flight.clear()
+    cluster.drop = lambda msg: 3 in (msg.src, msg.dst)
+    for index in range(40):  # a new command every 10 ticks
+        cluster.submit(2, f"c{index}")
+        cluster.tick_all(10)
+    cluster.stabilize()
+    assert cluster.applied_payloads(1)[:2] == ["x", "c0"]
+    assert cluster.applied_payloads(2) == cluster.applied_payloads(1)
 
 
 def test_competing_candidates_never_choose_two_values() -> None:
