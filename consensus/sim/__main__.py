@@ -1,4 +1,5 @@
-"""``python -m consensus.sim --seeds N [--seed-start S] [--nodes 3|5] [--groups G] [--steps K]``
+"""``python -m consensus.sim --seeds N [--seed-start S] [--nodes 3|5] [--groups G] [--steps K]
+[--left-down D]``
 
 Runs the deterministic simulator over a range of seeds. Exits 1 on the first invariant violation
 and prints the one-line command that replays it; the last line is always the summary.
@@ -27,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--groups", type=int, default=2, help="independent groups per node (2)")
     parser.add_argument("--steps", type=int, default=400, help="ticks of chaos per seed (400)")
     parser.add_argument(
+        "--left-down",
+        type=int,
+        default=0,
+        help="after the chaos, leave this many nodes (fewer than half) down for good while "
+        "clients go on submitting: the others alone must apply every command soon (0)",
+    )
+    parser.add_argument(
         "--mutant",
         choices=sorted(MUTANTS),
         default="none",
@@ -42,10 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1 or args.groups < 1 or args.steps < 1:
         print("error: --seeds, --groups and --steps must be positive", file=sys.stderr)
         return 2
+    if args.left_down < 0 or 2 * args.left_down >= args.nodes:
+        print("error: --left-down must leave a majority of the nodes up", file=sys.stderr)
+        return 2
     settings = SimSettings(
         nodes=args.nodes,
         groups=args.groups,
         steps=args.steps,
+        left_down=args.left_down,
         mutant=None if args.mutant == "none" else args.mutant,
     )
     started = time.perf_counter()
@@ -78,6 +90,8 @@ def repro_command(seed: int, args: argparse.Namespace) -> str:
         f"python -m consensus.sim --seed-start {seed} --seeds 1 --nodes {args.nodes} "
         f"--groups {args.groups} --steps {args.steps}"
     )
+    if args.left_down:
+        command += f" --left-down {args.left_down}"
     if args.mutant != "none":
         command += f" --mutant {args.mutant}"
     return command

@@ -62,6 +62,10 @@ class SimSettings:
     heal_rate: float = 0.03
     clog_rate: float = 0.02
     clog_ticks: int = 60
+    left_down: int = 0
+    """Nodes (fewer than half) that stay down for good after healing while clients go on
+    submitting for ``liveness_ticks``: a majority alone must apply every command within
+    ``liveness_ticks // 3`` of its submission (or of the healing)."""
     mutant: str | None = None
 
 
@@ -118,6 +122,7 @@ class SimCluster:
         self._events: list[tuple[int, int, Message]] = []
         self.outstanding: dict[str, tuple[int, Command, int]] = {}  # rid -> (group, cmd, sent at)
         self.commands = 0
+        self.submitted_at: dict[str, int] = {}
         self.reads = 0
         self.messages = 0
         self.applied_top: dict[int, int] = {}
@@ -137,6 +142,8 @@ class SimCluster:
             for _ in range(self.settings.steps):
                 self._chaos_tick()
             self._heal()
+            if self.settings.left_down:
+                self._load_with_a_minority_down()
             self._check_liveness()
         except InvariantViolation as error:
             violation = str(error)
@@ -173,9 +180,32 @@ class SimCluster:
         self.chaos = False
         self.network.heal()
         self.network.faults = NetworkFaults(loss=0.0, duplicate=0.0, long_delay=0.0)
+        left_down: set[int] = set()
+        if self.settings.left_down:
+            if not 0 < 2 * self.settings.left_down < len(self.node_ids):
+                raise ValueError("left_down must leave a majority of the nodes up")
+            left_down = set(self.rng.sample(self.node_ids, self.settings.left_down))
         for node in self.nodes.values():
-            if not node.up:
+            if node.node_id in left_down:
+                if node.up:
+                    self._crash(node)
+            elif not node.up:
                 self._start(node)
+
+    def _load_with_a_minority_down(self) -> None:
+        """Clients keep submitting to the majority that is up; no command may wait long."""
+        healed = self.now
+        limit = self.settings.liveness_ticks // 3 * TICK
+        for _tick in range(self.settings.liveness_ticks):
+            self._client_load(limited=False)
+            self._advance_clock()
+            waiting = [(max(self.submitted_at[rid], healed), rid) for rid in self.outstanding]
+            if waiting and self.now - min(waiting)[0] > limit:
+                down = sorted(n.node_id for n in self.nodes.values() if not n.up)
+                raise InvariantViolation(
+                    f"liveness with nodes {down} down: {min(waiting)[1]} not applied "
+                    f"{limit // TICK} ticks after it was submitted"
+                )
 
     def _check_liveness(self) -> None:
         for _tick in range(self.settings.liveness_ticks):
@@ -196,7 +226,7 @@ class SimCluster:
         for group_id in self.group_ids:
             total = len(self.checker.applied_sequence.get(group_id, []))
             for node in self.nodes.values():
-                if node.disks[group_id].applied_count != total:
+                if node.up and node.disks[group_id].applied_count != total:
                     return False
         return True
 
@@ -222,14 +252,17 @@ class SimCluster:
         if rng.random() < settings.heal_rate:
             self.network.heal()
 
-    def _client_load(self) -> None:
+    def _client_load(self, *, limited: bool = True) -> None:
         rng = self.rng
-        if self.commands < self.settings.max_commands and rng.random() < self.settings.submit_rate:
+        if (
+            not limited or self.commands < self.settings.max_commands
+        ) and rng.random() < self.settings.submit_rate:
             self.commands += 1
             group_id = rng.choice(self.group_ids)
             command = Command(f"s{self.seed}-c{self.commands}", f"v{rng.randrange(1_000_000)}")
             self.checker.on_submit(command)
             self.outstanding[command.request_id] = (group_id, command, self.now)
+            self.submitted_at[command.request_id] = self.now
             self._submit(group_id, command)
         self._resubmit_outstanding()
         if rng.random() < self.settings.read_rate:

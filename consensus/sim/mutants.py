@@ -85,6 +85,19 @@ class UnconfirmedReadsReplica(Replica):
         super()._release_reads(leadership)
 
 
+class AllVotesReplica(Replica):
+    """BROKEN: a leader counts a value chosen only once every node voted for it, so it makes
+    progress while all nodes are up and none once one is down for good."""
+
+    def _mark_chosen(self, instance: int, value: Value) -> None:
+        leadership = self._leadership
+        if leadership is not None and instance in leadership.inflight:
+            voters = leadership.votes.get(instance, set())
+            if len(voters | {self.node_id}) < len(self.config.node_ids):
+                return
+        super()._mark_chosen(instance, value)
+
+
 @dataclass(frozen=True)
 class Mutant:
     description: str
@@ -105,6 +118,10 @@ MUTANTS: dict[str, Mutant] = {
     "unconfirmed-reads": Mutant(
         "a leader serves read indexes without a majority confirming its leadership",
         replica_class=UnconfirmedReadsReplica,
+    ),
+    "all-votes": Mutant(
+        "a leader waits for every node's vote (caught only with a node left down: --left-down)",
+        replica_class=AllVotesReplica,
     ),
     "send-before-persist": Mutant(
         "the driver sends a Ready's messages before persisting it (crash in between)",
