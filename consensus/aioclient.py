@@ -22,7 +22,7 @@ refreshes that. When a node cannot be reached, the connection drops, or it answe
 request goes to the next node with the *same* request id and ``retry: true`` (the node then
 answers from the stored result if the command was already applied), until ``retry_timeout``.
 Errors are those of ``consensus.client`` (``BadRequest``, ``AuthError``, ``NotFound``,
-``NoQuorum``, ``Unavailable``).
+``RequestIdConflict``, ``NoQuorum``, ``Unavailable``).
 """
 
 from __future__ import annotations

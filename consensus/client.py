@@ -79,6 +79,11 @@ class NotFound(PaxosError):
     """404: unknown group or path."""
 
 
+class RequestIdConflict(PaxosError):
+    """409: the request id was already used for a different command (a retry must resend the
+    same command; a new command needs a new request id)."""
+
+
 class NoQuorum(PaxosError):
     """503 from every node until ``retry_timeout``: no leader or no majority."""
 
@@ -413,6 +418,8 @@ def error_for_status(status: int, answer: Any) -> PaxosError:
         kind = AuthError
     elif status == 404:
         kind = NotFound
+    elif status == 409:
+        kind = RequestIdConflict
     return kind(message, status=status, body=answer)
 
 
@@ -427,5 +434,6 @@ __all__ = [
     "PaxosClient",
     "PaxosError",
     "PayloadTooLarge",
+    "RequestIdConflict",
     "Unavailable",
 ]

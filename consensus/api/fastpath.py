@@ -26,6 +26,7 @@ from consensus.runtime import (
     NoQuorumError,
     Outcome,
     PaxosNode,
+    RequestIdReusedError,
     SubmitError,
     UnknownGroupError,
     get_node,
@@ -261,21 +262,30 @@ def unknown_group(node: PaxosNode, group_id: int) -> ApiError:
 
 
 def runtime_error(node: PaxosNode, group_id: int, error: Exception) -> ApiError:
-    """The runtime's refusals as API errors: 404 unknown group, 503 + Retry-After for
-    ``SubmitError`` (no quorum, overloaded, starting, shutting down)."""
+    """The runtime's refusals as API errors: 404 unknown group, 409 for a request id reused
+    for a different command, 503 + Retry-After for ``SubmitError`` (no quorum, overloaded,
+    starting, shutting down)."""
     if isinstance(error, UnknownGroupError):
         return unknown_group(node, group_id)
+    if isinstance(error, RequestIdReusedError):
+        return ApiError(409, str(error))
     if isinstance(error, SubmitError):
         return ApiError(503, str(error), retry_after=error.retry_after)
     raise TypeError(f"not a runtime refusal: {error!r}")
 
 
 async def submit(node: PaxosNode, group_id: int, command: str, request_id: str | None) -> Outcome:
-    """``node.submit`` with its errors as API errors (``runtime_error``)."""
+    """``node.submit`` with its errors as API errors (``runtime_error``).
+
+    A 503 names the command's request id (the client's, or the one the node made): a command
+    that timed out may still be chosen, and only a retry with the same id is safe to send."""
     try:
         return await node.submit(group_id, command, request_id)
     except (UnknownGroupError, SubmitError) as error:
-        raise runtime_error(node, group_id, error) from None
+        refusal = runtime_error(node, group_id, error)
+        if refusal.status_code == 503 and getattr(error, "request_id", None):
+            refusal.extra["request_id"] = error.request_id
+        raise refusal from None
 
 
 __all__ = [

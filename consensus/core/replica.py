@@ -266,6 +266,11 @@ class Replica:
         proposing it again, so whoever resubmits it must answer it from the stored result."""
         return request_id in self._recently_chosen
 
+    def chosen_instance(self, request_id: str) -> int | None:
+        """The instance a recently chosen command with ``request_id`` was chosen in, if this
+        node saw it chosen (see ``was_chosen_recently``)."""
+        return self._recently_chosen.get(request_id)
+
     def forget_chosen_before(self, cutoff: int) -> None:
         """The stored results of instances below ``cutoff`` were pruned (a pruning marker was
         applied here): a retry of one of their request ids is a new command again

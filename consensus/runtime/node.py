@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -33,6 +34,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
 from django.db import transaction
 
 from consensus.config import DATA_PERSISTENCE_OFF_WARNING, ClusterConfig
@@ -83,11 +85,14 @@ PRUNE_CATCH_UP_DELAY = 1.0
 
 
 class SubmitError(Exception):
-    """A command could not be committed; ``retry_after`` (seconds) is a hint for the client."""
+    """A command could not be committed; ``retry_after`` (seconds) is a hint for the client.
+    ``request_id``: the command's, when it may have been proposed (its outcome is unknown: only
+    a retry with that id is safe)."""
 
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.request_id: str | None = None
 
 
 class NoQuorumError(SubmitError):
@@ -98,8 +103,25 @@ class OverloadedError(SubmitError):
     """The node refused the command (too many commands pending)."""
 
 
+class RequestIdReusedError(SubmitError):
+    """The request id was first used for a different command. Answering with that command's
+    stored result, as for a retry, would silently drop this one: a client whose counter of
+    request ids started again would lose writes while every answer said they succeeded."""
+
+
 class UnknownGroupError(KeyError):
     pass
+
+
+def same_command(first: str, second: str) -> bool:
+    """Whether a retry carries the command first sent with its request id: the same text, or
+    the same JSON (a client library may serialize one object differently on a resend)."""
+    if first == second:
+        return True
+    try:
+        return bool(orjson.loads(first) == orjson.loads(second))
+    except orjson.JSONDecodeError:
+        return False
 
 
 def replica_config(config: ClusterConfig, group_id: int, tick_ms: int) -> ReplicaConfig:
@@ -178,6 +200,31 @@ class _Waiters:
                 future.set_exception(error)
         self.futures.clear()
         self.per_group.clear()
+
+
+def _as_duplicate(source: asyncio.Future[Outcome], chosen_in: int) -> asyncio.Future[Outcome]:
+    """``source``'s outcome marked as a duplicate if it is that of instance ``chosen_in``: the
+    answer to a retry of a command this node already saw chosen, even when it comes from
+    applying that instance here for the first time (a follower applies late what was submitted
+    elsewhere). An outcome of a later instance is the command applied again after its stored
+    result was pruned: not a duplicate."""
+    derived: asyncio.Future[Outcome] = source.get_loop().create_future()
+
+    def copy(done: asyncio.Future[Outcome]) -> None:
+        if derived.done():
+            return
+        if done.cancelled():
+            derived.cancel()
+        elif (error := done.exception()) is not None:
+            derived.set_exception(error)
+        else:
+            outcome = done.result()
+            if outcome.instance == chosen_in:
+                outcome = dataclasses.replace(outcome, duplicate=True)
+            derived.set_result(outcome)
+
+    source.add_done_callback(copy)
+    return derived
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +432,7 @@ class PaxosNode:
         if request_id is None:
             request_id = new_request_id()
         elif not request_id.startswith(RESERVED_PREFIX):
-            earlier = await self._writer.run(self.applier.lookup, group_id, request_id)
+            earlier = await self._writer.run(self._stored_outcome, group_id, request_id, payload)
             if earlier is not None:
                 return earlier
         future = self.submit_nowait(group_id, payload, request_id)
@@ -400,7 +447,9 @@ class PaxosNode:
         except TimeoutError:
             self.observer.request_finished(group_id, time.perf_counter() - started, "timeout")
             self._waiters.discard(group_id, request_id)
-            raise self.no_quorum_error(group_id, "commit", self.request_timeout) from None
+            error = self.no_quorum_error(group_id, "commit", self.request_timeout)
+            error.request_id = request_id
+            raise error from None
         kind = "duplicate" if outcome.duplicate else "ok"
         self.observer.request_finished(group_id, time.perf_counter() - started, kind)
         return outcome
@@ -421,12 +470,13 @@ class PaxosNode:
         """
         replica = self._replica(group_id)
         future = self._waiters.get(group_id, request_id)
-        if replica.was_chosen_recently(request_id):
-            self._run_in_background(self._answer_from_storage(group_id, payload, request_id))
-        else:
-            replica.submit(Command(request_id, payload))
         self._wake.set()  # a turn, even with nothing to propose: its backlog may hold the answer
-        return future
+        chosen_in = replica.chosen_instance(request_id)
+        if chosen_in is None:
+            replica.submit(Command(request_id, payload))
+            return future
+        self._run_in_background(self._answer_from_storage(group_id, payload, request_id))
+        return _as_duplicate(future, chosen_in)  # the first application may not have run yet
 
     async def _answer_from_storage(self, group_id: int, payload: str, request_id: str) -> None:
         """Resolve a chosen command's waiter with its stored result. The look-up runs on the
@@ -434,7 +484,11 @@ class PaxosNode:
         yet, the application still to come resolves the waiter, unless a pruning marker applied
         meanwhile deleted it: then the command is new again and is proposed."""
         assert self._writer is not None
-        earlier = await self._writer.run(self.applier.lookup, group_id, request_id)
+        try:
+            earlier = await self._writer.run(self._stored_outcome, group_id, request_id, payload)
+        except RequestIdReusedError as error:
+            self._waiters.fail(group_id, request_id, error)
+            return
         if earlier is not None:
             self._waiters.resolve(earlier)
             return
@@ -783,6 +837,23 @@ class PaxosNode:
                 )
 
     # On the writer thread -------------------------------------------------------------
+
+    def _stored_outcome(self, group_id: int, request_id: str, payload: str) -> Outcome | None:
+        """The stored first result of ``request_id``, if any; ``RequestIdReusedError`` if the
+        command first sent with it was a different one (read from the chosen log: only a
+        request id seen before pays for this)."""
+        earlier = self.applier.lookup(group_id, request_id)
+        if earlier is None:
+            return None
+        for entry in self.storage.chosen_values(group_id, earlier.instance, earlier.instance):
+            for command in entry.value:
+                if command.request_id == request_id and not same_command(command.payload, payload):
+                    raise RequestIdReusedError(
+                        f"request_id {request_id!r} was already used for a different command "
+                        f"(group {group_id}, instance {earlier.instance}); a retry must send "
+                        "the same command, a new command needs a new request_id"
+                    )
+        return earlier
 
     def _commit(
         self,

@@ -109,6 +109,17 @@ def test_no_quorum_is_503_with_retry_after(api: ApiClient, no_quorum: FakeNode) 
     assert "no leader" in error_of(response)
 
 
+def test_a_503_after_a_timeout_names_the_request_id_to_retry_with(
+    api: ApiClient, no_quorum: FakeNode
+) -> None:
+    """The command may still be chosen: the only safe retry is one with the same id, so the
+    client needs it even when the node made it up."""
+    no_quorum.fail.request_id = "made-by-the-node"
+    response = api.call("PUT", KV, {"value": "v"})
+    assert response.status_code == 503
+    assert response.json()["request_id"] == "made-by-the-node"
+
+
 def test_overloaded_is_503(api: ApiClient, fake_node: FakeNode) -> None:
     fake_node.fail = OverloadedError("too many commands pending", retry_after=0.2)
     response = api.call("PUT", KV, {"value": "v"})

@@ -106,3 +106,37 @@ def test_client_failover_keeps_the_request_id_while_the_leader_dies(cluster_fact
     survivor = order[1]
     last = str(results[-1][0])
     assert cluster.request(survivor, "GET", f"/api/kv/1/{key}")[1]["value"] == last
+
+
+def test_a_write_that_timed_out_is_retried_with_the_request_id_its_503_names(
+    cluster_factory,
+) -> None:
+    """A 503 after the request timeout means "outcome unknown": the command may still be
+    chosen. The answer names its request id (made by the node: the client sent none), and a
+    retry with it is applied once, whatever happened to the first attempt."""
+    cluster: Cluster = cluster_factory(groups=(1,), request_timeout=1.0)
+    leader = cluster.wait_for_leader(1)
+    followers = [n for n in cluster.nodes if n != leader]
+    path = f"/api/kv/1/timeout-{uuid.uuid4().hex[:6]}"
+    for node_id in followers:
+        cluster.pause_node(node_id)  # SIGSTOP: no majority, and no error either
+    try:
+        code, refused = cluster.request(leader, "PUT", path, {"value": "v"})
+    finally:
+        for node_id in followers:
+            cluster.resume_node(node_id)
+    assert code == 503, refused
+    request_id = refused["request_id"]
+    assert request_id and "retry with the same request_id" in refused["error"]
+    deadline = time.monotonic() + 30
+    while True:
+        node_id = cluster.wait_for_leader(1)
+        code, answer = cluster.request(
+            node_id, "PUT", path, {"value": "v", "request_id": request_id}
+        )
+        if code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert code == 200, answer
+    code, again = cluster.request(leader, "PUT", path, {"value": "v", "request_id": request_id})
+    assert code == 200 and again["duplicate"] and again["instance"] == answer["instance"]

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from consensus.client import AuthError, BadRequest, MyPaxosClient, NotFound, PaxosClient
+from consensus.client import (
+    AuthError,
+    BadRequest,
+    MyPaxosClient,
+    NotFound,
+    PaxosClient,
+    RequestIdConflict,
+)
 from tests.fixtures.cluster import TOKEN, Cluster
 
 pytestmark = pytest.mark.e2e
@@ -104,8 +111,10 @@ def test_client_kv_helpers(shared_cluster: Cluster) -> None:
         command = json.dumps({"op": "get", "key": key})
         outcome = client.submit_command(command, 1, request_id="rid-" + key)
         assert outcome.request_id == "rid-" + key and outcome.result["found"] is False
-        again = client.submit_command("anything", 1, request_id="rid-" + key)
+        again = client.submit_command(command, 1, request_id="rid-" + key)
         assert again.duplicate and again.instance == outcome.instance
+        with pytest.raises(RequestIdConflict, match="already used for a different command"):
+            client.submit_command("anything", 1, request_id="rid-" + key)
         assert {g["group_id"] for g in client.groups()} == {1, 2}
         assert len(client.nodes_info()) == 3
         assert client.log(1, limit=1)["limit"] == 1

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from consensus.models import RequestResult
-from consensus.runtime import PaxosNode
+from consensus.runtime import PaxosNode, RequestIdReusedError
 from consensus.runtime.apply import PRUNE_PREFIX
+from kvstore.models import Entry
 from tests.fixtures.loop_node import LoopNode
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -71,3 +72,41 @@ def test_a_retry_whose_result_is_pruned_while_it_is_looked_up_is_proposed(
     retried = loop_node.call(retry())
     assert not retried.duplicate
     assert retried.instance > first.instance
+
+
+def test_a_request_id_reused_for_another_command_is_refused(loop_node: LoopNode) -> None:
+    """A retry must be the same command (the same JSON will do); a client whose counter of
+    request ids started again must hear that its new write was not made."""
+    node = loop_node.node
+    first = loop_node.call(node.submit(1, put("k", "v1"), "client-1"))
+    same = json.dumps({"value": "v1", "key": "k", "op": "put"}, indent=1)
+    assert loop_node.call(node.submit(1, same, "client-1")).instance == first.instance
+    with pytest.raises(RequestIdReusedError, match="already used for a different command"):
+        loop_node.call(node.submit(1, put("k", "v2"), "client-1"))
+
+    async def stream_retry() -> Any:  # the client stream's path: no look-up before
+        return await asyncio.wait_for(node.submit_nowait(1, put("k", "v2"), "client-1"), 5)
+
+    with pytest.raises(RequestIdReusedError):
+        loop_node.call(stream_retry())
+    assert Entry.objects.get(group_id=1, key="k").value == "v1"
+
+
+def test_a_retry_of_a_command_chosen_here_before_is_a_duplicate_even_if_applied_later(
+    loop_node: LoopNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower that saw the command chosen but has not applied it yet (its backlog) answers
+    the retry from that first application: the answer must still say duplicate."""
+    node = loop_node.node
+    first = loop_node.call(node.submit(1, put("k", "v1"), "client-1"))
+    monkeypatch.setattr(node, "_stored_outcome", lambda *args: None)  # not applied here yet
+
+    async def retry() -> Any:
+        future = node.submit_nowait(1, put("k", "v1"), "client-1")
+        await asyncio.sleep(0.05)
+        node._waiters.resolve(first)  # the first application, as the applier reports it
+        return await asyncio.wait_for(future, 5)
+
+    again = loop_node.call(retry())
+    assert again.duplicate
+    assert (again.instance, again.result) == (first.instance, first.result)
