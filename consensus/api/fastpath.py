@@ -23,6 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from consensus.runtime import (
+    CommandTooLargeError,
     NoQuorumError,
     Outcome,
     PaxosNode,
@@ -263,12 +264,14 @@ def unknown_group(node: PaxosNode, group_id: int) -> ApiError:
 
 def runtime_error(node: PaxosNode, group_id: int, error: Exception) -> ApiError:
     """The runtime's refusals as API errors: 404 unknown group, 409 for a request id reused
-    for a different command, 503 + Retry-After for ``SubmitError`` (no quorum, overloaded,
-    starting, shutting down)."""
+    for a different command, 413 for a command too large, 503 + Retry-After for the other
+    ``SubmitError``s (no quorum, overloaded, starting, shutting down)."""
     if isinstance(error, UnknownGroupError):
         return unknown_group(node, group_id)
     if isinstance(error, RequestIdReusedError):
         return ApiError(409, str(error))
+    if isinstance(error, CommandTooLargeError):
+        return ApiError(413, str(error))
     if isinstance(error, SubmitError):
         return ApiError(503, str(error), retry_after=error.retry_after)
     raise TypeError(f"not a runtime refusal: {error!r}")

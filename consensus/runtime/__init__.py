@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .apply import Outcome
 from .node import (
+    CommandTooLargeError,
     NoQuorumError,
     OverloadedError,
     PaxosNode,
@@ -27,6 +28,7 @@ def get_node() -> PaxosNode | None:
 
 
 __all__ = [
+    "CommandTooLargeError",
     "NoQuorumError",
     "Outcome",
     "OverloadedError",

@@ -78,6 +78,8 @@ logger = logging.getLogger("consensus.runtime")
 T = TypeVar("T")
 
 REPLAY_CHUNK = 1000
+DEFAULT_MAX_COMMAND_BYTES = 1024 * 1024
+"""Bytes of one command's payload (UTF-8) a node takes at most; at most half a peer frame."""
 PRUNE_MAX_ROWS = 20_000
 """Results one pruning marker deletes at most (every node deletes them in an apply transaction)."""
 PRUNE_CATCH_UP_DELAY = 1.0
@@ -101,6 +103,13 @@ class NoQuorumError(SubmitError):
 
 class OverloadedError(SubmitError):
     """The node refused the command (too many commands pending)."""
+
+
+class CommandTooLargeError(SubmitError):
+    """A command above the node's ``max_command_bytes``. Every command must fit, with room to
+    spare, in one peer frame: an Accept that no follower can receive is retried for ever, and a
+    new leader that recovers the value proposes it again, so one such command would stop its
+    group on every node."""
 
 
 class RequestIdReusedError(SubmitError):
@@ -245,6 +254,7 @@ class PaxosNode:
         storage: DjangoStorage | None = None,
         observer: NodeObserver | None = None,
         max_frame_size: int = 16 * 1024 * 1024,
+        max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES,
         read_mode: str = "index",
         result_ttl: float | None = None,
         result_max: float | None = None,
@@ -254,6 +264,7 @@ class PaxosNode:
         self.node_id = config.my_id
         self.tick_ms = tick_ms
         self.max_frame_size = max_frame_size
+        self.max_command_bytes = min(max_command_bytes, max_frame_size // 2)
         self.request_timeout = request_timeout
         self.machines = machines
         self.storage = storage or DjangoStorage()
@@ -429,6 +440,7 @@ class PaxosNode:
         A request id that was already applied returns the first result without applying again.
         """
         self._replica(group_id)  # unknown group, starting, stopping: raise before any work
+        self._check_size(payload)
         if request_id is None:
             request_id = new_request_id()
         elif not request_id.startswith(RESERVED_PREFIX):
@@ -469,6 +481,7 @@ class PaxosNode:
         and the applier answers it with the stored result.
         """
         replica = self._replica(group_id)
+        self._check_size(payload)
         future = self._waiters.get(group_id, request_id)
         self._wake.set()  # a turn, even with nothing to propose: its backlog may hold the answer
         chosen_in = replica.chosen_instance(request_id)
@@ -477,6 +490,11 @@ class PaxosNode:
             return future
         self._run_in_background(self._answer_from_storage(group_id, payload, request_id))
         return _as_duplicate(future, chosen_in)  # the first application may not have run yet
+
+    def _check_size(self, payload: str) -> None:
+        limit = self.max_command_bytes
+        if len(payload) * 4 > limit and len(payload.encode("utf-8", "surrogatepass")) > limit:
+            raise CommandTooLargeError(f"command too large (limit {limit} bytes)")
 
     async def _answer_from_storage(self, group_id: int, payload: str, request_id: str) -> None:
         """Resolve a chosen command's waiter with its stored result. The look-up runs on the

@@ -1,6 +1,6 @@
-"""Retries of a request id on a running node: answered with the first result while it is stored,
-applied again once a pruning marker deleted it (storage/pruning.py: exactly-once holds for as long
-as results are kept)."""
+"""What a running node takes and answers: retries of a request id (answered with the first result
+while it is stored, applied again once a pruning marker deleted it: storage/pruning.py), request
+ids reused for other commands, and commands too large to replicate."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from consensus.models import RequestResult
-from consensus.runtime import PaxosNode, RequestIdReusedError
+from consensus.runtime import CommandTooLargeError, PaxosNode, RequestIdReusedError
 from consensus.runtime.apply import PRUNE_PREFIX
 from kvstore.models import Entry
 from tests.fixtures.loop_node import LoopNode
@@ -110,3 +110,21 @@ def test_a_retry_of_a_command_chosen_here_before_is_a_duplicate_even_if_applied_
     again = loop_node.call(retry())
     assert again.duplicate
     assert (again.instance, again.result) == (first.instance, first.result)
+
+
+def test_a_command_too_large_for_a_peer_frame_is_refused_before_it_is_proposed(
+    loop_node: LoopNode,
+) -> None:
+    node = loop_node.node
+    assert node.max_command_bytes <= node.max_frame_size // 2
+    node.max_command_bytes = 1000
+    assert loop_node.call(node.submit(1, "x" * 1000)).instance >= 1
+    for payload in ("x" * 1001, "é" * 501):  # bytes, not characters
+        with pytest.raises(CommandTooLargeError, match="limit 1000 bytes"):
+            loop_node.call(node.submit(1, payload))
+
+    async def through_the_stream() -> Any:
+        return node.submit_nowait(1, "x" * 1001, "big-1")
+
+    with pytest.raises(CommandTooLargeError):
+        loop_node.call(through_the_stream())
