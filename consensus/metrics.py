@@ -71,8 +71,8 @@ COMMITS = Counter(
 )
 PROPOSALS = Counter(
     "paxos_proposals",
-    "Client commands proposed through this node (REST API, dashboard), counted when they finish, "
-    "by outcome: ok, duplicate, timeout, overloaded, error.",
+    "Client commands proposed through this node (REST, client stream, dashboard), counted when "
+    "they finish, by outcome: ok, duplicate, timeout, overloaded, error.",
     ["group", "outcome"],
     registry=REGISTRY,
 )
