@@ -275,5 +275,8 @@ LOGGING = {
             "level": os.environ.get("PAXOS_LOG_LEVEL", "INFO").upper(),
             "propagate": False,
         },
+        # A Host not in ALLOWED_HOSTS: Django logs an ERROR with a traceback per request (a log
+        # flood from any scanner); consensus.api.views.bad_request logs one WARNING line instead.
+        "django.security.DisallowedHost": {"level": "CRITICAL"},
     },
 }

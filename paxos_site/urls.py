@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.contrib.staticfiles.views import serve as serve_static
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
-from consensus.api.views import api_not_found
+from consensus.api.views import api_not_found, bad_request
 from consensus.views import healthz, metrics_view, readyz
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -23,3 +23,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     # users' browsers may have no internet. Small files, rarely fetched: Django's view is enough.
     re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}, name="static"),
 ]
+
+# Requests Django refuses before any view (a Host not in ALLOWED_HOSTS...): JSON under /api/.
+handler400 = bad_request

@@ -1,12 +1,27 @@
 """URLs of the consensus API, mounted at ``/api/`` (the KV store's are at ``/api/kv/``)."""
 
-from django.urls import include, path
+from django.urls import include, path, register_converter
+from django.urls.converters import IntConverter
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from . import views
 
 app_name = "consensus-api"
+
+GROUP_ID_REGEX = "[0-9]{1,18}"
+"""A group id in a path: 18 digits at most, so every id fits a 64-bit integer and a path of
+thousands of digits is no endpoint (``int()`` refuses over 4300 digits, a 500) rather than a
+lookup. The KV store's raw route (``kvstore/api/asgi.py``) uses it too."""
+
+
+class GroupIdConverter(IntConverter):
+    """``<group:group_id>``: an ``int`` of ``GROUP_ID_REGEX``."""
+
+    regex = GROUP_ID_REGEX
+
+
+register_converter(GroupIdConverter, "group")
 
 router = SimpleRouter()
 router.include_format_suffixes = False
@@ -23,8 +38,8 @@ router.register("nodes", views.NodeViewSet, basename="node")
 
 urlpatterns = [
     path("status/", views.StatusView.as_view(), name="status"),
-    path("groups/<int:group_id>/commands/", views.commands_view, name="group-commands"),
-    path("groups/<int:group_id>/log/", views.GroupLogView.as_view(), name="group-log"),
+    path("groups/<group:group_id>/commands/", views.commands_view, name="group-commands"),
+    path("groups/<group:group_id>/log/", views.GroupLogView.as_view(), name="group-log"),
     path("", include(router.urls)),
     # The OpenAPI schema and its docs pages: open to everyone (they hold no data), assets served
     # locally by drf-spectacular-sidecar (no CDN: the docs work offline).

@@ -8,11 +8,15 @@ Two stacks, one interface:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.core.exceptions import DisallowedHost
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
@@ -36,6 +40,8 @@ from .serializers import (
     StatusSerializer,
 )
 
+logger = logging.getLogger("consensus.api")
+
 DEFAULT_LOG_LIMIT = 100
 MAX_LOG_LIMIT = 1000
 
@@ -48,14 +54,16 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
         403: "Not allowed (not staff, or CSRF failed for a session).",
         404: "Unknown group or key.",
         405: "Method not allowed.",
-        413: "Body, key or value larger than the configured limit.",
-        503: "No leader or no quorum within the request timeout; see Retry-After.",
+        409: "The request id was already used for a different command.",
+        413: "Body, key, value or command larger than the limit.",
+        503: "No leader or no quorum within the request timeout (the outcome is unknown: retry "
+        "with the request id the answer names); see Retry-After.",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=meaning[code]) for code in codes}
 
 
 GROUP_ID = OpenApiParameter("group_id", OpenApiTypes.INT, OpenApiParameter.PATH)
-COMMAND_ERRORS = (400, 401, 403, 404, 413, 503)
+COMMAND_ERRORS = (400, 401, 403, 404, 409, 413, 503)
 
 
 #
@@ -127,7 +135,7 @@ class GroupViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Group.objects.select_related("applied_index").order_by("group_id")
     serializer_class = GroupSerializer
     lookup_field = "group_id"
-    lookup_value_regex = r"\d+"
+    lookup_value_regex = "[0-9]{1,18}"  # urls.GROUP_ID_REGEX: longer is no endpoint, not a 500
     pagination_class = None
 
     def get_serializer_context(self) -> dict[str, Any]:
@@ -205,7 +213,7 @@ class NodeViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Node.objects.order_by("node_id")
     serializer_class = NodeSerializer
     lookup_field = "node_id"
-    lookup_value_regex = r"\d+"
+    lookup_value_regex = "[0-9]{1,18}"  # as groups' (urls.GROUP_ID_REGEX)
     pagination_class = None
 
     def get_serializer_context(self) -> dict[str, Any]:
@@ -242,18 +250,45 @@ class StatusView(APIView):
 #
 
 
+MAX_ECHOED_PATH = 200
+"""Characters of an unknown path quoted back in the 404: a path can be 64 KiB long."""
+
+
+@csrf_exempt  # nothing to protect, and a write to a mistyped path must get this 404, not a 403
 async def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
-    """JSON 404 for unknown API paths (Django's default is an HTML page); since this catch-all
-    stops ``APPEND_SLASH`` from redirecting, say so when the path with a slash exists."""
-    message = f"no API endpoint at {request.path}"
+    """JSON 404 for unknown API paths (Django's default is an HTML page), whatever the method;
+    since this catch-all stops ``APPEND_SLASH`` from redirecting, say so when the path with a
+    slash exists."""
+    shown = _shortened(request.path)
+    message = f"no API endpoint at {shown}"
     if not request.path.endswith("/"):
         try:
             match = resolve(request.path + "/")
         except Resolver404:
             match = None
         if match is not None and match.func is not api_not_found:
-            message += f" (did you mean {request.path}/ ?)"
+            message += f" (did you mean {shown}/ ?)"
     return error_response(404, message)
+
+
+def _shortened(path: str) -> str:
+    return path if len(path) <= MAX_ECHOED_PATH else path[:MAX_ECHOED_PATH] + "..."
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler400``: what Django answers a request it refuses before any view (a ``Host`` not
+    in ``ALLOWED_HOSTS``, a body over Django's limits...). The API answers JSON, like every
+    other API error; other paths get Django's page. A refused ``Host`` is logged here, as one
+    line: settings.LOGGING silences Django's own ERROR with a traceback, which a scanner
+    sending a wrong ``Host`` would repeat per request."""
+    if isinstance(exception, DisallowedHost):
+        logger.warning("%s %s refused: %.200s", request.method, _shortened(request.path), exception)
+        message = "the Host header names no host this node serves (ALLOWED_HOSTS)"
+    else:
+        message = "bad request"
+    if request.path.startswith("/api/"):
+        return error_response(400, message)
+    return defaults.bad_request(request, exception)
 
 
 __all__ = [
@@ -263,5 +298,6 @@ __all__ = [
     "NodeViewSet",
     "StatusView",
     "api_not_found",
+    "bad_request",
     "commands_view",
 ]

@@ -32,9 +32,11 @@ What the protocol does:
 * a connection that sends nothing for ``IDLE_TIMEOUT`` (60 s, Twisted's figure) while no
   answer is due is closed: idle keep-alive connections and stalled requests;
 * a request that httptools cannot parse gets ``400`` (a request line and headers above
-  ``MAX_HEAD_BYTES``: ``431``) and the connection is closed; a body that stops parsing (bad
-  chunks) ends its connection, and its application hears ``http.disconnect``. The node and
-  its other connections go on.
+  ``MAX_HEAD_BYTES``: ``431``) and the connection is closed, once the requests pipelined
+  before it are answered: they were complete, so they are served, not dropped unanswered; a
+  body that stops parsing (bad chunks) gets the same ``400`` (cut off instead if its answer
+  has begun), and its application hears ``http.disconnect``. The node and its other
+  connections go on.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ class HttpChannel(Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self.failure: tuple[int, str, str] | None = None
+        """The error page due once the requests queued before a parse error are answered."""
 
     # --- Twisted ------------------------------------------------------------------------------
 
@@ -150,18 +154,7 @@ class HttpChannel(Protocol):
                 if rest:
                     self.dataReceived(rest)
         except httptools.HttpParserError as error:
-            self.transport.pauseProducing()  # nothing after this can be parsed: read no more
-            broken, self.parsing = self.parsing, None
-            if broken is not None and broken is self.active:
-                # a body that cannot be completed (bad chunks): the request is abandoned, as
-                # if the client had gone; connectionLost tells the application
-                logger.info("invalid HTTP request body from %s: %s", self.client, error)
-                self._close()
-            elif self._head_bytes > MAX_HEAD_BYTES:
-                self._fail_connection(431, "Request Header Fields Too Large", "Headers too large.")
-            else:
-                logger.info("invalid HTTP request from %s: %s", self.client, error)
-                self._fail_connection(400, "Bad Request", "Invalid HTTP request.")
+            self._parse_failed(error)
 
     def connectionLost(self, reason: Any = None) -> None:  # noqa: N802 - Twisted's name
         self.factory.channels.discard(self)
@@ -170,6 +163,30 @@ class HttpChannel(Protocol):
         if self.active is not None:
             self.active.connection_lost()
             self.active = None
+
+    def _parse_failed(self, error: Exception) -> None:
+        """Nothing after ``error`` can be parsed, so read no more. The requests complete before
+        it were pipelined in good faith (and may change state): answer them, then the error.
+        A request whose body broke is answered with the error itself; if it was only queued it
+        never reached an application and is simply dropped."""
+        if self.closed:
+            return  # an answer already ended the connection (say, before its body was read)
+        self.transport.pauseProducing()
+        broken, self.parsing = self.parsing, None
+        if broken is not None:
+            logger.info("invalid HTTP request body from %s: %s", self.client, error)
+            if broken is self.active:
+                broken.keep_alive = False  # its body's end is unknown: nothing can follow it
+                broken.basic_error(400, b"Bad Request", "Invalid HTTP request body.")
+                return
+            if broken in self.queued:
+                self.queued.remove(broken)
+            self._fail_connection(400, "Bad Request", "Invalid HTTP request body.")
+        elif self._head_bytes > MAX_HEAD_BYTES:
+            self._fail_connection(431, "Request Header Fields Too Large", "Headers too large.")
+        else:
+            logger.info("invalid HTTP request from %s: %s", self.client, error)
+            self._fail_connection(400, "Bad Request", "Invalid HTTP request.")
 
     # --- httptools callbacks ------------------------------------------------------------------
 
@@ -240,8 +257,10 @@ class HttpChannel(Protocol):
             self._close()
         elif self.queued:
             self._start_queued()
-            if not self.queued and not self.closed:
+            if not self.queued and not self.closed and self.failure is None:
                 self.transport.resumeProducing()
+        elif self.failure is not None:
+            self._fail_connection(*self.failure)
 
     def close_if_idle(self, now: float) -> None:
         """Close the connection if it sent nothing for ``IDLE_TIMEOUT`` seconds while no answer
@@ -275,11 +294,13 @@ class HttpChannel(Protocol):
         protocol.dataReceived(b"".join(head) + rest)
 
     def _fail_connection(self, status: int, title: str, body: str) -> None:
-        """Answer ``status`` (once nothing else is being answered) and close."""
+        """Answer ``status`` and close, after the requests queued before the failure
+        (``exchange_done`` of the last one calls this again)."""
         if self.active is not None:
-            self.active.keep_alive = False
-            self.queued.clear()
+            self.transport.pauseProducing()  # whatever follows is not read
+            self.failure = (status, title, body)
             return
+        self.failure = None
         page = error_page(status, title, body)
         head = status_line(status)
         framing = b"%b: %b\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % (*HTML, len(page))

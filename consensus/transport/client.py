@@ -22,6 +22,12 @@ retries whatever still matters, and stale heartbeats are the first to go). The s
    (``backoff_min`` .. ``backoff_max``) and reconnects; messages queued meanwhile are kept,
    up to the queue bound.
 
+A dial to a local port nobody listens on yet can connect to *itself*: when that port is in the
+ephemeral range, Linux may pick it as the source port, and TCP's simultaneous open joins the
+socket to itself. Such a connection would hold the port the peer is about to listen on (its
+start fails with "Address already in use"), so it is closed as soon as it is made and counts
+as a refused attempt (``SelfConnectionError``).
+
 ``stop()`` cancels the task; the websocket is closed on the way out (bounded by close_timeout).
 """
 
@@ -31,8 +37,11 @@ import asyncio
 import collections
 import logging
 import random
+import socket
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
@@ -44,7 +53,7 @@ from .closecodes import describe
 from .codec import DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGES_PER_FRAME, encode_frames
 from .peers import PeerAddress, PeerStats
 
-__all__ = ["LinkOptions", "PeerLink"]
+__all__ = ["LinkOptions", "PeerLink", "SelfConnectionError", "is_self_connection"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +86,38 @@ class LinkOptions:
 
 class LinkClosed(Exception):
     """The connection ended while we were sending (close code in the message)."""
+
+
+class SelfConnectionError(ConnectionRefusedError):
+    """The TCP connection joined the socket to itself: nobody listens on the peer's port."""
+
+
+def is_self_connection(sockname: Any, peername: Any) -> bool:
+    """Whether a connected socket's two ends are one address (TCP's simultaneous open with
+    itself). Addresses as ``getsockname``/``getpeername`` give them (None when unknown)."""
+    return sockname is not None and sockname == peername
+
+
+def _reset_on_close(sock: Any) -> None:
+    """Make closing ``sock`` send a reset: a plain close of a connection to itself leaves it
+    in TIME_WAIT, which keeps the port from being listened on for a minute."""
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+class _PeerConnect(connect):
+    """websockets' ``connect``, refusing a connection to itself before the HTTP upgrade: its
+    own request would come back as the "response", and the port would stay taken meanwhile."""
+
+    async def create_connection(self) -> ClientConnection:
+        connection = await super().create_connection()
+        transport = connection.transport
+        sockname = transport.get_extra_info("sockname")
+        if is_self_connection(sockname, transport.get_extra_info("peername")):
+            _reset_on_close(transport.get_extra_info("socket"))
+            transport.abort()  # frees the port now, before the peer tries to listen on it
+            raise SelfConnectionError(f"connected to itself at {sockname}: nothing listens there")
+        return connection
 
 
 class PeerLink:
@@ -194,7 +235,7 @@ class PeerLink:
 
     async def _session(self) -> None:
         options = self.options
-        async with connect(
+        async with _PeerConnect(
             self.peer.url,
             compression=None,
             proxy=None,  # peers talk directly; never through an HTTP(S)_PROXY from the env

@@ -14,11 +14,12 @@ from typing import Any
 
 from consensus.api import fastpath
 from consensus.api.lean import RawRequest, RawRoute
+from consensus.api.urls import GROUP_ID_REGEX
 
 from . import views
 
-ENTRY = re.compile(r"^/api/kv/(?P<group_id>[0-9]+)/(?P<key>[^/]+)$")
-"""The path of ``urls.py``'s ``entry`` route (``<int:group_id>/<str:key>`` under ``api/kv/``)."""
+ENTRY = re.compile(rf"^/api/kv/(?P<group_id>{GROUP_ID_REGEX})/(?P<key>[^/]+)$")
+"""The path of ``urls.py``'s ``entry`` route (``<group:group_id>/<str:key>`` under ``api/kv/``)."""
 
 
 async def entry(request: RawRequest, match: re.Match[str]) -> dict[str, Any]:

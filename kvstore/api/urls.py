@@ -2,11 +2,13 @@
 
 from django.urls import path
 
+import consensus.api.urls  # noqa: F401 - registers the "group" path converter used below
+
 from . import views
 
 app_name = "kvstore-api"
 
 urlpatterns = [
-    path("<int:group_id>/<str:key>/cas", views.cas_view, name="entry-cas"),
-    path("<int:group_id>/<str:key>", views.entry_view, name="entry"),
+    path("<group:group_id>/<str:key>/cas", views.cas_view, name="entry-cas"),
+    path("<group:group_id>/<str:key>", views.entry_view, name="entry"),
 ]

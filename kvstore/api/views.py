@@ -28,7 +28,7 @@ from rest_framework.views import APIView
 from consensus.api import fastpath
 from consensus.api.exceptions import ApiError, json_response
 from consensus.api.reads import reads_of
-from consensus.api.views import error_responses
+from consensus.api.views import COMMAND_ERRORS, error_responses
 from consensus.runtime import Outcome, PaxosNode, SubmitError, UnknownGroupError
 from consensus.statemachine import QueryError
 from kvstore.statemachines import KVStateMachine
@@ -138,7 +138,10 @@ class EntryDocView(APIView):
         summary="Write a key",
         parameters=[*PATH_PARAMETERS, REQUEST_ID_HEADER],
         request=PutRequestSerializer,
-        responses={200: PutResponseSerializer, **error_responses(400, 401, 403, 404, 413, 503)},
+        responses={
+            200: PutResponseSerializer,
+            **error_responses(*COMMAND_ERRORS),
+        },
         tags=["kv"],
     )
     def put(self, request: Request, group_id: int, key: str) -> Response:  # pragma: no cover
@@ -153,7 +156,10 @@ class EntryDocView(APIView):
             REQUEST_ID_HEADER,
             OpenApiParameter("request_id", OpenApiTypes.STR, OpenApiParameter.QUERY),
         ],
-        responses={200: DeleteResponseSerializer, **error_responses(400, 401, 403, 404, 413, 503)},
+        responses={
+            200: DeleteResponseSerializer,
+            **error_responses(*COMMAND_ERRORS),
+        },
         tags=["kv"],
     )
     def delete(self, request: Request, group_id: int, key: str) -> Response:  # pragma: no cover
@@ -247,7 +253,10 @@ class CasDocView(APIView):
         "must be absent). Either way the response carries the value the key has now.",
         parameters=[*PATH_PARAMETERS, REQUEST_ID_HEADER],
         request=CasRequestSerializer,
-        responses={200: CasResponseSerializer, **error_responses(400, 401, 403, 404, 413, 503)},
+        responses={
+            200: CasResponseSerializer,
+            **error_responses(*COMMAND_ERRORS),
+        },
         tags=["kv"],
     )
     def post(self, request: Request, group_id: int, key: str) -> Response:  # pragma: no cover

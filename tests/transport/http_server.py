@@ -13,6 +13,7 @@ Routes (any method):
 Idle connections are closed after one second here (``daphne_http.IDLE_TIMEOUT``), not 60.
   /stream      three body messages without a content-length (chunked on the wire)
   /early       413 at once, without reading the body
+  /partial     starts a chunked answer at once, then reads the body and ends the answer with it
   /status      answers with the status code its query string names
   /fail        raises before answering
   /hang        never answers; counts the http.disconnect it then receives
@@ -90,6 +91,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await respond(send, 200, b"{}")
     elif path == "/early":
         await respond(send, 413, b'{"error": "too large"}')
+    elif path == "/partial":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"started,", "more_body": True})
+        message = {"more_body": True}
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            await send({"type": "http.response.body", "body": message["body"], "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/fail":
         raise RuntimeError("the application failed on purpose")
     elif path == "/hang":

@@ -336,16 +336,6 @@ def test_a_closed_connection_reaches_the_application_as_a_disconnect(port: int) 
     _wait_for_disconnects(port, before + 1)
 
 
-def test_a_broken_body_ends_the_connection_and_the_request(port: int) -> None:
-    before = _disconnects(port)
-    with connection(port) as conn:
-        conn.send(request("POST", "/hang", b"", "Transfer-Encoding: chunked") + b"5\r\nhello\r\n")
-        time.sleep(0.2)
-        conn.send(b"not a chunk size\r\n")
-        assert conn.closed_by_server()
-    _wait_for_disconnects(port, before + 1)
-
-
 def test_a_websocket_upgrade_is_handed_to_daphne(port: int) -> None:
     with websocket_connect(f"ws://127.0.0.1:{port}/ws?x=1") as ws:
         for text in ("hello", "x" * 100_000):
@@ -367,3 +357,63 @@ def test_another_upgrade_is_served_as_http(port: int) -> None:
         )
         status, _, body = conn.response()
     assert (status, json.loads(body)["query_string"]) == (200, "h2c")
+
+
+def test_requests_pipelined_before_garbage_are_answered_then_400(port: int) -> None:
+    """The requests complete before the parse error are answered, in order; then the 400."""
+    with connection(port) as conn:
+        conn.send(
+            b"".join(request("PUT", f"/slow?n={n}", b"%d" % n) for n in range(3))
+            + b"GARBAGE\r\n\r\n"
+        )
+        answers = [conn.response() for _ in range(3)]
+        assert [(s, json.loads(b)["query_string"]) for s, _, b in answers] == [
+            (200, f"n={n}") for n in range(3)
+        ]
+        assert all(headers.get("connection") != "close" for _, headers, _ in answers)
+        status, headers, _ = conn.response()
+        assert (status, headers["connection"]) == (400, "close")
+        assert conn.closed_by_server()
+
+
+def test_a_bad_chunk_in_a_queued_request_gets_400_after_the_complete_ones(port: int) -> None:
+    with connection(port) as conn:
+        conn.send(
+            request("PUT", "/slow?n=1", b"one")
+            + request("POST", "/echo?n=2", b"", "Transfer-Encoding: chunked")
+            + b"3\r\ntwo\r\nnot a chunk size\r\n"
+        )
+        status, _, body = conn.response()
+        assert (status, json.loads(body)["query_string"]) == (200, "n=1")
+        status, headers, _ = conn.response()
+        assert (status, headers["connection"]) == (400, "close")
+        assert conn.closed_by_server()
+
+
+def test_a_bad_chunk_in_the_request_being_answered_gets_400(port: int) -> None:
+    """Its application has started but not answered: the client hears why, then the close."""
+    before = _disconnects(port)
+    with connection(port) as conn:
+        conn.send(request("POST", "/hang", b"", "Transfer-Encoding: chunked") + b"5\r\nhello\r\n")
+        time.sleep(0.2)
+        conn.send(b"not a chunk size\r\n")
+        status, headers, _ = conn.response()
+        assert (status, headers["connection"]) == (400, "close")
+        assert conn.closed_by_server()
+    _wait_for_disconnects(port, before + 1)
+
+
+def test_a_bad_chunk_after_the_response_started_cuts_it_off(port: int) -> None:
+    """Too late for a 400: the chunked answer stops without its last chunk, and the close."""
+    with connection(port) as conn:
+        conn.send(request("POST", "/partial", b"", "Transfer-Encoding: chunked"))
+        assert conn.reader.readline() == b"HTTP/1.1 200 OK\r\n"
+        while conn.reader.readline() != b"\r\n":
+            pass  # the rest of the head
+        assert conn.reader.readline() == b"8\r\n"
+        assert conn.reader.readline() == b"started,\r\n"
+        conn.send(b"5\r\nhello\r\n")
+        assert conn.reader.readline() == b"5\r\n"
+        assert conn.reader.readline() == b"hello\r\n"
+        conn.send(b"not a chunk size\r\n")
+        assert conn.closed_by_server()

@@ -1,0 +1,143 @@
+"""Paths no API route takes, and requests Django refuses before any view, through the project's
+ASGI application (so with its middleware, CSRF included, unlike Django's test client): every
+method gets the API's JSON 404 or 400, never an HTML page, a 500 or a traceback in the log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+import pytest
+from asgiref.sync import async_to_sync
+
+from paxos_site.asgi import application
+from tests.api.conftest import TOKEN, FakeNode
+from tests.fixtures.logs import consensus_logs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HUGE = "9" * 5000
+"""More digits than ``int()`` takes (4300): a group id must not reach it."""
+
+
+def call(
+    method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    all_headers = {"authorization": f"Bearer {TOKEN}", "host": "127.0.0.1"}
+    all_headers.update(headers or {})
+    all_headers["content-length"] = str(len(body))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.encode(), v.encode()) for k, v in all_headers.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 33333),
+    }
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()  # the client stays until answered
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async_to_sync(application)(scope, receive, send)
+    headers_out = {k.lower(): v for k, v in sent[0]["headers"]}
+    return sent[0]["status"], headers_out, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def json_error(headers: dict[bytes, bytes], content: bytes) -> str:
+    assert headers[b"content-type"].startswith(b"application/json"), content[:200]
+    return orjson.loads(content)["error"]
+
+
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"/api/kv/{HUGE}/k"),
+        ("PUT", f"/api/kv/{HUGE}/k"),
+        ("POST", f"/api/kv/{HUGE}/k/cas"),
+        ("POST", f"/api/groups/{HUGE}/commands/"),
+        ("GET", f"/api/groups/{HUGE}/log/"),
+        ("GET", f"/api/groups/{HUGE}/"),
+        ("GET", f"/api/nodes/{HUGE}/"),
+        ("GET", f"/api/kv/{'1' * 19}/k"),
+    ],
+)
+@pytest.mark.parametrize("token", [True, False], ids=["token", "no-token"])
+def test_a_group_id_with_too_many_digits_is_no_endpoint(
+    fake_node: FakeNode, caplog: pytest.LogCaptureFixture, method: str, path: str, token: bool
+) -> None:
+    with consensus_logs(caplog):
+        status, headers, content = call(
+            method, path, b'{"value": "v"}', None if token else {"authorization": ""}
+        )
+    assert status == 404, content[:300]
+    message = json_error(headers, content)
+    assert message.startswith("no API endpoint at /api/")
+    assert len(message) < 300  # the path is cut short, not echoed back whole
+    no_tracebacks(caplog)
+
+
+def test_a_group_id_of_18_digits_is_still_a_group(fake_node: FakeNode) -> None:
+    status, headers, content = call("GET", f"/api/kv/{'1' * 18}/k")
+    assert status == 404 and "unknown group" in json_error(headers, content)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "POST", "DELETE", "PATCH"])
+@pytest.mark.parametrize(
+    "path", ["/api/kv/abc/k", "/api/nonexistent/", "/api/kv/1/a/b", "/api/groups/x/commands/"]
+)
+@pytest.mark.parametrize("token", [True, False], ids=["token", "no-token"])
+def test_an_unmatched_api_path_is_a_json_404_whatever_the_method(
+    fake_node: FakeNode, method: str, path: str, token: bool
+) -> None:
+    """Not CSRF's HTML 403: the catch-all view has nothing to protect."""
+    status, headers, content = call(method, path, b"{}", None if token else {"authorization": ""})
+    assert status == 404, content[:300]
+    assert json_error(headers, content).startswith("no API endpoint at ")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/api/status/"), ("POST", "/api/nonexistent/"), ("GET", "/api/groups/")],
+)
+def test_a_disallowed_host_on_the_api_is_a_json_400_and_one_warning(
+    fake_node: FakeNode, caplog: pytest.LogCaptureFixture, method: str, path: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    with consensus_logs(caplog):
+        status, headers, content = call(method, path, b"{}", {"host": "evil.example"})
+    assert status == 400, content[:300]
+    assert "Host" in json_error(headers, content)
+    no_tracebacks(caplog)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "evil.example" in caplog.records[0].getMessage()
+
+
+def test_a_disallowed_host_elsewhere_is_django_s_400_without_a_traceback(
+    fake_node: FakeNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with consensus_logs(caplog):
+        status, _, _ = call("GET", "/healthz", headers={"host": "evil.example"})
+    assert status == 400
+    no_tracebacks(caplog)
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) <= 1
