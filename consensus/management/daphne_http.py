@@ -373,9 +373,11 @@ class Exchange:
     def _scope(self) -> tuple[dict[str, Any] | None, str]:
         raw_path, _, query_string = self.url.partition(b"?")
         try:
-            path = unquote(raw_path.decode("ascii"))
+            # Strictly: with the default "replace", different invalid bytes would all read as
+            # U+FFFD, and two paths (two KV keys) would silently be one.
+            path = unquote(raw_path.decode("ascii"), errors="strict")
         except UnicodeDecodeError:
-            return None, "Invalid characters in path"
+            return None, "Invalid characters in path (not ASCII, or escapes not UTF-8)"
         try:
             query_string.decode("ascii")
         except UnicodeDecodeError:

@@ -307,6 +307,18 @@ def test_a_path_that_is_not_ascii_gets_400(port: int) -> None:
         assert conn.response()[0] == 400
 
 
+@pytest.mark.parametrize("target", ["/a%ff%feb", "/a%c3"])
+def test_a_path_whose_escapes_are_not_utf8_gets_400(port: int, target: str) -> None:
+    """Decoded leniently, every invalid sequence would read as U+FFFD: different paths (KV keys)
+    would be one."""
+    with connection(port) as conn:
+        conn.send(request("GET", target))
+        assert conn.response()[0] == 400
+    with connection(port) as conn:
+        conn.send(request("GET", "/echo/caf%C3%A9"))  # escapes of valid UTF-8 are fine
+        assert conn.response()[0] == 200
+
+
 def test_a_failing_application_gets_500(port: int) -> None:
     with connection(port) as conn:
         conn.send(request("GET", "/fail"))
