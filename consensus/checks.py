@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, Warning, register
 
 
 @register()
@@ -36,3 +36,16 @@ def check_state_machines(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
         )
     return errors
+
+
+@register(Tags.security, deploy=True)
+def check_cluster_config(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """consensus.W001: the node's config is valid but probably a mistake (the README's example
+    secret, no API token); ``runpaxos`` logs the same lines at start. Deploy-only, so that every
+    management command does not repeat them."""
+    from .config import startup_warnings
+
+    cluster = getattr(settings, "PAXOS_CLUSTER", None)
+    if cluster is None:
+        return []
+    return [Warning(message, id="consensus.W001") for message in startup_warnings(cluster)]

@@ -6,7 +6,12 @@ The file is JSON plus ``//`` line comments (the seed's examples use them). Every
 standard library: ``paxos_site.settings`` loads it before Django is set up.
 
 Strictness: unknown keys are rejected (a typo such as ``"learninginterval"`` would otherwise fall
-back to the default silently). Node and group ids are positive integers; ports are 1..65535.
+back to the default silently). Node and group ids are integers in 1..2**63-1 (they are stored in
+64-bit signed database columns; a bigger id would pass here and crash in SQLite); ports are
+1..65535. ``dataDir`` must not name an existing file (the node creates the folder at start).
+
+Some configs are valid but probably a mistake: ``startup_warnings`` lists those (no API token, the
+README's example secret) for ``runpaxos`` to log and for ``manage.py check --deploy`` to show.
 
 What ``"enableDataPersistence": false`` means
 ---------------------------------------------
@@ -39,6 +44,10 @@ DEFAULT_GROUPS = (1,)
 DEFAULT_STATE_MACHINE = "kv"
 DEFAULT_BASE_PORT = 33333
 """The seed's first port."""
+MAX_ID = 2**63 - 1
+"""The largest node or group id: ids are stored in signed 64-bit database columns."""
+EXAMPLE_SECRET = "change-me"
+"""The README's example ``secret``: anyone who read the README can join such a cluster."""
 
 DATA_PERSISTENCE_OFF_WARNING = (
     "enableDataPersistence is false: promises, votes and the chosen log stay durable anyway "
@@ -262,6 +271,7 @@ class _Parser:
         nodes = self.nodes(raw.get("nodes"))
         my_id = self.my_id(raw, nodes, node_id)
         data_dir = self.string(raw, "dataDir", DEFAULT_DATA_DIR)
+        data_path = self.data_path(data_dir)
         return ClusterConfig(
             path=self.path,
             nodes=nodes,
@@ -272,7 +282,7 @@ class _Parser:
                 raw, "learningInterval", DEFAULT_LEARNING_INTERVAL_MS
             ),
             data_dir=data_dir,
-            data_path=(self.path.parent / Path(data_dir).expanduser()).resolve(),
+            data_path=data_path,
             enable_data_persistence=self.boolean(raw, "enableDataPersistence", True),
             groups=self.groups(raw.get("groups", list(DEFAULT_GROUPS)), nodes),
             api_tokens=self.api_tokens(raw.get("apiTokens", [])),
@@ -400,6 +410,21 @@ class _Parser:
                 )
         return tuple(raw)
 
+    def data_path(self, data_dir: str) -> Path:
+        """``dataDir`` resolved against the config's folder; the node creates it at start, which
+        fails (with a traceback, in settings) if it or a parent is an existing file."""
+        path = (self.path.parent / Path(data_dir).expanduser()).resolve()
+        for existing in (path, *path.parents):
+            if existing.exists():
+                if not existing.is_dir():
+                    what = "is" if existing == path else f"is inside {existing}, which is"
+                    raise self.error(
+                        "dataDir",
+                        f"{path} {what} a file, not a folder (the node keeps its data there)",
+                    )
+                break
+        return path
+
     def milliseconds(self, raw: dict[str, Any], key: str, default: int) -> int:
         value = raw.get(key, default)
         if not _is_int(value):
@@ -425,7 +450,28 @@ class _Parser:
             raise self.error(where, f"must be an integer, not {_kind(value)}")
         if value < 1:
             raise self.error(where, f"must be a positive integer, not {value}")
+        if value > MAX_ID:
+            raise self.error(where, f"{value} is out of range 1..{MAX_ID} (2**63-1)")
         return int(value)
+
+
+def startup_warnings(config: ClusterConfig) -> list[str]:
+    """Valid settings that are probably a mistake, one line each (``runpaxos`` logs them at start,
+    ``manage.py check --deploy`` shows them). An empty ``apiTokens`` is allowed, for a node that
+    only serves its peers, but then no client can use the API."""
+    warnings = []
+    if not config.api_tokens:
+        warnings.append(
+            f"{config.path}: apiTokens is empty: no client can use this node's API "
+            "(add a long random token to apiTokens)"
+        )
+    if config.secret.strip() == EXAMPLE_SECRET:
+        warnings.append(
+            f'{config.path}: secret is the README\'s example "{EXAMPLE_SECRET}": anyone who '
+            "read it can join the cluster's peer links (use a long random string, the same on "
+            "every node)"
+        )
+    return warnings
 
 
 def _is_int(value: Any) -> bool:

@@ -80,7 +80,7 @@ PAXOS_API_TOKENS: tuple[str, ...] = tuple(
     token for token in os.environ.get("PAXOS_API_TOKENS", "").split(",") if token.strip()
 )
 """Extra API tokens on top of the config's apiTokens (a dev server without a cluster config)."""
-# Exactly-once results (consensus.models.RequestResult), pruned by `manage.py pruneresults`.
+# Exactly-once results (consensus.models.RequestResult), pruned through the log (pruning.py).
 PAXOS_READ_MODE = os.environ.get("PAXOS_READ_MODE", "index")
 """Linearizable reads: "index" (a read index confirmed by a majority heartbeat round, no disk
 write; the default) or "log" (a marker command through the log)."""
@@ -118,7 +118,10 @@ ALLOWED_HOSTS += [
 ]
 
 INSTALLED_APPS = [
-    "daphne",  # first: it installs Twisted's asyncio reactor and replaces runserver
+    # First, for its management commands: its ``runserver`` refuses to start a site without a
+    # node (it points to runpaxos) instead of daphne's or Django's. Nothing of it imports Twisted.
+    "consensus",
+    "daphne",  # next: importing its app installs Twisted's asyncio reactor early
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -129,7 +132,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "consensus",
     "kvstore",
 ]
 # More apps with state machines (e.g. PAXOS_EXTRA_APPS=examples.counter), without editing this file.
@@ -177,9 +179,10 @@ if PAXOS_CLUSTER is not None:
 
 
 def _sqlite_database(path: Path) -> dict[str, Any]:
-    """WAL with synchronous=FULL: a commit is on disk when it returns, at ~7,000 commits/s
-    (PERFORMANCE.md). IMMEDIATE transactions take the write lock at BEGIN, so concurrent writers
-    wait on the busy timeout instead of failing with a lock upgrade error mid-transaction."""
+    """WAL with synchronous=FULL: a commit is on disk when it returns, at ~7,000 commits/s on
+    the 2-core machines this was measured on. IMMEDIATE transactions take the write lock at
+    BEGIN, so concurrent writers wait on the busy timeout instead of failing with a lock upgrade
+    error mid-transaction."""
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": path,

@@ -10,6 +10,9 @@ cleanly after the response was finished is deleted as it returns; everything els
 application that failed, was cancelled, or outlives its connection) stays for daphne's own
 sweep, which logs and handles it as before.
 
+It also keeps why it could not listen (``listen_failure``) instead of only logging it, so that
+``runpaxos`` can exit with an error that says so rather than status 0.
+
 Importing this module installs Twisted's asyncio reactor (``daphne.server`` does): import it
 where daphne is about to run, as ``server.py`` does.
 """
@@ -23,6 +26,14 @@ from daphne.server import Server
 
 
 class ReapingServer(Server):
+    listen_failure: BaseException | None = None
+    """Why an endpoint could not listen (Twisted's ``CannotListenError``), if one could not."""
+
+    def listen_error(self, failure: Any) -> None:
+        """daphne's logs a CRITICAL line and stops; the caller reports ``listen_failure``."""
+        self.listen_failure = failure.value
+        self.stop()
+
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
         queue = super().create_application(protocol, scope)
         instance = self.connections.get(protocol, {}).get("application_instance")

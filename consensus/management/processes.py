@@ -6,6 +6,7 @@ Every child is a ``manage.py runpaxos --config ... --node N`` process whose outp
 
 from __future__ import annotations
 
+import shlex
 import signal
 import subprocess
 import sys
@@ -35,27 +36,42 @@ def start_nodes(
 ) -> NodeProcesses:
     """``server`` ("daphne" or "uvicorn") is passed on as ``--server``; without it the nodes use
     ``PAXOS_SERVER`` from ``env``, else daphne."""
-    if server is not None:
-        extra_args = ("--server", server, *extra_args)
     children: NodeProcesses = {}
     for node in config.nodes:
         with (folder / f"node{node.node_id}.log").open("ab") as log:
             children[node.node_id] = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(Path(settings.BASE_DIR) / "manage.py"),
-                    "runpaxos",
-                    "--config",
-                    str(config.path),
-                    "--node",
-                    str(node.node_id),
-                    *extra_args,
-                ],
+                node_command(config, node.node_id, extra_args, server),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=dict(env),
             )
     return children
+
+
+def node_command(
+    config: ClusterConfig,
+    node_id: int,
+    extra_args: tuple[str, ...] = (),
+    server: str | None = None,
+) -> list[str]:
+    """The command line that runs node ``node_id`` (what ``start_nodes`` starts)."""
+    if server is not None:
+        extra_args = ("--server", server, *extra_args)
+    return [
+        sys.executable,
+        str(Path(settings.BASE_DIR) / "manage.py"),
+        "runpaxos",
+        "--config",
+        str(config.path),
+        "--node",
+        str(node_id),
+        *extra_args,
+    ]
+
+
+def node_command_line(config: ClusterConfig, node_id: int, server: str | None = None) -> str:
+    """``node_command`` as a shell line a user can paste to start that node again by hand."""
+    return shlex.join(node_command(config, node_id, server=server))
 
 
 def wait_until_serving(config: ClusterConfig, children: NodeProcesses, folder: Path) -> None:

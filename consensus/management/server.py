@@ -19,7 +19,9 @@ Two servers can carry a node, chosen with ``runpaxos --server``:
 
 Both paths share everything but the server itself: the node is built once (``_build_node``) and
 ``_Lifecycle`` starts and stops it. A failure of ``node.start()`` stops the process (SIGTERM to
-itself) and is raised again from ``serve``.
+itself) and is raised again from ``serve``. A port the server cannot listen on (in use, a host
+that is not this machine's) is a ``ListenError`` from ``serve``, so ``runpaxos`` exits non-zero
+with one line naming the address, under either server.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -49,6 +52,24 @@ logger = logging.getLogger("consensus.runtime")
 
 SERVERS = ("daphne", "uvicorn")
 DEFAULT_SERVER = "daphne"
+
+
+class ListenError(Exception):
+    """The server could not listen on the node's address; the message is one line for users."""
+
+    def __init__(self, node_id: int, address: str, error: BaseException) -> None:
+        super().__init__(f"node {node_id} could not listen on {address}: {listen_reason(error)}")
+
+
+def listen_reason(error: BaseException) -> str:
+    """Why a bind failed, in words (``address already in use``), from the ``OSError`` itself or
+    the one Twisted's ``CannotListenError`` wraps."""
+    cause = getattr(error, "socketError", None) or error
+    if isinstance(cause, socket.gaierror):
+        return f"cannot resolve the host ({str(cause.strerror or cause).lower()})"
+    if isinstance(cause, OSError) and cause.errno and cause.errno > 0:
+        return os.strerror(cause.errno).lower()
+    return str(cause)
 
 
 def serve(
@@ -76,16 +97,19 @@ def serve(
         observer=monitoring.observer,
     )
     lifecycle = _Lifecycle(node, monitoring, config.me.host, config.me.port)
+    listen_failure: BaseException | None = None
     install_node(node)
     tune_garbage_collector()
     yield_cpu_on_wakeup()
     try:
         if server == "uvicorn":
-            _run_uvicorn(lifecycle, application, max_frame_size)
+            listen_failure = _run_uvicorn(lifecycle, application, max_frame_size)
         else:
-            _run_daphne(lifecycle, application, max_frame_size)
+            listen_failure = _run_daphne(lifecycle, application, max_frame_size)
     finally:
         install_node(None)
+    if listen_failure is not None:
+        raise ListenError(node.node_id, config.me.address, listen_failure)
     lifecycle.raise_start_failure()
     logger.info("node %s stopped", node.node_id)
 
@@ -196,7 +220,10 @@ async def _start(node: PaxosNode, host: str, port: int) -> None:
 # --- daphne ----------------------------------------------------------------------------------
 
 
-def _run_daphne(lifecycle: _Lifecycle, application: Any, max_frame_size: int) -> None:
+def _run_daphne(
+    lifecycle: _Lifecycle, application: Any, max_frame_size: int
+) -> BaseException | None:
+    """Serve until stopped; return why daphne could not listen, if it could not."""
     from daphne.endpoints import build_endpoint_description_strings
 
     from consensus.transport.hub import daphne_options
@@ -225,13 +252,19 @@ def _run_daphne(lifecycle: _Lifecycle, application: Any, max_frame_size: int) ->
         **daphne_options(max_frame_size),  # type: ignore[arg-type]
     )
     server.run()
+    return server.listen_failure
 
 
 # --- uvicorn ---------------------------------------------------------------------------------
 
 
-def _run_uvicorn(lifecycle: _Lifecycle, application: Any, max_frame_size: int) -> None:
-    asyncio.run(_uvicorn_server(lifecycle, application, max_frame_size).serve())
+def _run_uvicorn(
+    lifecycle: _Lifecycle, application: Any, max_frame_size: int
+) -> BaseException | None:
+    """Serve until stopped; return why uvicorn could not listen, if it could not."""
+    server = _uvicorn_server(lifecycle, application, max_frame_size)
+    asyncio.run(server.serve())
+    return server.listen_failure
 
 
 def _uvicorn_server(lifecycle: _Lifecycle, application: Any, max_frame_size: int) -> Any:
@@ -240,8 +273,19 @@ def _uvicorn_server(lifecycle: _Lifecycle, application: Any, max_frame_size: int
     class Server(uvicorn.Server):
         """``uvicorn.Server`` with the runtime hooked in, and signals that stop it cleanly."""
 
+        listen_failure: BaseException | None = None
+
         async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)  # exits the process if the port cannot be bound
+            try:
+                await super().startup(sockets)
+            except SystemExit as stop:
+                # uvicorn logs a port it cannot bind and calls sys.exit(3) while handling the
+                # OSError: keep that error for serve() to report, and stop serving.
+                if not isinstance(stop.__context__, OSError):
+                    raise
+                self.listen_failure = stop.__context__
+                self.should_exit = True
+                return
             if self.started:
                 lifecycle.on_listening()
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
+DEAD = ["--urls", "http://127.0.0.1:44171", "--token", "t", "--clients", "1"]
+"""A cluster that is not there: nothing listens on that port."""
 
 pytestmark = pytest.mark.e2e
 
@@ -112,6 +114,11 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
         (["--etcd-pids", "etcd"], "--etcd-pids takes process ids"),
         (["--leader", "4"], "--leader 4 is not a node of the 3-node local cluster"),
         (["--leader", "1", "--urls", "http://127.0.0.1:9"], "--leader is for a local cluster"),
+        # checked before the run (it ran, then matplotlib failed with a traceback)
+        (
+            ["--plot", "bench.txt", *DEAD, "--duration", "0.2", "--warmup", "0"],
+            "--plot: bench.txt must end in .png, .svg, .pdf",
+        ),
     ],
 )
 def test_paxosbench_explains_bad_arguments(arguments: list[str], message: str) -> None:
@@ -125,3 +132,31 @@ def test_paxosbench_explains_bad_arguments(arguments: list[str], message: str) -
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_paxosbench_fails_when_every_request_failed() -> None:
+    """A dead --urls: not "0 ops/s" and status 0, but the first error and a non-zero status."""
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "manage.py"), "paxosbench", *DEAD]
+        + ["--duration", "0.3", "--warmup", "0"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0, result.stdout
+    assert re.search(r"paxos-rest: all \d+ requests failed; first error: .*44171", result.stderr)
+    assert "is the URL right and the server up?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_paxosbench_consistency_has_help() -> None:
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "manage.py"), "help", "paxosbench"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    usage = " ".join(result.stdout.split())
+    assert "local answers from the node's own copy" in usage

@@ -4,6 +4,9 @@ mistake (a ConfigError naming the file and the field, on one line)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +14,17 @@ import pytest
 
 from consensus.config import (
     DEFAULT_STATE_MACHINE,
+    MAX_ID,
     ConfigError,
     GroupSpec,
     NodeAddress,
     load_config,
+    startup_warnings,
     strip_comments,
     write_demo_config,
 )
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 GOOD = """\
 // A three-node cluster, as in the seed's README.
@@ -238,6 +245,29 @@ ERROR_CASES = [
     pytest.param(_set("apiTokens", "tok"), "apiTokens: must be a list of strings", id="tokens"),
     pytest.param(_set("apiTokens", ["a", ""]), r"apiTokens\[1\]: must be a non-empty", id="tok"),
     pytest.param(_set("learninginterval", 5), "learninginterval: unknown key", id="typo"),
+    # ids live in signed 64-bit columns: a bigger one crashed in SQLite with OverflowError
+    pytest.param(
+        _set("groups", [2**63]),
+        r"groups\[0\]: 9223372036854775808 is out of range 1\.\.9223372036854775807",
+        id="group-too-big",
+    ),
+    pytest.param(
+        _set("groups", [{"id": 2**64}]), r"groups\[0\]\.id: .* is out of range", id="group-big"
+    ),
+    pytest.param(
+        _set("nodes.1.id", 2**63), r"nodes\[1\]\.id: .* is out of range", id="node-too-big"
+    ),
+    pytest.param(
+        _set("groups", [{"id": 1, "leader": 2**63}]),
+        r"groups\[0\]\.leader: .* is out of range",
+        id="group-leader-too-big",
+    ),
+    pytest.param(_set("dataDir", "/etc/passwd"), "dataDir: /etc/passwd is a file", id="datadir-f"),
+    pytest.param(
+        _set("dataDir", "/etc/passwd/sub"),
+        "dataDir: /etc/passwd/sub is inside /etc/passwd, which is a file",
+        id="datadir-in-file",
+    ),
 ]
 
 
@@ -305,3 +335,50 @@ def test_demo_config_can_put_every_leader_on_one_node(tmp_path: Path) -> None:
 def test_demo_config_rejects_empty_cluster(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one node"):
         write_demo_config(tmp_path, nodes=0)
+
+
+def test_largest_ids_are_accepted(tmp_path: Path) -> None:
+    document = base_document() | {"groups": [MAX_ID]}
+    document["nodes"][2]["id"] = MAX_ID
+    config = load_config(write(tmp_path, json.dumps(document)), node_id=MAX_ID)
+    assert config.group_ids == (MAX_ID,)
+    assert config.my_id == MAX_ID
+
+
+def test_data_dir_relative_file(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("not a folder")
+    path = write(tmp_path, json.dumps(base_document() | {"dataDir": "data"}))
+    with pytest.raises(ConfigError, match=r"dataDir: .*data is a file, not a folder"):
+        load_config(path)
+
+
+def test_startup_warnings(tmp_path: Path) -> None:
+    """No API token is allowed (a node for peers only) and the README's secret too, but both
+    are worth a warning at start."""
+    quiet = load_config(write(tmp_path, json.dumps(base_document() | {"apiTokens": ["t"]})))
+    assert startup_warnings(quiet) == []
+    config = load_config(
+        write(tmp_path, json.dumps(base_document() | {"apiTokens": [], "secret": "change-me"}))
+    )
+    assert config.api_tokens == ()
+    first, second = startup_warnings(config)
+    assert "apiTokens is empty: no client can use this node's API" in first
+    assert 'secret is the README\'s example "change-me"' in second
+    assert all("\n" not in line for line in (first, second))
+
+
+def test_check_deploy_warns_about_the_example_secret(tmp_path: Path) -> None:
+    """``manage.py check --deploy`` shows the warnings (plain ``check`` does not repeat them)."""
+    path = write(tmp_path, json.dumps(base_document() | {"secret": "change-me", "apiTokens": []}))
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env |= {"PAXOS_CONFIG": str(path), "PAXOS_NODE_ID": "1"}
+    manage = [sys.executable, str(PROJECT / "manage.py"), "check"]
+    deploy = subprocess.run(
+        [*manage, "--deploy"], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "consensus.W001" in deploy.stderr + deploy.stdout
+    assert 'README\'s example "change-me"' in deploy.stderr + deploy.stdout
+    assert "apiTokens is empty" in deploy.stderr + deploy.stdout
+    plain = subprocess.run(manage, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0, plain.stderr
+    assert "consensus.W001" not in plain.stderr + plain.stdout

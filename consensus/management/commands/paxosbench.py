@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from consensus.bench.cpu import cpu_meter
@@ -29,6 +30,8 @@ from consensus.management.processes import (
     stop_nodes,
     wait_until_serving,
 )
+
+PLOT_FORMATS = ("png", "svg", "pdf")
 
 
 class Command(BaseCommand):
@@ -64,7 +67,12 @@ class Command(BaseCommand):
         parser.add_argument("--reads", type=float, default=0.0, help="fraction of gets (0.0)")
         parser.add_argument("--keys", type=int, default=1000, help="distinct keys (1000)")
         parser.add_argument(
-            "--consistency", choices=("linearizable", "local"), default="linearizable"
+            "--consistency",
+            choices=("linearizable", "local"),
+            default="linearizable",
+            help="how gets read (with --reads): linearizable goes through the leader and sees "
+            "every acknowledged write; local answers from the node's own copy, faster but maybe "
+            "stale (for etcd: a serializable read) (default: linearizable)",
         )
         parser.add_argument(
             "--path",
@@ -132,13 +140,20 @@ class Command(BaseCommand):
         for option in ("json", "plot"):
             if options[option] and not Path(options[option]).resolve().parent.is_dir():
                 raise CommandError(f"--{option}: the folder of {options[option]} does not exist")
+        if options["plot"]:  # before the run, not after it: matplotlib only knows these
+            suffix = Path(options["plot"]).suffix.lower().lstrip(".")
+            if suffix not in PLOT_FORMATS:
+                raise CommandError(
+                    f"--plot: {options['plot']} must end in "
+                    f"{', '.join('.' + name for name in PLOT_FORMATS)} (the image format)"
+                )
         rows: list[dict[str, object]] = []
         clusters: list[dict[str, Any]] = []
         for group_count in group_counts:
             groups = list(range(1, group_count + 1))
             self.writes = 0
             with self._cluster(options, groups) as (urls, token, children, folder):
-                targets = _targets(urls, token, groups, options)
+                targets = [Recorded(target) for target in _targets(urls, token, groups, options)]
                 meters = {
                     "paxos": cpu_meter([process.pid for process in (children or {}).values()]),
                     "etcd": cpu_meter(etcd_pids),
@@ -209,7 +224,7 @@ class Command(BaseCommand):
 
     def _measure(
         self,
-        targets: list[Target],
+        targets: list[Recorded],
         clients: list[int],
         value_sizes: list[int],
         options: dict[str, Any],
@@ -228,9 +243,12 @@ class Command(BaseCommand):
                         keys=options["keys"],
                     )
                     for target in targets:  # interleaved: both systems see the same noise
-                        meter = meters["etcd" if isinstance(target, EtcdTarget) else "paxos"]
+                        etcd = isinstance(target.target, EtcdTarget)
+                        meter = meters["etcd" if etcd else "paxos"]
+                        target.reset()
                         outcome = asyncio.run(run(target, workload, seed=repetition, cpu=meter))
-                        if not isinstance(target, EtcdTarget):
+                        target.raise_if_all_failed()
+                        if not etcd:
                             self.writes += outcome.writes
                         summary = outcome.summary()
                         results.setdefault((target.name, count, value_size), []).append(summary)
@@ -248,6 +266,71 @@ class Command(BaseCommand):
         if not config.api_tokens:
             raise CommandError(f"{config_path} has no apiTokens")
         return config.api_tokens[0]
+
+
+class Recorded:
+    """A target that counts its requests and keeps the first error: the load generator counts
+    failures but forgets why, and a run where every request failed (a wrong --urls, --token or
+    --etcd, groups the cluster does not have) must end with that reason, not with 0 ops/s."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.name = target.name
+        self.reset()
+
+    def reset(self) -> None:
+        self.succeeded = 0
+        self.failed = 0
+        self.first_error: BaseException | None = None
+
+    async def put(self, session: Any, key: str, value: str) -> None:
+        try:
+            await self.target.put(session, key, value)
+        except Exception as error:
+            self._failure(error)
+            raise
+        self.succeeded += 1
+
+    async def get(self, session: Any, key: str) -> None:
+        try:
+            await self.target.get(session, key)
+        except Exception as error:
+            self._failure(error)
+            raise
+        self.succeeded += 1
+
+    async def close(self) -> None:
+        close = getattr(self.target, "close", None)
+        if close is not None:
+            await close()
+
+    def _failure(self, error: BaseException) -> None:
+        self.failed += 1
+        if self.first_error is None:
+            self.first_error = error
+
+    def raise_if_all_failed(self) -> None:
+        if self.succeeded or not self.failed or self.first_error is None:
+            return
+        raise CommandError(
+            f"{self.name}: all {self.failed} requests failed; first error: "
+            f"{describe_error(self.first_error)}"
+        )
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a failed request, with the likely mistake behind the usual ones."""
+    text = str(error).strip() or type(error).__name__
+    hints = {
+        "HTTP 401": "unauthorized: a wrong --token (or --config)?",
+        "HTTP 403": "forbidden: a wrong --token (or --config)?",
+        "HTTP 404": "not found: does the cluster have every group of --groups?",
+    }
+    if text in hints:
+        return f"{text} {hints[text]}"
+    if isinstance(error, aiohttp.ClientConnectionError | OSError):
+        return f"{text} (is the URL right and the server up?)"
+    return text
 
 
 def node_resources(children: NodeProcesses, folder: Path, writes: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -11,12 +12,14 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consensus.config import ClusterConfig, ConfigError, load_config
+from consensus.config import ClusterConfig, ConfigError, load_config, startup_warnings
 
 DEFAULT_DEMO_DIR = "demo-cluster"
 SERVERS = ("daphne", "uvicorn")  # as consensus.management.server.SERVERS (imported late there)
 REQUEST_TIMEOUT = float(getattr(settings, "PAXOS_REQUEST_TIMEOUT", 5.0))
 MAX_FRAME_SIZE = int(getattr(settings, "PAXOS_MAX_FRAME_SIZE", 16 * 1024 * 1024))
+
+logger = logging.getLogger("consensus.runtime")
 
 
 class Command(BaseCommand):
@@ -35,7 +38,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--demo", action="store_true", help="start a local cluster with its own data folder"
         )
-        parser.add_argument("--nodes", type=int, default=3, help="nodes in the demo cluster (3)")
+        parser.add_argument(
+            "--nodes",
+            type=int,
+            help="nodes in a new demo cluster (3); an existing demo keeps its own",
+        )
         parser.add_argument(
             "--data-dir",
             default=DEFAULT_DEMO_DIR,
@@ -43,7 +50,9 @@ class Command(BaseCommand):
             "an existing demo there is started again with its data",
         )
         parser.add_argument(
-            "--base-port", type=int, default=33333, help="first port of a new demo (33333)"
+            "--base-port",
+            type=int,
+            help="first port of a new demo (33333); an existing demo keeps its own",
         )
         parser.add_argument(
             "--tick-ms",
@@ -74,14 +83,17 @@ class Command(BaseCommand):
         if options["demo"]:
             from consensus.management.demo import run_demo
 
-            if options["nodes"] < 1 or options["nodes"] > 9:
+            if options["nodes"] is not None and not 1 <= options["nodes"] <= 9:
                 raise CommandError("--nodes must be between 1 and 9")
+            if options["base_port"] is not None and not 1 <= options["base_port"] <= 65535 - 8:
+                raise CommandError("--base-port must be between 1 and 65527")
             os.environ["PAXOS_SERVER"] = options["server"]  # the nodes inherit the environment
             run_demo(
                 Path(options["data_dir"]),
                 nodes=options["nodes"],
                 base_port=options["base_port"],
                 stdout=self.stdout,
+                server=options["server"],
             )
             return
         if not options["config"]:
@@ -94,18 +106,23 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         if not _configured_for(config):
             _restart_as_node(config, options)
+        for warning in startup_warnings(config):  # after the exec: logged once
+            logger.warning("%s", warning)
         self._prepare_database(config)
         machines = _build_state_machines(config)
-        from consensus.management.server import serve
+        from consensus.management.server import ListenError, serve
 
-        serve(
-            config,
-            machines,
-            tick_ms=options["tick_ms"],
-            request_timeout=options["request_timeout"],
-            max_frame_size=MAX_FRAME_SIZE,
-            server=options["server"],
-        )
+        try:
+            serve(
+                config,
+                machines,
+                tick_ms=options["tick_ms"],
+                request_timeout=options["request_timeout"],
+                max_frame_size=MAX_FRAME_SIZE,
+                server=options["server"],
+            )
+        except ListenError as error:
+            raise CommandError(str(error)) from None
 
     def _prepare_database(self, config: ClusterConfig) -> None:
         from consensus.storage.databases import ensure_postgres_database, expand_database_url

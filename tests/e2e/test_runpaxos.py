@@ -1,0 +1,262 @@
+"""``manage.py runpaxos`` as users run it: a node that cannot listen, and ``--demo`` with its
+signals, a node that dies, and an existing demo folder. Also ``runserver``, which must refuse.
+
+Every process a test starts (the command and the nodes it starts) is stopped by PID at the end,
+also when the test fails (``Demo.close``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from consensus.config import write_demo_config
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.e2e
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for name in ("DATABASE_URL", "PAXOS_CONFIG", "PAXOS_NODE_ID", "PAXOS_SERVER"):
+        env.pop(name, None)
+    return env
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The child processes of ``pid``, with their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """A node process that still runs (not a zombie, not a reused PID)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and b"runpaxos" in cmdline
+
+
+def _nodes_of(folder: Path) -> set[int]:
+    """Node processes whose command line names ``folder`` (a test's own tmp folder), whoever
+    their parent is now: an orphan's parent is no longer the demo."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"runpaxos" in cmdline and str(folder).encode() + b"/" in cmdline:
+                found.add(int(entry.name))
+    return found
+
+
+class Demo:
+    """``runpaxos --demo --data-dir FOLDER ...`` in a child process, its output read line by
+    line."""
+
+    def __init__(self, folder: Path, *args: str) -> None:
+        self.folder = folder
+        args = ("--data-dir", str(folder), *args)
+        self.process = subprocess.Popen(
+            [sys.executable, str(PROJECT / "manage.py"), "runpaxos", "--demo", *args],
+            cwd=PROJECT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self.nodes: dict[int, str] = {}  # every node PID seen, to stop orphans too
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for_line(self, text: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                self.poll_nodes()
+                continue
+            self.output.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r} in {timeout:g}s:\n{''.join(self.output)}")
+
+    def poll_nodes(self) -> dict[int, str]:
+        current = _children(self.process.pid)
+        self.nodes.update(current)
+        return current
+
+    def wait_for_nodes(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.poll_nodes()) < count:
+            assert time.monotonic() < deadline, f"the demo did not start {count} node(s)"
+            time.sleep(0.02)
+
+    def node_pid(self, node_id: int) -> int:
+        for pid, cmdline in self.poll_nodes().items():
+            if f"--node {node_id} " in cmdline + " ":
+                return pid
+        raise AssertionError(f"no process of node {node_id}")
+
+    def wait(self, timeout: float = 30.0) -> int:
+        code = self.process.wait(timeout=timeout)
+        time.sleep(0.2)
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return code
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for pid in set(self.nodes) | _nodes_of(self.folder):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def demos() -> Iterator[list[Demo]]:
+    started: list[Demo] = []
+    yield started
+    for demo in started:
+        demo.close()
+
+
+def test_node_that_cannot_listen_exits_with_an_error(tmp_path: Path) -> None:
+    """Port in use: one line naming node, address and reason, status 1, for both servers. The
+    start-up warnings of a config with no token and the README's secret come first."""
+    path = write_demo_config(tmp_path, nodes=1, base_port=44160)
+    document = json.loads(path.read_text().split("\n", 1)[1])
+    document |= {"secret": "change-me", "apiTokens": []}
+    path.write_text(json.dumps(document))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 44160))
+        holder.listen()
+        for server in ("daphne", "uvicorn"):
+            result = subprocess.run(
+                [sys.executable, str(PROJECT / "manage.py"), "runpaxos", "--config", str(path)]
+                + ["--node", "1", "--server", server],
+                cwd=PROJECT,
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 1, (server, result.stderr)
+            assert (
+                "node 1 could not listen on 127.0.0.1:44160: address already in use"
+                in result.stderr
+            )
+            assert "Traceback" not in result.stderr
+            assert "apiTokens is empty: no client can use" in result.stderr
+            assert 'secret is the README\'s example "change-me"' in result.stderr
+
+
+def test_sigterm_while_the_demo_starts_stops_every_node(tmp_path: Path, demos: list[Demo]) -> None:
+    demo = Demo(tmp_path / "demo", "--nodes", "3", "--base-port", "44110")
+    demos.append(demo)
+    demo.wait_for_nodes(1)  # started, far from serving (a node needs seconds for that)
+    demo.process.send_signal(signal.SIGTERM)
+    assert demo.wait() == 0, "".join(demo.output)
+    assert demo.nodes, "no node was seen"
+    assert not [pid for pid in set(demo.nodes) | _nodes_of(demo.folder) if _alive(pid)], "orphans"
+    text = "".join(demo.output)
+    assert f"starting 3 nodes in {tmp_path / 'demo'} ..." in text
+    assert "demo cluster stopped" in text
+
+
+def test_a_killed_node_leaves_the_others_running(tmp_path: Path, demos: list[Demo]) -> None:
+    folder = tmp_path / "demo"
+    demo = Demo(folder, "--nodes", "2", "--base-port", "44120")
+    demos.append(demo)
+    demo.wait_for_line("Press Ctrl-C")
+    os.kill(demo.node_pid(1), signal.SIGKILL)
+    line = demo.wait_for_line("node 1 exited", timeout=10)
+    assert line.startswith("node 1 exited (status -9); the others go on. Restart it with: ")
+    assert f"manage.py runpaxos --config {folder / 'cluster.json'} --node 1 --server" in line
+    time.sleep(1.0)
+    assert demo.process.poll() is None, "".join(demo.output)
+    assert _alive(demo.node_pid(2))
+    demo.process.send_signal(signal.SIGTERM)
+    assert demo.wait() == 0
+    assert not [pid for pid in demo.nodes if _alive(pid)]
+
+
+def test_demo_stops_with_an_error_when_every_node_has_exited(
+    tmp_path: Path, demos: list[Demo]
+) -> None:
+    demo = Demo(tmp_path / "demo", "--nodes", "1", "--base-port", "44130")
+    demos.append(demo)
+    demo.wait_for_line("Press Ctrl-C")
+    os.kill(demo.node_pid(1), signal.SIGKILL)
+    assert demo.wait() != 0
+    text = "".join(demo.output)
+    assert "node 1 exited (status -9); none is left" in text
+    assert "every node of the demo has exited" in text
+    assert "Traceback" not in text
+
+
+def test_existing_demo_says_which_options_it_ignores(tmp_path: Path, demos: list[Demo]) -> None:
+    folder = tmp_path / "demo"
+    write_demo_config(folder, nodes=1, base_port=44140, groups=(1, 2))
+    demo = Demo(folder, "--nodes", "2", "--base-port", "44150")
+    demos.append(demo)
+    notice = demo.wait_for_line("notice:")
+    assert "holds a demo of 1 nodes on ports 44140" in notice
+    assert "--nodes 2 and --base-port 44150 ignored" in notice
+    demo.wait_for_line("starting 1 nodes")
+    demo.close()
+    same = Demo(folder, "--nodes", "1")  # as the folder's: no notice
+    demos.append(same)
+    assert "notice" not in same.wait_for_line("starting 1 nodes")
+
+
+def test_runserver_refuses_and_points_to_runpaxos() -> None:
+    with pytest.raises(CommandError, match=r"manage.py runpaxos --demo"):
+        call_command("runserver", "127.0.0.1:44180", "--noreload")  # as manage.py finds it
+    done = subprocess.run(
+        [sys.executable, "manage.py", "runserver", "127.0.0.1:44180"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "runpaxos --demo" in done.stderr
