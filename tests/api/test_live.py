@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -298,6 +299,21 @@ def test_cli(shared_cluster: Cluster) -> None:
         run_cli(shared_cluster, "get", key, token="wrong")
     with pytest.raises(CommandError, match="unknown group 5"):
         run_cli(shared_cluster, "put", "--group", "5", key, "v")
+
+
+def test_cli_finds_the_demo_cluster_in_the_current_folder(
+    shared_cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the README's shell lines do after ``make demo``: no --config, no --url."""
+    import io
+
+    (tmp_path / "demo-cluster").mkdir()
+    (tmp_path / "demo-cluster" / "cluster.json").write_text(shared_cluster.config_path.read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PAXOS_API_TOKEN", raising=False)
+    out = io.StringIO()
+    call_command("paxos", "put", unique("demo"), "v", stdout=out)
+    assert json.loads(out.getvalue())["instance"] >= 1
 
 
 def test_cli_with_the_cluster_config(shared_cluster: Cluster) -> None:

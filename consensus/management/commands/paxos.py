@@ -6,7 +6,8 @@
     python manage.py paxos status
 
 Which nodes: ``--url`` (repeatable or comma separated), else every node of ``--config``, else of
-the node config this process was started with, else http://127.0.0.1:33333. The token:
+the node config this process was started with, else of ``demo-cluster/cluster.json`` in the
+current folder (what ``runpaxos --demo`` writes), else http://127.0.0.1:33333. The token:
 ``--token``, else ``$PAXOS_API_TOKEN``, else the config's first apiToken.
 Output is the value (get) or JSON; failures are one-line errors with exit status 1.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +30,11 @@ from consensus.client import (
     parse_address,
 )
 from consensus.config import ClusterConfig, ConfigError, load_config
+
+from .runpaxos import DEFAULT_DEMO_DIR
+
+DEMO_CONFIG = f"{DEFAULT_DEMO_DIR}/cluster.json"
+"""Where ``runpaxos --demo`` keeps its cluster config (relative to the current folder)."""
 
 
 class Command(BaseCommand):
@@ -45,7 +52,9 @@ class Command(BaseCommand):
             "to fail over between nodes)",
         )
         parser.add_argument(
-            "--config", help="a cluster config file: use all its nodes and its first apiToken"
+            "--config",
+            help="a cluster config file: use all its nodes and its first apiToken (default: "
+            f"{DEMO_CONFIG} if it exists, else http://127.0.0.1:{DEFAULT_PORT})",
         )
         parser.add_argument(
             "--token", help=f"API token (default: ${TOKEN_ENVIRONMENT_VARIABLE} or the config's)"
@@ -56,7 +65,7 @@ class Command(BaseCommand):
             default=30.0,
             help="seconds to keep retrying across nodes before giving up (30)",
         )
-        parser.add_argument("--json", action="store_true", help="print whole JSON answers")
+        parser.add_argument("--json", action="store_true", help="print the answer as indented JSON")
         actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
         submit = actions.add_parser("submit", help="submit a command string to a group")
@@ -64,23 +73,26 @@ class Command(BaseCommand):
         self._group_options(submit, request_id=True)
 
         get = actions.add_parser("get", help="read a key (linearizable unless --local)")
-        get.add_argument("key")
+        get.add_argument("key", help="the key (a non-empty string without '/')")
         get.add_argument(
-            "--local", action="store_true", help="read the node's local state (no round; stale?)"
+            "--local",
+            action="store_true",
+            help="answer from the first node's applied state at once: no round to the leader, "
+            "but it may miss the latest writes",
         )
         self._group_options(get)
 
         put = actions.add_parser("put", help="set a key")
-        put.add_argument("key")
-        put.add_argument("value")
+        put.add_argument("key", help="the key (a non-empty string without '/')")
+        put.add_argument("value", help="the new value (a string)")
         self._group_options(put, request_id=True)
 
         delete = actions.add_parser("delete", help="delete a key")
-        delete.add_argument("key")
+        delete.add_argument("key", help="the key (a non-empty string without '/')")
         self._group_options(delete, request_id=True)
 
         cas = actions.add_parser("cas", help="set a key only if it has an expected value")
-        cas.add_argument("key")
+        cas.add_argument("key", help="the key (a non-empty string without '/')")
         cas.add_argument("value", help="the new value")
         expected = cas.add_mutually_exclusive_group(required=True)
         expected.add_argument("--expected", help="the value the key must have now")
@@ -202,6 +214,11 @@ class Command(BaseCommand):
                 raise CommandError(str(error)) from None
         elif not urls:
             config = getattr(settings, "PAXOS_CLUSTER", None)
+            if config is None and Path(DEMO_CONFIG).is_file():
+                try:
+                    config = load_config(DEMO_CONFIG)
+                except ConfigError as error:
+                    raise CommandError(f"{error} (or say which nodes: --config, --url)") from None
         token = config.api_tokens[0] if config is not None and config.api_tokens else None
         if urls:
             try:
