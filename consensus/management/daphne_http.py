@@ -30,7 +30,8 @@ What the protocol does:
   single-message body, else chunked (HTTP/1.1) or by closing the connection (HTTP/1.0); no
   body for ``HEAD``, 1xx, 204 and 304;
 * a connection that sends nothing for ``IDLE_TIMEOUT`` (60 s, Twisted's figure) while no
-  answer is due is closed: idle keep-alive connections and stalled requests;
+  answer is due is closed: idle keep-alive connections and stalled requests; so is one whose
+  request head is not complete ``IDLE_TIMEOUT`` after it began (bytes trickling in);
 * a request that httptools cannot parse gets ``400`` (a request line and headers above
   ``MAX_HEAD_BYTES``: ``431``) and the connection is closed, once the requests pipelined
   before it are answered: they were complete, so they are served, not dropped unanswered; a
@@ -129,6 +130,8 @@ class HttpChannel(Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self.head_started: float | None = None
+        """When the request head being read began (None between heads)."""
         self.failure: tuple[int, str, str] | None = None
         """The error page due once the requests queued before a parse error are answered."""
 
@@ -194,6 +197,7 @@ class HttpChannel(Protocol):
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        self.head_started = self.last_read
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -208,6 +212,7 @@ class HttpChannel(Protocol):
             raise HeadTooLarge
 
     def on_headers_complete(self) -> None:
+        self.head_started = None
         if self.parser.should_upgrade() and self._wants_websocket():
             return  # the websocket handshake: dataReceived hands the connection over
         exchange = Exchange(self, self._url, self._headers)
@@ -265,10 +270,13 @@ class HttpChannel(Protocol):
     def close_if_idle(self, now: float) -> None:
         """Close the connection if it sent nothing for ``IDLE_TIMEOUT`` seconds while no answer
         was due: idle between requests, or stalled in a request's head or body (its
-        application then hears ``http.disconnect``). A request whose answer is being worked
+        application then hears ``http.disconnect``); and a request head still incomplete
+        ``IDLE_TIMEOUT`` after it began, however slowly its bytes come (a client that holds a
+        connection with one byte every few seconds). A request whose answer is being worked
         on is never cut off here (daphne's own ``http_timeout`` is for that)."""
         answering = self.active is not None and self.active.body_complete
-        if not answering and now - self.last_read > IDLE_TIMEOUT:
+        trickling = self.head_started is not None and now - self.head_started > IDLE_TIMEOUT
+        if trickling or (not answering and now - self.last_read > IDLE_TIMEOUT):
             self._close()
 
     def _upgrade(self, rest: bytes) -> None:

@@ -164,6 +164,22 @@ def test_a_stalled_request_head_is_closed(port: int) -> None:
         assert conn.closed_by_server()
 
 
+def test_a_request_head_trickling_in_is_closed_after_the_idle_timeout(port: int) -> None:
+    """One byte every 0.3 s is never a second of silence, but the head must be complete a
+    second (60 s in a node) after it began, or anyone could hold connections for ever."""
+    with connection(port) as conn:
+        conn.send(b"GET /echo HTTP/1.1\r\n")
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < 6:
+                conn.send(b"X")
+                time.sleep(0.3)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert time.monotonic() - started < 6, "still open after six idle timeouts"
+        assert conn.closed_by_server()
+
+
 def test_a_request_being_answered_is_not_idle(port: int) -> None:
     with connection(port) as conn:
         conn.send(request("GET", "/sleep?2"))  # twice the idle timeout
