@@ -59,7 +59,7 @@ from consensus.statemachine import QueryError
 
 from .authentication import bearer_token, token_is_valid
 from .exceptions import ApiError
-from .fastpath import check_request_id, require_string, runtime_error
+from .fastpath import check_request_id, reject_unknown_fields, require_string, runtime_error
 from .reads import reads_of
 
 logger = logging.getLogger("consensus.api")
@@ -69,6 +69,10 @@ MAX_REQUESTS_PER_FRAME = 10_000
 MAX_IN_FLIGHT = 50_000
 """Per connection: commands beyond it are refused with 503; answers beyond it that the client
 has not read yet make the stream stop reading the client's frames."""
+SUBMIT_FIELDS = frozenset({"id", "op", "group", "command", "request_id", "retry"})
+QUERY_FIELDS = frozenset({"id", "op", "group", "query", "consistency", "retry"})
+"""What a request may hold: a typo (``"comand"``) fails as on the REST API, not ignored.
+(A query's ``retry``, which the Python client sets on every resend, changes nothing.)"""
 SWEEP_INTERVAL = 0.25
 """How often pending commands are checked against the node's request timeout (seconds)."""
 CLOSE_UNAUTHORIZED = 4001
@@ -214,8 +218,10 @@ class ClientStream:
                 op = request.get("op")
                 group_id = _group_of(request)
                 if op == "submit":
+                    reject_unknown_fields(request, SUBMIT_FIELDS)
                     self._submit(client_id, group_id, request)
                 elif op == "query":
+                    reject_unknown_fields(request, QUERY_FIELDS)
                     query = require_string(request, "query")
                     consistency = request.get("consistency", "linearizable")
                     if consistency not in ("linearizable", "local"):
@@ -239,7 +245,11 @@ class ClientStream:
             raise ApiError(400, f"request_id {request_id!r} is already in flight here")
         if len(self._pending) >= MAX_IN_FLIGHT:
             raise ApiError(503, f"more than {MAX_IN_FLIGHT} requests in flight", retry_after=0.1)
-        if request.get("retry"):
+        retry = request.get("retry", False)
+        if not isinstance(retry, bool):
+            raise ApiError(400, "retry must be true or false")
+        if retry:
+            self._pending[key] = (client_id, float("inf"))  # submit() has its own timeout
             self._spawn(self._retry(client_id, group_id, command, request_id))
             return
         try:
@@ -276,7 +286,6 @@ class ClientStream:
         node = self._node
         assert node is not None
         key = (group_id, request_id)
-        self._pending[key] = (client_id, float("inf"))  # submit() has its own timeout
         try:
             outcome = await node.submit(group_id, command, request_id)
         except (UnknownGroupError, SubmitError) as error:

@@ -75,13 +75,18 @@ def test_a_request_id_is_applied_once(shared_cluster: Cluster) -> None:
                         "id": 1,
                         "op": "submit",
                         "group": 1,
-                        "command": "{}",
+                        "command": json.dumps(command),
                         "request_id": key,
                         "retry": True,
-                    }
+                    },
+                    {"id": 2, "op": "submit", "group": 1, "command": "{}", "request_id": key},
                 ],
             )
             assert answers[0]["duplicate"] and answers[0]["instance"] == first.instance
+            assert answers[1]["status"] == 400  # one request id in flight twice on one stream
+            other = {"id": 3, "op": "submit", "group": 1, "command": "{}", "request_id": key}
+            answers = await raw_exchange(shared_cluster, [other])
+            assert answers[0]["status"] == 409  # the same request id for another command
 
     asyncio.run(scenario())
 
@@ -119,6 +124,9 @@ def test_bad_requests_get_errors_and_the_stream_stays_usable(shared_cluster: Clu
             {"id": "g", "op": "submit", "group": 1, "command": "x", "request_id": "paxos:x"},
             {"id": "h", "op": "query", "group": 1, "query": "{}", "consistency": "fast"},
             {"id": "i", "op": "query", "group": 1, "query": '{"op": "get", "key": "k"}'},
+            {"id": "j", "op": "submit", "group": 1, "comand": "x"},  # a typo: not ignored
+            {"id": "k", "op": "submit", "group": 1, "command": "x", "retry": "yes"},
+            {"id": "l", "op": "query", "group": 1, "query": "{}", "request_id": "r"},
         ]
         answers = await raw_exchange(shared_cluster, frame)
         statuses = {answer["id"]: answer.get("status", 200) for answer in answers}
@@ -132,7 +140,11 @@ def test_bad_requests_get_errors_and_the_stream_stays_usable(shared_cluster: Clu
             "g": 400,
             "h": 400,
             "i": 200,
+            "j": 400,
+            "k": 400,
+            "l": 400,
         }
+        assert "unknown field 'comand'" in next(a for a in answers if a["id"] == "j")["error"]
         assert "unknown group 99" in next(a for a in answers if a["id"] == "d")["error"]
         # the node is still up and serving
         async with client_for(shared_cluster) as client:
