@@ -61,7 +61,8 @@ def test_development_defaults() -> None:
     assert shown["secret_key"].startswith("django-insecure-")
     assert shown["debug"] is False
     assert shown["node_id"] is None
-    assert shown["apps"][0] == "daphne"
+    # consensus first (its runserver wins), then daphne (its reactor before anything else's)
+    assert shown["apps"][:2] == ["consensus", "daphne"]
     assert shown["allowed_hosts"] == ["127.0.0.1", "localhost", "[::1]"]
 
 
