@@ -10,13 +10,13 @@ from typing import Any
 
 import orjson
 import pytest
-from asgiref.sync import async_to_sync
 
 from consensus.api.lean import LeanRouter, RawRoute
 from consensus.runtime import NoQuorumError
 from kvstore.api import asgi as kv_asgi
 from paxos_site.asgi import application, django_asgi_app
 from tests.api.conftest import TOKEN, FakeNode
+from tests.fixtures.asgi import call_asgi
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,35 +34,12 @@ def call(
     query: str = "",
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any, dict[bytes, bytes]]:
-    sent: list[dict[str, Any]] = []
-    all_headers = {"authorization": f"Bearer {TOKEN}", "content-length": str(len(body))}
-    all_headers.update(headers or {})
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(k.encode(), v.encode()) for k, v in all_headers.items() if v is not None],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 33333),
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async_to_sync(app)(scope, receive, send)
-    start, content = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
-    response_headers = {k.lower(): v for k, v in start["headers"]}
+    sent = {"authorization": f"Bearer {TOKEN}", **(headers or {})}
+    status, response_headers, content = call_asgi(
+        app, method, path, body, query=query, headers=sent
+    )
     kept = {k: response_headers[k] for k in HEADERS_THAT_MATTER if k in response_headers}
-    return start["status"], orjson.loads(content), kept
+    return status, orjson.loads(content), kept
 
 
 def both(node: FakeNode, *args: Any, **kwargs: Any) -> tuple[int, Any, dict[bytes, bytes]]:

@@ -4,16 +4,14 @@ method gets the API's JSON 404 or 400, never an HTML page, a 500 or a traceback 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
 
 import orjson
 import pytest
-from asgiref.sync import async_to_sync
 
 from paxos_site.asgi import application
 from tests.api.conftest import TOKEN, FakeNode
+from tests.fixtures.asgi import call_asgi
 from tests.fixtures.logs import consensus_logs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,38 +23,8 @@ HUGE = "9" * 5000
 def call(
     method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
 ) -> tuple[int, dict[bytes, bytes], bytes]:
-    all_headers = {"authorization": f"Bearer {TOKEN}", "host": "127.0.0.1"}
-    all_headers.update(headers or {})
-    all_headers["content-length"] = str(len(body))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.encode(), v.encode()) for k, v in all_headers.items()],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 33333),
-    }
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop()
-        await asyncio.Event().wait()  # the client stays until answered
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async_to_sync(application)(scope, receive, send)
-    headers_out = {k.lower(): v for k, v in sent[0]["headers"]}
-    return sent[0]["status"], headers_out, b"".join(m.get("body", b"") for m in sent[1:])
+    sent = {"authorization": f"Bearer {TOKEN}", "host": "127.0.0.1", **(headers or {})}
+    return call_asgi(application, method, path, body, headers=sent)
 
 
 def json_error(headers: dict[bytes, bytes], content: bytes) -> str:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.procs import runpaxos_pids
+
 PROJECT = Path(__file__).resolve().parents[2]
 DEAD = ["--urls", "http://127.0.0.1:44171", "--token", "t", "--clients", "1"]
 """A cluster that is not there: nothing listens on that port."""
@@ -19,22 +21,13 @@ DEAD = ["--urls", "http://127.0.0.1:44171", "--token", "t", "--clients", "1"]
 pytestmark = pytest.mark.e2e
 
 
-def runpaxos_pids() -> set[int]:
-    """PIDs of runpaxos processes (to check the benchmark leaves none behind)."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"runpaxos" in cmdline and b"paxosbench-" in cmdline:
-                pids.add(int(entry.name))
-    return pids
+def benchmark_node_pids() -> set[int]:
+    """PIDs of the nodes of paxosbench's local clusters (to check it leaves none behind)."""
+    return runpaxos_pids("paxosbench-")
 
 
 def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
-    before = runpaxos_pids()
+    before = benchmark_node_pids()
     out = tmp_path / "bench.json"
     plot = tmp_path / "bench.png"
     env = dict(os.environ)
@@ -99,7 +92,7 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
     assert set(nodes["data_mb"]) == {"node1", "node2", "node3"}
     assert nodes["writes"] > 0
     assert plot.read_bytes()[:4] == b"\x89PNG"
-    assert runpaxos_pids() <= before  # every node it started is gone
+    assert benchmark_node_pids() <= before  # every node it started is gone
     folders = re.findall(r"group\(s\) in (\S+) \.\.\.", result.stdout)
     assert len(folders) == 2 and not any(Path(f).exists() for f in folders)  # data deleted
 

@@ -23,6 +23,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from consensus.config import write_demo_config
+from tests.fixtures.procs import runpaxos_pids
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -63,18 +64,8 @@ def _alive(pid: int) -> bool:
 
 
 def _nodes_of(folder: Path) -> set[int]:
-    """Node processes whose command line names ``folder`` (a test's own tmp folder), whoever
-    their parent is now: an orphan's parent is no longer the demo."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"runpaxos" in cmdline and str(folder).encode() + b"/" in cmdline:
-                found.add(int(entry.name))
-    return found
+    """Node processes whose command line names ``folder`` (a test's own tmp folder)."""
+    return runpaxos_pids(f"{folder}/")
 
 
 class Demo:
