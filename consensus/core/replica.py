@@ -615,9 +615,11 @@ class Replica:
         if leadership is None:
             return
         config = self.config
-        while leadership.may_propose(
-            config.window, config.max_batch_commands, config.max_batch_bytes
-        ):
+        for _ in range(config.max_proposals_per_ready):
+            if not leadership.may_propose(
+                config.window, config.max_batch_commands, config.max_batch_bytes
+            ):
+                break
             value = leadership.take_batch(config.max_batch_commands, config.max_batch_bytes)
             instance = leadership.next_instance
             leadership.next_instance += 1

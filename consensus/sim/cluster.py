@@ -310,6 +310,8 @@ class SimCluster:
                 retry_ticks=6,
                 window=4,
                 max_batch_commands=6,
+                # Odd groups propose at most two instances per Ready, even ones a whole window.
+                max_proposals_per_ready=2 if group_id % 2 else 4,
                 learn_batch=8,
                 cache_size=6,
                 # Odd groups also bound the cache by bytes (a few small values), even ones not.

@@ -430,6 +430,29 @@ def test_a_full_batch_does_not_wait_for_the_instance_in_flight() -> None:
     assert proposed_values(cluster, 1)[first + 2] == ("x" * 10_000,)
 
 
+def test_one_ready_proposes_at_most_max_proposals_per_ready_instances() -> None:
+    """A flood of queued commands goes out over several Readies (writer turns), not as one
+    whole window: a node sends no heartbeat while a turn is written, and turns of a whole
+    window of full instances took seconds and caused elections among healthy nodes."""
+    cluster = Harness(
+        overrides={"window": 8, "max_batch_commands": 2, "max_proposals_per_ready": 3}
+    )
+    leader = cluster.elect(1)
+    cluster.drop = lambda msg: isinstance(msg, Accepted)  # nothing is chosen meanwhile
+    before = len(cluster.readies[1])
+    for n in range(16):  # queued in one go: 8 full batches
+        leader.submit(Command(f"r{n}", f"v{n}"))
+    cluster.process(1)
+    proposed = [
+        {m.instance for m in r.eager_messages + r.messages if isinstance(m, Accept)}
+        for r in cluster.readies[1][before:]
+    ]
+    assert [len(instances) for instances in proposed if instances] == [3, 3, 2]
+    cluster.drop = lambda msg: False
+    cluster.tick_all(10)
+    assert cluster.applied_payloads(1) == [f"v{n}" for n in range(16)]
+
+
 def test_leader_keeps_at_most_window_instances_in_flight() -> None:
     cluster = Harness(overrides={"window": 2, "max_batch_commands": 1})
     leader = cluster.elect(1)
