@@ -146,7 +146,8 @@ class PaxosClient:
     """A client for one cluster; ``host``/``port`` is the first node to try, ``nodes`` the others.
 
     ``timeout`` bounds one HTTP attempt (seconds); ``retry_timeout`` bounds a whole call with its
-    failovers. ``token`` defaults to ``$PAXOS_API_TOKEN``.
+    failovers: no attempt starts after it, so a call ends at most one attempt later.
+    ``token`` defaults to ``$PAXOS_API_TOKEN``.
     """
 
     def __init__(
@@ -300,6 +301,8 @@ class PaxosClient:
         while True:
             retry_after = 0.0
             for offset in range(len(targets)):
+                if offset and last_error is not None and time.monotonic() >= deadline:
+                    break  # no new attempt after the deadline: the call ends within one attempt
                 index = (start + offset) % len(targets)
                 address = targets[index]
                 try:
