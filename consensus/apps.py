@@ -12,6 +12,9 @@ class SimpleConsensusConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .api import converters
+
+        converters.register()  # the <group:...> of the URLconfs, loaded after this
 
 
 class ConsensusConfig(SimpleConsensusConfig):

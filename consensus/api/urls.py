@@ -1,27 +1,12 @@
 """URLs of the consensus API, mounted at ``/api/`` (the KV store's are at ``/api/kv/``)."""
 
-from django.urls import include, path, register_converter
-from django.urls.converters import IntConverter
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from . import views
 
 app_name = "consensus-api"
-
-GROUP_ID_REGEX = "[0-9]{1,18}"
-"""A group id in a path: 18 digits at most, so every id fits a 64-bit integer and a path of
-thousands of digits is no endpoint (``int()`` refuses over 4300 digits, a 500) rather than a
-lookup. The KV store's raw route (``kvstore/api/asgi.py``) uses it too."""
-
-
-class GroupIdConverter(IntConverter):
-    """``<group:group_id>``: an ``int`` of ``GROUP_ID_REGEX``."""
-
-    regex = GROUP_ID_REGEX
-
-
-register_converter(GroupIdConverter, "group")
 
 router = SimpleRouter()
 router.include_format_suffixes = False

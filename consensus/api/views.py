@@ -29,6 +29,7 @@ from consensus.models import Group, Instance, Node
 from consensus.runtime import get_node
 
 from . import fastpath, schema  # noqa: F401  (schema registers the bearer auth extension)
+from .converters import GROUP_ID_REGEX
 from .exceptions import ApiError, error_response, json_response
 from .serializers import (
     CommandRequestSerializer,
@@ -135,7 +136,7 @@ class GroupViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Group.objects.select_related("applied_index").order_by("group_id")
     serializer_class = GroupSerializer
     lookup_field = "group_id"
-    lookup_value_regex = "[0-9]{1,18}"  # urls.GROUP_ID_REGEX: longer is no endpoint, not a 500
+    lookup_value_regex = GROUP_ID_REGEX  # longer is no endpoint, not a 500
     pagination_class = None
 
     def get_serializer_context(self) -> dict[str, Any]:
@@ -213,7 +214,7 @@ class NodeViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Node.objects.order_by("node_id")
     serializer_class = NodeSerializer
     lookup_field = "node_id"
-    lookup_value_regex = "[0-9]{1,18}"  # as groups' (urls.GROUP_ID_REGEX)
+    lookup_value_regex = GROUP_ID_REGEX
     pagination_class = None
 
     def get_serializer_context(self) -> dict[str, Any]:

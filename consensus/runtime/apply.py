@@ -13,6 +13,7 @@ state machine replay the log from instance 1 on start and rebuild exactly the sa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -280,11 +281,13 @@ class Applier:
         machine's commands each in a savepoint, so that a failed one leaves nothing behind."""
         results = []
         for command, context in batch:
+            savepoint = (
+                transaction.atomic(using=self.using)
+                if machine.durable
+                else contextlib.nullcontext()
+            )
             try:
-                if machine.durable:
-                    with transaction.atomic(using=self.using):
-                        results.append(machine.apply(command, context))
-                else:
+                with savepoint:
                     results.append(machine.apply(command, context))
             except Exception as error:  # noqa: BLE001 - user code
                 logger.warning(

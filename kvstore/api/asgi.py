@@ -13,8 +13,8 @@ import re
 from typing import Any
 
 from consensus.api import fastpath
+from consensus.api.converters import GROUP_ID_REGEX
 from consensus.api.lean import RawRequest, RawRoute
-from consensus.api.urls import GROUP_ID_REGEX
 
 from . import views
 

@@ -2,8 +2,6 @@
 
 from django.urls import path
 
-import consensus.api.urls  # noqa: F401 - registers the "group" path converter used below
-
 from . import views
 
 app_name = "kvstore-api"

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -284,16 +284,14 @@ class Recorded:
         self.first_error: BaseException | None = None
 
     async def put(self, session: Any, key: str, value: str) -> None:
-        try:
-            await self.target.put(session, key, value)
-        except Exception as error:
-            self._failure(error)
-            raise
-        self.succeeded += 1
+        await self._counted(self.target.put(session, key, value))
 
     async def get(self, session: Any, key: str) -> None:
+        await self._counted(self.target.get(session, key))
+
+    async def _counted(self, request: Awaitable[Any]) -> None:
         try:
-            await self.target.get(session, key)
+            await request
         except Exception as error:
             self._failure(error)
             raise
@@ -310,7 +308,7 @@ class Recorded:
             self.first_error = error
 
     def raise_if_all_failed(self) -> None:
-        if self.succeeded or not self.failed or self.first_error is None:
+        if self.succeeded or self.first_error is None:
             return
         raise CommandError(
             f"{self.name}: all {self.failed} requests failed; first error: "
