@@ -2,7 +2,7 @@
 registered when the app is ready (``ConsensusConfig.ready``), before any URLconf is loaded."""
 
 from django.urls import register_converter
-from django.urls.converters import IntConverter
+from django.urls.converters import IntConverter, get_converters
 
 GROUP_ID_REGEX = "[0-9]{1,18}"
 """A group (or node) id in a path: 18 digits at most, so every id fits a 64-bit integer and a
@@ -18,4 +18,7 @@ class GroupIdConverter(IntConverter):
 
 
 def register() -> None:
-    register_converter(GroupIdConverter, "group")
+    """Once per process: ``ready()`` may run again (tests do it), and Django deprecates
+    registering a converter name twice."""
+    if "group" not in get_converters():
+        register_converter(GroupIdConverter, "group")
