@@ -56,6 +56,9 @@ class AcceptorState(models.Model):
     Committed before the Promise that reports it leaves the node. Forgetting it in a crash would
     let the node vote for an older leader's value after promising a newer one not to.
     ``promised_round = 0`` means no promise yet (``ZERO_BALLOT``).
+
+    A row is created ``rebuilding``: a node whose database is new (a new cluster, or a replaced
+    disk) must not vote before it knows what its lost votes may have been (core/rebuild.py).
     """
 
     group = models.OneToOneField(
@@ -63,6 +66,17 @@ class AcceptorState(models.Model):
     )
     promised_round = models.PositiveBigIntegerField("promised round", default=0)
     promised_node = models.PositiveIntegerField("promised node", default=0)
+    rebuilding = models.BooleanField(
+        default=True,
+        help_text="This node's storage for the group is new: it votes once its peers have told "
+        "it what the group has seen and it has learned that much (consensus/core/rebuild.py).",
+    )
+    rebuild_target = models.PositiveBigIntegerField(
+        "rebuild target",
+        null=True,
+        blank=True,
+        help_text="While rebuilding: the instance it must know chosen before it votes.",
+    )
 
     class Meta:
         verbose_name = "acceptor state"

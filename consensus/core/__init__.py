@@ -25,10 +25,12 @@ from .messages import (
     Promise,
     ReadIndexReply,
     ReadIndexRequest,
+    RebuildInfo,
+    RebuildQuery,
     TimeoutNow,
     Value,
 )
-from .ready import AcceptedWrite, Failed, LogRead, Persist, ReadState, Ready
+from .ready import AcceptedWrite, Failed, LogRead, Persist, ReadState, Ready, RebuildWrite
 from .replica import RandomSource, Replica, Role
 from .storage import InitialState, MemoryStorage, StoredInstance
 
@@ -66,6 +68,9 @@ __all__ = [
     "ReadIndexRequest",
     "ReadState",
     "Ready",
+    "RebuildInfo",
+    "RebuildQuery",
+    "RebuildWrite",
     "RemoteProtocolError",
     "Replica",
     "ReplicaConfig",

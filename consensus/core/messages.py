@@ -179,6 +179,22 @@ class PreVoteReply(Message):
     granted: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RebuildQuery(Message):
+    """Sent by a node whose storage for the group is new: what has the group seen? (rebuild.py)"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RebuildInfo(Message):
+    """The answer to a RebuildQuery. Every node answers, rebuilding or not."""
+
+    promised: Ballot
+    """The sender's promise: at least every ballot it ever used or promised."""
+    highest_instance: int
+    """The highest instance the sender knows of: voted for, proposed, or known chosen."""
+    chosen_upto: int
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Prepare,
     Promise,
@@ -195,5 +211,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     TimeoutNow,
     PreVote,
     PreVoteReply,
+    RebuildQuery,
+    RebuildInfo,
 )
 """Every concrete message class, in a fixed order (the codec's type tags follow it)."""

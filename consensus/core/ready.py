@@ -33,6 +33,14 @@ class AcceptedWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class RebuildWrite:
+    """A change of a rebuilding node's state (rebuild.py): ``target`` is the instance it must know
+    chosen before it votes again; ``None`` means it votes again."""
+
+    target: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Persist:
     """State to make durable, in one transaction: the acceptor's promise, its new votes, and the
     instances newly known to be chosen (chosen marks may be lost in a crash: they are learned
@@ -41,14 +49,21 @@ class Persist:
     promised: Ballot | None = None
     accepted: tuple[AcceptedWrite, ...] = ()
     chosen: tuple[ChosenEntry, ...] = ()
+    rebuild: RebuildWrite | None = None
 
     def __bool__(self) -> bool:
-        return self.promised is not None or bool(self.accepted) or bool(self.chosen)
+        return (
+            self.promised is not None
+            or bool(self.accepted)
+            or bool(self.chosen)
+            or self.rebuild is not None
+        )
 
     @property
     def must_sync(self) -> bool:
-        """True when the write holds a vote, which must hit the disk before replies go out."""
-        return self.promised is not None or bool(self.accepted)
+        """True when the write holds a vote (or a rebuilding node's step towards voting), which
+        must hit the disk before replies go out."""
+        return self.promised is not None or bool(self.accepted) or self.rebuild is not None
 
 
 @dataclass(frozen=True, slots=True)

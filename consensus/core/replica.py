@@ -65,10 +65,13 @@ from .messages import (
     Promise,
     ReadIndexReply,
     ReadIndexRequest,
+    RebuildInfo,
+    RebuildQuery,
     TimeoutNow,
     Value,
 )
-from .ready import Failed, LogRead, Persist, ReadState, Ready
+from .ready import Failed, LogRead, Persist, ReadState, Ready, RebuildWrite
+from .rebuild import Rebuild
 from .storage import InitialState
 
 EAGER_TYPES = (
@@ -81,11 +84,14 @@ EAGER_TYPES = (
     LearnReply,
     ReadIndexRequest,
     ReadIndexReply,
+    RebuildQuery,
+    RebuildInfo,
 )
 """Messages that cast no vote and report nothing unpersisted: they may leave before the Ready's
 write (see ready.py). A HeartbeatAck says "I promised nothing above your ballot": true of the
-durable promise too, which is never above the one in memory. Prepare is not among them: it needs
-the candidate's own promise on disk, so a restart can never reuse its ballot."""
+durable promise too, which is never above the one in memory (a RebuildInfo's promise is used as a
+lower bound, which the one in memory is too). Prepare is not among them: it needs the candidate's
+own promise on disk, so a restart can never reuse its ballot."""
 
 
 class RandomSource(Protocol):
@@ -157,6 +163,15 @@ class Replica:
         # Between ready() and advance(): the Ready handed out and the self-votes it holds back.
         self._unadvanced: Ready | None = None
         self._held_back: list[Message] = []
+        # A node whose storage is new votes only once that is safe (rebuild.py).
+        self._rebuild: Rebuild | None = None
+        self._rebuild_write: RebuildWrite | None = None
+        if state.rebuilding:
+            self._rebuild = Rebuild(target=state.rebuild_target)
+            if state.rebuild_target is None:
+                self._ask_for_rebuild_info()
+            else:
+                self._finish_rebuild_if_caught_up()
         self._handlers: dict[type[Message], Callable[[Message], None]] = {
             Prepare: self._on_prepare,  # type: ignore[dict-item]
             Promise: self._on_promise,  # type: ignore[dict-item]
@@ -173,6 +188,8 @@ class Replica:
             TimeoutNow: self._on_timeout_now,  # type: ignore[dict-item]
             PreVote: self._on_pre_vote,  # type: ignore[dict-item]
             PreVoteReply: self._on_pre_vote_reply,  # type: ignore[dict-item]
+            RebuildQuery: self._on_rebuild_query,  # type: ignore[dict-item]
+            RebuildInfo: self._on_rebuild_info,  # type: ignore[dict-item]
         }
 
     def _make_acceptor(self, promised: Ballot) -> Acceptor:
@@ -217,6 +234,17 @@ class Replica:
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
 
+    @property
+    def rebuilding(self) -> bool:
+        """True while this node's storage is new and it does not vote yet (rebuild.py)."""
+        return self._rebuild is not None
+
+    @property
+    def rebuild_target(self) -> int | None:
+        """While rebuilding: the instance it must know chosen before it votes (None: not known
+        until the peers have answered)."""
+        return self._rebuild.target if self._rebuild is not None else None
+
     # ------------------------------------------------------------------ inputs
 
     def step(self, msg: Message) -> None:
@@ -237,6 +265,9 @@ class Replica:
         self._now += 1
         if self._leadership is not None:
             self._tick_leader(self._leadership)
+        elif self._rebuild is not None:
+            if self._rebuild.target is None and self._now % self.config.retry_ticks == 0:
+                self._ask_for_rebuild_info()
         else:
             self._election_elapsed += 1
             if self._election_elapsed >= self._election_timeout:
@@ -296,6 +327,7 @@ class Replica:
         leadership = self._leadership
         return bool(
             self._outbox
+            or self._rebuild_write is not None
             or self.acceptor.dirty
             or self._chosen
             or self._committed
@@ -329,7 +361,7 @@ class Replica:
             outgoing = [m for m in outgoing if not isinstance(m, EAGER_TYPES)]
         ready = Ready(
             group_id=self.group_id,
-            persist=Persist(promised, accepted, tuple(self._chosen)),
+            persist=Persist(promised, accepted, tuple(self._chosen), self._rebuild_write),
             _messages=tuple(outgoing),
             eager_messages=tuple(eager),
             committed=tuple(self._committed),
@@ -339,6 +371,7 @@ class Replica:
             reads=tuple(self._reads),
         )
         self._outbox = []
+        self._rebuild_write = None
         self._chosen = []
         self._committed = []
         self._log_reads = []
@@ -362,6 +395,8 @@ class Replica:
     # ------------------------------------------------------------------ acceptor side
 
     def _on_prepare(self, msg: Prepare) -> None:
+        if self._rebuild is not None:
+            return  # no promises while rebuilding: a lost message
         if msg.src != self.node_id and not msg.force and self._has_live_leader(msg.src):
             # Leader stickiness (Raft's CheckQuorum/PreVote idea): while a leader demonstrably
             # works, a node that cannot hear it (cut off, one way or both) must not depose it by
@@ -400,6 +435,9 @@ class Replica:
 
     def _on_accept(self, msg: Accept) -> None:
         self._observe(msg.ballot)
+        if self._rebuild is not None:
+            self._follow_without_voting(msg.src, msg.ballot, msg.chosen_upto)
+            return
         reply = self.acceptor.on_accept(msg)
         if msg.ballot >= self.acceptor.promised and msg.src != self.node_id:
             self._heard_from_leader(msg.ballot)
@@ -411,6 +449,11 @@ class Replica:
 
     def _on_heartbeat(self, msg: Heartbeat) -> None:
         self._observe(msg.ballot)
+        if self._rebuild is not None:
+            # No HeartbeatAck: it says "I promised nothing above your ballot", which the lost
+            # storage may have, and a leader counts acks to confirm linearizable reads.
+            self._follow_without_voting(msg.src, msg.ballot, msg.chosen_upto)
+            return
         if msg.ballot < self.acceptor.promised:
             self._send(
                 Nack(
@@ -503,7 +546,7 @@ class Replica:
                 src=self.node_id,
                 dst=msg.src,
                 round=msg.round,
-                granted=not self._has_live_leader(msg.src),
+                granted=self._rebuild is None and not self._has_live_leader(msg.src),
             )
         )
 
@@ -858,6 +901,68 @@ class Replica:
             # Progress is the chosen prefix moving, not any instance chosen: instances chosen
             # above a gap nobody can teach us must not keep a stuck leader from stepping down.
             leadership.progress_tick = self._now
+        if self._rebuild is not None:
+            self._finish_rebuild_if_caught_up()
+
+    # ------------------------------------------------------------------ rebuilding (rebuild.py)
+
+    def _follow_without_voting(self, src: int, ballot: Ballot, chosen_upto: int) -> None:
+        """A rebuilding node hears a leader's Accept or Heartbeat: it learns who leads (to forward
+        commands and reads) and how far the log is chosen (to catch up), and answers nothing."""
+        self._heard_from_leader(ballot)
+        self._note_peer_progress(src, chosen_upto)
+
+    def _ask_for_rebuild_info(self) -> None:
+        rebuild = self._rebuild
+        assert rebuild is not None
+        for node_id in rebuild.unanswered(self.config.peers):
+            self._send(RebuildQuery(group_id=self.group_id, src=self.node_id, dst=node_id))
+        self._decide_rebuild()  # a group of one decides at once
+
+    def _on_rebuild_query(self, msg: RebuildQuery) -> None:
+        highest = self.log.highest_instance()
+        if self._rebuild is not None and self._rebuild.target is not None:
+            highest = max(highest, self._rebuild.target)
+        self._send(
+            RebuildInfo(
+                group_id=self.group_id,
+                src=self.node_id,
+                dst=msg.src,
+                promised=self.acceptor.promised,
+                highest_instance=highest,
+                chosen_upto=self.log.chosen_upto,
+            )
+        )
+
+    def _on_rebuild_info(self, msg: RebuildInfo) -> None:
+        self._note_peer_progress(msg.src, msg.chosen_upto)
+        if self._rebuild is not None:
+            self._rebuild.record(msg)
+            self._decide_rebuild()
+
+    def _decide_rebuild(self) -> None:
+        rebuild = self._rebuild
+        assert rebuild is not None
+        decision = rebuild.decide(self.config.peers)
+        if decision is None:
+            return
+        self._observe(decision.floor)
+        if decision.floor > self.acceptor.promised:
+            self.acceptor.promise(decision.floor)
+        rebuild.target = decision.target
+        rebuild.answers.clear()
+        self._rebuild_write = RebuildWrite(decision.target)
+        self._finish_rebuild_if_caught_up()
+        if self._rebuild is not None:
+            self._request_missing()
+
+    def _finish_rebuild_if_caught_up(self) -> None:
+        rebuild = self._rebuild
+        assert rebuild is not None
+        if rebuild.target is not None and self.log.chosen_upto >= rebuild.target:
+            self._rebuild = None
+            self._rebuild_write = RebuildWrite(None)
+            self._election_elapsed = 0
 
     # ------------------------------------------------------------------ client commands
 
@@ -897,7 +1002,11 @@ class Replica:
         )
 
     def _on_timeout_now(self, msg: TimeoutNow) -> None:
-        if self.role is Role.FOLLOWER and msg.ballot == self.leader_ballot:
+        if (
+            self.role is Role.FOLLOWER
+            and self._rebuild is None
+            and msg.ballot == self.leader_ballot
+        ):
             self._start_election(force=True)
 
     # ------------------------------------------------------------------ linearizable reads

@@ -28,16 +28,29 @@ class InitialState:
     chosen_upto: int = 0
     instances: tuple[StoredInstance, ...] = ()
     recent_chosen: tuple[ChosenEntry, ...] = ()
+    rebuilding: bool = False
+    """The storage is new and the node does not vote yet (rebuild.py). Storage that is created
+    empty starts with this set; storage that existed before this flag did starts without."""
+    rebuild_target: int | None = None
+    """While rebuilding: the instance to know chosen before voting, once the peers told it."""
 
 
 @dataclass
 class MemoryStorage:
-    """A dict-backed store of one group for the simulator and the tests; ``apply`` is atomic."""
+    """A dict-backed store of one group for the simulator and the tests; ``apply`` is atomic.
+
+    ``rebuilding=True`` models a new database (the default models one that predates
+    rebuilding, like the unit tests' replicas)."""
 
     promised: Ballot = ZERO_BALLOT
     instances: dict[int, StoredInstance] = field(default_factory=dict)
+    rebuilding: bool = False
+    rebuild_target: int | None = None
 
     def apply(self, persist: Persist) -> None:
+        if persist.rebuild is not None:
+            self.rebuilding = persist.rebuild.target is not None
+            self.rebuild_target = persist.rebuild.target
         if persist.promised is not None:
             self.promised = persist.promised
         for write in persist.accepted:
@@ -76,7 +89,9 @@ class MemoryStorage:
         upto = self.chosen_upto()
         above = tuple(sorted((s for i, s in self.instances.items() if i > upto), key=_by_instance))
         tail = self.chosen_values(max(1, upto - recent + 1), upto)
-        return InitialState(self.promised, upto, above, tuple(tail))
+        return InitialState(
+            self.promised, upto, above, tuple(tail), self.rebuilding, self.rebuild_target
+        )
 
 
 def _by_instance(stored: StoredInstance) -> int:

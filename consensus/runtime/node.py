@@ -158,6 +158,9 @@ class GroupStatus:
     chosen_upto: int
     applied: int
     pending: int
+    rebuilding: bool = False
+    """The node's storage for the group is new and it does not vote yet (core/rebuild.py)."""
+    rebuild_target: int | None = None
 
 
 @dataclass
@@ -271,6 +274,7 @@ class PaxosNode:
         self.applier = Applier(machines, self.storage.using)
         self.observer = observer or NodeObserver()
         self._roles: dict[int, tuple[str, int | None]] = {}
+        self._rebuild_targets: dict[int, int | None] = {}  # rebuilding groups -> their target
         self.replicas: dict[int, Replica] = {}
         self.applied: dict[int, int] = {}
         self.started_at = time.monotonic()
@@ -724,7 +728,39 @@ class PaxosNode:
             if any(replica.has_ready() for replica in self.replicas.values()) or self._inbox:
                 self._wake.set()
 
+    def _notice_rebuilds(self) -> None:
+        """Log a rebuilding group's steps. A new cluster's groups rebuild to instance 0 at start
+        (every peer answers "nothing yet"), which is not worth a line."""
+        for group_id, replica in self.replicas.items():
+            if not replica.rebuilding and group_id not in self._rebuild_targets:
+                continue
+            target = replica.rebuild_target
+            before = self._rebuild_targets.get(group_id)
+            if not replica.rebuilding:
+                del self._rebuild_targets[group_id]
+                if before:
+                    logger.info(
+                        "node %s group %s: rebuilt: learned the log up to instance %s; "
+                        "voting again",
+                        self.node_id,
+                        group_id,
+                        before,
+                    )
+            elif target != before or group_id not in self._rebuild_targets:
+                self._rebuild_targets[group_id] = target
+                if target:
+                    logger.warning(
+                        "node %s group %s: this node's database is new but the group has a "
+                        "history (a replaced disk or a deleted database file?): it does not "
+                        "vote until it has learned the log up to instance %s (promise %s)",
+                        self.node_id,
+                        group_id,
+                        target,
+                        replica.promised,
+                    )
+
     def _notice_role_changes(self) -> None:
+        self._notice_rebuilds()
         for group_id, replica in self.replicas.items():
             now = (replica.role.value, replica.leader_id)
             before = self._roles.get(group_id, ("follower", None))
@@ -973,6 +1009,8 @@ class PaxosNode:
             chosen_upto=replica.chosen_upto,
             applied=self.applied.get(group_id, 0),
             pending=replica.pending_count,
+            rebuilding=replica.rebuilding,
+            rebuild_target=replica.rebuild_target,
         )
 
     def status(self) -> dict[str, Any]:

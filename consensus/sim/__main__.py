@@ -1,5 +1,5 @@
 """``python -m consensus.sim --seeds N [--seed-start S] [--nodes 3|5] [--groups G] [--steps K]
-[--left-down D]``
+[--left-down D] [--wipe-rate P]``
 
 Runs the deterministic simulator over a range of seeds. Exits 1 on the first invariant violation
 and prints the one-line command that replays it; the last line is always the summary.
@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         "clients go on submitting: the others alone must apply every command soon (0)",
     )
     parser.add_argument(
+        "--wipe-rate",
+        type=float,
+        default=0.0,
+        help="chance that a restarting node comes back with an empty disk, as after a disk "
+        "replacement; it must rebuild before it votes (0.0)",
+    )
+    parser.add_argument(
         "--mutant",
         choices=sorted(MUTANTS),
         default="none",
@@ -53,11 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.left_down < 0 or 2 * args.left_down >= args.nodes:
         print("error: --left-down must leave a majority of the nodes up", file=sys.stderr)
         return 2
+    if not 0.0 <= args.wipe_rate <= 1.0:
+        print("error: --wipe-rate must be between 0 and 1", file=sys.stderr)
+        return 2
     settings = SimSettings(
         nodes=args.nodes,
         groups=args.groups,
         steps=args.steps,
         left_down=args.left_down,
+        wipe_rate=args.wipe_rate,
         mutant=None if args.mutant == "none" else args.mutant,
     )
     started = time.perf_counter()
@@ -92,6 +103,8 @@ def repro_command(seed: int, args: argparse.Namespace) -> str:
     )
     if args.left_down:
         command += f" --left-down {args.left_down}"
+    if args.wipe_rate:
+        command += f" --wipe-rate {args.wipe_rate}"
     if args.mutant != "none":
         command += f" --mutant {args.mutant}"
     return command

@@ -62,6 +62,9 @@ class SimSettings:
     heal_rate: float = 0.03
     clog_rate: float = 0.02
     clog_ticks: int = 60
+    wipe_rate: float = 0.0
+    """Per restart: chance that the node comes back with new, empty storage (a replaced disk):
+    it must rebuild before it votes (core/rebuild.py)."""
     left_down: int = 0
     """Nodes (fewer than half) that stay down for good after healing while clients go on
     submitting for ``liveness_ticks``: a majority alone must apply every command within
@@ -73,7 +76,8 @@ class SimSettings:
 class GroupDisk:
     """What survives a crash for one group on one node: the acceptor's storage and the applier."""
 
-    storage: MemoryStorage = field(default_factory=MemoryStorage)
+    storage: MemoryStorage = field(default_factory=lambda: MemoryStorage(rebuilding=True))
+    """New storage, as a new database: the node starts by asking its peers (core/rebuild.py)."""
     applied_upto: int = 0
     applied_ids: set[str] = field(default_factory=set)
     applied_count: int = 0
@@ -131,6 +135,7 @@ class SimCluster:
         """(node, group, read id) -> the index a read started then must reach to be linearizable."""
         self.crashes = 0
         self.partitions = 0
+        self.wipes = 0
         for node in self.nodes.values():
             self._start(node)
 
@@ -180,17 +185,32 @@ class SimCluster:
         self.chaos = False
         self.network.heal()
         self.network.faults = NetworkFaults(loss=0.0, duplicate=0.0, long_delay=0.0)
-        left_down: set[int] = set()
+        for node in self.nodes.values():
+            if not node.up:
+                self._start(node)
         if self.settings.left_down:
             if not 0 < 2 * self.settings.left_down < len(self.node_ids):
                 raise ValueError("left_down must leave a majority of the nodes up")
-            left_down = set(self.rng.sample(self.node_ids, self.settings.left_down))
-        for node in self.nodes.values():
-            if node.node_id in left_down:
-                if node.up:
-                    self._crash(node)
-            elif not node.up:
-                self._start(node)
+            self._finish_rebuilding()
+            for node_id in self.rng.sample(self.node_ids, self.settings.left_down):
+                self._crash(self.nodes[node_id])
+
+    def _finish_rebuilding(self) -> None:
+        """Before a minority goes down for good, every node must vote: a node with new storage
+        needs every peer's answer and a majority of the others to choose up to its target
+        (core/rebuild.py), which with a minority down may never come."""
+        for _tick in range(self.settings.liveness_ticks // 3):
+            if not any(
+                replica.rebuilding
+                for node in self.nodes.values()
+                for replica in node.replicas.values()
+            ):
+                return
+            self._advance_clock()
+        raise InvariantViolation(
+            f"liveness: nodes still rebuilding {self.settings.liveness_ticks // 3} ticks after "
+            "healing with every node up"
+        )
 
     def _load_with_a_minority_down(self) -> None:
         """Clients keep submitting to the majority that is up; no command may wait long."""
@@ -242,7 +262,10 @@ class SimCluster:
         if rng.random() < settings.restart_rate:
             down = [node for node in self.nodes.values() if not node.up]
             if down:
-                self._start(rng.choice(down))
+                node = rng.choice(down)
+                if rng.random() < settings.wipe_rate and self._others_vote(node):
+                    self._wipe(node)
+                self._start(node)
         if rng.random() < settings.partition_rate:
             self.network.partition(self.node_ids)
             self.partitions += 1
@@ -337,6 +360,28 @@ class SimCluster:
         upto = disk.storage.chosen_upto()
         for entry in disk.storage.chosen_values(disk.applied_upto + 1, upto):
             self._apply(node, group_id, disk, entry.instance, entry.value)
+
+    def _others_vote(self, node: SimNode) -> bool:
+        """Whether every other node's storage votes (is not new). Two nodes of three with new
+        storage at once have lost a majority's memory, which no protocol can recover from (and
+        which they cannot tell from a new cluster): the nemesis replaces one disk at a time."""
+        return not any(
+            disk.storage.rebuilding
+            for other in self.nodes.values()
+            if other is not node
+            for disk in other.disks.values()
+        )
+
+    def _wipe(self, node: SimNode) -> None:
+        """Replace a down node's disk: every promise, vote, chosen mark and applied command is
+        gone. The invariants about its own durable state start over; agreement, order and reads
+        are what a node that voted with new storage too early would break."""
+        node.disks = {
+            group_id: GroupDisk(MemoryStorage(rebuilding=self.mutant.rebuild_new_storage))
+            for group_id in self.group_ids
+        }
+        self.checker.forget_node(node.node_id)
+        self.wipes += 1
 
     def _crash(self, node: SimNode) -> None:
         node.up = False

@@ -89,6 +89,13 @@ class Checker:
                 f"ballot {ballot} for instance {instance}"
             )
 
+    def forget_node(self, node_id: int) -> None:
+        """The node's storage was replaced: what it voted and promised before is gone (by the
+        nemesis's hand, not by a bug), so rule 4 starts over for it."""
+        for table in (self.voted, self.persisted_promise, self.accepted_sent):
+            for key in [key for key in table if key[0] == node_id]:
+                del table[key]
+
     def on_persisted_promise(self, node_id: int, group_id: int, ballot: Ballot) -> None:
         key = (node_id, group_id)
         before = self.persisted_promise.get(key)

@@ -103,6 +103,8 @@ class Mutant:
     description: str
     replica_class: type[Replica] = Replica
     handle_ready: ReadyHandler = correct_ready_loop
+    rebuild_new_storage: bool = True
+    """Whether a node with a replaced disk rebuilds before voting (core/rebuild.py)."""
 
 
 MUTANTS: dict[str, Mutant] = {
@@ -120,8 +122,12 @@ MUTANTS: dict[str, Mutant] = {
         replica_class=UnconfirmedReadsReplica,
     ),
     "all-votes": Mutant(
-        "a leader waits for every node's vote (caught only with a node left down: --left-down)",
+        "a leader waits for every node's vote (caught mostly with a node left down: --left-down)",
         replica_class=AllVotesReplica,
+    ),
+    "no-rebuild": Mutant(
+        "a node whose disk was replaced votes at once (caught only with --wipe-rate)",
+        rebuild_new_storage=False,
     ),
     "send-before-persist": Mutant(
         "the driver sends a Ready's messages before persisting it (crash in between)",

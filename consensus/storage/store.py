@@ -43,7 +43,7 @@ from django.utils import timezone
 from consensus.config import GroupSpec, NodeAddress
 from consensus.core.ballot import ZERO_BALLOT, Ballot
 from consensus.core.messages import ChosenEntry, Value
-from consensus.core.ready import Persist, Ready
+from consensus.core.ready import Persist, Ready, RebuildWrite
 from consensus.core.storage import InitialState, StoredInstance
 from consensus.models import AcceptorState, AppliedIndex, Group, Instance, Node
 
@@ -70,10 +70,13 @@ class _Pending:
 @dataclass(slots=True)
 class _GroupBatch:
     promised: Ballot | None = None
+    rebuild: RebuildWrite | None = None
     instances: dict[int, _Pending] = field(default_factory=dict)
 
     def add(self, persist: Persist) -> None:
         """Fold one Persist in, with ``MemoryStorage.apply``'s rules and order."""
+        if persist.rebuild is not None:
+            self.rebuild = persist.rebuild
         if persist.promised is not None:
             self.promised = persist.promised
         for write in persist.accepted:
@@ -192,7 +195,7 @@ class DjangoStorage:
         with the unchosen tail and ``recent``, not with the length of the log.
         """
         with transaction.atomic(using=self.using):
-            promised = self._promised(group_id)
+            promised, rebuilding, rebuild_target = self._acceptor_state(group_id)
             prefix = self._load_prefix(group_id)
             rows = (
                 Instance.objects.using(self.using)
@@ -212,7 +215,9 @@ class DjangoStorage:
             recent = self.chosen_values(
                 group_id, max(1, prefix.upto - self.recent + 1), prefix.upto
             )
-        return InitialState(promised, prefix.upto, instances, tuple(recent))
+        return InitialState(
+            promised, prefix.upto, instances, tuple(recent), rebuilding, rebuild_target
+        )
 
     def chosen_values(self, group_id: int, first: int, last: int) -> list[ChosenEntry]:
         """Chosen values of ``first..last``, contiguous from ``first``: stops at the first gap."""
@@ -279,6 +284,7 @@ class DjangoStorage:
         with transaction.atomic(using=self.using, savepoint=False):
             self._create_missing_groups(batches)
             self._write_promises(batches)
+            self._write_rebuilds(batches)
             self._upsert_instances(batches, timezone.now())
             self._advance_prefixes(
                 [
@@ -329,16 +335,29 @@ class DjangoStorage:
                 update_fields=["promised_round", "promised_node"],
             )
 
-    def _promised(self, group_id: int) -> Ballot:
+    def _write_rebuilds(self, batches: dict[int, _GroupBatch]) -> None:
+        """Rare (a new database's first turns): one update per group whose rebuild moved."""
+        for group_id, batch in batches.items():
+            if batch.rebuild is not None:
+                AcceptorState.objects.using(self.using).filter(group_id=group_id).update(
+                    rebuilding=batch.rebuild.target is not None,
+                    rebuild_target=batch.rebuild.target,
+                )
+
+    def _acceptor_state(self, group_id: int) -> tuple[Ballot, bool, int | None]:
+        """The promise, whether the group is rebuilding, and its target. A group with no row
+        yet is new storage: rebuilding, like the row ``_create_missing_groups`` will add."""
         row = (
             AcceptorState.objects.using(self.using)
             .filter(group_id=group_id)
-            .values_list("promised_round", "promised_node")
+            .values_list("promised_round", "promised_node", "rebuilding", "rebuild_target")
             .first()
         )
-        if row is None or row == (0, 0):
-            return ZERO_BALLOT
-        return Ballot(*row)
+        if row is None:
+            return ZERO_BALLOT, True, None
+        promised_round, promised_node, rebuilding, target = row
+        promised = ZERO_BALLOT if promised_round == 0 else Ballot(promised_round, promised_node)
+        return promised, rebuilding, target
 
     def _load_prefix(self, group_id: int) -> _Prefix:
         """The stored prefix, extended over the chosen rows above it (and stored if it moved).

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from consensus.config import GroupSpec, NodeAddress
 from consensus.core.ballot import ZERO_BALLOT, Ballot
 from consensus.core.messages import NOOP, ChosenEntry, Command, Value
-from consensus.core.ready import AcceptedWrite, Persist, Ready
+from consensus.core.ready import AcceptedWrite, Persist, Ready, RebuildWrite
 from consensus.core.storage import InitialState, MemoryStorage, StoredInstance
 from consensus.models import AcceptorState, AppliedIndex, Group, Instance, Node
 from consensus.storage.store import DjangoStorage
@@ -77,8 +77,20 @@ def test_noop_is_an_empty_list() -> None:
 
 @pytest.mark.django_db
 def test_empty_group_loads_the_zero_state() -> None:
+    """New storage rebuilds before it votes (core/rebuild.py)."""
     storage = DjangoStorage()
-    assert storage.load(fresh_group()) == InitialState()
+    assert storage.load(fresh_group()) == InitialState(rebuilding=True)
+
+
+@pytest.mark.django_db
+def test_rebuild_progress_survives_a_new_storage_object() -> None:
+    group = fresh_group()
+    DjangoStorage().persist([ready(group, Persist(Ballot(4, 2), rebuild=RebuildWrite(7)))])
+    state = DjangoStorage().load(group)
+    assert (state.promised, state.rebuilding, state.rebuild_target) == (Ballot(4, 2), True, 7)
+    DjangoStorage().persist([ready(group, Persist(rebuild=RebuildWrite(None)))])
+    state = DjangoStorage().load(group)
+    assert (state.rebuilding, state.rebuild_target) == (False, None)
 
 
 @pytest.mark.django_db
@@ -243,7 +255,7 @@ def test_persist_inside_the_callers_transaction() -> None:
             [[ready(group, Persist(promised=Ballot(9, 9)))], [ready(group, choose(3, NOOP))]],
         )
     assert storage.load(group) == InitialState(
-        ZERO_BALLOT, 2, (), (ChosenEntry(1, NOOP), ChosenEntry(2, NOOP))
+        ZERO_BALLOT, 2, (), (ChosenEntry(1, NOOP), ChosenEntry(2, NOOP)), rebuilding=True
     )
     storage.persist([ready(group, choose(4, NOOP)), ready(group, choose(3, NOOP))])
     assert storage.load(group).chosen_upto == 4
@@ -315,6 +327,7 @@ persists = st.builds(
     st.none() | ballots,
     st.lists(st.builds(AcceptedWrite, instance_numbers, ballots, values), max_size=4).map(tuple),
     st.lists(st.builds(ChosenEntry, instance_numbers, values), max_size=3).map(tuple),
+    st.none() | st.builds(RebuildWrite, st.none() | instance_numbers),
 )
 batches = st.lists(st.lists(st.tuples(st.integers(0, 1), persists), max_size=4), max_size=6)
 
@@ -337,7 +350,7 @@ def assert_same_state(storage: DjangoStorage, group: int, memory: MemoryStorage)
 @given(batches=batches)
 def test_matches_memory_storage(batches: Sequence[Sequence[tuple[int, Persist]]]) -> None:
     groups = [fresh_group(), fresh_group()]
-    memories = [MemoryStorage(), MemoryStorage()]
+    memories = [MemoryStorage(rebuilding=True), MemoryStorage(rebuilding=True)]
     storage = DjangoStorage(recent=RECENT)
     for batch in batches:
         storage.persist([ready(groups[which], persist) for which, persist in batch])

@@ -42,7 +42,7 @@ def vote(instance: int, ballot: Ballot) -> Persist:
 
 async def test_concurrent_persists_share_transactions(writer: GroupCommitWriter) -> None:
     groups = [next(_group_ids) for _ in range(4)]
-    memories = {group: MemoryStorage() for group in groups}
+    memories = {group: MemoryStorage(rebuilding=True) for group in groups}
     readies: list[Ready] = []
     for instance in range(1, 51):
         for group in groups:

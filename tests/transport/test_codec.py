@@ -104,7 +104,7 @@ def test_empty_frame_round_trips() -> None:
 
 def test_wire_schema_is_pinned() -> None:
     """Changing a message class changes the wire: then bump codec.VERSION and update this."""
-    assert VERSION == 5
+    assert VERSION == 6
     assert codec.wire_schema() == [
         (
             0,
@@ -153,6 +153,17 @@ def test_wire_schema_is_pinned() -> None:
         (12, "TimeoutNow", [*HEADER, ("ballot", "ballot")]),
         (13, "PreVote", [*HEADER, ("round", "uint")]),
         (14, "PreVoteReply", [*HEADER, ("round", "uint"), ("granted", "bool")]),
+        (15, "RebuildQuery", HEADER),
+        (
+            16,
+            "RebuildInfo",
+            [
+                *HEADER,
+                ("promised", "ballot"),
+                ("highest_instance", "uint"),
+                ("chosen_upto", "uint"),
+            ],
+        ),
     ]
 
 

@@ -191,7 +191,7 @@ class Command(BaseCommand):
                 continue
             for group in status.get("groups", []):
                 self.stdout.write(
-                    f"{address:<22} {group['group_id']:>5} {group['role']:<10} "
+                    f"{address:<22} {group['group_id']:>5} {_role(group):<10} "
                     f"{group['leader'] if group['leader'] is not None else '-':>6} "
                     f"{group['chosen_upto']:>8} {group['applied']:>8}"
                 )
@@ -232,3 +232,8 @@ class Command(BaseCommand):
 
 def vars_of(outcome: Any) -> dict[str, Any]:
     return {name: getattr(outcome, name) for name in outcome.__slots__}
+
+
+def _role(group: dict[str, Any]) -> str:
+    """The role column: a rebuilding node (core/rebuild.py) follows without voting."""
+    return "rebuilding" if group.get("rebuilding") else str(group["role"])

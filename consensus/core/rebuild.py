@@ -1,0 +1,76 @@
+"""Rebuilding: a node whose storage is new votes only once it cannot contradict its lost votes.
+
+Why
+---
+Paxos is safe because every acceptor remembers its promises and votes. A node whose disk was
+replaced, or whose database file was deleted, comes back under the same id remembering neither.
+If it voted at once, a value chosen by its lost vote and one other vote (3 nodes) could be missed
+by the next leader's phase 1 over {this node, the third node}, which would then choose a second
+value for the same instance; and a lost promise could let it accept an older leader's proposal
+that it had promised to refuse. Nothing else in the protocol notices.
+
+What a node with new storage does (after "Paxos Made Live" §5.1, where a replica with a corrupted
+disk "participates in Paxos as a non-voting member" until it is safe):
+
+1. It answers no Prepare, Accept, Heartbeat or PreVote and never campaigns. It still learns chosen
+   values, applies them, and forwards its clients' commands and reads to the leader.
+2. It asks every peer (``RebuildQuery``) for its promise and the highest instance it knows of
+   (``RebuildInfo``), and asks again every ``retry_ticks`` until *every* peer has answered: a peer
+   it has not heard from may be a leader holding a promise the lost storage made, or the only
+   other voter of a value the lost storage helped choose.
+3. It promises the highest ballot reported, which is at least every ballot that existed before
+   (so at least every ballot the lost storage may have promised), and waits until it knows that
+   every instance up to the highest one reported is chosen: every instance the lost storage voted
+   in had been proposed by then, so every value its lost votes helped choose is one it now reports
+   as chosen to any new leader. Only then does it vote.
+
+A new cluster goes through the same steps: every node's storage is new, every answer is "nothing
+yet", and each node votes as soon as it has heard from all the others. So a new cluster serves
+once every node has started once. It cannot do with a majority: a majority that answers "nothing
+yet" may be one node that lost its disk and one that has been away since the group began, while
+the only member that remembers the group's history is the one not answering.
+
+The target and the new promise are persisted as they are decided (``Persist.rebuild``), so a
+crash during rebuilding resumes it; the flag clears in a later write, before any vote. If a
+majority of the nodes lose their storage, what only they knew is lost: no protocol can rebuild it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .ballot import ZERO_BALLOT, Ballot
+from .messages import RebuildInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildDecision:
+    """What a rebuilding node must reach before it votes: promise ``floor``, know ``target``."""
+
+    floor: Ballot
+    target: int
+
+
+@dataclass(slots=True)
+class Rebuild:
+    """A rebuilding node's progress; ``target`` is None until the peers have answered."""
+
+    target: int | None = None
+    answers: dict[int, RebuildInfo] = field(default_factory=dict)
+
+    def record(self, info: RebuildInfo) -> None:
+        if self.target is None:
+            self.answers[info.src] = info
+
+    def decide(self, peers: tuple[int, ...]) -> RebuildDecision | None:
+        """The decision, once every peer has answered (see the module docstring)."""
+        if self.target is not None or any(node_id not in self.answers for node_id in peers):
+            return None
+        answers = [self.answers[node_id] for node_id in peers]
+        return RebuildDecision(
+            max((info.promised for info in answers), default=ZERO_BALLOT),
+            max((info.highest_instance for info in answers), default=0),
+        )
+
+    def unanswered(self, peers: tuple[int, ...]) -> list[int]:
+        return [node_id for node_id in peers if node_id not in self.answers]
