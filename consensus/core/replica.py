@@ -166,6 +166,8 @@ class Replica:
         # A node whose storage is new votes only once that is safe (rebuild.py).
         self._rebuild: Rebuild | None = None
         self._rebuild_write: RebuildWrite | None = None
+        self.rebuilt_upto: int | None = None
+        """The target of the rebuild this replica finished, if it did (for the runtime's log)."""
         if state.rebuilding:
             self._rebuild = Rebuild(target=state.rebuild_target)
             if state.rebuild_target is None:
@@ -238,6 +240,14 @@ class Replica:
     def rebuilding(self) -> bool:
         """True while this node's storage is new and it does not vote yet (rebuild.py)."""
         return self._rebuild is not None
+
+    @property
+    def rebuild_waiting_for(self) -> list[int]:
+        """While rebuilding and asking: the peers that have not answered yet."""
+        rebuild = self._rebuild
+        if rebuild is None or rebuild.target is not None:
+            return []
+        return rebuild.unanswered(self.config.peers)
 
     @property
     def rebuild_target(self) -> int | None:
@@ -960,6 +970,7 @@ class Replica:
         rebuild = self._rebuild
         assert rebuild is not None
         if rebuild.target is not None and self.log.chosen_upto >= rebuild.target:
+            self.rebuilt_upto = rebuild.target
             self._rebuild = None
             self._rebuild_write = RebuildWrite(None)
             self._election_elapsed = 0

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -81,6 +82,8 @@ REPLAY_CHUNK = 1000
 DEFAULT_MAX_COMMAND_BYTES = 1024 * 1024
 """Bytes of one command's payload (UTF-8) a node takes at most; at most half a peer frame."""
 PRUNE_MAX_ROWS = 20_000
+REBUILD_PATIENCE = 5.0
+"""Seconds a rebuilding group waits for silent peers before the node says whom it waits for."""
 """Results one pruning marker deletes at most (every node deletes them in an apply transaction)."""
 PRUNE_CATCH_UP_DELAY = 1.0
 """Seconds to the next pruning round after one that pruned (instead of ``prune_interval``)."""
@@ -274,7 +277,7 @@ class PaxosNode:
         self.applier = Applier(machines, self.storage.using)
         self.observer = observer or NodeObserver()
         self._roles: dict[int, tuple[str, int | None]] = {}
-        self._rebuild_targets: dict[int, int | None] = {}  # rebuilding groups -> their target
+        self._rebuild_started: dict[int, float] = {}  # rebuilding groups -> when first seen
         self.replicas: dict[int, Replica] = {}
         self.applied: dict[int, int] = {}
         self.started_at = time.monotonic()
@@ -729,35 +732,33 @@ class PaxosNode:
                 self._wake.set()
 
     def _notice_rebuilds(self) -> None:
-        """Log a rebuilding group's steps. A new cluster's groups rebuild to instance 0 at start
-        (every peer answers "nothing yet"), which is not worth a line."""
+        """Log a rebuilding group's story (core/rebuild.py): a warning when it has waited long
+        for a silent peer, and one when it votes again after learning a history. A new cluster's
+        groups rebuild to instance 0 at once (every peer answers "nothing yet"): no line."""
         for group_id, replica in self.replicas.items():
-            if not replica.rebuilding and group_id not in self._rebuild_targets:
-                continue
-            target = replica.rebuild_target
-            before = self._rebuild_targets.get(group_id)
-            if not replica.rebuilding:
-                del self._rebuild_targets[group_id]
-                if before:
-                    logger.info(
-                        "node %s group %s: rebuilt: learned the log up to instance %s; "
-                        "voting again",
-                        self.node_id,
-                        group_id,
-                        before,
-                    )
-            elif target != before or group_id not in self._rebuild_targets:
-                self._rebuild_targets[group_id] = target
-                if target:
+            if replica.rebuilding:
+                waiting = replica.rebuild_waiting_for
+                started = self._rebuild_started.setdefault(group_id, time.monotonic())
+                if waiting and time.monotonic() - started > REBUILD_PATIENCE:
+                    self._rebuild_started[group_id] = math.inf  # said once
                     logger.warning(
-                        "node %s group %s: this node's database is new but the group has a "
-                        "history (a replaced disk or a deleted database file?): it does not "
-                        "vote until it has learned the log up to instance %s (promise %s)",
+                        "node %s group %s: this node's database is new and it does not vote "
+                        "until every other node has told it what the group has seen; waiting "
+                        "for node(s) %s",
                         self.node_id,
                         group_id,
-                        target,
-                        replica.promised,
+                        ", ".join(map(str, waiting)),
                     )
+            elif self._rebuild_started.pop(group_id, None) is not None and replica.rebuilt_upto:
+                logger.warning(
+                    "node %s group %s: this node's database was new but the group has a history "
+                    "(a replaced disk or a deleted database file?): it learned the log up to "
+                    "instance %s and promised ballot %s before voting again",
+                    self.node_id,
+                    group_id,
+                    replica.rebuilt_upto,
+                    replica.promised,
+                )
 
     def _notice_role_changes(self) -> None:
         self._notice_rebuilds()
