@@ -70,10 +70,20 @@ class GroupSerializer(serializers.ModelSerializer):
     leader = serializers.SerializerMethodField()
     ballot = serializers.SerializerMethodField()
     applied = serializers.SerializerMethodField()
+    rebuilding = serializers.SerializerMethodField()
 
     class Meta:
         model = Group
-        fields = ["group_id", "state_machine", "role", "leader", "ballot", "chosen_upto", "applied"]
+        fields = [
+            "group_id",
+            "state_machine",
+            "role",
+            "leader",
+            "ballot",
+            "chosen_upto",
+            "applied",
+            "rebuilding",
+        ]
 
     def _live(self, group: Group) -> dict[str, Any] | None:
         live: dict[int, dict[str, Any]] = self.context.get("live", {})
@@ -93,6 +103,12 @@ class GroupSerializer(serializers.ModelSerializer):
     def get_ballot(self, group: Group) -> str | None:
         live = self._live(group)
         return live["ballot"] if live else None
+
+    @extend_schema_field(serializers.BooleanField(allow_null=True))
+    def get_rebuilding(self, group: Group) -> bool | None:
+        """True while this node's database is new and it does not vote yet (core/rebuild.py)."""
+        live = self._live(group)
+        return bool(live["rebuilding"]) if live else None
 
     @extend_schema_field(OpenApiTypes.INT)
     def get_applied(self, group: Group) -> int:

@@ -407,6 +407,7 @@ def test_groups_list_and_detail(api: ApiClient, fake_node: FakeNode) -> None:
         "ballot": "1.1",
         "chosen_upto": 1,
         "applied": 1,
+        "rebuilding": False,
     }
     assert api.call("GET", "/api/groups/2/").json()["group_id"] == 2
     missing = api.call("GET", "/api/groups/7/")

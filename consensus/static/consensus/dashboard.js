@@ -186,7 +186,12 @@
         "tr",
         { dataset: { group: group.group_id, role: group.role, leader: group.leader ?? "" } },
         el("td", {}, `group ${group.group_id}`),
-        el("td", { class: "role" }, badge(group.role, group.role)),
+        el(
+          "td",
+          { class: "role" },
+          // A node whose database is new follows without voting until it has caught up.
+          group.rebuilding ? badge("rebuilding", "rebuilding") : badge(group.role, group.role)
+        ),
         el(
           "td",
           { class: "leader" },
