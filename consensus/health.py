@@ -172,6 +172,11 @@ def readiness(node: PaxosNode | None) -> Readiness:
         result.groups.append(state)
         if state.leader is None:
             result.reasons.append(f"group {state.group_id}: no leader known")
+        if group.get("rebuilding"):
+            result.reasons.append(
+                f"group {state.group_id}: this node's database is new and it does not vote yet "
+                f"(rebuilding, README 'A node that lost its database')"
+            )
         if state.behind > bound:
             result.reasons.append(
                 f"group {state.group_id}: applied {state.applied}, {state.behind} instances "

@@ -49,6 +49,8 @@ def test_a_node_whose_database_was_deleted_rebuilds_before_it_votes(cluster_fact
         g["rebuilding"] and g["rebuild_target"] is None for g in group_states(cluster, 3).values()
     )
     assert cluster.status(3)["groups"][0]["role"] == "follower"
+    code, body = cluster.request(3, "GET", "/readyz")
+    assert code == 503 and any("rebuilding" in reason for reason in body["reasons"]), body
 
     cluster.start_node(2)
     wait_for(
