@@ -91,6 +91,11 @@ PAXOS_REQUEST_RESULT_TTL = int(os.environ.get("PAXOS_REQUEST_RESULT_TTL", 24 * 3
 PAXOS_REQUEST_RESULT_MAX = int(os.environ.get("PAXOS_REQUEST_RESULT_MAX", 1_000_000))
 """At most this many results kept per group beyond the TTL (the newest win)."""
 
+PAXOS_UNSAFE_SKIP_REBUILD = _env_flag("PAXOS_UNSAFE_SKIP_REBUILD")
+"""A negative control for tests only: a node whose database is new votes at once instead of
+rebuilding first (consensus/core/rebuild.py), which can lose acknowledged writes
+(tests/e2e/test_rebuild.py shows how). Never set it on a real cluster."""
+
 PAXOS_CLUSTER: ClusterConfig | None = _load_node_config()
 PAXOS_NODE_ID: int | None = PAXOS_CLUSTER.my_id if PAXOS_CLUSTER is not None else None
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
+from django.conf import settings
 from django.db import transaction
 
 from consensus.config import DATA_PERSISTENCE_OFF_WARNING, ClusterConfig
@@ -320,6 +321,14 @@ class PaxosNode:
         await writer.run(self.storage.sync_nodes, self.config.nodes)
         for group_id in self.config.group_ids:
             state = await writer.run(self.storage.load, group_id)
+            if state.rebuilding and getattr(settings, "PAXOS_UNSAFE_SKIP_REBUILD", False):
+                logger.error(
+                    "node %s group %s: PAXOS_UNSAFE_SKIP_REBUILD: voting at once with a new "
+                    "database (a test's negative control; it can lose acknowledged writes)",
+                    self.node_id,
+                    group_id,
+                )
+                state = dataclasses.replace(state, rebuilding=False, rebuild_target=None)
             self.applied[group_id] = await self._catch_up_state_machine(group_id, state.chosen_upto)
             rng = random.Random()
             self.replicas[group_id] = Replica(

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.fixtures.cluster import Cluster, ClusterError
+from tests.fixtures.nemesis import ProxyNetwork
 
 pytestmark = pytest.mark.e2e
 
@@ -67,3 +68,56 @@ def test_a_node_whose_database_was_deleted_rebuilds_before_it_votes(cluster_fact
     log = (cluster.folder / "node3.log").read_text()
     assert "waiting for node(s) 2" in log
     assert "database was new but the group has a history" in log
+
+
+def wait_for_leader_node(cluster: Cluster, group_id: int, node_id: int) -> None:
+    wait_for(lambda: cluster.leader(group_id) == node_id, f"node {node_id} to lead")
+
+
+@pytest.mark.parametrize("rebuild", [True, False], ids=["rebuild", "negative-control"])
+def test_a_write_only_a_lost_database_and_a_stopped_node_hold_survives(
+    cluster_factory, monkeypatch, rebuild: bool
+) -> None:
+    """Node 3 is cut off while nodes 1 and 2 choose a write; then node 1 stops and node 2 comes
+    back with a new database. Nodes 2 and 3 are a majority with no record of the write.
+
+    Rebuilding, node 2 waits for node 1 (nothing can be chosen meanwhile) and the write
+    survives. The negative control (``PAXOS_UNSAFE_SKIP_REBUILD``: node 2 votes at once) shows
+    what the test catches: nodes 2 and 3 choose another value in the write's instance, a read
+    misses the acknowledged write, and node 1's log disagrees with theirs."""
+    with ProxyNetwork([1, 2, 3]) as network:
+        cluster: Cluster = cluster_factory(start=False, groups=(1,), link_ports=network.link_ports)
+        network.set_targets({n: node.port for n, node in cluster.nodes.items()})
+        cluster.start()
+        wait_for_leader_node(cluster, 1, 1)  # group 1 prefers node 1
+        network.isolate(3)
+        code, answer = cluster.request(1, "PUT", "/api/kv/1/acknowledged", {"value": "x"})
+        assert code == 200, answer
+        instance = answer["instance"]
+        cluster.kill_node(1)
+        cluster.kill_node(2)
+        for path in (cluster.folder / "data").glob("node2.sqlite3*"):
+            path.unlink()
+        if not rebuild:
+            monkeypatch.setenv("PAXOS_UNSAFE_SKIP_REBUILD", "1")
+        cluster.start_node(2)
+        network.heal()
+        code, answer = cluster.request(3, "PUT", "/api/kv/1/probe", {"value": "y"}, timeout=15)
+        read_code, read = cluster.request(3, "GET", "/api/kv/1/acknowledged", timeout=15)
+        if not rebuild:
+            assert code == 200 and answer["instance"] == instance, answer
+            assert read_code == 404, read  # the acknowledged write is gone
+            monkeypatch.delenv("PAXOS_UNSAFE_SKIP_REBUILD")
+            cluster.start_node(1)
+            time.sleep(1.0)
+            assert cluster.chosen_log(1, 1)[instance - 1] != cluster.chosen_log(3, 1)[instance - 1]
+            return
+        assert code == 503 and read_code == 503, (answer, read)  # no majority of voters
+        assert group_states(cluster, 2)[1]["rebuilding"]
+        cluster.start_node(1)
+        wait_for(lambda: not group_states(cluster, 2)[1]["rebuilding"], "node 2 to rebuild")
+        for node_id in (1, 2, 3):
+            code, read = cluster.request(node_id, "GET", "/api/kv/1/acknowledged")
+            assert (code, read["value"]) == (200, "x"), (node_id, read)
+        logs = [cluster.chosen_log(n, 1)[:instance] for n in (1, 2, 3)]
+        assert logs[0] == logs[1] == logs[2]
