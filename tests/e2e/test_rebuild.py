@@ -40,8 +40,7 @@ def test_a_node_whose_database_was_deleted_rebuilds_before_it_votes(cluster_fact
     reference = cluster.chosen_log(1, 1)
 
     cluster.stop_node(3)
-    for path in (cluster.folder / "data").glob("node3.sqlite3*"):
-        path.unlink()
+    cluster.delete_database(3)
     cluster.stop_node(2)
     cluster.start_node(3)
     # Node 2 is down: node 3 cannot know what a lost vote of its own might have been.
@@ -96,8 +95,7 @@ def test_a_write_only_a_lost_database_and_a_stopped_node_hold_survives(
         instance = answer["instance"]
         cluster.kill_node(1)
         cluster.kill_node(2)
-        for path in (cluster.folder / "data").glob("node2.sqlite3*"):
-            path.unlink()
+        cluster.delete_database(2)
         if not rebuild:
             monkeypatch.setenv("PAXOS_UNSAFE_SKIP_REBUILD", "1")
         cluster.start_node(2)

@@ -12,6 +12,11 @@ One fault at a time: wait a quiet period, inject a fault, hold it, heal it, and 
 ``partition-one-way``                 a group's leader hears nobody, but everyone hears it
 ``slow-node``                         every link into one node delayed by 100-500 ms
 ``restart-all``                       ``kill -9`` of every node, then all start again at once
+``wipe-random``                       ``kill -9`` of a node and its database deleted (a replaced
+                                      disk): restarted empty when healed, it must rebuild before
+                                      it votes (consensus/core/rebuild.py); skipped (a kill
+                                      instead) while another node still rebuilds, as two lost
+                                      databases of three are a lost majority
 
 Partitions cut the links between nodes only (``tests.fixtures.nemesis``); clients reach every
 node directly, as in Jepsen. A node that exits without the nemesis killing it is a crash: it is
@@ -44,6 +49,7 @@ FAULTS = (
     "partition-one-way",
     "slow-node",
     "restart-all",
+    "wipe-random",
 )
 
 Heal = Callable[[], None]
@@ -145,6 +151,20 @@ class Nemesis:
                 self.history.healed(fault)
 
             return heal
+        if name == "wipe-random":
+            node = self.rng.choice(nodes)
+            wipe = not self._anyone_rebuilding()
+            detail = f"node {node}" + (", database deleted" if wipe else " (killed only)")
+            fault = self.history.fault(name, detail)
+            self._kill(node)
+            if wipe:
+                self.cluster.delete_database(node)
+
+            def heal() -> None:
+                self._restart(node)
+                self.history.healed(fault)
+
+            return heal
         if name == "restart-all":
             fault = self.history.fault(name, "every node")
             for node in nodes:
@@ -205,6 +225,19 @@ class Nemesis:
             self._killed.discard(node)
 
     # ------------------------------------------------------------------ helpers
+
+    def _anyone_rebuilding(self) -> bool:
+        """Whether a node is down or says a group still rebuilds (unknown counts as yes)."""
+        for node in self.cluster.nodes:
+            try:
+                status, body = http_call(
+                    self.cluster.nodes[node].port, "GET", "/api/status/", timeout=2.0
+                )
+            except (NotSent, OSError, ValueError):
+                return True
+            if status != 200 or any(group.get("rebuilding") for group in body["groups"]):
+                return True
+        return False
 
     def leader(self) -> int:
         """The leader of a random group as most live nodes see it (a random node if none)."""

@@ -65,6 +65,7 @@ THREE_NODE_FAULTS = (
     "partition-one-way",
     "slow-node",
     "restart-all",
+    "wipe-random",
 )
 FIVE_NODE_FAULTS = tuple(f for f in FAULTS if f not in THREE_NODE_FAULTS)
 
