@@ -1,0 +1,36 @@
+"""Migrations that change what existing rows mean, run against rows written before them."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from consensus.models import AcceptorState
+from consensus.storage.store import DjangoStorage
+
+BEFORE = [("consensus", "0003_fewer_indexes")]
+AFTER = [("consensus", "0004_acceptorstate_rebuilding")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0004_keeps_existing_databases_voting_and_new_groups_rebuild() -> None:
+    """An upgraded node keeps voting (its database is not new); a group created afterwards,
+    like every group of a new database, rebuilds first (consensus/core/rebuild.py)."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(BEFORE)
+    old = executor.loader.project_state(BEFORE).apps
+    old.get_model("consensus", "Group").objects.create(group_id=7, state_machine="kv")
+    old.get_model("consensus", "AcceptorState").objects.create(
+        group_id=7, promised_round=3, promised_node=1
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(AFTER)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    state = DjangoStorage().load(7)
+    assert (state.rebuilding, state.promised.round) == (False, 3)
+    DjangoStorage().ensure_groups([8])
+    assert AcceptorState.objects.get(group_id=8).rebuilding
+    assert DjangoStorage().load(8).rebuilding
