@@ -272,6 +272,11 @@ class NodeCollector(Collector):
         pending = GaugeMetricFamily(
             "paxos_pending_commands", "Client commands waiting to be chosen.", labels=["group"]
         )
+        rebuilding = GaugeMetricFamily(
+            "paxos_rebuilding",
+            "1 while this node's database is new and it does not vote in the group yet.",
+            labels=["group"],
+        )
         peer_chosen = GaugeMetricFamily(
             "paxos_peer_chosen_index",
             "How far each peer is known to have chosen (from its messages; absent if unknown).",
@@ -295,12 +300,13 @@ class NodeCollector(Collector):
             chosen.add_metric([label], group["chosen_upto"])
             applied.add_metric([label], group["applied"])
             pending.add_metric([label], group["pending"])
+            rebuilding.add_metric([label], 1 if group.get("rebuilding") else 0)
             known = peer_chosen_upto.get(group["group_id"], {})
             for peer_id, upto in sorted(known.items()):
                 peer_chosen.add_metric([label, str(peer_id)], upto)
                 peer_lag.add_metric([label, str(peer_id)], max(0, group["chosen_upto"] - upto))
         yield from (role, is_leader, leader, ballot_round, ballot_node, promised_round)
-        yield from (chosen, applied, pending, peer_chosen, peer_lag)
+        yield from (chosen, applied, pending, rebuilding, peer_chosen, peer_lag)
         yield from _peer_metrics(status.get("peers") or {})
 
 

@@ -28,6 +28,7 @@ REQUIRED_FAMILIES = {
     "paxos_promised_round": "gauge",
     "paxos_chosen_index": "gauge",
     "paxos_applied_index": "gauge",
+    "paxos_rebuilding": "gauge",
     "paxos_is_leader": "gauge",
     "paxos_leader_node": "gauge",
     "paxos_peer_connected": "gauge",
@@ -88,6 +89,7 @@ def test_metrics_parse_and_counters_move_with_commands(shared_cluster: Cluster) 
             before[node_id], "paxos_storage_commit_seconds_count"
         )
         assert value(after[node_id], "paxos_applied_index", group="1") >= answer["instance"]
+        assert value(after[node_id], "paxos_rebuilding", group="1") == 0
         assert value(after[node_id], "paxos_chosen_index", group="1") >= answer["instance"]
         for peer_id in cluster.nodes:
             if peer_id != node_id:
