@@ -30,6 +30,32 @@ class Node(models.Model):
         return f"node {self.node_id} ({self.host}:{self.port})"
 
 
+class NodeIdentity(models.Model):
+    """Which node this database belongs to: written when a node first starts on it, checked at
+    every start after (``consensus.storage.identity``).
+
+    A node must never run on another node's database: it would vote with that node's promises
+    and votes, as a second copy of one acceptor, and two values could be chosen for one instance.
+    That happens with a copied database file, or with a ``DATABASE_URL`` that gives every node
+    the same database (no ``{node_id}``). One row (``id = 1``)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    node_id = models.PositiveIntegerField("node id")
+    created_at = models.DateTimeField("created at", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "node identity"
+        verbose_name_plural = "node identity"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(id=1), name="consensus_nodeidentity_single_row"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"database of node {self.node_id}"
+
+
 class Group(models.Model):
     """An independent replicated log and the state machine its chosen commands are applied to.
 

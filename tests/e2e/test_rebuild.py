@@ -1,9 +1,11 @@
 """A node whose database file was deleted comes back as new storage: it votes only after every
-peer has answered and it has learned the log they reported (consensus/core/rebuild.py)."""
+peer has answered and it has learned the log they reported (consensus/core/rebuild.py). A node
+given another node's database refuses to start (consensus/storage/identity.py)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 
 import pytest
@@ -119,3 +121,28 @@ def test_a_write_only_a_lost_database_and_a_stopped_node_hold_survives(
             assert (code, read["value"]) == (200, "x"), (node_id, read)
         logs = [cluster.chosen_log(n, 1)[:instance] for n in (1, 2, 3)]
         assert logs[0] == logs[1] == logs[2]
+
+
+def test_a_node_refuses_another_nodes_database(cluster_factory) -> None:
+    """A copy of node 1's database in node 3's place: node 3 would vote with node 1's votes.
+    It refuses to start, says whose database it is and what to do; with an empty database
+    instead it rebuilds."""
+    cluster: Cluster = cluster_factory(groups=(1,))
+    cluster.submit(1, 1, kv_put("k", "v"))
+    cluster.stop_node(3)
+    cluster.delete_database(3)
+    data = cluster.folder / "data"
+    with (
+        sqlite3.connect(data / "node1.sqlite3") as source,
+        sqlite3.connect(data / "node3.sqlite3") as copy,
+    ):
+        source.backup(copy)
+    cluster.start_node(3, wait=False)
+    process = cluster.nodes[3].process
+    assert process is not None and process.wait(timeout=60) == 1
+    log = cluster.tail(3)
+    assert "this database belongs to node 1" in log and "not to node 3" in log, log
+    assert "Traceback" not in log, log
+    cluster.delete_database(3)
+    cluster.start_node(3)
+    wait_for(lambda: not group_states(cluster, 3)[1]["rebuilding"], "node 3 to rebuild")

@@ -134,6 +134,12 @@ class Command(BaseCommand):
             except Exception as error:  # noqa: BLE001 - any connection problem is a user error
                 raise CommandError(f"cannot reach the database of DATABASE_URL: {error}") from None
         call_command("migrate", interactive=False, verbosity=0)
+        from consensus.storage.identity import ForeignDatabaseError, claim_database
+
+        try:
+            claim_database(config.my_id)
+        except ForeignDatabaseError as error:
+            raise CommandError(str(error)) from None
         password = os.environ.get("PAXOS_DEMO_ADMIN_PASSWORD")
         if password:
             _ensure_admin("admin", password)

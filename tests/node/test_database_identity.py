@@ -1,4 +1,5 @@
-"""Migrations that change what existing rows mean, run against rows written before them."""
+"""Migrations that change what existing rows mean, run against rows written before them; and
+the row that says which node a database belongs to."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from consensus.models import AcceptorState
+from consensus.models import AcceptorState, NodeIdentity
+from consensus.storage.identity import ForeignDatabaseError, claim_database
 from consensus.storage.store import DjangoStorage
 
 BEFORE = [("consensus", "0003_fewer_indexes")]
@@ -34,3 +36,12 @@ def test_0004_keeps_existing_databases_voting_and_new_groups_rebuild() -> None:
     DjangoStorage().ensure_groups([8])
     assert AcceptorState.objects.get(group_id=8).rebuilding
     assert DjangoStorage().load(8).rebuilding
+
+
+@pytest.mark.django_db
+def test_a_database_belongs_to_the_first_node_that_starts_on_it() -> None:
+    claim_database(2)
+    claim_database(2)  # every later start of the same node
+    with pytest.raises(ForeignDatabaseError, match="belongs to node 2 .*not to node 3"):
+        claim_database(3)
+    assert str(NodeIdentity.objects.get()) == "database of node 2"
