@@ -56,6 +56,7 @@ class Acceptor:
             first_instance=msg.first_instance,
             chosen_upto=self._log.chosen_upto,
             accepted=self._log.votes_from(msg.first_instance),
+            nonce=msg.nonce,
         )
 
     def on_accept(self, msg: Accept) -> Message | LogRead | None:

@@ -19,6 +19,8 @@ from .messages import NOOP, AcceptedEntry, Command, Promise, Value, value_size
 @dataclass(slots=True)
 class Candidacy:
     ballot: Ballot
+    nonce: int = 0
+    """Sent with the Prepares; only Promises that echo it count (messages.Prepare.nonce)."""
     promises: dict[int, Promise] = field(default_factory=dict)
 
 
@@ -75,6 +77,9 @@ class Leadership:
     progress_tick: int = 0
     queued_bytes: int = 0
     """``value_size`` of ``queue``: whether a full batch is waiting (``may_propose``)."""
+    fill_upto: int = 0
+    """Propose (no-ops if nothing is queued) up to this instance: a rebuilding node needs them
+    chosen (messages.FillRequest)."""
 
     def enqueue(
         self, command: Command, recently_chosen: Container[str] = (), origin: int | None = None
@@ -105,7 +110,11 @@ class Leadership:
         with 4 groups led by different nodes, proposing every partial batch at once made
         instances of about 8 commands where 32 clients per group were waiting. A single client
         never waits for this: its command finds nothing in flight."""
-        if not self.queue or len(self.inflight) >= window:
+        if len(self.inflight) >= window:
+            return False
+        if self.next_instance <= self.fill_upto:
+            return True
+        if not self.queue:
             return False
         return (
             not self.inflight or len(self.queue) >= max_commands or self.queued_bytes >= max_bytes

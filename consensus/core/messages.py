@@ -63,6 +63,11 @@ class Prepare(Message):
     force: bool = False
     """Sent on a leader's hand-over (TimeoutNow): acceptors answer it even while they still
     hear from a live leader, which otherwise makes them ignore Prepares (see Replica)."""
+    nonce: int = 0
+    """Random per candidacy, echoed by the Promise: a candidate counts only answers to its own
+    Prepares. A node that lost its storage may campaign again with a ballot it used before it
+    lost it (nobody it can still ask may have seen that ballot), and a late Promise to the old
+    campaign must not count for the new one (core/rebuild.py)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +80,8 @@ class Promise(Message):
     first_instance: int
     chosen_upto: int
     accepted: tuple[AcceptedEntry, ...]
+    nonce: int = 0
+    """The Prepare's nonce."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,16 +190,30 @@ class PreVoteReply(Message):
 class RebuildQuery(Message):
     """Sent by a node whose storage for the group is new: what has the group seen? (rebuild.py)"""
 
+    token: int
+    """Random per rebuild; the answer echoes it, so a late answer to an earlier rebuild (a new
+    cluster's first one, say) does not count for this one."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RebuildInfo(Message):
     """The answer to a RebuildQuery. Every node answers, rebuilding or not."""
 
+    token: int
     promised: Ballot
     """The sender's promise: at least every ballot it ever used or promised."""
     highest_instance: int
     """The highest instance the sender knows of: voted for, proposed, or known chosen."""
     chosen_upto: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillRequest(Message):
+    """A rebuilding node needs every instance up to ``instance`` chosen, and no peer knows them
+    chosen (a vote for an instance above anything the leader proposes, left by a crashed
+    leader): the leader proposes no-ops up to it, which its phase 1 made safe (rebuild.py)."""
+
+    instance: int
 
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (
@@ -213,5 +234,6 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     PreVoteReply,
     RebuildQuery,
     RebuildInfo,
+    FillRequest,
 )
 """Every concrete message class, in a fixed order (the codec's type tags follow it)."""

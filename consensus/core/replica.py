@@ -52,6 +52,7 @@ from .messages import (
     Accepted,
     ChosenEntry,
     Command,
+    FillRequest,
     Forward,
     Heartbeat,
     HeartbeatAck,
@@ -86,6 +87,7 @@ EAGER_TYPES = (
     ReadIndexReply,
     RebuildQuery,
     RebuildInfo,
+    FillRequest,
 )
 """Messages that cast no vote and report nothing unpersisted: they may leave before the Ready's
 write (see ready.py). A HeartbeatAck says "I promised nothing above your ballot": true of the
@@ -95,7 +97,9 @@ own promise on disk, so a restart can never reuse its ballot."""
 
 
 class RandomSource(Protocol):
-    """The one source of randomness (election jitter). Pass a seeded ``random.Random``."""
+    """The one source of randomness: election jitter, candidacy nonces and the rebuild token.
+    Pass a ``random.Random`` seeded differently at every start of the node: a restarted node
+    must not repeat the nonces of its previous run (messages.Prepare.nonce)."""
 
     def randrange(self, start: int, stop: int, /) -> int: ...
 
@@ -169,7 +173,7 @@ class Replica:
         self.rebuilt_upto: int | None = None
         """The target of the rebuild this replica finished, if it did (for the runtime's log)."""
         if state.rebuilding:
-            self._rebuild = Rebuild(target=state.rebuild_target)
+            self._rebuild = Rebuild(rng.randrange(1, 2**62), target=state.rebuild_target)
             if state.rebuild_target is None:
                 self._ask_for_rebuild_info()
             else:
@@ -192,6 +196,7 @@ class Replica:
             PreVoteReply: self._on_pre_vote_reply,  # type: ignore[dict-item]
             RebuildQuery: self._on_rebuild_query,  # type: ignore[dict-item]
             RebuildInfo: self._on_rebuild_info,  # type: ignore[dict-item]
+            FillRequest: self._on_fill_request,  # type: ignore[dict-item]
         }
 
     def _make_acceptor(self, promised: Ballot) -> Acceptor:
@@ -276,8 +281,11 @@ class Replica:
         if self._leadership is not None:
             self._tick_leader(self._leadership)
         elif self._rebuild is not None:
-            if self._rebuild.target is None and self._now % self.config.retry_ticks == 0:
-                self._ask_for_rebuild_info()
+            if self._now % self.config.retry_ticks == 0:
+                if self._rebuild.target is None:
+                    self._ask_for_rebuild_info()
+                else:
+                    self._ask_leader_to_fill(self._rebuild.target)
         else:
             self._election_elapsed += 1
             if self._election_elapsed >= self._election_timeout:
@@ -492,7 +500,7 @@ class Replica:
 
     def _on_promise(self, msg: Promise) -> None:
         candidacy = self._candidacy
-        if candidacy is None or msg.ballot != candidacy.ballot:
+        if candidacy is None or msg.ballot != candidacy.ballot or msg.nonce != candidacy.nonce:
             return
         candidacy.promises[msg.src] = msg
         self._note_peer_progress(msg.src, msg.chosen_upto)
@@ -577,7 +585,7 @@ class Replica:
         self.role = Role.CANDIDATE
         self._leadership = None
         self._pre_vote = None
-        self._candidacy = Candidacy(ballot)
+        self._candidacy = candidacy = Candidacy(ballot, self._rng.randrange(1, 2**62))
         self.leader_id = None
         self._election_elapsed = 0
         self._election_timeout = self._random_election_timeout()
@@ -594,6 +602,7 @@ class Replica:
                     ballot=ballot,
                     first_instance=first,
                     force=force,
+                    nonce=candidacy.nonce,
                 )
             )
 
@@ -926,7 +935,11 @@ class Replica:
         rebuild = self._rebuild
         assert rebuild is not None
         for node_id in rebuild.unanswered(self.config.peers):
-            self._send(RebuildQuery(group_id=self.group_id, src=self.node_id, dst=node_id))
+            self._send(
+                RebuildQuery(
+                    group_id=self.group_id, src=self.node_id, dst=node_id, token=rebuild.token
+                )
+            )
         self._decide_rebuild()  # a group of one decides at once
 
     def _on_rebuild_query(self, msg: RebuildQuery) -> None:
@@ -938,6 +951,7 @@ class Replica:
                 group_id=self.group_id,
                 src=self.node_id,
                 dst=msg.src,
+                token=msg.token,
                 promised=self.acceptor.promised,
                 highest_instance=highest,
                 chosen_upto=self.log.chosen_upto,
@@ -965,6 +979,29 @@ class Replica:
         self._finish_rebuild_if_caught_up()
         if self._rebuild is not None:
             self._request_missing()
+
+    def _ask_leader_to_fill(self, target: int) -> None:
+        """Nobody knows the target chosen (an old vote above anything proposed since, say):
+        without load, nothing would ever choose it. The leader fills the gap with no-ops."""
+        leader = self.leader_id
+        if (
+            leader is None
+            or leader == self.node_id
+            or self.log.chosen_upto >= target
+            or max(self.peer_chosen_upto.values(), default=0) >= target
+        ):
+            return
+        self._send(
+            FillRequest(group_id=self.group_id, src=self.node_id, dst=leader, instance=target)
+        )
+
+    def _on_fill_request(self, msg: FillRequest) -> None:
+        leadership = self._leadership
+        if leadership is None:
+            return  # not the leader (any more): the asker asks again
+        # At most a window beyond what is proposed: a peer cannot make us propose forever.
+        limit = leadership.next_instance + self.config.window - 1
+        leadership.fill_upto = max(leadership.fill_upto, min(msg.instance, limit))
 
     def _finish_rebuild_if_caught_up(self) -> None:
         rebuild = self._rebuild

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -83,11 +82,11 @@ REPLAY_CHUNK = 1000
 DEFAULT_MAX_COMMAND_BYTES = 1024 * 1024
 """Bytes of one command's payload (UTF-8) a node takes at most; at most half a peer frame."""
 PRUNE_MAX_ROWS = 20_000
-REBUILD_PATIENCE = 5.0
-"""Seconds a rebuilding group waits for silent peers before the node says whom it waits for."""
 """Results one pruning marker deletes at most (every node deletes them in an apply transaction)."""
 PRUNE_CATCH_UP_DELAY = 1.0
 """Seconds to the next pruning round after one that pruned (instead of ``prune_interval``)."""
+REBUILD_PATIENCE = 5.0
+"""Seconds a group may rebuild before the node says what it waits for (core/rebuild.py)."""
 
 
 class SubmitError(Exception):
@@ -279,6 +278,7 @@ class PaxosNode:
         self.observer = observer or NodeObserver()
         self._roles: dict[int, tuple[str, int | None]] = {}
         self._rebuild_started: dict[int, float] = {}  # rebuilding groups -> when first seen
+        self._rebuild_said: set[tuple[int, str]] = set()  # (group, step) already logged
         self.replicas: dict[int, Replica] = {}
         self.applied: dict[int, int] = {}
         self.started_at = time.monotonic()
@@ -741,15 +741,19 @@ class PaxosNode:
                 self._wake.set()
 
     def _notice_rebuilds(self) -> None:
-        """Log a rebuilding group's story (core/rebuild.py): a warning when it has waited long
-        for a silent peer, and one when it votes again after learning a history. A new cluster's
-        groups rebuild to instance 0 at once (every peer answers "nothing yet"): no line."""
+        """Log a rebuilding group's story (core/rebuild.py): what it waits for once it has
+        waited ``REBUILD_PATIENCE`` seconds, and what it learned when it votes again. A new
+        cluster's groups rebuild to instance 0 at once (every peer has seen nothing): no line."""
+        now = time.monotonic()
         for group_id, replica in self.replicas.items():
             if replica.rebuilding:
+                started = self._rebuild_started.setdefault(group_id, now)
                 waiting = replica.rebuild_waiting_for
-                started = self._rebuild_started.setdefault(group_id, time.monotonic())
-                if waiting and time.monotonic() - started > REBUILD_PATIENCE:
-                    self._rebuild_started[group_id] = math.inf  # said once
+                step = "asking" if waiting else "learning"
+                if now - started < REBUILD_PATIENCE or (group_id, step) in self._rebuild_said:
+                    continue
+                self._rebuild_said.add((group_id, step))
+                if waiting:
                     logger.warning(
                         "node %s group %s: this node's database is new and it does not vote "
                         "until every other node has told it what the group has seen; waiting "
@@ -758,15 +762,25 @@ class PaxosNode:
                         group_id,
                         ", ".join(map(str, waiting)),
                     )
-            elif self._rebuild_started.pop(group_id, None) is not None and replica.rebuilt_upto:
+                else:
+                    logger.warning(
+                        "node %s group %s: this node's database is new and the group has a "
+                        "history: it does not vote until it has learned the log up to instance "
+                        "%s (chosen up to %s so far; that needs a majority of the other nodes)",
+                        self.node_id,
+                        group_id,
+                        replica.rebuild_target,
+                        replica.chosen_upto,
+                    )
+            elif replica.rebuilt_upto and (group_id, "done") not in self._rebuild_said:
+                self._rebuild_said.add((group_id, "done"))
                 logger.warning(
                     "node %s group %s: this node's database was new but the group has a history "
                     "(a replaced disk or a deleted database file?): it learned the log up to "
-                    "instance %s and promised ballot %s before voting again",
+                    "instance %s before voting again",
                     self.node_id,
                     group_id,
                     replica.rebuilt_upto,
-                    replica.promised,
                 )
 
     def _notice_role_changes(self) -> None:

@@ -263,7 +263,7 @@ class SimCluster:
             down = [node for node in self.nodes.values() if not node.up]
             if down:
                 node = rng.choice(down)
-                if rng.random() < settings.wipe_rate and self._others_vote(node):
+                if rng.random() < settings.wipe_rate and self._may_wipe(node):
                     self._wipe(node)
                 self._start(node)
         if rng.random() < settings.partition_rate:
@@ -361,16 +361,17 @@ class SimCluster:
         for entry in disk.storage.chosen_values(disk.applied_upto + 1, upto):
             self._apply(node, group_id, disk, entry.instance, entry.value)
 
-    def _others_vote(self, node: SimNode) -> bool:
-        """Whether every other node's storage votes (is not new). Two nodes of three with new
-        storage at once have lost a majority's memory, which no protocol can recover from (and
-        which they cannot tell from a new cluster): the nemesis replaces one disk at a time."""
-        return not any(
-            disk.storage.rebuilding
+    def _may_wipe(self, node: SimNode) -> bool:
+        """Whether replacing this node's disk leaves a majority of nodes whose storage votes.
+        Nodes with new storage that have not rebuilt yet know nothing: with a majority of them
+        at once (two of three), a majority's memory is gone, which no protocol can recover from
+        (and which they cannot tell from a new cluster)."""
+        new = sum(
+            1
             for other in self.nodes.values()
-            if other is not node
-            for disk in other.disks.values()
+            if other is not node and any(disk.storage.rebuilding for disk in other.disks.values())
         )
+        return 2 * (new + 1) < len(self.node_ids)
 
     def _wipe(self, node: SimNode) -> None:
         """Replace a down node's disk: every promise, vote, chosen mark and applied command is

@@ -42,6 +42,9 @@ class Harness:
     drop: Filter = lambda msg: False
     seed: int = 0
     """Varies the replicas' random election timeouts (0: the same every run, as before)."""
+    starts: int = 0
+    """Replicas started so far: each start seeds its random source differently, as a restarted
+    node's must be (candidacy nonces and rebuild tokens must not repeat)."""
 
     def __post_init__(self) -> None:
         for node_id in range(1, self.nodes + 1):
@@ -51,10 +54,12 @@ class Harness:
             self.start(node_id)
 
     def start(self, node_id: int) -> Replica:
+        restart = self.starts - self.nodes if self.starts >= self.nodes else 0
+        self.starts += 1
         replica = Replica(
             make_config(node_id, self.nodes, **self.overrides),
             self.storage[node_id].initial_state(),
-            random.Random(node_id + 1000 * self.seed),
+            random.Random(node_id + 1000 * self.seed + 1_000_000 * restart),
         )
         self.replicas[node_id] = replica
         return replica

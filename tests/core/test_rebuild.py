@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -17,6 +18,7 @@ from consensus.core import (
     Prepare,
     PreVote,
     PreVoteReply,
+    Promise,
     RebuildInfo,
     RebuildQuery,
     RebuildWrite,
@@ -43,11 +45,16 @@ def drain(replica: Replica) -> list[Message]:
     return sent
 
 
-def info(src: int, promised: Ballot, highest: int, chosen_upto: int = 0) -> RebuildInfo:
+def info(
+    query: Message, src: int, promised: Ballot, highest: int, chosen_upto: int = 0
+) -> RebuildInfo:
+    """``src``'s answer to ``query`` (a RebuildQuery the replica sent)."""
+    assert isinstance(query, RebuildQuery)
     return RebuildInfo(
         group_id=1,
         src=src,
         dst=1,
+        token=query.token,
         promised=promised,
         highest_instance=highest,
         chosen_upto=chosen_upto,
@@ -81,12 +88,12 @@ def test_it_waits_for_every_peer_then_promises_the_highest_ballot_and_learns_up_
     None
 ):
     replica = new_replica(nodes=5)
-    drain(replica)
-    replica.step(info(2, Ballot(0, 0), 0))
-    replica.step(info(3, Ballot(0, 0), 0))
+    query = drain(replica)[0]
+    replica.step(info(query, 2, Ballot(0, 0), 0))
+    replica.step(info(query, 3, Ballot(0, 0), 0))
     assert drain(replica) == [] and replica.rebuild_target is None  # a majority is not enough
-    replica.step(info(4, Ballot(7, 4), 12, chosen_upto=9))
-    replica.step(info(5, Ballot(6, 5), 15, chosen_upto=10))
+    replica.step(info(query, 4, Ballot(7, 4), 12, chosen_upto=9))
+    replica.step(info(query, 5, Ballot(6, 5), 15, chosen_upto=10))
     ready = replica.ready()
     assert ready.persist.promised == Ballot(7, 4)
     assert ready.persist.rebuild == RebuildWrite(15)
@@ -95,9 +102,9 @@ def test_it_waits_for_every_peer_then_promises_the_highest_ballot_and_learns_up_
 
 def test_a_new_cluster_votes_once_every_node_answered_nothing_yet() -> None:
     replica = new_replica()
-    drain(replica)
-    replica.step(info(2, Ballot(0, 0), 0))
-    replica.step(info(3, Ballot(0, 0), 0))
+    query = drain(replica)[0]
+    replica.step(info(query, 2, Ballot(0, 0), 0))
+    replica.step(info(query, 3, Ballot(0, 0), 0))
     ready = replica.ready()
     assert ready.persist.rebuild == RebuildWrite(None)
     assert not replica.rebuilding
@@ -117,11 +124,12 @@ def test_every_node_reports_its_promise_and_highest_instance() -> None:
     cluster.submit(1, "a")
     cluster.take(Accept)  # held back: nobody but the leader knows of instance 1 yet
     for node_id, highest in ((1, 1), (2, 0)):
-        cluster.replicas[node_id].step(RebuildQuery(group_id=1, src=3, dst=node_id))
+        cluster.replicas[node_id].step(RebuildQuery(group_id=1, src=3, dst=node_id, token=5))
         cluster.process(node_id)
         (answer,) = cluster.take(RebuildInfo)
         assert isinstance(answer, RebuildInfo)
         assert (answer.promised, answer.highest_instance) == (leader.ballot, highest)
+        assert answer.token == 5
 
 
 def lose_a_chosen_vote(rebuild: bool) -> Harness:
@@ -168,9 +176,83 @@ def test_a_replaced_disk_rebuilds_and_the_chosen_value_survives() -> None:
 def test_small_groups(nodes: int) -> None:
     """A group of one has no one to ask; a group of two asks its one peer."""
     replica = new_replica(nodes=nodes)
-    drain(replica)
+    sent = drain(replica)
     if nodes == 2:
         assert replica.rebuilding
-        replica.step(info(2, Ballot(3, 2), 0))
+        replica.step(info(sent[0], 2, Ballot(3, 2), 0))
         drain(replica)
     assert not replica.rebuilding
+
+
+def test_an_answer_to_an_earlier_rebuild_does_not_count() -> None:
+    """A late copy of an answer to another rebuild (the new cluster's first one, when every
+    peer had seen nothing) must not stand for the peer's answer now."""
+    replica = new_replica()
+    query = drain(replica)[0]
+    earlier = RebuildQuery(group_id=1, src=1, dst=2, token=query.token + 1)
+    replica.step(info(earlier, 2, Ballot(0, 0), 0))
+    replica.step(info(query, 3, Ballot(0, 0), 0))
+    assert drain(replica) == [] and replica.rebuilding and replica.rebuild_waiting_for == [2]
+
+
+def test_a_promise_to_another_campaign_of_the_same_ballot_does_not_count() -> None:
+    """A node that lost its storage may campaign again with a ballot it used before: a late
+    Promise to the earlier campaign must not count for the new one."""
+    replica = Replica(make_config(1, 3), InitialState(), random.Random(0))
+    for _ in range(100):
+        replica.tick()
+        sent = drain(replica)
+        if any(isinstance(m, PreVote) for m in sent):
+            break
+    for node_id in (2, 3):
+        replica.step(
+            PreVoteReply(group_id=1, src=node_id, dst=1, round=sent[0].round, granted=True)
+        )
+    prepares = [m for m in drain(replica) if isinstance(m, Prepare)]
+    assert prepares and replica.role.value == "candidate"
+    prepare = prepares[0]
+    stale = Promise(
+        group_id=1,
+        src=2,
+        dst=1,
+        ballot=prepare.ballot,
+        first_instance=prepare.first_instance,
+        chosen_upto=0,
+        accepted=(),
+        nonce=prepare.nonce + 1,
+    )
+    replica.step(stale)
+    assert replica.role.value == "candidate"
+    replica.step(dataclasses.replace(stale, nonce=prepare.nonce))
+    assert replica.is_leader()
+
+
+def test_the_leader_fills_up_to_a_target_nobody_knows_chosen() -> None:
+    """Instance 2 holds an old vote of a crashed leader's (on node 1 and node 5) above anything
+    the new leader proposes; a follower that lost its disk learns of it as its target. Without
+    load nothing would ever choose it: the leader fills the gap with no-ops when asked."""
+    cluster = Harness(nodes=5)
+    cluster.elect(1)
+    cluster.submit(1, "a")
+    cluster.tick_all(5)
+    cluster.drop = lambda msg: isinstance(msg, Accept) and msg.dst in (2, 3, 4)
+    cluster.submit(1, "b")
+    cluster.stabilize()
+    del cluster.replicas[1]
+    cluster.in_flight = []
+    cluster.drop = lambda msg: msg.src == 5 or msg.dst == 5
+    cluster.tick_all(60)
+    (leader,) = [n for n in (2, 3, 4) if cluster.replicas[n].is_leader()]
+    cluster.drop = lambda msg: False
+    cluster.start(1)
+    cluster.tick_all(30)
+    assert cluster.replicas[leader].chosen_upto == 1
+    victim = {2: 3, 3: 4, 4: 2}[leader]
+    del cluster.replicas[victim]
+    cluster.storage[victim] = MemoryStorage(rebuilding=True)
+    cluster.applied[victim] = []
+    cluster.start(victim)
+    cluster.tick_all(100)
+    rebuilt = cluster.replicas[victim]
+    assert not rebuilt.rebuilding and rebuilt.rebuilt_upto == 2
+    assert cluster.replicas[leader].chosen_upto >= 2

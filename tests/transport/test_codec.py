@@ -109,7 +109,13 @@ def test_wire_schema_is_pinned() -> None:
         (
             0,
             "Prepare",
-            [*HEADER, ("ballot", "ballot"), ("first_instance", "uint"), ("force", "bool")],
+            [
+                *HEADER,
+                ("ballot", "ballot"),
+                ("first_instance", "uint"),
+                ("force", "bool"),
+                ("nonce", "uint"),
+            ],
         ),
         (
             1,
@@ -120,6 +126,7 @@ def test_wire_schema_is_pinned() -> None:
                 ("first_instance", "uint"),
                 ("chosen_upto", "uint"),
                 ("accepted", "accepted_entries"),
+                ("nonce", "uint"),
             ],
         ),
         (2, "Nack", [*HEADER, ("ballot", "ballot"), ("promised", "ballot")]),
@@ -153,17 +160,19 @@ def test_wire_schema_is_pinned() -> None:
         (12, "TimeoutNow", [*HEADER, ("ballot", "ballot")]),
         (13, "PreVote", [*HEADER, ("round", "uint")]),
         (14, "PreVoteReply", [*HEADER, ("round", "uint"), ("granted", "bool")]),
-        (15, "RebuildQuery", HEADER),
+        (15, "RebuildQuery", [*HEADER, ("token", "uint")]),
         (
             16,
             "RebuildInfo",
             [
                 *HEADER,
+                ("token", "uint"),
                 ("promised", "ballot"),
                 ("highest_instance", "uint"),
                 ("chosen_upto", "uint"),
             ],
         ),
+        (17, "FillRequest", [*HEADER, ("instance", "uint")]),
     ]
 
 
@@ -241,11 +250,11 @@ GOOD = [4, 1, 1, 2, [3, 1], 5]  # an Accepted
         (raw_frame([3, 1, 1, 2, [3, 1], 5, [["r"]], 0]), r"\[request_id, payload\]"),
         (raw_frame([3, 1, 1, 2, [3, 1], 5, "value", 0]), "a value must be a list"),
         (raw_frame([3, 1, 1, 2, [3, 1], 5, [], -1]), "integers must be ints"),
-        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1, 1], [], 1]]]), "'chosen' must be"),
-        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[-1, [1, 1], [], True]]]), "an instance must"),
-        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1], [], True]]]), "a ballot must"),
-        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1, 1], []]]]), "an accepted entry must"),
-        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, None]), "accepted entries must be a list"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1, 1], [], 1]], 0]), "'chosen' must be"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[-1, [1, 1], [], True]], 0]), "an instance must"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1], [], True]], 0]), "a ballot must"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1, 1], []]], 0]), "an accepted entry must"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, None, 0]), "accepted entries must be a list"),
         (raw_frame([8, 1, 1, 2, [[-1, []]], 0]), "an instance must"),
         (raw_frame([8, 1, 1, 2, [[1]], 0]), "a chosen entry must"),
         (raw_frame([8, 1, 1, 2, 7, 0]), "chosen entries must be a list"),
