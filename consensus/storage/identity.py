@@ -8,8 +8,6 @@ Either can let two values be chosen for one instance, and nothing in the protoco
 
 from __future__ import annotations
 
-from django.db import transaction
-
 from consensus.models import NodeIdentity
 
 
@@ -20,10 +18,12 @@ class ForeignDatabaseError(Exception):
 def claim_database(node_id: int, *, using: str = "default") -> None:
     """Record that the database belongs to ``node_id`` (on a new database), or check that it
     does; ``ForeignDatabaseError`` if it belongs to another node."""
-    with transaction.atomic(using=using):
-        identity, _created = NodeIdentity.objects.using(using).get_or_create(
-            id=1, defaults={"node_id": node_id}
-        )
+    # Insert-if-absent, then read: of nodes starting at once on one database, the first insert
+    # wins and every other node reads the winner (get_or_create could re-raise its conflict).
+    NodeIdentity.objects.using(using).bulk_create(
+        [NodeIdentity(id=1, node_id=node_id)], ignore_conflicts=True
+    )
+    identity = NodeIdentity.objects.using(using).get(id=1)
     if identity.node_id != node_id:
         since = identity.created_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
         raise ForeignDatabaseError(

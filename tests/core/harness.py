@@ -54,7 +54,7 @@ class Harness:
             self.start(node_id)
 
     def start(self, node_id: int) -> Replica:
-        restart = self.starts - self.nodes if self.starts >= self.nodes else 0
+        restart = self.starts - self.nodes + 1 if self.starts >= self.nodes else 0
         self.starts += 1
         replica = Replica(
             make_config(node_id, self.nodes, **self.overrides),

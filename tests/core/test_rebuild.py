@@ -256,3 +256,12 @@ def test_the_leader_fills_up_to_a_target_nobody_knows_chosen() -> None:
     rebuilt = cluster.replicas[victim]
     assert not rebuilt.rebuilding and rebuilt.rebuilt_upto == 2
     assert cluster.replicas[leader].chosen_upto >= 2
+
+
+def test_the_harness_seeds_every_start_of_a_node_differently() -> None:
+    """As the runtime and the simulator do: a restarted node must not repeat its nonces."""
+    cluster = Harness(nodes=3)
+    states = {cluster.replicas[1]._rng.getstate()}  # type: ignore[attr-defined]
+    for _ in range(3):
+        states.add(cluster.start(1)._rng.getstate())  # type: ignore[attr-defined]
+    assert len(states) == 4

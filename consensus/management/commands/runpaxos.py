@@ -133,13 +133,22 @@ class Command(BaseCommand):
                 ensure_postgres_database(expand_database_url(url, config.my_id))
             except Exception as error:  # noqa: BLE001 - any connection problem is a user error
                 raise CommandError(f"cannot reach the database of DATABASE_URL: {error}") from None
-        call_command("migrate", interactive=False, verbosity=0)
+        from django.db import DatabaseError
+
         from consensus.storage.identity import ForeignDatabaseError, claim_database
 
         try:
+            call_command("migrate", interactive=False, verbosity=0)
             claim_database(config.my_id)
         except ForeignDatabaseError as error:
             raise CommandError(str(error)) from None
+        except DatabaseError as error:
+            # Seen when nodes start at the same moment on one database (a DATABASE_URL without
+            # {node_id}): their migrations collide before the ownership check can say so.
+            raise CommandError(
+                f"node {config.my_id} could not prepare its database: {error}. If several "
+                "nodes use one database (a DATABASE_URL without {node_id}), give each its own."
+            ) from None
         password = os.environ.get("PAXOS_DEMO_ADMIN_PASSWORD")
         if password:
             _ensure_admin("admin", password)
