@@ -15,7 +15,15 @@ from django.http import HttpRequest
 from django.urls import reverse_lazy
 from django.utils.html import format_html, format_html_join
 
-from .models import AcceptorState, AppliedIndex, Group, Instance, Node, RequestResult
+from .models import (
+    AcceptorState,
+    AppliedIndex,
+    Group,
+    Instance,
+    Node,
+    NodeIdentity,
+    RequestResult,
+)
 from .runtime import get_node
 from .storage.values import value_from_json
 
@@ -86,7 +94,7 @@ def _replica(group_id: int) -> Any:
 
 @admin.register(AcceptorState)
 class AcceptorStateAdmin(ReadOnlyAdmin):
-    list_display = ["group", "promised"]
+    list_display = ["group", "promised", "rebuilding", "rebuild_target"]
     ordering = ["group"]
 
     @admin.display(description="promised ballot")
@@ -162,3 +170,10 @@ class RequestResultAdmin(ReadOnlyAdmin):
 
 def _shorten(text: str) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+@admin.register(NodeIdentity)
+class NodeIdentityAdmin(ReadOnlyAdmin):
+    """Which node this database belongs to (consensus/storage/identity.py)."""
+
+    list_display = ["node_id", "created_at"]

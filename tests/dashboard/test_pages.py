@@ -259,6 +259,20 @@ def test_admin_commit_log_is_read_only_and_searchable_by_request_id(admin_client
     assert admin_client.get("/admin/consensus/instance/add/").status_code == 403
 
 
+@pytest.mark.django_db
+def test_admin_shows_whose_database_it_is_and_what_rebuilds(admin_client) -> None:
+    from consensus.storage.identity import claim_database
+    from consensus.storage.store import DjangoStorage
+
+    claim_database(2)
+    DjangoStorage().ensure_groups([1])
+    identity = admin_client.get("/admin/consensus/nodeidentity/")
+    assert identity.status_code == 200 and "field-node_id" in identity.content.decode()
+    states = admin_client.get("/admin/consensus/acceptorstate/").content.decode()
+    assert "field-rebuilding" in states and "field-rebuild_target" in states
+    assert admin_client.get("/admin/consensus/nodeidentity/add/").status_code == 403
+
+
 # ---------------------------------------------------------------- the websocket consumer
 
 

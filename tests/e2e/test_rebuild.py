@@ -4,13 +4,15 @@ given another node's database refuses to start (consensus/storage/identity.py)."
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import time
 
 import pytest
+from django.core.management import call_command
 
-from tests.fixtures.cluster import Cluster, ClusterError
+from tests.fixtures.cluster import TOKEN, Cluster, ClusterError
 from tests.fixtures.nemesis import ProxyNetwork
 
 pytestmark = pytest.mark.e2e
@@ -53,6 +55,9 @@ def test_a_node_whose_database_was_deleted_rebuilds_before_it_votes(cluster_fact
     assert cluster.status(3)["groups"][0]["role"] == "follower"
     code, body = cluster.request(3, "GET", "/readyz")
     assert code == 503 and any("rebuilding" in reason for reason in body["reasons"]), body
+    out = io.StringIO()
+    call_command("paxos", "--url", cluster.nodes[3].url, "--token", TOKEN, "status", stdout=out)
+    assert "rebuilding" in out.getvalue(), out.getvalue()
 
     cluster.start_node(2)
     wait_for(
