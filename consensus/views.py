@@ -27,7 +27,11 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     if state.ready:
         return JsonResponse(body)
     body["error"] = "; ".join(state.reasons)
-    return JsonResponse(body, status=503, headers={"Retry-After": "1"})
+    response = JsonResponse(body, status=503, headers={"Retry-After": "1"})
+    # An answer, not a server error: without this, Django's request logger wrote an ERROR line
+    # for every probe of an unready node (every second, from a load balancer).
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 async def metrics_view(request: HttpRequest) -> HttpResponse:

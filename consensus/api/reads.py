@@ -48,7 +48,10 @@ class ReadBatcher:
 
         Raises what the runtime raises for the group (``UnknownGroupError``, ``SubmitError``)
         and ``QueryError`` for a query the state machine refuses."""
-        self.node.check_serving(group_id)
+        if linearizable:
+            self.node.check_serving(group_id)
+        else:
+            self.node.check_local_reads(group_id)
         key = (group_id, linearizable)
         batch = self._open.get(key)
         if batch is None:

@@ -164,6 +164,8 @@ class GroupStatus:
     rebuilding: bool = False
     """The node's storage for the group is new and it does not vote yet (core/rebuild.py)."""
     rebuild_target: int | None = None
+    rebuild_waiting_for: list[int] = field(default_factory=list)
+    """While rebuilding: the nodes that have not answered yet (all must, once)."""
 
 
 @dataclass
@@ -548,6 +550,18 @@ class PaxosNode:
         ``SubmitError`` while the group is starting or the node stopping."""
         self._replica(group_id)
 
+    def check_local_reads(self, group_id: int) -> None:
+        """``check_serving``, and a ``SubmitError`` (503) while this node rebuilds the group
+        (core/rebuild.py): a local read would answer from a state machine that may have applied
+        nothing yet, "not found" for every key. Linearizable reads wait for the log instead."""
+        replica = self._replica(group_id)
+        if replica.rebuilding:
+            raise SubmitError(
+                f"group {group_id}: this node's database is new and it is still learning the "
+                f"log (rebuilding; applied {self.applied.get(group_id, 0)}): read with "
+                "consistency=linearizable, or from another node"
+            )
+
     def forget(self, group_id: int, request_id: str) -> None:
         """Stop waiting for a command given to ``submit_nowait`` (it may still be applied)."""
         self._waiters.discard(group_id, request_id)
@@ -749,7 +763,7 @@ class PaxosNode:
             if replica.rebuilding:
                 started = self._rebuild_started.setdefault(group_id, now)
                 waiting = replica.rebuild_waiting_for
-                step = "asking" if waiting else "learning"
+                step = f"asking {waiting}" if waiting else "learning"
                 if now - started < REBUILD_PATIENCE or (group_id, step) in self._rebuild_said:
                     continue
                 self._rebuild_said.add((group_id, step))
@@ -1035,6 +1049,7 @@ class PaxosNode:
             pending=replica.pending_count,
             rebuilding=replica.rebuilding,
             rebuild_target=replica.rebuild_target,
+            rebuild_waiting_for=replica.rebuild_waiting_for,
         )
 
     def status(self) -> dict[str, Any]:

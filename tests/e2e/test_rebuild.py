@@ -53,8 +53,11 @@ def test_a_node_whose_database_was_deleted_rebuilds_before_it_votes(cluster_fact
         g["rebuilding"] and g["rebuild_target"] is None for g in group_states(cluster, 3).values()
     )
     assert cluster.status(3)["groups"][0]["role"] == "follower"
+    assert all(g["rebuild_waiting_for"] == [2] for g in group_states(cluster, 3).values())
     code, body = cluster.request(3, "GET", "/readyz")
     assert code == 503 and any("rebuilding" in reason for reason in body["reasons"]), body
+    code, body = cluster.request(3, "GET", "/api/kv/1/k7?consistency=local")
+    assert code == 503 and "rebuilding" in str(body), body  # not a "not found"
     out = io.StringIO()
     call_command("paxos", "--url", cluster.nodes[3].url, "--token", TOKEN, "status", stdout=out)
     assert "rebuilding" in out.getvalue(), out.getvalue()
@@ -73,6 +76,7 @@ def test_a_node_whose_database_was_deleted_rebuilds_before_it_votes(cluster_fact
     assert (code, body["value"]) == (200, "v7")
     log = (cluster.folder / "node3.log").read_text()
     assert "waiting for node(s) 2" in log
+    assert "Service Unavailable: /readyz" not in log  # a probe's answer is no server error
     assert "database was new but the group has a history" in log
 
 
