@@ -22,8 +22,9 @@ TOKEN = "unit-test-token"
 
 class FakeNode:
     """Stands in for ``PaxosNode`` where the API meets it: ``submit``, ``read_barrier``,
-    ``check_serving``, ``replicas``, ``machines``, ``status``. Commands are applied at once to the
-    real state machines (in a transaction, as the runtime does); ``fail`` makes every call raise."""
+    ``check_serving``, ``check_local_reads``, ``replicas``, ``machines``, ``status``. Commands
+    are applied at once to the real state machines (in a transaction, as the runtime does);
+    ``fail`` makes every call raise."""
 
     node_id = 1
 
@@ -44,6 +45,8 @@ class FakeNode:
     def check_serving(self, group_id: int) -> None:
         if group_id not in self.replicas:
             raise UnknownGroupError(group_id)
+
+    check_local_reads = check_serving  # a fake node never rebuilds
 
     async def submit(
         self, group_id: int, payload: str, request_id: str | None = None, timeout: Any = None
