@@ -1,16 +1,20 @@
 """``PaxosClient``'s failover against real (tiny) HTTP servers on 127.0.0.1 that answer 503
 slowly, as nodes without a quorum do after their request timeout: the call gives up soon after
-``retry_timeout``, not after a whole round of slow attempts."""
+``retry_timeout``, not after a whole round of slow attempts. And the ``paxos`` CLI's message
+for such a 503: the request id to retry with."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from consensus.client import NoQuorum, PaxosClient
 
@@ -57,3 +61,38 @@ def test_no_attempt_starts_after_the_retry_timeout() -> None:
         with client, pytest.raises(NoQuorum, match="no leader"):
             client.put("k", "v")
         assert time.monotonic() - started < 0.5 + 2 * SLOW
+
+
+class EchoingNoQuorum(SlowNoQuorum):
+    """A 503 that names the request id, as a node does after its request timeout."""
+
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+        sent = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        body = json.dumps(
+            {"error": "outcome unknown: retry with the same request_id", **sent}
+        ).encode()
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_the_cli_names_the_request_id_to_retry_with() -> None:
+    """The CLI chose the request id: after a 503 of unknown outcome it must say which."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingNoQuorum)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(CommandError, match=r"retry with --request-id \S+ to apply it"):
+            call_command("paxos", "--url", url, "--token", "t", "--timeout", "0.3", "put", "k", "v")
+        with pytest.raises(CommandError, match="--request-id mine "):
+            call_command(
+                "paxos", "--url", url, "--token", "t", "--timeout", "0.3",
+                "put", "k", "v", "--request-id", "mine",
+            )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

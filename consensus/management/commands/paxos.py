@@ -130,7 +130,7 @@ class Command(BaseCommand):
             with client:
                 self._run(client, addresses, options)
         except PaxosError as error:
-            raise CommandError(str(error)) from None
+            raise CommandError(_explain(error)) from None
         except ValueError as error:  # a key with '/', an empty key...
             raise CommandError(str(error)) from None
 
@@ -237,3 +237,14 @@ def vars_of(outcome: Any) -> dict[str, Any]:
 def _role(group: dict[str, Any]) -> str:
     """The role column: a rebuilding node (core/rebuild.py) follows without voting."""
     return "rebuilding" if group.get("rebuilding") else str(group["role"])
+
+
+def _explain(error: PaxosError) -> str:
+    """The error, and for a write whose outcome is unknown (a 503 after it may have been
+    proposed) the request id to retry with: the server's message says to retry with it, and
+    the CLI chose it, so the user could not know it otherwise."""
+    body = error.body
+    request_id = body.get("request_id") if isinstance(body, dict) else None
+    if isinstance(request_id, str) and request_id:
+        return f"{error}: retry with --request-id {request_id} to apply it at most once"
+    return str(error)
