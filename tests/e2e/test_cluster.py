@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.cluster import Cluster, ClusterError
+from tests.fixtures.cluster import Cluster, ClusterError, kv_put
 from tests.fixtures.nemesis import ProxyNetwork
 
 pytestmark = pytest.mark.e2e
@@ -20,10 +20,6 @@ BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
 ]
-
-
-def kv_put(key: str, value: str) -> str:
-    return json.dumps({"op": "put", "key": key, "value": value})
 
 
 def assert_same_logs(cluster: Cluster, group_id: int, nodes: list[int] | None = None) -> list:

@@ -5,34 +5,16 @@ given another node's database refuses to start (consensus/storage/identity.py)."
 from __future__ import annotations
 
 import io
-import json
 import sqlite3
 import time
 
 import pytest
 from django.core.management import call_command
 
-from tests.fixtures.cluster import TOKEN, Cluster, ClusterError
+from tests.fixtures.cluster import TOKEN, Cluster, kv_put, wait_for
 from tests.fixtures.nemesis import ProxyNetwork
 
 pytestmark = pytest.mark.e2e
-
-
-def kv_put(key: str, value: str) -> str:
-    return json.dumps({"op": "put", "key": key, "value": value})
-
-
-def group_states(cluster: Cluster, node_id: int) -> dict[int, dict]:
-    return {group["group_id"]: group for group in cluster.status(node_id)["groups"]}
-
-
-def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise ClusterError(f"timed out waiting for {what}")
 
 
 def test_a_node_whose_database_was_deleted_rebuilds_before_it_votes(cluster_factory) -> None:
@@ -50,10 +32,10 @@ def test_a_node_whose_database_was_deleted_rebuilds_before_it_votes(cluster_fact
     # Node 2 is down: node 3 cannot know what a lost vote of its own might have been.
     time.sleep(6.0)  # runtime.node.REBUILD_PATIENCE: the node says whom it waits for
     assert all(
-        g["rebuilding"] and g["rebuild_target"] is None for g in group_states(cluster, 3).values()
+        g["rebuilding"] and g["rebuild_target"] is None for g in cluster.group_states(3).values()
     )
     assert cluster.status(3)["groups"][0]["role"] == "follower"
-    assert all(g["rebuild_waiting_for"] == [2] for g in group_states(cluster, 3).values())
+    assert all(g["rebuild_waiting_for"] == [2] for g in cluster.group_states(3).values())
     code, body = cluster.request(3, "GET", "/readyz")
     assert code == 503 and any("rebuilding" in reason for reason in body["reasons"]), body
     code, body = cluster.request(3, "GET", "/api/kv/1/k7?consistency=local")
@@ -64,7 +46,7 @@ def test_a_node_whose_database_was_deleted_rebuilds_before_it_votes(cluster_fact
 
     cluster.start_node(2)
     wait_for(
-        lambda: not any(g["rebuilding"] for g in group_states(cluster, 3).values()),
+        lambda: not any(g["rebuilding"] for g in cluster.group_states(3).values()),
         "node 3 to finish rebuilding",
     )
     after = cluster.submit(3, 1, kv_put("after", "rebuild"))["instance"]
@@ -122,9 +104,9 @@ def test_a_write_only_a_lost_database_and_a_stopped_node_hold_survives(
             assert cluster.chosen_log(1, 1)[instance - 1] != cluster.chosen_log(3, 1)[instance - 1]
             return
         assert code == 503 and read_code == 503, (answer, read)  # no majority of voters
-        assert group_states(cluster, 2)[1]["rebuilding"]
+        assert cluster.group_states(2)[1]["rebuilding"]
         cluster.start_node(1)
-        wait_for(lambda: not group_states(cluster, 2)[1]["rebuilding"], "node 2 to rebuild")
+        wait_for(lambda: not cluster.group_states(2)[1]["rebuilding"], "node 2 to rebuild")
         for node_id in (1, 2, 3):
             code, read = cluster.request(node_id, "GET", "/api/kv/1/acknowledged")
             assert (code, read["value"]) == (200, "x"), (node_id, read)
@@ -154,4 +136,4 @@ def test_a_node_refuses_another_nodes_database(cluster_factory) -> None:
     assert "Traceback" not in log, log
     cluster.delete_database(3)
     cluster.start_node(3)
-    wait_for(lambda: not group_states(cluster, 3)[1]["rebuilding"], "node 3 to rebuild")
+    wait_for(lambda: not cluster.group_states(3)[1]["rebuilding"], "node 3 to rebuild")
