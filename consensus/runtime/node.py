@@ -798,7 +798,6 @@ class PaxosNode:
                 )
 
     def _notice_role_changes(self) -> None:
-        self._notice_rebuilds()
         for group_id, replica in self.replicas.items():
             now = (replica.role.value, replica.leader_id)
             before = self._roles.get(group_id, ("follower", None))
@@ -833,6 +832,7 @@ class PaxosNode:
                 for _ in range(msg.count):
                     for replica in self.replicas.values():
                         replica.tick()
+                self._notice_rebuilds()  # seconds matter here: once per tick, not per turn
                 continue
             replica = self.replicas.get(msg.group_id)
             if replica is None:
