@@ -70,6 +70,9 @@ def test_nonsense_settings_are_refused(options: dict[str, float]) -> None:
 class RecordingReplica:
     """Stands in for a group's Replica: records what the node hands it, in order."""
 
+    rebuilding = False  # what the node's tick path also reads (its rebuild log lines)
+    rebuilt_upto = None
+
     def __init__(self) -> None:
         self.events: list[str] = []
 
