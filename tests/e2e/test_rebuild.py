@@ -76,7 +76,7 @@ def test_a_write_only_a_lost_database_and_a_stopped_node_hold_survives(
     Rebuilding, node 2 waits for node 1 (nothing can be chosen meanwhile) and the write
     survives. The negative control (``PAXOS_UNSAFE_SKIP_REBUILD``: node 2 votes at once) shows
     what the test catches: nodes 2 and 3 choose another value in the write's instance, a read
-    misses the acknowledged write, and node 1's log disagrees with theirs."""
+    misses the acknowledged write."""
     with ProxyNetwork([1, 2, 3]) as network:
         cluster: Cluster = cluster_factory(start=False, groups=(1,), link_ports=network.link_ports)
         network.set_targets({n: node.port for n, node in cluster.nodes.items()})
@@ -98,10 +98,10 @@ def test_a_write_only_a_lost_database_and_a_stopped_node_hold_survives(
         if not rebuild:
             assert code == 200 and answer["instance"] == instance, answer
             assert read_code == 404, read  # the acknowledged write is gone
-            monkeypatch.delenv("PAXOS_UNSAFE_SKIP_REBUILD")
-            cluster.start_node(1)
-            time.sleep(1.0)
-            assert cluster.chosen_log(1, 1)[instance - 1] != cluster.chosen_log(3, 1)[instance - 1]
+            # The acknowledged write's instance holds the probe instead. (Node 1's own log is no
+            # witness: once restarted it may learn the probe there, having not yet recorded the
+            # write chosen when it was killed.)
+            assert "probe" in dict(cluster.chosen_log(3, 1))[instance]
             return
         assert code == 503 and read_code == 503, (answer, read)  # no majority of voters
         assert cluster.group_states(2)[1]["rebuilding"]
