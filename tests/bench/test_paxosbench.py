@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.ports import free_port_block
 from tests.fixtures.procs import runpaxos_pids
 
 PROJECT = Path(__file__).resolve().parents[2]
-DEAD = ["--urls", "http://127.0.0.1:44171", "--token", "t", "--clients", "1"]
+DEAD_PORT = free_port_block(1)
+DEAD = ["--urls", f"http://127.0.0.1:{DEAD_PORT}", "--token", "t", "--clients", "1"]
 """A cluster that is not there: nothing listens on that port."""
 
 pytestmark = pytest.mark.e2e
@@ -138,7 +140,8 @@ def test_paxosbench_fails_when_every_request_failed() -> None:
         timeout=60,
     )
     assert result.returncode != 0, result.stdout
-    assert re.search(r"paxos-rest: all \d+ requests failed; first error: .*44171", result.stderr)
+    first_error = rf"paxos-rest: all \d+ requests failed; first error: .*{DEAD_PORT}"
+    assert re.search(first_error, result.stderr)
     assert "is the URL right and the server up?" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -23,6 +23,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from consensus.config import write_demo_config
+from tests.fixtures.ports import free_port_block
 from tests.fixtures.procs import runpaxos_pids
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -154,13 +155,14 @@ def demos() -> Iterator[list[Demo]]:
 def test_node_that_cannot_listen_exits_with_an_error(tmp_path: Path) -> None:
     """Port in use: one line naming node, address and reason, status 1, for both servers. The
     start-up warnings of a config with no token and the README's secret come first."""
-    path = write_demo_config(tmp_path, nodes=1, base_port=44160)
-    document = json.loads(path.read_text().split("\n", 1)[1])
-    document |= {"secret": "change-me", "apiTokens": []}
-    path.write_text(json.dumps(document))
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 44160))
+        holder.bind(("127.0.0.1", free_port_block(1)))
         holder.listen()
+        port = holder.getsockname()[1]
+        path = write_demo_config(tmp_path, nodes=1, base_port=port)
+        document = json.loads(path.read_text().split("\n", 1)[1])
+        document |= {"secret": "change-me", "apiTokens": []}
+        path.write_text(json.dumps(document))
         for server in ("daphne", "uvicorn"):
             result = subprocess.run(
                 [sys.executable, str(PROJECT / "manage.py"), "runpaxos", "--config", str(path)]
@@ -173,7 +175,7 @@ def test_node_that_cannot_listen_exits_with_an_error(tmp_path: Path) -> None:
             )
             assert result.returncode == 1, (server, result.stderr)
             assert (
-                "node 1 could not listen on 127.0.0.1:44160: address already in use"
+                f"node 1 could not listen on 127.0.0.1:{port}: address already in use"
                 in result.stderr
             )
             assert "Traceback" not in result.stderr
@@ -182,7 +184,7 @@ def test_node_that_cannot_listen_exits_with_an_error(tmp_path: Path) -> None:
 
 
 def test_sigterm_while_the_demo_starts_stops_every_node(tmp_path: Path, demos: list[Demo]) -> None:
-    demo = Demo(tmp_path / "demo", "--nodes", "3", "--base-port", "44110")
+    demo = Demo(tmp_path / "demo", "--nodes", "3", "--base-port", str(free_port_block(3)))
     demos.append(demo)
     demo.wait_for_nodes(1)  # started, far from serving (a node needs seconds for that)
     demo.process.send_signal(signal.SIGTERM)
@@ -196,7 +198,7 @@ def test_sigterm_while_the_demo_starts_stops_every_node(tmp_path: Path, demos: l
 
 def test_a_killed_node_leaves_the_others_running(tmp_path: Path, demos: list[Demo]) -> None:
     folder = tmp_path / "demo"
-    demo = Demo(folder, "--nodes", "2", "--base-port", "44120")
+    demo = Demo(folder, "--nodes", "2", "--base-port", str(free_port_block(2)))
     demos.append(demo)
     demo.wait_for_line("Press Ctrl-C")
     os.kill(demo.node_pid(1), signal.SIGKILL)
@@ -214,7 +216,7 @@ def test_a_killed_node_leaves_the_others_running(tmp_path: Path, demos: list[Dem
 def test_demo_stops_with_an_error_when_every_node_has_exited(
     tmp_path: Path, demos: list[Demo]
 ) -> None:
-    demo = Demo(tmp_path / "demo", "--nodes", "1", "--base-port", "44130")
+    demo = Demo(tmp_path / "demo", "--nodes", "1", "--base-port", str(free_port_block(1)))
     demos.append(demo)
     demo.wait_for_line("Press Ctrl-C")
     os.kill(demo.node_pid(1), signal.SIGKILL)
@@ -227,11 +229,12 @@ def test_demo_stops_with_an_error_when_every_node_has_exited(
 
 def test_existing_demo_says_which_options_it_ignores(tmp_path: Path, demos: list[Demo]) -> None:
     folder = tmp_path / "demo"
-    write_demo_config(folder, nodes=1, base_port=44140, groups=(1, 2))
-    demo = Demo(folder, "--nodes", "2", "--base-port", "44150")
+    port = free_port_block(1)
+    write_demo_config(folder, nodes=1, base_port=port, groups=(1, 2))
+    demo = Demo(folder, "--nodes", "2", "--base-port", "44150")  # ignored: never bound
     demos.append(demo)
     notice = demo.wait_for_line("notice:")
-    assert "holds a demo of 1 nodes on ports 44140" in notice
+    assert f"holds a demo of 1 nodes on ports {port}" in notice
     assert "--nodes 2 and --base-port 44150 ignored" in notice
     demo.wait_for_line("starting 1 nodes")
     demo.close()
