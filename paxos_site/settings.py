@@ -9,7 +9,8 @@ Environment:
 - ``PAXOS_CONFIG``, ``PAXOS_NODE_ID``: the node this process is.
 - ``DATABASE_URL``: use this database instead of the per-node SQLite file. A ``{node_id}`` in it
   is replaced by the node id, so one URL can serve a whole local cluster (one database per node;
-  ``consensus.storage.databases.ensure_postgres_database`` creates it).
+  ``consensus.storage.databases.ensure_postgres_database`` creates it). A ``sqlite:///PATH`` URL
+  gets the same SQLite settings as the default file.
 - ``PAXOS_SECRET_KEY``: Django's SECRET_KEY; by default derived from the cluster ``secret``.
 - ``PAXOS_DEBUG=1``: DEBUG on. ``PAXOS_ALLOWED_HOSTS``: extra hosts, comma separated.
 - ``PAXOS_LOG_LEVEL``: log level of the ``consensus`` loggers (default INFO).
@@ -209,6 +210,10 @@ def _database() -> dict[str, Any]:
     url = os.environ.get("DATABASE_URL")
     if url:
         database = dj_database_url.parse(expand_database_url(url, PAXOS_NODE_ID))
+        if database["ENGINE"] == "django.db.backends.sqlite3" and database["NAME"] != ":memory:":
+            # The file of a sqlite:// URL gets what the default file gets (WAL, FULL, IMMEDIATE):
+            # dj-database-url gives none of it.
+            return _sqlite_database(Path(database["NAME"]))
         database["CONN_MAX_AGE"] = None  # persistent: reconnecting per request costs throughput
         return database
     if PAXOS_CLUSTER is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -45,3 +46,24 @@ def test_creates_a_missing_database_once() -> None:
     finally:
         with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def test_a_sqlite_database_url_gets_the_settings_of_the_default_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``DATABASE_URL=sqlite:///...`` is the same SQLite as the default ``nodeN.sqlite3``: WAL
+    with synchronous=FULL (the rollback journal commits about six times slower here, and
+    ``relaxed_durability`` expects WAL), IMMEDIATE transactions (no lock upgrade failing
+    mid-transaction) and a busy timeout; dj-database-url alone gives none of them."""
+    from paxos_site import settings as project_settings
+
+    path = tmp_path / "node{node_id}.sqlite3"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.setattr(project_settings, "PAXOS_NODE_ID", 2)
+    database = project_settings._database()
+    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert str(database["NAME"]) == str(tmp_path / "node2.sqlite3")
+    assert "PRAGMA journal_mode=WAL" in database["OPTIONS"]["init_command"]
+    assert "PRAGMA synchronous=FULL" in database["OPTIONS"]["init_command"]
+    assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert database["CONN_MAX_AGE"] is None
