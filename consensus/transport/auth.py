@@ -5,8 +5,8 @@ Theory of operation
 Every node of a cluster knows the shared ``secret`` (DESIGN.md §5). When node C opens a link to
 node S, before any Paxos frame flows::
 
-    S -> C   Challenge {v, t="challenge", node_id=S, nonce=Ns}
-    C -> S   Hello     {v, t="hello", node_id=C, nonce=Nc, mac=MAC("...|Ns|Nc|C|S")}
+    S -> C   Challenge {v, t="challenge", node_id=S, nonce=Ns, members=[...]}
+    C -> S   Hello     {v, t="hello", node_id=C, nonce=Nc, mac=MAC("...|Ns|Nc|C|S"), members=[...]}
     S -> C   Welcome   {v, t="welcome", mac=MAC("...|Nc|Ns|S|C")}
 
 with ``MAC(m) = HMAC-SHA256(secret, "paxos-peer-v1|" + m)`` and nonces written in hex.
@@ -21,6 +21,13 @@ with ``MAC(m) = HMAC-SHA256(secret, "paxos-peer-v1|" + m)`` and nonces written i
   the case where the swap would be symmetric.
 * Node ids are bound into the MACs, so an authenticated peer cannot claim another member's id;
   the consumer then drops any frame whose messages name a different ``src``.
+* ``members`` is the node ids of the sender's cluster config. Each side refuses a peer whose
+  list differs from its own, once the peer has proven the secret: a majority is counted over
+  that list, and two nodes that count over different lists can each see "a majority" that the
+  other does not, which is how two values get chosen for one instance (3 of {1..5} and 2 of
+  {1, 2, 3} need not overlap). Changing the membership is not supported; a config edited on some
+  nodes only is refused with a message that names both lists. A peer that sends no list (an
+  older release) is not checked, so a cluster can upgrade one node at a time.
 
 What this does not do: it authenticates the connection, not each frame. Against an attacker who
 can rewrite TCP traffic on the cluster network, run the peer port behind TLS (wss://) or on a
@@ -52,6 +59,7 @@ __all__ = [
     "Hello",
     "ServerHandshake",
     "Welcome",
+    "check_same_members",
     "client_mac",
     "decode_challenge",
     "decode_hello",
@@ -66,8 +74,10 @@ NONCE_SIZE = 32
 MAC_SIZE = 32
 HANDSHAKE_TIMEOUT = 5.0
 """Seconds a link may spend between the TCP/websocket open and the Welcome; then it is closed."""
-MAX_HANDSHAKE_FRAME = 512
-"""Handshake frames are ~120 bytes; anything much larger is not a handshake."""
+MAX_HANDSHAKE_FRAME = 4096
+"""Handshake frames are ~150 bytes plus the member list; anything much larger is not one."""
+MAX_MEMBERS = 256
+"""Node ids a handshake's member list may hold (clusters have 3 to 7 nodes)."""
 
 _DOMAIN = "paxos-peer-v1"
 
@@ -106,10 +116,16 @@ def server_mac(
 # ---------------------------------------------------------------------------------------------
 
 
+Members = tuple[int, ...]
+"""Sorted node ids of a cluster config."""
+
+
 @dataclass(frozen=True, slots=True)
 class Challenge:
     node_id: int
     nonce: bytes
+    members: Members | None = None
+    """The server's node ids; None from a release that did not send them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +133,8 @@ class Hello:
     node_id: int
     nonce: bytes
     mac: bytes
+    members: Members | None = None
+    """The client's node ids; None from a release that did not send them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +154,8 @@ def encode_handshake(frame: HandshakeFrame) -> bytes:
         body["nonce"] = frame.nonce
     if isinstance(frame, Hello | Welcome):
         body["mac"] = frame.mac
+    if isinstance(frame, Challenge | Hello) and frame.members is not None:
+        body["members"] = list(frame.members)
     return msgpack.packb(body)
 
 
@@ -144,6 +164,20 @@ def _node_id(body: dict[str, object]) -> int:
     if type(node_id) is not int or not 0 <= node_id < 2**63:
         raise AuthError("handshake: node_id must be a non-negative integer")
     return node_id
+
+
+def _members(body: dict[str, object]) -> Members | None:
+    """The optional member list: sorted distinct node ids, or None when absent."""
+    if "members" not in body:
+        return None
+    members = body["members"]
+    if (
+        type(members) is not list
+        or not 0 < len(members) <= MAX_MEMBERS
+        or any(type(node_id) is not int or not 0 <= node_id < 2**63 for node_id in members)
+    ):
+        raise AuthError(f"handshake: members must be a list of 1 to {MAX_MEMBERS} node ids")
+    return tuple(sorted(set(members)))
 
 
 def _blob(body: dict[str, object], key: str, size: int) -> bytes:
@@ -175,7 +209,9 @@ def _decode_body(data: object, type_name: str) -> dict[str, object]:
 def decode_challenge(data: object) -> Challenge:
     """Parse a Challenge; raise ``AuthError`` for anything else."""
     body = _decode_body(data, "challenge")
-    return Challenge(node_id=_node_id(body), nonce=_blob(body, "nonce", NONCE_SIZE))
+    return Challenge(
+        node_id=_node_id(body), nonce=_blob(body, "nonce", NONCE_SIZE), members=_members(body)
+    )
 
 
 def decode_hello(data: object) -> Hello:
@@ -185,12 +221,28 @@ def decode_hello(data: object) -> Hello:
         node_id=_node_id(body),
         nonce=_blob(body, "nonce", NONCE_SIZE),
         mac=_blob(body, "mac", MAC_SIZE),
+        members=_members(body),
     )
 
 
 def decode_welcome(data: object) -> Welcome:
     """Parse a Welcome; raise ``AuthError`` for anything else."""
     return Welcome(mac=_blob(_decode_body(data, "welcome"), "mac", MAC_SIZE))
+
+
+def check_same_members(ours: Members, peer_id: int, theirs: Members | None) -> None:
+    """``AuthError`` if an authenticated peer's cluster config lists other nodes than ours."""
+    if theirs is None or theirs == ours:
+        return
+    raise AuthError(
+        f"node {peer_id}'s cluster config lists nodes {_listed(theirs)}, this node's lists "
+        f"{_listed(ours)}: every node must list the same nodes (changing the membership is not "
+        "supported; a majority counted over different lists can choose two values)"
+    )
+
+
+def _listed(members: Members) -> str:
+    return ", ".join(map(str, members))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,14 +271,15 @@ class ServerHandshake:
             raise ValueError("the cluster secret must not be empty")
         self._secret = secret
         self.node_id = node_id
-        self._members = frozenset(members)
+        self._members: Members = tuple(sorted(set(members)))
         self._nonce = nonce if nonce is not None else new_nonce()
         self.peer_id: int | None = None
         """The authenticated peer, once receive_hello() succeeded."""
         self._done = False
 
     def challenge(self) -> bytes:
-        return encode_handshake(Challenge(node_id=self.node_id, nonce=self._nonce))
+        challenge = Challenge(node_id=self.node_id, nonce=self._nonce, members=self._members)
+        return encode_handshake(challenge)
 
     def receive_hello(self, data: object) -> tuple[int, bytes]:
         """Verify the client's Hello; return its node id and the Welcome frame to send back."""
@@ -243,6 +296,7 @@ class ServerHandshake:
         expected = client_mac(self._secret, self._nonce, hello.nonce, hello.node_id, self.node_id)
         if not hmac.compare_digest(expected, hello.mac):
             raise AuthError(f"bad MAC from a peer claiming to be node {hello.node_id}")
+        check_same_members(self._members, hello.node_id, hello.members)
         self.peer_id = hello.node_id
         mac = server_mac(self._secret, self._nonce, hello.nonce, hello.node_id, self.node_id)
         return hello.node_id, encode_handshake(Welcome(mac=mac))
@@ -251,9 +305,11 @@ class ServerHandshake:
 class ClientHandshake:
     """The connecting side (a PeerLink). Usage::
 
-    hs = ClientHandshake(secret, node_id=1, server_id=2)
+    hs = ClientHandshake(secret, node_id=1, server_id=2, members={1, 2, 3})
     send(hs.receive_challenge(first_frame))
     hs.receive_welcome(second_frame)                   # AuthError -> close, back off
+
+    Without ``members`` it sends no list and checks none (as releases before the check did).
     """
 
     def __init__(
@@ -262,6 +318,7 @@ class ClientHandshake:
         *,
         node_id: int,
         server_id: int,
+        members: Collection[int] | None = None,
         nonce: bytes | None = None,
     ) -> None:
         if not secret:
@@ -269,8 +326,10 @@ class ClientHandshake:
         self._secret = secret
         self.node_id = node_id
         self.server_id = server_id
+        self._members: Members | None = None if members is None else tuple(sorted(set(members)))
         self._nonce = nonce if nonce is not None else new_nonce()
         self._server_nonce: bytes | None = None
+        self._server_members: Members | None = None
         self.authenticated = False
 
     def receive_challenge(self, data: object) -> bytes:
@@ -286,8 +345,10 @@ class ClientHandshake:
         if challenge.nonce == self._nonce:
             raise AuthError("server echoed the client nonce")
         self._server_nonce = challenge.nonce
+        self._server_members = challenge.members  # checked once the server proved the secret
         mac = client_mac(self._secret, challenge.nonce, self._nonce, self.node_id, self.server_id)
-        return encode_handshake(Hello(node_id=self.node_id, nonce=self._nonce, mac=mac))
+        hello = Hello(node_id=self.node_id, nonce=self._nonce, mac=mac, members=self._members)
+        return encode_handshake(hello)
 
     def receive_welcome(self, data: object) -> None:
         """Check the server's proof over our nonce."""
@@ -302,4 +363,6 @@ class ClientHandshake:
                 f"node {self.server_id} failed to prove it knows the cluster secret "
                 "(different secret in its config?)"
             )
+        if self._members is not None:
+            check_same_members(self._members, self.server_id, self._server_members)
         self.authenticated = True

@@ -39,7 +39,7 @@ import logging
 import random
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +129,7 @@ class PeerLink:
         node_id: int,
         peer: PeerAddress,
         secret: bytes,
+        members: Collection[int] | None = None,
         stats: PeerStats | None = None,
         options: LinkOptions | None = None,
         rng: random.Random | None = None,
@@ -136,6 +137,8 @@ class PeerLink:
         self.node_id = node_id
         self.peer = peer
         self._secret = secret
+        self.members = members
+        """This node's cluster members, checked against the peer's in the handshake."""
         self.stats = stats if stats is not None else PeerStats(node_id=peer.node_id)
         self.options = options if options is not None else LinkOptions()
         self._rng = rng if rng is not None else random.Random()
@@ -268,7 +271,9 @@ class PeerLink:
                 reader.cancel()
 
     async def _handshake(self, websocket: ClientConnection) -> None:
-        handshake = ClientHandshake(self._secret, node_id=self.node_id, server_id=self.peer.node_id)
+        handshake = ClientHandshake(
+            self._secret, node_id=self.node_id, server_id=self.peer.node_id, members=self.members
+        )
         async with asyncio.timeout(self.options.handshake_timeout):
             hello = handshake.receive_challenge(await websocket.recv())
             await websocket.send(hello)

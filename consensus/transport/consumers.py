@@ -218,8 +218,11 @@ class PeerConsumer(AsyncWebsocketConsumer):
     # --- closing -----------------------------------------------------------------------------
 
     async def _reject(self, code: CloseCode, problem: str) -> None:
-        """Log one line naming the remote and the problem, then close with ``code``."""
-        logger.warning(
+        """Log one line naming the remote and the problem (a problem that repeats within a
+        minute at DEBUG: ``PeerTransport.first_report``), then close with ``code``."""
+        transport = self._transport
+        repeated = transport is not None and not transport.first_report(problem)
+        (logger.debug if repeated else logger.warning)(
             "node %d: closing peer link from %s: %s [%s]",
             self._node_id,
             self._who(),

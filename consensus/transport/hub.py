@@ -29,6 +29,7 @@ import asyncio
 import logging
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+REPEAT_REPORT_SECONDS = 60.0
+"""A refused inbound link's problem is logged at most once in this many seconds (then DEBUG)."""
 
 InboundCallback = Callable[[int, list[Message]], None]
 """``on_messages(src_node_id, messages)``: synchronous, non-blocking (a queue put)."""
@@ -102,6 +106,7 @@ class PeerTransport:
                 node_id=node_id,
                 peer=address,
                 secret=secret_bytes,
+                members=self.members,
                 stats=self._stats[peer_id],
                 options=self.options,
                 rng=random.Random(rng.random()),
@@ -109,6 +114,7 @@ class PeerTransport:
             for peer_id, address in self.peers.items()
         }
         self._inbound: set[_InboundLink] = set()
+        self._reported: dict[str, float] = {}  # refusal -> when it was last logged
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._stopped = False
@@ -199,6 +205,17 @@ class PeerTransport:
         if stats is not None:
             stats.dropped_inbound += count
             stats.record_error(reason)
+
+    def first_report(self, problem: str, now: float | None = None) -> bool:
+        """Whether ``problem`` (a refused inbound link's) was not reported in the last
+        ``REPEAT_REPORT_SECONDS``: a misconfigured peer retries every couple of seconds, and
+        one line a minute says as much as thirty."""
+        now = time.monotonic() if now is None else now
+        last = self._reported.get(problem)
+        if last is not None and now - last < REPEAT_REPORT_SECONDS:
+            return False
+        self._reported[problem] = now
+        return True
 
     def inbound_opened(self, node_id: int, close: CloseInbound) -> object:
         """A consumer authenticated ``node_id``. Returns a token for ``inbound_closed``;

@@ -6,6 +6,7 @@ and test_link.py for the client side.)
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 
@@ -14,6 +15,7 @@ import pytest
 
 from consensus.core.errors import RemoteProtocolError
 from consensus.transport.auth import (
+    MAX_HANDSHAKE_FRAME,
     NONCE_SIZE,
     AuthError,
     ClientHandshake,
@@ -153,7 +155,7 @@ def test_welcome_before_challenge_is_refused() -> None:
     [
         ("text", "must be binary"),
         (b"\xc1", "not msgpack"),
-        (b"x" * 1000, "too large"),
+        (b"x" * (MAX_HANDSHAKE_FRAME + 1), "too large"),
         (msgpack.packb([1, 2]), "must be a map"),
         (msgpack.packb({"v": 2, "t": "hello"}), "unsupported handshake version"),
         (msgpack.packb({"v": True, "t": "hello"}), "unsupported handshake version"),
@@ -192,3 +194,66 @@ def test_empty_secret_is_refused() -> None:
         ServerHandshake(b"", node_id=1, members={1, 2})
     with pytest.raises(ValueError, match="secret"):
         ClientHandshake(b"", node_id=1, server_id=2)
+
+
+# -- the member lists (a majority counted over different lists can choose two values) ----------
+
+
+def test_a_peer_whose_config_lists_other_nodes_is_refused_by_the_server() -> None:
+    srv = server()
+    cli = ClientHandshake(SECRET, node_id=1, server_id=2, members={1, 2, 3, 4, 5})
+    with pytest.raises(AuthError) as refused:
+        srv.receive_hello(cli.receive_challenge(srv.challenge()))
+    message = str(refused.value)
+    assert "node 1's cluster config lists nodes 1, 2, 3, 4, 5, this node's lists 1, 2, 3" in message
+    assert "every node must list the same nodes" in message
+    assert srv.peer_id is None
+
+
+def test_a_server_whose_config_lists_other_nodes_is_refused_by_the_client() -> None:
+    """Against a server that does not check (an older release), the client refuses."""
+    srv = ServerHandshake(SECRET, node_id=2, members={1, 2})
+    cli = ClientHandshake(SECRET, node_id=1, server_id=2, members=MEMBERS)
+    hello = cli.receive_challenge(srv.challenge())
+    old_hello = encode_handshake(dataclasses.replace(decode_hello(hello), members=None))
+    _peer_id, welcome = srv.receive_hello(old_hello)
+    with pytest.raises(AuthError, match="node 2's cluster config lists nodes 1, 2, this node's"):
+        cli.receive_welcome(welcome)
+    assert not cli.authenticated
+
+
+def test_the_same_members_in_any_order_and_peers_that_send_none_are_accepted() -> None:
+    srv = server()
+    cli = ClientHandshake(SECRET, node_id=1, server_id=2, members=[3, 1, 2])
+    cli.receive_welcome(srv.receive_hello(cli.receive_challenge(srv.challenge()))[1])
+    assert cli.authenticated
+    srv, old = server(), client()  # an older release's client: no list sent, none checked
+    old.receive_welcome(srv.receive_hello(old.receive_challenge(srv.challenge()))[1])
+    assert old.authenticated and srv.peer_id == 1
+    assert decode_challenge(server().challenge()).members == (1, 2, 3)
+
+
+def test_members_are_compared_only_after_the_peer_proved_the_secret() -> None:
+    """A stranger learns nothing from the refusal: a wrong MAC is refused as such."""
+    cli = ClientHandshake(b"wrong secret", node_id=1, server_id=2, members={1, 2, 3, 4})
+    srv = server()
+    with pytest.raises(AuthError, match="bad MAC"):
+        srv.receive_hello(cli.receive_challenge(srv.challenge()))
+
+
+@pytest.mark.parametrize(
+    ("members", "match"),
+    [
+        ("1,2,3", "members must be a list"),
+        ([], "members must be a list"),
+        ([1, -2], "members must be a list"),
+        ([1, "2"], "members must be a list"),
+        (list(range(300)), "members must be a list"),
+    ],
+)
+def test_malformed_member_lists_are_auth_errors(members: object, match: str) -> None:
+    srv = server()
+    hello = decode_hello(client().receive_challenge(srv.challenge()))
+    body = msgpack.unpackb(encode_handshake(hello)) | {"members": members}
+    with pytest.raises(AuthError, match=match):
+        srv.receive_hello(msgpack.packb(body))

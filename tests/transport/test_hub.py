@@ -136,7 +136,7 @@ def test_daphne_options_match_the_frame_size() -> None:
 
 @pytest.fixture
 async def peer2() -> AsyncIterator[RecordingPeer]:
-    server = await RecordingPeer(node_id=2, secret=b"secret").start()
+    server = await RecordingPeer(node_id=2, secret=b"secret", members=(1, 2)).start()
     yield server
     await server.stop()
 
@@ -168,3 +168,13 @@ async def test_send_from_another_thread_hops_onto_the_loop(peer2: RecordingPeer)
         await peer2.wait_for(lambda: len(peer2.messages) == 2)
     finally:
         await transport.stop()
+
+
+def test_a_refusal_is_reported_once_a_minute() -> None:
+    """A misconfigured peer retries every couple of seconds; its refusal is logged once a
+    minute (the consumer logs repeats at DEBUG)."""
+    transport = make(NODES)
+    assert transport.first_report("node 3's config lists ...", now=100.0)
+    assert not transport.first_report("node 3's config lists ...", now=159.0)
+    assert transport.first_report("bad MAC from node 2", now=159.0)  # another problem
+    assert transport.first_report("node 3's config lists ...", now=160.5)
