@@ -85,6 +85,8 @@ PRUNE_MAX_ROWS = 20_000
 """Results one pruning marker deletes at most (every node deletes them in an apply transaction)."""
 PRUNE_CATCH_UP_DELAY = 1.0
 """Seconds to the next pruning round after one that pruned (instead of ``prune_interval``)."""
+UNKNOWN_GROUP_REPEAT = 60.0
+"""Seconds between two log lines about a peer's messages for a group this node does not have."""
 REBUILD_PATIENCE = 5.0
 """Seconds a group may rebuild before the node says what it waits for (core/rebuild.py)."""
 
@@ -281,6 +283,7 @@ class PaxosNode:
         self._roles: dict[int, tuple[str, int | None]] = {}
         self._rebuild_started: dict[int, float] = {}  # rebuilding groups -> when first seen
         self._rebuild_said: set[tuple[int, str]] = set()  # (group, step) already logged
+        self._unknown_group_said: dict[tuple[int, int], float] = {}  # (peer, group) -> logged
         self.replicas: dict[int, Replica] = {}
         self.applied: dict[int, int] = {}
         self.started_at = time.monotonic()
@@ -836,18 +839,30 @@ class PaxosNode:
                 continue
             replica = self.replicas.get(msg.group_id)
             if replica is None:
-                logger.warning(
-                    "node %s: dropped %s from node %s for unknown group %s",
-                    self.node_id,
-                    type(msg).__name__,
-                    msg.src,
-                    msg.group_id,
-                )
+                self._drop_for_unknown_group(msg)
                 continue
             try:
                 replica.step(msg)
             except RemoteProtocolError as error:
                 logger.warning("node %s: dropped message from %s: %s", self.node_id, msg.src, error)
+
+    def _drop_for_unknown_group(self, msg: Message) -> None:
+        """A peer's message for a group this node does not have (its config lists the group,
+        ours does not, e.g. halfway through adding a group): dropped, and said once a minute per
+        peer and group, not once per heartbeat."""
+        key = (msg.src, msg.group_id)
+        now = time.monotonic()
+        if now - self._unknown_group_said.get(key, -UNKNOWN_GROUP_REPEAT) < UNKNOWN_GROUP_REPEAT:
+            return
+        self._unknown_group_said[key] = now
+        logger.warning(
+            "node %s: dropping messages from node %s for group %s, which this node's config "
+            "does not list (first: %s); every node must list the same groups",
+            self.node_id,
+            msg.src,
+            msg.group_id,
+            type(msg).__name__,
+        )
 
     async def _handle(self, readies: list[tuple[Replica, Ready]]) -> None:
         writer = self._writer

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from consensus.core import Ballot, Heartbeat
 from consensus.registry import registry
 from consensus.runtime.clock import TickClock
 from consensus.runtime.node import PaxosNode, _Ticks
+from tests.fixtures.logs import consensus_logs
 from tests.fixtures.loop_node import one_node_config
 
 
@@ -100,3 +102,26 @@ def test_a_turn_hands_over_messages_and_ticks_in_the_order_they_arrived(tmp_path
     node._inbox.append(_Ticks(1))
     node._feed_replicas()
     assert replica.events == ["heartbeat 1", "tick", "tick", "heartbeat 2", "tick"]
+
+
+def test_messages_for_a_group_this_node_lacks_are_dropped_and_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer whose config lists a group ours does not sends it heartbeats every few ticks:
+    one log line per peer and group (a minute apart), not one per message."""
+    node = PaxosNode(one_node_config(tmp_path), {1: registry.create("kv", 1)})
+    replica = RecordingReplica()
+    node.replicas = {1: replica}  # type: ignore[dict-item]
+    stray = [dataclasses.replace(heartbeat(seq), group_id=7) for seq in range(50)]
+    node._on_messages(2, [*stray, heartbeat(1)])
+    node._on_messages(3, [dataclasses.replace(heartbeat(9), src=3, group_id=7)])
+    with consensus_logs(caplog):
+        node._feed_replicas()
+    lines = [r.getMessage() for r in caplog.records if "does not list" in r.getMessage()]
+    assert lines == [
+        "node 1: dropping messages from node 2 for group 7, which this node's config does not "
+        "list (first: Heartbeat); every node must list the same groups",
+        "node 1: dropping messages from node 3 for group 7, which this node's config does not "
+        "list (first: Heartbeat); every node must list the same groups",
+    ]
+    assert replica.events == ["heartbeat 1"]  # the others' messages still arrive
