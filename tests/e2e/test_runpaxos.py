@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import resource
 import signal
 import socket
 import subprocess
@@ -254,3 +255,30 @@ def test_runserver_refuses_and_points_to_runpaxos() -> None:
         timeout=60,
     )
     assert done.returncode != 0 and "runpaxos --demo" in done.stderr
+
+
+@pytest.mark.parametrize(("soft", "hard", "warned"), [(256, 8192, False), (256, 256, True)])
+def test_a_node_raises_its_open_files_limit_and_warns_when_it_cannot(
+    tmp_path: Path, soft: int, hard: int, warned: bool
+) -> None:
+    """Every connection is a file descriptor, and Linux's default soft limit is 1,024: a node
+    raises it to the hard limit at start, and warns when that is still small. (The node then
+    stops at once: its port is held busy, so the test need not serve anything.)"""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", free_port_block(1)))
+        holder.listen()
+        path = write_demo_config(tmp_path, nodes=1, base_port=holder.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, str(PROJECT / "manage.py"), "runpaxos", "--config", str(path)]
+            + ["--node", "1"],
+            cwd=PROJECT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
+        )
+    assert result.returncode == 1, result.stderr
+    warning = "this process may open only 256 files"
+    assert (warning in result.stderr) is warned, result.stderr
+    assert "Traceback" not in result.stderr

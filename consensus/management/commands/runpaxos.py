@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from consensus.config import ClusterConfig, ConfigError, load_config, startup_warnings
+from consensus.management.limits import raise_open_files_limit
 
 DEFAULT_DEMO_DIR = "demo-cluster"
 SERVERS = ("daphne", "uvicorn")  # as consensus.management.server.SERVERS (imported late there)
@@ -108,6 +109,7 @@ class Command(BaseCommand):
             _restart_as_node(config, options)
         for warning in startup_warnings(config):  # after the exec: logged once
             logger.warning("%s", warning)
+        raise_open_files_limit(config.my_id)
         self._prepare_database(config)
         machines = _build_state_machines(config)
         from consensus.management.server import ListenError, serve
