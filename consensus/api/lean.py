@@ -36,7 +36,7 @@ from django.urls import get_resolver
 
 from .authentication import check_bearer
 from .exceptions import ApiError, error_response, json_bytes
-from .fastpath import max_body_bytes
+from .fastpath import check_content_length, max_body_bytes
 
 logger = logging.getLogger("consensus.api")
 
@@ -102,7 +102,7 @@ async def serve_raw(
         headers[name] = f"{headers[name]},{value}" if name in headers else value
     extra: dict[str, str] = {}
     try:
-        body = await read_body(receive, max_body_bytes())
+        body = await read_body(scope, receive, max_body_bytes())
         if body is None:
             return  # the client went away
         check_bearer(headers["authorization"])
@@ -124,9 +124,13 @@ async def serve_raw(
     await send({"type": "http.response.body", "body": payload})
 
 
-async def read_body(receive: Any, limit: int) -> bytes | None:
-    """The whole request body (None if the client disconnected), or ``ApiError`` 413 as soon as
-    it grows past ``limit``."""
+async def read_body(scope: Scope, receive: Any, limit: int) -> bytes | None:
+    """The whole request body (None if the client disconnected), or ``ApiError`` 413: at once
+    for a declared ``Content-Length`` above ``limit`` (before a client that sent ``Expect:
+    100-continue`` is invited to send it), else as soon as the body grows past ``limit``."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            check_content_length(value.decode("latin-1"), limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -165,7 +169,7 @@ class LeanHandler(ASGIHandler):
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         try:
-            body = await read_body(receive, max_body_bytes())
+            body = await read_body(scope, receive, max_body_bytes())
         except ApiError as error:
             await self.send_response(error.response(), send)
             return

@@ -25,7 +25,9 @@ What the protocol does:
 * the request body streamed to the application as it arrives (``more_body``), so an
   application that refuses a large body (the API's 413) does so before it is all read; the
   connection is closed after a response sent before its request's body was complete;
-* ``Expect: 100-continue`` answered as the request's turn comes, as Twisted does;
+* ``Expect: 100-continue`` answered as the request's turn comes, after the application's
+  first step: one that answers from the head alone (the API's 413 for a declared size above
+  its limit) answers before the client is invited to send the body, and the 100 is not sent;
 * responses framed by the application's ``content-length``, else by one computed for a
   single-message body, else chunked (HTTP/1.1) or by closing the connection (HTTP/1.0); no
   body for ``HEAD``, 1xx, 204 and 304;
@@ -42,6 +44,7 @@ What the protocol does:
 
 from __future__ import annotations
 
+import asyncio
 import http
 import logging
 import time
@@ -357,13 +360,20 @@ class Exchange:
         if scope is None:
             self.basic_error(400, b"Bad Request", error)
             return
-        if self.expects_continue and not self.body_complete:
-            self.channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.server.protocol_connected(self)
         self.queue = self.server.create_application(self, scope)
         for message in self.pending:
             self.queue.put_nowait(message)
         self.pending = []
+        if self.expects_continue and not self.body_complete:
+            # Callbacks run in order: the application's first step (scheduled just now) comes
+            # first, so an answer it gives from the head alone goes out instead of the 100.
+            asyncio.get_running_loop().call_soon(self._invite_body)
+
+    def _invite_body(self) -> None:
+        """``100 Continue``, unless the answer has begun, or the request is over or complete."""
+        if not (self.response_started or self.finished or self.body_complete):
+            self.channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def body_received(self, body: bytes, *, more: bool) -> None:
         if self.finished:

@@ -5,6 +5,7 @@ node must still serve."""
 from __future__ import annotations
 
 import json
+import socket
 import urllib.request
 import uuid
 from pathlib import Path
@@ -254,6 +255,21 @@ def test_oversized_body_is_413_on_a_live_node(shared_cluster: Cluster) -> None:
     value = json.dumps({"value": "x" * (256 * 1024 + 1)}).encode()
     assert raw_request(shared_cluster, 1, "PUT", "/api/kv/1/big", value)[0] == 413
     assert raw_request(shared_cluster, 1, "GET", "/api/kv/1/" + "k" * 1025, None)[0] == 413
+    assert_healthy(shared_cluster)
+
+
+def test_a_declared_oversized_body_is_refused_before_it_is_sent(shared_cluster: Cluster) -> None:
+    """``Expect: 100-continue`` with a Content-Length above the limit: the node answers 413 at
+    once instead of inviting the client to send its 3 MB (first line, not ``100 Continue``)."""
+    with socket.create_connection(("127.0.0.1", shared_cluster.nodes[1].port), timeout=10) as conn:
+        conn.sendall(
+            b"PUT /api/kv/1/big HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\n".encode()
+            + b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+            + b"Content-Length: 3000000\r\n\r\n"
+        )
+        first_line = conn.makefile("rb").readline()
+    assert first_line.startswith(b"HTTP/1.1 413 "), first_line
     assert_healthy(shared_cluster)
 
 

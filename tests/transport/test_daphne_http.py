@@ -275,6 +275,15 @@ def test_expect_100_continue_is_answered_before_the_body(port: int) -> None:
     assert (status, json.loads(body)["body"]) == (200, "hello")
 
 
+def test_expect_100_continue_is_not_sent_when_the_answer_needs_no_body(port: int) -> None:
+    """An application that refuses from the head alone (the API's 413 for a declared size above
+    its limit) answers first: the client is never invited to send its 10 MB."""
+    with connection(port) as conn:
+        conn.send(request("PUT", "/early", b"", "Expect: 100-continue", "Content-Length: 10000000"))
+        first_line = conn.reader.readline()  # http.client would skip a 100 silently
+        assert first_line.startswith(b"HTTP/1.1 413 "), first_line
+
+
 def test_an_early_answer_closes_a_connection_whose_body_is_unread(port: int) -> None:
     with connection(port) as conn:
         conn.send(request("PUT", "/early", b"", "Content-Length: 10000000") + b"x" * 1000)
