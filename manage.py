@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Django's command-line utility for the Paxos service (``runpaxos``, ``migrate``, ...)."""
 
+import importlib
 import os
 import sys
 
@@ -20,10 +21,24 @@ def use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def load_settings_or_exit() -> None:
+    """The project's settings read the environment (``PAXOS_NODE_ID``, ``DATABASE_URL``, the
+    node's cluster config): a mistake there is one line and status 1, not a traceback."""
+    if os.environ["DJANGO_SETTINGS_MODULE"] != "paxos_site.settings":
+        return
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        importlib.import_module("paxos_site.settings")
+    except ImproperlyConfigured as error:
+        sys.exit(f"error: {error}")
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paxos_site.settings")
     if sys.argv[1:2] == ["runpaxos"] and "--demo" not in sys.argv:
         use_uvloop()
+    load_settings_or_exit()
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

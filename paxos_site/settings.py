@@ -210,10 +210,19 @@ def _database() -> dict[str, Any]:
     url = os.environ.get("DATABASE_URL")
     if url:
         database = dj_database_url.parse(expand_database_url(url, PAXOS_NODE_ID))
-        if database["ENGINE"] == "django.db.backends.sqlite3" and database["NAME"] != ":memory:":
+        if database["ENGINE"] == "django.db.backends.sqlite3":
+            if database["NAME"] == ":memory:":
+                if PAXOS_CLUSTER is not None:  # a node: every thread would get its own database
+                    raise ImproperlyConfigured(
+                        f"DATABASE_URL={url!r} is an in-memory SQLite database; a node needs a "
+                        "file: sqlite:////absolute/path.sqlite3 or sqlite:///relative/path.sqlite3"
+                    )
+                return database
             # The file of a sqlite:// URL gets what the default file gets (WAL, FULL, IMMEDIATE):
-            # dj-database-url gives none of it.
-            return _sqlite_database(Path(database["NAME"]))
+            # dj-database-url gives none of it. Options in the URL still apply on top.
+            sqlite = _sqlite_database(Path(database["NAME"]))
+            sqlite["OPTIONS"] |= database.get("OPTIONS", {})
+            return sqlite
         database["CONN_MAX_AGE"] = None  # persistent: reconnecting per request costs throughput
         return database
     if PAXOS_CLUSTER is not None:

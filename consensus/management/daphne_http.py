@@ -371,8 +371,10 @@ class Exchange:
             asyncio.get_running_loop().call_soon(self._invite_body)
 
     def _invite_body(self) -> None:
-        """``100 Continue``, unless the answer has begun, or the request is over or complete."""
-        if not (self.response_started or self.finished or self.body_complete):
+        """``100 Continue``, unless the answer's head is out, or the request is over or complete.
+        (An application that started its answer but waits for the body to write it still
+        needs the body: the head is only written with the first body message.)"""
+        if not (self.response_headers is None or self.finished or self.body_complete):
             self.channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def body_received(self, body: bytes, *, more: bool) -> None:

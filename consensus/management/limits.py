@@ -35,6 +35,7 @@ def raise_open_files_limit(node_id: int) -> int | None:
     if soft != resource.RLIM_INFINITY and soft < target:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            logger.info("node %s: open-files limit raised from %s to %s", node_id, soft, target)
             soft = target
         except (OSError, ValueError) as error:
             logger.debug("node %s: could not raise the open-files limit: %s", node_id, error)

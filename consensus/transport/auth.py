@@ -57,6 +57,7 @@ __all__ = [
     "Challenge",
     "ClientHandshake",
     "Hello",
+    "MembersDiffer",
     "ServerHandshake",
     "Welcome",
     "check_same_members",
@@ -76,8 +77,6 @@ HANDSHAKE_TIMEOUT = 5.0
 """Seconds a link may spend between the TCP/websocket open and the Welcome; then it is closed."""
 MAX_HANDSHAKE_FRAME = 4096
 """Handshake frames are ~150 bytes plus the member list; anything much larger is not one."""
-MAX_MEMBERS = 256
-"""Node ids a handshake's member list may hold (clusters have 3 to 7 nodes)."""
 
 _DOMAIN = "paxos-peer-v1"
 
@@ -173,10 +172,10 @@ def _members(body: dict[str, object]) -> Members | None:
     members = body["members"]
     if (
         type(members) is not list
-        or not 0 < len(members) <= MAX_MEMBERS
+        or not members
         or any(type(node_id) is not int or not 0 <= node_id < 2**63 for node_id in members)
     ):
-        raise AuthError(f"handshake: members must be a list of 1 to {MAX_MEMBERS} node ids")
+        raise AuthError("handshake: members must be a non-empty list of node ids")
     return tuple(sorted(set(members)))
 
 
@@ -230,14 +229,25 @@ def decode_welcome(data: object) -> Welcome:
     return Welcome(mac=_blob(_decode_body(data, "welcome"), "mac", MAC_SIZE))
 
 
-def check_same_members(ours: Members, peer_id: int, theirs: Members | None) -> None:
-    """``AuthError`` if an authenticated peer's cluster config lists other nodes than ours."""
+class MembersDiffer(AuthError):
+    """An authenticated peer's cluster config lists other nodes than ours. The message names
+    both nodes by id, so it reads the same in either node's log (it also travels as the close
+    reason)."""
+
+    def __init__(self, message: str, peer_id: int) -> None:
+        super().__init__(message)
+        self.peer_id = peer_id
+
+
+def check_same_members(node_id: int, ours: Members, peer_id: int, theirs: Members | None) -> None:
+    """``MembersDiffer`` if the peer sent a node list and it is not ours."""
     if theirs is None or theirs == ours:
         return
-    raise AuthError(
-        f"node {peer_id}'s cluster config lists nodes {_listed(theirs)}, this node's lists "
-        f"{_listed(ours)}: every node must list the same nodes (changing the membership is not "
-        "supported; a majority counted over different lists can choose two values)"
+    raise MembersDiffer(
+        f"node lists differ: node {peer_id} lists {_listed(theirs)}, node {node_id} lists "
+        f"{_listed(ours)}; every node must list the same nodes (changing the membership is not "
+        "supported; a majority counted over different lists can choose two values)",
+        peer_id,
     )
 
 
@@ -296,7 +306,7 @@ class ServerHandshake:
         expected = client_mac(self._secret, self._nonce, hello.nonce, hello.node_id, self.node_id)
         if not hmac.compare_digest(expected, hello.mac):
             raise AuthError(f"bad MAC from a peer claiming to be node {hello.node_id}")
-        check_same_members(self._members, hello.node_id, hello.members)
+        check_same_members(self.node_id, self._members, hello.node_id, hello.members)
         self.peer_id = hello.node_id
         mac = server_mac(self._secret, self._nonce, hello.nonce, hello.node_id, self.node_id)
         return hello.node_id, encode_handshake(Welcome(mac=mac))
@@ -364,5 +374,5 @@ class ClientHandshake:
                 "(different secret in its config?)"
             )
         if self._members is not None:
-            check_same_members(self._members, self.server_id, self._server_members)
+            check_same_members(self.node_id, self._members, self.server_id, self._server_members)
         self.authenticated = True

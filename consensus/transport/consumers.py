@@ -40,7 +40,7 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from .auth import AuthError, ServerHandshake
+from .auth import AuthError, MembersDiffer, ServerHandshake
 from .closecodes import CloseCode, describe
 from .codec import CodecError, decode_frame
 from .hub import PeerTransport, get_transport
@@ -59,6 +59,8 @@ class PeerConsumer(AsyncWebsocketConsumer):
         self._handshake: ServerHandshake | None = None
         self._peer_id: int | None = None
         """The authenticated node id; None until the Hello is verified."""
+        self._proven_id: int | None = None
+        """A node that proved the secret but was refused (its node list differs)."""
         self._inbound_token: object | None = None
         self._deadline: asyncio.Task[None] | None = None
         self._closing = False
@@ -157,6 +159,8 @@ class PeerConsumer(AsyncWebsocketConsumer):
         try:
             peer_id, welcome = self._handshake.receive_hello(data)
         except AuthError as exc:
+            if isinstance(exc, MembersDiffer):
+                self._proven_id = exc.peer_id  # it knows the secret: name it in the log line
             await self._reject(CloseCode.AUTH_FAILED, f"failed the handshake: {exc}")
             return
         if self._deadline is not None:
@@ -221,7 +225,8 @@ class PeerConsumer(AsyncWebsocketConsumer):
         """Log one line naming the remote and the problem (a problem that repeats within a
         minute at DEBUG: ``PeerTransport.first_report``), then close with ``code``."""
         transport = self._transport
-        repeated = transport is not None and not transport.first_report(problem)
+        host = self._remote.rpartition(":")[0] or self._remote
+        repeated = transport is not None and not transport.first_report(f"{host} {problem}")
         (logger.debug if repeated else logger.warning)(
             "node %d: closing peer link from %s: %s [%s]",
             self._node_id,
@@ -258,6 +263,8 @@ class PeerConsumer(AsyncWebsocketConsumer):
     def _who(self) -> str:
         if self._peer_id is not None:
             return f"node {self._peer_id} ({self._remote})"
+        if self._proven_id is not None:
+            return f"node {self._proven_id} ({self._remote}, refused)"
         return f"{self._remote} (not authenticated)"
 
 

@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 REPEAT_REPORT_SECONDS = 60.0
 """A refused inbound link's problem is logged at most once in this many seconds (then DEBUG)."""
+MAX_REPORTED = 1000
+MAX_REPORT_KEY = 300
+"""How many recent problems ``first_report`` remembers, and how much of each one's text."""
 
 InboundCallback = Callable[[int, list[Message]], None]
 """``on_messages(src_node_id, messages)``: synchronous, non-blocking (a queue put)."""
@@ -207,14 +210,24 @@ class PeerTransport:
             stats.record_error(reason)
 
     def first_report(self, problem: str, now: float | None = None) -> bool:
-        """Whether ``problem`` (a refused inbound link's) was not reported in the last
-        ``REPEAT_REPORT_SECONDS``: a misconfigured peer retries every couple of seconds, and
-        one line a minute says as much as thirty."""
+        """Whether ``problem`` (a refused inbound link's, with the remote host) was not reported
+        in the last ``REPEAT_REPORT_SECONDS``: a misconfigured peer retries every couple of
+        seconds, and one line a minute says as much as thirty. Anyone can connect and make up
+        problems (a bad frame's text), so at most ``MAX_REPORTED`` recent ones are remembered;
+        beyond that, each is reported."""
         now = time.monotonic() if now is None else now
-        last = self._reported.get(problem)
+        key = problem[:MAX_REPORT_KEY]
+        last = self._reported.get(key)
         if last is not None and now - last < REPEAT_REPORT_SECONDS:
             return False
-        self._reported[problem] = now
+        if len(self._reported) >= MAX_REPORTED:
+            self._reported = {
+                known: when
+                for known, when in self._reported.items()
+                if now - when < REPEAT_REPORT_SECONDS
+            }
+        if len(self._reported) < MAX_REPORTED:
+            self._reported[key] = now
         return True
 
     def inbound_opened(self, node_id: int, close: CloseInbound) -> object:

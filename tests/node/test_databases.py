@@ -67,3 +67,29 @@ def test_a_sqlite_database_url_gets_the_settings_of_the_default_file(
     assert "PRAGMA synchronous=FULL" in database["OPTIONS"]["init_command"]
     assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert database["CONN_MAX_AGE"] is None
+
+
+def test_a_sqlite_url_keeps_its_own_options_on_top(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from paxos_site import settings as project_settings
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'node.sqlite3'}?timeout=60")
+    database = project_settings._database()
+    assert database["OPTIONS"]["timeout"] == 60
+    assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def test_an_in_memory_sqlite_url_is_refused_for_a_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sqlite://x.db`` (two slashes) is ``:memory:``: every thread of a node (the writer, the
+    reads) would get its own empty database. Fine for a tool without a node, refused for one."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from paxos_site import settings as project_settings
+
+    monkeypatch.setenv("DATABASE_URL", "sqlite://x.db")
+    monkeypatch.setattr(project_settings, "PAXOS_CLUSTER", None)
+    assert project_settings._database()["NAME"] == ":memory:"
+    monkeypatch.setattr(project_settings, "PAXOS_CLUSTER", object())
+    with pytest.raises(ImproperlyConfigured, match="in-memory SQLite database; a node needs a"):
+        project_settings._database()

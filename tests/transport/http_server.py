@@ -13,6 +13,7 @@ Routes (any method):
 Idle connections are closed after one second here (``daphne_http.IDLE_TIMEOUT``), not 60.
   /stream      three body messages without a content-length (chunked on the wire)
   /early       413 at once, without reading the body
+  /start-then-read  starts its answer, then reads the body and answers with it
   /partial     starts a chunked answer at once, then reads the body and ends the answer with it
   /status      answers with the status code its query string names
   /fail        raises before answering
@@ -89,6 +90,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/sleep":
         await asyncio.sleep(float(scope["query_string"] or 5))
         await respond(send, 200, b"{}")
+    elif path == "/start-then-read":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        message = await receive()  # the head goes out with the first body message, below
+        await send({"type": "http.response.body", "body": message.get("body", b"")})
     elif path == "/early":
         await respond(send, 413, b'{"error": "too large"}')
     elif path == "/partial":

@@ -20,6 +20,7 @@ from consensus.transport.auth import (
     AuthError,
     ClientHandshake,
     Hello,
+    MembersDiffer,
     ServerHandshake,
     Welcome,
     client_mac,
@@ -205,7 +206,7 @@ def test_a_peer_whose_config_lists_other_nodes_is_refused_by_the_server() -> Non
     with pytest.raises(AuthError) as refused:
         srv.receive_hello(cli.receive_challenge(srv.challenge()))
     message = str(refused.value)
-    assert "node 1's cluster config lists nodes 1, 2, 3, 4, 5, this node's lists 1, 2, 3" in message
+    assert "node lists differ: node 1 lists 1, 2, 3, 4, 5, node 2 lists 1, 2, 3" in message
     assert "every node must list the same nodes" in message
     assert srv.peer_id is None
 
@@ -217,7 +218,7 @@ def test_a_server_whose_config_lists_other_nodes_is_refused_by_the_client() -> N
     hello = cli.receive_challenge(srv.challenge())
     old_hello = encode_handshake(dataclasses.replace(decode_hello(hello), members=None))
     _peer_id, welcome = srv.receive_hello(old_hello)
-    with pytest.raises(AuthError, match="node 2's cluster config lists nodes 1, 2, this node's"):
+    with pytest.raises(MembersDiffer, match="node 2 lists 1, 2, node 1 lists 1, 2, 3;"):
         cli.receive_welcome(welcome)
     assert not cli.authenticated
 
@@ -244,11 +245,10 @@ def test_members_are_compared_only_after_the_peer_proved_the_secret() -> None:
 @pytest.mark.parametrize(
     ("members", "match"),
     [
-        ("1,2,3", "members must be a list"),
-        ([], "members must be a list"),
-        ([1, -2], "members must be a list"),
-        ([1, "2"], "members must be a list"),
-        (list(range(300)), "members must be a list"),
+        ("1,2,3", "members must be a non-empty list"),
+        ([], "members must be a non-empty list"),
+        ([1, -2], "members must be a non-empty list"),
+        ([1, "2"], "members must be a non-empty list"),
     ],
 )
 def test_malformed_member_lists_are_auth_errors(members: object, match: str) -> None:

@@ -284,6 +284,22 @@ def test_expect_100_continue_is_not_sent_when_the_answer_needs_no_body(port: int
         assert first_line.startswith(b"HTTP/1.1 413 "), first_line
 
 
+def test_expect_100_continue_is_sent_to_an_answer_that_has_not_written_its_head(
+    port: int,
+) -> None:
+    """An application may start its answer (``http.response.start``) and then read the body:
+    nothing is on the wire yet, so the client must still be invited to send it."""
+    with connection(port) as conn:
+        conn.send(
+            request("POST", "/start-then-read", b"", "Expect: 100-continue", "Content-Length: 5")
+        )
+        assert conn.reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+        assert conn.reader.readline() == b"\r\n"
+        conn.send(b"hello")
+        status, _, body = conn.response()
+    assert (status, body) == (200, b"hello")
+
+
 def test_an_early_answer_closes_a_connection_whose_body_is_unread(port: int) -> None:
     with connection(port) as conn:
         conn.send(request("PUT", "/early", b"", "Content-Length: 10000000") + b"x" * 1000)

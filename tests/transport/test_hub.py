@@ -18,6 +18,7 @@ from consensus.transport import (
     PeerTransport,
     daphne_options,
     get_transport,
+    hub,
     install,
     uninstall,
 )
@@ -178,3 +179,19 @@ def test_a_refusal_is_reported_once_a_minute() -> None:
     assert not transport.first_report("node 3's config lists ...", now=159.0)
     assert transport.first_report("bad MAC from node 2", now=159.0)  # another problem
     assert transport.first_report("node 3's config lists ...", now=160.5)
+
+
+def test_the_reported_problems_are_bounded() -> None:
+    """Anyone can connect and make up a problem (a bad frame's text): the memory of recent ones
+    is bounded, and a problem it could not remember is reported, not hidden."""
+    transport = make(NODES)
+    for n in range(hub.MAX_REPORTED):
+        assert transport.first_report(f"made-up problem {n}", now=0.0)
+    assert transport.first_report("one too many", now=1.0)
+    assert transport.first_report("one too many", now=2.0)  # not remembered: reported again
+    assert len(transport._reported) == hub.MAX_REPORTED
+    assert transport.first_report("later", now=61.0)  # the stale ones make room
+    assert not transport.first_report("later", now=62.0)
+    assert len(transport._reported) == 1
+    assert transport.first_report("x" * 5000, now=63.0)
+    assert max(len(key) for key in transport._reported) <= hub.MAX_REPORT_KEY
