@@ -57,6 +57,7 @@ __all__ = [
     "Challenge",
     "ClientHandshake",
     "Hello",
+    "UNCHECKED",
     "MembersDiffer",
     "ServerHandshake",
     "Welcome",
@@ -255,6 +256,10 @@ def _listed(members: Members) -> str:
     return ", ".join(map(str, members))
 
 
+UNCHECKED = " (it sent no node list, as releases before the check did: not compared)"
+"""Appended to a link-up log line when the peer's node list could not be compared."""
+
+
 # ---------------------------------------------------------------------------------------------
 # The two roles, as small sans-IO state machines.
 # ---------------------------------------------------------------------------------------------
@@ -285,6 +290,8 @@ class ServerHandshake:
         self._nonce = nonce if nonce is not None else new_nonce()
         self.peer_id: int | None = None
         """The authenticated peer, once receive_hello() succeeded."""
+        self.peer_members: Members | None = None
+        """The node list the peer sent (None: an earlier release that sends none, unchecked)."""
         self._done = False
 
     def challenge(self) -> bytes:
@@ -307,7 +314,7 @@ class ServerHandshake:
         if not hmac.compare_digest(expected, hello.mac):
             raise AuthError(f"bad MAC from a peer claiming to be node {hello.node_id}")
         check_same_members(self.node_id, self._members, hello.node_id, hello.members)
-        self.peer_id = hello.node_id
+        self.peer_id, self.peer_members = hello.node_id, hello.members
         mac = server_mac(self._secret, self._nonce, hello.nonce, hello.node_id, self.node_id)
         return hello.node_id, encode_handshake(Welcome(mac=mac))
 
@@ -359,6 +366,11 @@ class ClientHandshake:
         mac = client_mac(self._secret, challenge.nonce, self._nonce, self.node_id, self.server_id)
         hello = Hello(node_id=self.node_id, nonce=self._nonce, mac=mac, members=self._members)
         return encode_handshake(hello)
+
+    @property
+    def server_members(self) -> Members | None:
+        """The node list the server sent (None: an earlier release that sends none, unchecked)."""
+        return self._server_members
 
     def receive_welcome(self, data: object) -> None:
         """Check the server's proof over our nonce."""

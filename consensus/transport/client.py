@@ -48,7 +48,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from consensus.core.messages import Message
 
-from .auth import HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_FRAME, AuthError, ClientHandshake
+from .auth import (
+    HANDSHAKE_TIMEOUT,
+    MAX_HANDSHAKE_FRAME,
+    UNCHECKED,
+    AuthError,
+    ClientHandshake,
+)
 from .closecodes import describe
 from .codec import DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGES_PER_FRAME, encode_frames
 from .peers import PeerAddress, PeerStats
@@ -251,16 +257,17 @@ class PeerLink:
             write_limit=options.write_limit,
             user_agent_header=f"paxos-peer node={self.node_id}",
         ) as websocket:
-            await self._handshake(websocket)
+            handshake = await self._handshake(websocket)
             self._connected_at = asyncio.get_running_loop().time()
             self.stats.connected_out = True
             self.stats.connects += 1
             logger.info(
-                "node %d -> peer %d: link up (%s)%s",
+                "node %d -> peer %d: link up (%s)%s%s",
                 self.node_id,
                 self.peer.node_id,
                 self.peer.url,
                 f" after: {self._last_logged_error}" if self._last_logged_error else "",
+                UNCHECKED if handshake.server_members is None else "",
             )
             self._last_logged_error = None
             reader = asyncio.create_task(self._read_until_closed(websocket))
@@ -270,7 +277,7 @@ class PeerLink:
                 self.stats.connected_out = False
                 reader.cancel()
 
-    async def _handshake(self, websocket: ClientConnection) -> None:
+    async def _handshake(self, websocket: ClientConnection) -> ClientHandshake:
         handshake = ClientHandshake(
             self._secret, node_id=self.node_id, server_id=self.peer.node_id, members=self.members
         )
@@ -278,6 +285,7 @@ class PeerLink:
             hello = handshake.receive_challenge(await websocket.recv())
             await websocket.send(hello)
             handshake.receive_welcome(await websocket.recv())
+        return handshake
 
     async def _read_until_closed(self, websocket: ClientConnection) -> None:
         """Keep reading so close frames and pings are processed; the server sends no data."""

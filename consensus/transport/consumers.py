@@ -40,7 +40,7 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from .auth import AuthError, MembersDiffer, ServerHandshake
+from .auth import UNCHECKED, AuthError, MembersDiffer, ServerHandshake
 from .closecodes import CloseCode, describe
 from .codec import CodecError, decode_frame
 from .hub import PeerTransport, get_transport
@@ -169,7 +169,11 @@ class PeerConsumer(AsyncWebsocketConsumer):
         self._peer_id = peer_id
         self._inbound_token = transport.inbound_opened(peer_id, self._shutdown)
         logger.info(
-            "node %d: inbound link from node %d (%s) up", self._node_id, peer_id, self._remote
+            "node %d: inbound link from node %d (%s) up%s",
+            self._node_id,
+            peer_id,
+            self._remote,
+            UNCHECKED if self._handshake.peer_members is None else "",
         )
 
     async def _on_frame(self, data: bytes) -> None:

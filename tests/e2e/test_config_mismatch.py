@@ -39,6 +39,7 @@ def test_a_node_with_another_node_list_is_refused_and_the_others_go_on(cluster_f
     assert log.count(refusal(3, "1, 2, 3, 4", 1, "1, 2, 3")) == 1  # it retries: said once a minute
     assert "closing peer link from node 3 (" in log  # named: it proved the secret
     assert "Traceback" not in log + cluster.tail(3, 400)
+    assert "sent no node list" not in log  # nodes 1 and 2 compared their lists too
 
     cluster.stop_node(3)  # the same list again: node 3 links up and catches up
     del cluster.config_overrides[3]

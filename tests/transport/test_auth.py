@@ -17,6 +17,7 @@ from consensus.core.errors import RemoteProtocolError
 from consensus.transport.auth import (
     MAX_HANDSHAKE_FRAME,
     NONCE_SIZE,
+    UNCHECKED,
     AuthError,
     ClientHandshake,
     Hello,
@@ -257,3 +258,16 @@ def test_malformed_member_lists_are_auth_errors(members: object, match: str) -> 
     body = msgpack.unpackb(encode_handshake(hello)) | {"members": members}
     with pytest.raises(AuthError, match=match):
         srv.receive_hello(msgpack.packb(body))
+
+
+def test_each_side_knows_whether_the_peer_sent_a_list() -> None:
+    """A link to a peer of an earlier release is logged as unchecked (``UNCHECKED``): otherwise
+    nobody could tell, after an upgrade, whether the comparison runs at all."""
+    srv = server()
+    cli = ClientHandshake(SECRET, node_id=1, server_id=2, members=MEMBERS)
+    cli.receive_welcome(srv.receive_hello(cli.receive_challenge(srv.challenge()))[1])
+    assert (srv.peer_members, cli.server_members) == ((1, 2, 3), (1, 2, 3))
+    srv, old = server(), client()  # an earlier release's client sends none
+    old.receive_welcome(srv.receive_hello(old.receive_challenge(srv.challenge()))[1])
+    assert srv.peer_members is None
+    assert "not compared" in UNCHECKED
