@@ -57,6 +57,7 @@ from consensus.statemachine import StateMachine
 from consensus.storage.pruning import prune_cutoff
 from consensus.storage.store import DjangoStorage
 from consensus.storage.writer import GroupCommitWriter
+from consensus.throttle import LogThrottle
 from consensus.transport.client import LinkOptions
 from consensus.transport.hub import PeerTransport, install, uninstall
 from consensus.transport.peers import PeerAddress
@@ -283,7 +284,7 @@ class PaxosNode:
         self._roles: dict[int, tuple[str, int | None]] = {}
         self._rebuild_started: dict[int, float] = {}  # rebuilding groups -> when first seen
         self._rebuild_said: set[tuple[int, str]] = set()  # (group, step) already logged
-        self._unknown_group_said: dict[tuple[int, int], float] = {}  # (peer, group) -> logged
+        self._unknown_groups = LogThrottle(UNKNOWN_GROUP_REPEAT)  # (peer, group) keys
         self.replicas: dict[int, Replica] = {}
         self.applied: dict[int, int] = {}
         self.started_at = time.monotonic()
@@ -850,11 +851,8 @@ class PaxosNode:
         """A peer's message for a group this node does not have (its config lists the group,
         ours does not, e.g. halfway through adding a group): dropped, and said once a minute per
         peer and group, not once per heartbeat."""
-        key = (msg.src, msg.group_id)
-        now = time.monotonic()
-        if now - self._unknown_group_said.get(key, -UNKNOWN_GROUP_REPEAT) < UNKNOWN_GROUP_REPEAT:
+        if not self._unknown_groups.first((msg.src, msg.group_id)):
             return
-        self._unknown_group_said[key] = now
         logger.warning(
             "node %s: dropping messages from node %s for group %s, which this node's config "
             "does not list (first: %s); every node must list the same groups",

@@ -42,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import msgpack
@@ -120,6 +120,11 @@ Members = tuple[int, ...]
 """Sorted node ids of a cluster config."""
 
 
+def as_members(node_ids: Iterable[int]) -> Members:
+    """Node ids in the one form lists are compared in: sorted, without repeats."""
+    return tuple(sorted(set(node_ids)))
+
+
 @dataclass(frozen=True, slots=True)
 class Challenge:
     node_id: int
@@ -177,7 +182,7 @@ def _members(body: dict[str, object]) -> Members | None:
         or any(type(node_id) is not int or not 0 <= node_id < 2**63 for node_id in members)
     ):
         raise AuthError("handshake: members must be a non-empty list of node ids")
-    return tuple(sorted(set(members)))
+    return as_members(members)
 
 
 def _blob(body: dict[str, object], key: str, size: int) -> bytes:
@@ -286,7 +291,7 @@ class ServerHandshake:
             raise ValueError("the cluster secret must not be empty")
         self._secret = secret
         self.node_id = node_id
-        self._members: Members = tuple(sorted(set(members)))
+        self._members = as_members(members)
         self._nonce = nonce if nonce is not None else new_nonce()
         self.peer_id: int | None = None
         """The authenticated peer, once receive_hello() succeeded."""
@@ -343,7 +348,7 @@ class ClientHandshake:
         self._secret = secret
         self.node_id = node_id
         self.server_id = server_id
-        self._members: Members | None = None if members is None else tuple(sorted(set(members)))
+        self._members = None if members is None else as_members(members)
         self._nonce = nonce if nonce is not None else new_nonce()
         self._server_nonce: bytes | None = None
         self._server_members: Members | None = None

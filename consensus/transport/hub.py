@@ -29,12 +29,12 @@ import asyncio
 import logging
 import random
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from consensus.core.errors import LocalProtocolError
 from consensus.core.messages import Message
+from consensus.throttle import LogThrottle
 
 from .client import LinkOptions, PeerLink
 from .closecodes import CloseCode
@@ -55,7 +55,8 @@ REPEAT_REPORT_SECONDS = 60.0
 """A refused inbound link's problem is logged at most once in this many seconds (then DEBUG)."""
 MAX_REPORTED = 1000
 MAX_REPORT_KEY = 300
-"""How many recent problems ``first_report`` remembers, and how much of each one's text."""
+"""How many recent problems ``first_report`` remembers, and how much of each one's text (anyone
+can connect and make up a problem: a bad frame's text)."""
 
 InboundCallback = Callable[[int, list[Message]], None]
 """``on_messages(src_node_id, messages)``: synchronous, non-blocking (a queue put)."""
@@ -117,7 +118,7 @@ class PeerTransport:
             for peer_id, address in self.peers.items()
         }
         self._inbound: set[_InboundLink] = set()
-        self._reported: dict[str, float] = {}  # refusal -> when it was last logged
+        self._reports = LogThrottle(REPEAT_REPORT_SECONDS, MAX_REPORTED)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._stopped = False
@@ -210,25 +211,9 @@ class PeerTransport:
             stats.record_error(reason)
 
     def first_report(self, problem: str, now: float | None = None) -> bool:
-        """Whether ``problem`` (a refused inbound link's, with the remote host) was not reported
-        in the last ``REPEAT_REPORT_SECONDS``: a misconfigured peer retries every couple of
-        seconds, and one line a minute says as much as thirty. Anyone can connect and make up
-        problems (a bad frame's text), so at most ``MAX_REPORTED`` recent ones are remembered;
-        beyond that, each is reported."""
-        now = time.monotonic() if now is None else now
-        key = problem[:MAX_REPORT_KEY]
-        last = self._reported.get(key)
-        if last is not None and now - last < REPEAT_REPORT_SECONDS:
-            return False
-        if len(self._reported) >= MAX_REPORTED:
-            self._reported = {
-                known: when
-                for known, when in self._reported.items()
-                if now - when < REPEAT_REPORT_SECONDS
-            }
-        if len(self._reported) < MAX_REPORTED:
-            self._reported[key] = now
-        return True
+        """Whether to log ``problem`` (a refused inbound link's, with the remote host) now: at
+        most once every ``REPEAT_REPORT_SECONDS`` (``LogThrottle``)."""
+        return self._reports.first(problem[:MAX_REPORT_KEY], now)
 
     def inbound_opened(self, node_id: int, close: CloseInbound) -> object:
         """A consumer authenticated ``node_id``. Returns a token for ``inbound_closed``;

@@ -189,9 +189,9 @@ def test_the_reported_problems_are_bounded() -> None:
         assert transport.first_report(f"made-up problem {n}", now=0.0)
     assert transport.first_report("one too many", now=1.0)
     assert transport.first_report("one too many", now=2.0)  # not remembered: reported again
-    assert len(transport._reported) == hub.MAX_REPORTED
+    assert len(transport._reports) == hub.MAX_REPORTED
     assert transport.first_report("later", now=61.0)  # the stale ones make room
     assert not transport.first_report("later", now=62.0)
-    assert len(transport._reported) == 1
+    assert len(transport._reports) == 1
     assert transport.first_report("x" * 5000, now=63.0)
-    assert max(len(key) for key in transport._reported) <= hub.MAX_REPORT_KEY
+    assert max(len(str(key)) for key in transport._reports) <= hub.MAX_REPORT_KEY
