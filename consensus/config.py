@@ -6,9 +6,9 @@ The file is JSON plus ``//`` line comments (the seed's examples use them). Every
 standard library: ``paxos_site.settings`` loads it before Django is set up.
 
 Strictness: unknown keys are rejected (a typo such as ``"learninginterval"`` would otherwise fall
-back to the default silently). Node and group ids are integers in 1..2**63-1 (they are stored in
-64-bit signed database columns; a bigger id would pass here and crash in SQLite); ports are
-1..65535. ``dataDir`` must not name an existing file (the node creates the folder at start).
+back to the default silently). Node and group ids are integers in 1..2**31-1 (they are stored in
+PostgreSQL ``integer`` columns; a bigger id would pass here and crash the node's first write); ports
+are 1..65535. ``dataDir`` must not name an existing file (the node creates the folder at start).
 
 Some configs are valid but probably a mistake: ``startup_warnings`` lists those (no API token, the
 README's example secret) for ``runpaxos`` to log and for ``manage.py check --deploy`` to show.
@@ -44,8 +44,9 @@ DEFAULT_GROUPS = (1,)
 DEFAULT_STATE_MACHINE = "kv"
 DEFAULT_BASE_PORT = 33333
 """The seed's first port."""
-MAX_ID = 2**63 - 1
-"""The largest node or group id: ids are stored in signed 64-bit database columns."""
+MAX_ID = 2**31 - 1
+"""The largest node or group id: ids are stored in 32-bit integer columns (PostgreSQL's
+``integer``, Django's ``PositiveIntegerField``)."""
 EXAMPLE_SECRET = "change-me"
 """The README's example ``secret``: anyone who read the README can join such a cluster."""
 
@@ -451,7 +452,7 @@ class _Parser:
         if value < 1:
             raise self.error(where, f"must be a positive integer, not {value}")
         if value > MAX_ID:
-            raise self.error(where, f"{value} is out of range 1..{MAX_ID} (2**63-1)")
+            raise self.error(where, f"{value} is out of range 1..{MAX_ID} (2**31-1)")
         return int(value)
 
 

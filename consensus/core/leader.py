@@ -64,7 +64,6 @@ class Leadership:
     acked_seq: dict[int, int] = field(default_factory=dict)
     reads: list[PendingRead] = field(default_factory=list)
     read_heartbeat_due: bool = False
-    started_tick: int = 0
     transfer_tick: int = 0
     """Earliest tick for the next hand-over attempt to the preferred leader."""
     announced_upto: int = 0

@@ -10,7 +10,9 @@ calls ``ready.mark_persisted()``, sends ``ready.messages``, applies ``ready.comm
 
 Roles: a *follower* votes and learns; a *candidate* runs phase 1 with a fresh ballot; a *leader*
 runs phase 2 for new commands until it meets a higher ballot (a Nack, a Prepare, an Accept or a
-Heartbeat of a higher ballot) or loses contact with a majority.
+Heartbeat of a higher ballot), loses contact with a majority, chooses nothing for
+``quorum_loss_limit`` ticks while work is pending (stuck: ``_tick_leader``) or learns that another
+value was chosen in its range.
 
 Elections: a follower whose election timer expires first asks its peers (PreVote, no state
 changed anywhere) and campaigns only when a majority, itself included, hears no working leader.
@@ -35,7 +37,6 @@ twice; the applier skips the repeat (exactly-once is an apply-time property, see
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
@@ -71,8 +72,10 @@ from .messages import (
     TimeoutNow,
     Value,
 )
-from .ready import Failed, LogRead, Persist, ReadState, Ready, RebuildWrite
+from .reads import ReadAsks
+from .ready import Failed, LogRead, Persist, Ready, RebuildWrite
 from .rebuild import Rebuild
+from .recent import RecentlyChosen
 from .storage import InitialState
 
 EAGER_TYPES = (
@@ -149,13 +152,8 @@ class Replica:
         self.peer_chosen_upto: dict[int, int] = {}
         self._learn_turn = 0
         self._pending: dict[str, PendingCommand] = {}
-        self._recently_chosen: OrderedDict[str, int] = OrderedDict()  # request id -> instance
-        self._pending_reads: dict[int, int] = {}  # read id -> tick it was last sent
-        self._read_queue: dict[int, None] = {}  # follower: reads waiting for the next ask
-        self._read_asks: dict[int, list[int]] = {}  # token of an ask -> the reads it covers
-        self._read_ask_waiting = False  # an ask is in flight and not yet due for a retry
-        self._next_read_token = first_read_token
-        self._reads: list[ReadState] = []
+        self._recently_chosen = RecentlyChosen(config.recent_request_ids)
+        self._read_asks = ReadAsks(first_read_token)
         # Output buffers, drained by ready().
         self._outbox: list[Message] = []
         self._forwards: list[Command] = []
@@ -324,9 +322,7 @@ class Replica:
         """The stored results of instances below ``cutoff`` were pruned (a pruning marker was
         applied here): a retry of one of their request ids is a new command again
         (storage/pruning.py), to be proposed, not answered from a result that is gone."""
-        recent = self._recently_chosen
-        for request_id in [rid for rid, instance in recent.items() if instance < cutoff]:
-            del recent[request_id]
+        self._recently_chosen.forget_before(cutoff)
 
     def read_index(self, read_id: int) -> None:
         """Start a linearizable read. A later Ready's ``reads`` gives its index: once the local
@@ -334,7 +330,7 @@ class Replica:
         before this call (Raft's ReadIndex: the leader's chosen prefix, confirmed by a majority
         acking a heartbeat sent after the read arrived, so no newer leader can have chosen more).
         """
-        self._pending_reads[read_id] = self._now
+        self._read_asks.start(read_id, self._now)
         self._route_read(self.node_id, read_id)
 
     # ------------------------------------------------------------------ outputs
@@ -352,7 +348,7 @@ class Replica:
             or self._log_reads
             or self._resolved
             or self._failed
-            or self._reads
+            or self._read_asks.completed
             or (leadership is not None and self._reads_to_serve(leadership))
             or (self._forwards and self.leader_id is not None)
             or (
@@ -386,7 +382,7 @@ class Replica:
             log_reads=tuple(self._log_reads),
             resolved=tuple(self._resolved),
             failed=tuple(self._failed),
-            reads=tuple(self._reads),
+            reads=tuple(self._read_asks.completed),
         )
         self._outbox = []
         self._rebuild_write = None
@@ -395,7 +391,7 @@ class Replica:
         self._log_reads = []
         self._resolved = []
         self._failed = []
-        self._reads = []
+        self._read_asks.completed.clear()
         self._unadvanced = ready
         return ready
 
@@ -619,7 +615,6 @@ class Replica:
             next_instance=top + 1,
             max_queue=self.config.max_pending,
             progress_tick=self._now,
-            started_tick=self._now,
             transfer_tick=self._now + self.config.election_ticks,
         )
         self.role = Role.LEADER
@@ -904,13 +899,10 @@ class Replica:
         if not self.log.mark_chosen(instance, value):
             return
         self._chosen.append(ChosenEntry(instance, value))
-        recent = self._recently_chosen
         for command in value:
             if self._pending.pop(command.request_id, None) is not None:
                 self._resolved.append(command.request_id)
-            recent[command.request_id] = instance
-        while len(recent) > self.config.recent_request_ids:
-            recent.popitem(last=False)
+        self._recently_chosen.record(instance, value)
         leadership = self._leadership
         if leadership is not None:
             leadership.forget(instance)
@@ -1019,7 +1011,7 @@ class Replica:
             self._leadership.enqueue(command, self._recently_chosen)
         elif self.leader_id is not None:
             self._forwards.append(command)
-        # else: no leader known; _retry_pending sends it once one is.
+        # else: no leader known; _heard_from_leader forwards it once one is.
 
     def _retry_pending(self) -> None:
         horizon = self._now - self.config.retry_ticks
@@ -1027,11 +1019,7 @@ class Replica:
             if pending.sent_at <= horizon:
                 pending.sent_at = self._now
                 self._route(pending.command)
-        if self._leadership is None and any(
-            sent_at <= horizon for sent_at in self._pending_reads.values()
-        ):
-            for read_id in self._pending_reads:
-                self._pending_reads[read_id] = self._now
+        if self._leadership is None and self._read_asks.retry_due(horizon, self._now):
             self._requeue_reads()
 
     def _flush_forwards(self) -> None:
@@ -1063,41 +1051,24 @@ class Replica:
         if self._leadership is not None:
             self._leadership.reads.append(PendingRead(reply_to, token, index=-1, seq=-1))
         elif reply_to == self.node_id:
-            self._read_queue[token] = None
+            self._read_asks.queue(token)
             self._ask_for_reads()
 
     def _ask_for_reads(self) -> None:
-        """A follower has at most one ReadIndexRequest in flight per group; reads that start
-        meanwhile wait and share the next one (each needs an index asked for after it began)."""
+        """Send the follower's next ReadIndexRequest, if one may go (``ReadAsks.next_ask``)."""
         leader = self.leader_id
-        if (
-            self._read_ask_waiting
-            or not self._read_queue
-            or leader is None
-            or leader == self.node_id
-        ):
+        if leader is None or leader == self.node_id:
             return
-        token = self._next_read_token
-        self._next_read_token += 1
-        self._read_asks[token] = list(self._read_queue)
-        self._read_queue = {}
-        self._read_ask_waiting = True
+        token = self._read_asks.next_ask()
+        if token is None:
+            return
         self._send(
             ReadIndexRequest(group_id=self.group_id, src=self.node_id, dst=leader, token=token)
         )
 
     def _requeue_reads(self) -> None:
-        """Ask again (a new leader, or no answer in time) for every unanswered read. Earlier asks
-        stay valid: a late answer to one still covers its reads (it was asked after they began),
-        so a slow link delays reads instead of starving them."""
-        self._read_asks = {
-            token: read_ids
-            for token, read_ids in self._read_asks.items()
-            if any(read_id in self._pending_reads for read_id in read_ids)
-        }
-        self._read_queue = {}
-        self._read_ask_waiting = False
-        for read_id in self._pending_reads:
+        """Ask again (a new leader, or no answer in time) for every unanswered read."""
+        for read_id in self._read_asks.requeue():
             self._route_read(self.node_id, read_id)
 
     def _on_read_index_request(self, msg: ReadIndexRequest) -> None:
@@ -1106,19 +1077,8 @@ class Replica:
         # Not the leader: drop; the asker retries.
 
     def _on_read_index_reply(self, msg: ReadIndexReply) -> None:
-        read_ids = self._read_asks.pop(msg.token, None)
-        if read_ids is None:
-            return
-        for read_id in read_ids:
-            self._complete_read(read_id, msg.index)
-        if msg.token == self._next_read_token - 1:
-            self._read_ask_waiting = False  # the newest ask is answered: the next may go
-        self._read_queue = {r: None for r in self._read_queue if r in self._pending_reads}
-        self._ask_for_reads()
-
-    def _complete_read(self, read_id: int, index: int) -> None:
-        if self._pending_reads.pop(read_id, None) is not None:
-            self._reads.append(ReadState(read_id, index))
+        if self._read_asks.on_reply(msg.token, msg.index):
+            self._ask_for_reads()
 
     def _reads_to_serve(self, leadership: Leadership) -> bool:
         recovered = self.log.chosen_upto >= leadership.recovery_top
@@ -1154,7 +1114,7 @@ class Replica:
             if read.seq < 0 or read.seq > confirmed:
                 waiting.append(read)
             elif read.dst == self.node_id:
-                self._complete_read(read.token, read.index)
+                self._read_asks.complete(read.token, read.index)
             else:
                 self._send(
                     ReadIndexReply(

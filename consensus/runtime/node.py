@@ -6,7 +6,9 @@ It is the ONLY consumer of ``Ready`` in the product. Its loop:
 2. collect a Ready from every replica that has one;
 3. on the storage thread, in ONE transaction: persist all of them (group commit across groups and
    across every message that arrived meanwhile);
-4. only then send their messages (votes are durable now);
+4. only then send their messages (votes are durable now); messages that report no vote and
+   no promise (``Ready.eager_messages``: heartbeats, forwards, the leader's Accepts) leave
+   before the write, so the followers' fsyncs overlap the leader's own;
 5. apply their newly chosen instances to the state machines, with the applied index, in one
    transaction; clients get their results from it. In a turn with votes, the groups nobody on
    this node waits for apply later (``backlog.py``);
@@ -57,7 +59,6 @@ from consensus.statemachine import StateMachine
 from consensus.storage.pruning import prune_cutoff
 from consensus.storage.store import DjangoStorage
 from consensus.storage.writer import GroupCommitWriter
-from consensus.throttle import LogThrottle
 from consensus.transport.client import LinkOptions
 from consensus.transport.hub import PeerTransport, install, uninstall
 from consensus.transport.peers import PeerAddress
@@ -73,6 +74,7 @@ from .apply import (
 )
 from .backlog import ApplicationBacklog
 from .clock import TickClock
+from .notices import NodeNotices
 from .observer import NodeObserver
 
 logger = logging.getLogger("consensus.runtime")
@@ -86,10 +88,6 @@ PRUNE_MAX_ROWS = 20_000
 """Results one pruning marker deletes at most (every node deletes them in an apply transaction)."""
 PRUNE_CATCH_UP_DELAY = 1.0
 """Seconds to the next pruning round after one that pruned (instead of ``prune_interval``)."""
-UNKNOWN_GROUP_REPEAT = 60.0
-"""Seconds between two log lines about a peer's messages for a group this node does not have."""
-REBUILD_PATIENCE = 5.0
-"""Seconds a group may rebuild before the node says what it waits for (core/rebuild.py)."""
 
 
 class SubmitError(Exception):
@@ -281,14 +279,10 @@ class PaxosNode:
         self.storage = storage or DjangoStorage()
         self.applier = Applier(machines, self.storage.using)
         self.observer = observer or NodeObserver()
-        self._roles: dict[int, tuple[str, int | None]] = {}
-        self._rebuild_started: dict[int, float] = {}  # rebuilding groups -> when first seen
-        self._rebuild_said: set[tuple[int, str]] = set()  # (group, step) already logged
-        self._unknown_groups = LogThrottle(UNKNOWN_GROUP_REPEAT)  # (peer, group) keys
+        self._notices = NodeNotices(self.node_id, self.observer)
         self.replicas: dict[int, Replica] = {}
         self.applied: dict[int, int] = {}
         self.started_at = time.monotonic()
-        self.commits = 0
         self._inbox: list[Message | _Ticks] = []
         self._wake = asyncio.Event()
         self._waiters = _Waiters()
@@ -754,76 +748,9 @@ class PaxosNode:
                     logger.exception("node %s: storage failed; stopping the node", self.node_id)
                     self._fail(error)
                     raise
-            self._notice_role_changes()
+            self._notices.role_changes(self.replicas)
             if any(replica.has_ready() for replica in self.replicas.values()) or self._inbox:
                 self._wake.set()
-
-    def _notice_rebuilds(self) -> None:
-        """Log a rebuilding group's story (core/rebuild.py): what it waits for once it has
-        waited ``REBUILD_PATIENCE`` seconds, and what it learned when it votes again. A new
-        cluster's groups rebuild to instance 0 at once (every peer has seen nothing): no line."""
-        now = time.monotonic()
-        for group_id, replica in self.replicas.items():
-            if replica.rebuilding:
-                started = self._rebuild_started.setdefault(group_id, now)
-                waiting = replica.rebuild_waiting_for
-                step = f"asking {waiting}" if waiting else "learning"
-                if now - started < REBUILD_PATIENCE or (group_id, step) in self._rebuild_said:
-                    continue
-                self._rebuild_said.add((group_id, step))
-                if waiting:
-                    logger.warning(
-                        "node %s group %s: this node's database is new and it does not vote "
-                        "until every other node has told it what the group has seen; waiting "
-                        "for node(s) %s",
-                        self.node_id,
-                        group_id,
-                        ", ".join(map(str, waiting)),
-                    )
-                else:
-                    logger.warning(
-                        "node %s group %s: this node's database is new and the group has a "
-                        "history: it does not vote until it has learned the log up to instance "
-                        "%s (chosen up to %s so far; that needs a majority of the other nodes)",
-                        self.node_id,
-                        group_id,
-                        replica.rebuild_target,
-                        replica.chosen_upto,
-                    )
-            elif replica.rebuilt_upto and (group_id, "done") not in self._rebuild_said:
-                self._rebuild_said.add((group_id, "done"))
-                logger.warning(
-                    "node %s group %s: this node's database was new but the group has a history "
-                    "(a replaced disk or a deleted database file?): it learned the log up to "
-                    "instance %s before voting again",
-                    self.node_id,
-                    group_id,
-                    replica.rebuilt_upto,
-                )
-
-    def _notice_role_changes(self) -> None:
-        for group_id, replica in self.replicas.items():
-            now = (replica.role.value, replica.leader_id)
-            before = self._roles.get(group_id, ("follower", None))
-            if now == before:
-                continue
-            self._roles[group_id] = now
-            if now[0] != before[0]:
-                stepped_down = now[0] == "follower" and replica.step_down_reason
-                logger.info(
-                    "node %s group %s: %s -> %s (ballot %s)%s",
-                    self.node_id,
-                    group_id,
-                    before[0],
-                    now[0],
-                    replica.ballot,
-                    f": {replica.step_down_reason}" if stepped_down else "",
-                )
-                self.observer.role_changed(group_id, before[0], now[0], str(replica.ballot))
-            if now[1] != before[1]:
-                if now[1] is not None:
-                    logger.info("node %s group %s: leader is %s", self.node_id, group_id, now[1])
-                self.observer.leader_changed(group_id, now[1])
 
     def _feed_replicas(self) -> None:
         """Hand the replicas what arrived since the last turn, messages and ticks in the order
@@ -836,31 +763,18 @@ class PaxosNode:
                 for _ in range(msg.count):
                     for replica in self.replicas.values():
                         replica.tick()
-                self._notice_rebuilds()  # seconds matter here: once per tick, not per turn
+                self._notices.rebuilds(
+                    self.replicas
+                )  # seconds matter here: once per tick, not per turn
                 continue
             replica = self.replicas.get(msg.group_id)
             if replica is None:
-                self._drop_for_unknown_group(msg)
+                self._notices.unknown_group(msg)
                 continue
             try:
                 replica.step(msg)
             except RemoteProtocolError as error:
                 logger.warning("node %s: dropped message from %s: %s", self.node_id, msg.src, error)
-
-    def _drop_for_unknown_group(self, msg: Message) -> None:
-        """A peer's message for a group this node does not have (its config lists the group,
-        ours does not, e.g. halfway through adding a group): dropped, and said once a minute per
-        peer and group, not once per heartbeat."""
-        if not self._unknown_groups.first((msg.src, msg.group_id)):
-            return
-        logger.warning(
-            "node %s: dropping messages from node %s for group %s, which this node's config "
-            "does not list (first: %s); every node must list the same groups",
-            self.node_id,
-            msg.src,
-            msg.group_id,
-            type(msg).__name__,
-        )
 
     async def _handle(self, readies: list[tuple[Replica, Ready]]) -> None:
         writer = self._writer
@@ -888,7 +802,6 @@ class PaxosNode:
         await writer.run(self._commit, batch, applying, on_applied)
         self._release(readies)
         self._note_applied(applying)
-        self.commits += 1
         self.observer.storage_committed(
             time.perf_counter() - started, len(batch), sum(len(entries) for _, entries in applying)
         )

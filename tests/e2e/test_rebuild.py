@@ -30,7 +30,7 @@ def test_a_node_whose_database_was_deleted_rebuilds_before_it_votes(cluster_fact
     cluster.stop_node(2)
     cluster.start_node(3)
     # Node 2 is down: node 3 cannot know what a lost vote of its own might have been.
-    time.sleep(6.0)  # runtime.node.REBUILD_PATIENCE: the node says whom it waits for
+    time.sleep(6.0)  # runtime.notices.REBUILD_PATIENCE: the node says whom it waits for
     assert all(
         g["rebuilding"] and g["rebuild_target"] is None for g in cluster.group_states(3).values()
     )

@@ -245,20 +245,20 @@ ERROR_CASES = [
     pytest.param(_set("apiTokens", "tok"), "apiTokens: must be a list of strings", id="tokens"),
     pytest.param(_set("apiTokens", ["a", ""]), r"apiTokens\[1\]: must be a non-empty", id="tok"),
     pytest.param(_set("learninginterval", 5), "learninginterval: unknown key", id="typo"),
-    # ids live in signed 64-bit columns: a bigger one crashed in SQLite with OverflowError
+    # ids live in 32-bit columns: a bigger one crashed PostgreSQL (and 2**63 SQLite)
     pytest.param(
-        _set("groups", [2**63]),
-        r"groups\[0\]: 9223372036854775808 is out of range 1\.\.9223372036854775807",
+        _set("groups", [2**31]),
+        r"groups\[0\]: 2147483648 is out of range 1\.\.2147483647",
         id="group-too-big",
     ),
     pytest.param(
         _set("groups", [{"id": 2**64}]), r"groups\[0\]\.id: .* is out of range", id="group-big"
     ),
     pytest.param(
-        _set("nodes.1.id", 2**63), r"nodes\[1\]\.id: .* is out of range", id="node-too-big"
+        _set("nodes.1.id", 2**31), r"nodes\[1\]\.id: .* is out of range", id="node-too-big"
     ),
     pytest.param(
-        _set("groups", [{"id": 1, "leader": 2**63}]),
+        _set("groups", [{"id": 1, "leader": 2**31}]),
         r"groups\[0\]\.leader: .* is out of range",
         id="group-leader-too-big",
     ),

@@ -15,7 +15,7 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus.config import GroupSpec, NodeAddress
+from consensus.config import MAX_ID, GroupSpec, NodeAddress
 from consensus.core.ballot import ZERO_BALLOT, Ballot
 from consensus.core.messages import NOOP, ChosenEntry, Command, Value
 from consensus.core.ready import AcceptedWrite, Persist, Ready, RebuildWrite
@@ -80,6 +80,21 @@ def test_empty_group_loads_the_zero_state() -> None:
     """New storage rebuilds before it votes (core/rebuild.py)."""
     storage = DjangoStorage()
     assert storage.load(fresh_group()) == InitialState(rebuilding=True)
+
+
+@pytest.mark.django_db
+def test_the_largest_ids_the_config_takes_fit_the_database() -> None:
+    """config.MAX_ID is what the columns hold (PostgreSQL's ``integer``): a group and a node of
+    that id are stored, vote and load; one above it fails here, which is why the config refuses
+    it."""
+    storage = DjangoStorage()
+    storage.ensure_groups([GroupSpec(MAX_ID, "kv")])
+    storage.sync_nodes([NodeAddress(MAX_ID, "127.0.0.1", 33333)])
+    storage.persist([ready(MAX_ID, accept(1, Ballot(1, MAX_ID), (cmd("a"),)))])
+    assert storage.load(MAX_ID).instances == (
+        StoredInstance(1, Ballot(1, MAX_ID), (cmd("a"),), False),
+    )
+    assert Node.objects.get().node_id == MAX_ID
 
 
 @pytest.mark.django_db

@@ -1,0 +1,118 @@
+"""``NodeNotices``: what a node tells its log and its observer about its replicas.
+
+Why a class of its own: these lines are what an operator reads when something is off (a leader
+change, a step-down and why, a rebuilding database and whom it waits for, a peer whose config
+lists another group), and each must be said once, not on every turn or heartbeat. That takes a
+little memory of what was said, which has nothing to do with running the replicas.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from consensus.core import Replica
+from consensus.core.messages import Message
+from consensus.throttle import LogThrottle
+
+from .observer import NodeObserver
+
+logger = logging.getLogger("consensus.runtime")
+
+UNKNOWN_GROUP_REPEAT = 60.0
+"""Seconds between two log lines about a peer's messages for a group this node does not have."""
+REBUILD_PATIENCE = 5.0
+"""Seconds a group may rebuild before the node says what it waits for (core/rebuild.py)."""
+
+
+class NodeNotices:
+    def __init__(self, node_id: int, observer: NodeObserver) -> None:
+        self.node_id = node_id
+        self.observer = observer
+        self._roles: dict[int, tuple[str, int | None]] = {}
+        self._rebuild_started: dict[int, float] = {}  # rebuilding groups -> when first seen
+        self._rebuild_said: set[tuple[int, str]] = set()  # (group, step) already logged
+        self._unknown_groups = LogThrottle(UNKNOWN_GROUP_REPEAT)  # (peer, group) keys
+
+    def rebuilds(self, replicas: Mapping[int, Replica]) -> None:
+        """Log a rebuilding group's story (core/rebuild.py): what it waits for once it has
+        waited ``REBUILD_PATIENCE`` seconds, and what it learned when it votes again. A new
+        cluster's groups rebuild to instance 0 at once (every peer has seen nothing): no line."""
+        now = time.monotonic()
+        for group_id, replica in replicas.items():
+            if replica.rebuilding:
+                started = self._rebuild_started.setdefault(group_id, now)
+                waiting = replica.rebuild_waiting_for
+                step = f"asking {waiting}" if waiting else "learning"
+                if now - started < REBUILD_PATIENCE or (group_id, step) in self._rebuild_said:
+                    continue
+                self._rebuild_said.add((group_id, step))
+                if waiting:
+                    logger.warning(
+                        "node %s group %s: this node's database is new and it does not vote "
+                        "until every other node has told it what the group has seen; waiting "
+                        "for node(s) %s",
+                        self.node_id,
+                        group_id,
+                        ", ".join(map(str, waiting)),
+                    )
+                else:
+                    logger.warning(
+                        "node %s group %s: this node's database is new and the group has a "
+                        "history: it does not vote until it has learned the log up to instance "
+                        "%s (chosen up to %s so far; that needs a majority of the other nodes)",
+                        self.node_id,
+                        group_id,
+                        replica.rebuild_target,
+                        replica.chosen_upto,
+                    )
+            elif replica.rebuilt_upto and (group_id, "done") not in self._rebuild_said:
+                self._rebuild_said.add((group_id, "done"))
+                logger.warning(
+                    "node %s group %s: this node's database was new but the group has a history "
+                    "(a replaced disk or a deleted database file?): it learned the log up to "
+                    "instance %s before voting again",
+                    self.node_id,
+                    group_id,
+                    replica.rebuilt_upto,
+                )
+
+    def role_changes(self, replicas: Mapping[int, Replica]) -> None:
+        for group_id, replica in replicas.items():
+            now = (replica.role.value, replica.leader_id)
+            before = self._roles.get(group_id, ("follower", None))
+            if now == before:
+                continue
+            self._roles[group_id] = now
+            if now[0] != before[0]:
+                stepped_down = now[0] == "follower" and replica.step_down_reason
+                logger.info(
+                    "node %s group %s: %s -> %s (ballot %s)%s",
+                    self.node_id,
+                    group_id,
+                    before[0],
+                    now[0],
+                    replica.ballot,
+                    f": {replica.step_down_reason}" if stepped_down else "",
+                )
+                self.observer.role_changed(group_id, before[0], now[0], str(replica.ballot))
+            if now[1] != before[1]:
+                if now[1] is not None:
+                    logger.info("node %s group %s: leader is %s", self.node_id, group_id, now[1])
+                self.observer.leader_changed(group_id, now[1])
+
+    def unknown_group(self, msg: Message) -> None:
+        """A peer's message for a group this node does not have (its config lists the group,
+        ours does not, e.g. halfway through adding a group): dropped, and said once a minute per
+        peer and group, not once per heartbeat."""
+        if not self._unknown_groups.first((msg.src, msg.group_id)):
+            return
+        logger.warning(
+            "node %s: dropping messages from node %s for group %s, which this node's config "
+            "does not list (first: %s); every node must list the same groups",
+            self.node_id,
+            msg.src,
+            msg.group_id,
+            type(msg).__name__,
+        )
