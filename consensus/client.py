@@ -1,7 +1,8 @@
 """Python client of the Paxos service: ``PaxosClient(host, port, token=...).submit(msg, group)``.
 
-The seed's ``MyPaxosClient(host, port).submit(msg, group)`` works unchanged (``MyPaxosClient`` is
-an alias). Standard library only (``http.client``), so it can be copied next to any script.
+The seed's ``MyPaxosClient(host, port).submit(msg, group)`` works with one addition, the API token
+(``token=...`` or ``$PAXOS_API_TOKEN``: the API refuses anonymous clients); ``MyPaxosClient`` is an
+alias. Standard library only (``http.client``), so it can be copied next to any script.
 
     from consensus.client import PaxosClient
     client = PaxosClient("127.0.0.1", 33333, token="...",
@@ -10,7 +11,10 @@ an alias). Standard library only (``http.client``), so it can be copied next to 
     client.put("name", "Neo", group=2)
     client.get("name", group=1)            # 'Mike' (linearizable); consistency="local" is faster
 
-Failover: every write gets a request id before its first attempt (``new_request_id()``, or
+Failover: the first node that answers also tells the client every node's address
+(``GET /api/nodes/``, once per client; ``discover=False`` keeps to the nodes given), so a client
+given one node's address still fails over when that node goes. Every write gets a request id
+before its first attempt (``new_request_id()``, or
 yours). When a node cannot be reached, drops the connection, times out or answers 503 (no leader
 / no quorum), the same request goes to the next node with the *same* request id, so the command
 is applied once whichever attempt got through. After trying every node the client waits for the
@@ -147,7 +151,8 @@ class PaxosClient:
 
     ``timeout`` bounds one HTTP attempt (seconds); ``retry_timeout`` bounds a whole call with its
     failovers: no attempt starts after it, so a call ends at most one attempt later.
-    ``token`` defaults to ``$PAXOS_API_TOKEN``.
+    ``token`` defaults to ``$PAXOS_API_TOKEN``. With ``discover`` (the default) the addresses of
+    the cluster's other nodes are asked for once, after the first answer, and added to ``nodes``.
     """
 
     def __init__(
@@ -159,8 +164,10 @@ class PaxosClient:
         nodes: Iterable[str | tuple[str, int]] = (),
         timeout: float = DEFAULT_TIMEOUT,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        discover: bool = True,
     ) -> None:
         self.nodes: list[tuple[str, int]] = node_addresses(host, port, nodes)
+        self._discover = discover
         self.token = token if token is not None else os.environ.get(TOKEN_ENVIRONMENT_VARIABLE)
         self.timeout = timeout
         self.retry_timeout = retry_timeout
@@ -320,6 +327,9 @@ class PaxosClient:
                 if nodes is None:
                     self._current = index
                 if 200 <= status < 300:
+                    if self._discover:
+                        self._discover = False
+                        self._learn_nodes(address)
                     return answer
                 raise error_for_status(status, answer)
             rounds += 1
@@ -329,6 +339,28 @@ class PaxosClient:
                 raise last_error
             pause = min(retry_after or 0.05 * 2**rounds, MAX_RETRY_SLEEP, remaining)
             time.sleep(pause)
+
+    def _learn_nodes(self, address: tuple[str, int]) -> None:
+        """Add the cluster's other nodes, as the node at ``address`` lists them, to ``nodes``.
+        Best effort: a client that cannot learn them keeps the nodes it was given."""
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            status, answer, _ = self._send(address, "GET", "/api/nodes/", None, headers)
+        except (OSError, http.client.HTTPException):
+            return
+        if status != 200 or not isinstance(answer, list):
+            return
+        for node in answer:
+            try:
+                if node.get("me"):
+                    continue  # the address we reached it by may differ from its config's
+                parsed = parse_address((str(node["host"]), int(node["port"])))
+            except (AttributeError, KeyError, TypeError, ValueError):
+                continue
+            if parsed not in self.nodes:
+                self.nodes.append(parsed)
 
     def _send(
         self,

@@ -19,12 +19,13 @@ In the seed it switched off writing to ``dataDir``. Here it does **not** touch a
 DESIGN.md says no setting may let a node forget a promise or a vote across a process crash, because
 a node that forgets its votes can let two different values be chosen for one instance. So with the
 flag off, the promise, the accepted values and the chosen log are still committed to the database
-before any reply leaves the node, exactly as with the flag on. The flag only covers *derived*
-state that can be rebuilt from the durable chosen log: the runtime may keep state machines in memory
-(replaying the chosen log on start) and skip snapshots and request-result history. A node started
-with the flag off logs ``DATA_PERSISTENCE_OFF_WARNING`` once (the runtime does that, not this
-parser, which may run several times per process). The data folder is never wiped at start: wiping
-it would forget promises.
+before any reply leaves the node, exactly as with the flag on. What is left to switch off is
+derived state (the state machines' rows, the stored results of requests), and keeping that out
+of the database would save nothing: it is written in the transaction that already commits the
+votes. So the flag is accepted, for the seed's config files, and changes nothing; a node started
+with it off says so once (``DATA_PERSISTENCE_OFF_WARNING``; the runtime logs it, not this parser,
+which may run several times per process). The data folder is never wiped at start: wiping it
+would forget promises.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ EXAMPLE_SECRET = "change-me"
 """The README's example ``secret``: anyone who read the README can join such a cluster."""
 
 DATA_PERSISTENCE_OFF_WARNING = (
-    "enableDataPersistence is false: promises, votes and the chosen log stay durable anyway "
-    "(a node must never forget a vote); only derived state (state machines, snapshots, "
-    "request results) is rebuilt from the chosen log at start"
+    "enableDataPersistence is false, which changes nothing here: a node must never forget a "
+    "promise or a vote, and the state machines and request results are written in the same "
+    "transactions as the votes, so everything stays in the database (remove the key to silence "
+    "this)"
 )
 
 _TOP_LEVEL_KEYS = frozenset(
@@ -393,7 +395,8 @@ class _Parser:
         if "secret" not in raw:
             raise self.error(
                 "secret",
-                "missing (a shared random string; peer links authenticate with it)",
+                "missing: add a random string, the same on every node (peer links "
+                'authenticate with it); MyPaxos configs need it and "apiTokens" added',
             )
         secret = raw["secret"]
         if not isinstance(secret, str) or not secret.strip():

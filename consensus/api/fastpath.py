@@ -1,12 +1,12 @@
 """The lean async path for the hot endpoints (commands, KV get/put/delete/cas).
 
 Why not DRF here: a DRF view costs 1.5-2.5 ms of CPU per request under daphne even when it does
-nothing (PERFORMANCE.md), more than a whole Paxos round on loopback. These views are plain async
-Django views with the same URLs, JSON and auth as the rest of the API. What DRF would do for them
-lives here once: method dispatch (405), authentication (401/403), body limits (413), JSON parsing
-and validation (400), the runtime's errors mapped to 404/503 + ``Retry-After``, and a JSON 500
-instead of an HTML page if something unexpected breaks. The DRF serializers in ``serializers.py``
-still describe these endpoints in the OpenAPI schema (``documented_by``).
+nothing (measured on a 2-core machine), more than a whole Paxos round on loopback. These views are
+plain async Django views with the same URLs, JSON and auth as the rest of the API. What DRF would do
+for them lives here once: method dispatch (405), authentication (401/403), body limits (413), JSON
+parsing and validation (400), the runtime's errors mapped to 404/503 + ``Retry-After``, and a JSON
+500 instead of an HTML page if something unexpected breaks. The DRF serializers in
+``serializers.py`` still describe these endpoints in the OpenAPI schema (``documented_by``).
 """
 
 from __future__ import annotations
@@ -259,7 +259,11 @@ def require_group(node: PaxosNode, group_id: int) -> None:
 
 def unknown_group(node: PaxosNode, group_id: int) -> ApiError:
     known = ", ".join(str(g) for g in sorted(node.replicas))
-    return ApiError(404, f"unknown group {group_id} (groups: {known})")
+    return ApiError(
+        404,
+        f"unknown group {group_id} (this node's config lists groups {known}; a group must be "
+        'listed in "groups" in every node\'s config)',
+    )
 
 
 def runtime_error(node: PaxosNode, group_id: int, error: Exception) -> ApiError:

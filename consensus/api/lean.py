@@ -1,9 +1,9 @@
 """A lean ASGI front for the hot endpoints: the same views, without Django's middleware stack.
 
 Under daphne every Django middleware written in the classic style (sessions, CSRF, auth,
-messages...) costs a hop to a worker thread and back, per request, in both directions; together
-with the ``request_started``/``request_finished`` signals that is most of a command's latency
-(PERFORMANCE.md: 1.5-2.5 ms of CPU for a view that does nothing). The hot endpoints (commands
+messages...) costs a hop to a worker thread and back, per request, in both directions; together with
+the ``request_started``/``request_finished`` signals that is most of a command's latency (measured
+on a 2-core machine: 1.5-2.5 ms of CPU for a view that does nothing). The hot endpoints (commands
 and the KV store) authenticate bearer tokens themselves and need none of that middleware, so
 requests for them that carry an ``Authorization`` header and no cookie are served here: Django
 builds the request, resolves the URL and runs the very same view; nothing else runs.

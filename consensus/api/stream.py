@@ -1,7 +1,7 @@
 """The pipelined client stream (``/ws/client/``): many requests in flight on one websocket.
 
 Why it exists: a REST request costs an HTTP parse and a Django request on top of the command
-itself, about a millisecond of CPU per command on these machines (PERFORMANCE.md), which caps
+itself, about a millisecond of CPU per command on a 2-core test machine, which caps
 a node at a few hundred commands per second per core whatever the consensus layer can do. A
 client that keeps many requests in flight instead sends them as JSON arrays in websocket frames;
 the node hands all of them to the replica at once (so the leader batches them into a few Paxos

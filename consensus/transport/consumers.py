@@ -11,7 +11,7 @@ The first frame must be its Hello. From then on every frame is a batch of Paxos 
 
 ``deliver`` is a synchronous queue put into the runtime: nothing per message is awaited here,
 because a channels consumer handles one event at a time per connection and anything slow in this
-path throttles the whole link (PERFORMANCE.md).
+path throttles the whole link.
 
 Failures and what they cost:
 * undecodable frame, text frame, oversized frame, bad or late handshake: one log line naming the

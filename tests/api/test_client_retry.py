@@ -16,7 +16,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from consensus.client import NoQuorum, PaxosClient
+from consensus.client import NoQuorum, PaxosClient, Unavailable
 
 SLOW = 0.3
 
@@ -96,3 +96,66 @@ def test_the_cli_names_the_request_id_to_retry_with() -> None:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+class OneNodeThenGone(BaseHTTPRequestHandler):
+    """A node that lists itself and a peer (``PEER``) on ``/api/nodes/`` and accepts a put."""
+
+    PEER: tuple[str, int] = ("127.0.0.1", 0)
+    puts: list[int] = []
+
+    def _answer(self, status: int, body: object) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        me = {"node_id": 1, "host": "localhost", "port": 1, "me": True}
+        peer = {"node_id": 2, "host": self.PEER[0], "port": self.PEER[1], "me": False}
+        self._answer(200, [me, peer])
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.puts.append(self.server.server_address[1])
+        self._answer(200, {"instance": len(self.puts), "request_id": "r", "result": None})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("discover", [True, False])
+def test_a_client_given_one_node_learns_the_others_and_fails_over_to_them(
+    discover: bool,
+) -> None:
+    """The seed's ``MyPaxosClient(host, port)`` names one node: once that node has answered,
+    the client knows the others (``/api/nodes/``, skipping the entry marked ``me``, whose
+    config address may differ from the one dialled) and goes on when the first one is gone."""
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), OneNodeThenGone) for _ in range(2)]
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    for thread in threads:
+        thread.start()
+    first, second = (("127.0.0.1", s.server_address[1]) for s in servers)
+    OneNodeThenGone.PEER = second
+    OneNodeThenGone.puts = []
+    try:
+        with PaxosClient(*first, token="t", retry_timeout=1.0, discover=discover) as client:
+            client.put("k", "v")
+            assert client.nodes == ([first, second] if discover else [first])
+            servers[0].shutdown()
+            servers[0].server_close()
+            client.close()  # the kept-alive connection to the first node goes too
+            if discover:
+                client.put("k", "w")
+                assert OneNodeThenGone.puts == [first[1], second[1]]
+            else:
+                with pytest.raises(Unavailable):
+                    client.put("k", "w")
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        for thread in threads:
+            thread.join(5)

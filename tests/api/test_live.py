@@ -149,6 +149,15 @@ def test_client_fails_over_from_a_dead_address(shared_cluster: Cluster) -> None:
         assert client.get(key) == "v"
 
 
+def test_a_client_given_one_node_learns_every_node(shared_cluster: Cluster) -> None:
+    port = next(iter(shared_cluster.nodes.values())).port
+    with PaxosClient("127.0.0.1", port, TOKEN) as client:
+        client.put(unique("discover"), "v")
+        assert sorted(client.nodes) == sorted(
+            ("127.0.0.1", node.port) for node in shared_cluster.nodes.values()
+        )
+
+
 #
 # Reads
 #

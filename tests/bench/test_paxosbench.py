@@ -156,3 +156,23 @@ def test_paxosbench_consistency_has_help() -> None:
     )
     usage = " ".join(result.stdout.split())
     assert "local answers from the node's own copy" in usage
+
+
+def test_paxosbench_json_to_stdout_is_json_alone() -> None:
+    """``--json -`` for a pipe (``| jq``): stdout holds the JSON document and nothing else; the
+    table and the progress lines go to stderr."""
+    env = dict(os.environ)
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "manage.py"), "paxosbench", "--clients", "1"]
+        + ["--duration", "0.3", "--warmup", "0", "--path", "client", "--json", "-"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert [row["target"] for row in document["rows"]] == ["paxos-client"]
+    assert "ops_per_s" in result.stderr and not Path(PROJECT / "-").exists()

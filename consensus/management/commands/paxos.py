@@ -125,6 +125,7 @@ class Command(BaseCommand):
             nodes=addresses[1:],
             timeout=min(10.0, options["timeout"]),
             retry_timeout=options["timeout"],
+            discover=False,  # the config or --url says which nodes
         )
         try:
             with client:

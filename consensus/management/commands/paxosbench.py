@@ -107,7 +107,11 @@ class Command(BaseCommand):
             help="keep each local cluster's folder (config, node logs, databases) instead of "
             "deleting it after the run; it is always kept when the run fails",
         )
-        parser.add_argument("--json", help="also write the results to this JSON file")
+        parser.add_argument(
+            "--json",
+            help="also write the results to this JSON file ('-': to stdout, and the table and "
+            "progress lines to stderr)",
+        )
         parser.add_argument(
             "--plot",
             help="also draw ops/s against every swept dimension (clients, groups, value size) "
@@ -119,6 +123,9 @@ class Command(BaseCommand):
     included."""
 
     def handle(self, *args: Any, **options: Any) -> None:
+        json_out = None
+        if options["json"] == "-":  # JSON alone on stdout, for a pipe; people read stderr
+            json_out, self.stdout = self.stdout, self.stderr
         clients = _numbers(options["clients"], "--clients", "1,32,128")
         group_counts = _numbers(options["groups"], "--groups", "1,2,4")
         value_sizes = _numbers(options["value_size"], "--value-size", "100,1000,10000")
@@ -181,8 +188,11 @@ class Command(BaseCommand):
             # clusters: every local one (none with --urls); nodes: the last one's, as before sweeps
             nodes = clusters[-1] if clusters else None
             document = {"rows": rows, "nodes": nodes, "clusters": clusters}
-            Path(options["json"]).write_text(json.dumps(document, indent=2) + "\n")
-            self.stdout.write(f"wrote {options['json']}")
+            if json_out is not None:
+                json_out.write(json.dumps(document, indent=2))
+            else:
+                Path(options["json"]).write_text(json.dumps(document, indent=2) + "\n")
+                self.stdout.write(f"wrote {options['json']}")
         if options["plot"]:
             title = _plot_title(options, clients, group_counts, value_sizes)
             write_plot(rows, options["plot"], title=title)

@@ -102,7 +102,11 @@ class Command(BaseCommand):
         if options["tick_ms"] < 1 or options["request_timeout"] <= 0:
             raise CommandError("--tick-ms and --request-timeout must be positive")
         try:
-            config = load_config(options["config"], options["node"])
+            config = load_config(
+                options["config"],
+                options["node"],
+                default_state_machine=settings.PAXOS_DEFAULT_STATE_MACHINE,
+            )
         except ConfigError as error:
             raise CommandError(str(error)) from None
         if not _configured_for(config):
