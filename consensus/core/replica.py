@@ -540,8 +540,7 @@ class Replica:
         From now on this node knows no leader (as in etcd's PreCandidate), so it grants the
         pre-votes of others: two followers of a dead leader must not keep refusing each other
         because each one's own pre-vote restarted its timer."""
-        self._election_elapsed = 0
-        self._election_timeout = self._random_election_timeout()
+        self._restart_election_timer()
         self.leader_id = None
         pre_vote = PreVoteRound(self._next_round(), {self.node_id})
         self._pre_vote = pre_vote
@@ -583,8 +582,7 @@ class Replica:
         self._pre_vote = None
         self._candidacy = candidacy = Candidacy(ballot, self._rng.randrange(1, 2**62))
         self.leader_id = None
-        self._election_elapsed = 0
-        self._election_timeout = self._random_election_timeout()
+        self._restart_election_timer()
         # Our own promise goes into this Ready, so the ballot is durable before any Prepare leaves
         # and a restart can never reuse it.
         self.acceptor.promise(ballot)
@@ -785,8 +783,7 @@ class Replica:
         self._candidacy = None
         self._pre_vote = None
         self.leader_id = None
-        self._election_elapsed = 0
-        self._election_timeout = self._random_election_timeout()
+        self._restart_election_timer()
 
     def _heard_from_leader(self, ballot: Ballot) -> None:
         if ballot < self.leader_ballot:
@@ -1136,6 +1133,11 @@ class Replica:
             self.step(msg)
         else:
             self._outbox.append(msg)
+
+    def _restart_election_timer(self) -> None:
+        """Start a new election timeout of a fresh random length (campaigning, stepping down)."""
+        self._election_elapsed = 0
+        self._election_timeout = self._random_election_timeout()
 
     def _random_election_timeout(self) -> int:
         """Between ``election_ticks`` and twice that; the preferred leader draws from the first

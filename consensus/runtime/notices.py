@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from consensus.core import Replica
+from consensus.core import Replica, Role
 from consensus.core.messages import Message
 from consensus.throttle import LogThrottle
 
@@ -81,12 +81,12 @@ class NodeNotices:
     def role_changes(self, replicas: Mapping[int, Replica]) -> None:
         for group_id, replica in replicas.items():
             now = (replica.role.value, replica.leader_id)
-            before = self._roles.get(group_id, ("follower", None))
+            before = self._roles.get(group_id, (Role.FOLLOWER.value, None))
             if now == before:
                 continue
             self._roles[group_id] = now
             if now[0] != before[0]:
-                stepped_down = now[0] == "follower" and replica.step_down_reason
+                stepped_down = now[0] == Role.FOLLOWER.value and replica.step_down_reason
                 logger.info(
                     "node %s group %s: %s -> %s (ballot %s)%s",
                     self.node_id,
