@@ -154,6 +154,9 @@ def readiness(node: PaxosNode | None) -> Readiness:
         return Readiness(False, ["this process runs no Paxos node"])
     if not node_started(node):
         return Readiness(False, ["the node is starting"])
+    failure = getattr(node, "failure", None)
+    if failure is not None:
+        return Readiness(False, [f"the node stopped after a storage failure ({failure})"])
     status = node.status()
     cluster_size = len(node.config.node_ids)
     majority = cluster_size // 2 + 1

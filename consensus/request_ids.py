@@ -33,3 +33,28 @@ def new_request_id() -> str:
 
     No ``os.getpid()`` here: a system call per id was 1-2% of a node's CPU under REST load."""
     return f"{_prefix}{next(_counter):012x}"
+
+
+MAX_REQUEST_ID_LENGTH = 255
+"""Characters of a request id: ``RequestResult.request_id`` is a ``varchar(255)``."""
+
+
+def request_id_problem(request_id: str) -> str | None:
+    """What keeps ``request_id`` out of the results table, or None if it can be stored.
+
+    Why it matters: a chosen command is applied by every node, and its result row is written in
+    the transaction that records it applied. An id the database refuses (PostgreSQL: longer than
+    the column, or a NUL; any driver: a lone surrogate that is not UTF-8) would fail that
+    transaction on every node at the same instance, again after every restart. So every way in
+    (REST, the client stream, the dashboard, ``PaxosNode.submit``) refuses such an id before it is
+    proposed, and the applier does not store a result for one already in a log."""
+    if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH:
+        return f"request_id must be 1..{MAX_REQUEST_ID_LENGTH} characters"
+    if "\x00" in request_id:
+        return "request_id must not contain NUL characters"
+    if not request_id.isascii():
+        try:
+            request_id.encode("utf-8")
+        except UnicodeEncodeError:
+            return "request_id is not valid unicode (a lone surrogate)"
+    return None

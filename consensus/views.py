@@ -13,6 +13,10 @@ from consensus.runtime import get_node
 async def healthz(request: HttpRequest) -> JsonResponse:
     """The process is up and serving HTTP."""
     node = get_node()
+    failure = getattr(node, "failure", None)
+    if failure is not None:  # the process exits in a moment; a supervisor restarts it
+        body = {"status": "failed", "node_id": node.node_id, "error": f"storage failure: {failure}"}
+        return JsonResponse(body, status=503)
     return JsonResponse({"status": "ok", "node_id": node.node_id if node else None})
 
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -34,21 +35,62 @@ from consensus.config import (
     ConfigError,
     load_config,
 )
-from consensus.storage.databases import expand_database_url
+from consensus.storage.databases import (
+    NODE_ID_PLACEHOLDER,
+    POSTGRES_ENGINES,
+    expand_database_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+_Number = TypeVar("_Number", int, float)
 
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _env_number(name: str, default: _Number) -> _Number:
+    """``name`` from the environment as the type of ``default`` (unset or empty: ``default``);
+    not a number is one ``error:`` line (manage.py), not a ValueError traceback."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    kind = type(default)
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ImproperlyConfigured(
+            f"{name}={text!r} is not {what}: give {what} (e.g. {default}) or unset it"
+        ) from None
+
+
+READ_MODES = ("index", "log")
+
+
+def _read_mode() -> str:
+    mode = os.environ.get("PAXOS_READ_MODE", "").strip().lower() or "index"
+    if mode not in READ_MODES:
+        raise ImproperlyConfigured(
+            f"PAXOS_READ_MODE={os.environ['PAXOS_READ_MODE']!r} is not a read mode: "
+            "use index (the default) or log"
+        )
+    return mode
+
+
 def _load_node_config() -> ClusterConfig | None:
     """The cluster config of this node, when ``runpaxos`` (or a test) named one."""
     path = os.environ.get("PAXOS_CONFIG")
-    if not path:
-        return None
     node_id_text = os.environ.get("PAXOS_NODE_ID", "").strip()
+    if not path:
+        if node_id_text:  # e.g. ``createsuperuser`` would silently use the dev db.sqlite3
+            raise ImproperlyConfigured(
+                f"PAXOS_NODE_ID={node_id_text} is set without PAXOS_CONFIG: set both together "
+                f"(PAXOS_CONFIG=cluster.json PAXOS_NODE_ID={node_id_text}) to use that node's "
+                "database, or neither"
+            )
+        return None
     try:
         node_id = int(node_id_text) if node_id_text else None
     except ValueError:
@@ -74,22 +116,22 @@ PAXOS_READY_MAX_LAG = 100
 highest chosen index the node knows of (consensus.health)."""
 
 # REST API limits (consensus.api.fastpath): beyond them a request gets 413.
-PAXOS_MAX_BODY_BYTES = int(os.environ.get("PAXOS_MAX_BODY_BYTES", 1024 * 1024))
-PAXOS_MAX_KEY_BYTES = int(os.environ.get("PAXOS_MAX_KEY_BYTES", 1024))
-PAXOS_MAX_VALUE_BYTES = int(os.environ.get("PAXOS_MAX_VALUE_BYTES", 256 * 1024))
+PAXOS_MAX_BODY_BYTES = _env_number("PAXOS_MAX_BODY_BYTES", 1024 * 1024)
+PAXOS_MAX_KEY_BYTES = _env_number("PAXOS_MAX_KEY_BYTES", 1024)
+PAXOS_MAX_VALUE_BYTES = _env_number("PAXOS_MAX_VALUE_BYTES", 256 * 1024)
 PAXOS_API_TOKENS: tuple[str, ...] = tuple(
     token for token in os.environ.get("PAXOS_API_TOKENS", "").split(",") if token.strip()
 )
 """Extra API tokens on top of the config's apiTokens (a dev server without a cluster config)."""
 # Exactly-once results (consensus.models.RequestResult), pruned through the log (pruning.py).
-PAXOS_READ_MODE = os.environ.get("PAXOS_READ_MODE", "index")
+PAXOS_READ_MODE = _read_mode()
 """Linearizable reads: "index" (a read index confirmed by a majority heartbeat round, no disk
 write; the default) or "log" (a marker command through the log)."""
-PAXOS_PRUNE_INTERVAL = float(os.environ.get("PAXOS_PRUNE_INTERVAL", 60))
+PAXOS_PRUNE_INTERVAL = _env_number("PAXOS_PRUNE_INTERVAL", 60.0)
 """Seconds between a leader's proposals to prune old exactly-once results (through the log)."""
-PAXOS_REQUEST_RESULT_TTL = int(os.environ.get("PAXOS_REQUEST_RESULT_TTL", 24 * 3600))
+PAXOS_REQUEST_RESULT_TTL = _env_number("PAXOS_REQUEST_RESULT_TTL", 24 * 3600)
 """Seconds a request id's first result is kept at least (retries within it are exactly-once)."""
-PAXOS_REQUEST_RESULT_MAX = int(os.environ.get("PAXOS_REQUEST_RESULT_MAX", 1_000_000))
+PAXOS_REQUEST_RESULT_MAX = _env_number("PAXOS_REQUEST_RESULT_MAX", 1_000_000)
 """At most this many results kept per group beyond the TTL (the newest win)."""
 
 PAXOS_UNSAFE_SKIP_REBUILD = _env_flag("PAXOS_UNSAFE_SKIP_REBUILD")
@@ -206,11 +248,44 @@ def _sqlite_database(path: Path) -> dict[str, Any]:
     }
 
 
+SQLITE_ENGINE = "django.db.backends.sqlite3"
+SUPPORTED_URLS = (
+    "only postgres:// and sqlite:// URLs are supported (e.g. postgres://user@127.0.0.1:5432/"
+    "paxos_node{node_id} or sqlite:////abs/path/node{node_id}.sqlite3)"
+)
+
+
+def _parse_database_url(url: str) -> dict[str, Any]:
+    """``DATABASE_URL`` parsed, or one clear ImproperlyConfigured: a placeholder other than
+    ``{node_id}`` (it would name a database literally), or an engine nodes do not support."""
+    for placeholder in re.findall(r"\{[^{}]*\}", url):
+        if placeholder != NODE_ID_PLACEHOLDER:
+            raise ImproperlyConfigured(
+                f"DATABASE_URL has the placeholder {placeholder}: {NODE_ID_PLACEHOLDER} is the "
+                "only one (replaced by the node id); write a literal brace as %7B or %7D"
+            )
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    unsupported = (
+        f"DATABASE_URL: the scheme {scheme}:// is not supported"
+        if scheme
+        else "DATABASE_URL is not a database URL (no scheme://)"
+    )
+    try:
+        database = dj_database_url.parse(expand_database_url(url, PAXOS_NODE_ID))
+    except dj_database_url.UnknownSchemeError:
+        raise ImproperlyConfigured(f"{unsupported}; {SUPPORTED_URLS}") from None
+    except ValueError as error:  # e.g. a port that is not a number
+        raise ImproperlyConfigured(f"DATABASE_URL is not a valid URL ({error})") from None
+    if database["ENGINE"] not in POSTGRES_ENGINES | {SQLITE_ENGINE}:
+        raise ImproperlyConfigured(f"{unsupported}; {SUPPORTED_URLS}")
+    return database
+
+
 def _database() -> dict[str, Any]:
     url = os.environ.get("DATABASE_URL")
     if url:
-        database = dj_database_url.parse(expand_database_url(url, PAXOS_NODE_ID))
-        if database["ENGINE"] == "django.db.backends.sqlite3":
+        database = _parse_database_url(url)
+        if database["ENGINE"] == SQLITE_ENGINE:
             if database["NAME"] == ":memory:":
                 if PAXOS_CLUSTER is not None:  # a node: every thread would get its own database
                     raise ImproperlyConfigured(
@@ -218,6 +293,16 @@ def _database() -> dict[str, Any]:
                         "file: sqlite:////absolute/path.sqlite3 or sqlite:///relative/path.sqlite3"
                     )
                 return database
+            # Checked here: SQLite's own "unable to open database file" comes at the first query,
+            # where runpaxos can only guess at the cause.
+            folder = Path(database["NAME"]).absolute().parent
+            if not folder.is_dir():
+                problem = (
+                    f"{folder} is a file, not a folder: fix the path"
+                    if folder.exists()
+                    else f"the folder {folder} does not exist: create it or fix the path"
+                )
+                raise ImproperlyConfigured(f"DATABASE_URL names a SQLite file but {problem}")
             # The file of a sqlite:// URL gets what the default file gets (WAL, FULL, IMMEDIATE):
             # dj-database-url gives none of it. Options in the URL still apply on top.
             sqlite = _sqlite_database(Path(database["NAME"]))

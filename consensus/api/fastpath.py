@@ -22,12 +22,11 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from consensus.request_ids import request_id_problem
 from consensus.runtime import (
-    CommandTooLargeError,
     NoQuorumError,
     Outcome,
     PaxosNode,
-    RequestIdReusedError,
     SubmitError,
     UnknownGroupError,
     get_node,
@@ -41,8 +40,6 @@ logger = logging.getLogger("consensus.api")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_KEY_BYTES = 1024
 DEFAULT_MAX_VALUE_BYTES = 256 * 1024
-MAX_REQUEST_ID_LENGTH = 255
-"""``RequestResult.request_id`` is a 255-character column."""
 RESERVED_REQUEST_ID_PREFIX = "paxos:"
 """The runtime's own markers (read barriers) use it; a client id there would confuse them."""
 
@@ -224,14 +221,13 @@ def check_request_id(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise ApiError(400, f"request_id must be a string, not {json_kind(value)}")
-    if not value or len(value) > MAX_REQUEST_ID_LENGTH:
-        raise ApiError(400, f"request_id must be 1..{MAX_REQUEST_ID_LENGTH} characters")
+    problem = request_id_problem(value)
+    if problem is not None:
+        raise ApiError(400, problem)
     if value.startswith(RESERVED_REQUEST_ID_PREFIX):
         raise ApiError(
             400, f"request ids starting with {RESERVED_REQUEST_ID_PREFIX!r} are reserved"
         )
-    if "\x00" in value:
-        raise ApiError(400, "request_id must not contain NUL characters")
     return value
 
 
@@ -268,15 +264,14 @@ def unknown_group(node: PaxosNode, group_id: int) -> ApiError:
 
 def runtime_error(node: PaxosNode, group_id: int, error: Exception) -> ApiError:
     """The runtime's refusals as API errors: 404 unknown group, 409 for a request id reused
-    for a different command, 413 for a command too large, 503 + Retry-After for the other
+    for a different command, 413 for a command too large, 400 for a request id the log cannot
+    take, 503 + Retry-After for the other
     ``SubmitError``s (no quorum, overloaded, starting, shutting down)."""
     if isinstance(error, UnknownGroupError):
         return unknown_group(node, group_id)
-    if isinstance(error, RequestIdReusedError):
-        return ApiError(409, str(error))
-    if isinstance(error, CommandTooLargeError):
-        return ApiError(413, str(error))
     if isinstance(error, SubmitError):
+        if error.http_status != 503:
+            return ApiError(error.http_status, str(error))
         return ApiError(503, str(error), retry_after=error.retry_after)
     raise TypeError(f"not a runtime refusal: {error!r}")
 

@@ -14,8 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from consensus.models import Group, Instance, Node
-
-from .fastpath import MAX_REQUEST_ID_LENGTH
+from consensus.request_ids import MAX_REQUEST_ID_LENGTH
 
 #
 # Errors

@@ -15,6 +15,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from consensus.health import node_started
+from consensus.request_ids import request_id_problem
 from consensus.runtime import SubmitError, UnknownGroupError, get_node
 
 from .consumers import DASHBOARD_PATH
@@ -86,9 +87,6 @@ async def submit(request: HttpRequest) -> JsonResponse:
     denied = await _staff_or_error(request)
     if denied is not None:
         return denied
-    node = get_node()
-    if not node_started(node):
-        return _no_node()
     try:
         group_id = int(request.POST.get("group", ""))
     except ValueError:
@@ -101,8 +99,14 @@ async def submit(request: HttpRequest) -> JsonResponse:
         return JsonResponse(
             {"error": f"commands are at most {MAX_COMMAND_CHARS} characters"}, status=413
         )
-    if request_id.startswith("paxos:"):
-        return JsonResponse({"error": "request ids starting with paxos: are reserved"}, status=400)
+    problem = request_id_problem(request_id)
+    if problem is None and request_id.startswith("paxos:"):
+        problem = "request ids starting with paxos: are reserved"
+    if problem is not None:
+        return JsonResponse({"error": problem}, status=400)
+    node = get_node()
+    if not node_started(node):
+        return _no_node()
     user = await request.auser()
     try:
         outcome = await node.submit(group_id, command, request_id)
@@ -117,6 +121,8 @@ async def submit(request: HttpRequest) -> JsonResponse:
             user.get_username(),
             error,
         )
+        if error.http_status != 503:  # the command itself is wrong: retrying will not help
+            return JsonResponse({"error": str(error)}, status=error.http_status)
         return JsonResponse(
             {"error": str(error)},
             status=503,

@@ -54,6 +54,18 @@ SERVERS = ("daphne", "uvicorn")
 DEFAULT_SERVER = "daphne"
 
 
+class StorageFailure(Exception):
+    """The node stopped after its database failed; the message is one line for users."""
+
+    def __init__(self, node_id: int, error: BaseException) -> None:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        super().__init__(
+            f"node {node_id} stopped after a storage failure ({reason[:300]}); it exits with "
+            "status 1 so that a supervisor (systemd, Kubernetes) restarts it, which recovers "
+            "from what was committed; if it fails again, fix the cause (see the log above)"
+        )
+
+
 class ListenError(Exception):
     """The server could not listen on the node's address; the message is one line for users."""
 
@@ -111,6 +123,8 @@ def serve(
     if listen_failure is not None:
         raise ListenError(node.node_id, config.me.address, listen_failure)
     lifecycle.raise_start_failure()
+    if node.failure is not None:
+        raise StorageFailure(node.node_id, node.failure)
     logger.info("node %s stopped", node.node_id)
 
 
@@ -187,6 +201,13 @@ class _Lifecycle:
     def on_listening(self) -> None:
         self.starting = asyncio.ensure_future(_start(self.node, self.host, self.port))
         self.monitoring.start(self.node)
+        self.node.on_failure = self._stop_after_failure
+
+    def _stop_after_failure(self, error: Exception) -> None:
+        """Stop the server as SIGTERM does (both servers handle it), on the loop's next turn;
+        ``serve`` then raises ``StorageFailure``."""
+        logger.error("node %s: stopping the process after the storage failure", self.node.node_id)
+        asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
 
     async def stop(self) -> None:
         logger.info("node %s stopping", self.node.node_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .apply import Outcome
 from .node import (
     CommandTooLargeError,
+    InvalidRequestIdError,
     NoQuorumError,
     OverloadedError,
     PaxosNode,
@@ -29,6 +30,7 @@ def get_node() -> PaxosNode | None:
 
 __all__ = [
     "CommandTooLargeError",
+    "InvalidRequestIdError",
     "NoQuorumError",
     "Outcome",
     "OverloadedError",

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from consensus.core import ChosenEntry
 from consensus.models import RequestResult
+from consensus.request_ids import request_id_problem
 from consensus.statemachine import ApplyContext, StateMachine, decode_result, encode_result
 from consensus.storage.pruning import prune_before
 from consensus.storage.sql import raw_cursor
@@ -228,7 +229,17 @@ class Applier:
                 known[request_id] = (instance, result)
                 outcomes.append(Outcome(group_id, request_id, instance, result))
                 if request_id in fresh and not replay:
-                    rows.append((request_id, instance, encode_result(result)))
+                    if request_id_problem(request_id) is None:
+                        rows.append((request_id, instance, encode_result(result)))
+                    else:  # chosen before the ways in refused such ids: applied, not recorded
+                        logger.warning(
+                            "group %s instance %s: the result of request id %.40r... is not "
+                            "stored (%s); a retry with this id would be applied again",
+                            group_id,
+                            instance,
+                            request_id,
+                            request_id_problem(request_id),
+                        )
             elif request_id.startswith(RESERVED_PREFIX):
                 outcomes.append(Outcome(group_id, request_id, instance, markers.get(request_id)))
             else:
@@ -313,6 +324,7 @@ class Applier:
             for entry in entries
             for command in entry.value
             if not command.request_id.startswith(RESERVED_PREFIX)
+            and request_id_problem(command.request_id) is None  # never stored: not looked up
         }
         known: dict[int, dict[str, tuple[int, Any]]] = {}
         if not wanted:

@@ -54,7 +54,7 @@ from consensus.core import (
     ReplicaConfig,
 )
 from consensus.core.messages import value_size
-from consensus.request_ids import new_request_id
+from consensus.request_ids import new_request_id, request_id_problem
 from consensus.statemachine import StateMachine
 from consensus.storage.pruning import prune_cutoff
 from consensus.storage.store import DjangoStorage
@@ -95,6 +95,10 @@ class SubmitError(Exception):
     ``request_id``: the command's, when it may have been proposed (its outcome is unknown: only
     a retry with that id is safe)."""
 
+    http_status = 503
+    """What the API and the dashboard answer with: 503 (try again later) unless a subclass says
+    the request itself is wrong."""
+
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
@@ -115,11 +119,22 @@ class CommandTooLargeError(SubmitError):
     new leader that recovers the value proposes it again, so one such command would stop its
     group on every node."""
 
+    http_status = 413
+
+
+class InvalidRequestIdError(SubmitError):
+    """A request id the results table cannot hold (``request_ids.request_id_problem``):
+    proposed, it would stop every node at the instance that holds it."""
+
+    http_status = 400
+
 
 class RequestIdReusedError(SubmitError):
     """The request id was first used for a different command. Answering with that command's
     stored result, as for a retry, would silently drop this one: a client whose counter of
     request ids started again would lose writes while every answer said they succeeded."""
+
+    http_status = 409
 
 
 class UnknownGroupError(KeyError):
@@ -220,6 +235,14 @@ class _Waiters:
         self.per_group.clear()
 
 
+def _check_request_id(request_id: str) -> None:
+    """Refuse an id the results table cannot hold; the runtime's own (reserved) ids are fine."""
+    if not request_id.startswith(RESERVED_PREFIX):
+        problem = request_id_problem(request_id)
+        if problem is not None:
+            raise InvalidRequestIdError(problem)
+
+
 def _as_duplicate(source: asyncio.Future[Outcome], chosen_in: int) -> asyncio.Future[Outcome]:
     """``source``'s outcome marked as a duplicate if it is that of instance ``chosen_in``: the
     answer to a retry of a command this node already saw chosen, even when it comes from
@@ -305,6 +328,9 @@ class PaxosNode:
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: Exception | None = None
+        self.on_failure: Callable[[Exception], None] | None = None
+        """Called (on the loop) once the node stopped after a storage failure: ``runpaxos``
+        exits then, so that a supervisor restarts the node (see ``_fail``)."""
         """The storage failed: the loop stopped (or stops) and requests are refused."""
         self._applications_stopped = False
         """Set on the writer thread when an application failed: no later one may run."""
@@ -460,6 +486,7 @@ class PaxosNode:
         if request_id is None:
             request_id = new_request_id()
         elif not request_id.startswith(RESERVED_PREFIX):
+            _check_request_id(request_id)  # before the look-up: the database may refuse it
             earlier = await self._writer.run(self._stored_outcome, group_id, request_id, payload)
             if earlier is not None:
                 return earlier
@@ -498,6 +525,7 @@ class PaxosNode:
         """
         replica = self._replica(group_id)
         self._check_size(payload)
+        _check_request_id(request_id)
         future = self._waiters.get(group_id, request_id)
         self._wake.set()  # a turn, even with nothing to propose: its backlog may hold the answer
         chosen_in = replica.chosen_instance(request_id)
@@ -821,11 +849,22 @@ class PaxosNode:
                 group_id, sum(len(entry.value) for entry in entries), entries[-1].instance
             )
 
+    @property
+    def failure(self) -> Exception | None:
+        """The storage failure that stopped this node, if one did."""
+        return self._failure
+
     def _fail(self, error: Exception) -> None:
         """Stop serving after a storage failure: every waiting and later request gets an error
-        at once instead of a timeout. Restarting the node recovers from what was committed."""
+        at once instead of a timeout, and ``on_failure`` is told. Restarting the node recovers
+        from what was committed, and is the only way: a transaction that failed halfway leaves
+        the replicas ahead of the disk, so going on would answer from state that is not durable.
+        A database that restarted (PostgreSQL) or a full disk that was cleaned up is then back
+        to normal, like etcd, which exits on a failed write for its supervisor to restart it."""
         self._failure = error
         self._waiters.fail_all(SubmitError("storage failure"))
+        if self.on_failure is not None:
+            self.on_failure(error)
 
     def _resolve(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from consensus.api.fastpath import MAX_REQUEST_ID_LENGTH
+from consensus.request_ids import MAX_REQUEST_ID_LENGTH
 
 REQUEST_ID_HELP = (
     "Optional, unique per write. The same id sent again (to any node) returns the first result "

@@ -523,3 +523,14 @@ def test_docs_pages_are_served_with_local_assets(client: Client) -> None:
 
 def test_healthz_is_open(client: Client) -> None:
     assert client.get("/healthz").status_code == 200
+
+
+def test_healthz_fails_once_the_node_stopped_after_a_storage_failure(
+    client: Client, fake_node: FakeNode
+) -> None:
+    """Between the failure and the process's exit (``runpaxos`` exits for its supervisor to
+    restart it), a liveness probe must not say ok: it used to, for as long as the process ran."""
+    fake_node.failure = RuntimeError("disk I/O error")  # type: ignore[attr-defined]
+    answer = client.get("/healthz")
+    assert answer.status_code == 503
+    assert answer.json()["status"] == "failed" and "disk I/O error" in answer.json()["error"]

@@ -235,6 +235,25 @@ def test_dashboard_page_and_admin_link_for_staff(admin_client) -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("request_id", "message"),
+    [
+        ("r" * 256, "request_id must be 1..255 characters"),  # took a PostgreSQL cluster down
+        ("a\x00b", "must not contain NUL"),
+        ("paxos:x", "reserved"),
+    ],
+)
+def test_dashboard_submit_refuses_a_request_id_the_log_cannot_take(
+    admin_client, request_id: str, message: str
+) -> None:
+    """Checked before the node is even looked at, as the REST API does."""
+    answer = admin_client.post(
+        "/dashboard/submit/", {"group": 1, "command": "x", "request_id": request_id}
+    )
+    assert answer.status_code == 400 and message in answer.json()["error"]
+
+
+@pytest.mark.django_db
 def test_admin_commit_log_is_read_only_and_searchable_by_request_id(admin_client) -> None:
     group_row = Group.objects.create(group_id=1, state_machine="kv")
     Instance.objects.create(

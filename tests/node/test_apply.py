@@ -110,6 +110,21 @@ def test_a_request_id_chosen_twice_is_applied_once() -> None:
     assert AppliedIndex.objects.get(group_id=1).applied == 2
 
 
+def test_a_chosen_request_id_the_results_table_cannot_hold_is_applied_and_not_recorded() -> None:
+    """A log that holds such an id (chosen before every way in refused them) must not fail the
+    apply transaction: on PostgreSQL a 300-character id or a NUL did, on every node at that
+    instance and again after every restart."""
+    machine = Counter(1)
+    too_long, with_nul = "r" * 300, "a\x00b"
+    outcomes = apply(
+        Applier({1: machine}), [entry(1, (too_long, "x"), (with_nul, "y"), ("ok", "z"))]
+    )
+    assert machine.applied == ["x", "y", "z"]
+    assert [o.request_id for o in outcomes] == [too_long, with_nul, "ok"]
+    assert list(RequestResult.objects.values_list("request_id", flat=True)) == ["ok"]
+    assert AppliedIndex.objects.get(group_id=1).applied == 1
+
+
 def test_pruning_marker_drops_older_results_at_that_point_of_the_log() -> None:
     machine = Counter(1)
     applier = Applier({1: machine})

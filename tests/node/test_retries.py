@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from consensus.models import RequestResult
-from consensus.runtime import CommandTooLargeError, PaxosNode, RequestIdReusedError
+from consensus.runtime import (
+    CommandTooLargeError,
+    InvalidRequestIdError,
+    PaxosNode,
+    RequestIdReusedError,
+)
 from consensus.runtime.apply import PRUNE_PREFIX
 from kvstore.models import Entry
 from tests.fixtures.loop_node import LoopNode
@@ -110,6 +115,24 @@ def test_a_retry_of_a_command_chosen_here_before_is_a_duplicate_even_if_applied_
     again = loop_node.call(retry())
     assert again.duplicate
     assert (again.instance, again.result) == (first.instance, first.result)
+
+
+def test_a_request_id_the_results_table_cannot_hold_is_refused_before_it_is_proposed(
+    loop_node: LoopNode,
+) -> None:
+    """Every way in goes through ``submit``/``submit_nowait``; proposed, such an id stopped every
+    node (PostgreSQL) at its instance."""
+    node = loop_node.node
+    assert loop_node.call(node.submit(1, "x", "r" * 255)).instance >= 1
+    for request_id in ("r" * 256, "a\x00b", "\ud800"):
+        with pytest.raises(InvalidRequestIdError):
+            loop_node.call(node.submit(1, "x", request_id))
+
+    async def through_the_stream() -> Any:
+        return node.submit_nowait(1, "x", "r" * 256)
+
+    with pytest.raises(InvalidRequestIdError, match="1..255 characters"):
+        loop_node.call(through_the_stream())
 
 
 def test_a_command_too_large_for_a_peer_frame_is_refused_before_it_is_proposed(

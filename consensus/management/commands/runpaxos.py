@@ -88,9 +88,11 @@ class Command(BaseCommand):
                 raise CommandError("--nodes must be between 1 and 9")
             if options["base_port"] is not None and not 1 <= options["base_port"] <= 65535 - 8:
                 raise CommandError("--base-port must be between 1 and 65527")
+            folder = Path(options["data_dir"])
+            _check_demo_folder(folder)
             os.environ["PAXOS_SERVER"] = options["server"]  # the nodes inherit the environment
             run_demo(
-                Path(options["data_dir"]),
+                folder,
                 nodes=options["nodes"],
                 base_port=options["base_port"],
                 stdout=self.stdout,
@@ -116,7 +118,7 @@ class Command(BaseCommand):
         raise_open_files_limit(config.my_id)
         self._prepare_database(config)
         machines = _build_state_machines(config)
-        from consensus.management.server import ListenError, serve
+        from consensus.management.server import ListenError, StorageFailure, serve
 
         try:
             serve(
@@ -127,7 +129,7 @@ class Command(BaseCommand):
                 max_frame_size=MAX_FRAME_SIZE,
                 server=options["server"],
             )
-        except ListenError as error:
+        except (ListenError, StorageFailure) as error:
             raise CommandError(str(error)) from None
 
     def _prepare_database(self, config: ClusterConfig) -> None:
@@ -158,6 +160,20 @@ class Command(BaseCommand):
         password = os.environ.get("PAXOS_DEMO_ADMIN_PASSWORD")
         if password:
             _ensure_admin("admin", password)
+
+
+def _check_demo_folder(folder: Path) -> None:
+    """``--data-dir`` is created when missing (consensus.config.write_demo_config); a file in its
+    place, or in place of a folder above it, is one line instead of a FileExistsError."""
+    for path in (folder.absolute(), *folder.absolute().parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == folder.absolute() else f"is in {path}, a file"
+                raise CommandError(
+                    f"--data-dir {folder} {what}, not a folder: give a folder for the demo (a "
+                    "missing one is created)"
+                )
+            return
 
 
 def _default_server() -> str:

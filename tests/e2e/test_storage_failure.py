@@ -1,0 +1,50 @@
+"""A node whose database fails exits (status 1) for its supervisor to restart it, and a restart
+recovers it. The failure is real: PostgreSQL terminates the node's connections (what a database
+restart does). Before, the node stopped its runtime but kept serving HTTP: ``/healthz`` said ok,
+``/readyz`` ready, and it stayed out of the cluster until someone restarted it by hand."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from tests.fixtures.cluster import POSTGRES_URL, Cluster, kv_put, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+def terminate_connections(database: str) -> int:
+    with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+    return len(rows)
+
+
+def test_a_node_whose_database_fails_exits_and_recovers_when_restarted(cluster_factory) -> None:
+    cluster: Cluster = cluster_factory(backend="postgres", groups=(1,))
+    cluster.submit(1, 1, kv_put("before", "1"))
+    victim = 3
+    assert terminate_connections(f"{cluster.database_prefix}_n{victim}") > 0
+    process = cluster.nodes[victim].process
+    assert process is not None
+    deadline = time.monotonic() + 30
+    written = 0
+    while process.poll() is None and time.monotonic() < deadline:
+        cluster.submit(1, 1, kv_put(f"during-{written}", "v"))  # node 3 votes: it must write
+        written += 1
+    assert process.poll() == 1, cluster.tail(victim)
+    log = cluster.tail(victim, lines=80)
+    assert "stopped after a storage failure" in log and "exits with status 1" in log, log
+    assert "Traceback" not in log.split("stopping the process after the storage failure")[-1]
+    cluster.submit(2, 1, kv_put("without-3", "v"))  # the others go on
+    cluster.start_node(victim)
+    last = cluster.submit(1, 1, kv_put("after", "v"))["instance"]
+    wait_for(
+        lambda: cluster.group_states(victim)[1]["applied"] >= last,
+        "the restarted node to catch up",
+    )

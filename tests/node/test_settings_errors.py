@@ -1,0 +1,122 @@
+"""Mistakes in the environment a node's settings read (``DATABASE_URL``, ``PAXOS_*``) and in
+``runpaxos --demo --data-dir``: each is one ``error:`` line (manage.py's
+``load_settings_or_exit``) or one ``CommandError:`` line, status 1, never a traceback.
+
+Settings are read once per process, so each case runs ``manage.py`` in a fresh interpreter; every
+one of them fails while settings load (or before the demo starts), so each takes about a second.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consensus.config import write_demo_config
+from tests.e2e.test_runpaxos import _env
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(PROJECT / "manage.py"), *args],
+        cwd=PROJECT,
+        env=_env() | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(("error: ", "CommandError: ")), lines[0]
+    assert expected in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("garbage", "DATABASE_URL is not a database URL (no scheme://)"),
+        ("mysql://paxos@127.0.0.1/paxos", "DATABASE_URL: the scheme mysql:// is not supported"),
+    ],
+)
+def test_a_database_url_of_another_engine_is_refused(
+    tmp_path: Path, url: str, problem: str
+) -> None:
+    config = write_demo_config(tmp_path, nodes=1)
+    result = manage("check", DATABASE_URL=url, PAXOS_CONFIG=str(config), PAXOS_NODE_ID="1")
+    assert_one_line(result, f"error: {problem}; only postgres:// and sqlite:// URLs are supported")
+
+
+def test_a_database_url_placeholder_other_than_node_id_is_refused() -> None:
+    """``{nodeid}`` would name a database literally ``paxos_{nodeid}``, shared by every node."""
+    result = manage("check", DATABASE_URL="postgres://paxos@127.0.0.1:5432/paxos_{nodeid}")
+    assert_one_line(
+        result, "error: DATABASE_URL has the placeholder {nodeid}: {node_id} is the only one"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("PAXOS_MAX_BODY_BYTES", "abc", "is not an integer"),
+        ("PAXOS_MAX_KEY_BYTES", "1k", "is not an integer"),
+        ("PAXOS_MAX_VALUE_BYTES", "2.5", "is not an integer"),
+        ("PAXOS_PRUNE_INTERVAL", "soon", "is not a number"),
+        ("PAXOS_REQUEST_RESULT_TTL", "1d", "is not an integer"),
+        ("PAXOS_REQUEST_RESULT_MAX", "many", "is not an integer"),
+    ],
+)
+def test_a_numeric_setting_that_is_not_a_number_is_refused(
+    name: str, value: str, problem: str
+) -> None:
+    assert_one_line(manage("check", **{name: value}), f"error: {name}={value!r} {problem}")
+
+
+def test_an_unknown_read_mode_is_refused() -> None:
+    """It used to fall back to "index" silently."""
+    assert_one_line(
+        manage("check", PAXOS_READ_MODE="foo"),
+        "error: PAXOS_READ_MODE='foo' is not a read mode: use index (the default) or log",
+    )
+
+
+def test_a_node_id_without_a_config_is_refused() -> None:
+    """Without PAXOS_CONFIG the settings fall back to the dev ./db.sqlite3: ``createsuperuser``
+    for node 1 would fail there with "no such table" (or create the user in the wrong place).
+    (PAXOS_CONFIG alone is fine: the file's ``myid`` names the node.)"""
+    assert_one_line(
+        manage("createsuperuser", "--noinput", PAXOS_NODE_ID="1"),
+        "error: PAXOS_NODE_ID=1 is set without PAXOS_CONFIG: set both together",
+    )
+
+
+def test_a_sqlite_database_url_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "missing" / "x"
+    result = manage("check", DATABASE_URL=f"sqlite:///{folder}/node{{node_id}}.sqlite3")
+    assert_one_line(
+        result,
+        f"error: DATABASE_URL names a SQLite file but the folder {folder} does not exist",
+    )
+
+
+def test_a_demo_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "notes.txt"
+    file.write_text("not a folder\n")
+    assert_one_line(
+        manage("runpaxos", "--demo", "--data-dir", str(file)),
+        f"CommandError: --data-dir {file} is a file, not a folder",
+    )
+    assert_one_line(
+        manage("runpaxos", "--demo", "--data-dir", str(file / "demo")),
+        f"CommandError: --data-dir {file / 'demo'} is in {file}, a file, not a folder",
+    )
+    assert file.read_text() == "not a folder\n"
