@@ -270,8 +270,10 @@ class PaxosClient:
         return self._call("GET", "/api/status/")
 
     def status_of(self, host: str, port: int) -> dict[str, Any]:
-        """``GET /api/status/`` of one given node (no failover)."""
-        return self._call("GET", "/api/status/", nodes=[(host, port)])
+        """``GET /api/status/`` of one given node: one attempt, bounded by ``timeout``; no
+        failover and no retry (``retry_timeout`` does not apply), so a node that cannot be
+        reached raises ``Unavailable`` at once (a 503 raises ``NoQuorum``)."""
+        return self._call("GET", "/api/status/", nodes=[(host, port)], retry=False)
 
     def groups(self) -> list[dict[str, Any]]:
         return self._call("GET", "/api/groups/")
@@ -292,8 +294,10 @@ class PaxosClient:
         body: Any = None,
         *,
         nodes: Sequence[tuple[str, int]] | None = None,
+        retry: bool = True,
     ) -> Any:
-        """One API call with failover; returns the decoded JSON body of a 2xx answer."""
+        """One API call with failover; returns the decoded JSON body of a 2xx answer.
+        ``retry=False``: one round of attempts (one per node), then the last error."""
         targets = list(nodes) if nodes is not None else self.nodes
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Accept": "application/json"}
@@ -334,7 +338,7 @@ class PaxosClient:
                 raise error_for_status(status, answer)
             rounds += 1
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or not retry:
                 assert last_error is not None
                 raise last_error
             pause = min(retry_after or 0.05 * 2**rounds, MAX_RETRY_SLEEP, remaining)

@@ -5,19 +5,29 @@ Each node is a child process running ``runpaxos --config ... --node N`` (its log
 the handlers are installed before the first child starts, so a signal that arrives while the
 nodes are still starting stops the ones already started too (no orphan keeps a port).
 
+Before anything starts, each node's port must be free (a second demo on the same ports would
+otherwise print its banner and then lose every node to "address already in use"): if one is
+taken, the demo stops at once with one line saying which.
+
 A node that exits on its own (killed with ``kill -9`` to try failover, most often) does not stop
-the demo: the others go on, and the demo prints the command line that starts that node again.
-Only when every node has exited does the demo stop, with an error.
+the demo: the others go on, and the demo starts that node again ``RESTART_DELAY`` seconds later,
+as its own child again (same environment, same log), so that Ctrl-C still stops every node. A node
+that fails with an error status soon after it started would only fail again: the demo leaves it
+down and says so; when every node is down that way, the demo stops with an error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
 import signal
+import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -29,13 +39,14 @@ from consensus.config import (
     DEFAULT_BASE_PORT,
     ClusterConfig,
     ConfigError,
+    NodeAddress,
     load_config,
     write_demo_config,
 )
 
 from .processes import (
     NodeProcesses,
-    node_command_line,
+    start_node,
     start_nodes,
     stop_nodes,
     wait_until_serving,
@@ -43,6 +54,10 @@ from .processes import (
 
 DEFAULT_NODES = 3
 POLL_INTERVAL = 0.5
+RESTART_DELAY = 2.0
+"""Seconds between a node's exit and its restart: long enough to watch the others go on."""
+MIN_UPTIME = 30.0
+"""A node that exits with an error status sooner than this after it started is left down."""
 
 
 class _Stopped(Exception):
@@ -99,6 +114,14 @@ def run_demo(
     config_path = folder / "cluster.json"
     existing = config_path.exists()
     if not existing:
+        count, first_port = nodes or DEFAULT_NODES, base_port or DEFAULT_BASE_PORT
+        _check_ports(
+            [
+                NodeAddress(number, "127.0.0.1", first_port + number - 1)
+                for number in range(1, count + 1)
+            ],
+            "is a demo already running? Stop it, or give --base-port PORT for other ports",
+        )
         write_demo_config(
             folder,
             nodes=nodes or DEFAULT_NODES,
@@ -113,6 +136,11 @@ def run_demo(
         notice = _ignored_options(config, folder, nodes, base_port)
         if notice:
             stdout.write(notice + "\n")
+        _check_ports(
+            list(config.nodes),
+            f"is the demo of {folder} already running? Stop it, or start another one with "
+            "--data-dir OTHER_FOLDER --base-port PORT",
+        )
     password_file = folder / "admin-password.txt"
     if not password_file.exists():
         password_file.write_text(secrets.token_urlsafe(12) + "\n", encoding="utf-8")
@@ -128,8 +156,8 @@ def run_demo(
         with signals.deferred():  # a child started but not yet in ``children`` would be lost
             children.update(start_nodes(config, folder, env, server=server))
         wait_until_serving(config, children, folder)
-        _print_welcome(config, folder, password, stdout)
-        _watch(config, children, folder, server, stdout)
+        _print_welcome(config, children, folder, password, stdout)
+        _watch(config, children, folder, env, server, signals, stdout)
     except _Stopped:
         pass
     finally:
@@ -158,7 +186,29 @@ def _ignored_options(
     )
 
 
-def _print_welcome(config: ClusterConfig, folder: Path, password: str, out: TextIO) -> None:
+def _check_ports(nodes: list[NodeAddress], advice: str) -> None:
+    """A CommandError (one line, status 1) naming the first node whose port is taken."""
+    for node in nodes:
+        if _port_in_use(node.host, node.port):
+            raise CommandError(f"port {node.port} (node {node.node_id}) is in use: {advice}")
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether a socket already listens on ``host:port`` (the probe is closed at once). Only
+    "address in use" counts: any other failure is the node's to report."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As the nodes' servers do: the TIME_WAIT connections a stopped demo leaves are no obstacle.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
+
+
+def _print_welcome(
+    config: ClusterConfig, children: NodeProcesses, folder: Path, password: str, out: TextIO
+) -> None:
     token = config.api_tokens[0] if config.api_tokens else "(none: add apiTokens to the config)"
     first = config.nodes[0]
     lines = [
@@ -167,7 +217,8 @@ def _print_welcome(config: ClusterConfig, folder: Path, password: str, out: Text
     ]
     for node in config.nodes:
         lines.append(
-            f"  node {node.node_id}: {node.http_url}/dashboard/   admin {node.http_url}/admin/"
+            f"  node {node.node_id} (pid {children[node.node_id].pid}): "
+            f"{node.http_url}/dashboard/   admin {node.http_url}/admin/"
             f"   log {folder / f'node{node.node_id}.log'}"
         )
     lines += [
@@ -188,23 +239,66 @@ def _watch(
     config: ClusterConfig,
     children: NodeProcesses,
     folder: Path,
+    env: dict[str, str],
     server: str | None,
+    signals: _StopSignals,
     out: TextIO,
 ) -> None:
-    """Until a signal (``_Stopped``): report each node that exits, once, with the command that
-    starts it again; when none is left, there is no cluster to keep running."""
-    exited: set[int] = set()
+    """Until a signal (``_Stopped``): restart each node that exits, ``RESTART_DELAY`` seconds
+    later, and say when it serves again; leave down a node that failed soon after it started.
+    When every node is down that way, there is no cluster to keep running."""
+    started = dict.fromkeys(children, time.monotonic())
+    restart_at: dict[int, float] = {}
+    coming_back: set[int] = set()  # restarted, not answering /healthz yet
+    left_down: set[int] = set()
     while True:
+        now = time.monotonic()
         for node_id, child in children.items():
-            if node_id in exited or child.poll() is None:
+            if node_id in left_down or node_id in restart_at or child.poll() is None:
                 continue
-            exited.add(node_id)
-            others = "the others go on" if len(exited) < len(children) else "none is left"
-            out.write(
-                f"node {node_id} exited (status {child.returncode}); {others}. Restart it with: "
-                f"{node_command_line(config, node_id, server)}\n"
-            )
-            out.flush()
-        if len(exited) == len(children):
+            coming_back.discard(node_id)
+            status = child.returncode
+            how = f"signal {-status}" if status < 0 else f"status {status}"
+            if status > 0 and now - started[node_id] < MIN_UPTIME:
+                left_down.add(node_id)
+                _say(
+                    out,
+                    f"node {node_id} exited ({how}) {now - started[node_id]:.0f} s after it "
+                    f"started; not restarting it: see {folder / f'node{node_id}.log'}",
+                )
+            else:
+                restart_at[node_id] = now + RESTART_DELAY
+                _say(
+                    out,
+                    f"node {node_id} exited ({how}); restarting it in {RESTART_DELAY:g} s "
+                    "(Ctrl-C stops the demo)",
+                )
+        if len(left_down) == len(children):
             raise CommandError(f"every node of the demo has exited; see the logs in {folder}")
+        for node_id, when in list(restart_at.items()):
+            if when > now:
+                continue
+            with signals.deferred():  # a child started but not yet in ``children`` would be lost
+                children[node_id] = start_node(config, node_id, folder, env, server=server)
+                del restart_at[node_id]
+            started[node_id] = time.monotonic()
+            coming_back.add(node_id)
+            _say(out, f"node {node_id} restarted (pid {children[node_id].pid})")
+        for node_id in sorted(coming_back):
+            if _serving(config.node(node_id)):
+                coming_back.discard(node_id)
+                _say(out, f"node {node_id} serves again (pid {children[node_id].pid})")
         time.sleep(POLL_INTERVAL)
+
+
+def _serving(node: NodeAddress) -> bool:
+    try:
+        with urllib.request.urlopen(f"{node.http_url}/healthz", timeout=0.5):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _say(out: TextIO, line: str) -> None:
+    out.write(line + "\n")
+    out.flush()

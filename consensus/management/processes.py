@@ -6,7 +6,6 @@ Every child is a ``manage.py runpaxos --config ... --node N`` process whose outp
 
 from __future__ import annotations
 
-import shlex
 import signal
 import subprocess
 import sys
@@ -38,14 +37,26 @@ def start_nodes(
     ``PAXOS_SERVER`` from ``env``, else daphne."""
     children: NodeProcesses = {}
     for node in config.nodes:
-        with (folder / f"node{node.node_id}.log").open("ab") as log:
-            children[node.node_id] = subprocess.Popen(
-                node_command(config, node.node_id, extra_args, server),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(env),
-            )
+        children[node.node_id] = start_node(config, node.node_id, folder, env, extra_args, server)
     return children
+
+
+def start_node(
+    config: ClusterConfig,
+    node_id: int,
+    folder: Path,
+    env: Mapping[str, str],
+    extra_args: tuple[str, ...] = (),
+    server: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start node ``node_id`` (again), its output appended to ``<folder>/nodeN.log``."""
+    with (folder / f"node{node_id}.log").open("ab") as log:
+        return subprocess.Popen(
+            node_command(config, node_id, extra_args, server),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+        )
 
 
 def node_command(
@@ -67,11 +78,6 @@ def node_command(
         str(node_id),
         *extra_args,
     ]
-
-
-def node_command_line(config: ClusterConfig, node_id: int, server: str | None = None) -> str:
-    """``node_command`` as a shell line a user can paste to start that node again by hand."""
-    return shlex.join(node_command(config, node_id, server=server))
 
 
 def wait_until_serving(config: ClusterConfig, children: NodeProcesses, folder: Path) -> None:

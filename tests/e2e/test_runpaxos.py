@@ -1,5 +1,6 @@
 """``manage.py runpaxos`` as users run it: a node that cannot listen, and ``--demo`` with its
-signals, a node that dies, and an existing demo folder. Also ``runserver``, which must refuse.
+signals, a busy port, a node that dies (and comes back), and an existing demo folder. Also
+``runserver``, which must refuse.
 
 Every process a test starts (the command and the nodes it starts) is stopped by PID at the end,
 also when the test fails (``Demo.close``)."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import resource
 import shutil
 import signal
@@ -198,33 +200,86 @@ def test_sigterm_while_the_demo_starts_stops_every_node(tmp_path: Path, demos: l
     assert "demo cluster stopped" in text
 
 
-def test_a_killed_node_leaves_the_others_running(tmp_path: Path, demos: list[Demo]) -> None:
+def test_demo_on_a_busy_port_stops_at_once(tmp_path: Path, demos: list[Demo]) -> None:
+    """A port in use (a demo already running, say): one line naming it, status 1, before any
+    banner or node; for a new demo folder and for an existing one (where --base-port is
+    ignored, so the advice differs)."""
+    base = free_port_block(3)
+    existing = tmp_path / "existing"
+    write_demo_config(existing, nodes=3, base_port=base, groups=(1, 2))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", base + 1))  # node 2's
+        holder.listen()
+        for folder, advice in (
+            (tmp_path / "new", "is a demo already running? Stop it, or give --base-port PORT"),
+            (existing, f"is the demo of {existing} already running? Stop it, or start another "),
+        ):
+            began = time.monotonic()
+            demo = Demo(folder, "--nodes", "3", "--base-port", str(base))
+            demos.append(demo)
+            assert demo.wait(timeout=20) == 1, "".join(demo.output)
+            assert time.monotonic() - began < 15
+            assert len(demo.output) == 1, "".join(demo.output)
+            assert f"port {base + 1} (node 2) is in use: {advice}" in demo.output[0]
+            assert not list(folder.glob("node*.log")), "a node was started"
+            assert not _nodes_of(folder)
+        assert not (tmp_path / "new" / "cluster.json").exists()
+
+
+def _banner_pids(demo: Demo) -> dict[int, int]:
+    text = "".join(demo.output)
+    return {
+        int(node): int(pid) for node, pid in re.findall(r"^  node (\d+) \(pid (\d+)\):", text, re.M)
+    }
+
+
+def test_a_killed_node_is_restarted_by_the_demo(tmp_path: Path, demos: list[Demo]) -> None:
+    """kill -9 of a PID from the banner: the other node goes on, and the demo starts the node
+    again as its own child, with the admin password, so that stopping the demo stops it too."""
     folder = tmp_path / "demo"
     demo = Demo(folder, "--nodes", "2", "--base-port", str(free_port_block(2)))
     demos.append(demo)
     demo.wait_for_line("Press Ctrl-C")
-    os.kill(demo.node_pid(1), signal.SIGKILL)
+    pids = _banner_pids(demo)
+    assert pids == {1: demo.node_pid(1), 2: demo.node_pid(2)}, "".join(demo.output)
+    os.kill(pids[1], signal.SIGKILL)
     line = demo.wait_for_line("node 1 exited", timeout=10)
-    assert line.startswith("node 1 exited (status -9); the others go on. Restart it with: ")
-    assert f"manage.py runpaxos --config {folder / 'cluster.json'} --node 1 --server" in line
-    time.sleep(1.0)
+    assert line == "node 1 exited (signal 9); restarting it in 2 s (Ctrl-C stops the demo)\n"
+    assert _alive(pids[2])
+    restarted = int(re.findall(r"pid (\d+)", demo.wait_for_line("node 1 restarted", 10))[0])
+    assert restarted in demo.poll_nodes(), "the restarted node is not the demo's child"
+    environ = Path(f"/proc/{restarted}/environ").read_bytes().split(b"\0")
+    password = (folder / "admin-password.txt").read_text().strip()
+    assert f"PAXOS_DEMO_ADMIN_PASSWORD={password}".encode() in environ
+    assert (
+        demo.wait_for_line("node 1 serves again", 20) == f"node 1 serves again (pid {restarted})\n"
+    )
     assert demo.process.poll() is None, "".join(demo.output)
-    assert _alive(demo.node_pid(2))
     demo.process.send_signal(signal.SIGTERM)
     assert demo.wait() == 0
-    assert not [pid for pid in demo.nodes if _alive(pid)]
+    assert not [pid for pid in set(demo.nodes) | set(pids.values()) if _alive(pid)], "orphans"
 
 
 def test_demo_stops_with_an_error_when_every_node_has_exited(
     tmp_path: Path, demos: list[Demo]
 ) -> None:
-    demo = Demo(tmp_path / "demo", "--nodes", "1", "--base-port", str(free_port_block(1)))
+    """A node that fails soon after its restart (its port taken meanwhile) is left down; with no
+    node left, the demo stops with an error."""
+    port = free_port_block(1)
+    demo = Demo(tmp_path / "demo", "--nodes", "1", "--base-port", str(port))
     demos.append(demo)
     demo.wait_for_line("Press Ctrl-C")
     os.kill(demo.node_pid(1), signal.SIGKILL)
-    assert demo.wait() != 0
+    demo.wait_for_line("node 1 exited (signal 9); restarting it", timeout=10)
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the TIME_WAITs
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        assert demo.wait() != 0
     text = "".join(demo.output)
-    assert "node 1 exited (status -9); none is left" in text
+    assert "node 1 restarted (pid " in text
+    assert "node 1 exited (status 1) " in text
+    assert f"after it started; not restarting it: see {tmp_path / 'demo' / 'node1.log'}" in text
     assert "every node of the demo has exited" in text
     assert "Traceback" not in text
 

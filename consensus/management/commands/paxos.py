@@ -10,12 +10,15 @@ the node config this process was started with, else of ``demo-cluster/cluster.js
 current folder (what ``runpaxos --demo`` writes), else http://127.0.0.1:33333. The token:
 ``--token``, else ``$PAXOS_API_TOKEN``, else the config's first apiToken.
 Output is the value (get) or JSON; failures are one-line errors with exit status 1.
+``status`` asks every node at once (one attempt each, at most 5 s), prints what it got, and
+exits 1 when a node did not answer.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,9 @@ from .runpaxos import DEFAULT_DEMO_DIR
 
 DEMO_CONFIG = f"{DEFAULT_DEMO_DIR}/cluster.json"
 """Where ``runpaxos --demo`` keeps its cluster config (relative to the current folder)."""
+
+STATUS_TIMEOUT = 5.0
+"""Seconds ``status`` waits for each node (at most; ``--timeout`` if shorter): one attempt."""
 
 
 class Command(BaseCommand):
@@ -63,7 +69,8 @@ class Command(BaseCommand):
             "--timeout",
             type=float,
             default=30.0,
-            help="seconds to keep retrying across nodes before giving up (30)",
+            help="seconds to keep retrying across nodes before giving up (30; status: one "
+            "attempt per node, of at most 5 s)",
         )
         parser.add_argument("--json", action="store_true", help="print the answer as indented JSON")
         actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -174,28 +181,52 @@ class Command(BaseCommand):
     def _status(
         self, client: PaxosClient, addresses: list[tuple[str, int]], options: dict[str, Any]
     ) -> None:
-        answers: dict[str, Any] = {}
-        for host, port in addresses:
+        """Every node's status, asked in parallel (one short-lived client per node: a client is
+        not thread-safe), one attempt each of at most ``STATUS_TIMEOUT`` seconds; then a
+        non-zero exit naming the nodes that did not answer."""
+        timeout = min(options["timeout"], STATUS_TIMEOUT)
+
+        def ask(address: tuple[str, int]) -> dict[str, Any]:
+            host, port = address
+            node = PaxosClient(
+                host,
+                port,
+                token=client.token,
+                timeout=timeout,
+                retry_timeout=timeout,
+                discover=False,
+            )
             try:
-                answers[f"{host}:{port}"] = client.status_of(host, port)
+                with node:
+                    return node.status_of(host, port)
             except PaxosError as error:
-                answers[f"{host}:{port}"] = {"error": str(error)}
+                return {"error": str(error)}
+
+        unique = list(dict.fromkeys(addresses))
+        with ThreadPoolExecutor(max_workers=len(unique)) as pool:
+            results = list(pool.map(ask, unique))
+        answers = {f"{h}:{p}": status for (h, p), status in zip(unique, results, strict=True)}
+        failed = [address for address, status in answers.items() if "error" in status]
         if options["json"]:
             self._print(answers, options)
-            return
-        self.stdout.write(
-            f"{'node':<22} {'group':>5} {'role':<10} {'leader':>6} {'chosen':>8} {'applied':>8}"
-        )
-        for address, status in answers.items():
-            if "error" in status:
-                self.stdout.write(f"{address:<22} unreachable: {status['error']}")
-                continue
-            for group in status.get("groups", []):
-                self.stdout.write(
-                    f"{address:<22} {group['group_id']:>5} {_role(group):<10} "
-                    f"{group['leader'] if group['leader'] is not None else '-':>6} "
-                    f"{group['chosen_upto']:>8} {group['applied']:>8}"
-                )
+        else:
+            self.stdout.write(
+                f"{'node':<22} {'group':>5} {'role':<10} {'leader':>6} {'chosen':>8} {'applied':>8}"
+            )
+            for address, status in answers.items():
+                if "error" in status:
+                    self.stdout.write(f"{address:<22} unreachable: {status['error']}")
+                    continue
+                for group in status.get("groups", []):
+                    self.stdout.write(
+                        f"{address:<22} {group['group_id']:>5} {_role(group):<10} "
+                        f"{group['leader'] if group['leader'] is not None else '-':>6} "
+                        f"{group['chosen_upto']:>8} {group['applied']:>8}"
+                    )
+        if failed:
+            raise CommandError(
+                f"{len(failed)} of {len(answers)} nodes unreachable: {', '.join(failed)}"
+            )
 
     def _print(self, data: Any, options: dict[str, Any]) -> None:
         if isinstance(data, str) and not options["json"]:
