@@ -83,6 +83,12 @@ class StateMachineRegistry:
     def names(self) -> list[str]:
         return sorted(self._registry)
 
+    def name_of(self, machine: object) -> str:
+        """The name ``machine``'s class is registered under (for messages that name it as the
+        config does), else its class name."""
+        cls = type(machine)
+        return next((name for name, known in self._registry.items() if known is cls), cls.__name__)
+
     def create(self, name: str, group_id: int) -> StateMachine:
         """A fresh instance for one group (each group has its own state)."""
         return self.get(name)(group_id)

@@ -254,7 +254,7 @@ def require_group(node: PaxosNode, group_id: int) -> None:
 
 
 def unknown_group(node: PaxosNode, group_id: int) -> ApiError:
-    known = ", ".join(str(g) for g in sorted(node.replicas))
+    known = ", ".join(str(g) for g in sorted(node.config.group_ids))
     return ApiError(
         404,
         f"unknown group {group_id} (this node's config lists groups {known}; a group must be "

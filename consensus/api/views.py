@@ -9,11 +9,12 @@ Two stacks, one interface:
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from django.core.exceptions import DisallowedHost
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -142,6 +143,19 @@ class GroupViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer_context(self) -> dict[str, Any]:
         return {**super().get_serializer_context(), "live": live_groups()}
 
+    def get_object(self) -> Group:
+        try:
+            return super().get_object()
+        except Http404:  # the same words as every other path with a group in it
+            raise unknown_group_error(int(self.kwargs["group_id"])) from None
+
+
+def unknown_group_error(group_id: int) -> ApiError:
+    node = get_node()
+    if node is None:  # a development server without a cluster
+        return ApiError(404, f"unknown group {group_id}")
+    return fastpath.unknown_group(node, group_id)
+
 
 class LogQuerySerializer(serializers.Serializer):
     after = serializers.IntegerField(
@@ -175,7 +189,7 @@ class GroupLogView(APIView):
         after, limit = query.validated_data["after"], query.validated_data["limit"]
         group = Group.objects.filter(group_id=group_id).first()
         if group is None:
-            raise ApiError(404, f"unknown group {group_id}")
+            raise unknown_group_error(group_id)
         entries: QuerySet[Instance] = Instance.objects.filter(
             group_id=group_id, chosen=True, instance__gt=after
         ).order_by("instance")[:limit]
@@ -251,6 +265,8 @@ class StatusView(APIView):
 #
 
 
+KV_KEY_WITH_SLASH = re.compile(r"^/api/kv/\d+/[^/]+/.+")
+"""A KV path with more after the key than ``/cas``: a key with a slash in it."""
 MAX_ECHOED_PATH = 200
 """Characters of an unknown path quoted back in the 404: a path can be 64 KiB long."""
 
@@ -262,6 +278,8 @@ async def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
     slash exists."""
     shown = _shortened(request.path)
     message = f"no API endpoint at {shown}"
+    if KV_KEY_WITH_SLASH.match(request.path):  # %2F arrives decoded: the key looks like a path
+        return error_response(404, f"{message}: KV keys cannot contain '/' (nor %2F)")
     if not request.path.endswith("/"):
         try:
             match = resolve(request.path + "/")

@@ -638,7 +638,24 @@ class PaxosNode:
         leader = self.replicas[group_id].leader_id
         reason = "no leader is known" if leader is None else f"leader {leader} did not {action}"
         hint = "; retry with the same request_id" if action == "commit" else ""
-        return NoQuorumError(f"group {group_id}: {reason} within {seconds:g}s{hint}")
+        return NoQuorumError(f"group {group_id}: {reason} within {seconds:g}s{self._reach()}{hint}")
+
+    def _reach(self) -> str:
+        """`` (this node reaches 1 of 3 nodes; a majority is 2)`` when it reaches no majority:
+        the likelier cause of a timeout than a slow leader, and what ``/readyz`` says too."""
+        transport = self._transport
+        if transport is None:
+            return ""
+        reached = 1 + sum(
+            1
+            for peer_id in transport.peers
+            if (stats := transport.peer_stats(peer_id)).connected_out and stats.connected_in
+        )
+        size = len(self.config.node_ids)
+        majority = size // 2 + 1
+        if reached >= majority:
+            return ""
+        return f" (this node reaches {reached} of {size} nodes; a majority is {majority})"
 
     def is_starting(self, group_id: int) -> bool:
         """A configured group whose replica is not up yet (the node serves HTTP meanwhile)."""

@@ -317,7 +317,10 @@ class ServerHandshake:
             raise AuthError("client echoed the server nonce")
         expected = client_mac(self._secret, self._nonce, hello.nonce, hello.node_id, self.node_id)
         if not hmac.compare_digest(expected, hello.mac):
-            raise AuthError(f"bad MAC from a peer claiming to be node {hello.node_id}")
+            raise AuthError(
+                f"bad MAC from a peer claiming to be node {hello.node_id} (a different "
+                '"secret" in its config? every node must have the same one)'
+            )
         check_same_members(self.node_id, self._members, hello.node_id, hello.members)
         self.peer_id, self.peer_members = hello.node_id, hello.members
         mac = server_mac(self._secret, self._nonce, hello.nonce, hello.node_id, self.node_id)

@@ -55,7 +55,7 @@ from .auth import (
     AuthError,
     ClientHandshake,
 )
-from .closecodes import describe
+from .closecodes import CloseCode, describe
 from .codec import DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGES_PER_FRAME, encode_frames
 from .peers import PeerAddress, PeerStats
 
@@ -379,6 +379,8 @@ def _explain(exc: BaseException) -> str:
     if isinstance(exc, ConnectionClosed):
         code = exc.rcvd.code if exc.rcvd is not None else None
         reason = exc.rcvd.reason if exc.rcvd is not None else ""
+        if code == CloseCode.AUTH_FAILED and not reason:  # daphne sends no close reason
+            reason = "it refused the handshake (another secret or node list?); its log says why"
         return f"connection closed by peer ({describe(code)}{': ' + reason if reason else ''})"
     if isinstance(exc, LinkClosed):
         return str(exc)

@@ -29,6 +29,7 @@ from consensus.api import fastpath
 from consensus.api.exceptions import ApiError, json_response
 from consensus.api.reads import reads_of
 from consensus.api.views import COMMAND_ERRORS, error_responses
+from consensus.registry import registry
 from consensus.runtime import Outcome, PaxosNode, SubmitError, UnknownGroupError
 from consensus.statemachine import QueryError
 from kvstore.statemachines import KVStateMachine
@@ -77,7 +78,9 @@ def kv_group(group_id: int) -> PaxosNode:
     machine = node.machines.get(group_id)
     if not isinstance(machine, KVStateMachine):
         raise ApiError(
-            404, f"group {group_id} does not run the KV store (it runs {type(machine).__name__})"
+            404,
+            f'group {group_id} does not run the KV store ("kv"); it runs '
+            f'"{registry.name_of(machine)}"',
         )
     return node
 

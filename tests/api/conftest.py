@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ class FakeNode:
             group_id: registry.create(name, group_id) for group_id, name in machines.items()
         }
         self.replicas: dict[int, object] = {group_id: object() for group_id in machines}
+        self.config = SimpleNamespace(group_ids=tuple(sorted(machines)))
         self.applied: dict[int, int] = dict.fromkeys(machines, 0)
         self.results: dict[tuple[int, str], Outcome] = {}
         self.submitted: list[tuple[int, str, str]] = []

@@ -96,10 +96,21 @@ def test_command_request_id_too_long(api: ApiClient) -> None:
     assert response.status_code == 400
 
 
-def test_unknown_group_is_404(api: ApiClient) -> None:
-    response = api.call("POST", "/api/groups/9/commands/", {"command": "x"})
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/groups/9/commands/", {"command": "x"}),
+        ("GET", "/api/groups/9/", None),  # DRF said "No Group matches the given query."
+        ("GET", "/api/groups/9/log/", None),
+        ("PUT", "/api/kv/9/k", {"value": "v"}),
+    ],
+)
+def test_unknown_group_is_404_saying_so_the_same_way_everywhere(
+    api: ApiClient, method: str, path: str, body: dict | None
+) -> None:
+    response = api.call(method, path, body)
     assert response.status_code == 404
-    assert "unknown group 9" in error_of(response)
+    assert "unknown group 9 (this node's config lists groups 1" in error_of(response)
 
 
 def test_no_quorum_is_503_with_retry_after(api: ApiClient, no_quorum: FakeNode) -> None:
@@ -339,7 +350,7 @@ def test_kv_unicode_keys_and_values(api: ApiClient) -> None:
         ("GET", KV + "?consistency=eventual", None, 400, "consistency must be"),
         ("GET", "/api/kv/9/name", None, 404, "unknown group 9"),
         ("PUT", "/api/kv/9/name", '{"value": "a"}', 404, "unknown group 9"),
-        ("GET", "/api/kv/3/name", None, 404, "does not run the KV store"),
+        ("GET", "/api/kv/3/name", None, 404, 'does not run the KV store ("kv"); it runs "log"'),
         ("PUT", "/api/kv/3/name", '{"value": "a"}', 404, "does not run the KV store"),
         ("GET", "/api/kv/x/name", None, 404, "no API endpoint"),
         ("GET", "/api/kv/1/a/b", None, 404, "no API endpoint"),

@@ -83,6 +83,14 @@ def test_an_unmatched_api_path_is_a_json_404_whatever_the_method(
     assert json_error(headers, content).startswith("no API endpoint at ")
 
 
+@pytest.mark.parametrize("path", ["/api/kv/1/a/b", "/api/kv/1/a/b/cas"])
+def test_a_kv_key_with_a_slash_is_named_as_the_problem(fake_node: FakeNode, path: str) -> None:
+    """``PUT /api/kv/1/a%2Fb`` reaches the router decoded, as a path no route takes."""
+    status, headers, content = call("PUT", path, b'{"value": "v"}')
+    assert status == 404
+    assert "KV keys cannot contain '/'" in json_error(headers, content)
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [("GET", "/api/status/"), ("POST", "/api/nonexistent/"), ("GET", "/api/groups/")],

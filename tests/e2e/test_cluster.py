@@ -221,3 +221,16 @@ def test_restart_with_commands_in_flight_loses_no_acknowledged_command(
     chosen_ids = [request_id for _i, value in log for request_id, _payload in json.loads(value)]
     missing = set(acknowledged) - set(chosen_ids)
     assert not missing, f"acknowledged but lost: {sorted(missing)[:10]}"
+
+
+def test_a_write_without_a_majority_says_how_many_nodes_the_node_reaches(cluster_factory) -> None:
+    """The 503 of a write that timed out names the likely cause, as /readyz does: it said only
+    "no leader is known within 5s"."""
+    cluster: Cluster = cluster_factory(groups=(1,), request_timeout=1.0)
+    cluster.stop_node(2)
+    cluster.stop_node(3)
+    code, answer = cluster.request(
+        1, "POST", "/api/groups/1/commands/", {"command": kv_put("k", "v")}
+    )
+    assert code == 503, answer
+    assert "(this node reaches 1 of 3 nodes; a majority is 2)" in answer["error"], answer

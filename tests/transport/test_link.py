@@ -258,3 +258,17 @@ def test_options_are_validated() -> None:
         LinkOptions(backoff_min=3, backoff_max=1)
     with pytest.raises(ValueError, match="too small"):
         LinkOptions(queue_size=0)
+
+
+def test_a_handshake_refused_without_a_reason_says_where_to_look() -> None:
+    """daphne closes with 4001 and no reason text: the dialling node's log line must still point
+    at the likely causes (another secret or node list) and at the peer's log."""
+    from websockets.exceptions import ConnectionClosedError
+    from websockets.frames import Close
+
+    from consensus.transport.client import _explain
+
+    refused = _explain(ConnectionClosedError(Close(4001, ""), None))
+    assert "4001 AUTH_FAILED" in refused and "another secret or node list" in refused
+    with_reason = _explain(ConnectionClosedError(Close(4001, "bad MAC"), None))
+    assert with_reason.endswith("(4001 AUTH_FAILED: bad MAC)")
