@@ -11,9 +11,9 @@ alias. Standard library only (``http.client``), so it can be copied next to any 
     client.put("name", "Neo", group=2)
     client.get("name", group=1)            # 'Mike' (linearizable); consistency="local" is faster
 
-Failover: the first node that answers also tells the client every node's address
-(``GET /api/nodes/``, once per client; ``discover=False`` keeps to the nodes given), so a client
-given one node's address still fails over when that node goes. Every write gets a request id
+Failover: a client given one node's address learns every node's address from the first answer
+(``GET /api/nodes/``, once per client; a client given ``nodes`` keeps to them unless
+``discover=True``), so it still fails over when that node goes. Every write gets a request id
 before its first attempt (``new_request_id()``, or
 yours). When a node cannot be reached, drops the connection, times out or answers 503 (no leader
 / no quorum), the same request goes to the next node with the *same* request id, so the command
@@ -151,8 +151,9 @@ class PaxosClient:
 
     ``timeout`` bounds one HTTP attempt (seconds); ``retry_timeout`` bounds a whole call with its
     failovers: no attempt starts after it, so a call ends at most one attempt later.
-    ``token`` defaults to ``$PAXOS_API_TOKEN``. With ``discover`` (the default) the addresses of
-    the cluster's other nodes are asked for once, after the first answer, and added to ``nodes``.
+    ``token`` defaults to ``$PAXOS_API_TOKEN``. With ``discover`` (the default when no ``nodes``
+    are given) the addresses of the cluster's other nodes are asked for once, after the first
+    answer, and added to ``nodes``.
     """
 
     def __init__(
@@ -164,10 +165,10 @@ class PaxosClient:
         nodes: Iterable[str | tuple[str, int]] = (),
         timeout: float = DEFAULT_TIMEOUT,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
-        discover: bool = True,
+        discover: bool | None = None,
     ) -> None:
         self.nodes: list[tuple[str, int]] = node_addresses(host, port, nodes)
-        self._discover = discover
+        self._discover = len(self.nodes) == 1 if discover is None else discover
         self.token = token if token is not None else os.environ.get(TOKEN_ENVIRONMENT_VARIABLE)
         self.timeout = timeout
         self.retry_timeout = retry_timeout

@@ -11,6 +11,7 @@ own corner of the index. Callers may still send any id they like (a UUID works, 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import secrets
@@ -47,7 +48,7 @@ def request_id_problem(request_id: str) -> str | None:
     the column, or a NUL; any driver: a lone surrogate that is not UTF-8) would fail that
     transaction on every node at the same instance, again after every restart. So every way in
     (REST, the client stream, the dashboard, ``PaxosNode.submit``) refuses such an id before it is
-    proposed, and the applier does not store a result for one already in a log."""
+    proposed, and the applier stores the result of one already in a log under ``stored_id``."""
     if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH:
         return f"request_id must be 1..{MAX_REQUEST_ID_LENGTH} characters"
     if "\x00" in request_id:
@@ -58,3 +59,18 @@ def request_id_problem(request_id: str) -> str | None:
         except UnicodeEncodeError:
             return "request_id is not valid unicode (a lone surrogate)"
     return None
+
+
+STORED_ID_PREFIX = "paxos:id-hash:"
+"""Reserved (clients cannot send ids starting with ``paxos:``), so no real id collides."""
+
+
+def stored_id(request_id: str) -> str:
+    """The key a request id's result is stored and looked up under: the id itself, or, for an id
+    the table cannot hold (chosen before the ways in refused them, or sent by a peer of an
+    earlier release), a digest of it. Every node derives the same key, so such a command is
+    still applied once however a node batches its applications."""
+    if request_id_problem(request_id) is None:
+        return request_id
+    digest = hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{STORED_ID_PREFIX}{digest}"

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,7 +85,9 @@ def _load_node_config() -> ClusterConfig | None:
     path = os.environ.get("PAXOS_CONFIG")
     node_id_text = os.environ.get("PAXOS_NODE_ID", "").strip()
     if not path:
-        if node_id_text:  # e.g. ``createsuperuser`` would silently use the dev db.sqlite3
+        # e.g. ``createsuperuser`` would silently use the development db.sqlite3. Not for
+        # runpaxos, which sets both itself (a service unit may well export PAXOS_NODE_ID).
+        if node_id_text and sys.argv[1:2] != ["runpaxos"]:
             raise ImproperlyConfigured(
                 f"PAXOS_NODE_ID={node_id_text} is set without PAXOS_CONFIG: set both together "
                 f"(PAXOS_CONFIG=cluster.json PAXOS_NODE_ID={node_id_text}) to use that node's "
@@ -293,10 +296,11 @@ def _database() -> dict[str, Any]:
                         "file: sqlite:////absolute/path.sqlite3 or sqlite:///relative/path.sqlite3"
                     )
                 return database
-            # Checked here: SQLite's own "unable to open database file" comes at the first query,
-            # where runpaxos can only guess at the cause.
+            # Checked here for a node: SQLite's own "unable to open database file" comes at the
+            # first query, where runpaxos can only guess at the cause. Other commands (--help,
+            # collectstatic) may run where the folder is not mounted yet.
             folder = Path(database["NAME"]).absolute().parent
-            if not folder.is_dir():
+            if PAXOS_CLUSTER is not None and not folder.is_dir():
                 problem = (
                     f"{folder} is a file, not a folder: fix the path"
                     if folder.exists()

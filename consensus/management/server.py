@@ -206,6 +206,8 @@ class _Lifecycle:
     def _stop_after_failure(self, error: Exception) -> None:
         """Stop the server as SIGTERM does (both servers handle it), on the loop's next turn;
         ``serve`` then raises ``StorageFailure``."""
+        if self.node.stopping:  # a SIGTERM of its own is stopping it already
+            return
         logger.error("node %s: stopping the process after the storage failure", self.node.node_id)
         asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
 

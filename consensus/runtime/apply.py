@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from consensus.core import ChosenEntry
 from consensus.models import RequestResult
-from consensus.request_ids import request_id_problem
+from consensus.request_ids import stored_id
 from consensus.statemachine import ApplyContext, StateMachine, decode_result, encode_result
 from consensus.storage.pruning import prune_before
 from consensus.storage.sql import raw_cursor
@@ -229,17 +229,7 @@ class Applier:
                 known[request_id] = (instance, result)
                 outcomes.append(Outcome(group_id, request_id, instance, result))
                 if request_id in fresh and not replay:
-                    if request_id_problem(request_id) is None:
-                        rows.append((request_id, instance, encode_result(result)))
-                    else:  # chosen before the ways in refused such ids: applied, not recorded
-                        logger.warning(
-                            "group %s instance %s: the result of request id %.40r... is not "
-                            "stored (%s); a retry with this id would be applied again",
-                            group_id,
-                            instance,
-                            request_id,
-                            request_id_problem(request_id),
-                        )
+                    rows.append((stored_id(request_id), instance, encode_result(result)))
             elif request_id.startswith(RESERVED_PREFIX):
                 outcomes.append(Outcome(group_id, request_id, instance, markers.get(request_id)))
             else:
@@ -319,12 +309,11 @@ class Applier:
         One query for all groups: ``group_id IN (...) AND request_id IN (...)`` may also return
         another group's row for an id, which the pair check drops."""
         wanted = {
-            (group_id, command.request_id)
+            (group_id, stored_id(command.request_id)): command.request_id
             for group_id, entries in applying.items()
             for entry in entries
             for command in entry.value
             if not command.request_id.startswith(RESERVED_PREFIX)
-            and request_id_problem(command.request_id) is None  # never stored: not looked up
         }
         known: dict[int, dict[str, tuple[int, Any]]] = {}
         if not wanted:
@@ -341,8 +330,9 @@ class Applier:
                     f"AND request_id IN ({', '.join(['%s'] * len(chunk))})",
                     [*group_ids, *chunk],
                 )
-                for group_id, request_id, instance, result in cursor.fetchall():
-                    if (group_id, request_id) in wanted:
+                for group_id, key, instance, result in cursor.fetchall():
+                    request_id = wanted.get((group_id, key))
+                    if request_id is not None:
                         known.setdefault(group_id, {})[request_id] = (
                             instance,
                             decode_result(result),

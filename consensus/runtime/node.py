@@ -328,10 +328,10 @@ class PaxosNode:
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: Exception | None = None
+        """The storage failed: the loop stopped (or stops) and requests are refused."""
         self.on_failure: Callable[[Exception], None] | None = None
         """Called (on the loop) once the node stopped after a storage failure: ``runpaxos``
         exits then, so that a supervisor restarts the node (see ``_fail``)."""
-        """The storage failed: the loop stopped (or stops) and requests are refused."""
         self._applications_stopped = False
         """Set on the writer thread when an application failed: no later one may run."""
 
@@ -865,6 +865,11 @@ class PaxosNode:
             self.observer.commands_applied(
                 group_id, sum(len(entry.value) for entry in entries), entries[-1].instance
             )
+
+    @property
+    def stopping(self) -> bool:
+        """``stop()`` began."""
+        return self._stopping
 
     @property
     def failure(self) -> Exception | None:

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 
 from consensus.core import ChosenEntry, Command
 from consensus.models import AppliedIndex, Group, RequestResult
+from consensus.request_ids import stored_id
 from consensus.runtime.apply import (
     PRUNE_PREFIX,
     Applier,
@@ -110,19 +111,35 @@ def test_a_request_id_chosen_twice_is_applied_once() -> None:
     assert AppliedIndex.objects.get(group_id=1).applied == 2
 
 
-def test_a_chosen_request_id_the_results_table_cannot_hold_is_applied_and_not_recorded() -> None:
-    """A log that holds such an id (chosen before every way in refused them) must not fail the
-    apply transaction: on PostgreSQL a 300-character id or a NUL did, on every node at that
-    instance and again after every restart."""
+TOO_LONG, WITH_NUL = "r" * 300, "a\x00b"
+
+
+def test_a_chosen_request_id_the_results_table_cannot_hold_is_stored_under_its_digest() -> None:
+    """A log that holds such an id (chosen before every way in refused them, or forwarded by a
+    peer of an earlier release) must not fail the apply transaction: on PostgreSQL a
+    300-character id or a NUL did, on every node at that instance and after every restart."""
     machine = Counter(1)
-    too_long, with_nul = "r" * 300, "a\x00b"
     outcomes = apply(
-        Applier({1: machine}), [entry(1, (too_long, "x"), (with_nul, "y"), ("ok", "z"))]
+        Applier({1: machine}), [entry(1, (TOO_LONG, "x"), (WITH_NUL, "y"), ("ok", "z"))]
     )
     assert machine.applied == ["x", "y", "z"]
-    assert [o.request_id for o in outcomes] == [too_long, with_nul, "ok"]
-    assert list(RequestResult.objects.values_list("request_id", flat=True)) == ["ok"]
-    assert AppliedIndex.objects.get(group_id=1).applied == 1
+    assert [o.request_id for o in outcomes] == [TOO_LONG, WITH_NUL, "ok"]
+    assert sorted(RequestResult.objects.values_list("request_id", flat=True)) == sorted(
+        [stored_id(TOO_LONG), stored_id(WITH_NUL), "ok"]
+    )
+    assert stored_id(TOO_LONG).startswith("paxos:id-hash:") and stored_id("ok") == "ok"
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-turn", "two-turns"])
+def test_such_an_id_chosen_twice_is_applied_once_however_the_turns_fall(split: bool) -> None:
+    """Nodes batch their applications differently: the decision must not depend on it, or
+    their state machines diverge."""
+    machine = Counter(1)
+    applier = Applier({1: machine})
+    log = [entry(1, (TOO_LONG, "x")), entry(2, (TOO_LONG, "x"))]
+    outcomes = apply(applier, log[:1]) + apply(applier, log[1:]) if split else apply(applier, log)
+    assert machine.applied == ["x"]
+    assert [(o.instance, o.duplicate) for o in outcomes] == [(1, False), (1, True)]
 
 
 def test_pruning_marker_drops_older_results_at_that_point_of_the_log() -> None:

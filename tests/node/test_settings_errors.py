@@ -99,13 +99,26 @@ def test_a_node_id_without_a_config_is_refused() -> None:
     )
 
 
-def test_a_sqlite_database_url_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
+def test_a_sqlite_database_url_in_a_missing_folder_is_refused_for_a_node(tmp_path: Path) -> None:
     folder = tmp_path / "missing" / "x"
-    result = manage("check", DATABASE_URL=f"sqlite:///{folder}/node{{node_id}}.sqlite3")
+    url = f"sqlite:///{folder}/node{{node_id}}.sqlite3"
+    config = write_demo_config(tmp_path, nodes=1)
+    result = manage("check", DATABASE_URL=url, PAXOS_CONFIG=str(config), PAXOS_NODE_ID="1")
     assert_one_line(
         result,
         f"error: DATABASE_URL names a SQLite file but the folder {folder} does not exist",
     )
+    # Not a node: --help, collectstatic... may run where the folder is not mounted yet.
+    assert manage("check", DATABASE_URL=url).returncode == 0
+
+
+def test_runpaxos_may_find_paxos_node_id_in_its_environment(tmp_path: Path) -> None:
+    """Only other commands are refused it without PAXOS_CONFIG (they would silently use the
+    development database): runpaxos sets both itself, and a service unit may export it."""
+    result = manage("runpaxos", "--help", PAXOS_NODE_ID="1")
+    assert result.returncode == 0, result.stderr
+    refused = manage("createsuperuser", "--noinput", PAXOS_NODE_ID="1")
+    assert_one_line(refused, "error: PAXOS_NODE_ID=1 is set without PAXOS_CONFIG")
 
 
 def test_a_demo_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
