@@ -99,3 +99,19 @@ def test_status_with_a_dead_node_prints_the_live_ones_and_exits_non_zero(
     assert list(answers) == [url.removeprefix("http://") for url in urls]
     assert "error" in answers[f"127.0.0.1:{dead}"]
     assert all(answers[address]["groups"] for address in live_addresses)
+
+
+@pytest.mark.e2e
+def test_status_tells_a_node_that_answered_with_an_error_from_an_unreachable_one(
+    shared_cluster: Cluster,
+) -> None:
+    """A 401 (a wrong token) is an answer: "error", not "unreachable"."""
+    (dead,) = free_ports(1)
+    live = next(iter(shared_cluster.nodes.values())).url
+    output, error, _elapsed = status_cli(
+        live, f"http://127.0.0.1:{dead}", options=("--token", "wrong")
+    )
+    lines = output.splitlines()
+    assert " error: " in lines[1] and "HTTP 401" in lines[1], lines
+    assert " unreachable: " in lines[2], lines
+    assert str(error).startswith("2 of 2 nodes without a status (unreachable or failing): ")

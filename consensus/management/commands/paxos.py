@@ -30,6 +30,7 @@ from consensus.client import (
     TOKEN_ENVIRONMENT_VARIABLE,
     PaxosClient,
     PaxosError,
+    Unavailable,
     parse_address,
 )
 from consensus.config import ClusterConfig, ConfigError, load_config
@@ -199,8 +200,10 @@ class Command(BaseCommand):
             try:
                 with node:
                     return node.status_of(host, port)
-            except PaxosError as error:
-                return {"error": str(error)}
+            except Unavailable as error:
+                return {"error": str(error), "unreachable": True}
+            except PaxosError as error:  # it answered, with an error (401, 503 while starting)
+                return {"error": str(error), "unreachable": False}
 
         unique = list(dict.fromkeys(addresses))
         with ThreadPoolExecutor(max_workers=len(unique)) as pool:
@@ -215,7 +218,8 @@ class Command(BaseCommand):
             )
             for address, status in answers.items():
                 if "error" in status:
-                    self.stdout.write(f"{address:<22} unreachable: {status['error']}")
+                    label = "unreachable" if status["unreachable"] else "error"
+                    self.stdout.write(f"{address:<22} {label}: {status['error']}")
                     continue
                 for group in status.get("groups", []):
                     self.stdout.write(
@@ -224,9 +228,9 @@ class Command(BaseCommand):
                         f"{group['chosen_upto']:>8} {group['applied']:>8}"
                     )
         if failed:
-            raise CommandError(
-                f"{len(failed)} of {len(answers)} nodes unreachable: {', '.join(failed)}"
-            )
+            unreachable = all(answers[address]["unreachable"] for address in failed)
+            what = "unreachable" if unreachable else "without a status (unreachable or failing)"
+            raise CommandError(f"{len(failed)} of {len(answers)} nodes {what}: {', '.join(failed)}")
 
     def _print(self, data: Any, options: dict[str, Any]) -> None:
         if isinstance(data, str) and not options["json"]:
