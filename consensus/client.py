@@ -42,6 +42,8 @@ DEFAULT_PORT = 33333
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRY_TIMEOUT = 30.0
 MAX_RETRY_SLEEP = 1.0
+DISCOVERY_TIMEOUT = 2.0
+"""Seconds the one ``GET /api/nodes/`` of a client that was given one node may take."""
 TOKEN_ENVIRONMENT_VARIABLE = "PAXOS_API_TOKEN"
 
 
@@ -351,10 +353,16 @@ class PaxosClient:
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        connection = self._connection(address)
+        if connection.sock is not None:  # it runs inside the caller's first call: keep it short
+            connection.sock.settimeout(min(self.timeout, DISCOVERY_TIMEOUT))
         try:
             status, answer, _ = self._send(address, "GET", "/api/nodes/", None, headers)
         except (OSError, http.client.HTTPException):
             return
+        finally:
+            if connection.sock is not None:
+                connection.sock.settimeout(self.timeout)
         if status != 200 or not isinstance(answer, list):
             return
         for node in answer:
