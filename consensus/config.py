@@ -475,6 +475,13 @@ def startup_warnings(config: ClusterConfig) -> list[str]:
             "read it can join the cluster's peer links (use a long random string, the same on "
             "every node)"
         )
+    if len(config.nodes) == 2:
+        warnings.append(
+            f"{config.path}: 2 nodes: a majority is both, so nothing is chosen while either is "
+            "down, and a node that lost its database may be unable to rebuild (it needs its "
+            "peer's unfinished proposals chosen, which needs its own vote); 3 nodes tolerate one "
+            "failure"
+        )
     return warnings
 
 

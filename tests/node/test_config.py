@@ -367,6 +367,13 @@ def test_startup_warnings(tmp_path: Path) -> None:
     assert all("\n" not in line for line in (first, second))
 
 
+def test_a_two_node_cluster_is_warned_about(tmp_path: Path) -> None:
+    document = base_document() | {"apiTokens": ["t"]}
+    document["nodes"] = document["nodes"][:2]
+    (warning,) = startup_warnings(load_config(write(tmp_path, json.dumps(document)), node_id=1))
+    assert "2 nodes: a majority is both" in warning and "3 nodes tolerate one failure" in warning
+
+
 def test_check_deploy_warns_about_the_example_secret(tmp_path: Path) -> None:
     """``manage.py check --deploy`` shows the warnings (plain ``check`` does not repeat them)."""
     path = write(tmp_path, json.dumps(base_document() | {"secret": "change-me", "apiTokens": []}))
