@@ -116,15 +116,33 @@ class CallbackStateMachine(StateMachine):
         return self.callback(command)
 
 
-def encode_result(result: Any) -> str:
-    """Results are kept as JSON (for retries with the same request id).
+def portable_result(result: Any) -> tuple[Any, str]:
+    """A state machine's result as every node answers and stores it: ``(result, its JSON)``.
 
-    orjson first (this runs for every command on every node); what it refuses (NaN, integer
-    dict keys, integers beyond 64 bits, lone surrogates) goes through ``json`` as before."""
+    Results are kept as JSON for retries with the same request id, so a retry must get what the
+    first caller got. orjson first (this runs for every command on every node); what it refuses
+    (integer dict keys, integers beyond 64 bits, lone surrogates) goes through ``json``, and the
+    caller then gets the JSON's value too. What neither can encode (a set, bytes, an object)
+    becomes an error result naming its type: it used to be stored as its ``str()``, which for an
+    object differs on every node (its address), and it stopped a client stream's answers."""
     try:
-        return orjson.dumps(result, default=str).decode()
+        return result, orjson.dumps(result).decode()
     except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(result, separators=(",", ":"), default=str)
+        pass
+    try:
+        text = json.dumps(result, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        error = {
+            "error": f"the state machine returned a {type(result).__name__}, which is not JSON "
+            "(return dicts, lists, strings, numbers, booleans or None)"
+        }
+        return error, orjson.dumps(error).decode()
+    return json.loads(text), text
+
+
+def encode_result(result: Any) -> str:
+    """The JSON a result is stored as (``portable_result``)."""
+    return portable_result(result)[1]
 
 
 def decode_result(text: str) -> Any:

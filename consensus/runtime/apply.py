@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,8 +26,9 @@ from django.utils import timezone
 
 from consensus.core import ChosenEntry
 from consensus.models import RequestResult
+from consensus.registry import registry
 from consensus.request_ids import stored_id
-from consensus.statemachine import ApplyContext, StateMachine, decode_result, encode_result
+from consensus.statemachine import ApplyContext, StateMachine, decode_result, portable_result
 from consensus.storage.pruning import prune_before
 from consensus.storage.sql import raw_cursor
 
@@ -34,6 +37,8 @@ logger = logging.getLogger("consensus.runtime")
 T = TypeVar("T")
 
 _LOOKUP_CHUNK = 500
+SLOW_APPLY_SECONDS = 1.0
+"""A group's batch that takes longer to apply is logged, naming the state machine."""
 
 RESERVED_PREFIX = "paxos:"
 """Request ids the runtime uses for its own markers; clients may not use them."""
@@ -80,6 +85,17 @@ class Outcome:
     instance: int
     result: Any
     duplicate: bool = False
+
+
+def raised_at(error: BaseException) -> str:
+    """Where ``error`` was raised, as ``file:line in function`` (the innermost frame): enough to
+    find a bug in a state machine without a traceback per failed command, repeated at every
+    replay."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "an unknown place"
+    frame = frames[-1]
+    return f"{frame.filename}:{frame.lineno} in {frame.name}"
 
 
 class Applier:
@@ -220,16 +236,30 @@ class Applier:
                     fresh.add(request_id)
                 plan.append((request_id, entry.instance, len(batch)))
                 batch.append((command.payload, ApplyContext(group_id, entry.instance, request_id)))
-        results = self._apply_batch(self.machines[group_id], batch, guarded=guarded)
+        machine = self.machines[group_id]
+        started = time.monotonic()
+        results = self._apply_batch(machine, batch, guarded=guarded)
+        elapsed = time.monotonic() - started
+        if elapsed > SLOW_APPLY_SECONDS:
+            logger.warning(
+                'group %s: the state machine "%s" took %.1f s to apply %s command(s) (instances '
+                "%s..%s); apply must be quick: the node's votes wait for the same transaction",
+                group_id,
+                registry.name_of(machine),
+                elapsed,
+                len(batch),
+                entries[0].instance,
+                entries[-1].instance,
+            )
         outcomes: list[Outcome] = []
         rows: list[tuple[str, int, str]] = []
         for request_id, instance, position in plan:
             if position is not None:
-                result = results[position]
+                result, encoded = portable_result(results[position])
                 known[request_id] = (instance, result)
                 outcomes.append(Outcome(group_id, request_id, instance, result))
                 if request_id in fresh and not replay:
-                    rows.append((stored_id(request_id), instance, encode_result(result)))
+                    rows.append((stored_id(request_id), instance, encoded))
             elif request_id.startswith(RESERVED_PREFIX):
                 outcomes.append(Outcome(group_id, request_id, instance, markers.get(request_id)))
             else:
@@ -292,11 +322,12 @@ class Applier:
                     results.append(machine.apply(command, context))
             except Exception as error:  # noqa: BLE001 - user code
                 logger.warning(
-                    "group %s instance %s: the state machine failed on %r: %r",
+                    "group %s instance %s: the state machine failed on %r: %r at %s",
                     context.group_id,
                     context.instance,
                     context.request_id,
                     error,
+                    raised_at(error),
                 )
                 results.append({"error": f"{type(error).__name__}: {error}"})
         return results

@@ -3,6 +3,7 @@ machines, and state machines that fail."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from django.db import connection, transaction
 from consensus.core import ChosenEntry, Command
 from consensus.models import AppliedIndex, Group, RequestResult
 from consensus.request_ids import stored_id
+from consensus.runtime import apply as apply_module
 from consensus.runtime.apply import (
     PRUNE_PREFIX,
     Applier,
@@ -19,6 +21,7 @@ from consensus.runtime.apply import (
 )
 from consensus.statemachine import ApplyContext, StateMachine
 from kvstore.models import Entry
+from tests.fixtures.logs import consensus_logs
 from tests.fixtures.statements import traced_statements
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -345,3 +348,49 @@ def test_a_database_error_without_a_savepoint_is_applied_again_under_one() -> No
     assert [o.result for o in outcomes][0::2] == ["ok", "ok"]
     assert "error" in outcomes[1].result
     assert AppliedIndex.objects.get(group_id=1).applied == 1
+
+
+class Odd(StateMachine):
+    """In memory: returns what its command names, JSON or not."""
+
+    durable = False
+
+    def apply(self, command: str, context: ApplyContext) -> Any:
+        if command == "raise":
+            raise RuntimeError("boom")
+        return {"set": {1, 2}, "object": object(), "big": 2**70, "int-keys": {1: "a"}}[command]
+
+
+def test_a_result_that_is_not_json_becomes_the_same_error_on_every_node() -> None:
+    """A set or an object was stored as its str(): an object's differs on every node (its
+    address), and the client stream could not send it (the connection stopped answering)."""
+    outcomes = apply(Applier({1: Odd(1)}), [entry(1, ("a", "set"), ("b", "object"))])
+    for outcome, kind in zip(outcomes, ("set", "object"), strict=True):
+        assert outcome.result == {
+            "error": f"the state machine returned a {kind}, which is not JSON (return dicts, "
+            "lists, strings, numbers, booleans or None)"
+        }
+    stored = dict(RequestResult.objects.values_list("request_id", "result"))
+    assert json.loads(stored["b"]) == outcomes[1].result  # a retry gets what the first got
+
+
+def test_a_result_only_json_takes_is_answered_as_stored() -> None:
+    outcomes = apply(Applier({1: Odd(1)}), [entry(1, ("a", "big"), ("b", "int-keys"))])
+    assert [o.result for o in outcomes] == [2**70, {"1": "a"}]
+
+
+def test_a_failed_command_is_logged_with_where_it_raised(caplog: pytest.LogCaptureFixture) -> None:
+    with consensus_logs(caplog):
+        (outcome,) = apply(Applier({1: Odd(1)}), [entry(1, ("a", "raise"))])
+    assert outcome.result == {"error": "RuntimeError: boom"}
+    assert "test_apply.py:" in caplog.text and "in apply" in caplog.text, caplog.text
+
+
+def test_a_slow_batch_is_logged_naming_the_state_machine(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(apply_module, "SLOW_APPLY_SECONDS", -1.0)
+    with consensus_logs(caplog):
+        apply(Applier({1: Counter(1)}), [entry(3, ("a", "x")), entry(4, ("b", "y"))])
+    assert "group 1: the state machine" in caplog.text
+    assert "to apply 2 command(s) (instances 3..4)" in caplog.text, caplog.text
