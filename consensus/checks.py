@@ -23,7 +23,9 @@ def check_state_machines(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                     f"group {spec.group_id} runs state machine {spec.state_machine!r}, "
                     "which is not registered",
                     hint="register it with @consensus.registry.register(...) in an installed "
-                    f"app's statemachines.py; registered: {', '.join(registry.names())}",
+                    "app's statemachines.py (an app of your own: list it in PAXOS_EXTRA_APPS "
+                    "for every node and every manage.py command); registered: "
+                    f"{', '.join(registry.names())}",
                     id="consensus.E001",
                 )
             )

@@ -77,7 +77,11 @@ class Command(BaseCommand):
         actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
         submit = actions.add_parser("submit", help="submit a command string to a group")
-        submit.add_argument("command", help='the command, e.g. \'{"op": "put", "key": "k", ...}\'')
+        submit.add_argument(
+            "command",
+            help='the command, e.g. the seed\'s \'{"type": "put", "key": "k", "value": "v"}\' '
+            '("op" works too)',
+        )
         self._group_options(submit, request_id=True)
 
         get = actions.add_parser("get", help="read a key (linearizable unless --local)")

@@ -8,6 +8,7 @@ and Django's ``runserver`` when ``consensus`` comes before ``daphne`` in ``INSTA
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -22,13 +23,19 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []  # nothing to check: it only explains
 
     def add_arguments(self, parser: CommandParser) -> None:
-        # runserver's arguments, accepted so that the message below, not a usage error, answers
-        parser.add_argument("addrport", nargs="?")
-        parser.add_argument("--noreload", action="store_true")
-        parser.add_argument("--nothreading", action="store_true")
-        parser.add_argument("--ipv6", "-6", action="store_true")
-        parser.add_argument("--insecure", action="store_true")
-        parser.add_argument("--nostatic", action="store_true")
+        # runserver's arguments, accepted (and hidden from --help) so that the message below,
+        # not a usage error, answers
+        hidden = argparse.SUPPRESS
+        parser.add_argument("addrport", nargs="?", help=hidden)
+        flags = (
+            ["--noreload"],
+            ["--nothreading"],
+            ["--ipv6", "-6"],
+            ["--insecure"],
+            ["--nostatic"],
+        )
+        for names in flags:
+            parser.add_argument(*names, action="store_true", help=hidden)
 
     def handle(self, *args: Any, **options: Any) -> None:
         raise CommandError(
