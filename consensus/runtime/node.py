@@ -376,6 +376,7 @@ class PaxosNode:
             nodes=[PeerAddress(n.node_id, n.host, n.port) for n in self.config.nodes],
             secret=self.config.secret,
             on_messages=self._on_messages,
+            groups=[(g.group_id, g.state_machine) for g in self.config.groups],
             options=LinkOptions(max_frame_size=self.max_frame_size),
         )
         install(self._transport)

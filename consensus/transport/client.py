@@ -51,9 +51,9 @@ from consensus.core.messages import Message
 from .auth import (
     HANDSHAKE_TIMEOUT,
     MAX_HANDSHAKE_FRAME,
-    UNCHECKED,
     AuthError,
     ClientHandshake,
+    unchecked,
 )
 from .closecodes import CloseCode, describe
 from .codec import DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGES_PER_FRAME, encode_frames
@@ -136,6 +136,7 @@ class PeerLink:
         peer: PeerAddress,
         secret: bytes,
         members: Collection[int] | None = None,
+        groups: Iterable[tuple[int, str]] | None = None,
         stats: PeerStats | None = None,
         options: LinkOptions | None = None,
         rng: random.Random | None = None,
@@ -145,6 +146,8 @@ class PeerLink:
         self._secret = secret
         self.members = members
         """This node's cluster members, checked against the peer's in the handshake."""
+        self.groups = None if groups is None else tuple(groups)
+        """This node's (group id, state machine) pairs, checked against the peer's likewise."""
         self.stats = stats if stats is not None else PeerStats(node_id=peer.node_id)
         self.options = options if options is not None else LinkOptions()
         self._rng = rng if rng is not None else random.Random()
@@ -267,7 +270,7 @@ class PeerLink:
                 self.peer.node_id,
                 self.peer.url,
                 f" after: {self._last_logged_error}" if self._last_logged_error else "",
-                UNCHECKED if handshake.server_members is None else "",
+                unchecked(handshake.server_members, handshake.server_groups),
             )
             self._last_logged_error = None
             reader = asyncio.create_task(self._read_until_closed(websocket))
@@ -279,7 +282,11 @@ class PeerLink:
 
     async def _handshake(self, websocket: ClientConnection) -> ClientHandshake:
         handshake = ClientHandshake(
-            self._secret, node_id=self.node_id, server_id=self.peer.node_id, members=self.members
+            self._secret,
+            node_id=self.node_id,
+            server_id=self.peer.node_id,
+            members=self.members,
+            groups=self.groups,
         )
         async with asyncio.timeout(self.options.handshake_timeout):
             hello = handshake.receive_challenge(await websocket.recv())
@@ -380,7 +387,10 @@ def _explain(exc: BaseException) -> str:
         code = exc.rcvd.code if exc.rcvd is not None else None
         reason = exc.rcvd.reason if exc.rcvd is not None else ""
         if code == CloseCode.AUTH_FAILED and not reason:  # daphne sends no close reason
-            reason = "it refused the handshake (another secret or node list?); its log says why"
+            reason = (
+                "it refused the handshake (another secret or node list, or another state "
+                "machine for a group?); its log says why"
+            )
         return f"connection closed by peer ({describe(code)}{': ' + reason if reason else ''})"
     if isinstance(exc, LinkClosed):
         return str(exc)

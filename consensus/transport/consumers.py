@@ -40,7 +40,7 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from .auth import UNCHECKED, AuthError, MembersDiffer, ServerHandshake
+from .auth import AuthError, ConfigDiffers, ServerHandshake, unchecked
 from .closecodes import CloseCode, describe
 from .codec import CodecError, decode_frame
 from .hub import PeerTransport, get_transport
@@ -60,7 +60,8 @@ class PeerConsumer(AsyncWebsocketConsumer):
         self._peer_id: int | None = None
         """The authenticated node id; None until the Hello is verified."""
         self._proven_id: int | None = None
-        """A node that proved the secret but was refused (its node list differs)."""
+        """A node that proved the secret but was refused (its node list or a group's state
+        machine differs)."""
         self._inbound_token: object | None = None
         self._deadline: asyncio.Task[None] | None = None
         self._closing = False
@@ -106,7 +107,10 @@ class PeerConsumer(AsyncWebsocketConsumer):
             return
         self._transport = transport
         self._handshake = ServerHandshake(
-            transport.secret, node_id=transport.node_id, members=transport.members
+            transport.secret,
+            node_id=transport.node_id,
+            members=transport.members,
+            groups=transport.groups,
         )
         await self.accept()
         await self.send(bytes_data=self._handshake.challenge())
@@ -159,7 +163,7 @@ class PeerConsumer(AsyncWebsocketConsumer):
         try:
             peer_id, welcome = self._handshake.receive_hello(data)
         except AuthError as exc:
-            if isinstance(exc, MembersDiffer):
+            if isinstance(exc, ConfigDiffers):
                 self._proven_id = exc.peer_id  # it knows the secret: name it in the log line
             await self._reject(CloseCode.AUTH_FAILED, f"failed the handshake: {exc}")
             return
@@ -173,7 +177,7 @@ class PeerConsumer(AsyncWebsocketConsumer):
             self._node_id,
             peer_id,
             self._remote,
-            UNCHECKED if self._handshake.peer_members is None else "",
+            unchecked(self._handshake.peer_members, self._handshake.peer_groups),
         )
 
     async def _on_frame(self, data: bytes) -> None:

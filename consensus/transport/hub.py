@@ -8,7 +8,8 @@ find it with ``get_transport()``. Nothing else is shared.
 Runtime's view::
 
     transport = PeerTransport(node_id=1, nodes=[PeerAddress(1, "10.0.0.1", 33333), ...],
-                              secret=config.secret, on_messages=inbound_queue_put)
+                              secret=config.secret, on_messages=inbound_queue_put,
+                              groups=[(1, "kv"), (3, "mycounter")])
     install(transport)
     await transport.start()          # dial every peer, keep redialling
     transport.send(ready.messages)   # never waits; routes by message.dst
@@ -36,6 +37,7 @@ from consensus.core.errors import LocalProtocolError
 from consensus.core.messages import Message
 from consensus.throttle import LogThrottle
 
+from .auth import as_groups, check_fits
 from .client import LinkOptions, PeerLink
 from .closecodes import CloseCode
 from .peers import PeerAddress, PeerStats
@@ -81,9 +83,12 @@ class PeerTransport:
         nodes: Iterable[PeerAddress],
         secret: str | bytes,
         on_messages: InboundCallback,
+        groups: Iterable[tuple[int, str]] | None = None,
         options: LinkOptions | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        """``groups``: this node's (group id, state machine name) pairs, compared with each
+        peer's in the handshake (None: send none, compare none)."""
         addresses: dict[int, PeerAddress] = {}
         for address in nodes:
             if address.node_id in addresses:
@@ -97,6 +102,13 @@ class PeerTransport:
         self.node_id = node_id
         self.members: frozenset[int] = frozenset(addresses)
         """Every node id of the cluster, this one included."""
+        try:
+            own_groups = None if groups is None else as_groups(groups)
+            check_fits(node_id, self.members, own_groups)
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        self.groups = own_groups
+        """(group id, state machine name) of every group of this node's config; None: unchecked."""
         self.peers: dict[int, PeerAddress] = {
             peer_id: address for peer_id, address in addresses.items() if peer_id != node_id
         }
@@ -111,6 +123,7 @@ class PeerTransport:
                 peer=address,
                 secret=secret_bytes,
                 members=self.members,
+                groups=self.groups,
                 stats=self._stats[peer_id],
                 options=self.options,
                 rng=random.Random(rng.random()),

@@ -1,9 +1,12 @@
-"""A node whose config lists other nodes than the rest of the cluster's is refused by its peers.
+"""A node whose config lists other nodes, or names another state machine for a group, than the
+rest of the cluster's is refused by its peers.
 
 A majority is counted over the node list, so nodes that count over different lists could each
 see "a majority" the other does not see (3 of {1..5} and 2 of {1, 2, 3} need not overlap) and
-choose two values for one instance. The peer handshake compares the lists
-(``consensus/transport/auth.py``); the unit tests there are the negative controls."""
+choose two values for one instance. And every node applies a group's chosen commands to the
+machine its own config names, so two machines for one group answer the same command differently
+(the replicas diverge). The peer handshake compares both (``consensus/transport/auth.py``); the
+unit tests there are the negative controls."""
 
 from __future__ import annotations
 
@@ -47,4 +50,60 @@ def test_a_node_with_another_node_list_is_refused_and_the_others_go_on(cluster_f
     wait_for(
         lambda: cluster.request(3, "GET", "/api/kv/1/during?consistency=local")[0] == 200,
         "node 3 to learn the write it missed",
+    )
+
+
+def machines_differ(node_id: int, machine: str, other_id: int, other_machine: str) -> str:
+    """The refusal's line, word for word the same in both nodes' logs (lower node id first)."""
+    return (
+        f'group state machines differ: group 2 runs "{machine}" on node {node_id} and '
+        f'"{other_machine}" on node {other_id}; every node must run the same state machine for a '
+        "group"
+    )
+
+
+def test_a_node_running_another_machine_for_a_group_is_refused_and_the_others_go_on(
+    cluster_factory,
+) -> None:
+    cluster: Cluster = cluster_factory(groups=(1, 2))
+    cluster.submit(1, 2, kv_put("before", "1"))
+    cluster.stop_node(3)
+    cluster.config_overrides[3] = {
+        "groups": [{"id": 1, "stateMachine": "kv"}, {"id": 2, "stateMachine": "log"}]
+    }
+    cluster.start_node(3, wait=False)
+    lines = {node_id: machines_differ(node_id, "kv", 3, "log") for node_id in (1, 2)}
+    for node_id, said in lines.items():  # each refuses node 3, and node 3 refuses each
+        for logged_by in (node_id, 3):
+            wait_for(
+                lambda s=said, n=logged_by: s in cluster.tail(n, 400),
+                f"node {logged_by} to refuse the link between nodes {node_id} and 3",
+            )
+    cluster.submit(1, 2, kv_put("during", "2"))  # nodes 1 and 2 are a majority
+    cluster.submit(2, 1, kv_put("during", "3"))
+    peers = cluster.status(3)["peers"]["peers"]
+    assert not any(peer["connected_out"] or peer["connected_in"] for peer in peers), peers
+    logs = {node_id: cluster.tail(node_id, 400) for node_id in (1, 2, 3)}
+    for node_id, said in lines.items():  # it retries: said once a minute
+        assert logs[node_id].count(said) == 1, logs[node_id]
+        assert logs[3].count(said) == 1, logs[3]
+    assert "closing peer link from node 3 (" in logs[1]  # named: it proved the secret
+    assert "closing peer link from node 1 (" in logs[3]
+    assert "group 1 runs" not in logs[3]  # only the group that differs is named
+    assert "Traceback" not in "".join(logs.values())
+    assert "sent no group list" not in logs[1]  # nodes 1 and 2 compared their groups too
+
+    cluster.stop_node(3)  # the same machines again: node 3 links up and catches up
+    del cluster.config_overrides[3]
+    cluster.start_node(3)
+    wait_for(
+        lambda: cluster.request(3, "GET", "/api/kv/2/during?consistency=local")[0] == 200,
+        "node 3 to learn the write it missed",
+    )
+    wait_for(
+        lambda: all(
+            peer["connected_out"] and peer["connected_in"]
+            for peer in cluster.status(3)["peers"]["peers"]
+        ),
+        "node 3's links to come up",
     )

@@ -18,17 +18,21 @@ from consensus.transport.auth import (
     MAX_HANDSHAKE_FRAME,
     NONCE_SIZE,
     UNCHECKED,
+    UNCHECKED_GROUPS,
     AuthError,
     ClientHandshake,
+    GroupsDiffer,
     Hello,
     MembersDiffer,
     ServerHandshake,
     Welcome,
+    check_fits,
     client_mac,
     decode_challenge,
     decode_hello,
     encode_handshake,
     server_mac,
+    unchecked,
 )
 
 SECRET = b"cluster-secret"
@@ -271,3 +275,160 @@ def test_each_side_knows_whether_the_peer_sent_a_list() -> None:
     old.receive_welcome(srv.receive_hello(old.receive_challenge(srv.challenge()))[1])
     assert srv.peer_members is None
     assert "not compared" in UNCHECKED
+
+
+# -- the groups' state machines (two machines for one group: the replicas diverge) --------------
+
+GROUPS = [(1, "kv"), (3, "mycounter")]
+
+
+def grouped_server(groups: object = GROUPS, node_id: int = 1) -> ServerHandshake:
+    return ServerHandshake(SECRET, node_id=node_id, members=MEMBERS, groups=groups)  # type: ignore[arg-type]
+
+
+def grouped_client(groups: object, node_id: int = 3, server_id: int = 1) -> ClientHandshake:
+    return ClientHandshake(
+        SECRET,
+        node_id=node_id,
+        server_id=server_id,
+        members=MEMBERS,
+        groups=groups,  # type: ignore[arg-type]
+    )
+
+
+DIFFER = (
+    'group state machines differ: group 3 runs "mycounter" on node 1 and "kv" on node 3; '
+    "every node must run the same state machine for a group"
+)
+
+
+def test_a_peer_running_another_machine_for_a_group_is_refused_by_the_server() -> None:
+    srv = grouped_server()
+    cli = grouped_client([(1, "kv"), (3, "kv")])
+    with pytest.raises(GroupsDiffer) as refused:
+        srv.receive_hello(cli.receive_challenge(srv.challenge()))
+    assert str(refused.value) == DIFFER
+    assert refused.value.peer_id == 3  # it proved the secret: the log may name it
+    assert srv.peer_id is None
+
+
+def test_a_server_running_another_machine_for_a_group_is_refused_by_the_client() -> None:
+    """Against a server that does not compare (it got no group list), the client refuses with
+    the very line the server would have logged: both logs read the same."""
+    srv = grouped_server()
+    cli = grouped_client([(3, "kv"), (1, "kv")])
+    hello = cli.receive_challenge(srv.challenge())
+    no_groups = encode_handshake(dataclasses.replace(decode_hello(hello), groups=None))
+    _peer_id, welcome = srv.receive_hello(no_groups)
+    with pytest.raises(GroupsDiffer) as refused:
+        cli.receive_welcome(welcome)
+    assert str(refused.value) == DIFFER
+    assert refused.value.peer_id == 1
+    assert not cli.authenticated
+
+
+def test_every_differing_group_is_named_up_to_a_few() -> None:
+    ours = [(g, "kv") for g in range(1, 8)]
+    srv = grouped_server(ours, node_id=2)
+    cli = grouped_client([(g, "log") for g in range(1, 8)], node_id=1, server_id=2)
+    with pytest.raises(GroupsDiffer) as refused:
+        srv.receive_hello(cli.receive_challenge(srv.challenge()))
+    message = str(refused.value)
+    assert message.startswith(
+        'group state machines differ: group 1 runs "log" on node 1 and "kv" on node 2, '
+        'group 2 runs "log" on node 1 and "kv" on node 2, group 3 runs'
+    )
+    assert "group 4" not in message and " and 4 more group(s); every node must" in message
+
+
+def test_groups_only_one_side_lists_and_peers_that_send_none_are_accepted() -> None:
+    """A group is added by editing the configs and restarting the nodes one by one: meanwhile
+    some nodes list it and others do not."""
+    srv = grouped_server([(1, "kv"), (3, "mycounter")])
+    cli = grouped_client([(1, "kv"), (2, "log")])
+    cli.receive_welcome(srv.receive_hello(cli.receive_challenge(srv.challenge()))[1])
+    assert cli.authenticated and srv.peer_id == 3
+    assert srv.peer_groups == ((1, "kv"), (2, "log"))
+    assert cli.server_groups == ((1, "kv"), (3, "mycounter"))
+    # An earlier release sends no group list (nor a node list) and is not compared, either way.
+    srv, old = grouped_server(), client(node_id=3, server_id=1)
+    old.receive_welcome(srv.receive_hello(old.receive_challenge(srv.challenge()))[1])
+    assert old.authenticated and srv.peer_groups is None
+    old_server = ServerHandshake(SECRET, node_id=1, members=MEMBERS)  # sends no groups
+    cli = grouped_client([(1, "log")])
+    cli.receive_welcome(old_server.receive_hello(cli.receive_challenge(old_server.challenge()))[1])
+    assert cli.authenticated and cli.server_groups is None
+    assert decode_challenge(old_server.challenge()).groups is None
+
+
+def test_the_link_up_line_says_when_groups_were_not_compared() -> None:
+    assert unchecked((1, 2, 3), ((1, "kv"),)) == ""
+    assert unchecked(None, None) == UNCHECKED
+    assert unchecked((1, 2, 3), None) == UNCHECKED_GROUPS
+    assert "state machines not compared" in UNCHECKED_GROUPS
+
+
+def test_machines_are_compared_only_after_the_peer_proved_the_secret() -> None:
+    cli = ClientHandshake(
+        b"wrong secret", node_id=3, server_id=1, members=MEMBERS, groups=[(3, "kv")]
+    )
+    srv = grouped_server()
+    with pytest.raises(AuthError, match="bad MAC") as refused:
+        srv.receive_hello(cli.receive_challenge(srv.challenge()))
+    assert not isinstance(refused.value, GroupsDiffer)
+
+
+def test_a_machine_name_is_quoted_on_one_line_and_cut_short() -> None:
+    srv = grouped_server([(3, "kv")])
+    cli = grouped_client([(3, "evil\nnode 9: forged line" + "x" * 200)])
+    with pytest.raises(GroupsDiffer) as refused:
+        srv.receive_hello(cli.receive_challenge(srv.challenge()))
+    message = str(refused.value)
+    assert "\n" not in message and '"evil\\nnode 9: forged line' in message
+    assert "x" * 100 not in message and '..." on node 3;' in message
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        "1:kv",
+        {"1": "kv"},
+        [1, 2],
+        [[1]],
+        [[1, "kv", "extra"]],
+        [[-1, "kv"]],
+        [[True, "kv"]],
+        [["1", "kv"]],
+        [[1, ""]],
+        [[1, b"kv"]],
+        [[1, None]],
+    ],
+)
+def test_malformed_group_lists_are_auth_errors(groups: object) -> None:
+    srv = grouped_server()
+    hello = decode_hello(grouped_client([(1, "kv")]).receive_challenge(srv.challenge()))
+    body = msgpack.unpackb(encode_handshake(hello)) | {"groups": groups}
+    with pytest.raises(AuthError, match="groups must be a list of"):
+        srv.receive_hello(msgpack.packb(body))
+
+
+def test_a_group_listed_twice_is_an_auth_error() -> None:
+    srv = grouped_server()
+    hello = decode_hello(grouped_client([(1, "kv")]).receive_challenge(srv.challenge()))
+    body = msgpack.unpackb(encode_handshake(hello)) | {"groups": [[1, "kv"], [1, "log"]]}
+    with pytest.raises(AuthError, match="groups lists a group id twice"):
+        srv.receive_hello(msgpack.packb(body))
+
+
+def test_a_group_list_is_bounded_by_the_frame_size() -> None:
+    """A peer cannot make this node decode an unbounded list: the frame is refused by its size
+    before it is parsed. A config whose own lists do not fit is refused at start instead."""
+    srv = grouped_server()
+    hello = decode_hello(grouped_client([(1, "kv")]).receive_challenge(srv.challenge()))
+    huge = [[g, "kv"] for g in range(MAX_HANDSHAKE_FRAME // 4)]
+    body = msgpack.unpackb(encode_handshake(hello)) | {"groups": huge}
+    with pytest.raises(AuthError, match="too large"):
+        srv.receive_hello(msgpack.packb(body))
+    with pytest.raises(ValueError, match="fewer groups or shorter state machine names"):
+        check_fits(1, MEMBERS, huge)  # type: ignore[arg-type]
+    check_fits(1, MEMBERS, [(g, "a-state-machine") for g in range(1, 1001)])  # 1000 groups fit
