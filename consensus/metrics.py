@@ -25,6 +25,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -33,6 +34,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from consensus import __version__, wire_version
 from consensus.health import NodeUnavailableError, node_started, read_on_loop
 from consensus.runtime import PaxosNode, get_node
 from consensus.runtime.observer import NodeObserver
@@ -59,6 +61,15 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
+
+BUILD_INFO = Gauge(
+    "paxos_build_info",
+    "Always 1, labelled with this node's release and the peer wire format it speaks (every node "
+    "of a cluster runs the same release).",
+    ["version", "wire_version"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(__version__, str(wire_version())).set(1)
 
 # -- events (updated by PrometheusObserver) -------------------------------------------------------
 

@@ -46,14 +46,19 @@ def check_text(value: Any, field: str) -> str:
     return value
 
 
-def parse_command(command: str) -> dict[str, Any]:
+def load_command(command: str) -> Any:
+    """The command's JSON (``CommandError`` if it is not JSON), as ``apply`` reads it."""
     try:
-        data = orjson.loads(command)  # every command on every node: the fast parser first
+        return orjson.loads(command)  # every command on every node: the fast parser first
     except orjson.JSONDecodeError:
         try:  # what orjson refuses but json takes (lone surrogates, NaN, huge integers)
-            data = json.loads(command)
+            return json.loads(command)
         except ValueError as error:
             raise CommandError(f"not JSON: {error}") from None
+
+
+def parse_command(command: str) -> dict[str, Any]:
+    data = load_command(command)
     if not isinstance(data, dict):
         raise CommandError("a KV command is a JSON object")
     op = data.get("op", data.get("type"))
@@ -107,6 +112,14 @@ class KVStateMachine(StateMachine):
         if op == "cas":
             return {"key": key, "succeeded": True, "value": value}
         return {"key": key, "value": value}
+
+    def check_request(self, text: str) -> None:
+        """The API's limits (key and value sizes, no '/' in a key) on a command or query the
+        client stream is about to pass on: ``ApiError`` like the REST routes. Not part of
+        applying: those limits are settings, and every node must apply a command alike."""
+        from .api.views import check_command  # the API layer; applying commands needs none
+
+        check_command(text)
 
     def query(self, queries: Sequence[str]) -> list[Any]:
         """``{"op": "get", "key": ...}`` -> ``{"key", "value", "found", "instance"}`` (the same

@@ -22,6 +22,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from consensus.registry import registry
 from consensus.request_ids import request_id_problem
 from consensus.runtime import (
     NoQuorumError,
@@ -194,10 +195,33 @@ def check_text(value: Any, field: str, *, max_bytes: int | None = None) -> str:
     return value
 
 
-def check_key(key: str) -> str:
-    if not key:
+def check_key(key: Any) -> str:
+    """A KV key: a non-empty string without '/' of at most ``PAXOS_MAX_KEY_BYTES`` (the REST
+    routes and the client stream's KV commands; a URL cannot carry a '/' in a key)."""
+    if key == "":
         raise ApiError(400, "the key must not be empty")
-    return check_text(key, "key", max_bytes=max_key_bytes())
+    check_text(key, "key", max_bytes=max_key_bytes())
+    if "/" in key:
+        raise ApiError(400, f"keys cannot contain '/': {key!r}")
+    return key
+
+
+def require_value(data: Mapping[str, Any], field: str = "value") -> str:
+    """``data[field]`` as a KV value: a string of at most ``PAXOS_MAX_VALUE_BYTES`` (413)."""
+    return require_string(data, field, max_bytes=max_value_bytes())
+
+
+def check_value(value: Any, field: str = "value") -> str:
+    """A KV value (a cas's ``expected``): a string of at most ``PAXOS_MAX_VALUE_BYTES`` (413)."""
+    return check_text(value, field, max_bytes=max_value_bytes())
+
+
+def not_the_kv_store(group_id: int, machine: object) -> ApiError:
+    """404 for a KV request to a group that runs another state machine (REST and the stream)."""
+    return ApiError(
+        404,
+        f'group {group_id} does not run the KV store ("kv"); it runs "{registry.name_of(machine)}"',
+    )
 
 
 def request_id_from(request: HttpRequest, data: Mapping[str, Any] | None = None) -> str | None:
@@ -296,15 +320,18 @@ __all__ = [
     "check_key",
     "check_request_id",
     "check_text",
+    "check_value",
     "documented_by",
     "lean_view",
     "max_value_bytes",
+    "not_the_kv_store",
     "read_json_object",
     "reject_unknown_fields",
     "request_id_from",
     "require_group",
     "require_node",
     "require_string",
+    "require_value",
     "runtime_error",
     "submit",
 ]

@@ -31,6 +31,11 @@ machine ``query`` method (the KV store answers ``{"op": "get", "key": ...}``): a
 one loop turn for one group share one read barrier and one trip to a worker thread
 (``consensus.api.reads``).
 
+The KV store's commands and queries (``{"op": "put", "key": ..., "value": ...}``) meet the limits
+of its REST routes, with the same statuses and words: a key is non-empty, without '/', at most
+``PAXOS_MAX_KEY_BYTES``; a value (and a cas's ``expected``) at most ``PAXOS_MAX_VALUE_BYTES``
+(413). A KV get sent to a group that runs another state machine gets the REST routes' 404.
+
 Bad input never closes the stream: a frame that is not JSON, or a request without a usable
 ``id``, gets a response with ``"id": null`` and status 400. A missing or wrong token gets an
 error frame (``{"error": ..., "status": 401}``), then the stream is closed with code 4001.
@@ -59,7 +64,13 @@ from consensus.statemachine import QueryError
 
 from .authentication import bearer_token, token_is_valid
 from .exceptions import ApiError
-from .fastpath import check_request_id, reject_unknown_fields, require_string, runtime_error
+from .fastpath import (
+    check_request_id,
+    not_the_kv_store,
+    reject_unknown_fields,
+    require_string,
+    runtime_error,
+)
 from .reads import reads_of
 
 logger = logging.getLogger("consensus.api")
@@ -223,6 +234,7 @@ class ClientStream:
                 elif op == "query":
                     reject_unknown_fields(request, QUERY_FIELDS)
                     query = require_string(request, "query")
+                    self._check(group_id, query)
                     consistency = request.get("consistency", "linearizable")
                     if consistency not in ("linearizable", "local"):
                         raise ApiError(400, "consistency must be 'linearizable' or 'local'")
@@ -239,6 +251,7 @@ class ClientStream:
         node = self._node
         assert node is not None
         command = require_string(request, "command")
+        self._check(group_id, command)
         request_id = check_request_id(request.get("request_id")) or new_request_id()
         key = (group_id, request_id)
         if key in self._pending:
@@ -258,6 +271,16 @@ class ClientStream:
             raise runtime_error(node, group_id, error) from None
         self._pending[key] = (client_id, time.monotonic())
         future.add_done_callback(lambda done: self._committed(group_id, request_id, done))
+
+    def _check(self, group_id: int, text: str) -> None:
+        """The API's own limits on what the group's state machine is sent, if it has any: the
+        KV store's ``check_request`` refuses what its REST routes refuse (a key with '/', a key
+        or value over ``PAXOS_MAX_KEY_BYTES``/``PAXOS_MAX_VALUE_BYTES``), with their words."""
+        node = self._node
+        assert node is not None
+        check = getattr(node.machines.get(group_id), "check_request", None)
+        if check is not None:
+            check(text)
 
     def _committed(self, group_id: int, request_id: str, future: asyncio.Future[Outcome]) -> None:
         entry = self._pending.pop((group_id, request_id), None)
@@ -305,11 +328,11 @@ class ClientStream:
             *(reads.query(group_id, query, linearizable=linearizable) for _id, query in items),
             return_exceptions=True,
         )
-        for (client_id, _query), result in zip(items, results, strict=True):
+        for (client_id, query), result in zip(items, results, strict=True):
             if isinstance(result, UnknownGroupError | SubmitError):
                 self._fail(client_id, runtime_error(node, group_id, result))
             elif isinstance(result, QueryError):
-                self._fail(client_id, ApiError(400, str(result)))
+                self._fail(client_id, _query_error(node, group_id, query, result))
             elif isinstance(result, BaseException):
                 raise result
             else:
@@ -341,6 +364,23 @@ def _group_of(request: dict[str, Any]) -> int:
     if not isinstance(group_id, int) or isinstance(group_id, bool) or group_id < 1:
         raise ApiError(400, "group must be a positive integer")
     return group_id
+
+
+def _query_error(node: PaxosNode, group_id: int, query: str, error: QueryError) -> ApiError:
+    """400 with the state machine's reason; but a KV get (what ``AsyncPaxosClient.get`` sends)
+    refused by a group that runs another machine gets the 404 of the REST KV routes."""
+    machine = node.machines.get(group_id)
+    if not hasattr(machine, "check_request") and _is_kv_get(query):
+        return not_the_kv_store(group_id, machine)
+    return ApiError(400, str(error))
+
+
+def _is_kv_get(query: str) -> bool:
+    try:
+        data = orjson.loads(query)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and data.get("op", data.get("type")) == "get" and "key" in data
 
 
 def _leader(node: PaxosNode, group_id: int) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from consensus import __version__, wire_version
 from consensus.health import NodeUnavailableError, read_on_loop
 from consensus.models import Group, Instance, Node
 from consensus.runtime import get_node
@@ -242,13 +243,21 @@ class NodeViewSet(viewsets.ReadOnlyModelViewSet):
         return context
 
 
+class ReleaseStatusSerializer(StatusSerializer):
+    """``StatusSerializer`` plus the release the node runs (what ``StatusView`` answers)."""
+
+    version = serializers.CharField(help_text="This node's release (every node runs the same).")
+    wire_version = serializers.IntegerField(help_text="The peer wire format it speaks.")
+
+
 class StatusView(APIView):
-    """``GET /api/status/``: this node's id, per group role/leader/ballot/chosen/applied, peers."""
+    """``GET /api/status/``: this node's id, release and wire format, per group
+    role/leader/ballot/chosen/applied, peers."""
 
     @extend_schema(
         operation_id="status_retrieve",
         summary="This node's status",
-        responses={200: StatusSerializer, **error_responses(401, 403, 503)},
+        responses={200: ReleaseStatusSerializer, **error_responses(401, 403, 503)},
         tags=["nodes"],
     )
     def get(self, request: Request) -> Response:
@@ -257,7 +266,7 @@ class StatusView(APIView):
             status = read_on_loop(node, lambda live: live.status())
         except NodeUnavailableError as error:
             raise ApiError(503, str(error), retry_after=1) from error
-        return Response(status)
+        return Response({**status, "version": __version__, "wire_version": wire_version()})
 
 
 #

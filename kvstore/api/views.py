@@ -29,10 +29,9 @@ from consensus.api import fastpath
 from consensus.api.exceptions import ApiError, json_response
 from consensus.api.reads import reads_of
 from consensus.api.views import COMMAND_ERRORS, error_responses
-from consensus.registry import registry
 from consensus.runtime import Outcome, PaxosNode, SubmitError, UnknownGroupError
 from consensus.statemachine import QueryError
-from kvstore.statemachines import KVStateMachine
+from kvstore.statemachines import CommandError, KVStateMachine, load_command
 
 from .serializers import (
     CasRequestSerializer,
@@ -77,12 +76,28 @@ def kv_group(group_id: int) -> PaxosNode:
     fastpath.require_group(node, group_id)
     machine = node.machines.get(group_id)
     if not isinstance(machine, KVStateMachine):
-        raise ApiError(
-            404,
-            f'group {group_id} does not run the KV store ("kv"); it runs '
-            f'"{registry.name_of(machine)}"',
-        )
+        raise fastpath.not_the_kv_store(group_id, machine)
     return node
+
+
+def check_command(text: str) -> None:
+    """The REST routes' limits on a KV command or query that arrives as text (the client
+    stream's submits and queries to a KV group, through ``KVStateMachine.check_request``):
+    the key as ``fastpath.check_key``, a value and a cas's expected value as the bodies of PUT
+    and POST .../cas. ``ApiError`` with the REST API's status and words. Text that is no KV
+    command at all is left to the state machine, which says why."""
+    try:
+        data = load_command(text)
+    except CommandError:
+        return
+    if not isinstance(data, dict) or "key" not in data:
+        return
+    fastpath.check_key(data["key"])
+    op = data.get("op", data.get("type"))
+    if op in ("put", "cas"):
+        fastpath.require_value(data)
+    if op == "cas" and data.get("expected") is not None:
+        fastpath.check_value(data["expected"], "expected")
 
 
 def encode_command(op: str, key: str, **fields: Any) -> str:
@@ -222,7 +237,7 @@ async def put(
 ) -> dict[str, Any]:
     """A PUT's answer, from its parsed body (the Django view and the raw ASGI route share it)."""
     fastpath.reject_unknown_fields(data, PUT_FIELDS)
-    value = fastpath.require_string(data, "value", max_bytes=fastpath.max_value_bytes())
+    value = fastpath.require_value(data)
     request_id = fastpath.request_id_of(data, header_request_id)
     node = kv_group(group_id)
     outcome = await fastpath.submit(
@@ -276,8 +291,8 @@ async def cas_view(request: HttpRequest, group_id: int, key: str) -> HttpRespons
         raise ApiError(400, "missing field 'expected' (null matches an absent key)")
     expected = data["expected"]
     if expected is not None:
-        fastpath.check_text(expected, "expected", max_bytes=fastpath.max_value_bytes())
-    value = fastpath.require_string(data, "value", max_bytes=fastpath.max_value_bytes())
+        fastpath.check_value(expected, "expected")
+    value = fastpath.require_value(data)
     request_id = fastpath.request_id_from(request, data)
     node = kv_group(group_id)
     command = encode_command("cas", key, expected=expected, value=value)

@@ -109,6 +109,12 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
         (["--etcd-pids", "etcd"], "--etcd-pids takes process ids"),
         (["--leader", "4"], "--leader 4 is not a node of the 3-node local cluster"),
         (["--leader", "1", "--urls", "http://127.0.0.1:9"], "--leader is for a local cluster"),
+        # it benchmarked a new local cluster instead, silently
+        (
+            ["--config", "cl/cluster.json"],
+            "--config names the cluster of --urls (for its token); without --urls paxosbench "
+            "starts a cluster of its own",
+        ),
         # checked before the run (it ran, then matplotlib failed with a traceback)
         (
             ["--plot", "bench.txt", *DEAD, "--duration", "0.2", "--warmup", "0"],

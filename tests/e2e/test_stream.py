@@ -174,7 +174,7 @@ def test_unknown_groups_and_bad_commands_raise_client_errors(shared_cluster: Clu
         async with client_for(shared_cluster) as client:
             with pytest.raises(NotFound):
                 await client.put("k", "v", group=42)
-            with pytest.raises(BadRequest, match="key must be a non-empty string"):
+            with pytest.raises(BadRequest, match="the key must not be empty"):
                 await client.put("", "v")
 
     asyncio.run(scenario())

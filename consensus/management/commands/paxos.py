@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from consensus import version_text
 from consensus.client import (
     DEFAULT_PORT,
     TOKEN_ENVIRONMENT_VARIABLE,
@@ -49,6 +50,9 @@ class Command(BaseCommand):
         "Talk to a Paxos cluster: submit a command, get/put/delete/cas a key of the KV store, or "
         "show the nodes' status. Run 'manage.py paxos ACTION --help' for an action's options."
     )
+
+    def get_version(self) -> str:
+        return version_text()  # --version: this release, not Django's
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from consensus import version_text
 from consensus.bench.cpu import cpu_meter
 from consensus.bench.loadgen import Workload, run
 from consensus.bench.plot import write_plot
@@ -44,6 +45,9 @@ class Command(BaseCommand):
         "workload also runs against etcd's JSON gateway, interleaved, and each row's vs_etcd is "
         "its ops/s over etcd's."
     )
+
+    def get_version(self) -> str:
+        return version_text()  # --version: this release, not Django's
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--urls", help="comma-separated node URLs of a running cluster")
@@ -134,6 +138,11 @@ class Command(BaseCommand):
         if not 0.0 <= options["reads"] <= 1.0:
             raise CommandError("--reads is a fraction between 0 and 1")
         etcd_pids = _pids(options["etcd_pids"])
+        if options["config"] and not options["urls"]:
+            raise CommandError(
+                "--config names the cluster of --urls (for its token); without --urls "
+                "paxosbench starts a cluster of its own"
+            )
         leader = options["leader"]
         if leader is not None and options["urls"]:
             raise CommandError(

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from consensus import version_text
 from consensus.config import ClusterConfig, ConfigError, load_config, startup_warnings
 from consensus.management.limits import raise_open_files_limit
 
@@ -30,6 +31,9 @@ class Command(BaseCommand):
         "same process. SIGTERM or Ctrl-C stops it cleanly. With --demo, start a whole local "
         "cluster instead (one child process per node)."
     )
+
+    def get_version(self) -> str:
+        return version_text()  # --version: this release, not Django's
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--config", help="the cluster config file (JSON with // comments)")

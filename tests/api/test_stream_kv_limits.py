@@ -1,0 +1,177 @@
+"""The client stream (``/ws/client/``, what ``AsyncPaxosClient`` speaks) refuses the KV commands
+and queries the REST routes refuse, with the same statuses and words, as answers to those
+requests (the stream stays open); a KV get to a group of another machine is REST's 404.
+
+The stream's ASGI application runs in-process against the fake node of ``conftest.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from consensus.api.stream import client_stream
+from tests.api.conftest import TOKEN, ApiClient, FakeNode
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MAX_VALUE = 256 * 1024
+
+
+@pytest.fixture
+def stream_node(fake_node: FakeNode) -> FakeNode:
+    """The fake node with what the stream uses besides what REST uses."""
+    node: Any = fake_node
+    node.config.nodes = ()
+    node.replicas = {group: SimpleNamespace(leader_id=1) for group in node.replicas}
+    node.request_timeout = 5.0
+    node.observer = SimpleNamespace(request_finished=lambda *args: None)
+    node.forget = lambda group_id, request_id: None
+    node.submit_nowait = lambda group_id, payload, request_id: asyncio.ensure_future(
+        fake_node.submit(group_id, payload, request_id)
+    )
+
+    async def run_between_applications(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    node.run_between_applications = run_between_applications
+    return fake_node
+
+
+def exchange(requests: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    """Send ``requests`` in one frame on one stream; their answers by id (the stream must not
+    close before answering all of them)."""
+
+    async def scenario() -> dict[Any, dict[str, Any]]:
+        incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        scope = {
+            "type": "websocket",
+            "path": "/ws/client/",
+            "headers": [(b"authorization", f"Bearer {TOKEN}".encode())],
+        }
+        await incoming.put({"type": "websocket.connect"})
+        stream = asyncio.create_task(client_stream(scope, incoming.get, outgoing.put))
+        assert (await asyncio.wait_for(outgoing.get(), 5))["type"] == "websocket.accept"
+        hello = await asyncio.wait_for(outgoing.get(), 5)
+        assert "hello" in json.loads(hello["text"])
+        await incoming.put({"type": "websocket.receive", "text": json.dumps(requests)})
+        answers: dict[Any, dict[str, Any]] = {}
+        while len(answers) < len(requests):
+            message = await asyncio.wait_for(outgoing.get(), 5)
+            assert message["type"] == "websocket.send", message  # never a close
+            answers.update((answer["id"], answer) for answer in json.loads(message["text"]))
+        await incoming.put({"type": "websocket.disconnect", "code": 1000})
+        await asyncio.wait_for(stream, 5)
+        return answers
+
+    return async_to_sync(scenario)()
+
+
+def submit(request_id: str, command: dict[str, Any], group: int = 1) -> dict[str, Any]:
+    return {"id": request_id, "op": "submit", "group": group, "command": json.dumps(command)}
+
+
+def query(request_id: str, key: str, group: int = 1) -> dict[str, Any]:
+    text = json.dumps({"op": "get", "key": key})
+    return {"id": request_id, "op": "query", "group": group, "query": text}
+
+
+def refusal(answer: dict[str, Any]) -> tuple[int, str]:
+    assert answer["ok"] is False, answer
+    return answer["status"], answer["error"]
+
+
+def rest_refusal(api: ApiClient, method: str, path: str, body: Any = None) -> tuple[int, str]:
+    response = api.call(method, path, body)
+    return response.status_code, response.json()["error"]
+
+
+def test_a_key_with_a_slash_is_refused_for_every_kv_operation(stream_node: FakeNode) -> None:
+    answers = exchange(
+        [
+            submit("put", {"op": "put", "key": "a/b", "value": "v"}),
+            submit("seed", {"type": "put", "key": "a/b", "value": "v"}),  # the seed's form
+            submit("cas", {"op": "cas", "key": "a/b", "expected": None, "value": "v"}),
+            submit("delete", {"op": "delete", "key": "a/b"}),
+            query("get", "a/b"),
+        ]
+    )
+    for name in ("put", "seed", "cas", "delete", "get"):
+        assert refusal(answers[name]) == (400, "keys cannot contain '/': 'a/b'"), name
+    assert stream_node.submitted == []  # nothing reached the log
+
+
+def test_sizes_are_refused_as_rest_refuses_them(
+    stream_node: FakeNode, api: ApiClient, settings: Any
+) -> None:
+    big = "x" * (300 * 1024)
+    long_key = "k" * 2000
+    answers = exchange(
+        [
+            submit("put", {"op": "put", "key": "a", "value": big}),
+            submit("cas-value", {"op": "cas", "key": "a", "expected": None, "value": big}),
+            submit("cas-expected", {"op": "cas", "key": "a", "expected": big, "value": "v"}),
+            submit("long-key", {"op": "put", "key": long_key, "value": "v"}),
+            query("long-get", long_key),
+            submit("empty-key", {"op": "put", "key": "", "value": "v"}),
+        ]
+    )
+    assert refusal(answers["put"]) == (
+        413,
+        f"value too large: {len(big)} bytes (limit {MAX_VALUE})",
+    )
+    # the same words as REST's, whichever way the request came
+    assert refusal(answers["put"]) == rest_refusal(api, "PUT", "/api/kv/1/a", {"value": big})
+    assert refusal(answers["cas-value"]) == rest_refusal(
+        api, "POST", "/api/kv/1/a/cas", {"expected": None, "value": big}
+    )
+    assert refusal(answers["cas-expected"]) == rest_refusal(
+        api, "POST", "/api/kv/1/a/cas", {"expected": big, "value": "v"}
+    )
+    rest_long_key = rest_refusal(api, "PUT", f"/api/kv/1/{long_key}", {"value": "v"})
+    assert rest_long_key == (413, "key too large: 2000 bytes (limit 1024)")
+    assert refusal(answers["long-key"]) == rest_long_key
+    assert refusal(answers["long-get"]) == rest_refusal(api, "GET", f"/api/kv/1/{long_key}")
+    assert refusal(answers["empty-key"]) == (400, "the key must not be empty")
+    assert stream_node.submitted == []
+    # the limits are the settings REST reads, not constants of the stream
+    settings.PAXOS_MAX_VALUE_BYTES = 4
+    answers = exchange([submit("small", {"op": "put", "key": "a", "value": "12345"})])
+    assert refusal(answers["small"]) == (413, "value too large: 5 bytes (limit 4)")
+
+
+def test_the_stream_stays_open_and_takes_good_requests_after_refusals(
+    stream_node: FakeNode,
+) -> None:
+    answers = exchange(
+        [
+            submit("bad", {"op": "put", "key": "a/b", "value": "v"}),
+            submit("good", {"op": "put", "key": "a", "value": "x" * MAX_VALUE}),
+            {"id": "raw", "op": "submit", "group": 1, "command": "not a KV command"},
+        ]
+    )
+    assert answers["bad"]["status"] == 400
+    assert answers["good"]["ok"] is True and answers["good"]["result"]["key"] == "a"
+    # what is no KV command at all is the state machine's to refuse, as before
+    assert answers["raw"]["ok"] is True and "not JSON" in answers["raw"]["result"]["error"]
+    assert refusal(exchange([query("a/b", "a/b")])["a/b"])[0] == 400
+    assert exchange([query("a", "a")])["a"]["result"]["value"] == "x" * MAX_VALUE
+
+
+def test_a_kv_get_on_a_group_of_another_machine_gets_rest_s_404(
+    stream_node: FakeNode, api: ApiClient
+) -> None:
+    answers = exchange([query("get", "name", group=3)])
+    expected = (404, 'group 3 does not run the KV store ("kv"); it runs "log"')
+    assert refusal(answers["get"]) == expected
+    assert rest_refusal(api, "GET", f"/api/kv/3/{quote('name')}") == expected
+    # any other query keeps the machine's own answer
+    other = exchange([{"id": "q", "op": "query", "group": 3, "query": "anything"}])
+    assert refusal(other["q"])[0] == 400
+    assert "does not answer queries" in refusal(other["q"])[1]
