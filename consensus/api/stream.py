@@ -44,6 +44,7 @@ error frame (``{"error": ..., "status": 401}``), then the stream is closed with 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -165,7 +166,11 @@ class ClientStream:
         return None
 
     async def _send_frame(self, payload: Any) -> None:
-        await self._send({"type": "websocket.send", "text": orjson.dumps(payload).decode()})
+        try:
+            text = orjson.dumps(payload).decode()
+        except (TypeError, orjson.JSONEncodeError):  # what orjson refuses: see _encode_each
+            text = _encode_each(payload) if isinstance(payload, list) else _encoded(payload)
+        await self._send({"type": "websocket.send", "text": text})
 
     async def _sender(self) -> None:
         """Everything answered since the last frame goes out in one frame."""
@@ -381,6 +386,33 @@ def _is_kv_get(query: str) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(data, dict) and data.get("op", data.get("type")) == "get" and "key" in data
+
+
+def _encode_each(answers: list[Any]) -> str:
+    """A frame of answers one of which orjson refused: each on its own, so that one answer that
+    cannot be sent (a query result no JSON encoder takes) fails alone. An exception here would
+    end the connection's sender, and every later answer on it with it."""
+    return "[" + ",".join(_encoded(answer) for answer in answers) + "]"
+
+
+def _encoded(answer: Any) -> str:
+    try:
+        return orjson.dumps(answer).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        pass
+    try:  # integers beyond 64 bits, lone surrogates, non-string keys: json takes them
+        return json.dumps(answer, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as error:
+        request_id = answer.get("id") if isinstance(answer, dict) else None
+        logger.warning("client stream: answer to %.100r is not JSON: %s", request_id, error)
+        return orjson.dumps(
+            {
+                "id": request_id if isinstance(request_id, str | int) else None,
+                "ok": False,
+                "status": 500,
+                "error": f"the answer could not be encoded as JSON ({error})",
+            }
+        ).decode()
 
 
 def _leader(node: PaxosNode, group_id: int) -> dict[str, Any]:

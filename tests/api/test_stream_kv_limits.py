@@ -175,3 +175,26 @@ def test_a_kv_get_on_a_group_of_another_machine_gets_rest_s_404(
     other = exchange([{"id": "q", "op": "query", "group": 3, "query": "anything"}])
     assert refusal(other["q"])[0] == 400
     assert "does not answer queries" in refusal(other["q"])[1]
+
+
+def test_an_answer_no_json_encoder_takes_fails_alone() -> None:
+    """A query result orjson refuses used to end the connection's sender: every later answer on
+    that stream was lost (the client waited for its timeout, request after request)."""
+    from consensus.api.stream import ClientStream
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    stream = ClientStream({"type": "websocket"}, send)
+    answers = [
+        {"id": 1, "ok": True, "result": {1, 2}},  # a set: no encoder takes it
+        {"id": 2, "ok": True, "result": 2**70},  # json takes what orjson refuses
+        {"id": 3, "ok": True, "result": "fine"},
+    ]
+    async_to_sync(stream._send_frame)(answers)
+    first, second, third = json.loads(sent[0]["text"])
+    assert first["id"] == 1 and first["status"] == 500 and "not" in first["error"]
+    assert second == {"id": 2, "ok": True, "result": 2**70}
+    assert third == {"id": 3, "ok": True, "result": "fine"}
