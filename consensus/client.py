@@ -220,6 +220,18 @@ class PaxosClient:
             body["instance"], body["request_id"], body["result"], body["duplicate"]
         )
 
+    def query(self, query: Any, group: int = 1, *, consistency: str = "linearizable") -> Any:
+        """The group's state machine's answer to ``query`` (its ``query()``), nothing written.
+
+        ``query`` is a string (a dict or list is JSON-encoded for you); ``consistency="local"``
+        reads the answering node's applied state without a read barrier: faster, maybe stale.
+        """
+        if consistency not in {"linearizable", "local"}:
+            raise ValueError("consistency must be 'linearizable' or 'local'")
+        text = query if isinstance(query, str) else json.dumps(query)
+        body = {"query": text, "consistency": consistency}
+        return self._call("POST", f"/api/groups/{int(group)}/query/", body)["result"]
+
     # ------------------------------------------------------------------ the KV store
 
     def get(

@@ -40,7 +40,7 @@ from .fastpath import check_content_length, max_body_bytes
 
 logger = logging.getLogger("consensus.api")
 
-HOT_PATHS = re.compile(r"^/api/(kv/\d+/|groups/\d+/commands/$)")
+HOT_PATHS = re.compile(r"^/api/(kv/\d+/|groups/\d+/(commands|query)/$)")
 
 Scope = dict[str, Any]
 

@@ -57,6 +57,26 @@ class CommandResponseSerializer(serializers.Serializer):
     )
 
 
+class QueryRequestSerializer(serializers.Serializer):
+    query = serializers.CharField(
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="The query for the group's state machine (its query() method), usually JSON "
+        'text. For the KV store: {"op": "get", "key": ...}.',
+    )
+    consistency = serializers.ChoiceField(
+        choices=["linearizable", "local"],
+        required=False,
+        help_text="linearizable (default): the answer reflects every write acknowledged before "
+        "the query began. local: this node's applied state, faster, maybe stale.",
+    )
+
+
+class QueryResponseSerializer(serializers.Serializer):
+    result = serializers.JSONField(help_text="What the state machine's query() returned.")
+    consistency = serializers.CharField()
+
+
 #
 # Groups and the commit log
 #

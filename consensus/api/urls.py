@@ -24,6 +24,7 @@ router.register("nodes", views.NodeViewSet, basename="node")
 urlpatterns = [
     path("status/", views.StatusView.as_view(), name="status"),
     path("groups/<group:group_id>/commands/", views.commands_view, name="group-commands"),
+    path("groups/<group:group_id>/query/", views.query_view, name="group-query"),
     path("groups/<group:group_id>/log/", views.GroupLogView.as_view(), name="group-log"),
     path("", include(router.urls)),
     # The OpenAPI schema and its docs pages: open to everyone (they hold no data), assets served

@@ -28,11 +28,13 @@ from rest_framework.views import APIView
 from consensus import __version__, wire_version
 from consensus.health import NodeUnavailableError, read_on_loop
 from consensus.models import Group, Instance, Node
-from consensus.runtime import get_node
+from consensus.runtime import SubmitError, UnknownGroupError, get_node
+from consensus.statemachine import QueryError
 
 from . import fastpath, schema  # noqa: F401  (schema registers the bearer auth extension)
 from .converters import GROUP_ID_REGEX
 from .exceptions import ApiError, error_response, json_response
+from .reads import reads_of
 from .serializers import (
     CommandRequestSerializer,
     CommandResponseSerializer,
@@ -40,6 +42,8 @@ from .serializers import (
     GroupSerializer,
     LogPageSerializer,
     NodeSerializer,
+    QueryRequestSerializer,
+    QueryResponseSerializer,
     StatusSerializer,
 )
 
@@ -114,6 +118,51 @@ async def commands_view(request: HttpRequest, group_id: int) -> HttpResponse:
             "duplicate": outcome.duplicate,
         }
     )
+
+
+class QueryDocView(APIView):
+    """Documentation only: ``query_view`` serves the URL (see ``fastpath.documented_by``)."""
+
+    @extend_schema(
+        operation_id="groups_query_create",
+        summary="Query a group's state machine",
+        description="Runs the state machine's query() on this node, after a read barrier "
+        "(linearizable, the default) or at once on its applied state (local). Nothing goes "
+        "into the log.",
+        parameters=[GROUP_ID],
+        request=QueryRequestSerializer,
+        responses={200: QueryResponseSerializer, **error_responses(400, 401, 403, 404, 503)},
+        tags=["commands"],
+    )
+    def post(self, request: Request, group_id: int) -> Response:  # pragma: no cover
+        raise NotImplementedError
+
+
+QUERY_FIELDS = frozenset({"query", "consistency"})
+
+
+@fastpath.documented_by(QueryDocView)
+@fastpath.lean_view("POST")
+async def query_view(request: HttpRequest, group_id: int) -> HttpResponse:
+    """``POST /api/groups/<g>/query/`` ``{"query": str, "consistency": str?}``: a custom state
+    machine's reads (``query()``) over REST, as the client stream offers them."""
+    data = fastpath.read_json_object(request)
+    fastpath.reject_unknown_fields(data, QUERY_FIELDS)
+    query = fastpath.require_string(data, "query")
+    consistency = data.get("consistency", "linearizable")
+    if consistency not in ("linearizable", "local"):
+        raise ApiError(400, f"consistency must be linearizable or local, not {consistency!r}")
+    node = fastpath.require_node()
+    fastpath.require_group(node, group_id)
+    try:
+        result = await reads_of(node).query(
+            group_id, query, linearizable=consistency == "linearizable"
+        )
+    except (UnknownGroupError, SubmitError) as error:
+        raise fastpath.runtime_error(node, group_id, error) from None
+    except QueryError as error:
+        raise ApiError(400, str(error)) from None
+    return json_response({"result": result, "consistency": consistency})
 
 
 #

@@ -47,6 +47,38 @@ def test_command_is_applied_and_returns_the_result(api: ApiClient, fake_node: Fa
     assert Entry.objects.get(group_id=1, key="name").value == "Mike"
 
 
+@pytest.mark.parametrize("consistency", [None, "linearizable", "local"])
+def test_a_query_reads_the_state_machine_without_the_log(
+    api: ApiClient, fake_node: FakeNode, consistency: str | None
+) -> None:
+    """A custom machine's ``query()`` was reachable only over the client stream."""
+    put = json.dumps({"op": "put", "key": "name", "value": "Mike"})
+    assert api.call("POST", COMMANDS, {"command": put}).status_code == 200
+    submitted = len(fake_node.submitted)
+    body = {"query": json.dumps({"op": "get", "key": "name"})}
+    if consistency is not None:
+        body["consistency"] = consistency
+    answer = api.call("POST", "/api/groups/1/query/", body)
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["result"]["value"] == "Mike"
+    assert answer.json()["consistency"] == (consistency or "linearizable")
+    assert len(fake_node.submitted) == submitted  # nothing went into the log
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"query": "not json"}, 400, "not JSON"),
+        ({"query": "{}", "consistency": "eventual"}, 400, "consistency must be"),
+        ({"query": "{}", "extra": 1}, 400, "extra"),
+        ({}, 400, "query"),
+    ],
+)
+def test_a_bad_query_is_a_400(api: ApiClient, body: dict, status: int, message: str) -> None:
+    answer = api.call("POST", "/api/groups/1/query/", body)
+    assert answer.status_code == status and message in error_of(answer), answer.content
+
+
 def test_seed_message_format_is_accepted(api: ApiClient) -> None:
     put = json.dumps({"type": "put", "key": "name", "value": "Mike"})
     get = json.dumps({"type": "get", "key": "name", "value": ""})
@@ -501,6 +533,7 @@ def test_schema_lists_every_endpoint_with_bodies(client: Client) -> None:
         "/api/groups/": ["get"],
         "/api/groups/{group_id}/": ["get"],
         "/api/groups/{group_id}/commands/": ["post"],
+        "/api/groups/{group_id}/query/": ["post"],
         "/api/groups/{group_id}/log/": ["get"],
         "/api/nodes/": ["get"],
         "/api/nodes/{node_id}/": ["get"],

@@ -313,6 +313,12 @@ def test_cli(shared_cluster: Cluster) -> None:
     assert json.loads(run_cli(shared_cluster, "cas", key, "Bob", "--expected", "Mike"))["succeeded"]
     seed = json.dumps({"type": "get", "key": key, "value": ""})
     assert json.loads(run_cli(shared_cluster, "submit", seed))["value"] == "Bob"
+    query = json.dumps({"op": "get", "key": key})
+    assert json.loads(run_cli(shared_cluster, "query", query))["value"] == "Bob"
+    port = next(iter(shared_cluster.nodes.values())).port
+    with PaxosClient("127.0.0.1", port, TOKEN) as client:
+        assert client.query({"op": "get", "key": key})["value"] == "Bob"
+        assert client.query({"op": "get", "key": key}, consistency="local")["found"] is True
     assert json.loads(run_cli(shared_cluster, "delete", key))["deleted"] is True
     status = run_cli(shared_cluster, "status")
     assert "leader" in status and len(status.splitlines()) == 1 + 3 * 2

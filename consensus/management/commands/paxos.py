@@ -88,6 +88,17 @@ class Command(BaseCommand):
         )
         self._group_options(submit, request_id=True)
 
+        query = actions.add_parser(
+            "query", help="ask a group's state machine (its query(); nothing is written)"
+        )
+        query.add_argument("query", help='the query, e.g. \'{"op": "get", "key": "k"}\'')
+        query.add_argument(
+            "--local",
+            action="store_true",
+            help="answer from the first node's applied state at once (may miss the latest writes)",
+        )
+        self._group_options(query)
+
         get = actions.add_parser("get", help="read a key (linearizable unless --local)")
         get.add_argument("key", help="the key (a non-empty string without '/')")
         get.add_argument(
@@ -160,6 +171,9 @@ class Command(BaseCommand):
         if action == "submit":
             outcome = client.submit_command(options["command"], group, request_id)
             self._print(vars_of(outcome) if options["json"] else outcome.result, options)
+        elif action == "query":
+            consistency = "local" if options["local"] else "linearizable"
+            self._print(client.query(options["query"], group, consistency=consistency), options)
         elif action == "get":
             consistency = "local" if options["local"] else "linearizable"
             missing = object()
