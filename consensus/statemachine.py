@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import orjson
@@ -120,24 +121,42 @@ def portable_result(result: Any) -> tuple[Any, str]:
     """A state machine's result as every node answers and stores it: ``(result, its JSON)``.
 
     Results are kept as JSON for retries with the same request id, so a retry must get what the
-    first caller got. orjson first (this runs for every command on every node); what it refuses
-    (integer dict keys, integers beyond 64 bits, lone surrogates) goes through ``json``, and the
-    caller then gets the JSON's value too. What neither can encode (a set, bytes, an object)
-    becomes an error result naming its type: it used to be stored as its ``str()``, which for an
-    object differs on every node (its address), and it stopped a client stream's answers."""
+    first caller got: the caller gets the JSON's value (a tuple as a list, a datetime as its
+    ISO text, a Decimal as its text). orjson first (this runs for every command on every node);
+    what it refuses (integer dict keys, integers beyond 64 bits) goes through ``json``. What
+    neither takes, or what a client could not read back (a set, bytes, an object, NaN, a lone
+    surrogate), becomes an error result naming the problem: it used to be stored as its
+    ``str()``, which for an object differs on every node (its address), and it stopped a
+    client stream's answers. Nothing a result does may raise out of here: that would fail the
+    node's whole turn."""
     try:
-        return result, orjson.dumps(result).decode()
+        text = orjson.dumps(result, default=_decimal_as_text).decode()
+        return orjson.loads(text), text
     except (TypeError, orjson.JSONEncodeError):
         pass
+    except Exception:  # noqa: BLE001 - user objects (a dict whose items() raises...)
+        return _not_json(result)
     try:
-        text = json.dumps(result, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError):
-        error = {
-            "error": f"the state machine returned a {type(result).__name__}, which is not JSON "
-            "(return dicts, lists, strings, numbers, booleans or None)"
-        }
-        return error, orjson.dumps(error).decode()
-    return json.loads(text), text
+        text = json.dumps(result, separators=(",", ":"), allow_nan=False, default=_decimal_as_text)
+        orjson.loads(text)  # what the clients parse with: a lone surrogate's escape fails here
+    except Exception:  # noqa: BLE001 - TypeError, ValueError, RecursionError, user objects
+        return _not_json(result)
+    return json.loads(text), text  # the exact value (orjson reads huge integers as floats)
+
+
+def _decimal_as_text(value: Any) -> str:
+    """A ``Decimal`` (a ``DecimalField``'s value, easy to return by accident) as its text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _not_json(result: Any) -> tuple[Any, str]:
+    error = {
+        "error": f"the state machine's result (a {type(result).__name__}) is not JSON (return "
+        "dicts, lists, strings, numbers, booleans or None; no NaN, no lone surrogates)"
+    }
+    return error, orjson.dumps(error).decode()
 
 
 def encode_result(result: Any) -> str:

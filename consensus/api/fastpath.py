@@ -188,8 +188,15 @@ def check_text(value: Any, field: str, *, max_bytes: int | None = None) -> str:
         raise ApiError(400, f"{field} must be a string, not {json_kind(value)}")
     if "\x00" in value:
         raise ApiError(400, f"{field} must not contain NUL characters")
+    if not value.isascii():
+        try:
+            encoded = value.encode("utf-8")
+        except UnicodeEncodeError:  # an escaped lone surrogate inside a command's JSON text
+            raise ApiError(400, f"{field} is not valid unicode (a lone surrogate)") from None
+    else:
+        encoded = None
     if max_bytes is not None:
-        size = len(value.encode("utf-8"))
+        size = len(value) if encoded is None else len(encoded)
         if size > max_bytes:
             raise ApiError(413, f"{field} too large: {size} bytes (limit {max_bytes})")
     return value
@@ -214,6 +221,42 @@ def require_value(data: Mapping[str, Any], field: str = "value") -> str:
 def check_value(value: Any, field: str = "value") -> str:
     """A KV value (a cas's ``expected``): a string of at most ``PAXOS_MAX_VALUE_BYTES`` (413)."""
     return check_text(value, field, max_bytes=max_value_bytes())
+
+
+def check_for_machine(node: PaxosNode, group_id: int, text: str) -> None:
+    """A state machine's own API limits on a command or query before it is proposed or run
+    (its optional ``check_request(text)``: the KV store refuses there what its REST routes
+    refuse). ``ApiError`` passes through; a ``ValueError`` is a 400; anything else is the
+    machine's bug, logged, and a 500 for this request only (never a closed client stream)."""
+    check = getattr(node.machines.get(group_id), "check_request", None)
+    if check is None:
+        return
+    try:
+        check(text)
+    except ApiError:
+        raise
+    except ValueError as error:
+        raise ApiError(400, str(error)) from None
+    except Exception as error:  # noqa: BLE001 - user code
+        logger.exception("group %s: the state machine's check_request failed", group_id)
+        raise ApiError(500, f"the state machine's check_request failed: {error!r}") from None
+
+
+def query_error(node: PaxosNode, group_id: int, query: str, error: Exception) -> ApiError:
+    """A ``QueryError`` as the API's answer: 400 with the machine's reason; but a KV get (what
+    the clients' ``get`` sends) to a group that runs another machine is the KV routes' 404."""
+    machine = node.machines.get(group_id)
+    if not hasattr(machine, "check_request") and _is_kv_get(query):
+        return not_the_kv_store(group_id, machine)
+    return ApiError(400, str(error))
+
+
+def _is_kv_get(query: str) -> bool:
+    try:
+        data = orjson.loads(query)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and data.get("op", data.get("type")) == "get" and "key" in data
 
 
 def not_the_kv_store(group_id: int, machine: object) -> ApiError:

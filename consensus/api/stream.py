@@ -66,8 +66,9 @@ from consensus.statemachine import QueryError
 from .authentication import bearer_token, token_is_valid
 from .exceptions import ApiError
 from .fastpath import (
+    check_for_machine,
     check_request_id,
-    not_the_kv_store,
+    query_error,
     reject_unknown_fields,
     require_string,
     runtime_error,
@@ -278,14 +279,9 @@ class ClientStream:
         future.add_done_callback(lambda done: self._committed(group_id, request_id, done))
 
     def _check(self, group_id: int, text: str) -> None:
-        """The API's own limits on what the group's state machine is sent, if it has any: the
-        KV store's ``check_request`` refuses what its REST routes refuse (a key with '/', a key
-        or value over ``PAXOS_MAX_KEY_BYTES``/``PAXOS_MAX_VALUE_BYTES``), with their words."""
         node = self._node
         assert node is not None
-        check = getattr(node.machines.get(group_id), "check_request", None)
-        if check is not None:
-            check(text)
+        check_for_machine(node, group_id, text)
 
     def _committed(self, group_id: int, request_id: str, future: asyncio.Future[Outcome]) -> None:
         entry = self._pending.pop((group_id, request_id), None)
@@ -337,7 +333,7 @@ class ClientStream:
             if isinstance(result, UnknownGroupError | SubmitError):
                 self._fail(client_id, runtime_error(node, group_id, result))
             elif isinstance(result, QueryError):
-                self._fail(client_id, _query_error(node, group_id, query, result))
+                self._fail(client_id, query_error(node, group_id, query, result))
             elif isinstance(result, BaseException):
                 raise result
             else:
@@ -369,23 +365,6 @@ def _group_of(request: dict[str, Any]) -> int:
     if not isinstance(group_id, int) or isinstance(group_id, bool) or group_id < 1:
         raise ApiError(400, "group must be a positive integer")
     return group_id
-
-
-def _query_error(node: PaxosNode, group_id: int, query: str, error: QueryError) -> ApiError:
-    """400 with the state machine's reason; but a KV get (what ``AsyncPaxosClient.get`` sends)
-    refused by a group that runs another machine gets the 404 of the REST KV routes."""
-    machine = node.machines.get(group_id)
-    if not hasattr(machine, "check_request") and _is_kv_get(query):
-        return not_the_kv_store(group_id, machine)
-    return ApiError(400, str(error))
-
-
-def _is_kv_get(query: str) -> bool:
-    try:
-        data = orjson.loads(query)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(data, dict) and data.get("op", data.get("type")) == "get" and "key" in data
 
 
 def _encode_each(answers: list[Any]) -> str:

@@ -29,7 +29,7 @@ from consensus import __version__, wire_version
 from consensus.health import NodeUnavailableError, read_on_loop
 from consensus.models import Group, Instance, Node
 from consensus.runtime import SubmitError, UnknownGroupError, get_node
-from consensus.statemachine import QueryError
+from consensus.statemachine import QueryError, portable_result
 
 from . import fastpath, schema  # noqa: F401  (schema registers the bearer auth extension)
 from .converters import GROUP_ID_REGEX
@@ -109,6 +109,8 @@ async def commands_view(request: HttpRequest, group_id: int) -> HttpResponse:
     command = fastpath.require_string(data, "command")
     request_id = fastpath.request_id_from(request, data)
     node = fastpath.require_node()
+    fastpath.require_group(node, group_id)
+    fastpath.check_for_machine(node, group_id, command)
     outcome = await fastpath.submit(node, group_id, command, request_id)
     return json_response(
         {
@@ -131,7 +133,10 @@ class QueryDocView(APIView):
         "into the log.",
         parameters=[GROUP_ID],
         request=QueryRequestSerializer,
-        responses={200: QueryResponseSerializer, **error_responses(400, 401, 403, 404, 503)},
+        responses={
+            200: QueryResponseSerializer,
+            **error_responses(400, 401, 403, 404, 405, 413, 503),
+        },
         tags=["commands"],
     )
     def post(self, request: Request, group_id: int) -> Response:  # pragma: no cover
@@ -154,6 +159,7 @@ async def query_view(request: HttpRequest, group_id: int) -> HttpResponse:
         raise ApiError(400, f"consistency must be linearizable or local, not {consistency!r}")
     node = fastpath.require_node()
     fastpath.require_group(node, group_id)
+    fastpath.check_for_machine(node, group_id, query)
     try:
         result = await reads_of(node).query(
             group_id, query, linearizable=consistency == "linearizable"
@@ -161,8 +167,9 @@ async def query_view(request: HttpRequest, group_id: int) -> HttpResponse:
     except (UnknownGroupError, SubmitError) as error:
         raise fastpath.runtime_error(node, group_id, error) from None
     except QueryError as error:
-        raise ApiError(400, str(error)) from None
-    return json_response({"result": result, "consistency": consistency})
+        raise fastpath.query_error(node, group_id, query, error) from None
+    answer, _ = portable_result(result)  # as a command's result: JSON or an error, never str()
+    return json_response({"result": answer, "consistency": consistency})
 
 
 #

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sysconfig
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -94,8 +95,18 @@ def raised_at(error: BaseException) -> str:
     frames = traceback.extract_tb(error.__traceback__)
     if not frames:
         return "an unknown place"
-    frame = frames[-1]
+    ours = [frame for frame in frames if not _library_file(frame.filename)]
+    frame = (ours or frames)[-1]  # the state machine's line, not Django's or the stdlib's
     return f"{frame.filename}:{frame.lineno} in {frame.name}"
+
+
+_LIBRARY_FOLDERS = tuple(
+    {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], "site-packages"}
+)
+
+
+def _library_file(filename: str) -> bool:
+    return any(folder in filename for folder in _LIBRARY_FOLDERS)
 
 
 class Applier:

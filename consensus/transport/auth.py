@@ -303,11 +303,16 @@ def decode_welcome(data: object) -> Welcome:
     return Welcome(mac=_blob(_decode_body(data, "welcome"), "mac", MAC_SIZE))
 
 
-def check_fits(
+EARLIER_RELEASES_MAX_FRAME = 4096
+"""The handshake frames a node of the release before the group check accepts: a node whose group
+list would make its frames larger sends none (``groups_to_send``), so that a cluster can still be
+upgraded node by node."""
+
+
+def handshake_size(
     node_id: int, members: Collection[int], groups: Iterable[tuple[int, str]] | None
-) -> None:
-    """``ValueError`` if this node's handshake frames would be larger than a peer accepts (a
-    config with very many groups or very long state machine names)."""
+) -> int:
+    """Bytes of this node's Hello (its Challenge is no larger)."""
     hello = Hello(
         node_id=node_id,
         nonce=bytes(NONCE_SIZE),
@@ -315,7 +320,27 @@ def check_fits(
         members=as_members(members),
         groups=None if groups is None else as_groups(groups),
     )
-    size = len(encode_handshake(hello))
+    return len(encode_handshake(hello))
+
+
+def groups_to_send(
+    node_id: int, members: Collection[int], groups: tuple[tuple[int, str], ...] | None
+) -> tuple[tuple[int, str], ...] | None:
+    """``groups``, or None (not compared) if they would make this node's handshake frames larger
+    than a node of an earlier release accepts (about 600 groups, fewer with long names)."""
+    if groups is None:
+        return None
+    if handshake_size(node_id, members, groups) > EARLIER_RELEASES_MAX_FRAME:
+        return None
+    return groups
+
+
+def check_fits(
+    node_id: int, members: Collection[int], groups: Iterable[tuple[int, str]] | None
+) -> None:
+    """``ValueError`` if this node's handshake frames would be larger than a peer accepts (a
+    config with very many groups or very long state machine names)."""
+    size = handshake_size(node_id, members, groups)
     if size > MAX_HANDSHAKE_FRAME:
         raise ValueError(
             f"the node and group lists make a peer handshake frame of {size} bytes, more than "

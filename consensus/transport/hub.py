@@ -37,7 +37,7 @@ from consensus.core.errors import LocalProtocolError
 from consensus.core.messages import Message
 from consensus.throttle import LogThrottle
 
-from .auth import as_groups, check_fits
+from .auth import EARLIER_RELEASES_MAX_FRAME, as_groups, check_fits, groups_to_send
 from .client import LinkOptions, PeerLink
 from .closecodes import CloseCode
 from .peers import PeerAddress, PeerStats
@@ -104,10 +104,19 @@ class PeerTransport:
         """Every node id of the cluster, this one included."""
         try:
             own_groups = None if groups is None else as_groups(groups)
-            check_fits(node_id, self.members, own_groups)
+            check_fits(node_id, self.members, None)
         except ValueError as exc:
             raise LocalProtocolError(str(exc)) from None
-        self.groups = own_groups
+        self.groups = groups_to_send(node_id, self.members, own_groups)
+        if own_groups is not None and self.groups is None:
+            logger.warning(
+                "node %s: %s groups make the peer handshake larger than nodes of earlier releases "
+                "accept (%s bytes): this node does not compare the groups' state machines with "
+                "its peers; every node must still run the same state machine for a group",
+                node_id,
+                len(own_groups),
+                EARLIER_RELEASES_MAX_FRAME,
+            )
         """(group id, state machine name) of every group of this node's config; None: unchecked."""
         self.peers: dict[int, PeerAddress] = {
             peer_id: address for peer_id, address in addresses.items() if peer_id != node_id

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 from django.test import override_settings
 
@@ -28,6 +30,7 @@ from consensus.statemachine import (
     StateMachine,
     decode_result,
     encode_result,
+    portable_result,
 )
 from tests.fixtures.statements import traced_statements
 
@@ -393,3 +396,35 @@ def test_kv_batch_reads_only_keys_that_a_result_depends_on() -> None:
     ]
     selects = [sql for sql in statements if "SELECT" in sql.upper()]
     assert len(selects) == 1 and "'old'" in selects[0] and "'y'" in selects[0]
+
+
+class RaisingDict(dict):
+    def items(self):  # type: ignore[override]
+        raise KeyError("user code")
+
+
+@pytest.mark.parametrize(
+    ("result", "answered"),
+    [
+        ((1, 2), [1, 2]),  # the first caller gets what a retry gets back
+        (Decimal("1.50"), "1.50"),
+        ({1: "a"}, {"1": "a"}),
+        (2**70, 2**70),
+        (float("nan"), None),
+    ],
+)
+def test_a_result_is_answered_as_it_is_stored(result: object, answered: object) -> None:
+    value, text = portable_result(result)
+    assert value == answered and decode_result(text) == answered
+
+
+@pytest.mark.parametrize(
+    "result",
+    [{1, 2}, b"x", object(), "a\ud800", {1: float("nan")}, RaisingDict({1: "a"})],
+    ids=["set", "bytes", "object", "lone-surrogate", "nan-on-the-json-path", "raising"],
+)
+def test_a_result_no_client_could_read_becomes_an_error(result: object) -> None:
+    """Stored as its str() it differed per node; a lone surrogate or a bare NaN in the stored
+    JSON made AsyncPaxosClient (orjson) fail the whole connection on every retry."""
+    value, text = portable_result(result)
+    assert "is not JSON" in value["error"] and orjson.loads(text) == value

@@ -198,3 +198,34 @@ def test_an_answer_no_json_encoder_takes_fails_alone() -> None:
     assert first["id"] == 1 and first["status"] == 500 and "not" in first["error"]
     assert second == {"id": 2, "ok": True, "result": 2**70}
     assert third == {"id": 3, "ok": True, "result": "fine"}
+
+
+def test_a_lone_surrogate_in_a_kv_command_is_a_400_not_a_closed_stream(
+    stream_node: FakeNode,
+) -> None:
+    """Escaped inside the command's JSON text, a lone surrogate reached the key check, which
+    raised UnicodeEncodeError: the stream died with every request in flight on it."""
+    command = '{"op": "put", "key": "\\ud800", "value": "v"}'
+    answers = exchange(
+        [
+            {"id": "bad", "op": "submit", "group": 1, "command": command},
+            submit("good", {"op": "put", "key": "a", "value": "v"}),
+        ]
+    )
+    assert refusal(answers["bad"]) == (400, "key is not valid unicode (a lone surrogate)")
+    assert answers["good"]["ok"] is True
+
+
+def test_rest_commands_and_queries_meet_the_same_limits(api: ApiClient) -> None:
+    """The generic routes (POST .../commands/ and .../query/) too: a key with '/' written through
+    them could be neither read nor deleted through the KV routes."""
+    put = json.dumps({"op": "put", "key": "a/b", "value": "v"})
+    assert rest_refusal(api, "POST", "/api/groups/1/commands/", {"command": put}) == (
+        400,
+        "keys cannot contain '/': 'a/b'",
+    )
+    get = json.dumps({"op": "get", "key": "name"})
+    assert rest_refusal(api, "POST", "/api/groups/3/query/", {"query": get}) == (
+        404,
+        'group 3 does not run the KV store ("kv"); it runs "log"',
+    )

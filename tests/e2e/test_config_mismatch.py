@@ -39,7 +39,7 @@ def test_a_node_with_another_node_list_is_refused_and_the_others_go_on(cluster_f
     peers = cluster.status(3)["peers"]["peers"]
     assert not any(peer["connected_out"] or peer["connected_in"] for peer in peers), peers
     log = cluster.tail(1, 400)
-    assert log.count(refusal(3, "1, 2, 3, 4", 1, "1, 2, 3")) == 1  # it retries: said once a minute
+    assert log.count(refusal(3, "1, 2, 3, 4", 1, "1, 2, 3")) in (1, 2)  # said once a minute
     assert "closing peer link from node 3 (" in log  # named: it proved the secret
     assert "Traceback" not in log + cluster.tail(3, 400)
     assert "sent no node list" not in log  # nodes 1 and 2 compared their lists too
@@ -85,8 +85,8 @@ def test_a_node_running_another_machine_for_a_group_is_refused_and_the_others_go
     assert not any(peer["connected_out"] or peer["connected_in"] for peer in peers), peers
     logs = {node_id: cluster.tail(node_id, 400) for node_id in (1, 2, 3)}
     for node_id, said in lines.items():  # it retries: said once a minute
-        assert logs[node_id].count(said) == 1, logs[node_id]
-        assert logs[3].count(said) == 1, logs[3]
+        assert logs[node_id].count(said) in (1, 2), logs[node_id]  # once a minute
+        assert logs[3].count(said) in (1, 2), logs[3]
     assert "closing peer link from node 3 (" in logs[1]  # named: it proved the secret
     assert "closing peer link from node 1 (" in logs[3]
     assert "group 1 runs" not in logs[3]  # only the group that differs is named

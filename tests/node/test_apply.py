@@ -367,8 +367,8 @@ def test_a_result_that_is_not_json_becomes_the_same_error_on_every_node() -> Non
     outcomes = apply(Applier({1: Odd(1)}), [entry(1, ("a", "set"), ("b", "object"))])
     for outcome, kind in zip(outcomes, ("set", "object"), strict=True):
         assert outcome.result == {
-            "error": f"the state machine returned a {kind}, which is not JSON (return dicts, "
-            "lists, strings, numbers, booleans or None)"
+            "error": f"the state machine's result (a {kind}) is not JSON (return dicts, lists, "
+            "strings, numbers, booleans or None; no NaN, no lone surrogates)"
         }
     stored = dict(RequestResult.objects.values_list("request_id", "result"))
     assert json.loads(stored["b"]) == outcomes[1].result  # a retry gets what the first got

@@ -15,6 +15,7 @@ import pytest
 
 from consensus.core.errors import RemoteProtocolError
 from consensus.transport.auth import (
+    EARLIER_RELEASES_MAX_FRAME,
     MAX_HANDSHAKE_FRAME,
     NONCE_SIZE,
     UNCHECKED,
@@ -26,11 +27,14 @@ from consensus.transport.auth import (
     MembersDiffer,
     ServerHandshake,
     Welcome,
+    as_groups,
     check_fits,
     client_mac,
     decode_challenge,
     decode_hello,
     encode_handshake,
+    groups_to_send,
+    handshake_size,
     server_mac,
     unchecked,
 )
@@ -432,3 +436,16 @@ def test_a_group_list_is_bounded_by_the_frame_size() -> None:
     with pytest.raises(ValueError, match="fewer groups or shorter state machine names"):
         check_fits(1, MEMBERS, huge)  # type: ignore[arg-type]
     check_fits(1, MEMBERS, [(g, "a-state-machine") for g in range(1, 1001)])  # 1000 groups fit
+
+
+def test_a_group_list_too_long_for_earlier_releases_is_not_sent() -> None:
+    """Nodes of the release before the group check refuse handshake frames over 4 KiB: a node
+    whose list would exceed that sends none (and compares none), so that a cluster with many
+    groups can still be upgraded node by node."""
+    few = as_groups([(g, "kv") for g in range(1, 11)])
+    many = as_groups([(g, "a-state-machine-name") for g in range(1, 1001)])
+    assert groups_to_send(1, MEMBERS, few) == few
+    assert handshake_size(1, MEMBERS, few) <= EARLIER_RELEASES_MAX_FRAME
+    assert handshake_size(1, MEMBERS, many) > EARLIER_RELEASES_MAX_FRAME
+    assert groups_to_send(1, MEMBERS, many) is None
+    assert groups_to_send(1, MEMBERS, None) is None

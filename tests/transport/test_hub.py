@@ -195,3 +195,9 @@ def test_the_reported_problems_are_bounded() -> None:
     assert len(transport._reports) == 1
     assert transport.first_report("x" * 5000, now=63.0)
     assert max(len(str(key)) for key in transport._reports) <= hub.MAX_REPORT_KEY
+
+
+def test_a_transport_whose_group_list_is_too_long_for_earlier_releases_sends_none() -> None:
+    assert make(groups=[(1, "kv")]).groups == ((1, "kv"),)
+    many = [(g, "a-state-machine-name") for g in range(1, 1001)]
+    assert make(groups=many).groups is None  # logged; the node still starts
