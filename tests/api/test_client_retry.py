@@ -38,19 +38,29 @@ class SlowNoQuorum(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def slow_nodes(count: int) -> Iterator[list[tuple[str, int]]]:
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), SlowNoQuorum) for _ in range(count)]
+def http_nodes(
+    count: int, handler: type[BaseHTTPRequestHandler]
+) -> Iterator[list[ThreadingHTTPServer]]:
+    """``count`` tiny HTTP servers on 127.0.0.1 answering with ``handler``, stopped at the end
+    (a server the test shut down already is fine)."""
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), handler) for _ in range(count)]
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
     for thread in threads:
         thread.start()
     try:
-        yield [("127.0.0.1", s.server_address[1]) for s in servers]
+        yield servers
     finally:
         for server in servers:
             server.shutdown()
             server.server_close()
         for thread in threads:
             thread.join(5)
+
+
+@contextlib.contextmanager
+def slow_nodes(count: int) -> Iterator[list[tuple[str, int]]]:
+    with http_nodes(count, SlowNoQuorum) as servers:
+        yield [("127.0.0.1", s.server_address[1]) for s in servers]
 
 
 def test_no_attempt_starts_after_the_retry_timeout() -> None:
@@ -133,14 +143,10 @@ def test_a_client_given_one_node_learns_the_others_and_fails_over_to_them(
     """The seed's ``MyPaxosClient(host, port)`` names one node: once that node has answered,
     the client knows the others (``/api/nodes/``, skipping the entry marked ``me``, whose
     config address may differ from the one dialled) and goes on when the first one is gone."""
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), OneNodeThenGone) for _ in range(2)]
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    for thread in threads:
-        thread.start()
-    first, second = (("127.0.0.1", s.server_address[1]) for s in servers)
-    OneNodeThenGone.PEER = second
-    OneNodeThenGone.puts = []
-    try:
+    with http_nodes(2, OneNodeThenGone) as servers:
+        first, second = (("127.0.0.1", s.server_address[1]) for s in servers)
+        OneNodeThenGone.PEER = second
+        OneNodeThenGone.puts = []
         with PaxosClient(*first, token="t", retry_timeout=1.0, discover=discover) as client:
             client.put("k", "v")
             assert client.nodes == ([first, second] if discover else [first])
@@ -153,9 +159,3 @@ def test_a_client_given_one_node_learns_the_others_and_fails_over_to_them(
             else:
                 with pytest.raises(Unavailable):
                     client.put("k", "w")
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
-        for thread in threads:
-            thread.join(5)

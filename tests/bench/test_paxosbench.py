@@ -4,18 +4,14 @@ It checks that the command works (and stops every node it started), not how fast
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.ports import free_port_block
-from tests.fixtures.procs import runpaxos_pids
+from tests.fixtures.procs import PROJECT, run_manage, runpaxos_pids
 
-PROJECT = Path(__file__).resolve().parents[2]
 DEAD_PORT = free_port_block(1)
 DEAD = ["--urls", f"http://127.0.0.1:{DEAD_PORT}", "--token", "t", "--clients", "1"]
 """A cluster that is not there: nothing listens on that port."""
@@ -32,40 +28,14 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
     before = benchmark_node_pids()
     out = tmp_path / "bench.json"
     plot = tmp_path / "bench.png"
-    env = dict(os.environ)
-    env.pop("DATABASE_URL", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT / "manage.py"),
-            "paxosbench",
-            "--nodes",
-            "3",
-            "--groups",
-            "1,2",  # one cluster each
-            "--clients",
-            "1,4",
-            "--value-size",
-            "100,300",
-            "--duration",
-            "0.6",
-            "--warmup",
-            "0.2",
-            "--reads",
-            "0.5",
-            "--path",
-            "both",
-            "--leader",
-            "2",  # every group's preferred leader (the run waits until node 2 took them over)
-            "--json",
-            str(out),
-            "--plot",
-            str(plot),
-        ],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
+    result = run_manage(
+        "paxosbench",
+        *("--nodes", "3", "--groups", "1,2"),  # one cluster each
+        *("--clients", "1,4", "--value-size", "100,300", "--duration", "0.6", "--warmup", "0.2"),
+        *("--reads", "0.5", "--path", "both"),
+        # every group's preferred leader (the run waits until node 2 took them over)
+        *("--leader", "2"),
+        *("--json", str(out), "--plot", str(plot)),
         timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -123,13 +93,7 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
     ],
 )
 def test_paxosbench_explains_bad_arguments(arguments: list[str], message: str) -> None:
-    result = subprocess.run(
-        [sys.executable, str(PROJECT / "manage.py"), "paxosbench", *arguments],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_manage("paxosbench", *arguments)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -137,14 +101,7 @@ def test_paxosbench_explains_bad_arguments(arguments: list[str], message: str) -
 
 def test_paxosbench_fails_when_every_request_failed() -> None:
     """A dead --urls: not "0 ops/s" and status 0, but the first error and a non-zero status."""
-    result = subprocess.run(
-        [sys.executable, str(PROJECT / "manage.py"), "paxosbench", *DEAD]
-        + ["--duration", "0.3", "--warmup", "0"],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_manage("paxosbench", *DEAD, "--duration", "0.3", "--warmup", "0")
     assert result.returncode != 0, result.stdout
     first_error = rf"paxos-rest: all \d+ requests failed; first error: .*{DEAD_PORT}"
     assert re.search(first_error, result.stderr)
@@ -153,13 +110,7 @@ def test_paxosbench_fails_when_every_request_failed() -> None:
 
 
 def test_paxosbench_consistency_has_help() -> None:
-    result = subprocess.run(
-        [sys.executable, str(PROJECT / "manage.py"), "help", "paxosbench"],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_manage("help", "paxosbench")
     usage = " ".join(result.stdout.split())
     assert "local answers from the node's own copy" in usage
 
@@ -167,18 +118,21 @@ def test_paxosbench_consistency_has_help() -> None:
 def test_paxosbench_json_to_stdout_is_json_alone() -> None:
     """``--json -`` for a pipe (``| jq``): stdout holds the JSON document and nothing else; the
     table and the progress lines go to stderr."""
-    env = dict(os.environ)
-    env.pop("DATABASE_URL", None)
-    result = subprocess.run(
-        [sys.executable, str(PROJECT / "manage.py"), "paxosbench", "--clients", "1"]
-        + ["--duration", "0.3", "--warmup", "0", "--path", "client", "--json", "-"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
+    result = run_manage(
+        "paxosbench",
+        "--clients",
+        "1",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--path",
+        "client",
+        "--json",
+        "-",
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads(result.stdout)
     assert [row["target"] for row in document["rows"]] == ["paxos-client"]
-    assert "ops_per_s" in result.stderr and not Path(PROJECT / "-").exists()
+    assert "ops_per_s" in result.stderr and not (PROJECT / "-").exists()

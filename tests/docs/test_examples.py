@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-PROJECT = Path(__file__).resolve().parents[2]
+from tests.fixtures.procs import PROJECT, run_manage
+
 UNIT = PROJECT / "examples" / "systemd" / "paxos@.service"
 
 
@@ -37,11 +37,5 @@ def test_the_systemd_unit_starts_runpaxos_with_options_it_has() -> None:
     words = exec_start.split()
     assert words[1:3] == ["manage.py", "runpaxos"], words
     options = [word for word in words if word.startswith("--")]
-    usage = subprocess.run(
-        [sys.executable, str(PROJECT / "manage.py"), "runpaxos", "--help"],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    usage = run_manage("runpaxos", "--help").stdout
     assert options and all(option in usage for option in options), (options, usage)

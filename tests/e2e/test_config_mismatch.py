@@ -44,12 +44,26 @@ def test_a_node_with_another_node_list_is_refused_and_the_others_go_on(cluster_f
     assert "Traceback" not in log + cluster.tail(3, 400)
     assert "sent no node list" not in log  # nodes 1 and 2 compared their lists too
 
-    cluster.stop_node(3)  # the same list again: node 3 links up and catches up
+    restart_node_3_with_the_cluster_config(cluster, written_in_group=1)
+
+
+def restart_node_3_with_the_cluster_config(cluster: Cluster, written_in_group: int) -> None:
+    """Node 3 again with the config the others have: it links up and learns the write ``during``
+    it missed."""
+    cluster.stop_node(3)
     del cluster.config_overrides[3]
     cluster.start_node(3)
     wait_for(
-        lambda: cluster.request(3, "GET", "/api/kv/1/during?consistency=local")[0] == 200,
+        lambda: cluster.request(3, "GET", f"/api/kv/{written_in_group}/during?consistency=local")[0]
+        == 200,
         "node 3 to learn the write it missed",
+    )
+    wait_for(
+        lambda: all(
+            peer["connected_out"] and peer["connected_in"]
+            for peer in cluster.status(3)["peers"]["peers"]
+        ),
+        "node 3's links to come up",
     )
 
 
@@ -93,17 +107,4 @@ def test_a_node_running_another_machine_for_a_group_is_refused_and_the_others_go
     assert "Traceback" not in "".join(logs.values())
     assert "sent no group list" not in logs[1]  # nodes 1 and 2 compared their groups too
 
-    cluster.stop_node(3)  # the same machines again: node 3 links up and catches up
-    del cluster.config_overrides[3]
-    cluster.start_node(3)
-    wait_for(
-        lambda: cluster.request(3, "GET", "/api/kv/2/during?consistency=local")[0] == 200,
-        "node 3 to learn the write it missed",
-    )
-    wait_for(
-        lambda: all(
-            peer["connected_out"] and peer["connected_in"]
-            for peer in cluster.status(3)["peers"]["peers"]
-        ),
-        "node 3's links to come up",
-    )
+    restart_node_3_with_the_cluster_config(cluster, written_in_group=2)

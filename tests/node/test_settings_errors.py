@@ -9,27 +9,17 @@ one of them fails while settings load (or before the demo starts), so each takes
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from consensus.config import write_demo_config
 from tests.e2e.test_runpaxos import _env
-
-PROJECT = Path(__file__).resolve().parents[2]
+from tests.fixtures.procs import run_manage
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(PROJECT / "manage.py"), *args],
-        cwd=PROJECT,
-        env=_env() | env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_manage(*args, env=_env() | env)
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], expected: str) -> None:
