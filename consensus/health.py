@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 
 from consensus.runtime import PaxosNode
+from consensus.runtime.reach import no_majority, reachable_peers
 
 DEFAULT_MAX_LAG = 100
 LOOP_READ_TIMEOUT = 2.0
@@ -139,15 +140,6 @@ def max_lag() -> int:
     return int(getattr(settings, "PAXOS_READY_MAX_LAG", DEFAULT_MAX_LAG))
 
 
-def reachable_peers(status: dict[str, Any]) -> list[int]:
-    """Peers with an authenticated link both ways (we can send, and they can send to us)."""
-    return [
-        peer["node_id"]
-        for peer in (status.get("peers") or {}).get("peers", [])
-        if peer.get("connected_out") and peer.get("connected_in")
-    ]
-
-
 def readiness(node: PaxosNode | None) -> Readiness:
     """Compute readiness from the node's in-memory state (call it on the node's event loop)."""
     if node is None:
@@ -159,13 +151,11 @@ def readiness(node: PaxosNode | None) -> Readiness:
         return Readiness(False, [f"the node stopped after a storage failure ({failure})"])
     status = node.status()
     cluster_size = len(node.config.node_ids)
-    majority = cluster_size // 2 + 1
-    reachable = 1 + len(reachable_peers(status))
+    reachable = 1 + len(reachable_peers(status.get("peers") or {}))
     result = Readiness(True, reachable=reachable, cluster_size=cluster_size)
-    if reachable < majority:
-        result.reasons.append(
-            f"reaches {reachable} of {cluster_size} nodes; a majority is {majority}"
-        )
+    problem = no_majority(reachable, cluster_size)
+    if problem is not None:
+        result.reasons.append(problem)
     bound = max_lag()
     for group in status["groups"]:
         replica = node.replicas.get(group["group_id"])

@@ -41,6 +41,9 @@ logger = logging.getLogger("consensus.api")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_KEY_BYTES = 1024
 DEFAULT_MAX_VALUE_BYTES = 256 * 1024
+KV_STORE = "kv"
+"""The name the KV store registers under (``kvstore/statemachines.py``; the API may not import
+it): a KV request to a group of another machine is a 404 that names both."""
 RESERVED_REQUEST_ID_PREFIX = "paxos:"
 """The runtime's own markers (read barriers) use it; a client id there would confuse them."""
 
@@ -246,7 +249,7 @@ def query_error(node: PaxosNode, group_id: int, query: str, error: Exception) ->
     """A ``QueryError`` as the API's answer: 400 with the machine's reason; but a KV get (what
     the clients' ``get`` sends) to a group that runs another machine is the KV routes' 404."""
     machine = node.machines.get(group_id)
-    if not hasattr(machine, "check_request") and _is_kv_get(query):
+    if registry.name_of(machine) != KV_STORE and _is_kv_get(query):
         return not_the_kv_store(group_id, machine)
     return ApiError(400, str(error))
 
@@ -263,7 +266,8 @@ def not_the_kv_store(group_id: int, machine: object) -> ApiError:
     """404 for a KV request to a group that runs another state machine (REST and the stream)."""
     return ApiError(
         404,
-        f'group {group_id} does not run the KV store ("kv"); it runs "{registry.name_of(machine)}"',
+        f'group {group_id} does not run the KV store ("{KV_STORE}"); it runs '
+        f'"{registry.name_of(machine)}"',
     )
 
 

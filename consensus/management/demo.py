@@ -26,8 +26,6 @@ import secrets
 import signal
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -46,6 +44,7 @@ from consensus.config import (
 
 from .processes import (
     NodeProcesses,
+    answers_healthz,
     start_node,
     start_nodes,
     stop_nodes,
@@ -285,18 +284,10 @@ def _watch(
             coming_back.add(node_id)
             _say(out, f"node {node_id} restarted (pid {children[node_id].pid})")
         for node_id in sorted(coming_back):
-            if _serving(config.node(node_id)):
+            if answers_healthz(config.node(node_id), timeout=0.5):
                 coming_back.discard(node_id)
                 _say(out, f"node {node_id} serves again (pid {children[node_id].pid})")
         time.sleep(POLL_INTERVAL)
-
-
-def _serving(node: NodeAddress) -> bool:
-    try:
-        with urllib.request.urlopen(f"{node.http_url}/healthz", timeout=0.5):
-            return True
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _say(out: TextIO, line: str) -> None:

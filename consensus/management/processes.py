@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from consensus.config import ClusterConfig
+from consensus.config import ClusterConfig, NodeAddress
 
 READY_TIMEOUT = 60.0
 
@@ -91,14 +91,20 @@ def wait_until_serving(config: ClusterConfig, children: NodeProcesses, folder: P
                     f"node {node_id} exited; see {folder / f'node{node_id}.log'} "
                     f"(is port {node.port} free?)"
                 )
-            try:
-                with urllib.request.urlopen(f"{node.http_url}/healthz", timeout=1):
-                    del waiting[node_id]
-            except (urllib.error.URLError, OSError):
-                pass
+            if answers_healthz(node, timeout=1):
+                del waiting[node_id]
         if time.monotonic() > deadline:
             raise CommandError(f"nodes {sorted(waiting)} did not start within {READY_TIMEOUT:g}s")
         time.sleep(0.2)
+
+
+def answers_healthz(node: NodeAddress, timeout: float) -> bool:
+    """Whether the node's server answers ``/healthz`` (with 200) within ``timeout`` seconds."""
+    try:
+        with urllib.request.urlopen(f"{node.http_url}/healthz", timeout=timeout):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def stop_nodes(children: Mapping[int, subprocess.Popen[Any]], timeout: float = 15.0) -> None:

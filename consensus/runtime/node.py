@@ -76,6 +76,7 @@ from .backlog import ApplicationBacklog
 from .clock import TickClock
 from .notices import NodeNotices
 from .observer import NodeObserver
+from .reach import no_majority, reachable_peers
 
 logger = logging.getLogger("consensus.runtime")
 
@@ -647,16 +648,9 @@ class PaxosNode:
         transport = self._transport
         if transport is None:
             return ""
-        reached = 1 + sum(
-            1
-            for peer_id in transport.peers
-            if (stats := transport.peer_stats(peer_id)).connected_out and stats.connected_in
-        )
-        size = len(self.config.node_ids)
-        majority = size // 2 + 1
-        if reached >= majority:
-            return ""
-        return f" (this node reaches {reached} of {size} nodes; a majority is {majority})"
+        reached = 1 + len(reachable_peers(transport.status()))
+        problem = no_majority(reached, len(self.config.node_ids))
+        return "" if problem is None else f" (this node {problem})"
 
     def is_starting(self, group_id: int) -> bool:
         """A configured group whose replica is not up yet (the node serves HTTP meanwhile)."""
