@@ -3,8 +3,12 @@ It checks that the command works (and stops every node it started), not how fast
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,17 @@ pytestmark = pytest.mark.e2e
 def benchmark_node_pids() -> set[int]:
     """PIDs of the nodes of paxosbench's local clusters (to check it leaves none behind)."""
     return runpaxos_pids("paxosbench-")
+
+
+@pytest.fixture(autouse=True)
+def no_node_left_behind() -> Iterator[None]:
+    """paxosbench stops the nodes it starts; if a run fails or times out before it could, the
+    test stops them here, by PID."""
+    before = benchmark_node_pids()
+    yield
+    for pid in benchmark_node_pids() - before:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
