@@ -74,6 +74,20 @@ class StateMachine:
         """
         return [self.apply(command, context) for command, context in commands]
 
+    def validate(self, text: str) -> None:
+        """Optional: refuse a command or query before it is proposed or run.
+
+        Called on the node a client's request reaches (REST's ``commands/`` and ``query/``
+        routes, the client stream), never while applying. Raise ``ValueError`` (or
+        ``QueryError``) with the reason and the client gets a 400 with it; nothing enters the
+        log. Use it for limits that belong to your API (sizes, required fields): a limit that
+        is a setting cannot live in ``apply``, since a node whose setting differs would apply
+        the same command differently. ``apply`` must still cope with any text: a command
+        forwarded by a node of an earlier release, or submitted through ``PaxosNode.submit``,
+        was never checked. The KV store checks its keys and values here. By default every
+        text passes.
+        """
+
     def query(self, queries: Sequence[str]) -> list[Any]:
         """Optional: answer read-only ``queries`` from the applied state, one result per query.
 

@@ -123,10 +123,9 @@ class KVStateMachine(StateMachine):
             return {"key": key, "succeeded": True, "value": value}
         return {"key": key, "value": value}
 
-    def check_request(self, text: str) -> None:
-        """The API's limits (key and value sizes, no '/' in a key) on a command or query the
-        client stream is about to pass on: ``ApiError`` like the REST routes. Not part of
-        applying: those limits are settings, and every node must apply a command alike."""
+    def validate(self, text: str) -> None:
+        """The REST routes' limits (key and value sizes, no '/' in a key) on a command or query
+        that arrives as text: ``ApiError`` with the routes' status and words."""
         _api_check()(text)
 
     def query(self, queries: Sequence[str]) -> list[Any]:

@@ -82,7 +82,7 @@ def kv_group(group_id: int) -> PaxosNode:
 
 def check_command(text: str) -> None:
     """The REST routes' limits on a KV command or query that arrives as text (the client
-    stream's submits and queries to a KV group, through ``KVStateMachine.check_request``):
+    stream's submits and queries to a KV group, through ``KVStateMachine.validate``):
     the key as ``fastpath.check_key``, a value and a cas's expected value as the bodies of PUT
     and POST .../cas. ``ApiError`` with the REST API's status and words. Text that is no KV
     command at all is left to the state machine, which says why."""

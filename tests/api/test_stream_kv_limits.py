@@ -1,6 +1,7 @@
 """The client stream (``/ws/client/``, what ``AsyncPaxosClient`` speaks) refuses the KV commands
 and queries the REST routes refuse, with the same statuses and words, as answers to those
-requests (the stream stays open); a KV get to a group of another machine is REST's 404.
+requests (the stream stays open); a KV get to a group of another machine is REST's 404. Both
+checks are the KV store's ``StateMachine.validate``, the hook any machine can fill.
 
 The stream's ASGI application runs in-process against the fake node of ``conftest.py``."""
 
@@ -16,6 +17,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from consensus.api.stream import client_stream
+from consensus.statemachine import LogOnlyStateMachine
 from tests.api.conftest import TOKEN, ApiClient, FakeNode
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -229,3 +231,47 @@ def test_rest_commands_and_queries_meet_the_same_limits(api: ApiClient) -> None:
         404,
         'group 3 does not run the KV store ("kv"); it runs "log"',
     )
+
+
+class _Picky(LogOnlyStateMachine):
+    """A user's machine with limits of its own: names of at most 5 characters."""
+
+    def validate(self, text: str) -> None:
+        if text == "crash":
+            raise RuntimeError("a bug in validate")
+        if len(text) > 5:
+            raise ValueError(f"names have at most 5 characters, not {len(text)}")
+
+
+def test_a_state_machine_s_own_validate_refuses_before_the_log(
+    stream_node: FakeNode, api: ApiClient
+) -> None:
+    """``StateMachine.validate`` is the one hook for a machine's API limits: a 400 with its
+    words on REST and the stream alike, nothing proposed; a bug in it is a 500 for that request
+    only; what it passes is applied."""
+    stream_node.machines[3] = _Picky(3)
+    proposed: list[str] = []
+    submit_original = stream_node.submit
+
+    async def recording_submit(group_id: int, payload: str, request_id: str) -> Any:
+        proposed.append(payload)
+        return await submit_original(group_id, payload, request_id)
+
+    stream_node.submit = recording_submit  # type: ignore[method-assign]
+    words = (400, "names have at most 5 characters, not 7")
+    assert rest_refusal(api, "POST", "/api/groups/3/commands/", {"command": "toolong"}) == words
+    assert rest_refusal(api, "POST", "/api/groups/3/query/", {"query": "toolong"}) == words
+    answers = exchange(
+        [
+            {"id": "long", "op": "submit", "group": 3, "command": "toolong"},
+            {"id": "bug", "op": "submit", "group": 3, "command": "crash"},
+            {"id": "short", "op": "submit", "group": 3, "command": "ok"},
+        ]
+    )
+    assert refusal(answers["long"]) == words
+    assert refusal(answers["bug"]) == (
+        500,
+        "the state machine's validate failed: RuntimeError('a bug in validate')",
+    )
+    assert answers["short"]["ok"] is True
+    assert proposed == ["ok"]
