@@ -97,8 +97,13 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
         # it benchmarked a new local cluster instead, silently
         (
             ["--config", "cl/cluster.json"],
-            "--config names the cluster of --urls (for its token); without --urls paxosbench "
-            "starts a cluster of its own",
+            "--config is for the cluster of --urls; without --urls paxosbench starts a cluster "
+            "of its own",
+        ),
+        (
+            ["--token", "secret"],
+            "--token is for the cluster of --urls; without --urls paxosbench starts a cluster "
+            "of its own",
         ),
         # checked before the run (it ran, then matplotlib failed with a traceback)
         (

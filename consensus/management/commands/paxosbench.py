@@ -138,11 +138,12 @@ class Command(BaseCommand):
         if not 0.0 <= options["reads"] <= 1.0:
             raise CommandError("--reads is a fraction between 0 and 1")
         etcd_pids = _pids(options["etcd_pids"])
-        if options["config"] and not options["urls"]:
-            raise CommandError(
-                "--config names the cluster of --urls (for its token); without --urls "
-                "paxosbench starts a cluster of its own"
-            )
+        for option in ("config", "token"):
+            if options[option] and not options["urls"]:
+                raise CommandError(
+                    f"--{option} is for the cluster of --urls; without --urls paxosbench "
+                    "starts a cluster of its own"
+                )
         leader = options["leader"]
         if leader is not None and options["urls"]:
             raise CommandError(
