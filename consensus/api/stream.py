@@ -62,6 +62,7 @@ from consensus.runtime import (
     get_node,
 )
 from consensus.statemachine import QueryError
+from consensus.transport import frame_limit
 
 from .authentication import bearer_token, token_is_valid
 from .exceptions import ApiError
@@ -128,6 +129,7 @@ class ClientStream:
             await self._send_frame({"error": text, "status": status})
             await self._send({"type": "websocket.close", "code": code})
             return
+        frame_limit.allow_full_frames(self.scope)  # the token is good: full frames from here
         node = self._node
         assert node is not None
         await self._send_frame({"hello": _hello(node)})

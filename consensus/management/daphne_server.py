@@ -10,6 +10,9 @@ cleanly after the response was finished is deleted as it returns; everything els
 application that failed, was cancelled, or outlives its connection) stays for daphne's own
 sweep, which logs and handles it as before.
 
+Every websocket starts with the small frame limit of ``consensus.transport.frame_limit`` (an
+unauthenticated peer could make it buffer 16 MiB frames), lifted by the consumer.
+
 It also keeps why it could not listen (``listen_failure``) instead of only logging it, so that
 ``runpaxos`` can exit with an error that says so rather than status 0.
 
@@ -24,6 +27,8 @@ from typing import Any
 
 from daphne.server import Server
 
+from consensus.transport import frame_limit
+
 
 class ReapingServer(Server):
     listen_failure: BaseException | None = None
@@ -35,6 +40,8 @@ class ReapingServer(Server):
         self.stop()
 
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
+        if scope.get("type") == "websocket":
+            _limit_until_proven(protocol, scope)
         queue = super().create_application(protocol, scope)
         instance = self.connections.get(protocol, {}).get("application_instance")
         if instance is not None:
@@ -57,3 +64,17 @@ class ReapingServer(Server):
         was reaped can still hear that its connection closed."""
         if protocol in self.connections:
             super().protocol_disconnected(protocol)
+
+
+def _limit_until_proven(protocol: Any, scope: dict[str, Any]) -> None:
+    """Autobahn's per-connection limits (copied from the factory when the connection was made,
+    checked against a frame's announced length before its payload is read) down to
+    ``frame_limit.UNPROVEN_FRAME_LIMIT`` until the consumer calls ``allow_full_frames``."""
+    full = (protocol.maxMessagePayloadSize, protocol.maxFramePayloadSize)
+
+    def allow_full() -> None:
+        protocol.maxMessagePayloadSize, protocol.maxFramePayloadSize = full
+
+    protocol.maxMessagePayloadSize = frame_limit.UNPROVEN_FRAME_LIMIT
+    protocol.maxFramePayloadSize = frame_limit.UNPROVEN_FRAME_LIMIT
+    frame_limit.offer(scope, allow_full)

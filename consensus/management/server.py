@@ -352,7 +352,7 @@ def _uvicorn_config(application: Any, host: str, port: int, max_frame_size: int)
         http="httptools",
         # websockets' sans-I/O protocol: uvicorn 0.54 deprecates its legacy "websockets" one (a
         # UserWarning at every start) and will point "websockets" here in a future release.
-        ws="websockets-sansio",
+        ws=_limited_websocket_protocol(),
         ws_max_size=max_frame_size,  # as websocket_max_message_size for daphne
         ws_ping_interval=20.0,  # daphne's keepalive defaults (peer links ping every 5 s anyway)
         ws_ping_timeout=30.0,
@@ -366,6 +366,29 @@ def _uvicorn_config(application: Any, host: str, port: int, max_frame_size: int)
         log_level="warning",
         access_log=False,
     )
+
+
+def _limited_websocket_protocol() -> type:
+    """uvicorn's websockets-sansio protocol, each connection starting with the small frame limit
+    of ``consensus.transport.frame_limit`` (its parser reads ``max_size`` at every frame)."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    from consensus.transport import frame_limit
+
+    class LimitedWebSocketProtocol(WebSocketsSansIOProtocol):
+        def handle_connect(self, event: Any) -> None:
+            super().handle_connect(event)
+            if self.response.status_code != 101:
+                return
+            conn, full = self.conn, self.conn.max_size
+
+            def allow_full() -> None:
+                conn.max_size = full
+
+            conn.max_size = frame_limit.UNPROVEN_FRAME_LIMIT
+            frame_limit.offer(self.scope, allow_full)  # type: ignore[arg-type]
+
+    return LimitedWebSocketProtocol
 
 
 def _positive_or_none(value: object) -> float | None:
