@@ -20,6 +20,7 @@ than Django's wrapper (see consensus/storage/sql.py).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +29,8 @@ from typing import Any, ClassVar
 import orjson
 
 from consensus.storage.sql import raw_cursor as raw_cursor  # re-exported for state machines
+
+logger = logging.getLogger(__name__)
 
 
 class QueryError(ValueError):
@@ -129,6 +132,24 @@ class CallbackStateMachine(StateMachine):
 
     def apply(self, command: str, context: ApplyContext) -> Any:
         return self.callback(command)
+
+
+def validation_refusal(machine: StateMachine, group_id: int, text: str) -> tuple[int, str] | None:
+    """``machine.validate(text)`` as the HTTP status and reason of its refusal; None if it
+    passes. A ``ValueError`` is a 400; an error that carries its own ``status_code`` and
+    ``message`` (the REST API's ``ApiError``, which the KV store raises) keeps them; anything
+    else is the machine's bug, logged, and a 500 for that request only."""
+    try:
+        machine.validate(text)
+    except ValueError as error:
+        return 400, str(error)
+    except Exception as error:  # noqa: BLE001 - user code
+        status, message = getattr(error, "status_code", None), getattr(error, "message", None)
+        if isinstance(status, int) and isinstance(message, str):
+            return status, message
+        logger.exception("group %s: the state machine's validate failed", group_id)
+        return 500, f"the state machine's validate failed: {error!r}"
+    return None
 
 
 def portable_result(result: Any) -> tuple[Any, str]:

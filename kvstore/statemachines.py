@@ -47,15 +47,49 @@ def check_text(value: Any, field: str) -> str:
     return value
 
 
+MAX_FALLBACK_DEPTH = 512
+"""How deep ``json`` may nest what orjson (whose own limit is 1024) refused: ``json`` recurses,
+and where it hits Python's recursion limit depends on the caller's stack (a node's loop or its
+writer thread), so a command could parse on one and not on the other."""
+
+
 def load_command(command: str) -> Any:
-    """The command's JSON (``CommandError`` if it is not JSON), as ``apply`` reads it."""
+    """The command's JSON (``CommandError`` if it is not JSON), as ``apply`` reads it: the same
+    answer on every node and every thread."""
     try:
         return orjson.loads(command)  # every command on every node: the fast parser first
-    except orjson.JSONDecodeError:
-        try:  # what orjson refuses but json takes (lone surrogates, NaN, huge integers)
-            return json.loads(command)
-        except ValueError as error:
+    except orjson.JSONDecodeError as error:
+        if "recursion" in str(error):
             raise CommandError(f"not JSON: {error}") from None
+    # what orjson refuses but json takes (lone surrogates, NaN, huge integers)
+    if _nesting_depth(command) > MAX_FALLBACK_DEPTH:
+        raise CommandError(f"not JSON: nested more than {MAX_FALLBACK_DEPTH} deep")
+    try:
+        return json.loads(command)
+    except ValueError as error:
+        raise CommandError(f"not JSON: {error}") from None
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest nesting of brackets outside strings (only for the rare fallback parse)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def parse_command(command: str) -> dict[str, Any]:

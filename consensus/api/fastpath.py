@@ -32,6 +32,7 @@ from consensus.runtime import (
     UnknownGroupError,
     get_node,
 )
+from consensus.statemachine import validation_refusal
 
 from .authentication import authenticate_request
 from .exceptions import ApiError, error_response
@@ -228,21 +229,11 @@ def check_value(value: Any, field: str = "value") -> str:
 
 def check_for_machine(node: PaxosNode, group_id: int, text: str) -> None:
     """A state machine's own limits on a command or query before it is proposed or run
-    (``StateMachine.validate``). ``ApiError`` passes through; a ``ValueError`` is a 400;
-    anything else is the machine's bug, logged, and a 500 for this request only (never a
-    closed client stream). An unknown group passes: the submit or query says so."""
+    (``StateMachine.validate``): ``ApiError`` with its refusal. An unknown group passes: the
+    submit or query says so."""
     machine = node.machines.get(group_id)
-    if machine is None:
-        return
-    try:
-        machine.validate(text)
-    except ApiError:
-        raise
-    except ValueError as error:
-        raise ApiError(400, str(error)) from None
-    except Exception as error:  # noqa: BLE001 - user code
-        logger.exception("group %s: the state machine's validate failed", group_id)
-        raise ApiError(500, f"the state machine's validate failed: {error!r}") from None
+    if machine is not None and (refusal := validation_refusal(machine, group_id, text)):
+        raise ApiError(*refusal)
 
 
 def query_error(node: PaxosNode, group_id: int, query: str, error: Exception) -> ApiError:

@@ -17,6 +17,7 @@ from django.urls import reverse
 from consensus.health import node_started
 from consensus.request_ids import request_id_problem
 from consensus.runtime import SubmitError, UnknownGroupError, get_node
+from consensus.statemachine import validation_refusal
 
 from .consumers import DASHBOARD_PATH
 from .feed import get_feed
@@ -107,6 +108,10 @@ async def submit(request: HttpRequest) -> JsonResponse:
     node = get_node()
     if not node_started(node):
         return _no_node()
+    machine = node.machines.get(group_id)
+    if machine is not None and (refusal := validation_refusal(machine, group_id, command)):
+        status, reason = refusal
+        return JsonResponse({"error": reason}, status=status)
     user = await request.auser()
     try:
         outcome = await node.submit(group_id, command, request_id)

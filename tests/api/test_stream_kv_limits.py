@@ -275,3 +275,17 @@ def test_a_state_machine_s_own_validate_refuses_before_the_log(
     )
     assert answers["short"]["ok"] is True
     assert proposed == ["ok"]
+
+
+def test_the_dashboard_form_meets_the_same_limits(stream_node: FakeNode, admin_client) -> None:
+    """The dashboard's submit form put whatever a staff user typed into the log (a key with '/',
+    a command nested too deeply for one node's stack); it goes through ``validate`` too."""
+    command = json.dumps({"op": "put", "key": "a/b", "value": "v"})
+    answer = admin_client.post("/dashboard/submit/", {"group": 1, "command": command})
+    assert (answer.status_code, answer.json()["error"]) == (400, "keys cannot contain '/': 'a/b'")
+    stream_node.machines[3] = _Picky(3)
+    answer = admin_client.post("/dashboard/submit/", {"group": 3, "command": "toolong"})
+    assert answer.status_code == 400 and "at most 5 characters" in answer.json()["error"]
+    answer = admin_client.post("/dashboard/submit/", {"group": 3, "command": "ok"})
+    assert answer.status_code == 200, answer.content
+    assert [payload for _, _, payload in stream_node.submitted] == ["ok"]
