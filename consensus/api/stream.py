@@ -44,6 +44,7 @@ error frame (``{"error": ..., "status": 401}``), then the stream is closed with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -62,7 +63,7 @@ from consensus.runtime import (
     get_node,
 )
 from consensus.statemachine import QueryError
-from consensus.transport import frame_limit
+from consensus.transport import ws_limits
 
 from .authentication import bearer_token, token_is_valid
 from .exceptions import ApiError
@@ -79,10 +80,25 @@ from .reads import reads_of
 logger = logging.getLogger("consensus.api")
 
 CLIENT_STREAM_PATH = "ws/client/"
-MAX_REQUESTS_PER_FRAME = 10_000
-MAX_IN_FLIGHT = 50_000
-"""Per connection: commands beyond it are refused with 503; answers beyond it that the client
-has not read yet make the stream stop reading the client's frames."""
+MAX_REQUESTS_PER_FRAME = 1_000
+MAX_IN_FLIGHT = 2_048
+"""Per connection: requests read and not yet answered plus answers not yet sent. At this many
+the stream stops reading the client's frames until some are answered, so the socket pushes
+back instead of the node's memory growing."""
+MAX_UNSENT_BYTES = 4 * 1024 * 1024
+"""Answers the client has not read yet (encoded, and in the server's write buffer): above it
+the stream sends no more and reads no more from that client. ASGI's ``send`` never blocks: a
+client that asked for large values and did not read made a node hold gigabytes for it, and
+encode them in one frame on its loop (a 15 s stall)."""
+MAX_QUERIES_RUNNING = 256
+QUERY_BATCH = 128
+"""Queries start in batches of at most ``QUERY_BATCH`` while fewer than ``MAX_QUERIES_RUNNING``
+run: a query's answer may be much larger than the query (a KV value), so their results are
+bounded by count before they are answered (about 100 MB with the largest KV values)."""
+FRAME_BYTES = 1024 * 1024
+"""Answers go out in frames of about this size at most (one answer may be larger)."""
+BACKLOG_POLL = 0.005
+"""How often a stream waiting for its client to read checks again (seconds)."""
 SUBMIT_FIELDS = frozenset({"id", "op", "group", "command", "request_id", "retry"})
 QUERY_FIELDS = frozenset({"id", "op", "group", "query", "consistency", "retry"})
 """What a request may hold: a typo (``"comand"``) fails as on the REST API, not ignored.
@@ -110,7 +126,10 @@ class ClientStream:
         self._node: PaxosNode | None = None
         self._pending: dict[tuple[int, str], tuple[Any, float]] = {}
         """(group, request id) -> (client's id, start time) of commands waiting for a result."""
-        self._outbox: list[dict[str, Any]] = []
+        self._outbox: list[str] = []
+        """Encoded answers not yet sent."""
+        self._outbox_bytes = 0
+        self._queries_running = 0
         self._output = asyncio.Event()
         self._drained = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,7 +148,7 @@ class ClientStream:
             await self._send_frame({"error": text, "status": status})
             await self._send({"type": "websocket.close", "code": code})
             return
-        frame_limit.allow_full_frames(self.scope)  # the token is good: full frames from here
+        ws_limits.allow_full_frames(self.scope)  # the token is good: full frames from here
         node = self._node
         assert node is not None
         await self._send_frame({"hello": _hello(node)})
@@ -137,17 +156,13 @@ class ClientStream:
         sweeper = asyncio.create_task(self._sweeper(), name="client-stream-sweep")
         try:
             while True:
-                while len(self._outbox) >= MAX_IN_FLIGHT:
-                    # A client that sends without reading: stop reading its frames until its
-                    # answers drain, so the socket pushes back instead of memory growing.
-                    self._drained.clear()
-                    await self._drained.wait()
+                await self._while_backlogged()
                 message = await receive()
                 kind = message["type"]
                 if kind == "websocket.disconnect":
                     break
                 if kind == "websocket.receive":
-                    self._on_frame(message.get("text") or message.get("bytes") or b"")
+                    await self._on_frame(message.get("text") or message.get("bytes") or b"")
         finally:
             self._closed = True
             for task in (sender, sweeper, *self._tasks):
@@ -168,26 +183,55 @@ class ClientStream:
             return CLOSE_UNAVAILABLE, 503, "this server runs no Paxos node"
         return None
 
-    async def _send_frame(self, payload: Any) -> None:
-        try:
-            text = orjson.dumps(payload).decode()
-        except (TypeError, orjson.JSONEncodeError):  # what orjson refuses: see _encode_each
-            text = _encode_each(payload) if isinstance(payload, list) else _encoded(payload)
-        await self._send({"type": "websocket.send", "text": text})
+    async def _while_backlogged(self) -> None:
+        """Wait while the client has too much unanswered or unread: a client that sends
+        without reading then finds its frames unread, and its socket pushes back."""
+        while self._backlogged():
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), BACKLOG_POLL)
+
+    def _backlogged(self) -> bool:
+        if self._queries_running >= MAX_QUERIES_RUNNING:
+            return True
+        unanswered = len(self._pending) + self._queries_running + len(self._outbox)
+        if unanswered >= MAX_IN_FLIGHT:
+            return True
+        return self._outbox_bytes + ws_limits.unsent_bytes(self.scope) > MAX_UNSENT_BYTES
+
+    async def _send_frame(self, payload: dict[str, Any]) -> None:
+        await self._send({"type": "websocket.send", "text": _encoded(payload)})
 
     async def _sender(self) -> None:
-        """Everything answered since the last frame goes out in one frame."""
+        """What was answered since the last frame goes out together, in frames of at most
+        ``FRAME_BYTES``, while the client reads."""
         while True:
             await self._output.wait()
             self._output.clear()
-            batch, self._outbox = self._outbox, []
-            if batch:
-                await self._send_frame(batch)
+            await self._flush()
             self._drained.set()
+
+    async def _flush(self) -> None:
+        while self._outbox:
+            if ws_limits.unsent_bytes(self.scope) > MAX_UNSENT_BYTES:
+                await asyncio.sleep(BACKLOG_POLL)  # the client is not reading
+                continue
+            size = count = 0
+            for answer in self._outbox:
+                if count and size + len(answer) > FRAME_BYTES:
+                    break
+                size += len(answer)
+                count += 1
+            frame = self._outbox[:count]
+            del self._outbox[:count]
+            self._outbox_bytes -= size
+            await self._send({"type": "websocket.send", "text": "[" + ",".join(frame) + "]"})
 
     def _answer(self, response: dict[str, Any]) -> None:
         if not self._closed:
-            self._outbox.append(response)
+            encoded = _encoded(response)
+            self._outbox.append(encoded)
+            self._outbox_bytes += len(encoded)
             self._output.set()
 
     def _fail(self, request_id: Any, error: ApiError, **extra: Any) -> None:
@@ -213,7 +257,7 @@ class ClientStream:
 
     # ------------------------------------------------------------------ requests
 
-    def _on_frame(self, data: str | bytes) -> None:
+    async def _on_frame(self, data: str | bytes) -> None:
         try:
             requests = orjson.loads(data)
         except orjson.JSONDecodeError as error:
@@ -253,7 +297,11 @@ class ClientStream:
             except ApiError as error:
                 self._fail(client_id, error)
         for (group_id, linearizable), items in queries.items():
-            self._spawn(self._queries(group_id, linearizable, items))
+            for start in range(0, len(items), QUERY_BATCH):
+                await self._while_backlogged()
+                batch = items[start : start + QUERY_BATCH]
+                self._queries_running += len(batch)
+                self._spawn(self._queries(group_id, linearizable, batch))
 
     def _submit(self, client_id: Any, group_id: int, request: dict[str, Any]) -> None:
         node = self._node
@@ -264,8 +312,6 @@ class ClientStream:
         key = (group_id, request_id)
         if key in self._pending:
             raise ApiError(400, f"request_id {request_id!r} is already in flight here")
-        if len(self._pending) >= MAX_IN_FLIGHT:
-            raise ApiError(503, f"more than {MAX_IN_FLIGHT} requests in flight", retry_after=0.1)
         retry = request.get("retry", False)
         if not isinstance(retry, bool):
             raise ApiError(400, "retry must be true or false")
@@ -327,10 +373,13 @@ class ClientStream:
         node = self._node
         assert node is not None
         reads = reads_of(node)
-        results = await asyncio.gather(
-            *(reads.query(group_id, query, linearizable=linearizable) for _id, query in items),
-            return_exceptions=True,
-        )
+        try:
+            results = await asyncio.gather(
+                *(reads.query(group_id, query, linearizable=linearizable) for _, query in items),
+                return_exceptions=True,
+            )
+        finally:
+            self._queries_running -= len(items)
         for (client_id, query), result in zip(items, results, strict=True):
             if isinstance(result, UnknownGroupError | SubmitError):
                 self._fail(client_id, runtime_error(node, group_id, result))
@@ -367,13 +416,6 @@ def _group_of(request: dict[str, Any]) -> int:
     if not isinstance(group_id, int) or isinstance(group_id, bool) or group_id < 1:
         raise ApiError(400, "group must be a positive integer")
     return group_id
-
-
-def _encode_each(answers: list[Any]) -> str:
-    """A frame of answers one of which orjson refused: each on its own, so that one answer that
-    cannot be sent (a query result no JSON encoder takes) fails alone. An exception here would
-    end the connection's sender, and every later answer on it with it."""
-    return "[" + ",".join(_encoded(answer) for answer in answers) + "]"
 
 
 def _encoded(answer: Any) -> str:

@@ -10,7 +10,7 @@ cleanly after the response was finished is deleted as it returns; everything els
 application that failed, was cancelled, or outlives its connection) stays for daphne's own
 sweep, which logs and handles it as before.
 
-Every websocket starts with the small frame limit of ``consensus.transport.frame_limit`` (an
+Every websocket starts with the small frame limit of ``consensus.transport.ws_limits`` (an
 unauthenticated peer could make it buffer 16 MiB frames), lifted by the consumer.
 
 It also keeps why it could not listen (``listen_failure``) instead of only logging it, so that
@@ -27,7 +27,7 @@ from typing import Any
 
 from daphne.server import Server
 
-from consensus.transport import frame_limit
+from consensus.transport import ws_limits
 
 
 class ReapingServer(Server):
@@ -69,12 +69,20 @@ class ReapingServer(Server):
 def _limit_until_proven(protocol: Any, scope: dict[str, Any]) -> None:
     """Autobahn's per-connection limits (copied from the factory when the connection was made,
     checked against a frame's announced length before its payload is read) down to
-    ``frame_limit.UNPROVEN_FRAME_LIMIT`` until the consumer calls ``allow_full_frames``."""
+    ``ws_limits.UNPROVEN_FRAME_LIMIT`` until the consumer calls ``allow_full_frames``; the
+    unsent bytes are those of the Twisted transport's write buffer."""
     full = (protocol.maxMessagePayloadSize, protocol.maxFramePayloadSize)
 
     def allow_full() -> None:
         protocol.maxMessagePayloadSize, protocol.maxFramePayloadSize = full
 
-    protocol.maxMessagePayloadSize = frame_limit.UNPROVEN_FRAME_LIMIT
-    protocol.maxFramePayloadSize = frame_limit.UNPROVEN_FRAME_LIMIT
-    frame_limit.offer(scope, allow_full)
+    def unsent() -> int:
+        transport = protocol.transport
+        if transport is None:
+            return 0
+        buffered = len(transport.dataBuffer) - transport.offset
+        return buffered + transport._tempDataLen
+
+    protocol.maxMessagePayloadSize = ws_limits.UNPROVEN_FRAME_LIMIT
+    protocol.maxFramePayloadSize = ws_limits.UNPROVEN_FRAME_LIMIT
+    ws_limits.offer(scope, allow_full, unsent)

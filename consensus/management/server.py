@@ -369,11 +369,12 @@ def _uvicorn_config(application: Any, host: str, port: int, max_frame_size: int)
 
 
 def _limited_websocket_protocol() -> type:
-    """uvicorn's websockets-sansio protocol, each connection starting with the small frame limit
-    of ``consensus.transport.frame_limit`` (its parser reads ``max_size`` at every frame)."""
+    """uvicorn's websockets-sansio protocol with ``consensus.transport.ws_limits``: each
+    connection starts with the small frame limit (its parser reads ``max_size`` at every frame);
+    the unsent bytes are the asyncio transport's write buffer."""
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-    from consensus.transport import frame_limit
+    from consensus.transport import ws_limits
 
     class LimitedWebSocketProtocol(WebSocketsSansIOProtocol):
         def handle_connect(self, event: Any) -> None:
@@ -385,8 +386,9 @@ def _limited_websocket_protocol() -> type:
             def allow_full() -> None:
                 conn.max_size = full
 
-            conn.max_size = frame_limit.UNPROVEN_FRAME_LIMIT
-            frame_limit.offer(self.scope, allow_full)  # type: ignore[arg-type]
+            conn.max_size = ws_limits.UNPROVEN_FRAME_LIMIT
+            transport = self.transport
+            ws_limits.offer(self.scope, allow_full, transport.get_write_buffer_size)  # type: ignore[arg-type]
 
     return LimitedWebSocketProtocol
 

@@ -40,7 +40,7 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import frame_limit
+from . import ws_limits
 from .auth import AuthError, ConfigDiffers, ServerHandshake, unchecked
 from .closecodes import CloseCode, describe
 from .codec import CodecError, decode_frame
@@ -170,7 +170,7 @@ class PeerConsumer(AsyncWebsocketConsumer):
             return
         if self._deadline is not None:
             self._deadline.cancel()
-        frame_limit.allow_full_frames(self.scope)  # it knows the secret: a peer's frames now
+        ws_limits.allow_full_frames(self.scope)  # it knows the secret: a peer's frames now
         await self.send(bytes_data=welcome)
         self._peer_id = peer_id
         self._inbound_token = transport.inbound_opened(peer_id, self._shutdown)

@@ -190,12 +190,10 @@ def test_an_answer_no_json_encoder_takes_fails_alone() -> None:
         sent.append(message)
 
     stream = ClientStream({"type": "websocket"}, send)
-    answers = [
-        {"id": 1, "ok": True, "result": {1, 2}},  # a set: no encoder takes it
-        {"id": 2, "ok": True, "result": 2**70},  # json takes what orjson refuses
-        {"id": 3, "ok": True, "result": "fine"},
-    ]
-    async_to_sync(stream._send_frame)(answers)
+    stream._answer({"id": 1, "ok": True, "result": {1, 2}})  # a set: no encoder takes it
+    stream._answer({"id": 2, "ok": True, "result": 2**70})  # json takes what orjson refuses
+    stream._answer({"id": 3, "ok": True, "result": "fine"})
+    async_to_sync(stream._flush)()
     first, second, third = json.loads(sent[0]["text"])
     assert first["id"] == 1 and first["status"] == 500 and "not" in first["error"]
     assert second == {"id": 2, "ok": True, "result": 2**70}

@@ -1,4 +1,4 @@
-"""Websocket frame limits against real nodes (``consensus.transport.frame_limit``): a connection
+"""Websocket frame limits against real nodes (``consensus.transport.ws_limits``): a connection
 that has not proved who it is gets frames of at most 64 KiB, so announcing a 16 MiB frame and
 trickling it (or hanging up before its end) costs the node nothing; an authenticated client or
 peer gets the full limit.
