@@ -21,6 +21,7 @@ way (``kvstore/api/asgi.py``), sharing the views' code, so answers are the same 
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -30,8 +31,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port, validate_host
 from django.urls import get_resolver
 
 from .authentication import check_bearer
@@ -147,15 +150,33 @@ async def read_body(scope: Scope, receive: Any, limit: int) -> bytes | None:
 
 
 def _is_lean(scope: Scope) -> bool:
-    if not HOT_PATHS.match(scope.get("path", "")):
+    """A hot path with a bearer token, no cookie, an allowed ``Host`` and no root path: what
+    only Django's full stack checks (``ALLOWED_HOSTS``, a ``Daphne-Root-Path`` header that
+    would make the path another view's) goes to it."""
+    if not HOT_PATHS.match(scope.get("path", "")) or scope.get("root_path"):
         return False
     has_token = False
-    for name, _value in scope.get("headers", ()):
+    host = None
+    for name, value in scope.get("headers", ()):
         if name == b"cookie":
             return False
         if name == b"authorization":
             has_token = True
-    return has_token
+        elif name == b"host":
+            host = value
+    if host is None:  # Django falls back to the server's name
+        host = str((scope.get("server") or ("",))[0]).encode("latin-1")
+    return has_token and _allowed_host(host)
+
+
+@functools.lru_cache(maxsize=256)
+def _allowed_host(host: bytes) -> bool:
+    """Django's ``HttpRequest.get_host`` check, cached per header value (a node sees few)."""
+    domain, _port = split_domain_port(host.decode("latin-1"))
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return bool(domain) and validate_host(domain, allowed)
 
 
 class LeanHandler(ASGIHandler):

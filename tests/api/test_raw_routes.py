@@ -134,3 +134,35 @@ def test_the_raw_route_serves_gets_and_puts_and_nothing_else(
     assert call(application, "GET", "/api/kv/1/k")[0] == 200
     assert call(application, "DELETE", "/api/kv/1/k")[0] == 200  # the Django view
     assert served == ["PUT", "GET"]
+
+
+def test_hot_paths_check_the_host_and_ignore_no_root_path(
+    fake_node: FakeNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lean paths skipped what only Django's full stack checks: a ``Host`` outside
+    ``ALLOWED_HOSTS`` got 200 from the KV routes (400 elsewhere), and a ``Daphne-Root-Path``
+    header made a KV path another view's, run without middleware (a 500 and a traceback)."""
+    router = application.application_mapping["http"]
+    route = router.raw_routes[0]
+    served: list[str] = []
+
+    async def entry(request: Any, match: Any) -> Any:
+        served.append(request.method)
+        return await route.handler(request, match)
+
+    monkeypatch.setattr(router, "raw_routes", (RawRoute(route.pattern, route.methods, entry),))
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    assert call(application, "PUT", "/api/kv/1/k", body({"value": "v"}), headers=auth)[0] == 200
+    for host in ("127.0.0.1:33333", "localhost"):
+        assert call(application, "GET", "/api/kv/1/k", headers={**auth, "host": host})[0] == 200
+    assert served == ["PUT", "GET", "GET"]
+    status = call(application, "GET", "/api/kv/1/k", headers={**auth, "host": "evil.example"})[0]
+    assert status == 400 and len(served) == 3
+    for path in ("/api/kv/1/k", "/api/groups/1/commands/"):
+        status = call(application, "POST", path, b"{}", headers={**auth, "host": "evil.example"})[0]
+        assert status == 400
+    scope_root = {**auth, "daphne-root-path": "/api/kv/1"}
+    status, _, content = call_asgi(
+        application, "GET", "/api/kv/1/admin/", headers=scope_root, root_path="/api/kv/1"
+    )
+    assert len(served) == 3 and status == 302, content  # the admin, through its middleware
