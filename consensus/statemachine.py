@@ -188,10 +188,46 @@ def _decimal_as_text(value: Any) -> str:
 
 def _not_json(result: Any) -> tuple[Any, str]:
     error = {
-        "error": f"the state machine's result (a {type(result).__name__}) is not JSON (return "
+        "error": f"the state machine's result ({_what_is_not_json(result)}) is not JSON (return "
         "dicts, lists, strings, numbers, booleans or None; no NaN, no lone surrogates)"
     }
+    logger.warning("%s", error["error"])
     return error, orjson.dumps(error).decode()
+
+
+def _what_is_not_json(result: Any, depth: int = 0) -> str:
+    """``a set``, or where the culprit sits: ``a set in a dict`` (the dict is fine, its item is
+    not). Depth-first, as the encoders meet it; an unreadable structure names its top."""
+    top = _a(type(result).__name__)
+    if isinstance(result, str):
+        return "a lone surrogate" if not _valid_text(result) else top
+    if depth > 20 or not isinstance(result, dict | list | tuple):
+        return top
+    try:
+        items = [*result.keys(), *result.values()] if isinstance(result, dict) else list(result)
+        for item in items:
+            if isinstance(item, int | float | bool | Decimal | None):
+                continue
+            if isinstance(item, str) and _valid_text(item):
+                continue
+            inner = _what_is_not_json(item, depth + 1)
+            if inner != _a(type(item).__name__) or not isinstance(item, dict | list | tuple):
+                return f"{inner} in {top}"
+    except Exception:  # noqa: BLE001 - user objects whose keys() or iteration raise
+        return top
+    return top
+
+
+def _a(name: str) -> str:
+    return f"an {name}" if name[:1].lower() in "aeiou" else f"a {name}"
+
+
+def _valid_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def encode_result(result: Any) -> str:

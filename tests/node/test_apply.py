@@ -358,16 +358,24 @@ class Odd(StateMachine):
     def apply(self, command: str, context: ApplyContext) -> Any:
         if command == "raise":
             raise RuntimeError("boom")
-        return {"set": {1, 2}, "object": object(), "big": 2**70, "int-keys": {1: "a"}}[command]
+        return {
+            "set": {1, 2},
+            "object": object(),
+            "big": 2**70,
+            "int-keys": {1: "a"},
+            "nested": {"accounts": [{"ann": b"5"}]},
+        }[command]
 
 
 def test_a_result_that_is_not_json_becomes_the_same_error_on_every_node() -> None:
     """A set or an object was stored as its str(): an object's differs on every node (its
     address), and the client stream could not send it (the connection stopped answering)."""
-    outcomes = apply(Applier({1: Odd(1)}), [entry(1, ("a", "set"), ("b", "object"))])
-    for outcome, kind in zip(outcomes, ("set", "object"), strict=True):
+    log = [entry(1, ("a", "set"), ("b", "object"), ("c", "nested"))]
+    outcomes = apply(Applier({1: Odd(1)}), log)
+    kinds = ("a set", "an object", "a bytes in a dict in a list in a dict")  # where it sits
+    for outcome, kind in zip(outcomes, kinds, strict=True):
         assert outcome.result == {
-            "error": f"the state machine's result (a {kind}) is not JSON (return dicts, lists, "
+            "error": f"the state machine's result ({kind}) is not JSON (return dicts, lists, "
             "strings, numbers, booleans or None; no NaN, no lone surrogates)"
         }
     stored = dict(RequestResult.objects.values_list("request_id", "result"))
