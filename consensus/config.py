@@ -11,7 +11,8 @@ PostgreSQL ``integer`` columns; a bigger id would pass here and crash the node's
 are 1..65535. ``dataDir`` must not name an existing file (the node creates the folder at start).
 
 Some configs are valid but probably a mistake: ``startup_warnings`` lists those (no API token, the
-README's example secret) for ``runpaxos`` to log and for ``manage.py check --deploy`` to show.
+README's example secret, a short secret) for ``runpaxos`` to log and for ``manage.py check
+--deploy`` to show.
 
 What ``"enableDataPersistence": false`` means
 ---------------------------------------------
@@ -49,6 +50,8 @@ MAX_ID = 2**31 - 1
 """The largest node or group id: ids are stored in 32-bit integer columns (PostgreSQL's
 ``integer``, Django's ``PositiveIntegerField``)."""
 EXAMPLE_SECRET = "change-me"
+MIN_SECRET_CHARS = 16
+"""Shorter secrets are warned about at start (``startup_warnings``)."""
 """The README's example ``secret``: anyone who read the README can join such a cluster."""
 
 DATA_PERSISTENCE_OFF_WARNING = (
@@ -474,6 +477,13 @@ def startup_warnings(config: ClusterConfig) -> list[str]:
             f'{config.path}: secret is the README\'s example "{EXAMPLE_SECRET}": anyone who '
             "read it can join the cluster's peer links (use a long random string, the same on "
             "every node)"
+        )
+    elif len(config.secret) < MIN_SECRET_CHARS:
+        warnings.append(
+            f"{config.path}: secret is {len(config.secret)} characters: a node proves it knows "
+            "the secret with an HMAC that an eavesdropper, or whoever answers on a stopped "
+            "peer's address, can test guesses against offline (use a long random string: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     if len(config.nodes) == 2:
         warnings.append(

@@ -60,7 +60,7 @@ def base_document() -> dict[str, Any]:
             {"id": 3, "host": "127.0.0.1", "port": 33335},
         ],
         "myid": 1,
-        "secret": "shared-secret",
+        "secret": "a-shared-cluster-secret",
     }
 
 
@@ -365,6 +365,11 @@ def test_startup_warnings(tmp_path: Path) -> None:
     assert "apiTokens is empty: no client can use this node's API" in first
     assert 'secret is the README\'s example "change-me"' in second
     assert all("\n" not in line for line in (first, second))
+    short = load_config(
+        write(tmp_path, json.dumps(base_document() | {"secret": "hunter2", "apiTokens": ["t"]}))
+    )
+    (warning,) = startup_warnings(short)
+    assert "secret is 7 characters" in warning and "offline" in warning
 
 
 def test_a_two_node_cluster_is_warned_about(tmp_path: Path) -> None:
