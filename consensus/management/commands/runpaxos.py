@@ -147,8 +147,18 @@ class Command(BaseCommand):
                 raise CommandError(f"cannot reach the database of DATABASE_URL: {error}") from None
         from django.db import DatabaseError
 
+        from consensus.management.unmigrated import apps_missing_migrations
         from consensus.storage.identity import ForeignDatabaseError, claim_database
 
+        missing = apps_missing_migrations()
+        if missing:
+            labels = " ".join(missing)
+            raise CommandError(
+                f"the models of {labels} have changes without a migration: run `python "
+                f"manage.py makemigrations {labels}` (with the PAXOS_EXTRA_APPS this node has), "
+                "then start the node again; without its tables a state machine would apply "
+                "every command of its group as an error, on every node"
+            )
         try:
             call_command("migrate", interactive=False, verbosity=0)
             claim_database(config.my_id)
