@@ -51,3 +51,34 @@ def check_cluster_config(app_configs: Any = None, **kwargs: Any) -> list[Warning
     if cluster is None:
         return []
     return [Warning(message, id="consensus.W001") for message in startup_warnings(cluster)]
+
+
+@register(Tags.admin)
+def check_replicated_models_in_admin(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """consensus.W002: a model of a state machine's app is in the admin with a ``ModelAdmin``
+    that can change it: a staff user's edit would change this node's copy of the replicated
+    state only, and the nodes would disagree for good."""
+    from django.apps import apps
+    from django.contrib import admin
+
+    from .admin import ReadOnlyAdmin
+    from .registry import registry
+
+    labels = set()
+    for name in registry.names():
+        config = apps.get_containing_app_config(registry.get(name).__module__)
+        if config is not None and config.label != "consensus":
+            labels.add(config.label)
+    return [
+        Warning(
+            f"{model._meta.label} is in the admin with {type(model_admin).__name__}, which lets "
+            "staff change this node's copy of a state machine's replicated state (the other "
+            "nodes keep theirs)",
+            hint="register it with consensus.admin.ReadOnlyAdmin, as kvstore/admin.py does: "
+            "writes go through Paxos (the API, the client or the dashboard)",
+            obj=model,
+            id="consensus.W002",
+        )
+        for model, model_admin in admin.site._registry.items()
+        if model._meta.app_label in labels and not isinstance(model_admin, ReadOnlyAdmin)
+    ]

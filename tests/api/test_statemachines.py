@@ -246,6 +246,28 @@ def test_check_passes_for_registered_machines(settings) -> None:
     assert check_state_machines() == []
 
 
+def test_check_warns_about_a_replicated_model_staff_could_edit() -> None:
+    """A plain ``ModelAdmin`` for a state machine's model let a staff user change one node's
+    copy of the replicated state (a review did: the nodes then disagreed for good)."""
+    from django.contrib import admin
+
+    from consensus.checks import check_replicated_models_in_admin
+    from kvstore.admin import EntryAdmin
+    from kvstore.models import Entry
+
+    assert check_replicated_models_in_admin() == []  # kvstore's is ReadOnlyAdmin
+    admin.site.unregister(Entry)
+    try:
+        admin.site.register(Entry)
+        (warning,) = check_replicated_models_in_admin()
+    finally:
+        admin.site.unregister(Entry)
+        admin.site.register(Entry, EntryAdmin)
+    assert warning.id == "consensus.W002"
+    assert "kvstore.Entry is in the admin with ModelAdmin" in warning.msg
+    assert "ReadOnlyAdmin" in warning.hint
+
+
 #
 # The KV state machine
 #
