@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 
 from consensus.core import Replica, Role
+from consensus.core.ballot import Ballot
 from consensus.core.messages import Message
 from consensus.throttle import LogThrottle
 
@@ -31,6 +32,9 @@ class NodeNotices:
         self.node_id = node_id
         self.observer = observer
         self._roles: dict[int, tuple[str, int | None]] = {}
+        self._ballots: dict[int, Ballot] = {}
+        """Each group's ballot when its role last changed: a step-down names the ballot the
+        node led (or campaigned) with, not the higher one it stepped down for."""
         self._rebuild_started: dict[int, float] = {}  # rebuilding groups -> when first seen
         self._rebuild_said: set[tuple[int, str]] = set()  # (group, step) already logged
         self._unknown_groups = LogThrottle(UNKNOWN_GROUP_REPEAT)  # (peer, group) keys
@@ -87,15 +91,17 @@ class NodeNotices:
             self._roles[group_id] = now
             if now[0] != before[0]:
                 stepped_down = now[0] == Role.FOLLOWER.value and replica.step_down_reason
+                ballot = self._ballots.get(group_id, replica.ballot)
                 logger.info(
                     "node %s group %s: %s -> %s (ballot %s)%s",
                     self.node_id,
                     group_id,
                     before[0],
                     now[0],
-                    replica.ballot,
+                    ballot if stepped_down else replica.ballot,
                     f": {replica.step_down_reason}" if stepped_down else "",
                 )
+                self._ballots[group_id] = replica.ballot
                 self.observer.role_changed(group_id, before[0], now[0], str(replica.ballot))
             if now[1] != before[1]:
                 if now[1] is not None:

@@ -384,8 +384,10 @@ def _explain(exc: BaseException) -> str:
             return "peer refused the websocket (HTTP 403): is its Paxos runtime running?"
         return f"peer answered HTTP {status} instead of a websocket"
     if isinstance(exc, ConnectionClosed):
-        code = exc.rcvd.code if exc.rcvd is not None else None
-        reason = exc.rcvd.reason if exc.rcvd is not None else ""
+        if exc.rcvd is None:  # no close frame came: our keepalive ping timed out, or TCP broke
+            return "connection lost (the peer stopped answering, or the network failed)"
+        code = exc.rcvd.code
+        reason = exc.rcvd.reason
         if code == CloseCode.AUTH_FAILED and not reason:  # daphne sends no close reason
             reason = (
                 "it refused the handshake (another secret or node list, or another state "

@@ -272,3 +272,13 @@ def test_a_handshake_refused_without_a_reason_says_where_to_look() -> None:
     assert "4001 AUTH_FAILED" in refused and "another secret or node list" in refused
     with_reason = _explain(ConnectionClosedError(Close(4001, "bad MAC"), None))
     assert with_reason.endswith("(4001 AUTH_FAILED: bad MAC)")
+
+
+def test_a_link_lost_without_a_close_frame_is_not_blamed_on_the_peer() -> None:
+    """A keepalive ping timing out on our side read "connection closed by peer (None)"."""
+    from websockets.exceptions import ConnectionClosedError
+
+    from consensus.transport.client import _explain
+
+    lost = _explain(ConnectionClosedError(None, None))
+    assert lost == "connection lost (the peer stopped answering, or the network failed)"
