@@ -5,7 +5,10 @@ A node is *ready* when a command sent to it would be served promptly:
 1. it reaches a majority of the cluster (itself plus peers with a live link in both directions),
    since without a majority nothing can be chosen;
 2. it knows a leader for every group (a candidate or a node that lost the leader would make
-   clients wait for an election);
+   clients wait for an election), except a group fewer than a majority of the nodes list yet
+   (peers' handshakes say which groups they list): one being added node by node, which gets a
+   leader once a majority list it, is a note, or a rolling restart gated on readiness would
+   never get past its first node;
 3. every group's state machine is caught up: applied within ``PAXOS_READY_MAX_LAG`` instances of
    the highest chosen index this node knows of (its own or a peer's), so local reads are not
    stale by much and linearizable reads do not wait for a long catch-up.
@@ -32,6 +35,17 @@ LOOP_READ_TIMEOUT = 2.0
 """Seconds a thread waits for the node's event loop to take a snapshot (``read_on_loop``)."""
 
 T = TypeVar("T")
+
+
+def _nodes_listing(group_id: int, peers: dict[str, Any]) -> int:
+    """This node and the peers whose last handshake listed ``group_id``, or told no list (a
+    peer not heard from, or of an earlier release, counts: only a peer that said which groups
+    it has can be known not to have this one)."""
+    return 1 + sum(
+        1
+        for peer in peers.get("peers", ())
+        if peer.get("groups") is None or group_id in peer["groups"]
+    )
 
 
 class NodeUnavailableError(Exception):
@@ -106,6 +120,8 @@ class GroupReadiness:
 class Readiness:
     ready: bool
     reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What is worth knowing but does not make the node unready."""
     reachable: int = 0
     """Nodes this node can talk to, itself included."""
     cluster_size: int = 0
@@ -115,6 +131,7 @@ class Readiness:
         return {
             "status": "ready" if self.ready else "unready",
             "reasons": self.reasons,
+            "notes": self.notes,
             "reachable": self.reachable,
             "cluster_size": self.cluster_size,
             "groups": [
@@ -164,7 +181,14 @@ def readiness(node: PaxosNode | None) -> Readiness:
         state = GroupReadiness(group["group_id"], group["leader"], group["applied"], known)
         result.groups.append(state)
         if state.leader is None:
-            result.reasons.append(f"group {state.group_id}: no leader known")
+            listing = _nodes_listing(state.group_id, status.get("peers") or {})
+            if listing * 2 > cluster_size:
+                result.reasons.append(f"group {state.group_id}: no leader known")
+            else:  # being added node by node: not this node's to fix, and it serves the rest
+                result.notes.append(
+                    f"group {state.group_id}: {listing} of {cluster_size} nodes list it so far; "
+                    "it gets a leader once a majority do"
+                )
         if group.get("rebuilding"):
             result.reasons.append(
                 f"group {state.group_id}: this node's database is new and it does not vote yet "

@@ -264,6 +264,7 @@ class PeerLink:
             self._connected_at = asyncio.get_running_loop().time()
             self.stats.connected_out = True
             self.stats.connects += 1
+            self.stats.record_groups(handshake.server_groups)
             logger.info(
                 "node %d -> peer %d: link up (%s)%s%s",
                 self.node_id,

@@ -173,7 +173,9 @@ class PeerConsumer(AsyncWebsocketConsumer):
         ws_limits.allow_full_frames(self.scope)  # it knows the secret: a peer's frames now
         await self.send(bytes_data=welcome)
         self._peer_id = peer_id
-        self._inbound_token = transport.inbound_opened(peer_id, self._shutdown)
+        self._inbound_token = transport.inbound_opened(
+            peer_id, self._shutdown, self._handshake.peer_groups
+        )
         logger.info(
             "node %d: inbound link from node %d (%s) up%s",
             self._node_id,

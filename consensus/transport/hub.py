@@ -37,7 +37,7 @@ from consensus.core.errors import LocalProtocolError
 from consensus.core.messages import Message
 from consensus.throttle import LogThrottle
 
-from .auth import EARLIER_RELEASES_MAX_FRAME, as_groups, check_fits, groups_to_send
+from .auth import EARLIER_RELEASES_MAX_FRAME, Groups, as_groups, check_fits, groups_to_send
 from .client import LinkOptions, PeerLink
 from .closecodes import CloseCode
 from .peers import PeerAddress, PeerStats
@@ -237,12 +237,16 @@ class PeerTransport:
         most once every ``REPEAT_REPORT_SECONDS`` (``LogThrottle``)."""
         return self._reports.first(problem[:MAX_REPORT_KEY], now)
 
-    def inbound_opened(self, node_id: int, close: CloseInbound) -> object:
-        """A consumer authenticated ``node_id``. Returns a token for ``inbound_closed``;
-        ``close(code, reason)`` lets ``stop()`` shut the consumer's connection."""
+    def inbound_opened(
+        self, node_id: int, close: CloseInbound, groups: Groups | None = None
+    ) -> object:
+        """A consumer authenticated ``node_id`` (whose handshake listed ``groups``). Returns a
+        token for ``inbound_closed``; ``close(code, reason)`` lets ``stop()`` shut the consumer's
+        connection."""
         link = _InboundLink(node_id=node_id, loop=asyncio.get_running_loop(), close=close)
         self._inbound.add(link)
         self._stats[node_id].connected_in += 1
+        self._stats[node_id].record_groups(groups)
         return link
 
     def inbound_closed(self, token: object, error: str | None = None) -> None:

@@ -7,6 +7,7 @@ readable from any thread (a snapshot may be a frame out of date, which a status 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 __all__ = ["PEER_PATH", "PeerAddress", "PeerStats"]
@@ -57,6 +58,9 @@ class PeerStats:
     connect_failures: int = 0
     queue_length: int = 0
     """Outbound messages waiting (refreshed when a snapshot is taken)."""
+    groups: list[int] | None = None
+    """The groups the peer's config lists, from its last handshake; None until one told (a node
+    of an earlier release, or one with too many groups for the handshake, never does)."""
 
     @property
     def reconnects(self) -> int:
@@ -65,6 +69,11 @@ class PeerStats:
     def record_error(self, error: str) -> None:
         self.last_error = error
         self.last_error_at = time.time()
+
+    def record_groups(self, groups: Iterable[tuple[int, str]] | None) -> None:
+        """A handshake's (group, state machine) pairs; None (not told) keeps what was known."""
+        if groups is not None:
+            self.groups = sorted(group_id for group_id, _machine in groups)
 
     def snapshot(self) -> dict[str, object]:
         """A JSON-ready copy."""

@@ -19,7 +19,7 @@ Idle connections are closed after one second here (``daphne_http.IDLE_TIMEOUT``)
   /fail        raises before answering
   /hang        never answers; counts the http.disconnect it then receives
   /disconnects the count /hang's requests have seen
-  websocket    echoes each text message
+  websocket    echoes each text message (frames above 64 KiB too: it lifts ws_limits' limit)
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 from consensus.management import daphne_http
 from consensus.management.daphne_server import ReapingServer  # installs the reactor
+from consensus.transport import ws_limits
 
 disconnects = 0
 
@@ -71,6 +72,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "websocket":
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
+        ws_limits.allow_full_frames(scope)  # as the project's consumers do once authenticated
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
