@@ -14,6 +14,8 @@ Environment:
 - ``PAXOS_SECRET_KEY``: Django's SECRET_KEY; by default derived from the cluster ``secret``.
 - ``PAXOS_DEBUG=1``: DEBUG on. ``PAXOS_ALLOWED_HOSTS``: extra hosts, comma separated.
 - ``PAXOS_LOG_LEVEL``: log level of the ``consensus`` loggers (default INFO).
+- ``PAXOS_HAND_OVER_TIMEOUT``: seconds a stopping node waits for the groups it leads to get a new
+  leader (default 0.5; 0: no hand-over).
 """
 
 from __future__ import annotations

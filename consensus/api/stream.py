@@ -407,7 +407,7 @@ class ClientStream:
                 client_id, _started = self._pending.pop((group_id, request_id))
                 node.forget(group_id, request_id)
                 node.observer.request_finished(group_id, node.request_timeout, "timeout")
-                error = node.no_quorum_error(group_id, "commit", node.request_timeout)
+                error = node.commit_timeout_error(group_id, request_id, node.request_timeout)
                 self._refused(client_id, group_id, error)
 
 

@@ -19,7 +19,8 @@ changed anywhere) and campaigns only when a majority, itself included, hears no 
 A node that was cut off therefore cannot bump ballots while away and depose a healthy leader on
 its return (its Nacks of the leader's messages would carry its higher promise); a node that still
 hears a working leader ignores Prepares too (leader stickiness). A leader's hand-over
-(``TimeoutNow``) skips both.
+(``TimeoutNow``) skips both: to the group's preferred node once it is caught up, and to the most
+up-to-date reachable peer when this node is about to stop (``hand_over``).
 
 Learning: the leader announces its chosen prefix ``chosen_upto`` with its ballot ``b`` on every
 Accept and Heartbeat (every ``heartbeat_ticks``, and at once to a follower whose forwarded command
@@ -99,6 +100,10 @@ lower bound, which the one in memory is too). Prepare is not among them: it need
 own promise on disk, so a restart can never reuse its ballot."""
 
 
+RETIRING = "this node is stopping: retry on another node"
+"""The reason ``submit`` fails with once ``hand_over()`` was called."""
+
+
 class RandomSource(Protocol):
     """The one source of randomness: election jitter, candidacy nonces and the rebuild token.
     Pass a ``random.Random`` seeded differently at every start of the node: a restarted node
@@ -170,6 +175,12 @@ class Replica:
         self._rebuild_write: RebuildWrite | None = None
         self.rebuilt_upto: int | None = None
         """The target of the rebuild this replica finished, if it did (for the runtime's log)."""
+        self._retiring = False
+        """``hand_over()`` was called: this node is about to stop (see there)."""
+        self._hand_over_to: int | None = None
+        """The peer asked to take over (``TimeoutNow``) while this replica still leads."""
+        self._hand_over_among: frozenset[int] | None = None
+        """The peers ``hand_over`` may pick (None: any it hears from)."""
         if state.rebuilding:
             self._rebuild = Rebuild(rng.randrange(1, 2**62), target=state.rebuild_target)
             if state.rebuild_target is None:
@@ -240,6 +251,11 @@ class Replica:
         return self.role is Role.LEADER
 
     @property
+    def retiring(self) -> bool:
+        """``hand_over()`` was called: this replica proposes and campaigns no more."""
+        return self._retiring
+
+    @property
     def rebuilding(self) -> bool:
         """True while this node's storage is new and it does not vote yet (rebuild.py)."""
         return self._rebuild is not None
@@ -286,7 +302,7 @@ class Replica:
                     self._ask_leader_to_fill(self._rebuild.target)
         else:
             self._election_elapsed += 1
-            if self._election_elapsed >= self._election_timeout:
+            if self._election_elapsed >= self._election_timeout and not self._retiring:
                 self._start_pre_vote()
         self._learn_elapsed += 1
         if self._learn_elapsed >= self.config.learn_ticks:
@@ -301,11 +317,47 @@ class Replica:
         """Propose a client command. Its request id resolves in a later Ready once it is chosen."""
         if command.request_id in self._pending:
             return
+        if self._retiring:
+            self._failed.append(Failed(command.request_id, RETIRING))
+            return
         if len(self._pending) >= self.config.max_pending:
             self._failed.append(Failed(command.request_id, "too many pending commands"))
             return
         self._pending[command.request_id] = PendingCommand(command, self._now)
         self._route(command)
+
+    def hand_over(self, reachable: Collection[int] | None = None) -> int | None:
+        """This node is about to stop (a graceful shutdown): stop leading, for good.
+
+        If it leads, it asks the most up-to-date peer it heard from recently (``_hand_over_target``;
+        among ``reachable`` only, when given: the runtime knows which links are up) to campaign at
+        once with ``TimeoutNow``, as a leader does for the group's preferred node, and returns
+        that peer (None: it does not lead, or hears no such peer). From now on the replica
+        proposes nothing new: commands queued here wait, forwards are dropped (their senders
+        retry, and forward again to whoever leads next), and ``submit`` fails at once. It never
+        campaigns again and ignores a ``TimeoutNow`` to it; a candidacy in progress is dropped. It
+        promises nothing to candidates (``_on_prepare`` says why) but still votes for a leader's
+        proposals and learns; it steps down when it hears the new leader, and then forwards its
+        own pending commands to it like any follower. The ``TimeoutNow`` follows a heartbeat,
+        which tells every follower how far the log is chosen.
+
+        Safety is that of any election: ``TimeoutNow`` only makes the peer start one. If it gets
+        lost, the peer still campaigns once its election timer runs out, as without hand-over
+        (``TimeoutNow`` is sent again every ``retry_ticks`` meanwhile, to the peer that is best
+        then)."""
+        self._retiring = True
+        self._hand_over_among = None if reachable is None else frozenset(reachable)
+        self._pre_vote = None
+        if self.role is Role.CANDIDATE:
+            self._step_down("this node is stopping")
+        leadership = self._leadership
+        if leadership is None:
+            return None
+        self._hand_over_to = self._hand_over_target(leadership)
+        if self._hand_over_to is not None:
+            self._broadcast_heartbeat(leadership)
+            self._send_timeout_now(leadership)
+        return self._hand_over_to
 
     def was_chosen_recently(self, request_id: str) -> bool:
         """Whether this node saw a command with ``request_id`` chosen (among the last
@@ -353,6 +405,7 @@ class Replica:
             or (self._forwards and self.leader_id is not None)
             or (
                 leadership is not None
+                and not self._retiring
                 and leadership.may_propose(
                     self.config.window, self.config.max_batch_commands, self.config.max_batch_bytes
                 )
@@ -411,6 +464,14 @@ class Replica:
     def _on_prepare(self, msg: Prepare) -> None:
         if self._rebuild is not None:
             return  # no promises while rebuilding: a lost message
+        if self._retiring and msg.src != self.node_id:
+            # This node is stopping (hand_over): its promise would report how far it knows the
+            # log chosen, maybe further than anyone else does (followers learn of a leader's own
+            # commands from its next message), and the new leader, which proposes only above
+            # that, would have to learn the rest from this node once it is gone: it was stuck
+            # until its stuck timer. The others' promises recover every chosen value instead.
+            # A majority without this node can elect (it stops: no majority needs it).
+            return
         if msg.src != self.node_id and not msg.force and self._has_live_leader(msg.src):
             # Leader stickiness (Raft's CheckQuorum/PreVote idea): while a leader demonstrably
             # works, a node that cannot hear it (cut off, one way or both) must not depose it by
@@ -529,10 +590,11 @@ class Replica:
             self._release_reads(leadership)
 
     def _on_forward(self, msg: Forward) -> None:
-        if self._leadership is not None:
+        if self._leadership is not None and not self._retiring:
             for command in msg.commands:
                 self._leadership.enqueue(command, self._recently_chosen, origin=msg.src)
-        # Not the leader (any more): drop. The node that took the command retries it.
+        # Not the leader (any more), or handing over: drop. The node that took the command
+        # retries it, and forwards it to the next leader as soon as it hears of one.
 
     def _start_pre_vote(self) -> None:
         """Ask the peers whether they would take part in an election before starting one.
@@ -667,7 +729,7 @@ class Replica:
 
     def _propose_queued(self) -> None:
         leadership = self._leadership
-        if leadership is None:
+        if leadership is None or self._retiring:
             return
         config = self.config
         for _ in range(config.max_proposals_per_ready):
@@ -727,6 +789,11 @@ class Replica:
                 f"oldest {min(leadership.inflight, default=None)})"
             )
             return
+        if self._retiring:
+            if self._now % config.retry_ticks == 0:  # the first one got lost, or its peer
+                self._hand_over_to = self._hand_over_target(leadership) or self._hand_over_to
+                self._send_timeout_now(leadership)
+            return
         self._maybe_hand_over(leadership)
 
     def _maybe_hand_over(self, leadership: Leadership) -> None:
@@ -744,6 +811,43 @@ class Replica:
                     group_id=self.group_id,
                     src=self.node_id,
                     dst=preferred,
+                    ballot=leadership.ballot,
+                )
+            )
+
+    def _hand_over_target(self, leadership: Leadership) -> int | None:
+        """The peer to hand over to before stopping: among those heard from within two heartbeat
+        intervals (and allowed by ``hand_over(reachable)``), the one that knows the longest
+        chosen prefix, then the one that voted for most of the instances in flight (it has the
+        least to learn before it can propose), then the group's preferred node, then the lowest
+        id. (Heard within an election timeout was too lax: a peer that had stopped a moment
+        before was picked, and the hand-over went nowhere.)"""
+        config = self.config
+        among = self._hand_over_among
+        reachable = [
+            node_id
+            for node_id in config.peers
+            if (among is None or node_id in among)
+            and self._now - leadership.last_heard.get(node_id, -(10**9))
+            <= 2 * config.heartbeat_ticks
+        ]
+        if not reachable:
+            return None
+
+        def up_to_date(node_id: int) -> tuple[int, int, bool, int]:
+            voted = sum(1 for voters in leadership.votes.values() if node_id in voters)
+            preferred = node_id == config.preferred_leader
+            return (self.peer_chosen_upto.get(node_id, 0), voted, preferred, -node_id)
+
+        return max(reachable, key=up_to_date)
+
+    def _send_timeout_now(self, leadership: Leadership) -> None:
+        if self._hand_over_to is not None:
+            self._send(
+                TimeoutNow(
+                    group_id=self.group_id,
+                    src=self.node_id,
+                    dst=self._hand_over_to,
                     ballot=leadership.ballot,
                 )
             )
@@ -1038,6 +1142,7 @@ class Replica:
         if (
             self.role is Role.FOLLOWER
             and self._rebuild is None
+            and not self._retiring
             and msg.ballot == self.leader_ballot
         ):
             self._start_election(force=True)

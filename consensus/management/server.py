@@ -27,6 +27,7 @@ with one line naming the address, under either server.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import gc
 import logging
@@ -34,10 +35,12 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.management.base import CommandError
 
 from consensus.config import ClusterConfig
 from consensus.runtime import install_node
@@ -125,7 +128,43 @@ def serve(
     lifecycle.raise_start_failure()
     if node.failure is not None:
         raise StorageFailure(node.node_id, node.failure)
-    logger.info("node %s stopped", node.node_id)
+    log_stopped_at_exit(node.node_id, lifecycle.stop_began)
+
+
+def log_stopped_at_exit(node_id: int, stop_began: float | None) -> None:
+    """Log ``node N stopped`` as the process's last line: when it is about to exit.
+
+    The line used to come as soon as the server returned, ~30 ms after SIGTERM, while the
+    process could live on for a while: Python waits for the threads still running (a sync view
+    still answering a request, say) before it exits, and this thread's database connection was
+    closed only then, by the interpreter's teardown (SQLite's last close copies the WAL into the
+    database file). ``atexit`` handlers run after that wait; the handler closes this thread's
+    connections first. The line gives the time since the stop began, and how long the process
+    waited for its threads, when that was long enough to notice."""
+    from django.db import connections
+
+    served_until = time.monotonic()
+
+    def stopped() -> None:
+        with contextlib.suppress(Exception):
+            connections.close_all()
+        now = time.monotonic()
+        began = stop_began if stop_began is not None else served_until
+        waited = now - served_until
+        logger.info(
+            "node %s stopped (%.0f ms after it began stopping%s)",
+            node_id,
+            (now - began) * 1000,
+            f"; it waited {waited * 1000:.0f} ms for threads and its database"
+            if waited >= EXIT_WAIT_REPORTED
+            else "",
+        )
+
+    atexit.register(stopped)
+
+
+EXIT_WAIT_REPORTED = 0.1
+"""Seconds of waiting at exit (threads, the database) that ``node N stopped`` mentions."""
 
 
 def yield_cpu_on_wakeup() -> None:
@@ -184,7 +223,29 @@ def _build_node(
         result_max=_positive_or_none(getattr(settings, "PAXOS_REQUEST_RESULT_MAX", None)),
         prune_interval=float(getattr(settings, "PAXOS_PRUNE_INTERVAL", 60.0)),
         read_mode=getattr(settings, "PAXOS_READ_MODE", "index"),
+        hand_over_timeout=hand_over_timeout(),
     )
+
+
+def hand_over_timeout() -> float:
+    """Seconds a stopping node waits, at most, for the groups it leads to get a new leader
+    (``PaxosNode._hand_over_leadership``): ``PAXOS_HAND_OVER_TIMEOUT`` (a setting, or the
+    environment variable of that name), default ``HAND_OVER_TIMEOUT`` (0.5); 0 turns the
+    hand-over off (the other nodes then wait for their election timeout)."""
+    from consensus.runtime.node import HAND_OVER_TIMEOUT
+
+    value = getattr(settings, "PAXOS_HAND_OVER_TIMEOUT", None)
+    if value is None:
+        value = os.environ.get("PAXOS_HAND_OVER_TIMEOUT", "").strip() or HAND_OVER_TIMEOUT
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        logger.warning(
+            "PAXOS_HAND_OVER_TIMEOUT=%r is not a number of seconds: using %g",
+            value,
+            HAND_OVER_TIMEOUT,
+        )
+        return HAND_OVER_TIMEOUT
 
 
 class _Lifecycle:
@@ -197,6 +258,8 @@ class _Lifecycle:
         self.host = host
         self.port = port
         self.starting: asyncio.Future[None] | None = None
+        self.stop_began: float | None = None
+        """``time.monotonic()`` when ``stop`` began (SIGTERM, Ctrl-C)."""
 
     def on_listening(self) -> None:
         self.starting = asyncio.ensure_future(_start(self.node, self.host, self.port))
@@ -212,6 +275,9 @@ class _Lifecycle:
         asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
 
     async def stop(self) -> None:
+        """Stop the dashboard feed and the runtime, which first hands over the groups this node
+        leads (``PaxosNode.stop``); ``serve`` logs ``node N stopped`` at the process's exit."""
+        self.stop_began = time.monotonic()
         logger.info("node %s stopping", self.node.node_id)
         self.monitoring.stop()
         await self.node.stop()
@@ -227,6 +293,9 @@ class _Lifecycle:
 async def _start(node: PaxosNode, host: str, port: int) -> None:
     try:
         await node.start()
+    except CommandError:  # a refusal whose message says it all: runpaxos prints it, no traceback
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
     except Exception:
         logger.exception("node %s failed to start", node.node_id)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -257,10 +326,16 @@ def _run_daphne(
     logger.debug("daphne: per-event overheads trimmed: %s", ", ".join(daphne_tuning.trim()))
     daphne_http.install()  # before Server.run() builds its HTTP factory
 
-    def before_shutdown() -> Any:
-        from twisted.internet.defer import Deferred
+    from twisted.internet.defer import Deferred
 
-        return Deferred.fromFuture(asyncio.ensure_future(lifecycle.stop()))
+    stopping: asyncio.Future[None] | None = None
+
+    def before_shutdown() -> Any:
+        """Stop the runtime (once, whoever asks first); a Deferred of that."""
+        nonlocal stopping
+        if stopping is None:
+            stopping = asyncio.ensure_future(lifecycle.stop())
+        return Deferred.fromFuture(asyncio.shield(stopping))
 
     from twisted.internet import reactor
 
@@ -274,6 +349,19 @@ def _run_daphne(
         action_logger=None,  # no access log: the node's request metrics and logs cover requests
         **daphne_options(max_frame_size),  # type: ignore[arg-type]
     )
+    kill_all_applications = server.kill_all_applications
+
+    def kill_applications_once_stopped() -> Any:
+        """daphne's own "before shutdown" trigger (``run()`` registers it), after the runtime
+        stopped: it cancels every application still running, the consumers of the peer links
+        too. Both used to run at once, so a stopping node handing its groups over never heard
+        the new leaders (its peers' links to it were gone), and requests in progress were cut
+        off instead of being answered (a write waiting for the hand-over, say)."""
+        waiting = before_shutdown()
+        waiting.addBoth(lambda _result: kill_all_applications())
+        return waiting
+
+    server.kill_all_applications = kill_applications_once_stopped  # type: ignore[method-assign]
     server.run()
     return server.listen_failure
 

@@ -85,10 +85,17 @@ T = TypeVar("T")
 REPLAY_CHUNK = 1000
 DEFAULT_MAX_COMMAND_BYTES = 1024 * 1024
 """Bytes of one command's payload (UTF-8) a node takes at most; at most half a peer frame."""
+LOCAL_READ_MAX_LAG = 100
+"""Instances a node may be behind what it knows is chosen and still answer local reads (the
+followers' backlog stays within 64; PAXOS_READY_MAX_LAG's default, for ``/readyz``, is 100)."""
 PRUNE_MAX_ROWS = 20_000
 """Results one pruning marker deletes at most (every node deletes them in an apply transaction)."""
 PRUNE_CATCH_UP_DELAY = 1.0
 """Seconds to the next pruning round after one that pruned (instead of ``prune_interval``)."""
+HAND_OVER_TIMEOUT = 0.5
+"""Seconds ``stop()`` waits at most, for all groups together, until the groups this node leads
+have a new leader (``_hand_over_leadership``); 0: no hand-over (the others wait for their
+election timeout, as before)."""
 
 
 class SubmitError(Exception):
@@ -292,6 +299,7 @@ class PaxosNode:
         result_ttl: float | None = None,
         result_max: float | None = None,
         prune_interval: float = 60.0,
+        hand_over_timeout: float = HAND_OVER_TIMEOUT,
     ) -> None:
         self.config = config
         self.node_id = config.my_id
@@ -310,6 +318,9 @@ class PaxosNode:
         self._inbox: list[Message | _Ticks] = []
         self._wake = asyncio.Event()
         self._waiters = _Waiters()
+        self._heard_since_start: set[int] = set()
+        """Groups whose local reads this node may answer: it has heard from another node (or
+        leads) since it started (``check_local_reads``)."""
         self._writer: GroupCommitWriter | None = None
         self._transport: PeerTransport | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -327,6 +338,10 @@ class PaxosNode:
         self._reads_in_progress: dict[int, int] = {}
         self._backlog = ApplicationBacklog()
         self._stopping = False
+        """The loop stops (set by ``stop()`` once leadership is handed over)."""
+        self._closing = False
+        """``stop()`` began: requests are refused (``_replica``), the loop still runs."""
+        self.hand_over_timeout = hand_over_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: Exception | None = None
         """The storage failed: the loop stopped (or stops) and requests are refused."""
@@ -344,8 +359,7 @@ class PaxosNode:
             logger.warning("node %s: %s", self.node_id, DATA_PERSISTENCE_OFF_WARNING)
         self._writer = GroupCommitWriter(self.storage)
         writer = self._writer
-        await writer.run(self.storage.ensure_groups, self.config.groups)
-        await writer.run(self.storage.sync_nodes, self.config.nodes)
+        await self._sync_config(writer)
         for group_id in self.config.group_ids:
             state = await writer.run(self.storage.load, group_id)
             if state.rebuilding and getattr(settings, "PAXOS_UNSAFE_SKIP_REBUILD", False):
@@ -388,9 +402,29 @@ class PaxosNode:
             asyncio.create_task(self._prune_results(), name="paxos-prune"),
         ]
 
+    async def _sync_config(self, writer: GroupCommitWriter) -> None:
+        """Store the config's nodes and groups, or refuse to start (a ``CommandError``, which
+        ``runpaxos`` prints as one line and exits 1) when the config changes what this database's
+        history depends on: the node list, or a group's state machine (``ConfigChangeError``)."""
+        from django.core.management.base import CommandError
+
+        from consensus.storage.store import ConfigChangeError
+
+        try:
+            await writer.run(self.storage.sync_config, self.config.groups, self.config.nodes)
+        except ConfigChangeError as error:
+            raise CommandError(f"node {self.node_id}: {error}") from None
+
     async def stop(self) -> None:
-        if self._stopping:
+        """Refuse requests, hand over the groups this node leads (``_hand_over_leadership``),
+        then stop the loop, fail what still waits, close the peer links and the writer."""
+        if self._stopping or self._closing:
             return
+        self._closing = True
+        try:
+            await self._hand_over_leadership()
+        except Exception:  # noqa: BLE001 - a failed hand-over must not keep the node running
+            logger.exception("node %s: handing over leadership failed", self.node_id)
         self._stopping = True
         self._wake.set()
         for task in self._tasks:
@@ -404,6 +438,63 @@ class PaxosNode:
             uninstall(self._transport)
         if self._writer is not None:
             await self._writer.close()
+
+    async def _hand_over_leadership(self) -> None:
+        """Before the peer links close: ask a peer to take over every group this node leads
+        (``Replica.hand_over``: ``TimeoutNow`` to the most up-to-date reachable peer), then wait
+        until each of them has a new leader, ``hand_over_timeout`` at most for all together.
+
+        Without it the other nodes learn at once that this one stops (its links close with
+        SHUTTING_DOWN) but elect a leader only after their election timeout: its groups took
+        no writes for 1.4-2 s with the default ``timeout`` of 1 s. Requests are refused from the
+        start of ``stop()`` (503: clients retry on another node); commands already waiting here
+        may still be chosen, through the new leader, and answered. A group that gets no new
+        leader in time is left to the election timeout, as before."""
+        if (
+            self.hand_over_timeout <= 0
+            or self._transport is None
+            or not self._tasks
+            or self._failure is not None  # the loop stopped: nothing would be sent
+        ):
+            return
+        started = time.monotonic()
+        reachable = reachable_peers(self._transport.status())  # links up both ways
+        targets: dict[int, int] = {}
+        for group_id, replica in self.replicas.items():
+            target = replica.hand_over(reachable)  # also: a follower stops campaigning
+            if target is not None:
+                targets[group_id] = target
+        self._wake.set()  # a turn sends the TimeoutNows (eager: before any write)
+        if not targets:
+            return
+        logger.info(
+            "node %s: handing over leadership before stopping: %s",
+            self.node_id,
+            ", ".join(f"group {g} to node {n}" for g, n in sorted(targets.items())),
+        )
+        waiting = set(targets)
+        deadline = started + self.hand_over_timeout
+        while True:
+            waiting = {group_id for group_id in waiting if not self._has_new_leader(group_id)}
+            if not waiting or self._failure is not None or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
+        elapsed = (time.monotonic() - started) * 1000
+        if waiting:
+            logger.warning(
+                "node %s: no new leader for group(s) %s within %.0f ms; stopping anyway (the "
+                "other nodes elect one after their election timeout)",
+                self.node_id,
+                ", ".join(map(str, sorted(waiting))),
+                elapsed,
+            )
+        else:
+            logger.info("node %s: leadership handed over in %.0f ms", self.node_id, elapsed)
+
+    def _has_new_leader(self, group_id: int) -> bool:
+        """This node stepped down in the group and heard from the leader that followed it."""
+        replica = self.replicas[group_id]
+        return not replica.is_leader() and replica.leader_id not in (None, self.node_id)
 
     async def _catch_up_state_machine(self, group_id: int, chosen_upto: int) -> int:
         """Bring the state machine up to the chosen prefix found on disk. An in-memory machine
@@ -504,7 +595,7 @@ class PaxosNode:
         except TimeoutError:
             self.observer.request_finished(group_id, time.perf_counter() - started, "timeout")
             self._waiters.discard(group_id, request_id)
-            error = self.no_quorum_error(group_id, "commit", self.request_timeout)
+            error = self.commit_timeout_error(group_id, request_id, self.request_timeout)
             error.request_id = request_id
             raise error from None
         kind = "duplicate" if outcome.duplicate else "ok"
@@ -579,15 +670,38 @@ class PaxosNode:
         self._replica(group_id)
 
     def check_local_reads(self, group_id: int) -> None:
-        """``check_serving``, and a ``SubmitError`` (503) while this node rebuilds the group
-        (core/rebuild.py): a local read would answer from a state machine that may have applied
-        nothing yet, "not found" for every key. Linearizable reads wait for the log instead."""
+        """``check_serving``, and a ``SubmitError`` (503) while this node's state may be far
+        behind: while it rebuilds the group (core/rebuild.py: it may have applied nothing yet,
+        "not found" for every key), after a start until it has heard from another node (a node
+        down for a while answered from state thousands of instances old), and while it is more
+        than ``LOCAL_READ_MAX_LAG`` instances behind what it knows is chosen (catching up).
+        Linearizable reads wait for the log instead. Once a group has heard from another node,
+        a node cut off later still answers (stale, as local reads may be)."""
         replica = self._replica(group_id)
+        applied = self.applied.get(group_id, 0)
         if replica.rebuilding:
             raise SubmitError(
                 f"group {group_id}: this node's database is new and it is still learning the "
-                f"log (rebuilding; applied {self.applied.get(group_id, 0)}): read with "
-                "consistency=linearizable, or from another node"
+                f"log (rebuilding; applied {applied}): read with consistency=linearizable, or "
+                "from another node"
+            )
+        heard = self._heard_since_start
+        if group_id not in heard:
+            if replica.leader_id is None and not replica.peer_chosen_upto and self.config.peers:
+                raise SubmitError(
+                    f"group {group_id}: this node has heard from no other node since it started, "
+                    "so it cannot tell how far behind it is: read with "
+                    "consistency=linearizable, or from another node",
+                    retry_after=0.5,
+                )
+            heard.add(group_id)
+        known = max(replica.chosen_upto, max(replica.peer_chosen_upto.values(), default=0))
+        if known - applied > LOCAL_READ_MAX_LAG:
+            raise SubmitError(
+                f"group {group_id}: this node is catching up (applied {applied}, "
+                f"{known - applied} instances behind {known}): read with "
+                "consistency=linearizable, or from another node",
+                retry_after=0.5,
             )
 
     def forget(self, group_id: int, request_id: str) -> None:
@@ -635,6 +749,19 @@ class PaxosNode:
         finally:
             self._read_waiters.pop(read_id, None)  # the reply's turn popped it, unless we gave up
 
+    def commit_timeout_error(self, group_id: int, request_id: str, seconds: float) -> NoQuorumError:
+        """A command not answered within ``seconds``: not committed (no leader, no majority), or
+        chosen but not applied yet here (a slow state machine, a long backlog), which the
+        message says, since the command will be applied whatever the client does."""
+        chosen_in = self.replicas[group_id].chosen_instance(request_id)
+        if chosen_in is None:
+            return self.no_quorum_error(group_id, "commit", seconds)
+        return NoQuorumError(
+            f"group {group_id}: the command was chosen (instance {chosen_in}) but this node has "
+            f"not applied it within {seconds:g}s (a slow state machine or a long backlog); "
+            "retry with the same request_id for its result"
+        )
+
     def no_quorum_error(self, group_id: int, action: str, seconds: float) -> NoQuorumError:
         """The timeout error of a command ("commit") or a read ("confirm a read")."""
         leader = self.replicas[group_id].leader_id
@@ -660,11 +787,11 @@ class PaxosNode:
         """The replica of a group that takes requests; a clear error when there is none."""
         replica = self.replicas.get(group_id)
         if replica is None:
-            if self.is_starting(group_id) and not self._stopping:
+            if self.is_starting(group_id) and not self.stopping:
                 # daphne serves while start() still recovers the groups one by one
                 raise SubmitError(f"group {group_id} is still starting", retry_after=0.5)
             raise UnknownGroupError(group_id)
-        if self._stopping or self._writer is None:
+        if self._closing or self._stopping or self._writer is None:
             raise SubmitError("the node is shutting down")
         if self._failure is not None:
             raise SubmitError(
@@ -864,7 +991,7 @@ class PaxosNode:
     @property
     def stopping(self) -> bool:
         """``stop()`` began."""
-        return self._stopping
+        return self._closing or self._stopping
 
     @property
     def failure(self) -> Exception | None:

@@ -53,6 +53,12 @@ from .values import value_from_json, value_to_json
 DEFAULT_RECENT_CHOSEN = 1024
 
 
+class ConfigChangeError(Exception):
+    """The config changes what this database's history depends on: the state machine of a group
+    with a log, or the node list once the node voted. The message is one line for users (what
+    changed, why it is refused, what to do)."""
+
+
 @dataclass(slots=True)
 class _Pending:
     """The folded effect of a batch on one instance, still to be merged with the stored row.
@@ -149,16 +155,29 @@ class DjangoStorage:
 
     # Setup
 
+    def sync_config(self, groups: Iterable[int | GroupSpec], nodes: Iterable[NodeAddress]) -> None:
+        """``sync_nodes`` and ``ensure_groups`` in one transaction: a node's start-up.
+
+        Either raises ``ConfigChangeError`` before anything is written (a changed node list is
+        reported first: it concerns every group), or stores the whole config.
+        """
+        with transaction.atomic(using=self.using):
+            self.sync_nodes(nodes)
+            self.ensure_groups(groups)
+
     def ensure_groups(self, groups: Iterable[int | GroupSpec]) -> None:
         """Create the rows of these groups (``Group``, ``AcceptorState``, ``AppliedIndex``).
 
         A ``GroupSpec`` also sets the group's state machine (the config file is the source of
         truth); a bare id creates the group with ``PAXOS_DEFAULT_STATE_MACHINE`` if missing.
+        ``ConfigChangeError`` if a spec changes the machine of a group with history here (see
+        ``_check_state_machines``): nothing is written then.
         """
         groups = list(groups)
         specs = [group for group in groups if isinstance(group, GroupSpec)]
         bare = [group for group in groups if not isinstance(group, GroupSpec)]
         with transaction.atomic(using=self.using):
+            self._check_state_machines(specs)
             if specs:
                 Group.objects.using(self.using).bulk_create(
                     [
@@ -172,9 +191,15 @@ class DjangoStorage:
             self._create_missing_groups([*bare, *(spec.group_id for spec in specs)])
 
     def sync_nodes(self, nodes: Iterable[NodeAddress]) -> None:
-        """Mirror the config's node list into ``Node`` (for the admin and the API)."""
+        """Mirror the config's node list into ``Node`` (for the admin and the API).
+
+        ``ConfigChangeError`` if the config's node ids differ from the stored ones and this
+        database holds votes (see ``_check_node_list``): nothing is written then. A node's host
+        and port may change.
+        """
         nodes = list(nodes)
         with transaction.atomic(using=self.using):
+            self._check_node_list(nodes)
             Node.objects.using(self.using).exclude(
                 node_id__in=[node.node_id for node in nodes]
             ).delete()
@@ -296,19 +321,92 @@ class DjangoStorage:
 
     # Internals
 
+    def _check_state_machines(self, specs: Sequence[GroupSpec]) -> None:
+        """``ConfigChangeError`` if a spec names another state machine than the stored one for a
+        group with history on this node: an instance row (a vote or a chosen value), a chosen
+        prefix, or an applied index above 0.
+
+        The nodes that applied the group's log keep the state the old machine built, while a node
+        that rebuilds (a new database) would replay the same log through the new one: replicas
+        would answer differently. A group without history may change (a typo fixed before first
+        use)."""
+        configured = {spec.group_id: spec.state_machine for spec in specs}
+        if not configured:
+            return
+        db = self.using
+        changed = {
+            group_id: stored
+            for group_id, stored in Group.objects.using(db)
+            .filter(group_id__in=configured)
+            .values_list("group_id", "state_machine")
+            if stored != configured[group_id]
+        }
+        if not changed:
+            return
+        with_history = (
+            set(
+                Instance.objects.using(db)
+                .filter(group_id__in=changed)
+                .values_list("group_id", flat=True)
+                .distinct()
+            )
+            | set(
+                AppliedIndex.objects.using(db)
+                .filter(group_id__in=changed, applied__gt=0)
+                .values_list("group_id", flat=True)
+            )
+            | set(
+                Group.objects.using(db)
+                .filter(group_id__in=changed, chosen_upto__gt=0)
+                .values_list("group_id", flat=True)
+            )
+        )
+        if with_history:
+            refused = {group_id: changed[group_id] for group_id in sorted(with_history)}
+            raise ConfigChangeError(_state_machine_change(refused, configured))
+
+    def _check_node_list(self, nodes: Sequence[NodeAddress]) -> None:
+        """``ConfigChangeError`` if ``Node`` holds other node ids than the config's and this
+        database holds votes (an instance row, a promise or a chosen prefix in any group).
+
+        Membership changes are not supported: a majority of the new list need not overlap one of
+        the old (a value chosen by nodes 3, 4 and 5 of five is unseen by nodes 1 and 2 of three),
+        so chosen values could be lost. A database without votes (a first start with a mistaken
+        config) is re-synced; an empty ``Node`` table has nothing to compare."""
+        db = self.using
+        stored = sorted(Node.objects.using(db).values_list("node_id", flat=True))
+        configured = sorted({node.node_id for node in nodes})
+        if not stored or stored == configured:
+            return
+        has_votes = (
+            Instance.objects.using(db).exists()
+            or AcceptorState.objects.using(db).filter(promised_round__gt=0).exists()
+            or Group.objects.using(db).filter(chosen_upto__gt=0).exists()
+        )
+        if has_votes:
+            raise ConfigChangeError(_node_list_change(stored, configured))
+
     def _create_missing_groups(self, group_ids: Iterable[int]) -> None:
-        """Rows the foreign keys need, for groups this object has not seen yet."""
+        """Rows the foreign keys need, for groups this object has not seen yet.
+
+        In a new database every group starts rebuilding: the node may have voted in it before
+        it lost its storage (core/rebuild.py). A group added to a database that already holds
+        other groups' acceptor rows was never on this node, so it never voted in it (a node
+        drops the messages of groups its config does not list, and a group removed from the
+        config keeps its rows): it votes at once. Otherwise, added node by node, it waited on
+        every node for every other to list it too."""
         missing = sorted(set(group_ids) - self._known_groups)
         if not missing:
             return
         machine = getattr(settings, "PAXOS_DEFAULT_STATE_MACHINE", "kv")
         db = self.using
+        new_database = not AcceptorState.objects.using(db).exists()
         Group.objects.using(db).bulk_create(
             [Group(group_id=group_id, state_machine=machine) for group_id in missing],
             ignore_conflicts=True,
         )
         AcceptorState.objects.using(db).bulk_create(
-            [AcceptorState(group_id=group_id) for group_id in missing],
+            [AcceptorState(group_id=group_id, rebuilding=new_database) for group_id in missing],
             ignore_conflicts=True,
         )
         AppliedIndex.objects.using(db).bulk_create(
@@ -430,6 +528,45 @@ class DjangoStorage:
         if rows:
             with raw_cursor(self.using) as cursor:
                 cursor.executemany(_upsert_sql(self.using), rows)
+
+
+def _ids(ids: Iterable[int]) -> str:
+    return ", ".join(str(i) for i in ids)
+
+
+def _state_machine_change(stored: dict[int, str], configured: dict[int, str]) -> str:
+    """The one-line refusal of ``_check_state_machines`` (``stored``: the refused groups)."""
+    changes = " and ".join(
+        f'of group {group_id} from "{machine}" to "{configured[group_id]}"'
+        for group_id, machine in stored.items()
+    )
+    if len(stored) == 1:
+        [(group_id, machine)] = stored.items()
+        subject = "the group has"
+        advice = (
+            f'put back "stateMachine": "{machine}" for group {group_id}, or use a new group id '
+            f'for "{configured[group_id]}"'
+        )
+    else:
+        subject = f"groups {_ids(stored)} have"
+        advice = "put back their old state machines, or use new group ids for the new ones"
+    return (
+        f"the config changes the state machine {changes}, but {subject} a log on this node: a "
+        "group's state machine cannot change once it has a log (a node that rebuilds would "
+        "replay it through the new machine and answer differently from the others); "
+        f"{advice}"
+    )
+
+
+def _node_list_change(stored: Sequence[int], configured: Sequence[int]) -> str:
+    """The one-line refusal of ``_check_node_list``."""
+    return (
+        f"the config lists nodes {_ids(configured)}, but this database has voted in a cluster of "
+        f"nodes {_ids(stored)}: changing the node list is not supported (a majority of the new "
+        "list need not overlap one of the old, and chosen values could be lost); start the node "
+        f"with nodes {_ids(stored)} again (a node's host and port may change, not its id), or "
+        "start a new cluster with new databases"
+    )
 
 
 @functools.cache

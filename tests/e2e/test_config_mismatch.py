@@ -6,7 +6,8 @@ see "a majority" the other does not see (3 of {1..5} and 2 of {1, 2, 3} need not
 choose two values for one instance. And every node applies a group's chosen commands to the
 machine its own config names, so two machines for one group answer the same command differently
 (the replicas diverge). The peer handshake compares both (``consensus/transport/auth.py``); the
-unit tests there are the negative controls."""
+unit tests there are the negative controls. Node 3 comes back on a new database here: a node
+whose own database voted under the old config refuses to start (test_config_changes.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def test_a_node_with_another_node_list_is_refused_and_the_others_go_on(cluster_f
     cluster: Cluster = cluster_factory(groups=(1,))
     cluster.submit(1, 1, kv_put("before", "1"))
     cluster.stop_node(3)
+    cluster.delete_database(3)  # with its own votes it would refuse to start (test_config_changes)
     stranger = {"id": 4, "host": "127.0.0.1", "port": free_ports(1)[0]}
     cluster.config_overrides[3] = {"nodes": [*cluster.document["nodes"], stranger]}
     cluster.start_node(3, wait=False)
@@ -82,6 +84,7 @@ def test_a_node_running_another_machine_for_a_group_is_refused_and_the_others_go
     cluster: Cluster = cluster_factory(groups=(1, 2))
     cluster.submit(1, 2, kv_put("before", "1"))
     cluster.stop_node(3)
+    cluster.delete_database(3)  # with its own votes it would refuse to start (test_config_changes)
     cluster.config_overrides[3] = {
         "groups": [{"id": 1, "stateMachine": "kv"}, {"id": 2, "stateMachine": "log"}]
     }

@@ -7,20 +7,24 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from consensus.config import GroupSpec
 from consensus.models import RequestResult
 from consensus.runtime import (
     CommandTooLargeError,
     InvalidRequestIdError,
+    NoQuorumError,
     PaxosNode,
     RequestIdReusedError,
 )
 from consensus.runtime.apply import PRUNE_PREFIX
+from consensus.statemachine import ApplyContext, StateMachine
 from kvstore.models import Entry
-from tests.fixtures.loop_node import LoopNode
+from tests.fixtures.loop_node import LoopNode, one_node_config, running_node
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -151,3 +155,33 @@ def test_a_command_too_large_for_a_peer_frame_is_refused_before_it_is_proposed(
 
     with pytest.raises(CommandTooLargeError):
         loop_node.call(through_the_stream())
+
+
+class Slow(StateMachine):
+    """Takes 1.5 s to apply: longer than the node's request timeout below."""
+
+    durable = False
+
+    def apply(self, command: str, context: ApplyContext) -> Any:
+        time.sleep(1.5)
+        return {"slept": True}
+
+
+def test_a_command_chosen_but_applied_late_says_so(tmp_path: Path) -> None:
+    """A command whose application outlasts the request timeout was answered "leader 1 did not
+    commit within 0.5s": it was chosen, and is applied whatever the client does."""
+    config = one_node_config(tmp_path, groups=(GroupSpec(1, "slow"),))
+    with running_node(config, {1: Slow(1)}, request_timeout=0.5) as running:
+        deadline = time.monotonic() + 10
+        while not running.node.replicas[1].is_leader():
+            assert time.monotonic() < deadline, "no leader"
+            time.sleep(0.01)
+        with pytest.raises(NoQuorumError) as timed_out:
+            running.call(running.node.submit(1, "anything", "r1"))
+        assert str(timed_out.value) == (
+            "group 1: the command was chosen (instance 1) but this node has not applied it "
+            "within 0.5s (a slow state machine or a long backlog); retry with the same "
+            "request_id for its result"
+        )
+        outcome = running.call(running.node.submit(1, "anything", "r1", timeout=5))
+        assert (outcome.instance, outcome.result) == (1, {"slept": True})

@@ -365,8 +365,9 @@ def assert_same_state(storage: DjangoStorage, group: int, memory: MemoryStorage)
 @given(batches=batches)
 def test_matches_memory_storage(batches: Sequence[Sequence[tuple[int, Persist]]]) -> None:
     groups = [fresh_group(), fresh_group()]
-    memories = [MemoryStorage(rebuilding=True), MemoryStorage(rebuilding=True)]
     storage = DjangoStorage(recent=RECENT)
+    storage.ensure_groups(groups)  # rebuilding in the first example's new database only
+    memories = [MemoryStorage(rebuilding=storage.load(group).rebuilding) for group in groups]
     for batch in batches:
         storage.persist([ready(groups[which], persist) for which, persist in batch])
         for which, persist in batch:

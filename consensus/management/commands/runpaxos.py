@@ -28,8 +28,9 @@ class Command(BaseCommand):
     help = (
         "Start a Paxos node: an ASGI server (daphne, or uvicorn with --server uvicorn) serves the "
         "REST API, admin and peer websockets on the node's port, and the Paxos runtime runs in the "
-        "same process. SIGTERM or Ctrl-C stops it cleanly. With --demo, start a whole local "
-        "cluster instead (one child process per node)."
+        "same process. SIGTERM or Ctrl-C stops it cleanly: it first hands the groups it leads "
+        "over to another node (at most $PAXOS_HAND_OVER_TIMEOUT seconds, 0.5; 0: no hand-over). "
+        "With --demo, start a whole local cluster instead (one child process per node)."
     )
 
     def get_version(self) -> str:
