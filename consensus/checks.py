@@ -58,17 +58,12 @@ def check_replicated_models_in_admin(app_configs: Any = None, **kwargs: Any) -> 
     """consensus.W002: a model of a state machine's app is in the admin with a ``ModelAdmin``
     that can change it: a staff user's edit would change this node's copy of the replicated
     state only, and the nodes would disagree for good."""
-    from django.apps import apps
     from django.contrib import admin
 
     from .admin import ReadOnlyAdmin
-    from .registry import registry
+    from .registry import machine_apps
 
-    labels = set()
-    for name in registry.names():
-        config = apps.get_containing_app_config(registry.get(name).__module__)
-        if config is not None and config.label != "consensus":
-            labels.add(config.label)
+    labels = machine_apps()
     return [
         Warning(
             f"{model._meta.label} is in the admin with {type(model_admin).__name__}, which lets "

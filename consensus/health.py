@@ -5,10 +5,10 @@ A node is *ready* when a command sent to it would be served promptly:
 1. it reaches a majority of the cluster (itself plus peers with a live link in both directions),
    since without a majority nothing can be chosen;
 2. it knows a leader for every group (a candidate or a node that lost the leader would make
-   clients wait for an election), except a group fewer than a majority of the nodes list yet
-   (peers' handshakes say which groups they list): one being added node by node, which gets a
-   leader once a majority list it, is a note, or a rolling restart gated on readiness would
-   never get past its first node;
+   clients wait for an election), except a group some peer does not list yet (peers'
+   handshakes say which groups they list): one being added node by node, which serves once
+   every node lists it (its rows rebuild on each node, as a new cluster's do), is a note, or a
+   rolling restart gated on readiness would never get past its first node;
 3. every group's state machine is caught up: applied within ``PAXOS_READY_MAX_LAG`` instances of
    the highest chosen index this node knows of (its own or a peer's), so local reads are not
    stale by much and linearizable reads do not wait for a long catch-up.
@@ -37,15 +37,14 @@ LOOP_READ_TIMEOUT = 2.0
 T = TypeVar("T")
 
 
-def _nodes_listing(group_id: int, peers: dict[str, Any]) -> int:
-    """This node and the peers whose last handshake listed ``group_id``, or told no list (a
-    peer not heard from, or of an earlier release, counts: only a peer that said which groups
-    it has can be known not to have this one)."""
-    return 1 + sum(
-        1
+def _peers_without(group_id: int, peers: dict[str, Any]) -> list[int]:
+    """The peers whose last handshake said they do not list ``group_id`` (a peer that told no
+    list, not heard from or of an earlier release, is not counted: it may list it)."""
+    return [
+        peer["node_id"]
         for peer in peers.get("peers", ())
-        if peer.get("groups") is None or group_id in peer["groups"]
-    )
+        if peer.get("groups") is not None and group_id not in peer["groups"]
+    ]
 
 
 class NodeUnavailableError(Exception):
@@ -166,6 +165,8 @@ def readiness(node: PaxosNode | None) -> Readiness:
     failure = getattr(node, "failure", None)
     if failure is not None:
         return Readiness(False, [f"the node stopped after a storage failure ({failure})"])
+    if getattr(node, "stopping", False):  # handing its groups over: it refuses requests
+        return Readiness(False, ["the node is stopping"])
     status = node.status()
     cluster_size = len(node.config.node_ids)
     reachable = 1 + len(reachable_peers(status.get("peers") or {}))
@@ -180,19 +181,21 @@ def readiness(node: PaxosNode | None) -> Readiness:
         known = max([group["chosen_upto"], *peers_chosen])
         state = GroupReadiness(group["group_id"], group["leader"], group["applied"], known)
         result.groups.append(state)
-        if state.leader is None:
-            listing = _nodes_listing(state.group_id, status.get("peers") or {})
-            if listing * 2 > cluster_size:
-                result.reasons.append(f"group {state.group_id}: no leader known")
-            else:  # being added node by node: not this node's to fix, and it serves the rest
-                result.notes.append(
-                    f"group {state.group_id}: {listing} of {cluster_size} nodes list it so far; "
-                    "it gets a leader once a majority do"
-                )
-        if group.get("rebuilding"):
+        waiting = state.leader is None or group.get("rebuilding")
+        without = _peers_without(state.group_id, status.get("peers") or {}) if waiting else []
+        if without:  # being added node by node: not this node's to fix, and it serves the rest
+            result.notes.append(
+                f"group {state.group_id}: node(s) {', '.join(map(str, without))} do not list it "
+                "yet; it serves once every node does"
+            )
+        elif state.leader is None:
+            result.reasons.append(f"group {state.group_id}: no leader known")
+        if group.get("rebuilding") and not without:
             result.reasons.append(
-                f"group {state.group_id}: this node's database is new and it does not vote yet "
-                f"(rebuilding, README 'A node that lost its database')"
+                f"group {state.group_id}: this node has no votes of its own in the group yet (a "
+                "new database, or a group new to it) and does not vote until the others have "
+                "told it what the group has seen (rebuilding, README 'A node that lost its "
+                "database')"
             )
         if state.behind > bound:
             result.reasons.append(

@@ -111,6 +111,19 @@ def register(name: str, *, site: StateMachineRegistry | None = None) -> Callable
     return decorator
 
 
+def machine_apps() -> set[str]:
+    """Labels of the installed apps (this one aside) whose modules define a registered state
+    machine: the apps that hold replicated state."""
+    from django.apps import apps
+
+    labels = set()
+    for name in registry.names():
+        config = apps.get_containing_app_config(registry.get(name).__module__)
+        if config is not None and config.label != "consensus":
+            labels.add(config.label)
+    return labels
+
+
 def autodiscover() -> None:
     """Import every installed app's ``statemachines.py``. An app without one is skipped; an error
     inside one is raised (after the registry is restored to what it was before that import)."""

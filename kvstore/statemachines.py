@@ -59,7 +59,7 @@ def load_command(command: str) -> Any:
     try:
         return orjson.loads(command)  # every command on every node: the fast parser first
     except orjson.JSONDecodeError as error:
-        if "recursion" in str(error):
+        if "depth limit" in str(error):  # nested deeper than orjson's 1024: json cannot either
             raise CommandError(f"not JSON: {error}") from None
     # what orjson refuses but json takes (lone surrogates, NaN, huge integers)
     if _nesting_depth(command) > MAX_FALLBACK_DEPTH:

@@ -156,8 +156,7 @@ class ClientStream:
         sweeper = asyncio.create_task(self._sweeper(), name="client-stream-sweep")
         try:
             while True:
-                await self._while_backlogged()
-                message = await receive()
+                message = await self._receive_when_ready(receive)
                 kind = message["type"]
                 if kind == "websocket.disconnect":
                     break
@@ -183,15 +182,35 @@ class ClientStream:
             return CLOSE_UNAVAILABLE, 503, "this server runs no Paxos node"
         return None
 
+    async def _receive_when_ready(self, receive: Receive) -> dict[str, Any]:
+        """The client's next message once its backlog allows (``_backlogged``): a client that
+        sends without reading finds its frames unread, at most one ahead. A disconnect is seen
+        at once: waiting for a backlog that only the gone client could drain would never end."""
+        if not self._backlogged():
+            return await receive()
+        incoming = asyncio.ensure_future(receive())
+        try:
+            while self._backlogged():
+                if not incoming.done():
+                    await asyncio.wait({incoming}, timeout=BACKLOG_POLL)
+                elif incoming.result()["type"] == "websocket.disconnect":
+                    break
+                else:
+                    await self._while_backlogged()
+            return await incoming
+        finally:
+            incoming.cancel()
+
     async def _while_backlogged(self) -> None:
-        """Wait while the client has too much unanswered or unread: a client that sends
-        without reading then finds its frames unread, and its socket pushes back."""
+        """Wait while the client has too much unanswered or unread."""
         while self._backlogged():
             self._drained.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), BACKLOG_POLL)
 
     def _backlogged(self) -> bool:
+        if self._closed:
+            return False
         if self._queries_running >= MAX_QUERIES_RUNNING:
             return True
         unanswered = len(self._pending) + self._queries_running + len(self._outbox)
@@ -205,10 +224,16 @@ class ClientStream:
     async def _sender(self) -> None:
         """What was answered since the last frame goes out together, in frames of at most
         ``FRAME_BYTES``, while the client reads."""
-        while True:
-            await self._output.wait()
-            self._output.clear()
-            await self._flush()
+        try:
+            while True:
+                await self._output.wait()
+                self._output.clear()
+                await self._flush()
+                self._drained.set()
+        except Exception:  # noqa: BLE001 - the connection is gone (uvicorn's send raises then)
+            self._closed = True
+            self._outbox.clear()
+            self._outbox_bytes = 0
             self._drained.set()
 
     async def _flush(self) -> None:

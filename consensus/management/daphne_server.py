@@ -78,7 +78,7 @@ def _limit_until_proven(protocol: Any, scope: dict[str, Any]) -> None:
 
     def unsent() -> int:
         transport = protocol.transport
-        if transport is None:
+        if transport is None or transport.disconnected:  # what it holds will never be sent
             return 0
         buffered = len(transport.dataBuffer) - transport.offset
         return buffered + transport._tempDataLen

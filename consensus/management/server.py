@@ -465,16 +465,22 @@ def _limited_websocket_protocol() -> type:
     from consensus.transport import ws_limits
 
     class LimitedWebSocketProtocol(WebSocketsSansIOProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # Before any byte is parsed: the upgrade request and a frame header can come in one
+            # read, and the frame is checked before handle_connect runs.
+            self._full_max_size = self.conn.max_size
+            self.conn.max_size = ws_limits.UNPROVEN_FRAME_LIMIT
+
         def handle_connect(self, event: Any) -> None:
             super().handle_connect(event)
             if self.response.status_code != 101:
                 return
-            conn, full = self.conn, self.conn.max_size
+            conn, full = self.conn, self._full_max_size
 
             def allow_full() -> None:
                 conn.max_size = full
 
-            conn.max_size = ws_limits.UNPROVEN_FRAME_LIMIT
             transport = self.transport
             ws_limits.offer(self.scope, allow_full, transport.get_write_buffer_size)  # type: ignore[arg-type]
 

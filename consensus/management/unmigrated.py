@@ -15,10 +15,15 @@ from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
+from consensus import registry
+
 
 def apps_missing_migrations() -> list[str]:
-    """Labels of the installed apps with models but no migrations package, or with model
-    changes no migration holds (what ``makemigrations --check`` would write)."""
+    """Labels of the state machines' apps (``registry.machine_apps``) with models but no
+    migrations package, or with model changes no migration holds (what ``makemigrations
+    --check`` would write). Other apps are left alone: a third-party app's pending changes (a
+    ``DEFAULT_AUTO_FIELD`` it does not set, say) are not this node's to fix."""
+    machine_apps = registry.machine_apps()
     loader = MigrationLoader(None, ignore_no_migrations=True)
     without_package = {
         config.label
@@ -27,4 +32,4 @@ def apps_missing_migrations() -> list[str]:
     }
     detector = MigrationAutodetector(loader.project_state(), ProjectState.from_apps(apps))
     changed = set(detector.changes(graph=loader.graph))
-    return sorted(without_package | changed)
+    return sorted((without_package | changed) & machine_apps)

@@ -235,9 +235,17 @@ class _Waiters:
     def discard(self, group_id: int, request_id: str) -> None:
         self._pop(group_id, request_id)
 
-    def fail_all(self, error: Exception) -> None:
-        for future in self.futures.values():
+    def fail_all(self, reason: str) -> None:
+        """Fail every waiter: its command's outcome is unknown (it may have been proposed, and
+        be chosen through another node), so each error names its request id."""
+        for (_group_id, request_id), future in self.futures.items():
             if not future.done():
+                error = SubmitError(
+                    f"{reason} before this command's outcome was known (it may still be "
+                    "chosen): retry with the same request_id on another node",
+                    retry_after=0.1,
+                )
+                error.request_id = request_id
                 future.set_exception(error)
         self.futures.clear()
         self.per_group.clear()
@@ -341,6 +349,8 @@ class PaxosNode:
         """The loop stops (set by ``stop()`` once leadership is handed over)."""
         self._closing = False
         """``stop()`` began: requests are refused (``_replica``), the loop still runs."""
+        self._stop_task: asyncio.Future[None] | None = None
+        """The one stop (``stop()``), which every caller waits for."""
         self.hand_over_timeout = hand_over_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: Exception | None = None
@@ -417,8 +427,17 @@ class PaxosNode:
 
     async def stop(self) -> None:
         """Refuse requests, hand over the groups this node leads (``_hand_over_leadership``),
-        then stop the loop, fail what still waits, close the peer links and the writer."""
-        if self._stopping or self._closing:
+        then stop the loop, fail what still waits, close the peer links and the writer.
+
+        Once begun, the stop runs to its end even if its caller is cancelled, and every caller
+        waits for that one stop: a node left halfway (handing over, its replicas retiring, so
+        promising nothing) while its loop and links run on would weaken every group it is in."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
+        if self._stopping:
             return
         self._closing = True
         try:
@@ -432,7 +451,7 @@ class PaxosNode:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):  # failures were logged
                 await task
-        self._waiters.fail_all(SubmitError("the node is shutting down"))
+        self._waiters.fail_all(f"node {self.node_id} stopped")
         if self._transport is not None:
             await self._transport.stop()
             uninstall(self._transport)
@@ -681,7 +700,7 @@ class PaxosNode:
         applied = self.applied.get(group_id, 0)
         if replica.rebuilding:
             raise SubmitError(
-                f"group {group_id}: this node's database is new and it is still learning the "
+                f"group {group_id}: this node is new to the group and is still learning the "
                 f"log (rebuilding; applied {applied}): read with consistency=linearizable, or "
                 "from another node"
             )
@@ -1006,7 +1025,7 @@ class PaxosNode:
         A database that restarted (PostgreSQL) or a full disk that was cleaned up is then back
         to normal, like etcd, which exits on a failed write for its supervisor to restart it."""
         self._failure = error
-        self._waiters.fail_all(SubmitError("storage failure"))
+        self._waiters.fail_all(f"node {self.node_id} stopped after a storage failure")
         if self.on_failure is not None:
             self.on_failure(error)
 

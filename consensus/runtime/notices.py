@@ -54,17 +54,19 @@ class NodeNotices:
                 self._rebuild_said.add((group_id, step))
                 if waiting:
                     logger.warning(
-                        "node %s group %s: this node's database is new and it does not vote "
-                        "until every other node has told it what the group has seen; waiting "
-                        "for node(s) %s",
+                        "node %s group %s: this node has no votes of its own in the group yet (a "
+                        "new database, or a group new to it) and does not vote until every other "
+                        "node has told it what the group has seen; waiting for node(s) %s (a "
+                        "node that does not list the group yet cannot)",
                         self.node_id,
                         group_id,
                         ", ".join(map(str, waiting)),
                     )
                 else:
                     logger.warning(
-                        "node %s group %s: this node's database is new and the group has a "
-                        "history: it does not vote until it has learned the log up to instance "
+                        "node %s group %s: this node has no votes of its own in the group yet "
+                        "and the group has a history: it does not vote until it has learned the "
+                        "log up to instance "
                         "%s (chosen up to %s so far; that needs a majority of the other nodes)",
                         self.node_id,
                         group_id,

@@ -389,24 +389,22 @@ class DjangoStorage:
     def _create_missing_groups(self, group_ids: Iterable[int]) -> None:
         """Rows the foreign keys need, for groups this object has not seen yet.
 
-        In a new database every group starts rebuilding: the node may have voted in it before
-        it lost its storage (core/rebuild.py). A group added to a database that already holds
-        other groups' acceptor rows was never on this node, so it never voted in it (a node
-        drops the messages of groups its config does not list, and a group removed from the
-        config keeps its rows): it votes at once. Otherwise, added node by node, it waited on
-        every node for every other to list it too."""
+        Every new group row starts rebuilding (core/rebuild.py), even in a database that holds
+        other groups: the database cannot tell that this node never voted in the group (it may
+        have, on a disk replaced while the group was out of the config, or before a backup was
+        restored). A group added node by node therefore serves once every node lists it, as a
+        new cluster's groups do; ``/readyz`` notes it meanwhile instead of counting it."""
         missing = sorted(set(group_ids) - self._known_groups)
         if not missing:
             return
         machine = getattr(settings, "PAXOS_DEFAULT_STATE_MACHINE", "kv")
         db = self.using
-        new_database = not AcceptorState.objects.using(db).exists()
         Group.objects.using(db).bulk_create(
             [Group(group_id=group_id, state_machine=machine) for group_id in missing],
             ignore_conflicts=True,
         )
         AcceptorState.objects.using(db).bulk_create(
-            [AcceptorState(group_id=group_id, rebuilding=new_database) for group_id in missing],
+            [AcceptorState(group_id=group_id) for group_id in missing],
             ignore_conflicts=True,
         )
         AppliedIndex.objects.using(db).bulk_create(

@@ -3,6 +3,7 @@ fast validation tests with Django's test client; live clusters come from ``tests
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -153,3 +154,23 @@ class ApiClient:
 @pytest.fixture
 def api(client: Client, fake_node: FakeNode) -> ApiClient:
     return ApiClient(client)
+
+
+@pytest.fixture
+def stream_node(fake_node: FakeNode) -> FakeNode:
+    """The fake node with what the stream uses besides what REST uses."""
+    node: Any = fake_node
+    node.config.nodes = ()
+    node.replicas = {group: SimpleNamespace(leader_id=1) for group in node.replicas}
+    node.request_timeout = 5.0
+    node.observer = SimpleNamespace(request_finished=lambda *args: None)
+    node.forget = lambda group_id, request_id: None
+    node.submit_nowait = lambda group_id, payload, request_id: asyncio.ensure_future(
+        fake_node.submit(group_id, payload, request_id)
+    )
+
+    async def run_between_applications(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    node.run_between_applications = run_between_applications
+    return fake_node

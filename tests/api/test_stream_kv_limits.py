@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -23,26 +22,6 @@ from tests.api.conftest import TOKEN, ApiClient, FakeNode
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MAX_VALUE = 256 * 1024
-
-
-@pytest.fixture
-def stream_node(fake_node: FakeNode) -> FakeNode:
-    """The fake node with what the stream uses besides what REST uses."""
-    node: Any = fake_node
-    node.config.nodes = ()
-    node.replicas = {group: SimpleNamespace(leader_id=1) for group in node.replicas}
-    node.request_timeout = 5.0
-    node.observer = SimpleNamespace(request_finished=lambda *args: None)
-    node.forget = lambda group_id, request_id: None
-    node.submit_nowait = lambda group_id, payload, request_id: asyncio.ensure_future(
-        fake_node.submit(group_id, payload, request_id)
-    )
-
-    async def run_between_applications(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
-    node.run_between_applications = run_between_applications
-    return fake_node
 
 
 def exchange(requests: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:

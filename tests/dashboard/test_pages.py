@@ -93,21 +93,29 @@ def test_unready_without_a_leader_or_far_behind(settings) -> None:
     ]
 
 
-def test_a_group_fewer_than_a_majority_list_yet_is_a_note_not_a_reason() -> None:
-    """A group added node by node has no leader until a majority list it: counted as a reason,
-    it kept every restarted node unready, and a rollout gated on readiness stopped at the
-    first. Peers that said which groups they list are counted; one that said nothing may."""
-    peers = [link(2) | {"groups": [1]}, link(3) | {"groups": [1]}]
-    state = readiness(fake_node(groups=[group(1), group(3, leader=None)], peers=peers))
+def test_a_group_some_peer_does_not_list_yet_is_a_note_not_a_reason() -> None:
+    """A group added node by node serves once every node lists it: counted as a reason, it kept
+    every restarted node unready until the last, and a rollout gated on readiness stopped at
+    the first. Peers that said which groups they list are counted; one that said nothing may
+    list it."""
+    peers = [link(2) | {"groups": [1, 3]}, link(3) | {"groups": [1]}]
+    adding = group(3, leader=None) | {"rebuilding": True}
+    state = readiness(fake_node(groups=[group(1), adding], peers=peers))
     assert state.ready, state.reasons
-    assert state.notes == [
-        "group 3: 1 of 3 nodes list it so far; it gets a leader once a majority do"
-    ]
+    assert state.notes == ["group 3: node(s) 3 do not list it yet; it serves once every node does"]
     assert state.as_json()["notes"] == state.notes
-    for listed in ([1, 3], None):  # node 2 lists it too, or has not said
-        peers = [link(2) | {"groups": listed}, link(3) | {"groups": [1]}]
-        state = readiness(fake_node(groups=[group(1), group(3, leader=None)], peers=peers))
-        assert state.reasons == ["group 3: no leader known"] and not state.notes
+    for listed in ([1, 3], None):  # node 3 lists it too, or has not said
+        peers = [link(2) | {"groups": [1, 3]}, link(3) | {"groups": listed}]
+        state = readiness(fake_node(groups=[group(1), adding], peers=peers))
+        assert state.reasons[0] == "group 3: no leader known" and not state.notes
+        assert "no votes of its own in the group yet" in state.reasons[1]
+
+
+def test_unready_while_stopping() -> None:
+    """A stopping node refuses every request while it hands its groups over (0.5 s)."""
+    node = fake_node(groups=[group()], peers=[link(2), link(3)])
+    node.stopping = True
+    assert readiness(node).reasons == ["the node is stopping"]
 
 
 def test_unready_without_a_node() -> None:

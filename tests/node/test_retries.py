@@ -20,6 +20,7 @@ from consensus.runtime import (
     NoQuorumError,
     PaxosNode,
     RequestIdReusedError,
+    SubmitError,
 )
 from consensus.runtime.apply import PRUNE_PREFIX
 from consensus.statemachine import ApplyContext, StateMachine
@@ -185,3 +186,45 @@ def test_a_command_chosen_but_applied_late_says_so(tmp_path: Path) -> None:
         )
         outcome = running.call(running.node.submit(1, "anything", "r1", timeout=5))
         assert (outcome.instance, outcome.result) == (1, {"slept": True})
+
+
+def test_waiters_failed_at_a_stop_name_their_request_ids() -> None:
+    """A stop (or a storage failure) used to fail every waiting command with "the node is
+    shutting down": a definite-sounding 503 without the request id, for commands that may still
+    be chosen through another node (after the hand-over, the stopping leader forwards its
+    queue to the new one). A client that sent no id could not retry safely."""
+    from consensus.runtime.node import _Waiters
+
+    async def scenario() -> list[BaseException | None]:
+        waiters = _Waiters()
+        futures = [waiters.get(1, "r1"), waiters.get(2, "r2")]
+        waiters.fail_all("node 3 stopped")
+        return [future.exception() for future in futures]
+
+    first, second = asyncio.run(scenario())
+    assert isinstance(first, SubmitError) and first.request_id == "r1"
+    assert second is not None and second.request_id == "r2"  # type: ignore[attr-defined]
+    assert str(first) == (
+        "node 3 stopped before this command's outcome was known (it may still be chosen): "
+        "retry with the same request_id on another node"
+    )
+
+
+def test_a_cancelled_stop_still_stops_and_a_second_waits_for_it(loop_node: LoopNode) -> None:
+    """A stop cancelled while it handed over left the node halfway (refusing requests, its
+    replicas promising nothing, its loop and links running), and a second stop returned at
+    once, as if the node had stopped."""
+    node = loop_node.node
+
+    async def scenario() -> tuple[bool, bool]:
+        first = asyncio.ensure_future(node.stop())
+        await asyncio.sleep(0)
+        first.cancel()
+        await node.stop()
+        return (
+            first.cancelled(),
+            node.stopping and node._stop_task is not None and node._stop_task.done(),
+        )
+
+    cancelled, stopped = loop_node.call(scenario())
+    assert cancelled and stopped

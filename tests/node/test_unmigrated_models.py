@@ -22,13 +22,26 @@ class Wallet(models.Model):
 """
 
 
+MACHINE = """
+from consensus.registry import register
+from consensus.statemachine import StateMachine
+
+
+@register("wallet")
+class WalletStateMachine(StateMachine):
+    def apply(self, command, context):
+        return None
+"""
+
+
 def an_app(folder: Path, *, migrated: bool) -> dict[str, str]:
-    """A ``wallet`` app with one model (and its first migration if ``migrated``); the
-    environment that installs it."""
+    """A ``wallet`` app with one model and a state machine (and its first migration if
+    ``migrated``); the environment that installs it."""
     app = folder / "wallet"
     app.mkdir()
     (app / "__init__.py").write_text("")
     (app / "models.py").write_text(MODELS)
+    (app / "statemachines.py").write_text(MACHINE)
     env = _env() | {
         "PAXOS_EXTRA_APPS": "wallet",
         "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]),
