@@ -122,14 +122,7 @@ def test_the_raw_route_serves_gets_and_puts_and_nothing_else(
     """Negative control: the comparisons above prove something only if the raw route ran."""
     router = application.application_mapping["http"]
     assert router.raw_routes == kv_asgi.raw_routes  # the project wires the KV routes
-    route = router.raw_routes[0]
-    served: list[str] = []
-
-    async def entry(request: Any, match: Any) -> Any:
-        served.append(request.method)
-        return await route.handler(request, match)
-
-    monkeypatch.setattr(router, "raw_routes", (RawRoute(route.pattern, route.methods, entry),))
+    served = served_by_the_raw_route(monkeypatch)
     assert call(application, "PUT", "/api/kv/1/k", body({"value": "v"}))[0] == 200
     assert call(application, "GET", "/api/kv/1/k")[0] == 200
     assert call(application, "DELETE", "/api/kv/1/k")[0] == 200  # the Django view
@@ -142,15 +135,7 @@ def test_hot_paths_check_the_host_and_ignore_no_root_path(
     """The lean paths skipped what only Django's full stack checks: a ``Host`` outside
     ``ALLOWED_HOSTS`` got 200 from the KV routes (400 elsewhere), and a ``Daphne-Root-Path``
     header made a KV path another view's, run without middleware (a 500 and a traceback)."""
-    router = application.application_mapping["http"]
-    route = router.raw_routes[0]
-    served: list[str] = []
-
-    async def entry(request: Any, match: Any) -> Any:
-        served.append(request.method)
-        return await route.handler(request, match)
-
-    monkeypatch.setattr(router, "raw_routes", (RawRoute(route.pattern, route.methods, entry),))
+    served = served_by_the_raw_route(monkeypatch)
     auth = {"authorization": f"Bearer {TOKEN}"}
     assert call(application, "PUT", "/api/kv/1/k", body({"value": "v"}), headers=auth)[0] == 200
     for host in ("127.0.0.1:33333", "localhost"):
@@ -166,3 +151,17 @@ def test_hot_paths_check_the_host_and_ignore_no_root_path(
         application, "GET", "/api/kv/1/admin/", headers=scope_root, root_path="/api/kv/1"
     )
     assert len(served) == 3 and status == 302, content  # the admin, through its middleware
+
+
+def served_by_the_raw_route(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The methods of the requests the project's first raw route serves from now on."""
+    router = application.application_mapping["http"]
+    route = router.raw_routes[0]
+    served: list[str] = []
+
+    async def entry(request: Any, match: Any) -> Any:
+        served.append(request.method)
+        return await route.handler(request, match)
+
+    monkeypatch.setattr(router, "raw_routes", (RawRoute(route.pattern, route.methods, entry),))
+    return served
