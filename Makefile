@@ -38,6 +38,7 @@ lint: setup
 soak: setup
 	$(BIN)/python -m consensus.sim --seeds 5000 --nodes 3 --groups 2
 	$(BIN)/python -m consensus.sim --seeds 2000 --nodes 5 --groups 2
+	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 3 --groups 2 --graceful-stop-rate 0.03
 	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 5 --groups 2 --left-down 2
 	$(BIN)/python -m consensus.sim --seeds 2000 --nodes 3 --groups 2 --wipe-rate 0.3
 	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 5 --groups 2 --wipe-rate 0.5

@@ -1,5 +1,5 @@
 """``python -m consensus.sim --seeds N [--seed-start S] [--nodes 3|5] [--groups G] [--steps K]
-[--left-down D] [--wipe-rate P]``
+[--left-down D] [--wipe-rate P] [--graceful-stop-rate P]``
 
 Runs the deterministic simulator over a range of seeds. Exits 1 on the first invariant violation
 and prints the one-line command that replays it; the last line is always the summary.
@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         "replacement; it must rebuild before it votes (0.0)",
     )
     parser.add_argument(
+        "--graceful-stop-rate",
+        type=float,
+        default=0.0,
+        help="chance per tick that a node leading a group stops gracefully: it hands its groups "
+        "over (TimeoutNow), waits a few ticks, then goes down (0.0)",
+    )
+    parser.add_argument(
         "--mutant",
         choices=sorted(MUTANTS),
         default="none",
@@ -60,15 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.left_down < 0 or 2 * args.left_down >= args.nodes:
         print("error: --left-down must leave a majority of the nodes up", file=sys.stderr)
         return 2
-    if not 0.0 <= args.wipe_rate <= 1.0:
-        print("error: --wipe-rate must be between 0 and 1", file=sys.stderr)
-        return 2
+    for option in ("wipe_rate", "graceful_stop_rate"):
+        if not 0.0 <= getattr(args, option) <= 1.0:
+            print(f"error: --{option.replace('_', '-')} must be between 0 and 1", file=sys.stderr)
+            return 2
     settings = SimSettings(
         nodes=args.nodes,
         groups=args.groups,
         steps=args.steps,
         left_down=args.left_down,
         wipe_rate=args.wipe_rate,
+        graceful_stop_rate=args.graceful_stop_rate,
         mutant=None if args.mutant == "none" else args.mutant,
     )
     started = time.perf_counter()
@@ -105,6 +114,8 @@ def repro_command(seed: int, args: argparse.Namespace) -> str:
         command += f" --left-down {args.left_down}"
     if args.wipe_rate:
         command += f" --wipe-rate {args.wipe_rate}"
+    if args.graceful_stop_rate:
+        command += f" --graceful-stop-rate {args.graceful_stop_rate}"
     if args.mutant != "none":
         command += f" --mutant {args.mutant}"
     return command

@@ -62,6 +62,10 @@ class SimSettings:
     heal_rate: float = 0.03
     clog_rate: float = 0.02
     clog_ticks: int = 60
+    graceful_stop_rate: float = 0.0
+    """Per tick: chance that a node leading a group stops gracefully: its replicas hand over
+    (``Replica.hand_over``: ``TimeoutNow`` to a peer), the cluster runs 0-5 ticks (the runtime's
+    bounded wait), then it goes down, losing its volatile state like any crash."""
     wipe_rate: float = 0.0
     """Per restart: chance that the node comes back with new, empty storage (a replaced disk):
     it must rebuild before it votes (core/rebuild.py)."""
@@ -136,6 +140,7 @@ class SimCluster:
         self.crashes = 0
         self.partitions = 0
         self.wipes = 0
+        self.graceful_stops = 0
         for node in self.nodes.values():
             self._start(node)
 
@@ -274,6 +279,27 @@ class SimCluster:
             self.network.clog(rng.choice(self.node_ids), until)
         if rng.random() < settings.heal_rate:
             self.network.heal()
+        # Only when asked: another draw would change every existing seed's run.
+        if settings.graceful_stop_rate and rng.random() < settings.graceful_stop_rate:
+            self._stop_gracefully()
+
+    def _stop_gracefully(self) -> None:
+        leaders = [
+            node
+            for node in self.nodes.values()
+            if node.up and any(replica.is_leader() for replica in node.replicas.values())
+        ]
+        if not leaders:
+            return
+        node = self.rng.choice(leaders)
+        for group_id, replica in node.replicas.items():
+            replica.hand_over()
+            self._drain(node, group_id)
+        for _tick in range(self.rng.randint(0, 5)):
+            self._advance_clock()
+        if node.up:  # (it may have crashed meanwhile)
+            self.graceful_stops += 1
+            self._crash(node)
 
     def _client_load(self, *, limited: bool = True) -> None:
         rng = self.rng

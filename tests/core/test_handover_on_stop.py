@@ -152,42 +152,11 @@ def test_a_candidate_that_is_told_to_stop_drops_its_candidacy() -> None:
     assert any(cluster.replicas[n].is_leader() for n in (2, 3))
 
 
-class GracefulStops(SimCluster):
-    """The simulator with one more fault: a graceful stop of a node that leads a group. Its
-    replicas hand over, the cluster runs a few ticks (the runtime's bounded wait), then it
-    stops, losing its volatile state like any crash."""
-
-    stop_rate = 0.03
-
-    def _nemesis(self) -> None:
-        super()._nemesis()
-        if not self.chaos or self.rng.random() >= self.stop_rate:
-            return
-        leaders = [
-            node
-            for node in self.nodes.values()
-            if node.up and any(r.is_leader() for r in node.replicas.values())
-        ]
-        if not leaders:
-            return
-        node = self.rng.choice(leaders)
-        for group_id, replica in node.replicas.items():
-            replica.hand_over()
-            self._drain(node, group_id)
-        for _tick in range(self.rng.randint(0, 5)):
-            self._advance_clock()
-        if node.up:
-            self.graceful_stops += 1
-            self._crash(node)
-
-    graceful_stops = 0
-
-
 @pytest.mark.parametrize("nodes", [3, 5], ids=lambda n: f"nodes={n}")
 def test_graceful_stops_keep_the_simulators_invariants(nodes: int) -> None:
     stops = 0
     for seed in range(60):
-        cluster = GracefulStops(seed, SimSettings(nodes=nodes, groups=2))
+        cluster = SimCluster(seed, SimSettings(nodes=nodes, groups=2, graceful_stop_rate=0.03))
         result = cluster.run()
         assert result.violation is None, f"seed {seed}: {result.violation}"
         assert result.chosen > 0

@@ -32,6 +32,8 @@ def repro(seed: int, settings: SimSettings) -> str:
         command += f" --left-down {settings.left_down}"
     if settings.wipe_rate:
         command += f" --wipe-rate {settings.wipe_rate}"
+    if settings.graceful_stop_rate:
+        command += f" --graceful-stop-rate {settings.graceful_stop_rate}"
     return command + (f" --mutant {settings.mutant}" if settings.mutant else "")
 
 
@@ -113,5 +115,6 @@ def test_cli_rejects_bad_arguments() -> None:
     assert main(["--seeds", "0"]) == 2
     assert main(["--left-down", "2", "--nodes", "3"]) == 2
     assert main(["--wipe-rate", "1.5"]) == 2
+    assert main(["--graceful-stop-rate", "-0.1"]) == 2
     with pytest.raises(SystemExit):
         main(["--nodes", "9"])
