@@ -17,5 +17,5 @@ def wire_version() -> int:
 
 
 def version_text() -> str:
-    """What ``--version`` prints, e.g. ``paxos-service 0.1.0 (wire format 6)``."""
+    """What ``--version`` prints, e.g. ``paxos-service 0.1.0 (wire format 7)``."""
     return f"{PROJECT_NAME} {__version__} (wire format {wire_version()})"

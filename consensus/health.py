@@ -202,5 +202,8 @@ def readiness(node: PaxosNode | None) -> Readiness:
                 f"group {state.group_id}: applied {state.applied}, {state.behind} instances "
                 f"behind {state.known_chosen} (bound {bound})"
             )
+    divergence = getattr(node, "divergence", None)
+    for found in divergence.divergences() if divergence is not None else ():
+        result.reasons.append(found.describe())
     result.ready = not result.reasons
     return result

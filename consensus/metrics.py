@@ -298,6 +298,14 @@ class NodeCollector(Collector):
             "Instances a peer is known to be behind this node's chosen index.",
             labels=["group", "peer"],
         )
+        diverged = GaugeMetricFamily(
+            "paxos_result_divergence",
+            "1 if the peer's state machine gave other results than this node's for the same "
+            "window of the group's log (an alarm: the machines differ; see /readyz).",
+            labels=["group", "peer"],
+        )
+        for found in status.get("divergences") or ():
+            diverged.add_metric([str(found["group_id"]), str(found["peer"])], 1)
         for group in status["groups"]:
             label = str(group["group_id"])
             for name in ROLES:
@@ -317,7 +325,7 @@ class NodeCollector(Collector):
                 peer_chosen.add_metric([label, str(peer_id)], upto)
                 peer_lag.add_metric([label, str(peer_id)], max(0, group["chosen_upto"] - upto))
         yield from (role, is_leader, leader, ballot_round, ballot_node, promised_round)
-        yield from (chosen, applied, pending, rebuilding, peer_chosen, peer_lag)
+        yield from (chosen, applied, pending, rebuilding, peer_chosen, peer_lag, diverged)
         yield from _peer_metrics(status.get("peers") or {})
 
 

@@ -164,6 +164,11 @@ class AppliedIndex(models.Model):
         Group, on_delete=models.CASCADE, primary_key=True, related_name="applied_index"
     )
     applied = models.PositiveBigIntegerField(default=0)
+    digest = models.BigIntegerField(null=True, blank=True)
+    """The digest of the state machine's results in the window of the log in progress
+    (``consensus.runtime.result_digest``); null: the window began before it was recorded."""
+    digest_window = models.PositiveIntegerField("digest window", default=0)
+    """The window size ``digest`` was computed for (``PAXOS_DIGEST_WINDOW``)."""
 
     class Meta:
         verbose_name = "applied index"

@@ -16,6 +16,8 @@ Environment:
 - ``PAXOS_LOG_LEVEL``: log level of the ``consensus`` loggers (default INFO).
 - ``PAXOS_HAND_OVER_TIMEOUT``: seconds a stopping node waits for the groups it leads to get a new
   leader (default 0.5; 0: no hand-over).
+- ``PAXOS_DIGEST_WINDOW``: instances per window of the result digests the nodes compare
+  (default 1000; 0: none).
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ PAXOS_MAX_COMMIT_BATCH = 4096
 PAXOS_READY_MAX_LAG = 100
 """``/readyz`` fails while a group's applied index is more than this many instances behind the
 highest chosen index the node knows of (consensus.health)."""
+PAXOS_DIGEST_WINDOW = _env_number("PAXOS_DIGEST_WINDOW", 1000)
+"""The nodes compare digests of their state machines' results every this many instances of a
+group's log (consensus/runtime/result_digest.py); the same on every node. 0: no comparison."""
 
 # REST API limits (consensus.api.fastpath): beyond them a request gets 413.
 PAXOS_MAX_BODY_BYTES = _env_number("PAXOS_MAX_BODY_BYTES", 1024 * 1024)

@@ -231,3 +231,13 @@ class StatusSerializer(serializers.Serializer):
     uptime_seconds = serializers.FloatField()
     groups = GroupStatusSerializer(many=True)
     peers = serializers.JSONField(help_text="Peer links (the transport's counters).")
+    result_digests = serializers.JSONField(
+        help_text="The comparison of the state machines' results with the peers': the window "
+        "size (instances; PAXOS_DIGEST_WINDOW, 0: off) and how many windows were compared."
+    )
+    divergences = serializers.ListField(
+        child=serializers.JSONField(),
+        help_text="Each (group, peer) whose state machine gave other results than this node's "
+        "for the same window of the log (group_id, peer, first, last, mine, theirs, "
+        "detected_at): an alarm, see /readyz.",
+    )

@@ -28,6 +28,7 @@ from .messages import (
     ReadIndexRequest,
     RebuildInfo,
     RebuildQuery,
+    ResultDigest,
     TimeoutNow,
     Value,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "Command",
     "Failed",
     "FillRequest",
+    "ResultDigest",
     "Forward",
     "Heartbeat",
     "HeartbeatAck",

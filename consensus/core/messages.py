@@ -216,6 +216,22 @@ class FillRequest(Message):
     instance: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResultDigest(Message):
+    """A digest of the results this node's state machine gave for a window of the group's log.
+
+    Not for the replicas: the runtime compares it with its own digest of the same window
+    (``consensus.runtime.divergence``). The same commands in the same order must give the same
+    results on every node; a difference means the nodes' state machines differ (other code, or
+    an ``apply`` that is not deterministic) and so may their state."""
+
+    instance: int
+    """The last instance of the window."""
+    window: int
+    """Instances per window (``PAXOS_DIGEST_WINDOW``): only windows of the same size compare."""
+    digest: int
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Prepare,
     Promise,
@@ -235,5 +251,6 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     RebuildQuery,
     RebuildInfo,
     FillRequest,
+    ResultDigest,
 )
 """Every concrete message class, in a fixed order (the codec's type tags follow it)."""

@@ -224,6 +224,7 @@ def _build_node(
         prune_interval=float(getattr(settings, "PAXOS_PRUNE_INTERVAL", 60.0)),
         read_mode=getattr(settings, "PAXOS_READ_MODE", "index"),
         hand_over_timeout=hand_over_timeout(),
+        digest_window=max(0, int(getattr(settings, "PAXOS_DIGEST_WINDOW", 1000))),
     )
 
 

@@ -26,9 +26,10 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from consensus.core import ChosenEntry
-from consensus.models import RequestResult
+from consensus.models import AppliedIndex, RequestResult
 from consensus.registry import registry
 from consensus.request_ids import stored_id
+from consensus.runtime.result_digest import DEFAULT_WINDOW, FAILED, ResultDigests
 from consensus.statemachine import ApplyContext, StateMachine, decode_result, portable_result
 from consensus.storage.pruning import prune_before
 from consensus.storage.sql import raw_cursor
@@ -109,10 +110,33 @@ def _library_file(filename: str) -> bool:
     return any(folder in filename for folder in _LIBRARY_FOLDERS)
 
 
+class FailedResult(dict):
+    """The ``{"error": ...}`` result of a command whose ``apply`` raised: a plain dict to the
+    client, one fixed token to the result digests (its text may quote a database's words)."""
+
+
 class Applier:
-    def __init__(self, machines: dict[int, StateMachine], using: str = "default") -> None:
+    def __init__(
+        self,
+        machines: dict[int, StateMachine],
+        using: str = "default",
+        digest_window: int = DEFAULT_WINDOW,
+    ) -> None:
         self.machines = machines
         self.using = using
+        self.digests = ResultDigests(digest_window)
+
+    def resume_digest(self, group_id: int, applied: int) -> None:
+        """Resume the group's result digest where its applied index's row left it (call it
+        before applying, with the applied index applications continue from)."""
+        row = (
+            AppliedIndex.objects.using(self.using)
+            .filter(group_id=group_id)
+            .values_list("digest", "digest_window")
+            .first()
+        )
+        digest, window = row if row is not None and applied else (None, 0)
+        self.digests.resume(group_id, applied, digest, window)
 
     def lookup(self, group_id: int, request_id: str) -> Outcome | None:
         row = (
@@ -188,10 +212,15 @@ class Applier:
         outcomes: list[Outcome] = []
         rows: list[tuple[int, str, int, str]] = []
         cutoffs: dict[int, int] = {}
+        digests_before = self.digests.save(merged)
         for group_id, entries in merged.items():
-            group_outcomes, group_rows, cutoff = self._run(
-                group_id, entries, known.get(group_id, {}), replay=False, guarded=guarded
-            )
+            try:
+                group_outcomes, group_rows, cutoff = self._run(
+                    group_id, entries, known.get(group_id, {}), replay=False, guarded=guarded
+                )
+            except UnguardedBatchFailed:
+                self.digests.restore(digests_before)  # the turn is applied again, guarded
+                raise
             outcomes.extend(group_outcomes)
             rows.extend((group_id, *row) for row in group_rows)
             if cutoff:
@@ -264,9 +293,12 @@ class Applier:
             )
         outcomes: list[Outcome] = []
         rows: list[tuple[str, int, str]] = []
+        digested: list[tuple[int, bytes]] = []
         for request_id, instance, position in plan:
             if position is not None:
                 result, encoded = portable_result(results[position])
+                failed = type(results[position]) is FailedResult
+                digested.append((instance, FAILED if failed else encoded.encode()))
                 known[request_id] = (instance, result)
                 outcomes.append(Outcome(group_id, request_id, instance, result))
                 if request_id in fresh and not replay:
@@ -278,6 +310,7 @@ class Applier:
                 outcomes.append(
                     Outcome(group_id, request_id, first_instance, first_result, duplicate=True)
                 )
+        self.digests.feed(group_id, (entry.instance for entry in entries), digested)
         return outcomes, rows, cutoff
 
     def _apply_batch(
@@ -340,7 +373,7 @@ class Applier:
                     error,
                     raised_at(error),
                 )
-                results.append({"error": f"{type(error).__name__}: {error}"})
+                results.append(FailedResult(error=f"{type(error).__name__}: {error}"))
         return results
 
     def _known_results(
@@ -398,9 +431,14 @@ class Applier:
                     ],
                 )
             cursor.executemany(
-                "INSERT INTO consensus_appliedindex (group_id, applied) VALUES (%s, %s) "
-                "ON CONFLICT (group_id) DO UPDATE SET applied = excluded.applied",
-                applied,
+                "INSERT INTO consensus_appliedindex (group_id, applied, digest, digest_window) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (group_id) DO UPDATE SET "
+                "applied = excluded.applied, digest = excluded.digest, "
+                "digest_window = excluded.digest_window",
+                [
+                    (group_id, index, self.digests.running(group_id), self.digests.window)
+                    for group_id, index in applied
+                ],
             )
 
 

@@ -52,6 +52,7 @@ from consensus.core import (
     RemoteProtocolError,
     Replica,
     ReplicaConfig,
+    ResultDigest,
 )
 from consensus.core.messages import value_size
 from consensus.request_ids import new_request_id, request_id_problem
@@ -74,9 +75,11 @@ from .apply import (
 )
 from .backlog import ApplicationBacklog
 from .clock import TickClock
+from .divergence import DivergenceCheck
 from .notices import NodeNotices
 from .observer import NodeObserver
 from .reach import no_majority, reachable_peers
+from .result_digest import DEFAULT_WINDOW as DEFAULT_DIGEST_WINDOW
 
 logger = logging.getLogger("consensus.runtime")
 
@@ -308,6 +311,7 @@ class PaxosNode:
         result_max: float | None = None,
         prune_interval: float = 60.0,
         hand_over_timeout: float = HAND_OVER_TIMEOUT,
+        digest_window: int = DEFAULT_DIGEST_WINDOW,
     ) -> None:
         self.config = config
         self.node_id = config.my_id
@@ -317,7 +321,9 @@ class PaxosNode:
         self.request_timeout = request_timeout
         self.machines = machines
         self.storage = storage or DjangoStorage()
-        self.applier = Applier(machines, self.storage.using)
+        self.applier = Applier(machines, self.storage.using, digest_window)
+        self.divergence = DivergenceCheck(self.node_id, config.node_ids)
+        """Compares this node's result digests with its peers' (``divergence.py``)."""
         self.observer = observer or NodeObserver()
         self._notices = NodeNotices(self.node_id, self.observer)
         self.replicas: dict[int, Replica] = {}
@@ -522,6 +528,7 @@ class PaxosNode:
         assert writer is not None
         applied = await writer.run(self.storage.applied_index, group_id)
         in_memory = not self.machines[group_id].durable
+        await writer.run(self.applier.resume_digest, group_id, 0 if in_memory else applied)
         seen: dict[str, int] | None = {} if in_memory else None
         instance = 1 if in_memory else applied + 1
         while instance <= chosen_upto:
@@ -945,6 +952,10 @@ class PaxosNode:
         would look like a silent leader and start an election)."""
         inbox, self._inbox = self._inbox, []
         for msg in inbox:
+            if type(msg) is ResultDigest:  # for the runtime, not the replica
+                if msg.group_id in self.replicas:
+                    self.divergence.received(msg)
+                continue
             if isinstance(msg, _Ticks):
                 for _ in range(msg.count):
                     for replica in self.replicas.values():
@@ -988,6 +999,8 @@ class PaxosNode:
         await writer.run(self._commit, batch, applying, on_applied)
         self._release(readies)
         self._note_applied(applying)
+        if applying:
+            transport.send(self.divergence.finished(self.applier.digests.take_checkpoints()))
         self.observer.storage_committed(
             time.perf_counter() - started, len(batch), sum(len(entries) for _, entries in applying)
         )
@@ -1187,6 +1200,11 @@ class PaxosNode:
             "uptime_seconds": round(time.monotonic() - self.started_at, 1),
             "groups": [vars(self.group_status(g)) for g in list(self.replicas)],
             "peers": transport.status() if transport is not None else {},
+            "result_digests": {
+                "window": self.applier.digests.window,
+                "windows_compared": self.divergence.compared,
+            },
+            "divergences": [found.as_json() for found in self.divergence.divergences()],
         }
 
     def event_loop(self) -> asyncio.AbstractEventLoop | None:

@@ -104,7 +104,7 @@ def test_empty_frame_round_trips() -> None:
 
 def test_wire_schema_is_pinned() -> None:
     """Changing a message class changes the wire: then bump codec.VERSION and update this."""
-    assert VERSION == 6
+    assert VERSION == 7
     assert codec.wire_schema() == [
         (
             0,
@@ -173,6 +173,11 @@ def test_wire_schema_is_pinned() -> None:
             ],
         ),
         (17, "FillRequest", [*HEADER, ("instance", "uint")]),
+        (
+            18,
+            "ResultDigest",
+            [*HEADER, ("instance", "uint"), ("window", "uint"), ("digest", "uint")],
+        ),
     ]
 
 

@@ -1,0 +1,127 @@
+"""Digests of what a node's state machines answered, window by window of each group's log.
+
+Why: Paxos makes every node apply the same commands in the same order, but only a deterministic
+state machine that runs the same code everywhere turns them into the same state. A machine that
+reads the clock, a node left on an older release of the machine's code, or a node whose tables
+were swapped under it, diverges silently: each node answers from its own state. The results a
+machine returns show it, and they cost nothing extra to look at: the runtime has them as JSON
+text already (to store them for retries). So every node hashes them, window by window of
+``window`` instances, and the nodes compare their windows (``consensus.runtime.divergence``),
+like etcd's corruption check compares its members' hashes.
+
+A window is defined by instance numbers alone (instances ``k*window+1 .. (k+1)*window``), never by
+how a node happened to batch its applications, so every node gets the same digest for the same
+window however its turns split the log. The digest chains the instances of the window in order:
+``d = blake2b(d_before || instance || result texts)``, 63 bits (a wire integer).
+
+What goes in: the JSON text of every command the machine applied, in log order. Not in: repeats
+of a request id (answered from the stored result, a decision every node takes alike) and the
+runtime's own markers. A command whose ``apply`` raised counts as one fixed token, not as its
+error text, which may quote a database's words (SQLite and PostgreSQL say it differently).
+
+The running digest of the window in progress is stored with the applied index, in the same
+transaction, so a restart resumes the window. A window begun before this node recorded digests
+(a database from an earlier release, or a changed window size) is not reported: half a window's
+digest would not match the others'.
+
+Runs on the writer thread (like the ``Applier`` that feeds it); the loop takes the finished
+windows with ``take_checkpoints`` after the writer's turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from hashlib import blake2b
+
+DEFAULT_WINDOW = 1000
+"""Instances per window (``PAXOS_DIGEST_WINDOW``). Under load an instance holds tens to hundreds
+of commands, so a window closes every few seconds; at one command per instance, after a
+thousand writes."""
+
+FAILED = b"\x00failed"
+"""What a command whose ``apply`` raised adds to the digest instead of its error text."""
+
+_MASK = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A finished window: the digest of the results of instances ``first .. last``."""
+
+    group_id: int
+    last: int
+    window: int
+    digest: int
+
+    @property
+    def first(self) -> int:
+        return self.last - self.window + 1
+
+
+class ResultDigests:
+    """The running digest of every group's window in progress, and the windows it finished.
+
+    ``None`` as a group's running digest means the window in progress began before this node
+    digested its results: it is finished without being reported."""
+
+    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+        if window < 0:
+            raise ValueError("the digest window is a number of instances, 0 or more")
+        self.window = window
+        """0: digest nothing (the check is off)."""
+        self._running: dict[int, int | None] = {}
+        self._finished: list[Checkpoint] = []
+
+    def resume(self, group_id: int, applied: int, digest: int | None, window: int) -> None:
+        """Carry on from what the applied index's row says after a restart (or from nothing,
+        for a group that applies from instance 1: ``applied`` 0)."""
+        self._running[group_id] = digest if window == self.window or applied == 0 else None
+
+    def running(self, group_id: int) -> int | None:
+        """The digest of the group's window so far, to store with the applied index."""
+        return self._running.get(group_id)
+
+    def feed(
+        self, group_id: int, instances: Iterable[int], results: Sequence[tuple[int, bytes]]
+    ) -> None:
+        """Add consecutive applied ``instances`` (every one, empty ones too: a window ends at
+        an instance number) and the ``results`` of their commands, ``(instance, text)`` in log
+        order."""
+        if not self.window:
+            return
+        digest = self._running.get(group_id)
+        position = 0
+        for instance in instances:
+            if instance % self.window == 1 or self.window == 1:
+                digest = 0  # a window begins: every node starts it alike
+            if digest is not None:
+                hasher = blake2b(digest.to_bytes(8, "big"), digest_size=8)
+                hasher.update(instance.to_bytes(8, "big"))
+                while position < len(results) and results[position][0] == instance:
+                    hasher.update(results[position][1])
+                    hasher.update(b"\n")
+                    position += 1
+                digest = int.from_bytes(hasher.digest(), "big") & _MASK
+            if instance % self.window == 0:
+                if digest is not None:
+                    self._finished.append(Checkpoint(group_id, instance, self.window, digest))
+                digest = None  # until the next window begins
+            while position < len(results) and results[position][0] <= instance:
+                position += 1  # a window not digested still consumes its results
+        self._running[group_id] = digest
+
+    def save(self, group_ids: Iterable[int]) -> tuple[dict[int, int | None], int]:
+        """What ``restore`` needs to undo feeding these groups: a turn whose transaction is
+        rolled back and applied again (``with_guard_on_failure``) must not digest twice."""
+        return {g: self._running.get(g) for g in group_ids}, len(self._finished)
+
+    def restore(self, saved: tuple[dict[int, int | None], int]) -> None:
+        running, finished = saved
+        self._running.update(running)
+        del self._finished[finished:]
+
+    def take_checkpoints(self) -> list[Checkpoint]:
+        """The windows finished since the last call (the loop calls this after a writer turn)."""
+        finished, self._finished = self._finished, []
+        return finished

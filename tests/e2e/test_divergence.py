@@ -1,0 +1,88 @@
+"""The result digests against real nodes: a node whose state machine differs (here, other code
+under the same name) is found by every node within a window of the log, and reported in the
+log, ``/readyz``, ``/api/status/`` and ``/metrics``; nodes that agree, through a crash in the
+middle of a window, report nothing."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from tests.fixtures.cluster import Cluster, kv_put, wait_for
+
+pytestmark = pytest.mark.e2e
+
+WINDOW = 4
+DIGESTS = {"PAXOS_DIGEST_WINDOW": str(WINDOW)}
+
+
+def readyz(cluster: Cluster, node_id: int) -> tuple[int, dict]:
+    return cluster.request(node_id, "GET", "/readyz", token=None, timeout=5)
+
+
+def divergent_peers(cluster: Cluster, node_id: int) -> list[int]:
+    return sorted(found["peer"] for found in cluster.status(node_id)["divergences"])
+
+
+def compared(cluster: Cluster, node_id: int) -> int:
+    return cluster.status(node_id)["result_digests"]["windows_compared"]
+
+
+def test_a_node_whose_state_machine_differs_is_found_by_every_node(cluster_factory) -> None:
+    cluster: Cluster = cluster_factory(
+        groups=(1,),
+        state_machine="flavoured",
+        extra_env=DIGESTS | {"PAXOS_EXTRA_APPS": "tests.fixtures.flavoured"},
+        node_env={3: {"PAXOS_TEST_FLAVOUR": "salted"}},
+    )
+    for n in range(3 * WINDOW):
+        answer = cluster.submit(1 + n % 2, 1, f"command {n}")
+        assert answer["result"]["flavour"] == "plain"  # nodes 1 and 2 answered
+
+    wait_for(lambda: divergent_peers(cluster, 1) == [3], "node 1 to find node 3's results differ")
+    wait_for(lambda: divergent_peers(cluster, 3) == [1, 2], "node 3 to find it differs from both")
+    wait_for(lambda: divergent_peers(cluster, 2) == [3], "node 2 to find node 3's results differ")
+    assert compared(cluster, 1) >= 2  # nodes 1 and 2 compared windows, and agree
+
+    code, body = readyz(cluster, 3)
+    assert code == 503
+    first, second = body["reasons"]
+    assert first.startswith("group 1: the state machine's results for instances ")
+    assert "differ from node 1's" in first and "not the same code, or not deterministic" in first
+    assert "differ from node 2's" in second
+    assert readyz(cluster, 1)[0] == 503  # each node says so: which one is odd is for people
+    [found] = cluster.status(1)["divergences"]
+    assert (found["group_id"], found["peer"]) == (1, 3)
+    assert (found["last"] - found["first"] + 1, found["last"] % WINDOW) == (WINDOW, 0)
+    with urllib.request.urlopen(cluster.nodes[1].url + "/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'paxos_result_divergence{group="1",peer="3"} 1.0' in metrics
+    assert 'peer="2"' not in [line for line in metrics.splitlines() if "divergence{" in line][0]
+    assert "ERROR" in cluster.tail(3, 200) and "differ from node 1's" in cluster.tail(3, 200)
+
+
+def test_nodes_that_agree_report_nothing_through_a_crash_in_the_middle_of_a_window(
+    cluster_factory,
+) -> None:
+    """The window in progress is stored with the applied index: a restart carries it on (a
+    restart that began it again from nothing would differ from the others')."""
+    cluster: Cluster = cluster_factory(groups=(1,), extra_env=DIGESTS)
+    for n in range(2 * WINDOW):
+        cluster.submit(1, 1, kv_put(f"k{n % 3}", str(n)))
+    for _ in range(WINDOW):  # stop node 2 with a window half applied
+        applied = cluster.group_states(2)[1]["applied"]
+        if applied % WINDOW:
+            break
+        cluster.submit(1, 1, kv_put("one-more", str(applied)))
+    cluster.kill_node(2)
+    cluster.submit(1, 1, kv_put("while-down", "1"))
+    cluster.start_node(2)
+    cluster.wait_until_ready()
+    for n in range(3 * WINDOW):
+        cluster.submit(1 + n % 3, 1, f'{{"op": "get", "key": "k{n % 3}"}}')
+    target = cluster.group_states(1)[1]["chosen_upto"]
+    cluster.wait_for_applied(1, target)
+    wait_for(lambda: compared(cluster, 2) >= 2, "node 2 to compare windows after its restart")
+    assert all(cluster.status(node_id)["divergences"] == [] for node_id in (1, 2, 3))
+    assert all(readyz(cluster, node_id)[0] == 200 for node_id in (1, 2, 3))

@@ -1,0 +1,123 @@
+"""Comparing result digests with peers: whichever node finishes a window first, a difference is
+found once, logged once and kept; windows of other sizes and stray messages are not compared."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from consensus.core import ResultDigest
+from consensus.runtime.divergence import DivergenceCheck
+from consensus.runtime.result_digest import Checkpoint
+from tests.fixtures.logs import consensus_logs
+
+
+@pytest.fixture(autouse=True)
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    with consensus_logs(caplog):
+        yield
+
+
+def window(last: int, digest: int, size: int = 10, group_id: int = 1) -> Checkpoint:
+    return Checkpoint(group_id, last, size, digest)
+
+
+def said(src: int, last: int, digest: int, size: int = 10, group_id: int = 1) -> ResultDigest:
+    return ResultDigest(
+        group_id=group_id, src=src, dst=1, instance=last, window=size, digest=digest
+    )
+
+
+def test_finished_windows_are_sent_to_every_peer() -> None:
+    check = DivergenceCheck(1, [1, 2, 3])
+    messages = check.finished([window(10, 7)])
+    assert [(m.dst, m.instance, m.window, m.digest) for m in messages] == [
+        (2, 10, 10, 7),
+        (3, 10, 10, 7),
+    ]
+
+
+@pytest.mark.parametrize("peer_first", [True, False])
+def test_the_same_digest_is_no_divergence_whoever_finishes_first(peer_first: bool) -> None:
+    check = DivergenceCheck(1, [1, 2, 3])
+    if peer_first:
+        check.received(said(2, 10, 7))
+        check.finished([window(10, 7)])
+    else:
+        check.finished([window(10, 7)])
+        check.received(said(2, 10, 7))
+    assert check.compared == 1
+    assert check.divergences() == []
+
+
+@pytest.mark.parametrize("peer_first", [True, False])
+def test_a_different_digest_is_found_once_and_kept(
+    peer_first: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    check = DivergenceCheck(1, [1, 2, 3])
+    caplog.set_level(logging.ERROR, "consensus.runtime")
+    if peer_first:
+        check.received(said(3, 10, 8))
+        check.finished([window(10, 7)])
+    else:
+        check.finished([window(10, 7)])
+        check.received(said(3, 10, 8))
+    check.finished([window(20, 9)])
+    check.received(said(3, 20, 10))  # differs again: already said
+    check.received(said(2, 20, 9))  # node 2 agrees
+    [found] = check.divergences()
+    assert (found.group_id, found.peer, found.first, found.last) == (1, 3, 1, 10)
+    assert found.describe() == (
+        "group 1: the state machine's results for instances 1..10 differ from node 3's (digest "
+        "7 against 8): the nodes' state machines are not the same code, or not deterministic, "
+        "and their state may differ"
+    )
+    assert [r.getMessage() for r in caplog.records] == [f"node 1: {found.describe()}"]
+
+
+def test_a_peer_ahead_is_compared_when_this_node_gets_there() -> None:
+    """Only the peer's latest window is kept; an earlier one it overtook is not compared."""
+    check = DivergenceCheck(1, [1, 2])
+    check.received(said(2, 10, 1))
+    check.received(said(2, 20, 2))
+    check.finished([window(10, 99)])  # would differ, but node 2's window 10 was overtaken
+    assert check.compared == 0
+    check.finished([window(20, 5)])
+    assert check.compared == 1
+    assert [f.last for f in check.divergences()] == [20]
+
+
+def test_windows_too_old_to_remember_and_of_other_groups_are_not_compared() -> None:
+    check = DivergenceCheck(1, [1, 2], keep=2)
+    check.finished([window(10, 1), window(20, 2), window(30, 3), window(10, 5, group_id=2)])
+    check.received(said(2, 10, 666))  # forgotten
+    check.received(said(2, 10, 5, group_id=2))
+    check.received(said(2, 30, 3))
+    assert check.compared == 2
+    assert check.divergences() == []
+
+
+def test_windows_of_another_size_are_not_compared_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    check = DivergenceCheck(1, [1, 2])
+    caplog.set_level(logging.WARNING, "consensus.runtime")
+    check.finished([window(20, 1)])
+    check.received(said(2, 20, 2, size=20))
+    check.received(said(2, 20, 2, size=20))
+    assert check.compared == 0 and check.divergences() == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "node 1: node 2 digests its results in windows of 20 instances, this node in windows of "
+        "10: their results are not compared (set the same PAXOS_DIGEST_WINDOW on every node)"
+    ]
+
+
+def test_messages_from_unknown_nodes_or_for_another_node_are_ignored() -> None:
+    check = DivergenceCheck(1, [1, 2])
+    check.finished([window(10, 1)])
+    check.received(said(9, 10, 2))
+    check.received(ResultDigest(group_id=1, src=2, dst=3, instance=10, window=10, digest=2))
+    check.received(said(1, 10, 2))  # itself
+    assert check.compared == 0 and check.divergences() == []

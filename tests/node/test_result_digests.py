@@ -1,0 +1,224 @@
+"""Result digests: the same windows of the log give the same digests on every node, however its
+turns split the log and across restarts; different results give different ones."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from django.db import transaction
+
+from consensus.core import ChosenEntry, Command
+from consensus.models import AppliedIndex, Group, RequestResult
+from consensus.runtime.apply import Applier, with_guard_on_failure
+from consensus.runtime.result_digest import Checkpoint, ResultDigests
+from consensus.statemachine import ApplyContext, StateMachine
+from kvstore.models import Entry
+from kvstore.statemachines import KVStateMachine
+
+LOG = [
+    (instance, [f"r{instance}.{n}".encode() for n in range(instance % 3)])
+    for instance in range(1, 31)
+]
+"""Instances 1..30, with 0, 1 or 2 results each (an empty instance is a no-op)."""
+
+
+def fed(digests: ResultDigests, log: list[tuple[int, list[bytes]]], group_id: int = 1) -> None:
+    digests.feed(
+        group_id,
+        [instance for instance, _ in log],
+        [(instance, text) for instance, texts in log for text in texts],
+    )
+
+
+def in_turns(window: int, cuts: list[int]) -> tuple[list[Checkpoint], int | None]:
+    """Feed LOG in turns that end after the instances in ``cuts``."""
+    digests = ResultDigests(window)
+    start = 0
+    for end in [*cuts, len(LOG)]:
+        fed(digests, LOG[start:end])
+        start = end
+    return digests.take_checkpoints(), digests.running(1)
+
+
+@pytest.mark.parametrize("window", [1, 4, 7, 1000])
+def test_the_windows_do_not_depend_on_how_turns_split_the_log(window: int) -> None:
+    whole = in_turns(window, [])
+    rng = random.Random(window)
+    for _ in range(20):
+        cuts = sorted(rng.sample(range(1, len(LOG)), rng.randint(1, 10)))
+        assert in_turns(window, cuts) == whole
+    checkpoints, _running = whole
+    assert [c.last for c in checkpoints] == list(range(window, 31, window))
+    assert all(c.first == c.last - window + 1 for c in checkpoints)
+    assert len({c.digest for c in checkpoints}) == len(checkpoints)  # each window its own
+
+
+def test_a_different_result_or_the_same_results_in_other_instances_change_a_window() -> None:
+    base = in_turns(7, [])[0]
+    changed = [
+        (i, [b"other" if (i, n) == (8, 1) else t for n, t in enumerate(texts)]) for i, texts in LOG
+    ]
+    moved = [(i, texts + LOG[i][1] if i == 9 else ([] if i == 10 else texts)) for i, texts in LOG]
+    for log in (changed, moved):
+        digests = ResultDigests(7)
+        fed(digests, log)
+        other = digests.take_checkpoints()
+        assert other[0] == base[0]  # instances 1..7 are the same
+        assert other[1].digest != base[1].digest  # instances 8..14 are not
+        assert other[2:] == base[2:]  # each window stands on its own
+
+
+def test_a_restart_resumes_the_window_from_its_stored_digest() -> None:
+    first = ResultDigests(7)
+    fed(first, LOG[:10])
+    stored = first.running(1)
+    again = ResultDigests(7)
+    again.resume(1, 10, stored, 7)
+    fed(again, LOG[10:])
+    assert first.take_checkpoints() + again.take_checkpoints() == in_turns(7, [])[0]
+
+
+@pytest.mark.parametrize(("digest", "window"), [(None, 7), (12345, 5)])
+def test_a_window_begun_before_digests_were_recorded_is_not_reported(
+    digest: int | None, window: int
+) -> None:
+    """A database of an earlier release (no digest), or a changed PAXOS_DIGEST_WINDOW: half a
+    window's digest would not match the other nodes'."""
+    digests = ResultDigests(7)
+    digests.resume(1, 10, digest, window)
+    fed(digests, LOG[10:])
+    assert [c.last for c in digests.take_checkpoints()] == [21, 28]
+
+
+def test_window_zero_digests_nothing() -> None:
+    digests = ResultDigests(0)
+    fed(digests, LOG)
+    assert digests.take_checkpoints() == []
+
+
+def test_restore_undoes_a_turn() -> None:
+    digests = ResultDigests(7)
+    fed(digests, LOG[:5])
+    saved = digests.save([1, 2])
+    fed(digests, LOG[5:20])
+    fed(digests, LOG[:7], group_id=2)
+    digests.restore(saved)
+    fed(digests, LOG[5:])
+    assert digests.take_checkpoints() == in_turns(7, [])[0]
+
+
+# The applier -------------------------------------------------------------------------------
+
+
+class Raises(StateMachine):
+    """Its error differs on every call, as a database's words differ between nodes."""
+
+    durable = False
+    calls = 0
+
+    def apply(self, command: str, context: ApplyContext) -> Any:
+        Raises.calls += 1
+        if command == "bad":
+            raise RuntimeError(f"failure number {Raises.calls}")
+        return command
+
+
+def kv_log(instances: range, seed: int = 0) -> list[ChosenEntry]:
+    rng = random.Random(seed)
+    return [
+        ChosenEntry(
+            i,
+            tuple(
+                Command(
+                    f"{i}-{n}",
+                    json.dumps(
+                        {
+                            "op": rng.choice(["put", "get"]),
+                            "key": f"k{rng.randint(1, 5)}",
+                            "value": str(i),
+                        }
+                    ),
+                )
+                for n in range(rng.randint(0, 3))
+            ),
+        )
+        for i in instances
+    ]
+
+
+def a_new_database(state_machine: str) -> None:
+    """Another node's database: nothing applied, no rows, no stored results."""
+    for model in (Entry, RequestResult, AppliedIndex, Group):
+        model.objects.all().delete()
+    Group.objects.create(group_id=1, state_machine=state_machine)
+
+
+def applied_in_turns(applier: Applier, log: list[ChosenEntry], turn: int) -> list[Checkpoint]:
+    for start in range(0, len(log), turn):
+        with transaction.atomic():
+            applier.apply_groups([(1, log[start : start + turn])])
+    return applier.digests.take_checkpoints()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_applier_digests_the_kv_store_alike_in_any_turns_and_across_a_restart() -> None:
+    Group.objects.create(group_id=1, state_machine="kv")
+    log = kv_log(range(1, 41))
+    whole = applied_in_turns(Applier({1: KVStateMachine(1)}, digest_window=8), log, 40)
+    assert [c.last for c in whole] == [8, 16, 24, 32, 40]
+    a_new_database("kv")
+    before = Applier({1: KVStateMachine(1)}, digest_window=8)
+    checkpoints = applied_in_turns(before, log[:13], 3)
+    row = AppliedIndex.objects.get(group_id=1)
+    assert (row.applied, row.digest, row.digest_window) == (13, before.digests.running(1), 8)
+    after = Applier({1: KVStateMachine(1)}, digest_window=8)  # a restart
+    after.resume_digest(1, 13)
+    checkpoints += applied_in_turns(after, log[13:], 5)
+    assert checkpoints == whole
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_state_that_differs_shows_in_the_window_where_a_result_reads_it() -> None:
+    Group.objects.create(group_id=1, state_machine="kv")
+    log = kv_log(range(1, 41))
+    whole = applied_in_turns(Applier({1: KVStateMachine(1)}, digest_window=8), log, 40)
+    a_new_database("kv")
+    odd = Applier({1: KVStateMachine(1)}, digest_window=8)
+    checkpoints = applied_in_turns(odd, log[:20], 20)
+    Entry.objects.filter(group_id=1).update(value="tampered")  # after instance 20
+    checkpoints += applied_in_turns(odd, log[20:], 20)
+    assert checkpoints[:2] == whole[:2]
+    assert checkpoints[2].digest != whole[2].digest  # a get in 21..24 reads a tampered value
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_command_counts_as_one_token_whatever_its_error_says() -> None:
+    Group.objects.create(group_id=1, state_machine="raises")
+    log = [ChosenEntry(i, (Command(f"r{i}", "bad" if i % 2 else "ok"),)) for i in range(1, 5)]
+    first = applied_in_turns(Applier({1: Raises(1)}, digest_window=4), log, 4)
+    a_new_database("raises")
+    second = applied_in_turns(Applier({1: Raises(1)}, digest_window=4), log, 4)
+    assert first == second and len(first) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_turn_applied_again_under_savepoints_is_digested_once() -> None:
+    from tests.node.test_apply import DurableCounter
+
+    Group.objects.create(group_id=1, state_machine="counter")
+    log = [ChosenEntry(i, (Command(f"r{i}", "bad" if i == 3 else "x"),)) for i in range(1, 5)]
+    retried = Applier({1: DurableCounter(1)}, digest_window=4)
+
+    def attempt(guarded: bool) -> None:
+        with transaction.atomic():
+            retried.apply_groups([(1, log)], guarded=guarded)
+
+    with_guard_on_failure(attempt)
+    a_new_database("counter")
+    guarded = Applier({1: DurableCounter(1)}, digest_window=4)
+    with transaction.atomic():
+        guarded.apply_groups([(1, log)], guarded=True)
+    assert retried.digests.take_checkpoints() == guarded.digests.take_checkpoints() != []
