@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from hashlib import blake2b
 from typing import Any, ClassVar
 
 import orjson
@@ -102,6 +103,20 @@ class StateMachine:
         """
         raise QueryError(f"{type(self).__name__} does not answer queries")
 
+    def state_digest(self) -> str | None:
+        """Optional: a digest of the whole state, the same on every node whose state is the same.
+
+        Every ``PAXOS_STATE_CHECK_INTERVAL`` seconds the leader of a group puts a marker in its
+        log, and every node calls this at that position of the log: on the writer thread,
+        inside the transaction, after every earlier command and before any later one. The nodes
+        compare the answers as they compare results (README "Nodes whose state machines
+        differ"), so this sees what results may not show: a put that left another value on one
+        node. It reads the whole state: it must not write, and should cost no more than one
+        pass over the state (``rows_digest`` combines rows in any order, so the query needs no
+        ORDER BY, whose order also differs between databases). None (the default): the state
+        is not compared, only the results."""
+        return None
+
     def snapshot(self) -> bytes | None:
         """Optional: the whole state, for log compaction (not used yet)."""
         return None
@@ -109,6 +124,20 @@ class StateMachine:
     def restore(self, snapshot: bytes) -> None:
         """Optional: the inverse of ``snapshot``."""
         raise NotImplementedError
+
+
+def rows_digest(rows: Iterable[Sequence[Any]]) -> str:
+    """A digest of ``rows`` (tuples of strings, numbers, None) that does not depend on their
+    order: the count and the sum of each row's 128-bit hash. For ``state_digest``."""
+    count = total = 0
+    for row in rows:
+        hashed = blake2b(orjson.dumps(list(row)), digest_size=16).digest()
+        total = (total + int.from_bytes(hashed, "big")) & _ROWS_MASK
+        count += 1
+    return f"{count} rows {total:032x}"
+
+
+_ROWS_MASK = 2**128 - 1
 
 
 class LogOnlyStateMachine(StateMachine):

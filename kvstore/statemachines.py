@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
 
 from consensus.registry import register
-from consensus.statemachine import ApplyContext, QueryError, StateMachine, raw_cursor
+from consensus.statemachine import (
+    ApplyContext,
+    QueryError,
+    StateMachine,
+    raw_cursor,
+    rows_digest,
+)
 
 from .models import Entry
 
@@ -183,6 +189,15 @@ class KVStateMachine(StateMachine):
             )
         return results
 
+    def state_digest(self) -> str:
+        """The group's keys and values, in any order (``rows_digest``)."""
+        table = Entry._meta.db_table
+        with raw_cursor() as cursor:
+            cursor.execute(
+                f'SELECT "key", "value" FROM {table} WHERE group_id = %s', [self.group_id]
+            )
+            return rows_digest(_fetched(cursor))
+
     def _read(self, keys: set[str]) -> list[tuple[str, str, int]]:
         """(key, value, instance) of those ``keys`` that exist, with raw SQL (it runs on every
         commit) and a bounded number of parameters per statement."""
@@ -269,3 +284,9 @@ class KVStateMachine(StateMachine):
                     rows,
                 )
         return results
+
+
+def _fetched(cursor: Any, chunk: int = 1000) -> Iterator[tuple[Any, ...]]:
+    """A query's rows a chunk at a time (a group's whole store need not fit in memory twice)."""
+    while rows := cursor.fetchmany(chunk):
+        yield from rows

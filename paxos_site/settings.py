@@ -17,7 +17,8 @@ Environment:
 - ``PAXOS_HAND_OVER_TIMEOUT``: seconds a stopping node waits for the groups it leads to get a new
   leader (default 0.5; 0: no hand-over).
 - ``PAXOS_DIGEST_WINDOW``: instances per window of the result digests the nodes compare
-  (default 1000; 0: none).
+  (default 1000; 0: none). ``PAXOS_STATE_CHECK_INTERVAL``: seconds between state checks
+  (default 300; 0: none).
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ highest chosen index the node knows of (consensus.health)."""
 PAXOS_DIGEST_WINDOW = _env_number("PAXOS_DIGEST_WINDOW", 1000)
 """The nodes compare digests of their state machines' results every this many instances of a
 group's log (consensus/runtime/result_digest.py); the same on every node. 0: no comparison."""
+PAXOS_STATE_CHECK_INTERVAL = _env_number("PAXOS_STATE_CHECK_INTERVAL", 300.0)
+"""Seconds between a leader's state checks: every node takes its state machine's
+``state_digest`` at the same place of the log and the result digests compare them. 0: none."""
 
 # REST API limits (consensus.api.fastpath): beyond them a request gets 413.
 PAXOS_MAX_BODY_BYTES = _env_number("PAXOS_MAX_BODY_BYTES", 1024 * 1024)

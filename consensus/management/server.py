@@ -225,6 +225,7 @@ def _build_node(
         read_mode=getattr(settings, "PAXOS_READ_MODE", "index"),
         hand_over_timeout=hand_over_timeout(),
         digest_window=max(0, int(getattr(settings, "PAXOS_DIGEST_WINDOW", 1000))),
+        state_check_interval=float(getattr(settings, "PAXOS_STATE_CHECK_INTERVAL", 300.0)),
     )
 
 

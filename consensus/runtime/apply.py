@@ -18,7 +18,7 @@ import logging
 import sysconfig
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,6 +47,10 @@ RESERVED_PREFIX = "paxos:"
 BARRIER_PREFIX = "paxos:barrier:"
 """Read barriers through the log (``PaxosNode.log_barrier``): chosen like commands, never applied
 to the state machine and never stored."""
+STATE_PREFIX = "paxos:state:"
+"""State checks (``PAXOS_STATE_CHECK_INTERVAL``): every node takes its state machine's
+``state_digest`` at the marker's position of the log; it is the marker's result, and goes into
+the result digests the nodes compare (``result_digest.py``)."""
 PRUNE_PREFIX = "paxos:prune:"
 """Pruning markers: the payload is a cutoff instance; every node drops the stored results below
 it when it applies the marker, at the same position of the log (see storage/pruning.py)."""
@@ -254,6 +258,7 @@ class Applier:
         batch: list[tuple[str, ApplyContext]] = []
         fresh: set[str] = set()
         markers: dict[str, int] = {}  # pruning marker -> its cutoff (the marker's result)
+        cuts: list[int] = []  # where in the batch each state check sits, in log order
         cutoff = 0
         for entry in entries:
             for command in entry.value:
@@ -265,6 +270,8 @@ class Applier:
                         for rid in [r for r, (i, _res) in known.items() if i < cutoff]:
                             del known[rid]
                             fresh.discard(rid)
+                    elif request_id.startswith(STATE_PREFIX):
+                        cuts.append(len(batch))
                     plan.append((request_id, entry.instance, None))
                     continue
                 first = known.get(request_id)
@@ -278,7 +285,10 @@ class Applier:
                 batch.append((command.payload, ApplyContext(group_id, entry.instance, request_id)))
         machine = self.machines[group_id]
         started = time.monotonic()
-        results = self._apply_batch(machine, batch, guarded=guarded)
+        if cuts:
+            results, states = self._apply_with_state_checks(machine, batch, cuts, guarded)
+        else:
+            results, states = self._apply_batch(machine, batch, guarded=guarded), iter(())
         elapsed = time.monotonic() - started
         if elapsed > SLOW_APPLY_SECONDS:
             logger.warning(
@@ -303,6 +313,11 @@ class Applier:
                 outcomes.append(Outcome(group_id, request_id, instance, result))
                 if request_id in fresh and not replay:
                     rows.append((stored_id(request_id), instance, encoded))
+            elif request_id.startswith(STATE_PREFIX):
+                state = next(states)
+                outcomes.append(Outcome(group_id, request_id, instance, state))
+                if state is not None:
+                    digested.append((instance, b"state\x00" + state.encode()))
             elif request_id.startswith(RESERVED_PREFIX):
                 outcomes.append(Outcome(group_id, request_id, instance, markers.get(request_id)))
             else:
@@ -312,6 +327,44 @@ class Applier:
                 )
         self.digests.feed(group_id, (entry.instance for entry in entries), digested)
         return outcomes, rows, cutoff
+
+    def _apply_with_state_checks(
+        self,
+        machine: StateMachine,
+        batch: list[tuple[str, ApplyContext]],
+        cuts: list[int],
+        guarded: bool,
+    ) -> tuple[list[Any], Iterator[str | None]]:
+        """Apply ``batch`` in pieces, taking the machine's ``state_digest`` at each cut (a
+        state check's place among the commands): the results, and the digests in order."""
+        results: list[Any] = []
+        states: list[str | None] = []
+        start = 0
+        for cut in cuts:
+            results.extend(self._apply_batch(machine, batch[start:cut], guarded=guarded))
+            states.append(self._state_digest(machine))
+            start = cut
+        results.extend(self._apply_batch(machine, batch[start:], guarded=guarded))
+        return results, iter(states)
+
+    def _state_digest(self, machine: StateMachine) -> str | None:
+        """``machine.state_digest()`` as text; one that raises counts as a failure (logged),
+        in a savepoint so that a database error cannot abort the turn's transaction."""
+        savepoint = (
+            transaction.atomic(using=self.using) if machine.durable else contextlib.nullcontext()
+        )
+        try:
+            with savepoint:
+                state = machine.state_digest()
+        except Exception as error:  # noqa: BLE001 - user code
+            logger.warning(
+                "group %s: the state machine's state_digest failed: %r at %s",
+                machine.group_id,
+                error,
+                raised_at(error),
+            )
+            return FAILED.decode()
+        return None if state is None else str(state)
 
     def _apply_batch(
         self, machine: StateMachine, batch: list[tuple[str, ApplyContext]], *, guarded: bool

@@ -68,6 +68,7 @@ from .apply import (
     BARRIER_PREFIX,
     PRUNE_PREFIX,
     RESERVED_PREFIX,
+    STATE_PREFIX,
     Applier,
     Outcome,
     UnguardedBatchFailed,
@@ -95,6 +96,8 @@ PRUNE_MAX_ROWS = 20_000
 """Results one pruning marker deletes at most (every node deletes them in an apply transaction)."""
 PRUNE_CATCH_UP_DELAY = 1.0
 """Seconds to the next pruning round after one that pruned (instead of ``prune_interval``)."""
+STATE_CHECK_INTERVAL = 300.0
+"""Seconds between a leader's state checks of a group (``_check_states``); 0: none."""
 HAND_OVER_TIMEOUT = 0.5
 """Seconds ``stop()`` waits at most, for all groups together, until the groups this node leads
 have a new leader (``_hand_over_leadership``); 0: no hand-over (the others wait for their
@@ -312,6 +315,7 @@ class PaxosNode:
         prune_interval: float = 60.0,
         hand_over_timeout: float = HAND_OVER_TIMEOUT,
         digest_window: int = DEFAULT_DIGEST_WINDOW,
+        state_check_interval: float = STATE_CHECK_INTERVAL,
     ) -> None:
         self.config = config
         self.node_id = config.my_id
@@ -324,6 +328,8 @@ class PaxosNode:
         self.applier = Applier(machines, self.storage.using, digest_window)
         self.divergence = DivergenceCheck(self.node_id, config.node_ids)
         """Compares this node's result digests with its peers' (``divergence.py``)."""
+        self.state_check_interval = state_check_interval
+        self._state_checked: dict[int, int] = {}  # group -> applied index at its last check
         self.observer = observer or NodeObserver()
         self._notices = NodeNotices(self.node_id, self.observer)
         self.replicas: dict[int, Replica] = {}
@@ -416,6 +422,7 @@ class PaxosNode:
             asyncio.create_task(self._run(), name="paxos-loop"),
             asyncio.create_task(self._clock(), name="paxos-clock"),
             asyncio.create_task(self._prune_results(), name="paxos-prune"),
+            asyncio.create_task(self._check_states(), name="paxos-state-checks"),
         ]
 
     async def _sync_config(self, writer: GroupCommitWriter) -> None:
@@ -916,6 +923,32 @@ class PaxosNode:
                         self.node_id,
                         group_id,
                         cutoff,
+                    )
+
+    async def _check_states(self) -> None:
+        """As leader, put a state check in the log of each group whose machine has a
+        ``state_digest`` and that applied something since the last one: every node takes the
+        digest at that place of the log, and the result digests compare them."""
+        if self.state_check_interval <= 0 or not self.applier.digests.window:
+            return
+        while True:
+            await asyncio.sleep(self.state_check_interval)
+            for group_id, replica in self.replicas.items():
+                machine = self.machines[group_id]
+                if type(machine).state_digest is StateMachine.state_digest:
+                    continue
+                applied = self.applied.get(group_id, 0)
+                if not replica.is_leader() or applied <= self._state_checked.get(group_id, 0):
+                    continue
+                with contextlib.suppress(SubmitError):
+                    outcome = await self.submit(group_id, "", f"{STATE_PREFIX}{new_request_id()}")
+                    self._state_checked[group_id] = outcome.instance
+                    logger.debug(
+                        "node %s group %s: state at instance %s: %s",
+                        self.node_id,
+                        group_id,
+                        outcome.instance,
+                        outcome.result,
                     )
 
     # ------------------------------------------------------------------ the loop

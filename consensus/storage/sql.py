@@ -24,8 +24,9 @@ from django.db import connections
 
 
 class RawCursor:
-    """``execute``/``executemany``/``fetchall`` of a DB-API cursor, with ``%s`` placeholders on
-    every backend (SQLite's driver wants ``?``: the text is rewritten once and cached)."""
+    """``execute``/``executemany``/``fetchall``/``fetchmany`` of a DB-API cursor, with ``%s``
+    placeholders on every backend (SQLite's driver wants ``?``: the text is rewritten once and
+    cached)."""
 
     __slots__ = ("_cursor", "_qmark")
 
@@ -41,6 +42,9 @@ class RawCursor:
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return self._cursor.fetchall()
+
+    def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
+        return self._cursor.fetchmany(size)
 
 
 @contextlib.contextmanager

@@ -1,10 +1,13 @@
 """The result digests against real nodes: a node whose state machine differs (here, other code
 under the same name) is found by every node within a window of the log, and reported in the
-log, ``/readyz``, ``/api/status/`` and ``/metrics``; nodes that agree, through a crash in the
-middle of a window, report nothing."""
+log, ``/readyz``, ``/api/status/`` and ``/metrics``; so is a node whose rows were changed behind
+Paxos' back, which puts alone do not show (the state checks do); nodes that agree, through a
+crash in the middle of a window, report nothing."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 import urllib.request
 
 import pytest
@@ -14,7 +17,7 @@ from tests.fixtures.cluster import Cluster, kv_put, wait_for
 pytestmark = pytest.mark.e2e
 
 WINDOW = 4
-DIGESTS = {"PAXOS_DIGEST_WINDOW": str(WINDOW)}
+DIGESTS = {"PAXOS_DIGEST_WINDOW": str(WINDOW), "PAXOS_STATE_CHECK_INTERVAL": "0.2"}
 
 
 def readyz(cluster: Cluster, node_id: int) -> tuple[int, dict]:
@@ -86,3 +89,21 @@ def test_nodes_that_agree_report_nothing_through_a_crash_in_the_middle_of_a_wind
     wait_for(lambda: compared(cluster, 2) >= 2, "node 2 to compare windows after its restart")
     assert all(cluster.status(node_id)["divergences"] == [] for node_id in (1, 2, 3))
     assert all(readyz(cluster, node_id)[0] == 200 for node_id in (1, 2, 3))
+
+
+def test_rows_changed_behind_paxos_back_are_found_by_the_state_checks(cluster_factory) -> None:
+    cluster: Cluster = cluster_factory(groups=(1,), extra_env=DIGESTS)
+    for n in range(WINDOW):
+        cluster.submit(1, 1, kv_put(f"k{n}", "1"))
+    cluster.wait_for_applied(1, cluster.group_states(1)[1]["chosen_upto"])
+    with sqlite3.connect(cluster.folder / "data" / "node3.sqlite3", timeout=10) as database:
+        changed = database.execute("UPDATE kvstore_entry SET value = 'x' WHERE key = 'k0'")
+        assert changed.rowcount == 1
+    deadline = time.monotonic() + 30
+    while not divergent_peers(cluster, 1) and time.monotonic() < deadline:
+        cluster.submit(1, 1, kv_put("other", "1"))  # puts only: they do not read "k0"
+        time.sleep(0.05)
+    assert divergent_peers(cluster, 1) == [3]
+    wait_for(lambda: divergent_peers(cluster, 2) == [3], "node 2 to find node 3's state differs")
+    assert readyz(cluster, 2)[0] == 503
+    wait_for(lambda: divergent_peers(cluster, 3) == [1, 2], "node 3 to find it differs")

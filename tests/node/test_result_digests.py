@@ -12,11 +12,12 @@ from django.db import transaction
 
 from consensus.core import ChosenEntry, Command
 from consensus.models import AppliedIndex, Group, RequestResult
-from consensus.runtime.apply import Applier, with_guard_on_failure
+from consensus.runtime.apply import STATE_PREFIX, Applier, with_guard_on_failure
 from consensus.runtime.result_digest import Checkpoint, ResultDigests
-from consensus.statemachine import ApplyContext, StateMachine
+from consensus.statemachine import ApplyContext, StateMachine, rows_digest
 from kvstore.models import Entry
 from kvstore.statemachines import KVStateMachine
+from tests.fixtures.logs import consensus_logs
 
 LOG = [
     (instance, [f"r{instance}.{n}".encode() for n in range(instance % 3)])
@@ -222,3 +223,90 @@ def test_a_turn_applied_again_under_savepoints_is_digested_once() -> None:
     with transaction.atomic():
         guarded.apply_groups([(1, log)], guarded=True)
     assert retried.digests.take_checkpoints() == guarded.digests.take_checkpoints() != []
+
+
+# State checks ------------------------------------------------------------------------------
+
+
+def test_rows_digest_ignores_order_and_sees_every_row() -> None:
+    rows = [("a", "1"), ("b", "2"), ("c", "3")]
+    assert rows_digest(rows) == rows_digest(reversed(rows))
+    assert rows_digest(rows).startswith("3 rows ")
+    assert rows_digest(rows) != rows_digest([("a", "1"), ("b", "2"), ("c", "4")])
+    assert rows_digest(rows) != rows_digest(rows[:2])
+    assert rows_digest([("ab", "c")]) != rows_digest([("a", "bc")])
+
+
+def put(instance: int, key: str, value: str) -> Command:
+    return Command(f"put-{instance}-{key}", json.dumps({"op": "put", "key": key, "value": value}))
+
+
+def check(instance: int) -> Command:
+    return Command(f"{STATE_PREFIX}{instance}", "")
+
+
+PUTS_AND_A_CHECK = [
+    ChosenEntry(1, (put(1, "a", "1"),)),
+    ChosenEntry(2, (put(2, "b", "2"), check(2), put(2, "a", "changed"))),
+    ChosenEntry(3, (put(3, "c", "3"),)),
+    ChosenEntry(4, ()),
+]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_state_check_digests_the_state_at_its_place_in_the_log() -> None:
+    Group.objects.create(group_id=1, state_machine="kv")
+    applier = Applier({1: KVStateMachine(1)}, digest_window=4)
+    with transaction.atomic():
+        outcomes = applier.apply_groups([(1, PUTS_AND_A_CHECK)], guarded=False)
+    [state] = [o.result for o in outcomes if o.request_id.startswith(STATE_PREFIX)]
+    assert state == rows_digest([("a", "1"), ("b", "2")])  # before the put after it
+    assert Entry.objects.get(key="a").value == "changed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_state_changed_behind_the_log_shows_only_with_a_state_check() -> None:
+    """Puts answer the value they were given: a node whose rows were changed behind Paxos' back
+    gives the same results (a negative control: the check is what finds it)."""
+    windows = {}
+    for checked in (False, True):
+        log = (
+            PUTS_AND_A_CHECK
+            if checked
+            else [
+                ChosenEntry(
+                    e.instance,
+                    tuple(c for c in e.value if not c.request_id.startswith(STATE_PREFIX)),
+                )
+                for e in PUTS_AND_A_CHECK
+            ]
+        )
+        for tampered in (False, True):
+            a_new_database("kv")
+            applier = Applier({1: KVStateMachine(1)}, digest_window=4)
+            with transaction.atomic():
+                applier.apply_groups([(1, log[:1])])
+            if tampered:
+                Entry.objects.filter(key="a").update(value="tampered")
+            windows[checked, tampered] = applied_in_turns(applier, log[1:], 3)
+    assert windows[False, False] == windows[False, True]
+    assert windows[True, False] != windows[True, True]
+
+
+class DigestRaises(KVStateMachine):
+    def state_digest(self) -> str:
+        raise RuntimeError("cannot")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_state_digest_that_raises_is_logged_and_the_turn_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    Group.objects.create(group_id=1, state_machine="kv")
+    applier = Applier({1: DigestRaises(1)}, digest_window=4)
+    with consensus_logs(caplog), transaction.atomic():
+        outcomes = applier.apply_groups([(1, PUTS_AND_A_CHECK)], guarded=False)
+    assert [o.result for o in outcomes if o.request_id.startswith(STATE_PREFIX)] == ["\x00failed"]
+    assert "state_digest failed: RuntimeError('cannot')" in caplog.text
+    assert AppliedIndex.objects.get(group_id=1).applied == 4
+    assert len(applier.digests.take_checkpoints()) == 1
