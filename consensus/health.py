@@ -204,6 +204,9 @@ def readiness(node: PaxosNode | None) -> Readiness:
             )
     divergence = getattr(node, "divergence", None)
     for found in divergence.divergences() if divergence is not None else ():
-        result.reasons.append(found.describe())
+        if divergence.odd_one_out(found.group_id):
+            result.reasons.append(found.describe())
+        else:  # most of its peers agree with this node: it serves on
+            result.notes.append(f"{found.describe()} (most other nodes agree with this one)")
     result.ready = not result.reasons
     return result

@@ -301,7 +301,8 @@ class NodeCollector(Collector):
         diverged = GaugeMetricFamily(
             "paxos_result_divergence",
             "1 if the peer's state machine gave other results than this node's for the same "
-            "window of the group's log (an alarm: the machines differ; see /readyz).",
+            "window of the group's log (an alarm: the machines differ; see /api/status/). Only "
+            "pairs that differed have a series.",
             labels=["group", "peer"],
         )
         for found in status.get("divergences") or ():

@@ -127,17 +127,33 @@ class StateMachine:
 
 
 def rows_digest(rows: Iterable[Sequence[Any]]) -> str:
-    """A digest of ``rows`` (tuples of strings, numbers, None) that does not depend on their
-    order: the count and the sum of each row's 128-bit hash. For ``state_digest``."""
+    """A digest of ``rows`` that does not depend on their order: the count and the sum of each
+    row's 128-bit hash. For ``state_digest``.
+
+    Values are strings, numbers, None, booleans (as 0/1: SQLite returns integers for them),
+    bytes (as hex) and Decimals (as text). Databases return some types differently (a datetime
+    is text from SQLite's cursor, a ``datetime`` from PostgreSQL's; a decimal a float or a
+    ``Decimal``): if the nodes of a cluster run different databases, select such columns cast
+    to text in a fixed format."""
     count = total = 0
     for row in rows:
-        hashed = blake2b(orjson.dumps(list(row)), digest_size=16).digest()
+        values = [int(value) if type(value) is bool else value for value in row]
+        encoded = orjson.dumps(values, default=_canonical_value)
+        hashed = blake2b(encoded, digest_size=16).digest()
         total = (total + int.from_bytes(hashed, "big")) & _ROWS_MASK
         count += 1
     return f"{count} rows {total:032x}"
 
 
 _ROWS_MASK = 2**128 - 1
+
+
+def _canonical_value(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"rows_digest cannot take a {type(value).__name__}")
 
 
 class LogOnlyStateMachine(StateMachine):

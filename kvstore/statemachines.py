@@ -287,6 +287,7 @@ class KVStateMachine(StateMachine):
 
 
 def _fetched(cursor: Any, chunk: int = 1000) -> Iterator[tuple[Any, ...]]:
-    """A query's rows a chunk at a time (a group's whole store need not fit in memory twice)."""
+    """A query's rows a chunk at a time. (SQLite's driver reads them from the file as they are
+    fetched; psycopg's default cursor has them all in memory once ``execute`` returned.)"""
     while rows := cursor.fetchmany(chunk):
         yield from rows

@@ -225,7 +225,7 @@ class ResultDigest(Message):
     results on every node; a difference means the nodes' state machines differ (other code, or
     an ``apply`` that is not deterministic) and so may their state."""
 
-    instance: int
+    last: int
     """The last instance of the window."""
     window: int
     """Instances per window (``PAXOS_DIGEST_WINDOW``): only windows of the same size compare."""

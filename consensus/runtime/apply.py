@@ -114,6 +114,10 @@ def _library_file(filename: str) -> bool:
     return any(folder in filename for folder in _LIBRARY_FOLDERS)
 
 
+NOT_TAKEN = object()
+"""A state check this node did not take (catching up, or ``state_digest`` failed)."""
+
+
 class FailedResult(dict):
     """The ``{"error": ...}`` result of a command whose ``apply`` raised: a plain dict to the
     client, one fixed token to the result digests (its text may quote a database's words)."""
@@ -129,6 +133,11 @@ class Applier:
         self.machines = machines
         self.using = using
         self.digests = ResultDigests(digest_window)
+        self.state_checks_from: dict[int, int] = {}
+        """Group -> the first instance whose state checks this node takes: below it it is
+        catching up (replaying history, or far behind), and a full scan of the state at every
+        old check would cost it minutes; such a window goes unreported instead. Set by the
+        runtime before it hands the applications over."""
 
     def resume_digest(self, group_id: int, applied: int) -> None:
         """Resume the group's result digest where its applied index's row left it (call it
@@ -258,7 +267,7 @@ class Applier:
         batch: list[tuple[str, ApplyContext]] = []
         fresh: set[str] = set()
         markers: dict[str, int] = {}  # pruning marker -> its cutoff (the marker's result)
-        cuts: list[int] = []  # where in the batch each state check sits, in log order
+        cuts: list[tuple[int, int]] = []  # each state check: (its place in the batch, instance)
         cutoff = 0
         for entry in entries:
             for command in entry.value:
@@ -271,7 +280,7 @@ class Applier:
                             del known[rid]
                             fresh.discard(rid)
                     elif request_id.startswith(STATE_PREFIX):
-                        cuts.append(len(batch))
+                        cuts.append((len(batch), entry.instance))
                     plan.append((request_id, entry.instance, None))
                     continue
                 first = known.get(request_id)
@@ -286,7 +295,9 @@ class Applier:
         machine = self.machines[group_id]
         started = time.monotonic()
         if cuts:
-            results, states = self._apply_with_state_checks(machine, batch, cuts, guarded)
+            results, states = self._apply_with_state_checks(
+                machine, batch, cuts, guarded=guarded, skip=replay or not self.digests.window
+            )
         else:
             results, states = self._apply_batch(machine, batch, guarded=guarded), iter(())
         elapsed = time.monotonic() - started
@@ -315,9 +326,12 @@ class Applier:
                     rows.append((stored_id(request_id), instance, encoded))
             elif request_id.startswith(STATE_PREFIX):
                 state = next(states)
+                if state is NOT_TAKEN:
+                    digested.append((instance, None))  # its window goes unreported
+                    state = None
+                elif state is not None:
+                    digested.append((instance, b"state\x00" + state.encode(errors="surrogatepass")))
                 outcomes.append(Outcome(group_id, request_id, instance, state))
-                if state is not None:
-                    digested.append((instance, b"state\x00" + state.encode()))
             elif request_id.startswith(RESERVED_PREFIX):
                 outcomes.append(Outcome(group_id, request_id, instance, markers.get(request_id)))
             else:
@@ -332,39 +346,49 @@ class Applier:
         self,
         machine: StateMachine,
         batch: list[tuple[str, ApplyContext]],
-        cuts: list[int],
+        cuts: list[tuple[int, int]],
+        *,
         guarded: bool,
-    ) -> tuple[list[Any], Iterator[str | None]]:
+        skip: bool,
+    ) -> tuple[list[Any], Iterator[object]]:
         """Apply ``batch`` in pieces, taking the machine's ``state_digest`` at each cut (a
-        state check's place among the commands): the results, and the digests in order."""
+        state check's place among the commands): the results, and the states in order (a
+        text, None for a machine without one, ``NOT_TAKEN``)."""
         results: list[Any] = []
-        states: list[str | None] = []
+        states: list[object] = []
         start = 0
-        for cut in cuts:
+        taken_from = self.state_checks_from.get(machine.group_id, 0)
+        for cut, instance in cuts:
             results.extend(self._apply_batch(machine, batch[start:cut], guarded=guarded))
-            states.append(self._state_digest(machine))
+            states.append(NOT_TAKEN if skip or instance < taken_from else self._state(machine))
             start = cut
         results.extend(self._apply_batch(machine, batch[start:], guarded=guarded))
         return results, iter(states)
 
-    def _state_digest(self, machine: StateMachine) -> str | None:
-        """``machine.state_digest()`` as text; one that raises counts as a failure (logged),
-        in a savepoint so that a database error cannot abort the turn's transaction."""
+    def _state(self, machine: StateMachine) -> object:
+        """``machine.state_digest()``: a text, None (the machine has none), or ``NOT_TAKEN``
+        if it raised or returned something else (logged): in a savepoint, so that a database
+        error cannot abort the turn's transaction, and nothing of it may fail the turn."""
         savepoint = (
             transaction.atomic(using=self.using) if machine.durable else contextlib.nullcontext()
         )
         try:
             with savepoint:
                 state = machine.state_digest()
+            if state is not None and not isinstance(state, str):
+                raise TypeError(f"state_digest returned {type(state).__name__}, not a str")
+            if state is not None:
+                state.encode(errors="surrogatepass")
         except Exception as error:  # noqa: BLE001 - user code
             logger.warning(
-                "group %s: the state machine's state_digest failed: %r at %s",
+                "group %s: the state machine's state_digest failed (%r at %s); this state check "
+                "is not compared",
                 machine.group_id,
                 error,
                 raised_at(error),
             )
-            return FAILED.decode()
-        return None if state is None else str(state)
+            return NOT_TAKEN
+        return state
 
     def _apply_batch(
         self, machine: StateMachine, batch: list[tuple[str, ApplyContext]], *, guarded: bool

@@ -3,16 +3,16 @@
 Each node digests its state machines' results window by window of the log
 (``result_digest.py``) and sends every finished window's digest to its peers (``ResultDigest``).
 A node compares a peer's digest with its own for the same window: at once if it finished that
-window itself, else when it gets there (it keeps the peer's latest; it need not compare every
-window, the next one will do). Windows that fell out of ``KEEP`` are not compared: a node that
-catches up from far behind checks the windows its peers finish after it is back.
+window itself, else when it gets there (it keeps the peer's latest ``KEEP`` windows). Windows
+older than that are not compared: a node that catches up from far behind checks the windows its
+peers finish after it is back.
 
-A difference is an alarm, as in etcd (whose ``CORRUPT`` alarm makes members unhealthy): the
-node logs it once per group and peer, says it in ``/readyz`` (unready: a load balancer should
-stop sending it reads it may answer from state the others do not have) and ``/api/status/``,
-and counts it in ``/metrics``. Which node is the odd one is for the operator to judge; each
-node's ``/api/status/`` names the peers it disagrees with. The alarm stays until the node
-restarts. It is best effort: a digest lost with a link is not sent again.
+A difference is an alarm, as etcd's ``CORRUPT``: the node logs it once per group and peer, lists
+it in ``/api/status/`` and sets it in ``/metrics``, until it restarts. A node that disagrees with
+a majority of the other nodes is also unready (``/readyz``: a load balancer should stop sending
+it reads it answers from state the others do not have); the others, whose peers mostly agree
+with them, stay ready and note it. It is best effort: a digest lost with a link is not sent
+again.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ class Divergence:
         return (
             f"group {self.group_id}: the state machine's results for instances "
             f"{self.first}..{self.last} differ from node {self.peer}'s (digest {self.mine:x} "
-            f"against {self.theirs:x}): the nodes' state machines are not the same code, or "
-            "not deterministic, and their state may differ"
+            f"against {self.theirs:x}): the nodes' state machines are not the same code or not "
+            "deterministic, or a node's data was changed outside Paxos, and their state may "
+            "differ"
         )
 
     def as_json(self) -> dict[str, object]:
@@ -59,13 +60,16 @@ class Divergence:
 
 
 class DivergenceCheck:
+    """This node's finished windows and its peers', compared; what differed. On the loop."""
+
     def __init__(self, node_id: int, peers: Iterable[int], keep: int = KEEP) -> None:
         self.node_id = node_id
         self.peers = sorted(peer for peer in peers if peer != node_id)
         self.keep = keep
         self._mine: dict[int, OrderedDict[int, Checkpoint]] = {}
-        self._claims: dict[tuple[int, int], ResultDigest] = {}
-        """(group, peer) -> the peer's latest digest of a window this node has not finished."""
+        self._claims: dict[tuple[int, int], OrderedDict[int, ResultDigest]] = {}
+        """(group, peer) -> the peer's latest windows this node has not finished, by last
+        instance: a peer ahead by a few windows is compared with when this node gets there."""
         self._found: dict[tuple[int, int], Divergence] = {}
         self._windows_differ: set[int] = set()  # peers told about, once each
         self.compared = 0
@@ -81,16 +85,15 @@ class DivergenceCheck:
             while len(mine) > self.keep:
                 mine.popitem(last=False)
             for peer in self.peers:
-                claim = self._claims.get((checkpoint.group_id, peer))
-                if claim is not None and claim.instance <= checkpoint.last:
-                    del self._claims[(checkpoint.group_id, peer)]
-                    self._compare(claim)
+                claims = self._claims.get((checkpoint.group_id, peer))
+                while claims and next(iter(claims)) <= checkpoint.last:
+                    self._compare(claims.popitem(last=False)[1])
                 messages.append(
                     ResultDigest(
                         group_id=checkpoint.group_id,
                         src=self.node_id,
                         dst=peer,
-                        instance=checkpoint.last,
+                        last=checkpoint.last,
                         window=checkpoint.window,
                         digest=checkpoint.digest,
                     )
@@ -103,13 +106,16 @@ class DivergenceCheck:
         if message.dst != self.node_id or message.src not in self.peers:
             return
         mine = self._mine.get(message.group_id)
-        if mine and message.instance <= next(reversed(mine)):
+        if mine and message.last <= next(reversed(mine)):
             self._compare(message)  # finished here too (or too long ago to remember)
-        else:
-            self._claims[(message.group_id, message.src)] = message
+            return
+        claims = self._claims.setdefault((message.group_id, message.src), OrderedDict())
+        claims[message.last] = message
+        while len(claims) > self.keep:
+            claims.popitem(last=False)
 
     def _compare(self, theirs: ResultDigest) -> None:
-        mine = self._mine.get(theirs.group_id, {}).get(theirs.instance)
+        mine = self._mine.get(theirs.group_id, {}).get(theirs.last)
         if mine is None:
             return
         if mine.window != theirs.window:
@@ -144,3 +150,9 @@ class DivergenceCheck:
     def divergences(self) -> list[Divergence]:
         """Every (group, peer) whose results differed from this node's, first difference each."""
         return list(self._found.values())
+
+    def odd_one_out(self, group_id: int) -> bool:
+        """This node disagrees with a majority of the other nodes in the group: it is likely
+        the odd one (in a cluster of two, either may be)."""
+        differing = sum(1 for group, _peer in self._found if group == group_id)
+        return 2 * differing > len(self.peers)

@@ -81,6 +81,7 @@ from .notices import NodeNotices
 from .observer import NodeObserver
 from .reach import no_majority, reachable_peers
 from .result_digest import DEFAULT_WINDOW as DEFAULT_DIGEST_WINDOW
+from .result_digest import Checkpoint
 
 logger = logging.getLogger("consensus.runtime")
 
@@ -329,7 +330,7 @@ class PaxosNode:
         self.divergence = DivergenceCheck(self.node_id, config.node_ids)
         """Compares this node's result digests with its peers' (``divergence.py``)."""
         self.state_check_interval = state_check_interval
-        self._state_checked: dict[int, int] = {}  # group -> applied index at its last check
+        self._state_checked: dict[int, int] = {}  # group -> instance of its last state check
         self.observer = observer or NodeObserver()
         self._notices = NodeNotices(self.node_id, self.observer)
         self.replicas: dict[int, Replica] = {}
@@ -392,6 +393,7 @@ class PaxosNode:
                     group_id,
                 )
                 state = dataclasses.replace(state, rebuilding=False, rebuild_target=None)
+            self.applier.state_checks_from[group_id] = state.chosen_upto + 1  # history
             self.applied[group_id] = await self._catch_up_state_machine(group_id, state.chosen_upto)
             rng = random.Random()
             self.replicas[group_id] = Replica(
@@ -940,8 +942,16 @@ class PaxosNode:
                 applied = self.applied.get(group_id, 0)
                 if not replica.is_leader() or applied <= self._state_checked.get(group_id, 0):
                     continue
-                with contextlib.suppress(SubmitError):
+                try:
                     outcome = await self.submit(group_id, "", f"{STATE_PREFIX}{new_request_id()}")
+                except SubmitError:
+                    continue  # no quorum, or no longer the leader: the next round will do
+                except Exception:  # noqa: BLE001 - the checks must go on
+                    logger.exception(
+                        "node %s group %s: a state check failed", self.node_id, group_id
+                    )
+                    continue
+                else:
                     self._state_checked[group_id] = outcome.instance
                     logger.debug(
                         "node %s group %s: state at instance %s: %s",
@@ -1029,16 +1039,26 @@ class PaxosNode:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         on_applied = functools.partial(loop.call_soon_threadsafe, self._resolve)
-        await writer.run(self._commit, batch, applying, on_applied)
+        for group_id, entries in applying:
+            self._skip_old_state_checks(group_id, entries[-1].instance)
+        finished = await writer.run(self._commit, batch, applying, on_applied)
         self._release(readies)
         self._note_applied(applying)
-        if applying:
-            transport.send(self.divergence.finished(self.applier.digests.take_checkpoints()))
         self.observer.storage_committed(
             time.perf_counter() - started, len(batch), sum(len(entries) for _, entries in applying)
         )
         for replica, ready in readies:
             replica.advance(ready)
+        if finished:
+            transport.send(self.divergence.finished(finished))
+
+    def _skip_old_state_checks(self, group_id: int, applying_upto: int) -> None:
+        """A node far behind what it knows is chosen catches up: the state checks it meets
+        are history, and each would scan the whole state (``Applier.state_checks_from``)."""
+        replica = self.replicas[group_id]
+        known = max(replica.chosen_upto, max(replica.peer_chosen_upto.values(), default=0))
+        if known - applying_upto > LOCAL_READ_MAX_LAG:
+            self.applier.state_checks_from[group_id] = known + 1
 
     def _somebody_waits(self, group_id: int) -> bool:
         """A client or a read on this node waits for the group's state machine: its
@@ -1126,8 +1146,10 @@ class PaxosNode:
         readies: list[Ready],
         applying: list[tuple[int, tuple[ChosenEntry, ...]]],
         on_applied: Callable[[list[Outcome]], object],
-    ) -> None:
-        """One transaction for the Readies' writes and their applications (if any).
+    ) -> list[Checkpoint]:
+        """One transaction for the Readies' writes and their applications (if any); returns
+        the result digests' windows finished so far (taken here, on the writer thread that
+        feeds them).
 
         A transaction without votes (only chosen marks and applications) commits without waiting
         for the disk: all of it can be learned and replayed again, see ``relaxed_durability``.
@@ -1143,6 +1165,7 @@ class PaxosNode:
                 self.storage.persist(readies)
 
         with_guard_on_failure(attempt)
+        return self.applier.digests.take_checkpoints()
 
     def _apply_all(
         self,

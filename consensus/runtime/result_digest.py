@@ -14,18 +14,22 @@ how a node happened to batch its applications, so every node gets the same diges
 window however its turns split the log. The digest chains the instances of the window in order:
 ``d = blake2b(d_before || instance || result texts)``, 63 bits (a wire integer).
 
-What goes in: the JSON text of every command the machine applied, in log order. Not in: repeats
-of a request id (answered from the stored result, a decision every node takes alike) and the
-runtime's own markers. A command whose ``apply`` raised counts as one fixed token, not as its
-error text, which may quote a database's words (SQLite and PostgreSQL say it differently).
+What goes in: the JSON text of the result of every command the machine applied, in log order,
+and the machine's ``state_digest`` at each state check (a marker the leaders put in the log now
+and then, see ``apply.STATE_PREFIX``). Not in: repeats of a request id (answered from the stored
+result, a decision every node takes alike) and the runtime's other markers. A command whose
+``apply`` raised counts as one fixed token, not as its error text, which may quote a database's
+words (SQLite and PostgreSQL say it differently). A state check this node could not take (its
+``state_digest`` failed, or the node was catching up and skipped it) leaves its window
+unreported: a comparison needs the same thing digested on both sides.
 
 The running digest of the window in progress is stored with the applied index, in the same
 transaction, so a restart resumes the window. A window begun before this node recorded digests
 (a database from an earlier release, or a changed window size) is not reported: half a window's
 digest would not match the others'.
 
-Runs on the writer thread (like the ``Applier`` that feeds it); the loop takes the finished
-windows with ``take_checkpoints`` after the writer's turn.
+Runs on the writer thread, like the ``Applier`` that feeds it; so does ``take_checkpoints``,
+at the end of each of the writer's turns (``PaxosNode._commit``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ thousand writes."""
 
 FAILED = b"\x00failed"
 """What a command whose ``apply`` raised adds to the digest instead of its error text."""
+KEEP = 16
+"""Finished windows kept per group until taken: after a long catch-up only the latest are worth
+sending (the peers remember no more, ``divergence.KEEP``)."""
 
 _MASK = 2**63 - 1
 
@@ -83,11 +90,12 @@ class ResultDigests:
         return self._running.get(group_id)
 
     def feed(
-        self, group_id: int, instances: Iterable[int], results: Sequence[tuple[int, bytes]]
+        self, group_id: int, instances: Iterable[int], results: Sequence[tuple[int, bytes | None]]
     ) -> None:
         """Add consecutive applied ``instances`` (every one, empty ones too: a window ends at
         an instance number) and the ``results`` of their commands, ``(instance, text)`` in log
-        order."""
+        order. A text of None is something this node could not digest: its window is not
+        reported."""
         if not self.window:
             return
         digest = self._running.get(group_id)
@@ -99,10 +107,14 @@ class ResultDigests:
                 hasher = blake2b(digest.to_bytes(8, "big"), digest_size=8)
                 hasher.update(instance.to_bytes(8, "big"))
                 while position < len(results) and results[position][0] == instance:
-                    hasher.update(results[position][1])
+                    text = results[position][1]
+                    if text is None:
+                        hasher = None
+                        break
+                    hasher.update(text)
                     hasher.update(b"\n")
                     position += 1
-                digest = int.from_bytes(hasher.digest(), "big") & _MASK
+                digest = None if hasher is None else int.from_bytes(hasher.digest(), "big") & _MASK
             if instance % self.window == 0:
                 if digest is not None:
                     self._finished.append(Checkpoint(group_id, instance, self.window, digest))
@@ -122,6 +134,14 @@ class ResultDigests:
         del self._finished[finished:]
 
     def take_checkpoints(self) -> list[Checkpoint]:
-        """The windows finished since the last call (the loop calls this after a writer turn)."""
+        """The windows finished since the last call, the latest ``KEEP`` of each group."""
         finished, self._finished = self._finished, []
-        return finished
+        if len(finished) <= KEEP:
+            return finished
+        kept: dict[int, int] = {}
+        latest = []
+        for checkpoint in reversed(finished):
+            if kept.get(checkpoint.group_id, 0) < KEEP:
+                kept[checkpoint.group_id] = kept.get(checkpoint.group_id, 0) + 1
+                latest.append(checkpoint)
+        return latest[::-1]

@@ -25,15 +25,13 @@ def window(last: int, digest: int, size: int = 10, group_id: int = 1) -> Checkpo
 
 
 def said(src: int, last: int, digest: int, size: int = 10, group_id: int = 1) -> ResultDigest:
-    return ResultDigest(
-        group_id=group_id, src=src, dst=1, instance=last, window=size, digest=digest
-    )
+    return ResultDigest(group_id=group_id, src=src, dst=1, last=last, window=size, digest=digest)
 
 
 def test_finished_windows_are_sent_to_every_peer() -> None:
     check = DivergenceCheck(1, [1, 2, 3])
     messages = check.finished([window(10, 7)])
-    assert [(m.dst, m.instance, m.window, m.digest) for m in messages] == [
+    assert [(m.dst, m.last, m.window, m.digest) for m in messages] == [
         (2, 10, 10, 7),
         (3, 10, 10, 7),
     ]
@@ -71,22 +69,38 @@ def test_a_different_digest_is_found_once_and_kept(
     assert (found.group_id, found.peer, found.first, found.last) == (1, 3, 1, 10)
     assert found.describe() == (
         "group 1: the state machine's results for instances 1..10 differ from node 3's (digest "
-        "7 against 8): the nodes' state machines are not the same code, or not deterministic, "
-        "and their state may differ"
+        "7 against 8): the nodes' state machines are not the same code or not deterministic, or "
+        "a node's data was changed outside Paxos, and their state may differ"
     )
     assert [r.getMessage() for r in caplog.records] == [f"node 1: {found.describe()}"]
 
 
-def test_a_peer_ahead_is_compared_when_this_node_gets_there() -> None:
-    """Only the peer's latest window is kept; an earlier one it overtook is not compared."""
-    check = DivergenceCheck(1, [1, 2])
-    check.received(said(2, 10, 1))
-    check.received(said(2, 20, 2))
-    check.finished([window(10, 99)])  # would differ, but node 2's window 10 was overtaken
+def test_a_peer_ahead_is_compared_window_by_window_when_this_node_gets_there() -> None:
+    check = DivergenceCheck(1, [1, 2], keep=2)
+    for last in (10, 20, 30):
+        check.received(said(2, last, last))
+    check.finished([window(10, 10)])  # node 2's window 10 was dropped (keep=2): not compared
     assert check.compared == 0
-    check.finished([window(20, 5)])
-    assert check.compared == 1
-    assert [f.last for f in check.divergences()] == [20]
+    check.finished([window(20, 20)])
+    check.finished([window(30, 99)])
+    assert check.compared == 2
+    assert [f.last for f in check.divergences()] == [30]
+
+
+def test_only_a_node_that_disagrees_with_most_others_is_the_odd_one() -> None:
+    five = DivergenceCheck(1, [1, 2, 3, 4, 5])
+    five.finished([window(10, 7), window(10, 7, group_id=2)])
+    for peer, digest in ((2, 8), (3, 9), (4, 7), (5, 7)):
+        five.received(said(peer, 10, digest))
+    assert not five.odd_one_out(1)  # 2 of 4 differ
+    five.received(said(4, 10, 6, group_id=2))
+    five.received(said(5, 10, 6, group_id=2))
+    five.received(said(3, 10, 6, group_id=2))
+    assert five.odd_one_out(2)  # 3 of 4 differ
+    two = DivergenceCheck(1, [1, 2])
+    two.finished([window(10, 7)])
+    two.received(said(2, 10, 8))
+    assert two.odd_one_out(1)  # who knows: unready
 
 
 def test_windows_too_old_to_remember_and_of_other_groups_are_not_compared() -> None:
@@ -118,6 +132,6 @@ def test_messages_from_unknown_nodes_or_for_another_node_are_ignored() -> None:
     check = DivergenceCheck(1, [1, 2])
     check.finished([window(10, 1)])
     check.received(said(9, 10, 2))
-    check.received(ResultDigest(group_id=1, src=2, dst=3, instance=10, window=10, digest=2))
+    check.received(ResultDigest(group_id=1, src=2, dst=3, last=10, window=10, digest=2))
     check.received(said(1, 10, 2))  # itself
     assert check.compared == 0 and check.divergences() == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from django.db import transaction
 
 from consensus.core import ChosenEntry, Command
 from consensus.models import AppliedIndex, Group, RequestResult
+from consensus.runtime import result_digest
 from consensus.runtime.apply import STATE_PREFIX, Applier, with_guard_on_failure
 from consensus.runtime.result_digest import Checkpoint, ResultDigests
 from consensus.statemachine import ApplyContext, StateMachine, rows_digest
@@ -45,7 +47,10 @@ def in_turns(window: int, cuts: list[int]) -> tuple[list[Checkpoint], int | None
 
 
 @pytest.mark.parametrize("window", [1, 4, 7, 1000])
-def test_the_windows_do_not_depend_on_how_turns_split_the_log(window: int) -> None:
+def test_the_windows_do_not_depend_on_how_turns_split_the_log(
+    window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(result_digest, "KEEP", 100)  # every window, not the latest 16
     whole = in_turns(window, [])
     rng = random.Random(window)
     for _ in range(20):
@@ -92,6 +97,19 @@ def test_a_window_begun_before_digests_were_recorded_is_not_reported(
     digests.resume(1, 10, digest, window)
     fed(digests, LOG[10:])
     assert [c.last for c in digests.take_checkpoints()] == [21, 28]
+
+
+def test_only_the_latest_windows_of_a_long_catch_up_are_kept() -> None:
+    digests = ResultDigests(1)
+    fed(digests, LOG)
+    fed(digests, LOG[:3], group_id=2)
+    kept = digests.take_checkpoints()
+    assert [(c.group_id, c.last) for c in kept] == [
+        *((1, last) for last in range(15, 31)),
+        (2, 1),
+        (2, 2),
+        (2, 3),
+    ]
 
 
 def test_window_zero_digests_nothing() -> None:
@@ -235,6 +253,9 @@ def test_rows_digest_ignores_order_and_sees_every_row() -> None:
     assert rows_digest(rows) != rows_digest([("a", "1"), ("b", "2"), ("c", "4")])
     assert rows_digest(rows) != rows_digest(rows[:2])
     assert rows_digest([("ab", "c")]) != rows_digest([("a", "bc")])
+    # what SQLite and PostgreSQL return differently for the same row
+    assert rows_digest([(1, True)]) == rows_digest([(1, 1)])
+    assert rows_digest([(b"\x01", Decimal("1.5"))]) == rows_digest([("01", "1.5")])
 
 
 def put(instance: int, key: str, value: str) -> Command:
@@ -298,15 +319,75 @@ class DigestRaises(KVStateMachine):
         raise RuntimeError("cannot")
 
 
+class DigestNotText(KVStateMachine):
+    def state_digest(self) -> Any:
+        return 5
+
+
+@pytest.mark.parametrize(
+    ("machine", "said"),
+    [(DigestRaises, "RuntimeError('cannot')"), (DigestNotText, "returned int, not a str")],
+)
 @pytest.mark.django_db(transaction=True)
-def test_a_state_digest_that_raises_is_logged_and_the_turn_goes_on(
-    caplog: pytest.LogCaptureFixture,
+def test_a_state_check_that_fails_leaves_its_window_unreported_and_the_turn_goes_on(
+    machine: type[KVStateMachine], said: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A failure on one node only (a timeout, memory) must not look like a divergence."""
     Group.objects.create(group_id=1, state_machine="kv")
-    applier = Applier({1: DigestRaises(1)}, digest_window=4)
+    applier = Applier({1: machine(1)}, digest_window=2)
     with consensus_logs(caplog), transaction.atomic():
         outcomes = applier.apply_groups([(1, PUTS_AND_A_CHECK)], guarded=False)
-    assert [o.result for o in outcomes if o.request_id.startswith(STATE_PREFIX)] == ["\x00failed"]
-    assert "state_digest failed: RuntimeError('cannot')" in caplog.text
+    assert [o.result for o in outcomes if o.request_id.startswith(STATE_PREFIX)] == [None]
+    assert "state_digest failed" in caplog.text and said in caplog.text
     assert AppliedIndex.objects.get(group_id=1).applied == 4
-    assert len(applier.digests.take_checkpoints()) == 1
+    assert [c.last for c in applier.digests.take_checkpoints()] == [4]  # not 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_state_checks_before_state_checks_from_are_not_taken() -> None:
+    """A node catching up skips them (each would scan the whole state): unreported windows."""
+    Group.objects.create(group_id=1, state_machine="kv")
+    applier = Applier({1: DigestRaises(1)}, digest_window=2)
+    applier.state_checks_from[1] = 3
+    with transaction.atomic():
+        outcomes = applier.apply_groups([(1, PUTS_AND_A_CHECK)], guarded=False)
+    assert [o.result for o in outcomes if o.request_id.startswith(STATE_PREFIX)] == [None]
+    assert [c.last for c in applier.digests.take_checkpoints()] == [4]
+
+
+class InMemoryKV(StateMachine):
+    durable = False
+
+    def __init__(self, group_id: int) -> None:
+        super().__init__(group_id)
+        self.data: dict[str, str] = {}
+
+    def apply(self, command: str, context: ApplyContext) -> Any:
+        data = json.loads(command)
+        if data["op"] == "put":
+            self.data[data["key"]] = data["value"]
+        return {"value": self.data.get(data["key"])}
+
+    def state_digest(self) -> str:
+        return rows_digest(self.data.items())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_in_memory_machine_replayed_at_start_digests_its_windows_as_before() -> None:
+    """On start an in-memory machine replays the log from instance 1 (``replay_seen``); its
+    windows come out as on a node that never stopped, state checks not taken (history)."""
+    Group.objects.create(group_id=1, state_machine="memory")
+    log = kv_log(range(1, 17))
+    log[5] = ChosenEntry(6, (*log[5].value, check(6)))
+    ran = applied_in_turns(Applier({1: InMemoryKV(1)}, digest_window=4), log, 3)
+    replayed = Applier({1: InMemoryKV(1)}, digest_window=4)
+    replayed.resume_digest(1, 0)
+    seen: dict[str, int] = {}
+    with transaction.atomic():
+        replayed.apply(1, log[:10], replay_seen=seen)
+    with transaction.atomic():
+        replayed.apply_groups([(1, log[10:])])
+    again = replayed.digests.take_checkpoints()
+    assert [c.last for c in ran] == [4, 8, 12, 16]
+    assert [c.last for c in again] == [4, 12, 16]  # 5..8 held a state check it did not take
+    assert [c for c in ran if c.last != 8] == again

@@ -249,6 +249,13 @@ class Command(BaseCommand):
                         f"{group['leader'] if group['leader'] is not None else '-':>6} "
                         f"{group['chosen_upto']:>8} {group['applied']:>8}"
                     )
+            for address, status in answers.items():
+                for found in status.get("divergences") or ():
+                    self.stdout.write(
+                        f"ALARM {address}: group {found['group_id']}: the state machine's "
+                        f"results for instances {found['first']}..{found['last']} differ from "
+                        f'node {found["peer"]}\'s (README "Nodes whose state machines differ")'
+                    )
         if failed:
             unreachable = all(answers[address]["unreachable"] for address in failed)
             what = "unreachable" if unreachable else "without a status (unreachable or failing)"
