@@ -166,7 +166,7 @@ class AppliedIndex(models.Model):
     applied = models.PositiveBigIntegerField(default=0)
     digest = models.BigIntegerField(null=True, blank=True)
     """The digest of the state machine's results in the window of the log in progress
-    (``consensus.runtime.result_digest``); null: the window began before it was recorded."""
+    (``consensus.core.result_digest``); null: the window began before it was recorded."""
     digest_window = models.PositiveIntegerField("digest window", default=0)
     """The window size ``digest`` was computed for (``PAXOS_DIGEST_WINDOW``)."""
 

@@ -124,7 +124,7 @@ PAXOS_READY_MAX_LAG = 100
 highest chosen index the node knows of (consensus.health)."""
 PAXOS_DIGEST_WINDOW = _env_number("PAXOS_DIGEST_WINDOW", 1000)
 """The nodes compare digests of their state machines' results every this many instances of a
-group's log (consensus/runtime/result_digest.py); the same on every node. 0: no comparison."""
+group's log (consensus/core/result_digest.py); the same on every node. 0: no comparison."""
 PAXOS_STATE_CHECK_INTERVAL = _env_number("PAXOS_STATE_CHECK_INTERVAL", 300.0)
 """Seconds between a leader's state checks: every node takes its state machine's
 ``state_digest`` at the same place of the log and the result digests compare them. 0: none."""

@@ -26,10 +26,10 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from consensus.core import ChosenEntry
+from consensus.core.result_digest import DEFAULT_WINDOW, FAILED, ResultDigests
 from consensus.models import AppliedIndex, RequestResult
 from consensus.registry import registry
 from consensus.request_ids import stored_id
-from consensus.runtime.result_digest import DEFAULT_WINDOW, FAILED, ResultDigests
 from consensus.statemachine import ApplyContext, StateMachine, decode_result, portable_result
 from consensus.storage.pruning import prune_before
 from consensus.storage.sql import raw_cursor
@@ -50,7 +50,7 @@ to the state machine and never stored."""
 STATE_PREFIX = "paxos:state:"
 """State checks (``PAXOS_STATE_CHECK_INTERVAL``): every node takes its state machine's
 ``state_digest`` at the marker's position of the log; it is the marker's result, and goes into
-the result digests the nodes compare (``result_digest.py``)."""
+the result digests the nodes compare (``consensus.core.result_digest``)."""
 PRUNE_PREFIX = "paxos:prune:"
 """Pruning markers: the payload is a cutoff instance; every node drops the stored results below
 it when it applies the marker, at the same position of the log (see storage/pruning.py)."""

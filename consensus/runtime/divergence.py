@@ -1,7 +1,8 @@
 """Comparing this node's result digests with its peers': the alarm for state machines that differ.
 
 Each node digests its state machines' results window by window of the log
-(``result_digest.py``) and sends every finished window's digest to its peers (``ResultDigest``).
+(``consensus.core.result_digest``) and sends every finished window's digest to its peers
+(``ResultDigest``).
 A node compares a peer's digest with its own for the same window: at once if it finished that
 window itself, else when it gets there (it keeps the peer's latest ``KEEP`` windows). Windows
 older than that are not compared: a node that catches up from far behind checks the windows its
@@ -24,8 +25,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from consensus.core import ResultDigest
-
-from .result_digest import Checkpoint
+from consensus.core.result_digest import Checkpoint
 
 logger = logging.getLogger("consensus.runtime")
 

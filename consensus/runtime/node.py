@@ -55,6 +55,8 @@ from consensus.core import (
     ResultDigest,
 )
 from consensus.core.messages import value_size
+from consensus.core.result_digest import DEFAULT_WINDOW as DEFAULT_DIGEST_WINDOW
+from consensus.core.result_digest import Checkpoint
 from consensus.request_ids import new_request_id, request_id_problem
 from consensus.statemachine import StateMachine
 from consensus.storage.pruning import prune_cutoff
@@ -80,8 +82,6 @@ from .divergence import DivergenceCheck
 from .notices import NodeNotices
 from .observer import NodeObserver
 from .reach import no_majority, reachable_peers
-from .result_digest import DEFAULT_WINDOW as DEFAULT_DIGEST_WINDOW
-from .result_digest import Checkpoint
 
 logger = logging.getLogger("consensus.runtime")
 

@@ -31,12 +31,15 @@ from consensus.core import (
     Replica,
     ReplicaConfig,
 )
+from consensus.core.result_digest import ResultDigests
 
 from .invariants import Checker, InvariantViolation
 from .mutants import MUTANTS, Mutant
 from .network import Network, NetworkFaults
 
 TICK = 10
+DIGEST_WINDOW = 3
+"""Instances per result digest window: small, so that windows end in every run."""
 """Simulated time units per replica tick; message delays are drawn in these units."""
 
 
@@ -85,6 +88,8 @@ class GroupDisk:
     applied_upto: int = 0
     applied_ids: set[str] = field(default_factory=set)
     applied_count: int = 0
+    digests: ResultDigests = field(default_factory=lambda: ResultDigests(DIGEST_WINDOW))
+    """The result digests, as a node keeps them with its applied index."""
 
 
 @dataclass
@@ -271,7 +276,7 @@ class SimCluster:
                 if rng.random() < settings.wipe_rate and self._may_wipe(node):
                     self._wipe(node)
                 self._start(node)
-        if rng.random() < settings.partition_rate:
+        if rng.random() < settings.partition_rate and len(self.node_ids) > 1:  # 1: no network
             self.network.partition(self.node_ids)
             self.partitions += 1
         if rng.random() < settings.clog_rate:
@@ -499,14 +504,20 @@ class SimCluster:
         value: tuple[Command, ...],
     ) -> None:
         self.checker.on_chosen(node.node_id, group_id, instance, value)
+        results: list[tuple[int, bytes | None]] = []
         for command in value:
             if command.request_id in disk.applied_ids:
                 continue  # a retried command chosen twice: apply once
             disk.applied_ids.add(command.request_id)
             self.checker.on_applied(node.node_id, group_id, disk.applied_count, command.request_id)
+            result = self.mutant.result_of(node.node_id, command.request_id, disk.applied_count)
+            results.append((instance, result))
             disk.applied_count += 1
             self.outstanding.pop(command.request_id, None)
         disk.applied_upto = instance
+        disk.digests.feed(group_id, (instance,), results)
+        for window in disk.digests.take_checkpoints():
+            self.checker.on_result_window(node.node_id, window)
         if instance > self.applied_top.get(group_id, 0):
             self.applied_top[group_id] = instance
 

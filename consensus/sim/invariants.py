@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consensus.core import Ballot, Command, MemoryStorage, Value
+from consensus.core.result_digest import Checkpoint
 
 
 class InvariantViolation(AssertionError):
@@ -28,6 +29,8 @@ class InvariantViolation(AssertionError):
 class Checker:
     chosen: dict[tuple[int, int], Value] = field(default_factory=dict)
     submitted: dict[str, str] = field(default_factory=dict)
+    result_windows: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    """(group, window's last instance) -> the first node that finished it, and its digest."""
     applied_sequence: dict[int, list[str]] = field(default_factory=dict)
     """Per group: the common order of applied request ids (the longest prefix any node reached)."""
     voted: dict[tuple[int, int], Ballot] = field(default_factory=dict)
@@ -87,6 +90,18 @@ class Checker:
             raise InvariantViolation(
                 f"durability: node {node_id} group {group_id} restarted without its vote in "
                 f"ballot {ballot} for instance {instance}"
+            )
+
+    def on_result_window(self, node_id: int, window: Checkpoint) -> None:
+        """Every node's results for the same window of a group's log digest alike (the runtime
+        compares them between nodes, ``consensus.runtime.divergence``): however its turns split
+        the log, through crashes and replaced disks."""
+        key = (window.group_id, window.last)
+        first = self.result_windows.setdefault(key, (node_id, window.digest))
+        if first[1] != window.digest:
+            raise InvariantViolation(
+                f"result digests: node {node_id}'s results for group {window.group_id} instances "
+                f"{window.first}..{window.last} differ from node {first[0]}'s"
             )
 
     def forget_node(self, node_id: int) -> None:

@@ -98,6 +98,16 @@ class AllVotesReplica(Replica):
         super()._mark_chosen(instance, value)
 
 
+def deterministic_result(node_id: int, request_id: str, position: int) -> bytes:
+    """The simulated state machine's result: where the command falls in the group's order."""
+    return f"{request_id}@{position}".encode()
+
+
+def node_3_differs(node_id: int, request_id: str, position: int) -> bytes:
+    """BROKEN: node 3's state machine answers otherwise (other code under the same name)."""
+    return deterministic_result(node_id, request_id, position + (node_id == 3))
+
+
 @dataclass(frozen=True)
 class Mutant:
     description: str
@@ -105,6 +115,8 @@ class Mutant:
     handle_ready: ReadyHandler = correct_ready_loop
     rebuild_new_storage: bool = True
     """Whether a node with a replaced disk rebuilds before voting (core/rebuild.py)."""
+    result_of: Callable[[int, str, int], bytes] = deterministic_result
+    """A node's state machine's result for a command (node id, request id, position)."""
 
 
 MUTANTS: dict[str, Mutant] = {
@@ -128,6 +140,10 @@ MUTANTS: dict[str, Mutant] = {
     "no-rebuild": Mutant(
         "a node whose disk was replaced votes at once (caught only with --wipe-rate)",
         rebuild_new_storage=False,
+    ),
+    "divergent-results": Mutant(
+        "node 3's state machine gives other results (the result digests must differ)",
+        result_of=node_3_differs,
     ),
     "send-before-persist": Mutant(
         "the driver sends a Ready's messages before persisting it (crash in between)",

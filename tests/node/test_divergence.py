@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from consensus.core import ResultDigest
+from consensus.core.result_digest import Checkpoint
 from consensus.runtime.divergence import DivergenceCheck
-from consensus.runtime.result_digest import Checkpoint
 from tests.fixtures.logs import consensus_logs
 
 

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-from consensus.core import ChosenEntry, Command
+from consensus.core import ChosenEntry, Command, result_digest
+from consensus.core.result_digest import Checkpoint, ResultDigests
 from consensus.models import AppliedIndex, Group, RequestResult
-from consensus.runtime import result_digest
 from consensus.runtime.apply import STATE_PREFIX, Applier, with_guard_on_failure
-from consensus.runtime.result_digest import Checkpoint, ResultDigests
 from consensus.statemachine import ApplyContext, StateMachine, rows_digest
 from kvstore.models import Entry
 from kvstore.statemachines import KVStateMachine

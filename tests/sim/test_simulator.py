@@ -62,6 +62,15 @@ def test_replaced_disks_rebuild_before_voting(seed: int, nodes: int) -> None:
     assert result.violation is None, f"{result.violation}\nrepro: {repro(seed, settings)}"
 
 
+@pytest.mark.parametrize("nodes", [1, 2], ids=lambda n: f"nodes={n}")
+def test_clusters_too_small_to_partition_run_too(nodes: int) -> None:
+    """``--nodes 1`` used to fail with a traceback: a partition needs two nodes."""
+    for seed in range(20):
+        settings = SimSettings(nodes=nodes, groups=2)
+        result = run_seed(seed, settings)
+        assert result.violation is None, f"{result.violation}\nrepro: {repro(seed, settings)}"
+
+
 def test_same_seed_same_run() -> None:
     settings = SimSettings(nodes=3, groups=2)
     first, second = run_seed(1234, settings), run_seed(1234, settings)

@@ -28,8 +28,9 @@ transaction, so a restart resumes the window. A window begun before this node re
 (a database from an earlier release, or a changed window size) is not reported: half a window's
 digest would not match the others'.
 
-Runs on the writer thread, like the ``Applier`` that feeds it; so does ``take_checkpoints``,
-at the end of each of the writer's turns (``PaxosNode._commit``).
+Pure, like the rest of the core: a node's ``Applier`` feeds it on the writer thread and takes
+the finished windows there at the end of each turn (``PaxosNode._commit``); the simulator feeds
+one per node and checks that every node's windows agree through crashes and replaced disks.
 """
 
 from __future__ import annotations
