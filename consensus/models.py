@@ -169,6 +169,8 @@ class AppliedIndex(models.Model):
     (``consensus.core.result_digest``); null: the window began before it was recorded."""
     digest_window = models.PositiveIntegerField("digest window", default=0)
     """The window size ``digest`` was computed for (``PAXOS_DIGEST_WINDOW``)."""
+    digest_from = models.PositiveBigIntegerField("digest from", default=0)
+    """The first instance of the window in progress."""
 
     class Meta:
         verbose_name = "applied index"

@@ -225,8 +225,9 @@ class ResultDigest(Message):
     results on every node; a difference means the nodes' state machines differ (other code, or
     an ``apply`` that is not deterministic) and so may their state."""
 
+    first: int
     last: int
-    """The last instance of the window."""
+    """The window's first and last instances."""
     window: int
     """Instances per window (``PAXOS_DIGEST_WINDOW``): only windows of the same size compare."""
     digest: int

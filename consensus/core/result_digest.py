@@ -9,9 +9,10 @@ text already (to store them for retries). So every node hashes them, window by w
 ``window`` instances, and the nodes compare their windows (``consensus.runtime.divergence``),
 like etcd's corruption check compares its members' hashes.
 
-A window is defined by instance numbers alone (instances ``k*window+1 .. (k+1)*window``), never by
-how a node happened to batch its applications, so every node gets the same digest for the same
-window however its turns split the log. The digest chains the instances of the window in order:
+Windows are defined by positions in the log alone (one ends after every instance that is a
+multiple of ``window``, and after every state check), never by how a node happened to batch its
+applications, so every node gets the same digest for the same window however its turns split
+the log. The digest chains the instances of the window in order:
 ``d = blake2b(d_before || instance || result texts)``, 63 bits (a wire integer).
 
 What goes in: the JSON text of the result of every command the machine applied, in log order,
@@ -35,7 +36,7 @@ one per node and checks that every node's windows agree through crashes and repl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 
@@ -58,52 +59,66 @@ class Checkpoint:
     """A finished window: the digest of the results of instances ``first .. last``."""
 
     group_id: int
+    first: int
     last: int
     window: int
+    """The window size it was digested with (``PAXOS_DIGEST_WINDOW``)."""
     digest: int
 
-    @property
-    def first(self) -> int:
-        return self.last - self.window + 1
+
+Running = tuple[int, int | None]
+"""A group's window in progress: its first instance, and the digest so far (None: not
+reported, it began before this node could digest it)."""
 
 
 class ResultDigests:
     """The running digest of every group's window in progress, and the windows it finished.
 
-    ``None`` as a group's running digest means the window in progress began before this node
-    digested its results: it is finished without being reported."""
+    A window ends after every instance that is a multiple of ``window``, and after an instance
+    that holds a state check (``ends`` in ``feed``): state checks come every few minutes, so a
+    quiet group's nodes compare their states that often, not only after a thousand instances.
+    Both are positions in the log, the same on every node."""
 
     def __init__(self, window: int = DEFAULT_WINDOW) -> None:
         if window < 0:
             raise ValueError("the digest window is a number of instances, 0 or more")
         self.window = window
         """0: digest nothing (the check is off)."""
-        self._running: dict[int, int | None] = {}
+        self._running: dict[int, Running] = {}
         self._finished: list[Checkpoint] = []
 
-    def resume(self, group_id: int, applied: int, digest: int | None, window: int) -> None:
-        """Carry on from what the applied index's row says after a restart (or from nothing,
-        for a group that applies from instance 1: ``applied`` 0)."""
-        self._running[group_id] = digest if window == self.window or applied == 0 else None
+    def resume(self, group_id: int, applied: int, stored: Running | None, window: int) -> None:
+        """Carry on from what the applied index's row says after a restart: ``stored`` is the
+        window in progress as ``running`` gave it, digested with windows of ``window``."""
+        if applied == 0:
+            self._running[group_id] = (1, 0)
+        elif stored is not None and window == self.window and 0 < stored[0] <= applied + 1:
+            self._running[group_id] = stored
+        else:  # digested otherwise, or not at all: not reported until the next window
+            self._running[group_id] = (applied + 1, None)
 
-    def running(self, group_id: int) -> int | None:
-        """The digest of the group's window so far, to store with the applied index."""
-        return self._running.get(group_id)
+    def running(self, group_id: int) -> Running:
+        """The group's window in progress, to store with the applied index."""
+        return self._running.get(group_id, (0, None))
 
     def feed(
-        self, group_id: int, instances: Iterable[int], results: Sequence[tuple[int, bytes | None]]
+        self,
+        group_id: int,
+        instances: Iterable[int],
+        results: Sequence[tuple[int, bytes | None]],
+        ends: Container[int] = (),
     ) -> None:
-        """Add consecutive applied ``instances`` (every one, empty ones too: a window ends at
-        an instance number) and the ``results`` of their commands, ``(instance, text)`` in log
+        """Add consecutive applied ``instances`` (every one, empty ones too: windows end at
+        instance numbers) and the ``results`` of their commands, ``(instance, text)`` in log
         order. A text of None is something this node could not digest: its window is not
-        reported."""
+        reported. A window also ends after each instance in ``ends`` (state checks)."""
         if not self.window:
             return
-        digest = self._running.get(group_id)
+        first, digest = self._running.get(group_id, (0, None))
         position = 0
         for instance in instances:
-            if instance % self.window == 1 or self.window == 1:
-                digest = 0  # a window begins: every node starts it alike
+            if instance == 1:
+                first, digest = 1, 0  # the log's first window: every node starts it alike
             if digest is not None:
                 hasher = blake2b(digest.to_bytes(8, "big"), digest_size=8)
                 hasher.update(instance.to_bytes(8, "big"))
@@ -116,22 +131,28 @@ class ResultDigests:
                     hasher.update(b"\n")
                     position += 1
                 digest = None if hasher is None else int.from_bytes(hasher.digest(), "big") & _MASK
-            if instance % self.window == 0:
-                if digest is not None:
-                    self._finished.append(Checkpoint(group_id, instance, self.window, digest))
-                digest = None  # until the next window begins
             while position < len(results) and results[position][0] <= instance:
                 position += 1  # a window not digested still consumes its results
-        self._running[group_id] = digest
+            if instance % self.window == 0 or instance in ends:
+                if digest is not None:
+                    self._finished.append(
+                        Checkpoint(group_id, first, instance, self.window, digest)
+                    )
+                first, digest = instance + 1, 0  # the next window begins
+        self._running[group_id] = (first, digest)
 
-    def save(self, group_ids: Iterable[int]) -> tuple[dict[int, int | None], int]:
+    def save(self, group_ids: Iterable[int]) -> tuple[dict[int, Running | None], int]:
         """What ``restore`` needs to undo feeding these groups: a turn whose transaction is
         rolled back and applied again (``with_guard_on_failure``) must not digest twice."""
         return {g: self._running.get(g) for g in group_ids}, len(self._finished)
 
-    def restore(self, saved: tuple[dict[int, int | None], int]) -> None:
+    def restore(self, saved: tuple[dict[int, Running | None], int]) -> None:
         running, finished = saved
-        self._running.update(running)
+        for group_id, state in running.items():
+            if state is None:
+                self._running.pop(group_id, None)
+            else:
+                self._running[group_id] = state
         del self._finished[finished:]
 
     def take_checkpoints(self) -> list[Checkpoint]:

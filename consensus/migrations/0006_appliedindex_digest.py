@@ -19,4 +19,9 @@ class Migration(migrations.Migration):
             name="digest_window",
             field=models.PositiveIntegerField(default=0, verbose_name="digest window"),
         ),
+        migrations.AddField(
+            model_name="appliedindex",
+            name="digest_from",
+            field=models.PositiveBigIntegerField(default=0, verbose_name="digest from"),
+        ),
     ]

@@ -145,11 +145,13 @@ class Applier:
         row = (
             AppliedIndex.objects.using(self.using)
             .filter(group_id=group_id)
-            .values_list("digest", "digest_window")
+            .values_list("digest_from", "digest", "digest_window")
             .first()
         )
-        digest, window = row if row is not None and applied else (None, 0)
-        self.digests.resume(group_id, applied, digest, window)
+        if row is None:
+            self.digests.resume(group_id, applied, None, 0)
+        else:
+            self.digests.resume(group_id, applied, (row[0], row[1]), row[2])
 
     def lookup(self, group_id: int, request_id: str) -> Outcome | None:
         row = (
@@ -339,7 +341,12 @@ class Applier:
                 outcomes.append(
                     Outcome(group_id, request_id, first_instance, first_result, duplicate=True)
                 )
-        self.digests.feed(group_id, (entry.instance for entry in entries), digested)
+        self.digests.feed(
+            group_id,
+            (entry.instance for entry in entries),
+            digested,
+            ends={instance for _position, instance in cuts},
+        )
         return outcomes, rows, cutoff
 
     def _apply_with_state_checks(
@@ -508,12 +515,13 @@ class Applier:
                     ],
                 )
             cursor.executemany(
-                "INSERT INTO consensus_appliedindex (group_id, applied, digest, digest_window) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (group_id) DO UPDATE SET "
-                "applied = excluded.applied, digest = excluded.digest, "
-                "digest_window = excluded.digest_window",
+                "INSERT INTO consensus_appliedindex "
+                "(group_id, applied, digest_from, digest, digest_window) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (group_id) DO UPDATE SET "
+                "applied = excluded.applied, digest_from = excluded.digest_from, "
+                "digest = excluded.digest, digest_window = excluded.digest_window",
                 [
-                    (group_id, index, self.digests.running(group_id), self.digests.window)
+                    (group_id, index, *self.digests.running(group_id), self.digests.window)
                     for group_id, index in applied
                 ],
             )

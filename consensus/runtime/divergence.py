@@ -93,6 +93,7 @@ class DivergenceCheck:
                         group_id=checkpoint.group_id,
                         src=self.node_id,
                         dst=peer,
+                        first=checkpoint.first,
                         last=checkpoint.last,
                         window=checkpoint.window,
                         digest=checkpoint.digest,
@@ -117,7 +118,7 @@ class DivergenceCheck:
     def _compare(self, theirs: ResultDigest) -> None:
         mine = self._mine.get(theirs.group_id, {}).get(theirs.last)
         if mine is None:
-            return
+            return  # not finished here, or not reported
         if mine.window != theirs.window:
             if theirs.src not in self._windows_differ:
                 self._windows_differ.add(theirs.src)
@@ -131,6 +132,8 @@ class DivergenceCheck:
                     mine.window,
                 )
             return
+        if mine.first != theirs.first:
+            return  # not the same window (the logs differ, which the core's checks catch)
         self.compared += 1
         key = (theirs.group_id, theirs.src)
         if mine.digest == theirs.digest or key in self._found:

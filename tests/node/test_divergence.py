@@ -21,11 +21,19 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 def window(last: int, digest: int, size: int = 10, group_id: int = 1) -> Checkpoint:
-    return Checkpoint(group_id, last, size, digest)
+    return Checkpoint(group_id, last - size + 1, last, size, digest)
 
 
 def said(src: int, last: int, digest: int, size: int = 10, group_id: int = 1) -> ResultDigest:
-    return ResultDigest(group_id=group_id, src=src, dst=1, last=last, window=size, digest=digest)
+    return ResultDigest(
+        group_id=group_id,
+        src=src,
+        dst=1,
+        first=last - size + 1,
+        last=last,
+        window=size,
+        digest=digest,
+    )
 
 
 def test_finished_windows_are_sent_to_every_peer() -> None:
@@ -132,6 +140,6 @@ def test_messages_from_unknown_nodes_or_for_another_node_are_ignored() -> None:
     check = DivergenceCheck(1, [1, 2])
     check.finished([window(10, 1)])
     check.received(said(9, 10, 2))
-    check.received(ResultDigest(group_id=1, src=2, dst=3, last=10, window=10, digest=2))
+    check.received(ResultDigest(group_id=1, src=2, dst=3, first=1, last=10, window=10, digest=2))
     check.received(said(1, 10, 2))  # itself
     assert check.compared == 0 and check.divergences() == []

@@ -93,7 +93,7 @@ def test_a_window_begun_before_digests_were_recorded_is_not_reported(
     """A database of an earlier release (no digest), or a changed PAXOS_DIGEST_WINDOW: half a
     window's digest would not match the other nodes'."""
     digests = ResultDigests(7)
-    digests.resume(1, 10, digest, window)
+    digests.resume(1, 10, (8, digest), window)
     fed(digests, LOG[10:])
     assert [c.last for c in digests.take_checkpoints()] == [21, 28]
 
@@ -109,6 +109,18 @@ def test_only_the_latest_windows_of_a_long_catch_up_are_kept() -> None:
         (2, 2),
         (2, 3),
     ]
+
+
+def test_a_state_check_ends_a_window_early_and_a_restart_keeps_where_it_began() -> None:
+    digests = ResultDigests(7)
+    digests.feed(1, range(1, 11), [], ends={3, 5})
+    assert [(c.first, c.last) for c in digests.take_checkpoints()] == [(1, 3), (4, 5), (6, 7)]
+    assert digests.running(1)[0] == 8
+    again = ResultDigests(7)
+    again.resume(1, 10, digests.running(1), 7)
+    again.feed(1, range(11, 15), [])
+    digests.feed(1, range(11, 15), [])
+    assert again.take_checkpoints() == digests.take_checkpoints() != []
 
 
 def test_window_zero_digests_nothing() -> None:
@@ -191,7 +203,8 @@ def test_the_applier_digests_the_kv_store_alike_in_any_turns_and_across_a_restar
     before = Applier({1: KVStateMachine(1)}, digest_window=8)
     checkpoints = applied_in_turns(before, log[:13], 3)
     row = AppliedIndex.objects.get(group_id=1)
-    assert (row.applied, row.digest, row.digest_window) == (13, before.digests.running(1), 8)
+    stored = (row.digest_from, row.digest)
+    assert (row.applied, stored, row.digest_window) == (13, before.digests.running(1), 8)
     after = Applier({1: KVStateMachine(1)}, digest_window=8)  # a restart
     after.resume_digest(1, 13)
     checkpoints += applied_in_turns(after, log[13:], 5)
@@ -387,6 +400,6 @@ def test_an_in_memory_machine_replayed_at_start_digests_its_windows_as_before() 
     with transaction.atomic():
         replayed.apply_groups([(1, log[10:])])
     again = replayed.digests.take_checkpoints()
-    assert [c.last for c in ran] == [4, 8, 12, 16]
-    assert [c.last for c in again] == [4, 12, 16]  # 5..8 held a state check it did not take
-    assert [c for c in ran if c.last != 8] == again
+    assert [c.last for c in ran] == [4, 6, 8, 12, 16]  # the state check ends a window
+    assert [c.last for c in again] == [4, 8, 12, 16]  # 5..6: a state check it did not take
+    assert [c for c in ran if c.last != 6] == again

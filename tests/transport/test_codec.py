@@ -176,7 +176,7 @@ def test_wire_schema_is_pinned() -> None:
         (
             18,
             "ResultDigest",
-            [*HEADER, ("last", "uint"), ("window", "uint"), ("digest", "uint")],
+            [*HEADER, ("first", "uint"), ("last", "uint"), ("window", "uint"), ("digest", "uint")],
         ),
     ]
 
