@@ -17,7 +17,7 @@
    from the node's database (its local state);
 5. checks: linearizability per key (``checker.check``), no acknowledged write lost and every node
    holding the same value (``checker.lost_writes``), the bank's total on every node, the same
-   chosen log on every node, no node crash.
+   chosen log on every node, no result digest that differed between nodes, no node crash.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ from . import checker
 from .client import Client, LyingClient
 from .history import FAIL, INFO, OK, UNKNOWN, Fault, History, Op
 from .nemesis import FAULTS, Nemesis
+
+DIGEST_SETTINGS = {"PAXOS_DIGEST_WINDOW": "20", "PAXOS_STATE_CHECK_INTERVAL": "0.5"}
+"""Small windows and frequent state checks: through every fault, the nodes' result and state
+digests must agree (README "Nodes whose state machines differ")."""
 
 
 @dataclass
@@ -104,6 +108,9 @@ class Report:
     availability: dict[str, float] = field(default_factory=dict)
     """Register ops completed ok per second: with no fault active, and during each fault type
     (a fault the cluster should ride out but that stops all progress is a liveness problem)."""
+    windows_compared: int = 0
+    """Result digest windows the nodes compared (``DIGEST_SETTINGS``): any that differed is a
+    problem under ``agreement``."""
     run_seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
     check_seconds: float = 0.0
@@ -141,6 +148,7 @@ class Report:
             + ", ".join(f"{f} {n}" for f, n in sorted(self.by_f.items())),
             f"  faults injected: {sum(self.faults.values())} ({faults or 'none'})",
             f"  bank transfers: {self.transfers}",
+            f"  result digest windows compared: {self.windows_compared}",
             f"  checked in {self.check_seconds:.2f}s: "
             + (self.linearizability.summary() if self.linearizability else "not checked"),
             f"  lost writes: {len(self.lost_writes)}, bank problems: {len(self.bank)}, "
@@ -286,6 +294,7 @@ class JepsenRun:
                 learning_interval_ms=s.learning_interval_ms,
                 request_timeout=s.request_timeout,
                 link_ports=self.network.link_ports,
+                extra_env=DIGEST_SETTINGS,
             )
             self.network.set_targets({n: node.port for n, node in self.cluster.nodes.items()})
             self.cluster.start()
@@ -699,4 +708,12 @@ class JepsenRun:
                         f"group {group}: node {node} chose {log[first]} where another node "
                         f"chose {reference[first]}"
                     )
+        for node in cluster.nodes:
+            status = cluster.status(node)
+            report.windows_compared += status["result_digests"]["windows_compared"]
+            report.agreement.extend(
+                f"node {node}: group {found['group_id']}: results for instances "
+                f"{found['first']}..{found['last']} differ from node {found['peer']}'s"
+                for found in status["divergences"]
+            )
         report.check_seconds = time.perf_counter() - started
