@@ -290,6 +290,11 @@ class PaxosClient:
         reached raises ``Unavailable`` at once (a 503 raises ``NoQuorum``)."""
         return self._call("GET", "/api/status/", nodes=[(host, port)], retry=False)
 
+    def check_state(self, group: int = 1) -> dict[str, Any]:
+        """``POST /api/groups/<g>/state-check/``: put a state check in the group's log and
+        compare the nodes' digests of it (README "Nodes whose state machines differ")."""
+        return self._call("POST", f"/api/groups/{int(group)}/state-check/", {})
+
     def groups(self) -> list[dict[str, Any]]:
         return self._call("GET", "/api/groups/")
 

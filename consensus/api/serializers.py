@@ -77,6 +77,25 @@ class QueryResponseSerializer(serializers.Serializer):
     consistency = serializers.CharField()
 
 
+class StateCheckResponseSerializer(serializers.Serializer):
+    group_id = serializers.IntegerField()
+    instance = serializers.IntegerField(help_text="The state check's instance in the log.")
+    first = serializers.IntegerField(
+        allow_null=True,
+        help_text="The first instance of the result digest window that ends with the check "
+        "(null: this node did not digest it).",
+    )
+    state = serializers.CharField(
+        allow_null=True, help_text="This node's state_digest() at the check (null: none)."
+    )
+    peers = serializers.DictField(
+        child=serializers.ChoiceField(["same", "differs", "not compared"]),
+        help_text="Peer node id -> how its digest of the window compares with this node's "
+        "('not compared': it did not report it in time, or did not digest it).",
+    )
+    note = serializers.CharField(allow_null=True)
+
+
 #
 # Groups and the commit log
 #

@@ -26,6 +26,11 @@ urlpatterns = [
     path("groups/<group:group_id>/commands/", views.commands_view, name="group-commands"),
     path("groups/<group:group_id>/query/", views.query_view, name="group-query"),
     path("groups/<group:group_id>/log/", views.GroupLogView.as_view(), name="group-log"),
+    path(
+        "groups/<group:group_id>/state-check/",
+        views.state_check_view,
+        name="group-state-check",
+    ),
     path("", include(router.urls)),
     # The OpenAPI schema and its docs pages: open to everyone (they hold no data), assets served
     # locally by drf-spectacular-sidecar (no CDN: the docs work offline).

@@ -44,6 +44,7 @@ from .serializers import (
     NodeSerializer,
     QueryRequestSerializer,
     QueryResponseSerializer,
+    StateCheckResponseSerializer,
     StatusSerializer,
 )
 
@@ -169,6 +170,40 @@ async def query_view(request: HttpRequest, group_id: int) -> HttpResponse:
         raise fastpath.query_error(node, group_id, query, error) from None
     answer, _ = portable_result(result)  # as a command's result: JSON or an error, never str()
     return json_response({"result": answer, "consistency": consistency})
+
+
+class StateCheckDocView(APIView):
+    """Documentation only: ``state_check_view`` serves the URL (see ``fastpath.documented_by``)."""
+
+    @extend_schema(
+        operation_id="groups_state_check_create",
+        summary="Compare the nodes' state of a group now",
+        description="Puts a state check in the group's log: every node digests its state "
+        "machine's state at that place, and the window of results it ends is compared between "
+        "the nodes, as every few minutes (README 'Nodes whose state machines differ'). Answers "
+        "how each peer's digest compares with this node's, after at most 2 s.",
+        parameters=[GROUP_ID],
+        request=None,
+        responses={
+            200: StateCheckResponseSerializer,
+            **error_responses(401, 403, 404, 405, 503),
+        },
+        tags=["groups"],
+    )
+    def post(self, request: Request, group_id: int) -> Response:  # pragma: no cover
+        raise NotImplementedError
+
+
+@fastpath.documented_by(StateCheckDocView)
+@fastpath.lean_view("POST")
+async def state_check_view(request: HttpRequest, group_id: int) -> HttpResponse:
+    """``POST /api/groups/<g>/state-check/``: ``PaxosNode.check_state``."""
+    node = fastpath.require_node()
+    fastpath.require_group(node, group_id)
+    try:
+        return json_response(await node.check_state(group_id))
+    except (UnknownGroupError, SubmitError) as error:
+        raise fastpath.runtime_error(node, group_id, error) from None
 
 
 #
@@ -383,4 +418,5 @@ __all__ = [
     "api_not_found",
     "bad_request",
     "commands_view",
+    "state_check_view",
 ]

@@ -71,6 +71,9 @@ class DivergenceCheck:
         """(group, peer) -> the peer's latest windows this node has not finished, by last
         instance: a peer ahead by a few windows is compared with when this node gets there."""
         self._found: dict[tuple[int, int], Divergence] = {}
+        self._verdicts: dict[tuple[int, int], dict[int, bool]] = {}
+        """(group, window's last instance) -> peer -> whether it digested the window alike
+        (for the windows in ``_mine``)."""
         self._windows_differ: set[int] = set()  # peers told about, once each
         self.compared = 0
         """Windows compared with a peer's (for tests and ``/api/status/``)."""
@@ -83,7 +86,8 @@ class DivergenceCheck:
             mine = self._mine.setdefault(checkpoint.group_id, OrderedDict())
             mine[checkpoint.last] = checkpoint
             while len(mine) > self.keep:
-                mine.popitem(last=False)
+                forgotten, _ = mine.popitem(last=False)
+                self._verdicts.pop((checkpoint.group_id, forgotten), None)
             for peer in self.peers:
                 claims = self._claims.get((checkpoint.group_id, peer))
                 while claims and next(iter(claims)) <= checkpoint.last:
@@ -135,6 +139,8 @@ class DivergenceCheck:
         if mine.first != theirs.first:
             return  # not the same window (the logs differ, which the core's checks catch)
         self.compared += 1
+        verdicts = self._verdicts.setdefault((theirs.group_id, theirs.last), {})
+        verdicts[theirs.src] = mine.digest == theirs.digest
         key = (theirs.group_id, theirs.src)
         if mine.digest == theirs.digest or key in self._found:
             return
@@ -153,6 +159,12 @@ class DivergenceCheck:
     def divergences(self) -> list[Divergence]:
         """Every (group, peer) whose results differed from this node's, first difference each."""
         return list(self._found.values())
+
+    def window(self, group_id: int, last: int) -> tuple[Checkpoint | None, dict[int, bool]]:
+        """This node's window of the group that ended at ``last`` (None if it did not report
+        one), and for each peer that reported it too whether their digests were the same."""
+        checkpoint = self._mine.get(group_id, {}).get(last)
+        return checkpoint, dict(self._verdicts.get((group_id, last), {}))
 
     def odd_one_out(self, group_id: int) -> bool:
         """This node disagrees with a majority of the other nodes in the group: it is likely

@@ -99,6 +99,8 @@ PRUNE_CATCH_UP_DELAY = 1.0
 """Seconds to the next pruning round after one that pruned (instead of ``prune_interval``)."""
 STATE_CHECK_INTERVAL = 300.0
 """Seconds between a leader's state checks of a group (``_check_states``); 0: none."""
+STATE_CHECK_WAIT = 2.0
+"""Seconds ``check_state`` waits for the peers' digests of its window."""
 HAND_OVER_TIMEOUT = 0.5
 """Seconds ``stop()`` waits at most, for all groups together, until the groups this node leads
 have a new leader (``_hand_over_leadership``); 0: no hand-over (the others wait for their
@@ -165,6 +167,10 @@ def same_command(first: str, second: str) -> bool:
         return bool(orjson.loads(first) == orjson.loads(second))
     except orjson.JSONDecodeError:
         return False
+
+
+def _verdict(same: bool | None) -> str:
+    return "not compared" if same is None else "same" if same else "differs"
 
 
 def replica_config(config: ClusterConfig, group_id: int, tick_ms: int) -> ReplicaConfig:
@@ -960,6 +966,38 @@ class PaxosNode:
                         outcome.instance,
                         outcome.result,
                     )
+
+    async def check_state(self, group_id: int, wait: float = STATE_CHECK_WAIT) -> dict[str, Any]:
+        """Put a state check in the group's log now (as the leaders do every
+        ``state_check_interval``) and say how this node's window that ends there compares with
+        each peer's, waiting up to ``wait`` seconds for their digests: ``POST
+        /api/groups/<g>/state-check/``, ``paxos check``."""
+        outcome = await self.submit(group_id, "", f"{STATE_PREFIX}{new_request_id()}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        peers = [peer for peer in self.config.node_ids if peer != self.node_id]
+        while True:
+            checkpoint, verdicts = self.divergence.window(group_id, outcome.instance)
+            if len(verdicts) == len(peers) or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        if checkpoint is None:
+            note = (
+                "this node did not digest the window (the check is off, it was catching up, or "
+                "its state_digest failed: see its log)"
+            )
+        elif outcome.result is None:
+            note = "the state machine has no state_digest: its results were compared, not its state"
+        else:
+            note = None
+        return {
+            "group_id": group_id,
+            "instance": outcome.instance,
+            "first": None if checkpoint is None else checkpoint.first,
+            "state": outcome.result,
+            "peers": {str(peer): _verdict(verdicts.get(peer)) for peer in peers},
+            "note": note,
+        }
 
     # ------------------------------------------------------------------ the loop
 

@@ -7,12 +7,13 @@ crash in the middle of a window, report nothing."""
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 import time
 import urllib.request
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from tests.fixtures.cluster import TOKEN, Cluster, kv_put, wait_for
 
@@ -124,3 +125,30 @@ def test_rows_changed_behind_paxos_back_are_found_by_the_state_checks(cluster_fa
     wait_for(lambda: divergent_peers(cluster, 2) == [3], "node 2 to find node 3's state differs")
     wait_for(lambda: divergent_peers(cluster, 3) == [1, 2], "node 3 to find it differs")
     assert readyz(cluster, 2)[0] == 200 and readyz(cluster, 3)[0] == 503
+
+
+def test_paxos_check_compares_the_state_now(cluster_factory) -> None:
+    """On demand (``paxos check``, ``POST /api/groups/<g>/state-check/``), with the periodic
+    checks off: no need to wait for a window to fill."""
+    cluster: Cluster = cluster_factory(groups=(1, 2), extra_env={"PAXOS_STATE_CHECK_INTERVAL": "0"})
+    for n in range(5):
+        cluster.submit(1, 1, kv_put(f"k{n}", "1"))
+    urls = ",".join(node.url for node in cluster.nodes.values())
+    out = io.StringIO()
+    call_command("paxos", "--url", urls, "--token", TOKEN, "check", stdout=out)
+    assert out.getvalue().splitlines() == [
+        f"group {group} at instance {instance}: node 2 same, node 3 same"
+        for group, instance in re.findall(r"group (\d) at instance (\d+)", out.getvalue())
+    ]
+    assert len(out.getvalue().splitlines()) == 2
+
+    cluster.wait_for_applied(1, cluster.group_states(1)[1]["chosen_upto"])
+    with sqlite3.connect(cluster.folder / "data" / "node3.sqlite3", timeout=10) as database:
+        database.execute("DELETE FROM kvstore_entry WHERE key = 'k1'")
+    with pytest.raises(CommandError, match=r"group\(s\) 1: some node's state machine differs"):
+        call_command("paxos", "--url", urls, "--token", TOKEN, "check", "-g", "1", stdout=out)
+    code, answer = cluster.request(3, "POST", "/api/groups/1/state-check/")
+    assert code == 200
+    assert answer["peers"] == {"1": "differs", "2": "differs"}
+    assert answer["state"].startswith("4 rows ") and answer["note"] is None
+    assert divergent_peers(cluster, 1) == [3] and readyz(cluster, 3)[0] == 503

@@ -11,7 +11,8 @@ current folder (what ``runpaxos --demo`` writes), else http://127.0.0.1:33333. T
 ``--token``, else ``$PAXOS_API_TOKEN``, else the config's first apiToken.
 Output is the value (get) or JSON; failures are one-line errors with exit status 1.
 ``status`` asks every node at once (one attempt each, at most 5 s), prints what it got, and
-exits 1 when a node did not answer.
+exits 1 when a node did not answer. ``check`` compares the nodes' state of every group now and
+exits 1 when a node's differs.
 """
 
 from __future__ import annotations
@@ -130,6 +131,13 @@ class Command(BaseCommand):
 
         actions.add_parser("status", help="each node's groups: role, leader, chosen, applied")
 
+        check = actions.add_parser(
+            "check",
+            help="compare the nodes' state now: a state check through the log of each group "
+            "(or --group); exit 1 if a node's differs",
+        )
+        check.add_argument("--group", "-g", type=int, help="only this group (default: all)")
+
     def _group_options(self, parser: CommandParser, *, request_id: bool = False) -> None:
         parser.add_argument("--group", "-g", type=int, default=1, help="group id (1)")
         if request_id:
@@ -200,6 +208,8 @@ class Command(BaseCommand):
                 raise CommandError(f"cas failed: the value is {result.value!r}")
         elif action == "status":
             self._status(client, addresses, options)
+        elif action == "check":
+            self._check(client, options)
 
     def _status(
         self, client: PaxosClient, addresses: list[tuple[str, int]], options: dict[str, Any]
@@ -260,6 +270,27 @@ class Command(BaseCommand):
             unreachable = all(answers[address]["unreachable"] for address in failed)
             what = "unreachable" if unreachable else "without a status (unreachable or failing)"
             raise CommandError(f"{len(failed)} of {len(answers)} nodes {what}: {', '.join(failed)}")
+
+    def _check(self, client: PaxosClient, options: dict[str, Any]) -> None:
+        """A state check of each group through the node that answers; a line per group."""
+        groups = (
+            [options["group"]] if options["group"] else [g["group_id"] for g in client.groups()]
+        )
+        checks = [client.check_state(group) for group in groups]
+        if options["json"]:
+            self._print(checks, options)
+        for check in checks if not options["json"] else ():
+            peers = ", ".join(f"node {peer} {verdict}" for peer, verdict in check["peers"].items())
+            self.stdout.write(
+                f"group {check['group_id']} at instance {check['instance']}: {peers}"
+                + (f" ({check['note']})" if check["note"] else "")
+            )
+        differ = [str(c["group_id"]) for c in checks if "differs" in c["peers"].values()]
+        if differ:
+            raise CommandError(
+                f"group(s) {', '.join(differ)}: some node's state machine differs (README "
+                '"Nodes whose state machines differ")'
+            )
 
     def _print(self, data: Any, options: dict[str, Any]) -> None:
         if isinstance(data, str) and not options["json"]:
