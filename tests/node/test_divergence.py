@@ -45,15 +45,19 @@ def test_finished_windows_are_sent_to_every_peer() -> None:
     ]
 
 
+def exchange(check: DivergenceCheck, mine: Checkpoint, theirs: ResultDigest, peer_first: bool):
+    """This node finishes ``mine`` and hears ``theirs``, in either order."""
+    if peer_first:
+        check.received(theirs)
+    check.finished([mine])
+    if not peer_first:
+        check.received(theirs)
+
+
 @pytest.mark.parametrize("peer_first", [True, False])
 def test_the_same_digest_is_no_divergence_whoever_finishes_first(peer_first: bool) -> None:
     check = DivergenceCheck(1, [1, 2, 3])
-    if peer_first:
-        check.received(said(2, 10, 7))
-        check.finished([window(10, 7)])
-    else:
-        check.finished([window(10, 7)])
-        check.received(said(2, 10, 7))
+    exchange(check, window(10, 7), said(2, 10, 7), peer_first)
     assert check.compared == 1
     assert check.divergences() == []
 
@@ -64,12 +68,7 @@ def test_a_different_digest_is_found_once_and_kept(
 ) -> None:
     check = DivergenceCheck(1, [1, 2, 3])
     caplog.set_level(logging.ERROR, "consensus.runtime")
-    if peer_first:
-        check.received(said(3, 10, 8))
-        check.finished([window(10, 7)])
-    else:
-        check.finished([window(10, 7)])
-        check.received(said(3, 10, 8))
+    exchange(check, window(10, 7), said(3, 10, 8), peer_first)
     check.finished([window(20, 9)])
     check.received(said(3, 20, 10))  # differs again: already said
     check.received(said(2, 20, 9))  # node 2 agrees
