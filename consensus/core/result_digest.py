@@ -64,6 +64,9 @@ class Checkpoint:
     window: int
     """The window size it was digested with (``PAXOS_DIGEST_WINDOW``)."""
     digest: int
+    state_checked: bool = False
+    """It ends at a state check whose ``state_digest`` is in the digest: nodes that agree on
+    it had the same state there."""
 
 
 Running = tuple[int, int | None]
@@ -107,11 +110,13 @@ class ResultDigests:
         instances: Iterable[int],
         results: Sequence[tuple[int, bytes | None]],
         ends: Container[int] = (),
+        checked: Container[int] = (),
     ) -> None:
         """Add consecutive applied ``instances`` (every one, empty ones too: windows end at
         instance numbers) and the ``results`` of their commands, ``(instance, text)`` in log
         order. A text of None is something this node could not digest: its window is not
-        reported. A window also ends after each instance in ``ends`` (state checks)."""
+        reported. A window also ends after each instance in ``ends`` (state checks); those in
+        ``checked`` digested the state machine's state."""
         if not self.window:
             return
         first, digest = self._running.get(group_id, (0, None))
@@ -136,7 +141,9 @@ class ResultDigests:
             if instance % self.window == 0 or instance in ends:
                 if digest is not None:
                     self._finished.append(
-                        Checkpoint(group_id, first, instance, self.window, digest)
+                        Checkpoint(
+                            group_id, first, instance, self.window, digest, instance in checked
+                        )
                     )
                 first, digest = instance + 1, 0  # the next window begins
         self._running[group_id] = (first, digest)

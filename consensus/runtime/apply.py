@@ -316,7 +316,8 @@ class Applier:
             )
         outcomes: list[Outcome] = []
         rows: list[tuple[str, int, str]] = []
-        digested: list[tuple[int, bytes]] = []
+        digested: list[tuple[int, bytes | None]] = []
+        checked: set[int] = set()  # instances whose state check digested the state
         for request_id, instance, position in plan:
             if position is not None:
                 result, encoded = portable_result(results[position])
@@ -333,6 +334,7 @@ class Applier:
                     state = None
                 elif state is not None:
                     digested.append((instance, b"state\x00" + state.encode(errors="surrogatepass")))
+                    checked.add(instance)
                 outcomes.append(Outcome(group_id, request_id, instance, state))
             elif request_id.startswith(RESERVED_PREFIX):
                 outcomes.append(Outcome(group_id, request_id, instance, markers.get(request_id)))
@@ -346,6 +348,7 @@ class Applier:
             (entry.instance for entry in entries),
             digested,
             ends={instance for _position, instance in cuts},
+            checked=checked,
         )
         return outcomes, rows, cutoff
 

@@ -9,11 +9,12 @@ older than that are not compared: a node that catches up from far behind checks 
 peers finish after it is back.
 
 A difference is an alarm, as etcd's ``CORRUPT``: the node logs it once per group and peer, lists
-it in ``/api/status/`` and sets it in ``/metrics``, until it restarts. A node that disagrees with
-a majority of the other nodes is also unready (``/readyz``: a load balancer should stop sending
-it reads it answers from state the others do not have); the others, whose peers mostly agree
-with them, stay ready and note it. It is best effort: a digest lost with a link is not sent
-again.
+it in ``/api/status/`` and sets it in ``/metrics``, until a later window that ends with a state
+check agrees (the same state then: the odd node was rebuilt or repaired), or the node restarts.
+A node that disagrees with a majority of the other nodes is also unready (``/readyz``: a load
+balancer should stop sending it reads it answers from state the others do not have); the
+others, whose peers mostly agree with them, stay ready and note it. It is best effort: a digest
+lost with a link is not sent again.
 """
 
 from __future__ import annotations
@@ -142,7 +143,19 @@ class DivergenceCheck:
         verdicts = self._verdicts.setdefault((theirs.group_id, theirs.last), {})
         verdicts[theirs.src] = mine.digest == theirs.digest
         key = (theirs.group_id, theirs.src)
-        if mine.digest == theirs.digest or key in self._found:
+        if mine.digest == theirs.digest:
+            if mine.state_checked and self._found.pop(key, None) is not None:
+                logger.warning(
+                    "node %s: group %s: node %s's state and results agree with this node's "
+                    "again (instances %s..%s, ending with a state check): alarm cleared",
+                    self.node_id,
+                    theirs.group_id,
+                    theirs.src,
+                    mine.first,
+                    mine.last,
+                )
+            return
+        if key in self._found:
             return
         found = Divergence(
             theirs.group_id,

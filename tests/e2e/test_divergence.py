@@ -152,3 +152,12 @@ def test_paxos_check_compares_the_state_now(cluster_factory) -> None:
     assert answer["peers"] == {"1": "differs", "2": "differs"}
     assert answer["state"].startswith("4 rows ") and answer["note"] is None
     assert divergent_peers(cluster, 1) == [3] and readyz(cluster, 3)[0] == 503
+
+    with sqlite3.connect(cluster.folder / "data" / "node3.sqlite3", timeout=10) as database:
+        database.execute(  # repaired: the row as the other nodes have it
+            "INSERT INTO kvstore_entry (group_id, key, value, instance) VALUES (1, 'k1', '1', 0)"
+        )
+    call_command("paxos", "--url", urls, "--token", TOKEN, "check", "-g", "1", stdout=out)
+    wait_for(lambda: divergent_peers(cluster, 3) == [], "node 3's alarms to clear")
+    assert divergent_peers(cluster, 1) == [] and readyz(cluster, 3)[0] == 200
+    assert "agree with this node's again" in cluster.tail(1, 50)

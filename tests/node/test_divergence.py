@@ -20,8 +20,10 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         yield
 
 
-def window(last: int, digest: int, size: int = 10, group_id: int = 1) -> Checkpoint:
-    return Checkpoint(group_id, last - size + 1, last, size, digest)
+def window(
+    last: int, digest: int, size: int = 10, group_id: int = 1, state_checked: bool = False
+) -> Checkpoint:
+    return Checkpoint(group_id, last - size + 1, last, size, digest, state_checked)
 
 
 def said(src: int, last: int, digest: int, size: int = 10, group_id: int = 1) -> ResultDigest:
@@ -80,6 +82,21 @@ def test_a_different_digest_is_found_once_and_kept(
         "a node's data was changed outside Paxos, and their state may differ"
     )
     assert [r.getMessage() for r in caplog.records] == [f"node 1: {found.describe()}"]
+
+
+def test_an_alarm_clears_when_a_window_ending_with_a_state_check_agrees_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The odd node was rebuilt or repaired: the same state at a state check. A window of
+    results only that agrees proves nothing about the state, and clears nothing."""
+    check = DivergenceCheck(1, [1, 2, 3])
+    exchange(check, window(10, 7), said(3, 10, 8), peer_first=False)
+    exchange(check, window(20, 5), said(3, 20, 5), peer_first=True)
+    assert [f.peer for f in check.divergences()] == [3]
+    exchange(check, window(25, 6, size=5, state_checked=True), said(3, 25, 6, size=5), True)
+    assert check.divergences() == []
+    assert "node 3's state and results agree with this node's again" in caplog.text
+    assert not check.odd_one_out(1)
 
 
 def test_a_peer_ahead_is_compared_window_by_window_when_this_node_gets_there() -> None:
