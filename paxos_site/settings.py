@@ -123,9 +123,19 @@ PAXOS_READY_MAX_LAG = 100
 """``/readyz`` fails while a group's applied index is more than this many instances behind the
 highest chosen index the node knows of (consensus.health)."""
 PAXOS_DIGEST_WINDOW = _env_number("PAXOS_DIGEST_WINDOW", 1000)
+if PAXOS_DIGEST_WINDOW < 0:
+    raise ImproperlyConfigured(
+        f"PAXOS_DIGEST_WINDOW={PAXOS_DIGEST_WINDOW} is negative: give a number of instances (the "
+        "default is 1000), or 0 to compare nothing"
+    )
 """The nodes compare digests of their state machines' results every this many instances of a
 group's log (consensus/core/result_digest.py); the same on every node. 0: no comparison."""
 PAXOS_STATE_CHECK_INTERVAL = _env_number("PAXOS_STATE_CHECK_INTERVAL", 300.0)
+if not 0 <= PAXOS_STATE_CHECK_INTERVAL < float("inf"):  # NaN fails too
+    raise ImproperlyConfigured(
+        f"PAXOS_STATE_CHECK_INTERVAL={PAXOS_STATE_CHECK_INTERVAL} is not a number of seconds: "
+        "give one (the default is 300), or 0 for no periodic state checks"
+    )
 """Seconds between a leader's state checks: every node takes its state machine's
 ``state_digest`` at the same place of the log and the result digests compare them. 0: none."""
 

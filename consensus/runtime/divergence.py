@@ -46,18 +46,29 @@ class Divergence:
     theirs: int
     detected_at: float
     """Wall-clock time (``time.time()``), for the operator."""
+    state_checked: bool = False
+    """The window ended with a state check: the state there may be what differs."""
 
     def describe(self) -> str:
+        where = (
+            f"instance {self.last}"
+            if self.first == self.last
+            else f"instances {self.first}..{self.last}"
+        )
+        what = f"results for {where}"
+        if self.state_checked:
+            what += f", or its state at the state check in instance {self.last},"
         return (
-            f"group {self.group_id}: the state machine's results for instances "
-            f"{self.first}..{self.last} differ from node {self.peer}'s (digest {self.mine:x} "
-            f"against {self.theirs:x}): the nodes' state machines are not the same code or not "
-            "deterministic, or a node's data was changed outside Paxos, and their state may "
-            "differ"
+            f"group {self.group_id}: the state machine's {what} differ from node {self.peer}'s "
+            f"(digest {self.mine:016x} against {self.theirs:016x}): the nodes' state machines "
+            "are not the same code or not deterministic, or a node's data was changed outside "
+            "Paxos, and their state may differ"
         )
 
     def as_json(self) -> dict[str, object]:
-        return asdict(self)
+        """For ``/api/status/``: digests as hex text (JSON numbers beyond 2**53 lose digits in
+        JavaScript and jq)."""
+        return {**asdict(self), "mine": f"{self.mine:016x}", "theirs": f"{self.theirs:016x}"}
 
 
 class DivergenceCheck:
@@ -144,8 +155,10 @@ class DivergenceCheck:
         verdicts[theirs.src] = mine.digest == theirs.digest
         key = (theirs.group_id, theirs.src)
         if mine.digest == theirs.digest:
-            if mine.state_checked and self._found.pop(key, None) is not None:
-                logger.warning(
+            found = self._found.get(key)
+            if found is not None and mine.state_checked and mine.last > found.last:
+                del self._found[key]  # the same state, after the difference: repaired
+                logger.info(
                     "node %s: group %s: node %s's state and results agree with this node's "
                     "again (instances %s..%s, ending with a state check): alarm cleared",
                     self.node_id,
@@ -165,6 +178,7 @@ class DivergenceCheck:
             mine.digest,
             theirs.digest,
             time.time(),
+            mine.state_checked,
         )
         self._found[key] = found
         logger.error("node %s: %s", self.node_id, found.describe())
@@ -178,6 +192,10 @@ class DivergenceCheck:
         one), and for each peer that reported it too whether their digests were the same."""
         checkpoint = self._mine.get(group_id, {}).get(last)
         return checkpoint, dict(self._verdicts.get((group_id, last), {}))
+
+    def alarmed(self, group_id: int) -> bool:
+        """Some peer's results for the group differed from this node's."""
+        return any(group == group_id for group, _peer in self._found)
 
     def odd_one_out(self, group_id: int) -> bool:
         """This node disagrees with a majority of the other nodes in the group: it is likely

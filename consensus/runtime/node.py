@@ -337,6 +337,7 @@ class PaxosNode:
         """Compares this node's result digests with its peers' (``divergence.py``)."""
         self.state_check_interval = state_check_interval
         self._state_checked: dict[int, int] = {}  # group -> instance of its last state check
+        self._links_at_check: dict[int, int] = {}  # group -> ``_links_made()`` at that check
         self.observer = observer or NodeObserver()
         self._notices = NodeNotices(self.node_id, self.observer)
         self.replicas: dict[int, Replica] = {}
@@ -426,6 +427,12 @@ class PaxosNode:
         )
         install(self._transport)
         await self._transport.start()
+        logger.info(
+            "node %s: result digests in windows of %s instances, state checks every %s s (0: off)",
+            self.node_id,
+            self.applier.digests.window,
+            f"{self.state_check_interval:g}",
+        )
         self._tasks = [
             asyncio.create_task(self._run(), name="paxos-loop"),
             asyncio.create_task(self._clock(), name="paxos-clock"),
@@ -935,19 +942,27 @@ class PaxosNode:
 
     async def _check_states(self) -> None:
         """As leader, put a state check in the log of each group whose machine has a
-        ``state_digest`` and that applied something since the last one: every node takes the
-        digest at that place of the log, and the result digests compare them."""
+        ``state_digest``: every node takes the digest at that place of the log, and the result
+        digests compare them. Only when there is something new to compare: the group applied
+        something since the last check, a peer (re)connected (a node that restarted, whose
+        own alarms went with its memory), or an alarm of the group waits to be cleared."""
         if self.state_check_interval <= 0 or not self.applier.digests.window:
             return
         while True:
             await asyncio.sleep(self.state_check_interval)
+            links = self._links_made()
             for group_id, replica in self.replicas.items():
                 machine = self.machines[group_id]
                 if type(machine).state_digest is StateMachine.state_digest:
                     continue
-                applied = self.applied.get(group_id, 0)
-                if not replica.is_leader() or applied <= self._state_checked.get(group_id, 0):
+                new = (
+                    self.applied.get(group_id, 0) > self._state_checked.get(group_id, 0)
+                    or links != self._links_at_check.get(group_id)
+                    or self.divergence.alarmed(group_id)
+                )
+                if not replica.is_leader() or not new:
                     continue
+                self._links_at_check[group_id] = links
                 try:
                     outcome = await self.submit(group_id, "", f"{STATE_PREFIX}{new_request_id()}")
                 except SubmitError:
@@ -966,6 +981,13 @@ class PaxosNode:
                         outcome.instance,
                         outcome.result,
                     )
+
+    def _links_made(self) -> int:
+        """Peer links established so far (each restart of a peer makes new ones)."""
+        transport = self._transport
+        if transport is None:
+            return 0
+        return sum(transport.peer_stats(peer).connects for peer in self.divergence.peers)
 
     async def check_state(self, group_id: int, wait: float = STATE_CHECK_WAIT) -> dict[str, Any]:
         """Put a state check in the group's log now (as the leaders do every
@@ -992,6 +1014,7 @@ class PaxosNode:
             note = None
         return {
             "group_id": group_id,
+            "node_id": self.node_id,
             "instance": outcome.instance,
             "first": None if checkpoint is None else checkpoint.first,
             "state": outcome.result,

@@ -78,8 +78,9 @@ def test_a_different_digest_is_found_once_and_kept(
     assert (found.group_id, found.peer, found.first, found.last) == (1, 3, 1, 10)
     assert found.describe() == (
         "group 1: the state machine's results for instances 1..10 differ from node 3's (digest "
-        "7 against 8): the nodes' state machines are not the same code or not deterministic, or "
-        "a node's data was changed outside Paxos, and their state may differ"
+        "0000000000000007 against 0000000000000008): the nodes' state machines are not the same "
+        "code or not deterministic, or a node's data was changed outside Paxos, and their state "
+        "may differ"
     )
     assert [r.getMessage() for r in caplog.records] == [f"node 1: {found.describe()}"]
 
@@ -97,6 +98,29 @@ def test_an_alarm_clears_when_a_window_ending_with_a_state_check_agrees_again(
     assert check.divergences() == []
     assert "node 3's state and results agree with this node's again" in caplog.text
     assert not check.odd_one_out(1)
+
+
+def test_a_window_with_a_state_check_says_so_and_one_instance_is_named_once() -> None:
+    check = DivergenceCheck(1, [1, 2])
+    exchange(check, window(14, 1, size=2, state_checked=True), said(2, 14, 2, size=2), True)
+    exchange(check, window(21, 1, size=1, group_id=2), said(2, 21, 2, size=1, group_id=2), True)
+    first, second = (found.describe() for found in check.divergences())
+    assert first.startswith(
+        "group 1: the state machine's results for instances 13..14, or its state at the state "
+        "check in instance 14, differ from node 2's"
+    )
+    assert second.startswith("group 2: the state machine's results for instance 21 differ")
+    assert check.divergences()[0].as_json()["mine"] == "0000000000000001"
+
+
+def test_an_agreeing_window_from_before_the_difference_clears_nothing() -> None:
+    """A rebuilt node digests the log again from instance 1: its old windows say nothing of
+    the state now."""
+    check = DivergenceCheck(1, [1, 2])
+    check.finished([window(10, 1, state_checked=True)])
+    exchange(check, window(20, 7), said(2, 20, 8), peer_first=False)
+    check.received(said(2, 10, 1))  # window 10 again, from the rebuilt node: the same
+    assert [f.peer for f in check.divergences()] == [2]
 
 
 def test_a_peer_ahead_is_compared_window_by_window_when_this_node_gets_there() -> None:

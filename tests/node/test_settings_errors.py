@@ -123,3 +123,19 @@ def test_a_demo_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
         f"CommandError: --data-dir {file / 'demo'} is in {file}, a file, not a folder",
     )
     assert file.read_text() == "not a folder\n"
+
+
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ("PAXOS_DIGEST_WINDOW=-5", "PAXOS_DIGEST_WINDOW=-5 is negative"),
+        ("PAXOS_DIGEST_WINDOW=1.5", "PAXOS_DIGEST_WINDOW='1.5' is not an integer"),
+        ("PAXOS_STATE_CHECK_INTERVAL=nan", "PAXOS_STATE_CHECK_INTERVAL=nan is not a number of"),
+        ("PAXOS_STATE_CHECK_INTERVAL=inf", "PAXOS_STATE_CHECK_INTERVAL=inf is not a number of"),
+        ("PAXOS_STATE_CHECK_INTERVAL=-1", "PAXOS_STATE_CHECK_INTERVAL=-1.0 is not a number of"),
+    ],
+)
+def test_a_digest_setting_out_of_range_is_refused(setting: str, problem: str) -> None:
+    """A negative window used to turn the comparison off without a word, NaN the checks."""
+    name, value = setting.split("=")
+    assert_one_line(manage("check", **{name: value}), problem)

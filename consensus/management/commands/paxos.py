@@ -11,12 +11,13 @@ current folder (what ``runpaxos --demo`` writes), else http://127.0.0.1:33333. T
 ``--token``, else ``$PAXOS_API_TOKEN``, else the config's first apiToken.
 Output is the value (get) or JSON; failures are one-line errors with exit status 1.
 ``status`` asks every node at once (one attempt each, at most 5 s), prints what it got, and
-exits 1 when a node did not answer. ``check`` compares the nodes' state of every group now and
-exits 1 when a node's differs.
+exits 1 when a node did not answer. ``check`` compares the nodes' state of every group now, and
+exits 1 when a node's differs, 2 when a node could not be compared.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -136,7 +137,7 @@ class Command(BaseCommand):
             help="compare the nodes' state now: a state check through the log of each group "
             "(or --group); exit 1 if a node's differs",
         )
-        check.add_argument("--group", "-g", type=int, help="only this group (default: all)")
+        check.add_argument("--group", "-g", type=_group_id, help="only this group (default: all)")
 
     def _group_options(self, parser: CommandParser, *, request_id: bool = False) -> None:
         parser.add_argument("--group", "-g", type=int, default=1, help="group id (1)")
@@ -273,23 +274,32 @@ class Command(BaseCommand):
 
     def _check(self, client: PaxosClient, options: dict[str, Any]) -> None:
         """A state check of each group through the node that answers; a line per group."""
-        groups = (
-            [options["group"]] if options["group"] else [g["group_id"] for g in client.groups()]
-        )
+        group = options["group"]
+        groups = [group] if group is not None else [g["group_id"] for g in client.groups()]
         checks = [client.check_state(group) for group in groups]
         if options["json"]:
             self._print(checks, options)
         for check in checks if not options["json"] else ():
             peers = ", ".join(f"node {peer} {verdict}" for peer, verdict in check["peers"].items())
             self.stdout.write(
-                f"group {check['group_id']} at instance {check['instance']}: {peers}"
-                + (f" ({check['note']})" if check["note"] else "")
+                f"group {check['group_id']} at instance {check['instance']}, seen from node "
+                f"{check['node_id']}: {peers}" + (f" ({check['note']})" if check["note"] else "")
             )
         differ = [str(c["group_id"]) for c in checks if "differs" in c["peers"].values()]
         if differ:
             raise CommandError(
                 f"group(s) {', '.join(differ)}: some node's state machine differs (README "
                 '"Nodes whose state machines differ")'
+            )
+        unknown = [
+            str(c["group_id"]) for c in checks if c["note"] or "not compared" in c["peers"].values()
+        ]
+        if unknown:
+            raise CommandError(
+                f"group(s) {', '.join(unknown)}: not every node was compared (a node down or "
+                "slow to answer, or one that digests nothing or in windows of another size: "
+                "see its log and /api/status/ result_digests)",
+                returncode=2,
             )
 
     def _print(self, data: Any, options: dict[str, Any]) -> None:
@@ -308,13 +318,16 @@ class Command(BaseCommand):
                 config = load_config(options["config"])
             except ConfigError as error:
                 raise CommandError(str(error)) from None
-        elif not urls:
+        else:  # with --url, the config only lends its token
             config = getattr(settings, "PAXOS_CLUSTER", None)
             if config is None and Path(DEMO_CONFIG).is_file():
                 try:
                     config = load_config(DEMO_CONFIG)
                 except ConfigError as error:
-                    raise CommandError(f"{error} (or say which nodes: --config, --url)") from None
+                    if not urls:
+                        raise CommandError(
+                            f"{error} (or say which nodes: --config, --url)"
+                        ) from None
         token = config.api_tokens[0] if config is not None and config.api_tokens else None
         if urls:
             try:
@@ -324,6 +337,17 @@ class Command(BaseCommand):
         if config is not None:
             return [(node.host, node.port) for node in config.nodes], token
         return [("127.0.0.1", DEFAULT_PORT)], token
+
+
+def _group_id(text: str) -> int:
+    """argparse type: a group id (a positive integer)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a group id is a positive integer, not {text!r}")
+    return value
 
 
 def vars_of(outcome: Any) -> dict[str, Any]:

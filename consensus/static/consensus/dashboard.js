@@ -176,8 +176,11 @@
     node.dataset.ready = ok ? "yes" : "no";
     node.textContent = ok ? "ready" : "not ready";
     const reasons = $("ready-reasons");
-    reasons.hidden = ok;
-    reasons.textContent = ok ? "" : `Not ready: ${ready.reasons.join("; ")}`;
+    const notes = ready.notes || [];
+    reasons.hidden = ok && !notes.length;
+    reasons.textContent = ok
+      ? notes.length ? `Note: ${notes.join("; ")}` : ""
+      : `Not ready: ${ready.reasons.join("; ")}`;
   }
 
   function renderGroups(snapshot) {
