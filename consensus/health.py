@@ -177,8 +177,7 @@ def readiness(node: PaxosNode | None) -> Readiness:
     bound = max_lag()
     for group in status["groups"]:
         replica = node.replicas.get(group["group_id"])
-        peers_chosen = replica.peer_chosen_upto.values() if replica is not None else ()
-        known = max([group["chosen_upto"], *peers_chosen])
+        known = replica.known_chosen_upto if replica is not None else group["chosen_upto"]
         state = GroupReadiness(group["group_id"], group["leader"], group["applied"], known)
         result.groups.append(state)
         waiting = state.leader is None or group.get("rebuilding")

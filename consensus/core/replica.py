@@ -231,6 +231,12 @@ class Replica:
         return self.log.chosen_upto
 
     @property
+    def known_chosen_upto(self) -> int:
+        """The highest chosen index this replica knows of: its own, or one a peer reported
+        (how far behind a node is: readiness, local reads, catch-up)."""
+        return max(self.log.chosen_upto, max(self.peer_chosen_upto.values(), default=0))
+
+    @property
     def promised(self) -> Ballot:
         return self.acceptor.promised
 

@@ -71,7 +71,8 @@ class Checkpoint:
 
 Running = tuple[int, int | None]
 """A group's window in progress: its first instance, and the digest so far (None: not
-reported, it began before this node could digest it)."""
+reported: it began before this node digested results, or holds something it could not
+digest)."""
 
 
 class ResultDigests:

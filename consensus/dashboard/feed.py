@@ -204,7 +204,7 @@ class DashboardFeed(NodeObserver):
         replica = node.replicas.get(group_id)
         if replica is None:
             return
-        known = max(replica.chosen_upto, max(replica.peer_chosen_upto.values(), default=0))
+        known = replica.known_chosen_upto
         behind = max(0, known - applied)
         window = replica.config.window
         threshold = CATCH_UP_WINDOWS * window

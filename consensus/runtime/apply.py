@@ -387,8 +387,6 @@ class Applier:
                 state = machine.state_digest()
             if state is not None and not isinstance(state, str):
                 raise TypeError(f"state_digest returned {type(state).__name__}, not a str")
-            if state is not None:
-                state.encode(errors="surrogatepass")
         except Exception as error:  # noqa: BLE001 - user code
             logger.warning(
                 "group %s: the state machine's state_digest failed (%r at %s); this state check "

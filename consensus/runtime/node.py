@@ -743,7 +743,7 @@ class PaxosNode:
                     retry_after=0.5,
                 )
             heard.add(group_id)
-        known = max(replica.chosen_upto, max(replica.peer_chosen_upto.values(), default=0))
+        known = replica.known_chosen_upto
         if known - applied > LOCAL_READ_MAX_LAG:
             raise SubmitError(
                 f"group {group_id}: this node is catching up (applied {applied}, "
@@ -964,7 +964,7 @@ class PaxosNode:
                     continue
                 self._links_at_check[group_id] = links
                 try:
-                    outcome = await self.submit(group_id, "", f"{STATE_PREFIX}{new_request_id()}")
+                    outcome = await self._state_check(group_id)
                 except SubmitError:
                     continue  # no quorum, or no longer the leader: the next round will do
                 except Exception:  # noqa: BLE001 - the checks must go on
@@ -982,6 +982,11 @@ class PaxosNode:
                         outcome.result,
                     )
 
+    async def _state_check(self, group_id: int) -> Outcome:
+        """A state check through the group's log; its outcome's result is this node's
+        ``state_digest`` there (``Applier._state``)."""
+        return await self.submit(group_id, "", f"{STATE_PREFIX}{new_request_id()}")
+
     def _links_made(self) -> int:
         """Peer links established so far (each restart of a peer makes new ones)."""
         transport = self._transport
@@ -994,10 +999,10 @@ class PaxosNode:
         ``state_check_interval``) and say how this node's window that ends there compares with
         each peer's, waiting up to ``wait`` seconds for their digests: ``POST
         /api/groups/<g>/state-check/``, ``paxos check``."""
-        outcome = await self.submit(group_id, "", f"{STATE_PREFIX}{new_request_id()}")
+        outcome = await self._state_check(group_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        peers = [peer for peer in self.config.node_ids if peer != self.node_id]
+        peers = self.divergence.peers
         while True:
             checkpoint, verdicts = self.divergence.window(group_id, outcome.instance)
             if len(verdicts) == len(peers) or loop.time() >= deadline:
@@ -1116,8 +1121,7 @@ class PaxosNode:
     def _skip_old_state_checks(self, group_id: int, applying_upto: int) -> None:
         """A node far behind what it knows is chosen catches up: the state checks it meets
         are history, and each would scan the whole state (``Applier.state_checks_from``)."""
-        replica = self.replicas[group_id]
-        known = max(replica.chosen_upto, max(replica.peer_chosen_upto.values(), default=0))
+        known = self.replicas[group_id].known_chosen_upto
         if known - applying_upto > LOCAL_READ_MAX_LAG:
             self.applier.state_checks_from[group_id] = known + 1
 

@@ -30,10 +30,15 @@ def fake_node(
     size: int = 3,
     peer_chosen: dict[int, dict[int, int]] | None = None,
 ) -> Any:
-    """Just what ``readiness`` reads: ``status()``, ``replicas[g].peer_chosen_upto``, the config."""
+    """Just what ``readiness`` reads: ``status()``, ``replicas[g].known_chosen_upto``, the
+    config."""
     status = {"node_id": 1, "uptime_seconds": 1.0, "groups": groups, "peers": {"peers": peers}}
     replicas = {
-        g["group_id"]: SimpleNamespace(peer_chosen_upto=(peer_chosen or {}).get(g["group_id"], {}))
+        g["group_id"]: SimpleNamespace(
+            known_chosen_upto=max(
+                [g["chosen_upto"], *(peer_chosen or {}).get(g["group_id"], {}).values()]
+            )
+        )
         for g in groups
     }
     return SimpleNamespace(
@@ -155,17 +160,14 @@ def test_feed_remembers_role_and_leader_changes_and_stalls_newest_first() -> Non
 
 
 def test_feed_logs_catch_up_started_and_finished_once(caplog) -> None:
-    replica = SimpleNamespace(
-        chosen_upto=0, peer_chosen_upto={2: 500}, config=SimpleNamespace(window=32)
-    )
+    replica = SimpleNamespace(known_chosen_upto=500, config=SimpleNamespace(window=32))
     feed = DashboardFeed()
     feed._node = SimpleNamespace(node_id=3, replicas={1: replica})
     feed._last_applied[1] = 0
     with consensus_logs(caplog, "consensus.dashboard"):
         for applied in (100, 200, 480):  # 480: within one window of 500, caught up
-            replica.chosen_upto = applied
             feed.commands_applied(1, 100, applied)
-        replica.peer_chosen_upto[2] = 530
+        replica.known_chosen_upto = 530  # a peer reported more
         feed.commands_applied(1, 30, 510)  # normal operation: a window's worth is not a catch-up
     lines = [record.getMessage() for record in caplog.records]
     assert lines == [

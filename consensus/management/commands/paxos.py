@@ -279,12 +279,14 @@ class Command(BaseCommand):
         checks = [client.check_state(group) for group in groups]
         if options["json"]:
             self._print(checks, options)
-        for check in checks if not options["json"] else ():
-            peers = ", ".join(f"node {peer} {verdict}" for peer, verdict in check["peers"].items())
-            self.stdout.write(
-                f"group {check['group_id']} at instance {check['instance']}, seen from node "
-                f"{check['node_id']}: {peers}" + (f" ({check['note']})" if check["note"] else "")
-            )
+        else:
+            for check in checks:
+                peers = ", ".join(f"node {n} {verdict}" for n, verdict in check["peers"].items())
+                note = f" ({check['note']})" if check["note"] else ""
+                self.stdout.write(
+                    f"group {check['group_id']} at instance {check['instance']}, seen from "
+                    f"node {check['node_id']}: {peers}{note}"
+                )
         differ = [str(c["group_id"]) for c in checks if "differs" in c["peers"].values()]
         if differ:
             raise CommandError(
