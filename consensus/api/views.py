@@ -197,11 +197,11 @@ class StateCheckDocView(APIView):
 @fastpath.documented_by(StateCheckDocView)
 @fastpath.lean_view("POST")
 async def state_check_view(request: HttpRequest, group_id: int) -> HttpResponse:
-    """``POST /api/groups/<g>/state-check/``: ``PaxosNode.check_state``."""
+    """``POST /api/groups/<g>/state-check/``: ``runtime.state_checks.StateChecks.check``."""
     node = fastpath.require_node()
     fastpath.require_group(node, group_id)
     try:
-        return json_response(await node.check_state(group_id))
+        return json_response(await node.state_checks.check(group_id))
     except (UnknownGroupError, SubmitError) as error:
         raise fastpath.runtime_error(node, group_id, error) from None
 

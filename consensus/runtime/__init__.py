@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from .apply import Outcome
-from .node import (
+from .errors import (
     CommandTooLargeError,
     InvalidRequestIdError,
     NoQuorumError,
     OverloadedError,
-    PaxosNode,
     RequestIdReusedError,
     SubmitError,
     UnknownGroupError,
-    replica_config,
 )
+from .node import PaxosNode, replica_config
 
 _node: PaxosNode | None = None
 

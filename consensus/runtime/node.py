@@ -59,7 +59,6 @@ from consensus.core.result_digest import DEFAULT_WINDOW as DEFAULT_DIGEST_WINDOW
 from consensus.core.result_digest import Checkpoint
 from consensus.request_ids import new_request_id, request_id_problem
 from consensus.statemachine import StateMachine
-from consensus.storage.pruning import prune_cutoff
 from consensus.storage.store import DjangoStorage
 from consensus.storage.writer import GroupCommitWriter
 from consensus.transport.client import LinkOptions
@@ -70,7 +69,6 @@ from .apply import (
     BARRIER_PREFIX,
     PRUNE_PREFIX,
     RESERVED_PREFIX,
-    STATE_PREFIX,
     Applier,
     Outcome,
     UnguardedBatchFailed,
@@ -79,9 +77,21 @@ from .apply import (
 from .backlog import ApplicationBacklog
 from .clock import TickClock
 from .divergence import DivergenceCheck
+from .errors import (
+    CommandTooLargeError,
+    InvalidRequestIdError,
+    NoQuorumError,
+    OverloadedError,
+    RequestIdReusedError,
+    SubmitError,
+    UnknownGroupError,
+)
 from .notices import NodeNotices
 from .observer import NodeObserver
+from .pruning import ResultPruning
 from .reach import no_majority, reachable_peers
+from .state_checks import STATE_CHECK_INTERVAL, StateChecks
+from .waiters import Waiters, as_duplicate
 
 logger = logging.getLogger("consensus.runtime")
 
@@ -93,69 +103,10 @@ DEFAULT_MAX_COMMAND_BYTES = 1024 * 1024
 LOCAL_READ_MAX_LAG = 100
 """Instances a node may be behind what it knows is chosen and still answer local reads (the
 followers' backlog stays within 64; PAXOS_READY_MAX_LAG's default, for ``/readyz``, is 100)."""
-PRUNE_MAX_ROWS = 20_000
-"""Results one pruning marker deletes at most (every node deletes them in an apply transaction)."""
-PRUNE_CATCH_UP_DELAY = 1.0
-"""Seconds to the next pruning round after one that pruned (instead of ``prune_interval``)."""
-STATE_CHECK_INTERVAL = 300.0
-"""Seconds between a leader's state checks of a group (``_check_states``); 0: none."""
-STATE_CHECK_WAIT = 2.0
-"""Seconds ``check_state`` waits for the peers' digests of its window."""
 HAND_OVER_TIMEOUT = 0.5
 """Seconds ``stop()`` waits at most, for all groups together, until the groups this node leads
 have a new leader (``_hand_over_leadership``); 0: no hand-over (the others wait for their
 election timeout, as before)."""
-
-
-class SubmitError(Exception):
-    """A command could not be committed; ``retry_after`` (seconds) is a hint for the client.
-    ``request_id``: the command's, when it may have been proposed (its outcome is unknown: only
-    a retry with that id is safe)."""
-
-    http_status = 503
-    """What the API and the dashboard answer with: 503 (try again later) unless a subclass says
-    the request itself is wrong."""
-
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.request_id: str | None = None
-
-
-class NoQuorumError(SubmitError):
-    """No leader, or no majority, answered within the request timeout."""
-
-
-class OverloadedError(SubmitError):
-    """The node refused the command (too many commands pending)."""
-
-
-class CommandTooLargeError(SubmitError):
-    """A command above the node's ``max_command_bytes``. Every command must fit, with room to
-    spare, in one peer frame: an Accept that no follower can receive is retried for ever, and a
-    new leader that recovers the value proposes it again, so one such command would stop its
-    group on every node."""
-
-    http_status = 413
-
-
-class InvalidRequestIdError(SubmitError):
-    """A request id the results table cannot hold (``request_ids.request_id_problem``):
-    proposed, it would stop every node at the instance that holds it."""
-
-    http_status = 400
-
-
-class RequestIdReusedError(SubmitError):
-    """The request id was first used for a different command. Answering with that command's
-    stored result, as for a retry, would silently drop this one: a client whose counter of
-    request ids started again would lose writes while every answer said they succeeded."""
-
-    http_status = 409
-
-
-class UnknownGroupError(KeyError):
-    pass
 
 
 def same_command(first: str, second: str) -> bool:
@@ -167,10 +118,6 @@ def same_command(first: str, second: str) -> bool:
         return bool(orjson.loads(first) == orjson.loads(second))
     except orjson.JSONDecodeError:
         return False
-
-
-def _verdict(same: bool | None) -> str:
-    return "not compared" if same is None else "same" if same else "differs"
 
 
 def replica_config(config: ClusterConfig, group_id: int, tick_ms: int) -> ReplicaConfig:
@@ -205,96 +152,12 @@ class GroupStatus:
     """While rebuilding: the nodes that have not answered yet (all must, once)."""
 
 
-@dataclass
-class _Waiters:
-    """Client futures by (group, request id). Several callers with one request id share one."""
-
-    futures: dict[tuple[int, str], asyncio.Future[Outcome]] = field(default_factory=dict)
-    per_group: dict[int, int] = field(default_factory=dict)
-    """How many of ``futures`` each group has (``waiting``, once per group and turn)."""
-    loop: asyncio.AbstractEventLoop | None = None
-    """The node's loop once it started: ``get_running_loop()`` per command was a system call
-    (``getpid``, CPython 3.11) and ~3% of a node's busy samples under load (py-spy)."""
-
-    def get(self, group_id: int, request_id: str) -> asyncio.Future[Outcome]:
-        key = (group_id, request_id)
-        future = self.futures.get(key)
-        if future is None or future.done():
-            if future is None:
-                self.per_group[group_id] = self.per_group.get(group_id, 0) + 1
-            future = (self.loop or asyncio.get_running_loop()).create_future()
-            self.futures[key] = future
-        return future
-
-    def waiting(self, group_id: int) -> bool:
-        return self.per_group.get(group_id, 0) > 0
-
-    def _pop(self, group_id: int, request_id: str) -> asyncio.Future[Outcome] | None:
-        future = self.futures.pop((group_id, request_id), None)
-        if future is not None:
-            self.per_group[group_id] -= 1
-        return future
-
-    def resolve(self, outcome: Outcome) -> None:
-        future = self._pop(outcome.group_id, outcome.request_id)
-        if future is not None and not future.done():
-            future.set_result(outcome)
-
-    def fail(self, group_id: int, request_id: str, error: Exception) -> None:
-        future = self._pop(group_id, request_id)
-        if future is not None and not future.done():
-            future.set_exception(error)
-
-    def discard(self, group_id: int, request_id: str) -> None:
-        self._pop(group_id, request_id)
-
-    def fail_all(self, reason: str) -> None:
-        """Fail every waiter: its command's outcome is unknown (it may have been proposed, and
-        be chosen through another node), so each error names its request id."""
-        for (_group_id, request_id), future in self.futures.items():
-            if not future.done():
-                error = SubmitError(
-                    f"{reason} before this command's outcome was known (it may still be "
-                    "chosen): retry with the same request_id on another node",
-                    retry_after=0.1,
-                )
-                error.request_id = request_id
-                future.set_exception(error)
-        self.futures.clear()
-        self.per_group.clear()
-
-
 def _check_request_id(request_id: str) -> None:
     """Refuse an id the results table cannot hold; the runtime's own (reserved) ids are fine."""
     if not request_id.startswith(RESERVED_PREFIX):
         problem = request_id_problem(request_id)
         if problem is not None:
             raise InvalidRequestIdError(problem)
-
-
-def _as_duplicate(source: asyncio.Future[Outcome], chosen_in: int) -> asyncio.Future[Outcome]:
-    """``source``'s outcome marked as a duplicate if it is that of instance ``chosen_in``: the
-    answer to a retry of a command this node already saw chosen, even when it comes from
-    applying that instance here for the first time (a follower applies late what was submitted
-    elsewhere). An outcome of a later instance is the command applied again after its stored
-    result was pruned: not a duplicate."""
-    derived: asyncio.Future[Outcome] = source.get_loop().create_future()
-
-    def copy(done: asyncio.Future[Outcome]) -> None:
-        if derived.done():
-            return
-        if done.cancelled():
-            derived.cancel()
-        elif (error := done.exception()) is not None:
-            derived.set_exception(error)
-        else:
-            outcome = done.result()
-            if outcome.instance == chosen_in:
-                outcome = dataclasses.replace(outcome, duplicate=True)
-            derived.set_result(outcome)
-
-    source.add_done_callback(copy)
-    return derived
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,9 +198,7 @@ class PaxosNode:
         self.applier = Applier(machines, self.storage.using, digest_window)
         self.divergence = DivergenceCheck(self.node_id, config.node_ids)
         """Compares this node's result digests with its peers' (``divergence.py``)."""
-        self.state_check_interval = state_check_interval
-        self._state_checked: dict[int, int] = {}  # group -> instance of its last state check
-        self._links_at_check: dict[int, int] = {}  # group -> ``_links_made()`` at that check
+        self.state_checks = StateChecks(self, state_check_interval)
         self.observer = observer or NodeObserver()
         self._notices = NodeNotices(self.node_id, self.observer)
         self.replicas: dict[int, Replica] = {}
@@ -345,7 +206,7 @@ class PaxosNode:
         self.started_at = time.monotonic()
         self._inbox: list[Message | _Ticks] = []
         self._wake = asyncio.Event()
-        self._waiters = _Waiters()
+        self._waiters = Waiters()
         self._heard_since_start: set[int] = set()
         """Groups whose local reads this node may answer: it has heard from another node (or
         leads) since it started (``check_local_reads``)."""
@@ -356,10 +217,7 @@ class PaxosNode:
         self._barriers: dict[int, asyncio.Future[Outcome]] = {}
         self._next_barriers: dict[int, asyncio.Future[int]] = {}
         self.read_mode = read_mode
-        self.result_ttl = result_ttl
-        self.result_max = result_max
-        self.prune_interval = prune_interval
-        self._proposed_cutoff: dict[int, int] = {}
+        self.pruning = ResultPruning(self, result_ttl, result_max, prune_interval)
         self._read_ids = 0
         self._read_waiters: dict[int, asyncio.Future[int]] = {}
         self._applied_waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
@@ -431,13 +289,13 @@ class PaxosNode:
             "node %s: result digests in windows of %s instances, state checks every %s s (0: off)",
             self.node_id,
             self.applier.digests.window,
-            f"{self.state_check_interval:g}",
+            f"{self.state_checks.interval:g}",
         )
         self._tasks = [
             asyncio.create_task(self._run(), name="paxos-loop"),
             asyncio.create_task(self._clock(), name="paxos-clock"),
-            asyncio.create_task(self._prune_results(), name="paxos-prune"),
-            asyncio.create_task(self._check_states(), name="paxos-state-checks"),
+            asyncio.create_task(self.pruning.run(), name="paxos-prune"),
+            asyncio.create_task(self.state_checks.run(), name="paxos-state-checks"),
         ]
 
     async def _sync_config(self, writer: GroupCommitWriter) -> None:
@@ -674,7 +532,7 @@ class PaxosNode:
             replica.submit(Command(request_id, payload))
             return future
         self._run_in_background(self._answer_from_storage(group_id, payload, request_id))
-        return _as_duplicate(future, chosen_in)  # the first application may not have run yet
+        return as_duplicate(future, chosen_in)  # the first application may not have run yet
 
     def _check_size(self, payload: str) -> None:
         limit = self.max_command_bytes
@@ -904,128 +762,6 @@ class PaxosNode:
         barrier = self._new_barrier(group_id, timeout)
         self._barriers[group_id] = barrier
         return (await asyncio.shield(barrier)).instance
-
-    async def _prune_results(self) -> None:
-        """As leader, propose dropping old exactly-once results through the log, so that every
-        node drops the same rows at the same point (see consensus/storage/pruning.py)."""
-        if self.result_ttl is None and self.result_max is None:
-            return
-        delay = self.prune_interval
-        while True:
-            await asyncio.sleep(delay)
-            delay = self.prune_interval
-            for group_id, replica in self.replicas.items():
-                if not replica.is_leader() or self._writer is None:
-                    continue
-                # A read on a thread of its own, not the writer's: on a big table it takes a
-                # while, and commits must not wait for it.
-                cutoff = await asyncio.to_thread(
-                    prune_cutoff,
-                    group_id,
-                    ttl_seconds=self.result_ttl,
-                    max_results=None if self.result_max is None else int(self.result_max),
-                    using=self.storage.using,
-                    max_rows=PRUNE_MAX_ROWS,
-                )
-                if cutoff is None or cutoff <= self._proposed_cutoff.get(group_id, 0):
-                    continue
-                self._proposed_cutoff[group_id] = cutoff
-                delay = min(delay, PRUNE_CATCH_UP_DELAY)  # a bounded step: there may be more
-                with contextlib.suppress(SubmitError):
-                    await self.submit(group_id, str(cutoff), f"{PRUNE_PREFIX}{new_request_id()}")
-                    logger.info(
-                        "node %s group %s: results below instance %s pruned",
-                        self.node_id,
-                        group_id,
-                        cutoff,
-                    )
-
-    async def _check_states(self) -> None:
-        """As leader, put a state check in the log of each group whose machine has a
-        ``state_digest``: every node takes the digest at that place of the log, and the result
-        digests compare them. Only when there is something new to compare: the group applied
-        something since the last check, a peer (re)connected (a node that restarted, whose
-        own alarms went with its memory), or an alarm of the group waits to be cleared."""
-        if self.state_check_interval <= 0 or not self.applier.digests.window:
-            return
-        while True:
-            await asyncio.sleep(self.state_check_interval)
-            links = self._links_made()
-            for group_id, replica in self.replicas.items():
-                machine = self.machines[group_id]
-                if type(machine).state_digest is StateMachine.state_digest:
-                    continue
-                new = (
-                    self.applied.get(group_id, 0) > self._state_checked.get(group_id, 0)
-                    or links != self._links_at_check.get(group_id)
-                    or self.divergence.alarmed(group_id)
-                )
-                if not replica.is_leader() or not new:
-                    continue
-                self._links_at_check[group_id] = links
-                try:
-                    outcome = await self._state_check(group_id)
-                except SubmitError:
-                    continue  # no quorum, or no longer the leader: the next round will do
-                except Exception:  # noqa: BLE001 - the checks must go on
-                    logger.exception(
-                        "node %s group %s: a state check failed", self.node_id, group_id
-                    )
-                    continue
-                else:
-                    self._state_checked[group_id] = outcome.instance
-                    logger.debug(
-                        "node %s group %s: state at instance %s: %s",
-                        self.node_id,
-                        group_id,
-                        outcome.instance,
-                        outcome.result,
-                    )
-
-    async def _state_check(self, group_id: int) -> Outcome:
-        """A state check through the group's log; its outcome's result is this node's
-        ``state_digest`` there (``Applier._state``)."""
-        return await self.submit(group_id, "", f"{STATE_PREFIX}{new_request_id()}")
-
-    def _links_made(self) -> int:
-        """Peer links established so far (each restart of a peer makes new ones)."""
-        transport = self._transport
-        if transport is None:
-            return 0
-        return sum(transport.peer_stats(peer).connects for peer in self.divergence.peers)
-
-    async def check_state(self, group_id: int, wait: float = STATE_CHECK_WAIT) -> dict[str, Any]:
-        """Put a state check in the group's log now (as the leaders do every
-        ``state_check_interval``) and say how this node's window that ends there compares with
-        each peer's, waiting up to ``wait`` seconds for their digests: ``POST
-        /api/groups/<g>/state-check/``, ``paxos check``."""
-        outcome = await self._state_check(group_id)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        peers = self.divergence.peers
-        while True:
-            checkpoint, verdicts = self.divergence.window(group_id, outcome.instance)
-            if len(verdicts) == len(peers) or loop.time() >= deadline:
-                break
-            await asyncio.sleep(0.02)
-        if checkpoint is None:
-            note = (
-                "this node did not digest the window (the check is off, it was catching up, or "
-                "its state_digest failed: see its log)"
-            )
-        elif outcome.result is None:
-            note = "the state machine has no state_digest: its results were compared, not its state"
-        else:
-            note = None
-        return {
-            "group_id": group_id,
-            "node_id": self.node_id,
-            "instance": outcome.instance,
-            "first": None if checkpoint is None else checkpoint.first,
-            "state": outcome.result,
-            "peers": {str(peer): _verdict(verdicts.get(peer)) for peer in peers},
-            "note": note,
-        }
 
     # ------------------------------------------------------------------ the loop
 
@@ -1327,6 +1063,11 @@ class PaxosNode:
             },
             "divergences": [found.as_json() for found in self.divergence.divergences()],
         }
+
+    @property
+    def transport(self) -> PeerTransport | None:
+        """The peer links, once ``start()`` made them."""
+        return self._transport
 
     def event_loop(self) -> asyncio.AbstractEventLoop | None:
         """The event loop that runs this node, once ``start()`` began (else None).

@@ -193,10 +193,10 @@ def test_waiters_failed_at_a_stop_name_their_request_ids() -> None:
     shutting down": a definite-sounding 503 without the request id, for commands that may still
     be chosen through another node (after the hand-over, the stopping leader forwards its
     queue to the new one). A client that sent no id could not retry safely."""
-    from consensus.runtime.node import _Waiters
+    from consensus.runtime.waiters import Waiters
 
     async def scenario() -> list[BaseException | None]:
-        waiters = _Waiters()
+        waiters = Waiters()
         futures = [waiters.get(1, "r1"), waiters.get(2, "r2")]
         waiters.fail_all("node 3 stopped")
         return [future.exception() for future in futures]
