@@ -9,6 +9,7 @@ from django.urls import URLPattern, URLResolver, path, re_path
 
 from consensus.api.stream import CLIENT_STREAM_PATH, client_stream
 from consensus.dashboard.consumers import DASHBOARD_PATH, DashboardConsumer
+from consensus.throttle import LogThrottle
 from consensus.transport.consumers import PeerConsumer
 from consensus.transport.peers import PEER_PATH
 
@@ -17,6 +18,12 @@ logger = logging.getLogger("consensus.routing")
 UNKNOWN_PATH_CLOSE_CODE = 4404
 """The close code for a websocket path no route takes: "not found" in the private range, the only
 codes besides 1000 that daphne (autobahn) lets an application close with."""
+UNKNOWN_PATH_REPEAT = 60.0
+"""Seconds between two INFO lines about one host's websockets to unknown paths (the ones in
+between go to DEBUG): a client retrying in a loop would otherwise write a line per attempt."""
+_unknown_path_reports = LogThrottle(UNKNOWN_PATH_REPEAT)
+"""Keyed by host alone (not port: every attempt comes from a new one; not path: a scanner's
+paths would each be new)."""
 
 
 async def unknown_path(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -26,11 +33,24 @@ async def unknown_path(scope: dict[str, Any], receive: Any, send: Any) -> None:
     refusal), which reads as "not allowed" rather than "not here"."""
     if (await receive())["type"] != "websocket.connect":
         return
-    logger.info("websocket to unknown path %.100r from %s", scope["path"], scope.get("client"))
+    _log_unknown_path(scope)
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.close", "code": UNKNOWN_PATH_CLOSE_CODE})
     while (await receive())["type"] != "websocket.disconnect":
         pass
+
+
+def _log_unknown_path(scope: dict[str, Any]) -> None:
+    """INFO the first time a host asks for an unknown path, DEBUG for its repeats within
+    ``UNKNOWN_PATH_REPEAT`` seconds (``LogThrottle``, as refused peer links)."""
+    client = scope.get("client")
+    first = _unknown_path_reports.first(client[0] if client else None)
+    (logger.info if first else logger.debug)(
+        "websocket to unknown path %.100r from %s%s",
+        scope["path"],
+        client,
+        f" (repeats within {UNKNOWN_PATH_REPEAT:g}s at DEBUG)" if first else "",
+    )
 
 
 websocket_urlpatterns: list[URLPattern | URLResolver] = [

@@ -28,7 +28,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
@@ -42,6 +42,9 @@ from .exceptions import ApiError, error_response, json_bytes
 from .fastpath import check_content_length, max_body_bytes
 
 logger = logging.getLogger("consensus.api")
+
+UNDECODABLE_PATH = "the path is not valid UTF-8 after percent-decoding"
+"""The 400 for an API path whose percent-escapes are not UTF-8 (``undecodable_api_path``)."""
 
 HOT_PATHS = re.compile(r"^/api/(kv/\d+/|groups/\d+/(commands|query)/$)")
 
@@ -83,32 +86,65 @@ class LeanRouter:
         self.raw_routes = tuple(raw_routes)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and _is_lean(scope):
+        if scope["type"] == "http" and undecodable_api_path(scope):
+            await send_json(send, 400, {"error": UNDECODABLE_PATH})
+        elif scope["type"] == "http" and _is_lean(scope):
             for route in self.raw_routes:
                 match = route.pattern.match(scope["path"])
                 if match is not None and scope["method"] in route.methods:
                     await serve_raw(route, match, scope, receive, send)
                     return
             await self.lean(scope, receive, send)
+        elif scope["type"] == "http":
+            replay = await bounded_body(scope, receive, send)
+            if replay is not None:
+                await self.django_app(scope, replay, send)
         else:
             await self.django_app(scope, receive, send)
+
+
+async def bounded_body(scope: Scope, receive: Any, send: Any) -> Any | None:
+    """Read the body of a request for Django's full stack within ``PAXOS_MAX_BODY_BYTES``, and
+    return a ``receive`` that hands it to Django; None once it answered 413 (or 400 for a bad
+    ``Content-Length``) or the client left.
+
+    Django's ``ASGIHandler`` reads a whole body, of any size, into a temporary file before a
+    view or an authentication class sees the request: without this, a client without a token
+    (or with a session cookie) could make a node store gigabytes. The hot paths read within the
+    same limit (``read_body``)."""
+    try:
+        body = await read_body(scope, receive, max_body_bytes())
+    except ApiError as error:
+        status, data, extra = error.parts()
+        await send_json(send, status, data, extra)
+        return None
+    if body is None:
+        return None
+    delivered = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal delivered
+        if delivered:
+            return dict(await receive())  # Django listens for the disconnect
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 async def serve_raw(
     route: RawRoute, match: re.Match[str], scope: Scope, receive: Any, send: Any
 ) -> None:
-    """Answer a request with a raw route, as the lean Django path would: the body limit first,
-    then the token, then the handler; a JSON 500 if something unexpected breaks."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    """Answer a request with a raw route, as the lean Django path would: the token first (a
+    client without one makes the node read no body), then the body limit, then the handler; a
+    JSON 500 if something unexpected breaks."""
+    headers = request_headers(scope)
     extra: dict[str, str] = {}
     try:
+        check_bearer(headers["authorization"])
         body = await read_body(scope, receive, max_body_bytes())
         if body is None:
             return  # the client went away
-        check_bearer(headers["authorization"])
         query = dict(parse_qsl(scope.get("query_string", b"").decode("utf-8", "replace"), True))
         request = RawRequest(scope["method"], headers, query, body)
         status, data = 200, await route.handler(request, match)
@@ -117,14 +153,58 @@ async def serve_raw(
     except Exception:  # noqa: BLE001 - never a traceback page on the API
         logger.exception("%s %s failed", scope["method"], scope["path"])
         status, data = 500, {"error": "internal error (see the node's log)"}
+    await send_json(send, status, data, extra)
+
+
+async def send_json(
+    send: Any, status: int, data: Any, headers: dict[str, str] | None = None
+) -> None:
+    """A whole JSON response: ``data`` with ``status`` and ``headers`` (names as given)."""
     payload = json_bytes(data)
     response_headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
-        *((name.encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()),
+        *(
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in (headers or {}).items()
+        ),
     ]
     await send({"type": "http.response.start", "status": status, "headers": response_headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name, repeated ones joined with commas (Django's
+    ``META`` does the same, so both paths see one value)."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
+
+
+def has_valid_token(headers: dict[str, str]) -> bool:
+    """Whether the ``Authorization`` header holds one of the API's tokens (``check_bearer``)."""
+    try:
+        check_bearer(headers.get("authorization", ""))
+    except ApiError:
+        return False
+    return True
+
+
+def undecodable_api_path(scope: Scope) -> bool:
+    """An API path whose percent-escapes are not UTF-8, decoded leniently by the server:
+    uvicorn and (for ``/api/`` only, so that the answer is this JSON) the node's daphne
+    protocol read each invalid sequence as U+FFFD, so ``/api/kv/1/%ff`` and ``/api/kv/1/%fe``
+    would both be key U+FFFD. Cheap for every other request: one scan for U+FFFD."""
+    path = scope.get("path", "")
+    if "\ufffd" not in path or not path.startswith("/api/"):
+        return False
+    try:
+        unquote(scope.get("raw_path", b"").decode("utf-8"), errors="strict")
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 async def read_body(scope: Scope, receive: Any, limit: int) -> bytes | None:
@@ -190,7 +270,10 @@ class LeanHandler(ASGIHandler):
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         try:
-            body = await read_body(scope, receive, max_body_bytes())
+            # A wrong token reads no body, as on a raw route: its view refuses it (404, 405 or
+            # the same 401; every request here has an Authorization header) without one.
+            authorized = has_valid_token(request_headers(scope))
+            body = await read_body(scope, receive, max_body_bytes()) if authorized else b""
         except ApiError as error:
             await self.send_response(error.response(), send)
             return

@@ -36,9 +36,15 @@ of its REST routes, with the same statuses and words: a key is non-empty, withou
 ``PAXOS_MAX_KEY_BYTES``; a value (and a cas's ``expected``) at most ``PAXOS_MAX_VALUE_BYTES``
 (413). A KV get sent to a group that runs another state machine gets the REST routes' 404.
 
+A request's ``id`` is a string or an integer of at most 64 bits (signed or unsigned), echoed
+as sent. JSON parsers (orjson's included) read a larger integer as a float, which would come
+back rounded and match nothing, so a float id is refused like a missing one, as are ``true``,
+``false``, lists and objects.
+
 Bad input never closes the stream: a frame that is not JSON, or a request without a usable
 ``id``, gets a response with ``"id": null`` and status 400. A missing or wrong token gets an
-error frame (``{"error": ..., "status": 401}``), then the stream is closed with code 4001.
+error frame (``{"error": ..., "status": 401}``), then the stream is closed with code 4001 and
+the same words as the close reason.
 """
 
 from __future__ import annotations
@@ -105,6 +111,9 @@ QUERY_FIELDS = frozenset({"id", "op", "group", "query", "consistency", "retry"})
 (A query's ``retry``, which the Python client sets on every resend, changes nothing.)"""
 SWEEP_INTERVAL = 0.25
 """How often pending commands are checked against the node's request timeout (seconds)."""
+ID_RULE = "ids are strings or integers of at most 64 bits"
+ID_FLOAT_HINT = "a larger integer arrives as a float"
+"""What a request's ``id`` may be (``_client_id``), in the words of its 400."""
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_UNAVAILABLE = 4005
 
@@ -146,7 +155,9 @@ class ClientStream:
         if refusal is not None:
             code, status, text = refusal
             await self._send_frame({"error": text, "status": status})
-            await self._send({"type": "websocket.close", "code": code})
+            # the words in the close frame too: a client that only sees the close (a browser's
+            # CloseEvent.reason, a websockets ConnectionClosed) learns why
+            await self._send({"type": "websocket.close", "code": code, "reason": text})
             return
         ws_limits.allow_full_frames(self.scope)  # the token is good: full frames from here
         node = self._node
@@ -299,10 +310,9 @@ class ClientStream:
             return
         queries: dict[tuple[int, bool], list[tuple[Any, str]]] = {}
         for request in requests:
-            client_id = request.get("id") if isinstance(request, dict) else None
+            client_id: str | int | None = None  # answered as null until it proves usable
             try:
-                if client_id is None or isinstance(client_id, dict | list | bool):
-                    raise ApiError(400, "every request needs an 'id' (a number or a string)")
+                client_id = _client_id(request)
                 op = request.get("op")
                 group_id = _group_of(request)
                 if op == "submit":
@@ -434,6 +444,20 @@ class ClientStream:
                 node.observer.request_finished(group_id, node.request_timeout, "timeout")
                 error = node.commit_timeout_error(group_id, request_id, node.request_timeout)
                 self._refused(client_id, group_id, error)
+
+
+def _client_id(request: Any) -> str | int:
+    """The request's ``id`` (a string or an integer), or ``ApiError`` 400.
+
+    Only what comes back exactly as sent can match an answer to its request: orjson reads an
+    integer beyond 64 bits as a float (``1.2345678901234568e+29``), so a float id is refused
+    rather than echoed rounded, and so are booleans, lists and objects."""
+    client_id = request.get("id") if isinstance(request, dict) else None
+    if isinstance(client_id, str | int) and not isinstance(client_id, bool):
+        return client_id
+    if isinstance(client_id, float):
+        raise ApiError(400, f"'id' is a float ({client_id!r}): {ID_RULE}; {ID_FLOAT_HINT}")
+    raise ApiError(400, f"every request needs an 'id': {ID_RULE}")
 
 
 def _group_of(request: dict[str, Any]) -> int:

@@ -39,7 +39,9 @@ What the protocol does:
   before it are answered: they were complete, so they are served, not dropped unanswered; a
   body that stops parsing (bad chunks) gets the same ``400`` (cut off instead if its answer
   has begun), and its application hears ``http.disconnect``. The node and its other
-  connections go on.
+  connections go on;
+* a path whose percent-escapes are not UTF-8 gets daphne's ``400`` page, except under
+  ``/api/``: there the application answers it with the API's JSON 400 (as under uvicorn).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ logger = logging.getLogger("consensus.runtime")
 
 NO_BODY_STATUSES = frozenset({204, 304})
 HTML = (b"content-type", b"text/html; charset=utf-8")
+API_PREFIX = b"/api/"
+"""Where the application answers errors as JSON, a path whose escapes are not UTF-8 included."""
 MAX_HEAD_BYTES = 64 * 1024
 """Request line and headers together; Twisted allowed 16 KiB of headers, llhttp has no limit."""
 IDLE_TIMEOUT = 60.0
@@ -397,7 +401,12 @@ class Exchange:
             # U+FFFD, and two paths (two KV keys) would silently be one.
             path = unquote(raw_path.decode("ascii"), errors="strict")
         except UnicodeDecodeError:
-            return None, "Invalid characters in path (not ASCII, or escapes not UTF-8)"
+            if not (raw_path.startswith(API_PREFIX) and raw_path.isascii()):
+                return None, "Invalid characters in path (not ASCII, or escapes not UTF-8)"
+            # Escapes that are not UTF-8 in an API path: the API refuses those itself, as JSON
+            # (``consensus.api.lean.LeanRouter``, which sees them from uvicorn too: uvicorn
+            # decodes leniently); it checks ``raw_path``.
+            path = unquote(raw_path.decode("ascii"))
         try:
             query_string.decode("ascii")
         except UnicodeDecodeError:

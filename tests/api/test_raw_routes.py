@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from asgiref.sync import async_to_sync
 
 from consensus.api.lean import LeanRouter, RawRoute
 from consensus.runtime import NoQuorumError
@@ -90,6 +91,9 @@ CASES = [
     ("GET", "/api/kv/1/name", b"", "consistency=", None, 400),
     ("GET", "/api/kv/9/name", b"", "", None, 404),
     ("GET", "/api/kv/1/name", b"", "", {"authorization": "Bearer wrong"}, 401),
+    # The token before the body: a wrong one is a 401 whatever the body (not a 413 or 400).
+    ("PUT", "/api/kv/1/k", body({"value": "x" * 3000}), "", {"authorization": "Bearer wrong"}, 401),
+    ("PUT", "/api/kv/1/k", b"{", "", {"authorization": ""}, 401),
 ]
 
 
@@ -165,3 +169,48 @@ def served_by_the_raw_route(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(router, "raw_routes", (RawRoute(route.pattern, route.methods, entry),))
     return served
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/api/kv/1/k"),  # the raw route
+        ("POST", "/api/kv/1/k/cas"),  # the lean Django path
+        ("POST", "/api/groups/1/commands/"),
+    ],
+)
+@pytest.mark.parametrize("app", [application, WITHOUT_RAW_ROUTES], ids=["raw", "lean"])
+@pytest.mark.parametrize("token", ["Bearer wrong", "Basic eDp5", ""])
+def test_a_request_without_a_valid_token_is_refused_before_its_body_is_read(
+    fake_node: FakeNode, app: Any, method: str, path: str, token: str
+) -> None:
+    """A client without a token must not make the node read and hold a body of up to
+    ``PAXOS_MAX_BODY_BYTES``: the 401 goes out before the first ``receive``."""
+    received: list[dict[str, Any]] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        message = {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+        received.append(message)
+        return message
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", token.encode()), (b"content-length", b"1000000")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 33333),
+    }
+    async_to_sync(app)(scope, receive, send)
+    assert sent[0]["status"] == 401, sent
+    assert b"www-authenticate" in {name.lower() for name, _ in sent[0]["headers"]}
+    assert received == []

@@ -5,10 +5,14 @@ method gets the API's JSON 404 or 400, never an HTML page, a 500 or a traceback 
 from __future__ import annotations
 
 import logging
+from typing import Any
+from urllib.parse import unquote
 
 import orjson
 import pytest
+from asgiref.sync import async_to_sync
 
+from consensus.api.lean import UNDECODABLE_PATH
 from paxos_site.asgi import application
 from tests.api.conftest import TOKEN, FakeNode
 from tests.fixtures.asgi import call_asgi
@@ -117,3 +121,57 @@ def test_a_disallowed_host_elsewhere_is_django_s_400_without_a_traceback(
     assert status == 400
     no_tracebacks(caplog)
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) <= 1
+
+
+def call_as_uvicorn(method: str, raw_path: str, token: bool = True) -> tuple[int, bytes, bytes]:
+    """Status, content type and body of a request whose path the server percent-decoded as
+    uvicorn does: leniently, every invalid UTF-8 sequence read as U+FFFD (``raw_path`` keeps
+    the escapes as sent)."""
+    headers = [(b"host", b"127.0.0.1"), (b"content-length", b"14")]
+    if token:
+        headers.append((b"authorization", f"Bearer {TOKEN}".encode()))
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": unquote(raw_path),
+        "raw_path": raw_path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 33333),
+    }
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": b'{"value": "v"}', "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async_to_sync(application)(scope, receive, send)
+    content_type = dict(sent[0]["headers"]).get(b"content-type", b"")
+    return sent[0]["status"], content_type, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+@pytest.mark.parametrize("raw_path", ["/api/kv/1/%ff", "/api/kv/1/a%c3", "/api/groups/1/%fe/"])
+@pytest.mark.parametrize("token", [True, False], ids=["token", "no-token"])
+def test_an_api_path_whose_escapes_are_not_utf8_is_a_json_400(
+    fake_node: FakeNode, method: str, raw_path: str, token: bool
+) -> None:
+    """Under uvicorn ``/api/kv/1/%ff`` and ``/api/kv/1/%fe`` were both key U+FFFD (daphne's
+    protocol refuses them itself, in the same words: ``daphne_http``)."""
+    status, content_type, content = call_as_uvicorn(method, raw_path, token)
+    assert (status, content_type) == (400, b"application/json"), content[:300]
+    assert orjson.loads(content) == {"error": UNDECODABLE_PATH}
+
+
+def test_an_escaped_replacement_character_is_still_a_key(fake_node: FakeNode) -> None:
+    """U+FFFD sent as its own UTF-8 escapes is a valid key, not an undecodable path."""
+    assert call_as_uvicorn("PUT", "/api/kv/1/%EF%BF%BD")[0] == 200
+    status, _, content = call_as_uvicorn("GET", "/api/kv/1/%EF%BF%BD")
+    assert status == 200 and orjson.loads(content)["key"] == "\ufffd"

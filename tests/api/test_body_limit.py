@@ -1,0 +1,108 @@
+"""Requests for Django's full stack (no token, a session cookie, the admin) read their body
+within ``PAXOS_MAX_BODY_BYTES`` too (``consensus.api.lean.bounded_body``): Django's
+``ASGIHandler`` would read a body of any size into a temporary file before anything checked
+the client."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from asgiref.sync import async_to_sync
+
+from paxos_site.asgi import application
+from tests.fixtures.asgi import call_asgi
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LIMIT = 1000
+
+
+@pytest.fixture(autouse=True)
+def small_limit(settings: Any) -> None:
+    settings.PAXOS_MAX_BODY_BYTES = LIMIT
+
+
+def streamed(method: str, path: str, chunks: list[bytes], headers: dict[str, str]) -> tuple:
+    """Send ``chunks`` as a body without a ``Content-Length`` (chunked); the status and body
+    of the answer, and how many chunks the application read."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 33333),
+    }
+    pending = list(chunks)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            chunk = pending.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(pending)}
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async_to_sync(application)(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    return sent[0]["status"], body, len(chunks) - len(pending)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("PUT", "/api/kv/1/k", {}),  # no token: Django's full stack (the 401 is DRF's)
+        ("POST", "/api/groups/1/commands/", {"cookie": "sessionid=x"}),  # a session client
+        ("POST", "/admin/login/", {"content-type": "application/x-www-form-urlencoded"}),
+    ],
+)
+def test_a_declared_body_above_the_limit_is_refused_before_django_reads_it(
+    method: str, path: str, headers: dict[str, str]
+) -> None:
+    status, response_headers, content = call_asgi(
+        application, method, path, b"x" * (LIMIT + 1), headers=headers
+    )
+    assert status == 413
+    assert response_headers[b"content-type"] == b"application/json"
+    assert orjson.loads(content)["error"] == (
+        f"request body too large: {LIMIT + 1} bytes (limit {LIMIT})"
+    )
+
+
+def test_a_streamed_body_is_cut_off_at_the_limit() -> None:
+    chunks = [b"x" * 400] * 10  # 4,000 bytes, no Content-Length
+    status, content, read = streamed("PUT", "/api/kv/1/k", chunks, {})
+    assert status == 413 and read == 3  # stopped at the chunk that went past 1,000 bytes
+    assert orjson.loads(content) == {"error": f"request body is larger than {LIMIT} bytes"}
+
+
+def test_a_body_within_the_limit_reaches_django_whole() -> None:
+    """Streamed or not, Django gets the body and answers as before (here: no token, DRF's
+    401 with its JSON error), and the admin's login form is read (a wrong password is 200
+    with the form again)."""
+    status, content, read = streamed("PUT", "/api/kv/1/k", [b'{"val', b'ue": "v"}'], {})
+    assert (status, read) == (401, 2) and "error" in orjson.loads(content)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    status, _, content = call_asgi(
+        application, "POST", "/admin/login/", b"username=a&password=b", headers=form
+    )
+    assert status in (200, 403)  # the form again (or the CSRF refusal): Django read the body
+
+
+def test_a_bad_content_length_is_a_400() -> None:
+    status, _, content = call_asgi(
+        application, "PUT", "/api/kv/1/k", b"{}", headers={"content-length": "lots"}
+    )
+    assert status == 400 and orjson.loads(content) == {"error": "Content-Length is not a number"}
