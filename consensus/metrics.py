@@ -300,13 +300,15 @@ class NodeCollector(Collector):
         )
         diverged = GaugeMetricFamily(
             "paxos_result_divergence",
-            "1 if the peer's state machine gave other results than this node's for the same "
-            "window of the group's log (an alarm: the machines differ; see /api/status/). Only "
-            "pairs that differed have a series.",
+            "1 while the peer's state machine gave other results than this node's for the same "
+            "window of the group's log (an alarm: the machines differ; see /api/status/), else 0.",
             labels=["group", "peer"],
         )
-        for found in status.get("divergences") or ():
-            diverged.add_metric([str(found["group_id"]), str(found["peer"])], 1)
+        # Every (group, peer) pair has a series, 0 without an alarm: a series that appeared
+        # only with its alarm would vanish when it cleared, and a scraper would keep its last 1
+        # until it went stale ("== 1 for 5m" rules would see no data instead of a plain 0).
+        alarms = {(found["group_id"], found["peer"]) for found in status.get("divergences") or ()}
+        peers = [peer["node_id"] for peer in (status.get("peers") or {}).get("peers", [])]
         for group in status["groups"]:
             label = str(group["group_id"])
             for name in ROLES:
@@ -321,6 +323,9 @@ class NodeCollector(Collector):
             applied.add_metric([label], group["applied"])
             pending.add_metric([label], group["pending"])
             rebuilding.add_metric([label], 1 if group.get("rebuilding") else 0)
+            for peer_id in peers:
+                alarm = (group["group_id"], peer_id) in alarms
+                diverged.add_metric([label, str(peer_id)], 1 if alarm else 0)
             known = peer_chosen_upto.get(group["group_id"], {})
             for peer_id, upto in sorted(known.items()):
                 peer_chosen.add_metric([label, str(peer_id)], upto)

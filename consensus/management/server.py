@@ -56,6 +56,10 @@ logger = logging.getLogger("consensus.runtime")
 SERVERS = ("daphne", "uvicorn")
 DEFAULT_SERVER = "daphne"
 
+CLOSE_REASON_BYTES = 123
+"""The longest websocket close reason, in UTF-8 bytes: a close frame's payload is at most 125
+bytes (RFC 6455 §5.5), two of them the code."""
+
 
 class StorageFailure(Exception):
     """The node stopped after its database failed; the message is one line for users."""
@@ -327,6 +331,7 @@ def _run_daphne(
 
     logger.debug("daphne: per-event overheads trimmed: %s", ", ".join(daphne_tuning.trim()))
     daphne_http.install()  # before Server.run() builds its HTTP factory
+    _send_close_reasons_under_daphne()  # and its websocket factory
 
     from twisted.internet.defer import Deferred
 
@@ -366,6 +371,48 @@ def _run_daphne(
     server.kill_all_applications = kill_applications_once_stopped  # type: ignore[method-assign]
     server.run()
     return server.listen_failure
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to ``CLOSE_REASON_BYTES`` of UTF-8, at a character boundary: longer, it
+    cannot be sent (websockets, under uvicorn, raises instead of closing)."""
+    encoded = reason.encode("utf-8", "replace")
+    return encoded[:CLOSE_REASON_BYTES].decode("utf-8", "ignore")
+
+
+def _send_close_reasons_under_daphne() -> None:
+    """Make daphne put the ``reason`` of an ASGI ``websocket.close`` in the close frame.
+
+    Written against daphne 4.2.3, whose ``WebSocketProtocol.handle_reply`` passes the code
+    alone to ``serverClose`` and drops the reason (the ASGI spec's close event has an optional
+    ``reason``, which uvicorn sends). A client refused by a node (a wrong API token on the
+    client stream, a peer link that failed its handshake) then saw a bare 4001, and had to
+    find the node's log to learn why (django/daphne#374, open). The override only handles a
+    close with a reason after the accept; anything else is daphne's own (a close before the
+    accept is still its HTTP 403, with no frame to carry a reason). Installed as
+    ``daphne_http.install`` installs its HTTP factory: under the name ``Server.run`` builds
+    the websocket factory from."""
+    import daphne.server
+    from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+
+    class ReasonedWebSocketProtocol(WebSocketProtocol):
+        def handle_reply(self, message: dict[str, Any]) -> None:
+            reason = message.get("reason")
+            if (
+                message.get("type") == "websocket.close"
+                and reason
+                and self.state != self.STATE_CONNECTING
+            ):
+                code = message.get("code")
+                # autobahn cuts the reason to 123 bytes itself; cut it here alike for both servers
+                self.sendClose(code=1000 if code is None else code, reason=close_reason(reason))
+                return
+            super().handle_reply(message)
+
+    class ReasonedWebSocketFactory(WebSocketFactory):
+        protocol = ReasonedWebSocketProtocol
+
+    daphne.server.WebSocketFactory = ReasonedWebSocketFactory  # type: ignore[misc]
 
 
 # --- uvicorn ---------------------------------------------------------------------------------
@@ -485,6 +532,13 @@ def _limited_websocket_protocol() -> type:
 
             transport = self.transport
             ws_limits.offer(self.scope, allow_full, transport.get_write_buffer_size)  # type: ignore[arg-type]
+
+        async def send(self, message: Any) -> None:
+            """uvicorn sends the close reason as given: one above 123 bytes made websockets
+            raise ("control frame too long") where the application closed the connection."""
+            if message.get("type") == "websocket.close" and message.get("reason"):
+                message = {**message, "reason": close_reason(message["reason"])}
+            await super().send(message)
 
     return LimitedWebSocketProtocol
 

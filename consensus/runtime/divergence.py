@@ -184,8 +184,10 @@ class DivergenceCheck:
         logger.error("node %s: %s", self.node_id, found.describe())
 
     def divergences(self) -> list[Divergence]:
-        """Every (group, peer) whose results differed from this node's, first difference each."""
-        return list(self._found.values())
+        """Every (group, peer) whose results differed from this node's, first difference each,
+        by group and peer (not in the order found: the API, ``/readyz`` and ``paxos status``
+        list them alike every time)."""
+        return [self._found[key] for key in sorted(self._found)]
 
     def window(self, group_id: int, last: int) -> tuple[Checkpoint | None, dict[int, bool]]:
         """This node's window of the group that ended at ``last`` (None if it did not report

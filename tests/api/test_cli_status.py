@@ -1,6 +1,8 @@
 """``manage.py paxos status`` and ``PaxosClient.status_of`` with nodes that are down (a free port:
 connection refused) or hang (a socket that listens but never answers): one attempt per node, the
-nodes asked in parallel, the live ones printed, the others named, and a non-zero exit."""
+nodes asked in parallel, the live ones printed, the others named, and a non-zero exit. And with
+nodes that report divergence alarms (tiny HTTP servers answering a made-up ``/api/status/``): a
+line per group naming the odd node, and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -10,12 +12,16 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from consensus.client import PaxosClient, Unavailable
 from consensus.config import free_ports
+from consensus.management.commands.paxos import _who_differs
+from tests.api.test_client_retry import http_nodes
 from tests.fixtures.cluster import TOKEN, Cluster
 
 
@@ -115,3 +121,127 @@ def test_status_tells_a_node_that_answered_with_an_error_from_an_unreachable_one
     assert " error: " in lines[1] and "HTTP 401" in lines[1], lines
     assert " unreachable: " in lines[2], lines
     assert str(error).startswith("2 of 2 nodes without a status (unreachable or failing): ")
+
+
+# -- divergence alarms ---------------------------------------------------------------------------
+
+README = '(see README "Nodes whose state machines differ")'
+
+
+class StatusAnswer(BaseHTTPRequestHandler):
+    """``GET /api/status/``: the server's ``status`` attribute, as JSON."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = json.dumps(self.server.status).encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def node_status(node_id: int, nodes: int, differs_from: dict[int, list[int]]) -> dict[str, Any]:
+    """What ``/api/status/`` of node ``node_id`` of a cluster of ``nodes`` says, with an alarm
+    for each peer of ``differs_from`` (group -> peers)."""
+    return {
+        "node_id": node_id,
+        "uptime_seconds": 10.0,
+        "groups": [
+            {"group_id": g, "role": "follower", "leader": 1, "chosen_upto": 8, "applied": 8}
+            for g in (1, 2)
+        ],
+        "peers": {
+            "node_id": node_id,
+            "peers": [{"node_id": peer} for peer in range(1, nodes + 1) if peer != node_id],
+        },
+        "divergences": [
+            {"group_id": group, "peer": peer, "first": 5, "last": 8, "mine": "0a", "theirs": "0b"}
+            for group, peers in differs_from.items()
+            for peer in peers
+        ],
+    }
+
+
+@contextlib.contextmanager
+def reporting_nodes(*statuses: dict[str, Any]) -> Iterator[list[str]]:
+    """Nodes (their URLs) that answer ``/api/status/`` with these statuses."""
+    with http_nodes(len(statuses), StatusAnswer) as servers:
+        for server, status in zip(servers, statuses, strict=True):
+            server.status = status  # type: ignore[attr-defined]
+        yield [f"http://127.0.0.1:{server.server_address[1]}" for server in servers]
+
+
+def test_status_names_the_odd_node_and_exits_1() -> None:
+    """Nodes 1 and 2 differ from node 3 in group 1, and node 3 from both: node 3 is the odd one.
+    Group 2 is fine: no line for it."""
+    with reporting_nodes(
+        node_status(1, 3, {1: [3]}), node_status(2, 3, {1: [3]}), node_status(3, 3, {1: [1, 2]})
+    ) as urls:
+        output, error, _elapsed = status_cli(*urls)
+    lines = output.splitlines()
+    assert len([line for line in lines if line.startswith("ALARM ")]) == 4
+    assert lines[-1] == f"group 1: node 3 differs from nodes 1, 2 {README}"
+    assert not any(line.startswith("group 2:") for line in lines)
+    assert error.returncode == 1
+    assert str(error) == (
+        "group(s) 1: a divergence alarm, some node's state machine differs (README \"Nodes "
+        'whose state machines differ")'
+    )
+
+
+def test_status_names_the_odd_node_when_it_is_down_and_says_both_problems() -> None:
+    """Node 3 does not answer: its peers' alarms still name it."""
+    (dead,) = free_ports(1)
+    with reporting_nodes(node_status(1, 3, {2: [3]}), node_status(2, 3, {1: [3], 2: [3]})) as urls:
+        output, error, _elapsed = status_cli(*urls, f"http://127.0.0.1:{dead}")
+    assert output.splitlines()[-2:] == [
+        f"group 1: no single odd node; these differ: nodes 2 and 3 {README}",
+        f"group 2: node 3 differs from nodes 1, 2 {README}",
+    ]
+    assert error.returncode == 1
+    assert str(error).startswith(f"1 of 3 nodes unreachable: 127.0.0.1:{dead}; group(s) 1, 2: ")
+
+
+def test_status_with_an_alarm_and_json_prints_the_answers_and_exits_1() -> None:
+    with reporting_nodes(node_status(1, 2, {1: [2]}), node_status(2, 2, {})) as urls:
+        output, error, _elapsed = status_cli(*urls, options=("--json",))
+    answers = json.loads(output)  # the answers only: no summary line in the JSON
+    assert [status["node_id"] for status in answers.values()] == [1, 2]
+    assert error.returncode == 1 and "group(s) 1: a divergence alarm" in str(error)
+
+
+def test_status_without_alarms_exits_0() -> None:
+    with reporting_nodes(*(node_status(n, 3, {}) for n in (1, 2, 3))) as urls:
+        out = io.StringIO()
+        call_command("paxos", "--url", ",".join(urls), "--token", TOKEN, "status", stdout=out)
+    assert len(out.getvalue().splitlines()) == 1 + 3 * 2  # the header, 2 groups per node
+    assert "ALARM" not in out.getvalue() and "differ" not in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("pairs", "nodes", "summary"),
+    [
+        ({(1, 3), (2, 3)}, {1, 2, 3}, "node 3 differs from nodes 1, 2"),
+        ({(1, 5), (2, 5), (3, 5)}, {1, 2, 3, 4, 5}, "node 5 differs from nodes 1, 2, 3"),
+        # one pair of three nodes compared so far: either of them may be the odd one
+        ({(1, 3)}, {1, 2, 3}, "no single odd node; these differ: nodes 1 and 3"),
+        ({(1, 2)}, {1, 2}, "no single odd node; these differ: nodes 1 and 2"),  # two nodes
+        (
+            {(1, 2), (1, 3), (2, 3)},
+            {1, 2, 3},
+            "no single odd node; these differ: nodes 1 and 2, nodes 1 and 3, nodes 2 and 3",
+        ),
+        # 5 differs from 1 and 2 only: not from a majority of the other four
+        (
+            {(1, 5), (2, 5)},
+            {1, 2, 3, 4, 5},
+            "no single odd node; these differ: nodes 1 and 5, nodes 2 and 5",
+        ),
+    ],
+)
+def test_who_differs(pairs: set[tuple[int, int]], nodes: set[int], summary: str) -> None:
+    """The odd node by the rule a node judges itself by (``DivergenceCheck.odd_one_out``)."""
+    assert _who_differs(pairs, nodes) == f"{summary} {README}"

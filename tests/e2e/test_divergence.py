@@ -35,6 +35,13 @@ def compared(cluster: Cluster, node_id: int) -> int:
     return cluster.status(node_id)["result_digests"]["windows_compared"]
 
 
+def divergence_metric(cluster: Cluster, node_id: int) -> list[str]:
+    """The node's ``paxos_result_divergence`` samples, as ``/metrics`` prints them."""
+    with urllib.request.urlopen(cluster.nodes[node_id].url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return [line for line in text.splitlines() if line.startswith("paxos_result_divergence{")]
+
+
 def test_a_node_whose_state_machine_differs_is_found_by_every_node(cluster_factory) -> None:
     cluster: Cluster = cluster_factory(
         groups=(1,),
@@ -66,16 +73,21 @@ def test_a_node_whose_state_machine_differs_is_found_by_every_node(cluster_facto
     [found] = cluster.status(1)["divergences"]
     assert (found["group_id"], found["peer"]) == (1, 3)
     assert (found["last"] - found["first"] + 1, found["last"] % WINDOW) == (WINDOW, 0)
-    with urllib.request.urlopen(cluster.nodes[1].url + "/metrics", timeout=5) as response:
-        metrics = response.read().decode()
-    assert 'paxos_result_divergence{group="1",peer="3"} 1.0' in metrics
-    assert 'peer="2"' not in [line for line in metrics.splitlines() if "divergence{" in line][0]
+    assert divergence_metric(cluster, 1) == [
+        'paxos_result_divergence{group="1",peer="2"} 0.0',
+        'paxos_result_divergence{group="1",peer="3"} 1.0',
+    ]
     assert "ERROR" in cluster.tail(3, 200) and "differ from node 1's" in cluster.tail(3, 200)
     out = io.StringIO()
     urls = ",".join(node.url for node in cluster.nodes.values())
-    call_command("paxos", "--url", urls, "--token", TOKEN, "status", stdout=out)
+    with pytest.raises(CommandError, match=r"group\(s\) 1: a divergence alarm") as raised:
+        call_command("paxos", "--url", urls, "--token", TOKEN, "status", stdout=out)
+    assert raised.value.returncode == 1
     alarms = [line for line in out.getvalue().splitlines() if line.startswith("ALARM")]
     assert len(alarms) == 4  # nodes 1 and 2 about node 3, node 3 about both
+    assert out.getvalue().splitlines()[-1] == (
+        'group 1: node 3 differs from nodes 1, 2 (see README "Nodes whose state machines differ")'
+    )
     assert alarms[0] == (
         f"ALARM 127.0.0.1:{cluster.nodes[1].port}: group 1: the state machine's results for "
         f"instances {found['first']}..{found['last']} differ from node 3's (README \"Nodes whose "
@@ -164,6 +176,7 @@ def test_paxos_check_compares_the_state_now(cluster_factory) -> None:
     assert (answer["node_id"], answer["peers"]) == (3, {"1": "differs", "2": "differs"})
     assert answer["state"].startswith("4 rows ") and answer["note"] is None
     assert divergent_peers(cluster, 1) == [3] and readyz(cluster, 3)[0] == 503
+    assert 'paxos_result_divergence{group="1",peer="3"} 1.0' in divergence_metric(cluster, 1)
 
     with sqlite3.connect(cluster.folder / "data" / "node3.sqlite3", timeout=10) as database:
         database.execute(  # repaired: the row as the other nodes have it
@@ -172,6 +185,8 @@ def test_paxos_check_compares_the_state_now(cluster_factory) -> None:
     call_command("paxos", "--url", urls, "--token", TOKEN, "check", "-g", "1", stdout=out)
     wait_for(lambda: divergent_peers(cluster, 3) == [], "node 3's alarms to clear")
     assert divergent_peers(cluster, 1) == [] and readyz(cluster, 3)[0] == 200
+    # cleared: the series reads 0 (a series that vanished would go stale in the scraper)
+    assert 'paxos_result_divergence{group="1",peer="3"} 0.0' in divergence_metric(cluster, 1)
     assert "agree with this node's again" in cluster.tail(1, 50)
 
 

@@ -10,9 +10,11 @@ the node config this process was started with, else of ``demo-cluster/cluster.js
 current folder (what ``runpaxos --demo`` writes), else http://127.0.0.1:33333. The token:
 ``--token``, else ``$PAXOS_API_TOKEN``, else the config's first apiToken.
 Output is the value (get) or JSON; failures are one-line errors with exit status 1.
-``status`` asks every node at once (one attempt each, at most 5 s), prints what it got, and
-exits 1 when a node did not answer. ``check`` compares the nodes' state of every group now, and
-exits 1 when a node's differs, 2 when a node could not be compared.
+``status`` asks every node at once (one attempt each, at most 5 s), prints what it got and, for
+each group with a divergence alarm, which node differs; it exits 1 when a node did not answer or
+a node reports an alarm (as ``check`` exits 1 when a node's state differs). ``check`` compares
+the nodes' state of every group now, and exits 1 when a node's differs, 2 when a node could not
+be compared.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,9 @@ DEMO_CONFIG = f"{DEFAULT_DEMO_DIR}/cluster.json"
 
 STATUS_TIMEOUT = 5.0
 """Seconds ``status`` waits for each node (at most; ``--timeout`` if shorter): one attempt."""
+
+DIVERGENCE_README = 'README "Nodes whose state machines differ"'
+"""Where an operator reads what a divergence alarm means and what to do."""
 
 
 class Command(BaseCommand):
@@ -130,7 +136,12 @@ class Command(BaseCommand):
         )
         self._group_options(cas, request_id=True)
 
-        actions.add_parser("status", help="each node's groups: role, leader, chosen, applied")
+        status_help = (
+            "each node's groups: role, leader, chosen, applied; and which node's state machine "
+            "differs, if a node reports a divergence alarm; exit 1 if a node did not answer or "
+            "reports an alarm"
+        )
+        actions.add_parser("status", help=status_help, description=status_help)
 
         check = actions.add_parser(
             "check",
@@ -216,8 +227,10 @@ class Command(BaseCommand):
         self, client: PaxosClient, addresses: list[tuple[str, int]], options: dict[str, Any]
     ) -> None:
         """Every node's status, asked in parallel (one short-lived client per node: a client is
-        not thread-safe), one attempt each of at most ``STATUS_TIMEOUT`` seconds; then a
-        non-zero exit naming the nodes that did not answer."""
+        not thread-safe), one attempt each of at most ``STATUS_TIMEOUT`` seconds; then a line
+        per group with a divergence alarm naming the odd node, and a non-zero exit naming the
+        nodes that did not answer and the groups with an alarm (exit 1 for both, as ``check``
+        exits 1 when a node's state differs: scripts and cron need no new code to catch it)."""
         timeout = min(options["timeout"], STATUS_TIMEOUT)
 
         def ask(address: tuple[str, int]) -> dict[str, Any]:
@@ -243,6 +256,7 @@ class Command(BaseCommand):
             results = list(pool.map(ask, unique))
         answers = {f"{h}:{p}": status for (h, p), status in zip(unique, results, strict=True)}
         failed = [address for address, status in answers.items() if "error" in status]
+        nodes, differing = _divergent_pairs(answers.values())
         if options["json"]:
             self._print(answers, options)
         else:
@@ -265,12 +279,23 @@ class Command(BaseCommand):
                     self.stdout.write(
                         f"ALARM {address}: group {found['group_id']}: the state machine's "
                         f"results for instances {found['first']}..{found['last']} differ from "
-                        f'node {found["peer"]}\'s (README "Nodes whose state machines differ")'
+                        f"node {found['peer']}'s ({DIVERGENCE_README})"
                     )
+            for group, pairs in differing.items():
+                self.stdout.write(f"group {group}: {_who_differs(pairs, nodes)}")
+        problems = []
         if failed:
             unreachable = all(answers[address]["unreachable"] for address in failed)
             what = "unreachable" if unreachable else "without a status (unreachable or failing)"
-            raise CommandError(f"{len(failed)} of {len(answers)} nodes {what}: {', '.join(failed)}")
+            problems.append(f"{len(failed)} of {len(answers)} nodes {what}: {', '.join(failed)}")
+        if differing:
+            groups = ", ".join(str(group) for group in differing)
+            problems.append(
+                f"group(s) {groups}: a divergence alarm, some node's state machine differs "
+                f"({DIVERGENCE_README})"
+            )
+        if problems:
+            raise CommandError("; ".join(problems))
 
     def _check(self, client: PaxosClient, options: dict[str, Any]) -> None:
         """A state check of each group through the node that answers; a line per group."""
@@ -290,8 +315,8 @@ class Command(BaseCommand):
         differ = [str(c["group_id"]) for c in checks if "differs" in c["peers"].values()]
         if differ:
             raise CommandError(
-                f"group(s) {', '.join(differ)}: some node's state machine differs (README "
-                '"Nodes whose state machines differ")'
+                f"group(s) {', '.join(differ)}: some node's state machine differs "
+                f"({DIVERGENCE_README})"
             )
         unknown = [
             str(c["group_id"]) for c in checks if c["note"] or "not compared" in c["peers"].values()
@@ -350,6 +375,56 @@ def _group_id(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"a group id is a positive integer, not {text!r}")
     return value
+
+
+def _divergent_pairs(
+    statuses: Iterable[dict[str, Any]],
+) -> tuple[set[int], dict[int, set[tuple[int, int]]]]:
+    """The cluster's node ids (those that answered and the peers they list) and, per group, the
+    pairs of nodes whose results differ, (lower id, higher id), from every node's
+    ``divergences``: each node lists only its own alarms, and one that did not answer is still
+    named by its peers'."""
+    nodes: set[int] = set()
+    differing: dict[int, set[tuple[int, int]]] = {}
+    for status in statuses:
+        if "error" in status:
+            continue
+        node_id = int(status["node_id"])
+        nodes.add(node_id)
+        nodes.update(int(peer["node_id"]) for peer in (status.get("peers") or {}).get("peers", ()))
+        for found in status.get("divergences") or ():
+            pair = (min(node_id, found["peer"]), max(node_id, found["peer"]))
+            differing.setdefault(int(found["group_id"]), set()).add(pair)
+            nodes.add(found["peer"])
+    return nodes, dict(sorted(differing.items()))
+
+
+def _who_differs(pairs: set[tuple[int, int]], nodes: set[int]) -> str:
+    """The summary of a group's alarms: the odd node if the alarms agree on one, else the pairs.
+
+    A node is the odd one when it is in every pair that differs and differs from more than half
+    of the other nodes: the rule by which a node finds itself the odd one and turns unready
+    (``DivergenceCheck.odd_one_out``), here over every node's alarms. In a cluster of three or
+    more at most one node meets it; none does while, say, only one pair of three nodes has
+    compared the window yet. In a cluster of two both nodes do: nothing tells which is right."""
+    others = len(nodes) - 1
+
+    def partners(node: int) -> list[int]:
+        return sorted(a if b == node else b for a, b in pairs if node in (a, b))
+
+    odd = [
+        node
+        for node in sorted(nodes)
+        if all(node in pair for pair in pairs) and 2 * len(partners(node)) > others
+    ]
+    if len(odd) == 1:
+        [node] = odd
+        differs = partners(node)
+        which = "node" if len(differs) == 1 else "nodes"
+        which += " " + ", ".join(str(other) for other in differs)
+        return f"node {node} differs from {which} (see {DIVERGENCE_README})"
+    listed = ", ".join(f"nodes {a} and {b}" for a, b in sorted(pairs))
+    return f"no single odd node; these differ: {listed} (see {DIVERGENCE_README})"
 
 
 def vars_of(outcome: Any) -> dict[str, Any]:
