@@ -19,16 +19,20 @@ Environment:
 - ``PAXOS_DIGEST_WINDOW``: instances per window of the result digests the nodes compare
   (default 1000; 0: none). ``PAXOS_STATE_CHECK_INTERVAL``: seconds between state checks
   (default 300; 0: none).
+- ``PAXOS_ADMIN_LOGIN_FAILURES``, ``PAXOS_ADMIN_LOCKOUT_MINUTES``: failed logins for one username
+  from one address that lock it out of the admin login, and for how long (defaults 5 and 15).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,6 +74,17 @@ def _env_number(name: str, default: _Number) -> _Number:
         raise ImproperlyConfigured(
             f"{name}={text!r} is not {what}: give {what} (e.g. {default}) or unset it"
         ) from None
+
+
+def _env_count(name: str, default: int, unit: str) -> int:
+    """``_env_number`` for a count of ``unit`` that must be at least 1."""
+    value = _env_number(name, default)
+    if value < 1:
+        raise ImproperlyConfigured(
+            f"{name}={value} is not a number of {unit}: give a positive integer (the default is "
+            f"{default}) or unset it"
+        )
+    return value
 
 
 READ_MODES = ("index", "log")
@@ -158,6 +173,11 @@ PAXOS_REQUEST_RESULT_TTL = _env_number("PAXOS_REQUEST_RESULT_TTL", 24 * 3600)
 PAXOS_REQUEST_RESULT_MAX = _env_number("PAXOS_REQUEST_RESULT_MAX", 1_000_000)
 """At most this many results kept per group beyond the TTL (the newest win)."""
 
+PAXOS_ADMIN_LOGIN_FAILURES = _env_count("PAXOS_ADMIN_LOGIN_FAILURES", 5, "failed logins")
+"""Failed admin logins for one username from one address that lock it out (django-axes, below)."""
+PAXOS_ADMIN_LOCKOUT_MINUTES = _env_count("PAXOS_ADMIN_LOCKOUT_MINUTES", 15, "minutes")
+"""How long such a lockout lasts, from the failed login that started it."""
+
 PAXOS_UNSAFE_SKIP_REBUILD = _env_flag("PAXOS_UNSAFE_SKIP_REBUILD")
 """A negative control for tests only: a node whose database is new votes at once instead of
 rebuilding first (consensus/core/rebuild.py), which can lose acknowledged writes
@@ -200,6 +220,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",  # the admin login's lockout, see AXES_* below
     "channels",
     "rest_framework",
     "drf_spectacular",
@@ -219,6 +240,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes requires: it turns a login its backend refused into the lockout answer. It
+    # is async-capable, so it adds no thread hop; the lean API paths (consensus/api/lean.py) skip
+    # the middleware anyway and never log anyone in.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "paxos_site.urls"
@@ -351,6 +376,61 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Admin login lockout (django-axes). The first backend refuses a locked-out login before the
+# password is checked; ModelBackend does the checking (and is what sessions record).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed logins are counted in this process's memory, not in the database: the node's SQLite
+# database has one writer thread (group commit), and a login from the HTTP side must not become
+# a second writer. A node is one process, so a local-memory cache sees all of its logins; a
+# restart forgets the counts (and so unlocks everyone). Entries expire after the cool-off; the
+# bound is far above what a node hashes passwords for in that time, so that junk usernames
+# cannot evict the counts that matter.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "axes": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "axes",
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
+}
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_CACHE = "axes"
+# axes warns about a local-memory cache because it assumes several server processes; a node is one.
+SILENCED_SYSTEM_CHECKS = ["axes.W001"]
+# Username and address together: a guesser elsewhere cannot lock the operators out, and operators
+# behind one address (a proxy, the demo's 127.0.0.1) do not lock each other out. Not the address
+# alone as well: axes has one limit for every parameter, so it would lock the address after 5
+# failures whatever the usernames, which the combination then adds nothing to.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = PAXOS_ADMIN_LOGIN_FAILURES
+AXES_COOLOFF_TIME = timedelta(minutes=PAXOS_ADMIN_LOCKOUT_MINUTES)
+AXES_RESET_ON_SUCCESS = True
+# Attempts while locked out neither count nor log nor extend the lockout: it ends when it says.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+_minutes = f"{PAXOS_ADMIN_LOCKOUT_MINUTES} minute{'s' if PAXOS_ADMIN_LOCKOUT_MINUTES != 1 else ''}"
+AXES_COOLOFF_MESSAGE = (
+    f"Too many failed logins for this username from your address: try again in {_minutes}."
+)
+# Its admin pages would list the database handler's tables, which stay empty here.
+AXES_ENABLE_ADMIN = False
+# The lockout's log line names the username and the address (axes masks them by default): what
+# an operator needs to tell who is locked out, or to block the address. Passwords stay masked.
+AXES_SENSITIVE_PARAMETERS: list[str] = []
+
+
+def _axes_lockouts_only(record: logging.LogRecord) -> bool:
+    """axes logs every failed login at WARNING; the node's log gets one line per lockout."""
+    return record.levelno > logging.WARNING or str(record.msg).startswith("AXES: Locking out")
+
+
+def _not_a_lockout_answer(record: logging.LogRecord) -> bool:
+    """Django logs every 4xx answer at WARNING: not each 429 of a lockout axes logged once."""
+    return not getattr(getattr(record, "request", None), "axes_locked_out", False)
+
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -397,8 +477,21 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
+    "filters": {
+        "axes_lockouts": {"()": "django.utils.log.CallbackFilter", "callback": _axes_lockouts_only},
+        "no_lockout_answers": {
+            "()": "django.utils.log.CallbackFilter",
+            "callback": _not_a_lockout_answer,
+        },
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # On the handler: a logger's filter misses records of its children (axes.handlers.cache).
+        "axes": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["axes_lockouts"],
+        },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
@@ -410,5 +503,7 @@ LOGGING = {
         # A Host not in ALLOWED_HOSTS: Django logs an ERROR with a traceback per request (a log
         # flood from any scanner); consensus.api.views.bad_request logs one WARNING line instead.
         "django.security.DisallowedHost": {"level": "CRITICAL"},
+        "axes": {"handlers": ["axes"], "level": "WARNING", "propagate": False},
+        "django.request": {"filters": ["no_lockout_answers"]},
     },
 }

@@ -1,0 +1,148 @@
+"""The admin login's lockout (django-axes, ``AXES_*`` in the settings): after
+``PAXOS_ADMIN_LOGIN_FAILURES`` (5) failed logins for one username from one address, that username
+gets 429 from that address for ``PAXOS_ADMIN_LOCKOUT_MINUTES`` (15), even with the right password.
+The counts live in the process's local-memory cache, so each test starts from an empty one."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import caches
+from django.core.cache.backends import locmem
+from django.db import connections
+from django.test import AsyncClient, Client
+
+from tests.node.test_settings_errors import assert_one_line, manage
+
+LOGIN = "/admin/login/"
+PASSWORD = "right-" + uuid.uuid4().hex[:8]
+LIMIT = 5
+LOCKED = "try again in 15 minutes"
+
+
+@pytest.fixture(autouse=True)
+def no_counts() -> Iterator[None]:
+    cache = caches[settings.AXES_CACHE]
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def users(db: Any) -> None:
+    for username in ("admin", "other"):
+        get_user_model().objects.create_superuser(username, password=PASSWORD)
+
+
+@pytest.fixture
+def axes_log() -> Iterator[io.StringIO]:
+    """What axes writes to the node's log: the configured handler's output, filter included."""
+    (handler,) = logging.getLogger("axes").handlers
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    yield stream
+    handler.setStream(previous)
+
+
+def log_in(username: str, password: str, address: str = "127.0.0.1") -> Any:
+    """One login attempt with a fresh client (no session): 302 logged in, 200 refused (the form
+    again), 429 locked out."""
+    return Client(REMOTE_ADDR=address).post(
+        LOGIN, {"username": username, "password": password, "next": "/admin/"}
+    )
+
+
+def fail(times: int, username: str = "admin", address: str = "127.0.0.1") -> None:
+    for _ in range(times):
+        assert log_in(username, "wrong", address).status_code == 200
+
+
+def assert_locked(response: Any) -> None:
+    assert response.status_code == 429
+    assert LOCKED in response.content.decode()
+
+
+def lock_out() -> None:
+    """``admin`` from 127.0.0.1: the failed login that reaches the limit gets the lockout."""
+    fail(LIMIT - 1)
+    assert_locked(log_in("admin", "wrong"))
+
+
+def test_the_limit_of_failed_logins_locks_the_username_out(
+    users: None, axes_log: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    lock_out()
+    assert_locked(log_in("admin", PASSWORD))
+    assert_locked(log_in("admin", "wrong"))
+    # One line for the lockout; none for the failures before it or the attempts after it.
+    (line,) = axes_log.getvalue().splitlines()
+    assert "WARNING axes." in line and "Locking out" in line
+    assert 'username: "admin"' in line and 'ip_address: "127.0.0.1"' in line
+    assert "Too Many Requests" not in caplog.text
+
+
+def test_a_lockout_is_for_that_username_from_that_address(users: None) -> None:
+    lock_out()
+    assert log_in("other", PASSWORD).status_code == 302
+    assert log_in("admin", PASSWORD, address="10.0.0.7").status_code == 302
+    assert_locked(log_in("admin", PASSWORD))
+
+
+def test_a_lockout_ends_after_the_cool_off(users: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock_out()
+
+    def minutes_later(minutes: float) -> None:
+        later = time.time() + minutes * 60
+        monkeypatch.setattr(locmem, "time", SimpleNamespace(time=lambda: later))
+
+    minutes_later(14)
+    assert_locked(log_in("admin", PASSWORD))
+    minutes_later(16)
+    assert log_in("admin", PASSWORD).status_code == 302
+
+
+def test_a_successful_login_resets_the_count(users: None) -> None:
+    fail(LIMIT - 1)
+    assert log_in("admin", PASSWORD).status_code == 302
+    lock_out()  # the full limit again, not just one more failure
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_node_serving_asgi_locks_out_too() -> None:
+    """A node runs Django under ASGI, where axes' middleware takes its async path."""
+    await get_user_model().objects.acreate_superuser("admin", password=PASSWORD)
+    client = AsyncClient()
+    form = {"username": "admin", "password": "wrong"}
+    try:
+        for _ in range(LIMIT - 1):
+            assert (await client.post(LOGIN, form)).status_code == 200
+        assert_locked(await client.post(LOGIN, form))
+        assert_locked(await client.post(LOGIN, form | {"password": PASSWORD}))
+    finally:
+        # The login view ran on asgiref's shared thread, whose connection is persistent: close it
+        # as tests/fixtures/loop_node.py does, or a later test without database access trips on it.
+        await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ("PAXOS_ADMIN_LOGIN_FAILURES=five", "PAXOS_ADMIN_LOGIN_FAILURES='five' is not an integer"),
+        ("PAXOS_ADMIN_LOGIN_FAILURES=0", "PAXOS_ADMIN_LOGIN_FAILURES=0 is not a number of failed"),
+        ("PAXOS_ADMIN_LOCKOUT_MINUTES=-1", "PAXOS_ADMIN_LOCKOUT_MINUTES=-1 is not a number of min"),
+        ("PAXOS_ADMIN_LOCKOUT_MINUTES=0.5", "PAXOS_ADMIN_LOCKOUT_MINUTES='0.5' is not an integer"),
+    ],
+)
+def test_a_lockout_setting_out_of_range_is_refused(setting: str, problem: str) -> None:
+    name, value = setting.split("=")
+    assert_one_line(manage("check", **{name: value}), problem)
