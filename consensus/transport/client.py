@@ -389,7 +389,7 @@ def _explain(exc: BaseException) -> str:
             return "connection lost (the peer stopped answering, or the network failed)"
         code = exc.rcvd.code
         reason = exc.rcvd.reason
-        if code == CloseCode.AUTH_FAILED and not reason:  # daphne sends no close reason
+        if code == CloseCode.AUTH_FAILED and not reason:  # older releases on daphne sent none
             reason = (
                 "it refused the handshake (another secret or node list, or another state "
                 "machine for a group?); its log says why"

@@ -262,7 +262,7 @@ class PeerConsumer(AsyncWebsocketConsumer):
             self._transport.inbound_closed(self._inbound_token, reason)
             self._inbound_token = None
         try:
-            await self.close(code=int(code), reason=reason[:120])
+            await self.close(code=int(code), reason=reason)  # the server cuts it to 123 bytes
         except Exception:  # the connection may already be gone; nothing left to do
             logger.debug("closing %s failed", self._remote, exc_info=True)
 
