@@ -323,9 +323,9 @@ class NodeCollector(Collector):
             applied.add_metric([label], group["applied"])
             pending.add_metric([label], group["pending"])
             rebuilding.add_metric([label], 1 if group.get("rebuilding") else 0)
-            for peer_id in peers:
-                alarm = (group["group_id"], peer_id) in alarms
-                diverged.add_metric([label, str(peer_id)], 1 if alarm else 0)
+            alarmed = {peer for group_id, peer in alarms if group_id == group["group_id"]}
+            for peer_id in sorted(set(peers) | alarmed):  # an alarm has a series, listed or not
+                diverged.add_metric([label, str(peer_id)], 1 if peer_id in alarmed else 0)
             known = peer_chosen_upto.get(group["group_id"], {})
             for peer_id, upto in sorted(known.items()):
                 peer_chosen.add_metric([label, str(peer_id)], upto)

@@ -76,13 +76,14 @@ def _env_number(name: str, default: _Number) -> _Number:
         ) from None
 
 
-def _env_count(name: str, default: int, unit: str) -> int:
-    """``_env_number`` for a count of ``unit`` that must be at least 1."""
+def _env_count(name: str, default: int, unit: str, most: int = 10**6) -> int:
+    """``_env_number`` for a count of ``unit`` from 1 to ``most`` (beyond it, a number of
+    minutes no longer makes a ``timedelta``)."""
     value = _env_number(name, default)
-    if value < 1:
+    if not 1 <= value <= most:
         raise ImproperlyConfigured(
-            f"{name}={value} is not a number of {unit}: give a positive integer (the default is "
-            f"{default}) or unset it"
+            f"{name}={value} is not a number of {unit}: give an integer from 1 to {most} (the "
+            f"default is {default}) or unset it"
         )
     return value
 
@@ -400,8 +401,9 @@ AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
 AXES_CACHE = "axes"
 # axes warns about a local-memory cache because it assumes several server processes; a node is one.
 SILENCED_SYSTEM_CHECKS = ["axes.W001"]
-# Username and address together: a guesser elsewhere cannot lock the operators out, and operators
-# behind one address (a proxy, the demo's 127.0.0.1) do not lock each other out. Not the address
+# Username and address together: a guesser elsewhere cannot lock the operators out (unless all
+# come through one proxy, whose address they then share), and operators behind one address (a
+# proxy, the demo's 127.0.0.1) do not lock each other out. Not the address
 # alone as well: axes has one limit for every parameter, so it would lock the address after 5
 # failures whatever the usernames, which the combination then adds nothing to.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -412,13 +414,26 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 _minutes = f"{PAXOS_ADMIN_LOCKOUT_MINUTES} minute{'s' if PAXOS_ADMIN_LOCKOUT_MINUTES != 1 else ''}"
 AXES_COOLOFF_MESSAGE = (
-    f"Too many failed logins for this username from your address: try again in {_minutes}."
+    f"Too many failed logins for this username from your address: locked out for up to {_minutes}."
 )
 # Its admin pages would list the database handler's tables, which stay empty here.
 AXES_ENABLE_ADMIN = False
 # The lockout's log line names the username and the address (axes masks them by default): what
 # an operator needs to tell who is locked out, or to block the address. Passwords stay masked.
 AXES_SENSITIVE_PARAMETERS: list[str] = []
+
+
+def _axes_client_str(
+    username: str | None, ip_address: str | None, user_agent: str, path_info: Any, request: Any
+) -> str:
+    """Who a lockout line names, each value escaped: a username is the client's own text, and
+    one with a newline would otherwise write a line of its choosing into the node's log. No
+    user agent: it is the client's text too, and says nothing an operator acts on."""
+    path = path_info[0] if isinstance(path_info, tuple | list) else path_info
+    return f"username={username!r} address={ip_address!r} path={path!r}"
+
+
+AXES_CLIENT_STR_CALLABLE = _axes_client_str
 
 
 def _axes_lockouts_only(record: logging.LogRecord) -> bool:

@@ -136,8 +136,8 @@ async def serve_raw(
     route: RawRoute, match: re.Match[str], scope: Scope, receive: Any, send: Any
 ) -> None:
     """Answer a request with a raw route, as the lean Django path would: the token first (a
-    client without one makes the node read no body), then the body limit, then the handler; a
-    JSON 500 if something unexpected breaks."""
+    client with a wrong one makes the node read no body), then the body limit, then the
+    handler; a JSON 500 if something unexpected breaks."""
     headers = request_headers(scope)
     extra: dict[str, str] = {}
     try:
@@ -200,8 +200,11 @@ def undecodable_api_path(scope: Scope) -> bool:
     path = scope.get("path", "")
     if "\ufffd" not in path or not path.startswith("/api/"):
         return False
+    raw_path = scope.get("raw_path")  # optional in ASGI: without it, the path is all there is
+    if raw_path is None:
+        return False
     try:
-        unquote(scope.get("raw_path", b"").decode("utf-8"), errors="strict")
+        unquote(raw_path.decode("utf-8"), errors="strict")
     except UnicodeDecodeError:
         return True
     return False

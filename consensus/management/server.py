@@ -47,6 +47,7 @@ from consensus.runtime import install_node
 from consensus.runtime.node import PaxosNode
 from consensus.runtime.observer import NodeObserver
 from consensus.statemachine import StateMachine
+from consensus.transport.closecodes import close_reason
 
 if TYPE_CHECKING:
     from consensus.dashboard.monitoring import Monitoring
@@ -55,10 +56,6 @@ logger = logging.getLogger("consensus.runtime")
 
 SERVERS = ("daphne", "uvicorn")
 DEFAULT_SERVER = "daphne"
-
-CLOSE_REASON_BYTES = 123
-"""The longest websocket close reason, in UTF-8 bytes: a close frame's payload is at most 125
-bytes (RFC 6455 §5.5), two of them the code."""
 
 
 class StorageFailure(Exception):
@@ -371,13 +368,6 @@ def _run_daphne(
     server.kill_all_applications = kill_applications_once_stopped  # type: ignore[method-assign]
     server.run()
     return server.listen_failure
-
-
-def close_reason(reason: str) -> str:
-    """``reason`` cut to ``CLOSE_REASON_BYTES`` of UTF-8, at a character boundary: longer, it
-    cannot be sent (websockets, under uvicorn, raises instead of closing)."""
-    encoded = reason.encode("utf-8", "replace")
-    return encoded[:CLOSE_REASON_BYTES].decode("utf-8", "ignore")
 
 
 def _send_close_reasons_under_daphne() -> None:

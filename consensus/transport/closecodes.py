@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["CloseCode", "describe"]
+__all__ = ["CLOSE_REASON_BYTES", "CloseCode", "close_reason", "describe"]
+
+
+CLOSE_REASON_BYTES = 123
+"""The longest websocket close reason, in UTF-8 bytes: a close frame's payload is at most 125
+bytes (RFC 6455 §5.5), two of them the code."""
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to ``CLOSE_REASON_BYTES`` of UTF-8, at a character boundary: longer, it
+    cannot be sent (websockets, under uvicorn, raises instead of closing)."""
+    encoded = reason.encode("utf-8", "replace")
+    return encoded[:CLOSE_REASON_BYTES].decode("utf-8", "ignore")
 
 
 class CloseCode(IntEnum):

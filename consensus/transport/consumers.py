@@ -42,7 +42,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import ws_limits
 from .auth import AuthError, ConfigDiffers, ServerHandshake, unchecked
-from .closecodes import CloseCode, describe
+from .closecodes import CloseCode, close_reason, describe
 from .codec import CodecError, decode_frame
 from .hub import PeerTransport, get_transport
 
@@ -262,7 +262,7 @@ class PeerConsumer(AsyncWebsocketConsumer):
             self._transport.inbound_closed(self._inbound_token, reason)
             self._inbound_token = None
         try:
-            await self.close(code=int(code), reason=reason)  # the server cuts it to 123 bytes
+            await self.close(code=int(code), reason=close_reason(reason))
         except Exception:  # the connection may already be gone; nothing left to do
             logger.debug("closing %s failed", self._remote, exc_info=True)
 

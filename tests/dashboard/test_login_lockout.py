@@ -27,7 +27,7 @@ from tests.node.test_settings_errors import assert_one_line, manage
 LOGIN = "/admin/login/"
 PASSWORD = "right-" + uuid.uuid4().hex[:8]
 LIMIT = 5
-LOCKED = "try again in 15 minutes"
+LOCKED = "locked out for up to 15 minutes"
 
 
 @pytest.fixture(autouse=True)
@@ -87,8 +87,17 @@ def test_the_limit_of_failed_logins_locks_the_username_out(
     # One line for the lockout; none for the failures before it or the attempts after it.
     (line,) = axes_log.getvalue().splitlines()
     assert "WARNING axes." in line and "Locking out" in line
-    assert 'username: "admin"' in line and 'ip_address: "127.0.0.1"' in line
+    assert "username='admin' address='127.0.0.1'" in line
     assert "Too Many Requests" not in caplog.text
+
+
+def test_a_username_cannot_write_lines_into_the_log(axes_log: io.StringIO, db: Any) -> None:
+    """A username is the client's text: its newline stays escaped in the one lockout line."""
+    forged = "x\n2026-12-07 08:00:00,000 ERROR consensus.runtime: forged"
+    fail(LIMIT - 1, forged)
+    assert_locked(log_in(forged, "wrong"))
+    (line,) = axes_log.getvalue().splitlines()
+    assert "username='x\\n2026-12-07" in line
 
 
 def test_a_lockout_is_for_that_username_from_that_address(users: None) -> None:
@@ -141,6 +150,7 @@ async def test_a_node_serving_asgi_locks_out_too() -> None:
         ("PAXOS_ADMIN_LOGIN_FAILURES=0", "PAXOS_ADMIN_LOGIN_FAILURES=0 is not a number of failed"),
         ("PAXOS_ADMIN_LOCKOUT_MINUTES=-1", "PAXOS_ADMIN_LOCKOUT_MINUTES=-1 is not a number of min"),
         ("PAXOS_ADMIN_LOCKOUT_MINUTES=0.5", "PAXOS_ADMIN_LOCKOUT_MINUTES='0.5' is not an integer"),
+        ("PAXOS_ADMIN_LOCKOUT_MINUTES=10000000000000", "from 1 to 1000000 (the default is 15)"),
     ],
 )
 def test_a_lockout_setting_out_of_range_is_refused(setting: str, problem: str) -> None:

@@ -13,8 +13,7 @@ import pytest
 import websockets
 
 from consensus.api.stream import CLOSE_UNAUTHORIZED
-from consensus.management.server import CLOSE_REASON_BYTES, close_reason
-from consensus.transport.closecodes import CloseCode
+from consensus.transport.closecodes import CLOSE_REASON_BYTES, CloseCode, close_reason
 from tests.fixtures.cluster import Cluster
 
 

@@ -5,7 +5,6 @@ retrying in a loop would fill the log."""
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import pytest
@@ -74,12 +73,22 @@ def test_a_host_retrying_in_a_loop_is_logged_at_info_once(
 def test_a_host_is_said_again_after_the_interval(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(routing, "_unknown_path_reports", LogThrottle(0.2), raising=False)
+    class Clocked(LogThrottle):
+        """The throttle on a clock the test moves."""
+
+        now = 0.0
+
+        def first(self, key: Any, now: float | None = None) -> bool:
+            return super().first(key, self.now)
+
+    throttle = Clocked(routing.UNKNOWN_PATH_REPEAT)
+    monkeypatch.setattr(routing, "_unknown_path_reports", throttle)
     caplog.set_level(logging.DEBUG, logger="consensus.routing")
     with consensus_logs(caplog):
         attempt("10.0.0.1", 5000)
+        throttle.now = routing.UNKNOWN_PATH_REPEAT - 1
         attempt("10.0.0.1", 5001)
-        time.sleep(0.3)
+        throttle.now = routing.UNKNOWN_PATH_REPEAT + 1
         attempt("10.0.0.1", 5002)
     assert [level for level, _ in lines(caplog)] == [logging.INFO, logging.DEBUG, logging.INFO]
 

@@ -393,9 +393,11 @@ def _divergent_pairs(
         nodes.add(node_id)
         nodes.update(int(peer["node_id"]) for peer in (status.get("peers") or {}).get("peers", ()))
         for found in status.get("divergences") or ():
-            pair = (min(node_id, found["peer"]), max(node_id, found["peer"]))
-            differing.setdefault(int(found["group_id"]), set()).add(pair)
-            nodes.add(found["peer"])
+            peer = int(found["peer"])
+            differing.setdefault(int(found["group_id"]), set()).add(
+                (min(node_id, peer), max(node_id, peer))
+            )
+            nodes.add(peer)
     return nodes, dict(sorted(differing.items()))
 
 
