@@ -22,7 +22,7 @@ from django.core.cache.backends import locmem
 from django.db import connections
 from django.test import AsyncClient, Client
 
-from tests.node.test_settings_errors import assert_one_line, manage
+from tests.fixtures.procs import assert_one_line, manage
 
 LOGIN = "/admin/login/"
 PASSWORD = "right-" + uuid.uuid4().hex[:8]

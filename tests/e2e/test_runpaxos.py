@@ -28,18 +28,11 @@ from django.core.management.base import CommandError
 
 from consensus.config import write_demo_config
 from tests.fixtures.ports import free_port_block
-from tests.fixtures.procs import runpaxos_pids
+from tests.fixtures.procs import clean_env, runpaxos_pids
 
 PROJECT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    for name in ("DATABASE_URL", "PAXOS_CONFIG", "PAXOS_NODE_ID", "PAXOS_SERVER"):
-        env.pop(name, None)
-    return env
 
 
 def _children(pid: int) -> dict[int, str]:
@@ -83,7 +76,7 @@ class Demo:
         self.process = subprocess.Popen(
             [sys.executable, str(PROJECT / "manage.py"), "runpaxos", "--demo", *args],
             cwd=PROJECT,
-            env=_env(),
+            env=clean_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -172,7 +165,7 @@ def test_node_that_cannot_listen_exits_with_an_error(tmp_path: Path) -> None:
                 [sys.executable, str(PROJECT / "manage.py"), "runpaxos", "--config", str(path)]
                 + ["--node", "1", "--server", server],
                 cwd=PROJECT,
-                env=_env(),
+                env=clean_env(),
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -330,7 +323,7 @@ def test_a_node_raises_its_open_files_limit_and_warns_when_it_cannot(
             ["prlimit", f"--nofile={soft}:{hard}", sys.executable, str(PROJECT / "manage.py")]
             + ["runpaxos", "--config", str(path), "--node", "1"],
             cwd=PROJECT,
-            env=_env(),
+            env=clean_env(),
             capture_output=True,
             text=True,
             timeout=60,
@@ -350,7 +343,7 @@ def test_a_settings_mistake_is_one_line_not_a_traceback(tmp_path: Path) -> None:
         [sys.executable, str(PROJECT / "manage.py"), "runpaxos", "--config", str(path)]
         + ["--node", "1"],
         cwd=PROJECT,
-        env=_env() | {"DATABASE_URL": "sqlite://x.db"},
+        env=clean_env() | {"DATABASE_URL": "sqlite://x.db"},
         capture_output=True,
         text=True,
         timeout=60,

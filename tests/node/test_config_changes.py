@@ -34,10 +34,9 @@ from consensus.models import Group, Node
 from consensus.registry import registry
 from consensus.runtime.node import PaxosNode
 from consensus.storage.store import ConfigChangeError, DjangoStorage
-from tests.e2e.test_runpaxos import _env
 from tests.fixtures.loop_node import one_node_config
 from tests.fixtures.ports import free_port_block
-from tests.fixtures.procs import run_manage
+from tests.fixtures.procs import clean_env, run_manage
 
 PUT = '{"type": "put", "key": "k", "value": "v"}'
 
@@ -266,7 +265,7 @@ def test_runpaxos_refuses_a_changed_machine_in_one_line(tmp_path: Path) -> None:
     write; then the config names "log" for it: ``runpaxos`` exits 1, and its last line is the
     refusal. The node's database keeps "kv"."""
     path = write_demo_config(tmp_path, nodes=1, base_port=free_port_block(1), groups=(1,))
-    node_env = _env() | {"PAXOS_CONFIG": str(path), "PAXOS_NODE_ID": "1"}
+    node_env = clean_env() | {"PAXOS_CONFIG": str(path), "PAXOS_NODE_ID": "1"}
     wrote = run_manage("shell", "-c", WRITE_AS_THE_NODE, env=node_env)
     assert wrote.returncode == 0, wrote.stderr
 
@@ -274,7 +273,9 @@ def test_runpaxos_refuses_a_changed_machine_in_one_line(tmp_path: Path) -> None:
     changed = json.loads(document) | {"groups": [{"id": 1, "stateMachine": "log"}]}
     path.write_text(f"{comment}\n{json.dumps(changed)}")
     # seconds when refused; without the check it would serve until the timeout kills it
-    result = run_manage("runpaxos", "--config", str(path), "--node", "1", env=_env(), timeout=30)
+    result = run_manage(
+        "runpaxos", "--config", str(path), "--node", "1", env=clean_env(), timeout=30
+    )
 
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"CommandError: node 1: {MACHINE_CHANGE}"

@@ -8,27 +8,12 @@ one of them fails while settings load (or before the demo starts), so each takes
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from consensus.config import write_demo_config
-from tests.e2e.test_runpaxos import _env
-from tests.fixtures.procs import run_manage
-
-
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return run_manage(*args, env=_env() | env)
-
-
-def assert_one_line(result: subprocess.CompletedProcess[str], expected: str) -> None:
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(("error: ", "CommandError: ")), lines[0]
-    assert expected in lines[0], lines[0]
+from tests.fixtures.procs import assert_one_line, manage
 
 
 @pytest.mark.parametrize(

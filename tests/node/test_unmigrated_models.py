@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 
 from consensus.config import write_demo_config
-from tests.e2e.test_runpaxos import _env
 from tests.fixtures.ports import free_port_block
-from tests.fixtures.procs import run_manage
+from tests.fixtures.procs import clean_env, run_manage
 
 MODELS = """
 from django.db import models
@@ -42,7 +41,7 @@ def an_app(folder: Path, *, migrated: bool) -> dict[str, str]:
     (app / "__init__.py").write_text("")
     (app / "models.py").write_text(MODELS)
     (app / "statemachines.py").write_text(MACHINE)
-    env = _env() | {
+    env = clean_env() | {
         "PAXOS_EXTRA_APPS": "wallet",
         "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]),
     }
