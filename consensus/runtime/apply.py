@@ -41,12 +41,17 @@ T = TypeVar("T")
 _LOOKUP_CHUNK = 500
 SLOW_APPLY_SECONDS = 1.0
 """A group's batch that takes longer to apply is logged, naming the state machine."""
+SLOW_STATE_SECONDS = 0.5
+"""A ``state_digest`` that takes longer is logged: every write of the node waited for it."""
 
 RESERVED_PREFIX = "paxos:"
 """Request ids the runtime uses for its own markers; clients may not use them."""
 BARRIER_PREFIX = "paxos:barrier:"
 """Read barriers through the log (``PaxosNode.log_barrier``): chosen like commands, never applied
 to the state machine and never stored."""
+STALL_SHARE = 1000
+"""A state check waits at least this many times as long as the last one took, so that state
+checks stall a node's writes for at most 1/STALL_SHARE of the time (``StateChecks``)."""
 STATE_PREFIX = "paxos:state:"
 """State checks (``PAXOS_STATE_CHECK_INTERVAL``): every node takes its state machine's
 ``state_digest`` at the marker's position of the log; it is the marker's result, and goes into
@@ -138,6 +143,9 @@ class Applier:
         catching up (replaying history, or far behind), and a full scan of the state at every
         old check would cost it minutes; such a window goes unreported instead. Set by the
         runtime before it hands the applications over."""
+        self.state_seconds: dict[int, float] = {}
+        """Group -> how long its last ``state_digest`` took, on the writer thread: the leader
+        spaces its state checks by it (``StateChecks``)."""
 
     def resume_digest(self, group_id: int, applied: int) -> None:
         """Resume the group's result digest where its applied index's row left it (call it
@@ -382,6 +390,7 @@ class Applier:
         savepoint = (
             transaction.atomic(using=self.using) if machine.durable else contextlib.nullcontext()
         )
+        started = time.monotonic()
         try:
             with savepoint:
                 state = machine.state_digest()
@@ -396,7 +405,21 @@ class Applier:
                 raised_at(error),
             )
             return NOT_TAKEN
+        finally:
+            self._timed_state(machine.group_id, time.monotonic() - started)
         return state
+
+    def _timed_state(self, group_id: int, seconds: float) -> None:
+        self.state_seconds[group_id] = seconds
+        if seconds > SLOW_STATE_SECONDS:
+            logger.warning(
+                "group %s: the state machine's state_digest took %.1f s on the writer thread (this "
+                "node's writes waited for it); the leader spaces its state checks to keep them "
+                "under %g%% of the time, see PAXOS_STATE_CHECK_INTERVAL",
+                group_id,
+                seconds,
+                100 / STALL_SHARE,
+            )
 
     def _apply_batch(
         self, machine: StateMachine, batch: list[tuple[str, ApplyContext]], *, guarded: bool

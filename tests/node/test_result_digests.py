@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.db import transaction
 from consensus.core import ChosenEntry, Command, result_digest
 from consensus.core.result_digest import Checkpoint, ResultDigests
 from consensus.models import AppliedIndex, Group, RequestResult
+from consensus.runtime import apply
 from consensus.runtime.apply import STATE_PREFIX, Applier, with_guard_on_failure
 from consensus.statemachine import ApplyContext, StateMachine, rows_digest
 from kvstore.models import Entry
@@ -353,6 +355,29 @@ def test_a_state_check_that_fails_leaves_its_window_unreported_and_the_turn_goes
     assert "state_digest failed" in caplog.text and said in caplog.text
     assert AppliedIndex.objects.get(group_id=1).applied == 4
     assert [c.last for c in applier.digests.take_checkpoints()] == [4]  # not 2
+
+
+class SlowDigest(KVStateMachine):
+    def state_digest(self) -> str:
+        time.sleep(0.05)
+        return super().state_digest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_state_check_is_timed_and_logged(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every write of the node waits for it: the operator hears of it, and the leader spaces
+    its checks by the time it took (``StateChecks``)."""
+    monkeypatch.setattr(apply, "SLOW_STATE_SECONDS", 0.02)
+    Group.objects.create(group_id=1, state_machine="kv")
+    applier = Applier({1: SlowDigest(1)}, digest_window=4)
+    with consensus_logs(caplog), transaction.atomic():
+        applier.apply_groups([(1, PUTS_AND_A_CHECK)], guarded=False)
+    assert applier.state_seconds[1] >= 0.05
+    assert "group 1: the state machine's state_digest took " in caplog.text
+    assert "this node's writes waited for it" in caplog.text
+    assert "under 0.1% of the time" in caplog.text
 
 
 @pytest.mark.django_db(transaction=True)
