@@ -14,7 +14,7 @@ from asgiref.sync import async_to_sync
 
 from paxos_site.asgi import application
 from tests.api.conftest import TOKEN, FakeNode
-from tests.fixtures.asgi import call_asgi
+from tests.fixtures.asgi import call_asgi, http_scope
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,20 +29,7 @@ def small_limit(settings: Any) -> None:
 def streamed(method: str, path: str, chunks: list[bytes], headers: dict[str, str]) -> tuple:
     """Send ``chunks`` as a body without a ``Content-Length`` (chunked); the status and body
     of the answer, and how many chunks the application read."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 33333),
-    }
+    scope = http_scope(method, path, dict(headers))
     pending = list(chunks)
     sent: list[dict[str, Any]] = []
 

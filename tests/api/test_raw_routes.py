@@ -17,7 +17,7 @@ from consensus.runtime import NoQuorumError
 from kvstore.api import asgi as kv_asgi
 from paxos_site.asgi import application, django_asgi_app
 from tests.api.conftest import TOKEN, FakeNode
-from tests.fixtures.asgi import call_asgi
+from tests.fixtures.asgi import call_asgi, http_scope
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -197,19 +197,7 @@ def test_a_request_without_a_valid_token_is_refused_before_its_body_is_read(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"authorization", token.encode()), (b"content-length", b"1000000")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 33333),
-    }
+    scope = http_scope(method, path, {"authorization": token, "content-length": "1000000"})
     async_to_sync(app)(scope, receive, send)
     assert sent[0]["status"] == 401, sent
     assert b"www-authenticate" in {name.lower() for name, _ in sent[0]["headers"]}
