@@ -96,6 +96,9 @@ class Outcome:
     instance: int
     result: Any
     duplicate: bool = False
+    payload: str | None = None
+    """The command applied, where this outcome is its first application (the waiters check
+    that it is the command their caller sent under that request id); None otherwise."""
 
 
 def raised_at(error: BaseException) -> str:
@@ -332,7 +335,8 @@ class Applier:
                 failed = type(results[position]) is FailedResult
                 digested.append((instance, FAILED if failed else encoded.encode()))
                 known[request_id] = (instance, result)
-                outcomes.append(Outcome(group_id, request_id, instance, result))
+                payload = batch[position][0]
+                outcomes.append(Outcome(group_id, request_id, instance, result, payload=payload))
                 if request_id in fresh and not replay:
                     rows.append((stored_id(request_id), instance, encoded))
             elif request_id.startswith(STATE_PREFIX):

@@ -36,7 +36,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import orjson
 from django.conf import settings
 from django.db import transaction
 
@@ -91,7 +90,7 @@ from .observer import NodeObserver
 from .pruning import ResultPruning
 from .reach import no_majority, reachable_peers
 from .state_checks import STATE_CHECK_INTERVAL, StateChecks
-from .waiters import Waiters, as_duplicate
+from .waiters import Waiters, as_duplicate, reused, same_command
 
 logger = logging.getLogger("consensus.runtime")
 
@@ -107,17 +106,6 @@ HAND_OVER_TIMEOUT = 0.5
 """Seconds ``stop()`` waits at most, for all groups together, until the groups this node leads
 have a new leader (``_hand_over_leadership``); 0: no hand-over (the others wait for their
 election timeout, as before)."""
-
-
-def same_command(first: str, second: str) -> bool:
-    """Whether a retry carries the command first sent with its request id: the same text, or
-    the same JSON (a client library may serialize one object differently on a resend)."""
-    if first == second:
-        return True
-    try:
-        return bool(orjson.loads(first) == orjson.loads(second))
-    except orjson.JSONDecodeError:
-        return False
 
 
 def replica_config(config: ClusterConfig, group_id: int, tick_ms: int) -> ReplicaConfig:
@@ -525,7 +513,7 @@ class PaxosNode:
         replica = self._replica(group_id)
         self._check_size(payload)
         _check_request_id(request_id)
-        future = self._waiters.get(group_id, request_id)
+        future = self._waiters.get(group_id, request_id, payload)
         self._wake.set()  # a turn, even with nothing to propose: its backlog may hold the answer
         chosen_in = replica.chosen_instance(request_id)
         if chosen_in is None:
@@ -935,11 +923,7 @@ class PaxosNode:
         for entry in self.storage.chosen_values(group_id, earlier.instance, earlier.instance):
             for command in entry.value:
                 if command.request_id == request_id and not same_command(command.payload, payload):
-                    raise RequestIdReusedError(
-                        f"request_id {request_id!r} was already used for a different command "
-                        f"(group {group_id}, instance {earlier.instance}); a retry must send "
-                        "the same command, a new command needs a new request_id"
-                    )
+                    raise reused(group_id, request_id, earlier.instance)
         return earlier
 
     def _commit(

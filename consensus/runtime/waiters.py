@@ -2,7 +2,12 @@
 
 The applier resolves them from the writer thread's results (``PaxosNode._resolve``), a stop
 fails them all with errors that name their request ids, and a retry of a command already
-chosen here gets its first result marked as a duplicate (``as_duplicate``)."""
+chosen here gets its first result marked as a duplicate (``as_duplicate``).
+
+A request id names one command. A waiter remembers the command it waits for, and an outcome
+that carries another command under its id (``Outcome.payload``: a client reused the id for a
+new command, and the first one is what was chosen) fails it with ``RequestIdReusedError``
+(409) instead of handing it someone else's result as its own."""
 
 from __future__ import annotations
 
@@ -10,8 +15,30 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass, field
 
+import orjson
+
 from .apply import Outcome
-from .errors import SubmitError
+from .errors import RequestIdReusedError, SubmitError
+
+
+def same_command(first: str, second: str) -> bool:
+    """Whether a retry carries the command first sent with its request id: the same text, or
+    the same JSON (a client library may serialize one object differently on a resend)."""
+    if first == second:
+        return True
+    try:
+        return bool(orjson.loads(first) == orjson.loads(second))
+    except orjson.JSONDecodeError:
+        return False
+
+
+def reused(group_id: int, request_id: str, instance: int | None = None) -> RequestIdReusedError:
+    """The 409 of a request id sent again with a different command."""
+    where = f"group {group_id}" if instance is None else f"group {group_id}, instance {instance}"
+    return RequestIdReusedError(
+        f"request_id {request_id!r} was already used for a different command ({where}); a "
+        "retry must send the same command, a new command needs a new request_id"
+    )
 
 
 @dataclass
@@ -19,13 +46,19 @@ class Waiters:
     """Client futures by (group, request id). Several callers with one request id share one."""
 
     futures: dict[tuple[int, str], asyncio.Future[Outcome]] = field(default_factory=dict)
+    payloads: dict[tuple[int, str], str] = field(default_factory=dict)
+    """The command each waiter waits for (where its caller said)."""
     per_group: dict[int, int] = field(default_factory=dict)
     """How many of ``futures`` each group has (``waiting``, once per group and turn)."""
     loop: asyncio.AbstractEventLoop | None = None
     """The node's loop once it started: ``get_running_loop()`` per command was a system call
     (``getpid``, CPython 3.11) and ~3% of a node's busy samples under load (py-spy)."""
 
-    def get(self, group_id: int, request_id: str) -> asyncio.Future[Outcome]:
+    def get(
+        self, group_id: int, request_id: str, payload: str | None = None
+    ) -> asyncio.Future[Outcome]:
+        """The future of ``request_id``'s outcome, shared with the callers already waiting for
+        it; ``RequestIdReusedError`` if they wait for another ``payload`` under that id."""
         key = (group_id, request_id)
         future = self.futures.get(key)
         if future is None or future.done():
@@ -33,20 +66,37 @@ class Waiters:
                 self.per_group[group_id] = self.per_group.get(group_id, 0) + 1
             future = (self.loop or asyncio.get_running_loop()).create_future()
             self.futures[key] = future
+            if payload is not None:
+                self.payloads[key] = payload
+            else:
+                self.payloads.pop(key, None)
+        elif payload is not None:
+            waited = self.payloads.get(key)
+            if waited is not None and not same_command(waited, payload):
+                raise reused(group_id, request_id)
         return future
 
     def waiting(self, group_id: int) -> bool:
         return self.per_group.get(group_id, 0) > 0
 
     def _pop(self, group_id: int, request_id: str) -> asyncio.Future[Outcome] | None:
-        future = self.futures.pop((group_id, request_id), None)
+        key = (group_id, request_id)
+        future = self.futures.pop(key, None)
         if future is not None:
             self.per_group[group_id] -= 1
+            self.payloads.pop(key, None)
         return future
 
     def resolve(self, outcome: Outcome) -> None:
-        future = self._pop(outcome.group_id, outcome.request_id)
-        if future is not None and not future.done():
+        key = (outcome.group_id, outcome.request_id)
+        waited = self.payloads.get(key)
+        future = self._pop(*key)
+        if future is None or future.done():
+            return
+        chosen = outcome.payload
+        if waited is not None and chosen is not None and not same_command(chosen, waited):
+            future.set_exception(reused(outcome.group_id, outcome.request_id, outcome.instance))
+        else:
             future.set_result(outcome)
 
     def fail(self, group_id: int, request_id: str, error: Exception) -> None:
@@ -70,6 +120,7 @@ class Waiters:
                 error.request_id = request_id
                 future.set_exception(error)
         self.futures.clear()
+        self.payloads.clear()
         self.per_group.clear()
 
 

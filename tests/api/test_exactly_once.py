@@ -151,3 +151,26 @@ def test_a_write_that_timed_out_is_retried_with_the_request_id_its_503_names(
             time.sleep(0.2)
         assert code == 200 and again["instance"] == answer["instance"], again
     assert again["duplicate"], again
+
+
+def test_a_request_id_reused_for_another_command_on_a_follower_gets_409(
+    shared_cluster: Cluster,
+) -> None:
+    """Right after the first command was acknowledged, a follower may not have applied it yet
+    (it applies late what nobody there waits for): the other command under the same id then
+    waited for the id's outcome and got the first command's result as its own, a 200 for a
+    write that never happened. The waiter now checks the command it waits for."""
+    for attempt in range(5):
+        key, request_id = f"reused-{uuid.uuid4().hex[:8]}", f"r-{uuid.uuid4().hex}"
+        first = shared_cluster.request(
+            1, "PUT", f"/api/kv/1/{key}", {"value": "x", "request_id": request_id}
+        )
+        assert first[0] == 200, first
+        follower = 3 if first[1].get("leader") != 3 else 2
+        code, body = shared_cluster.request(
+            follower, "PUT", f"/api/kv/1/{key}", {"value": "y", "request_id": request_id}
+        )
+        assert code == 409, (attempt, code, body)
+        assert "already used for a different command" in body["error"]
+        _, read = shared_cluster.request(follower, "GET", f"/api/kv/1/{key}")
+        assert read["value"] == "x"

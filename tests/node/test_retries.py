@@ -22,7 +22,7 @@ from consensus.runtime import (
     RequestIdReusedError,
     SubmitError,
 )
-from consensus.runtime.apply import PRUNE_PREFIX
+from consensus.runtime.apply import PRUNE_PREFIX, Outcome
 from consensus.statemachine import ApplyContext, StateMachine
 from kvstore.models import Entry
 from tests.fixtures.loop_node import LoopNode, one_node_config, running_node
@@ -228,3 +228,29 @@ def test_a_cancelled_stop_still_stops_and_a_second_waits_for_it(loop_node: LoopN
 
     cancelled, stopped = loop_node.call(scenario())
     assert cancelled and stopped
+
+
+def test_a_waiter_gets_409_when_its_request_id_carried_another_command() -> None:
+    """The outcome names the command applied: a caller that sent another one under the same id
+    gets ``RequestIdReusedError``, not that command's result; the same JSON written otherwise is
+    the same command; a second caller with another command while one waits is refused at once."""
+    from consensus.runtime.waiters import Waiters
+
+    async def scenario() -> None:
+        waiters = Waiters()
+        other = waiters.get(1, "r1", '{"value": "y"}')
+        waiters.resolve(Outcome(1, "r1", 5, {"ok": 1}, payload='{"value": "x"}'))
+        with pytest.raises(RequestIdReusedError, match=r"'r1' was already used .*instance 5"):
+            other.result()
+        same = waiters.get(1, "r2", '{"value":"x"}')
+        waiters.resolve(Outcome(1, "r2", 6, {"ok": 1}, payload='{"value": "x"}'))
+        assert same.result().instance == 6
+        waiting = waiters.get(1, "r3", "a")
+        with pytest.raises(RequestIdReusedError):
+            waiters.get(1, "r3", "b")
+        assert waiters.get(1, "r3", "a") is waiting
+        unknown = waiters.get(1, "r4")  # a caller that did not say: any outcome is its own
+        waiters.resolve(Outcome(1, "r4", 7, None, payload="c"))
+        assert unknown.result().instance == 7
+
+    asyncio.run(scenario())
