@@ -21,6 +21,10 @@ leader; commands of a group go straight to its leader (no forwarding hop), and e
 refreshes that. When a node cannot be reached, the connection drops, or it answers 503, the
 request goes to the next node with the *same* request id and ``retry: true`` (the node then
 answers from the stored result if the command was already applied), until ``retry_timeout``.
+A node that stops answering altogether (a stopped or frozen process, a machine gone from the
+network without closing its connections) is found by a websocket ping every ``keepalive``
+seconds that gets no pong within ``keepalive`` seconds: its connection is dropped and its
+requests go to the next node then, instead of waiting out their ``timeout``.
 Errors are those of ``consensus.client`` (``BadRequest``, ``AuthError``, ``NotFound``,
 ``RequestIdConflict``, ``NoQuorum``, ``Unavailable``).
 """
@@ -65,6 +69,9 @@ STREAM_PATH = "/ws/client/"
 Address = tuple[str, int]
 
 
+DEFAULT_KEEPALIVE = 2.0
+"""Seconds between pings on a node's connection, and to wait for each pong: a node that is
+alive answers a ping from its event loop within milliseconds, even under load."""
 _TIMER_SLACK = 0.001
 """Seconds early a request may time out, so a timer that fires a little early ends it."""
 
@@ -107,7 +114,9 @@ class _Link:
         self.closed = False
 
     @classmethod
-    async def open(cls, address: Address, token: str, timeout: float) -> _Link:
+    async def open(
+        cls, address: Address, token: str, timeout: float, keepalive: float | None
+    ) -> _Link:
         host, port = address
         websocket = await websockets.connect(
             f"ws://{host}:{port}{STREAM_PATH}",
@@ -115,6 +124,11 @@ class _Link:
             open_timeout=timeout,
             max_size=None,
             compression=None,
+            ping_interval=keepalive,
+            ping_timeout=keepalive,
+            # A frozen node does not answer the close either: without this the link would
+            # wait 10 s for its close frame before its requests could go elsewhere.
+            close_timeout=keepalive if keepalive is not None else 10.0,
         )
         try:
             first = orjson.loads(await asyncio.wait_for(websocket.recv(), timeout))
@@ -221,7 +235,8 @@ class AsyncPaxosClient:
     """A pipelining asyncio client for one cluster (see the module docstring).
 
     ``timeout`` bounds one attempt on one node (seconds); ``retry_timeout`` a whole call with its
-    failovers. ``token`` defaults to ``$PAXOS_API_TOKEN``. Use one object from one event loop,
+    failovers; ``keepalive`` how soon a node that stopped answering altogether is given up on.
+    ``token`` defaults to ``$PAXOS_API_TOKEN``. Use one object from one event loop,
     shared by any number of coroutines.
     """
 
@@ -234,10 +249,13 @@ class AsyncPaxosClient:
         nodes: Iterable[str | tuple[str, int]] = (),
         timeout: float = DEFAULT_TIMEOUT,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        keepalive: float | None = DEFAULT_KEEPALIVE,
     ) -> None:
         self.token = token if token is not None else os.environ.get(TOKEN_ENVIRONMENT_VARIABLE, "")
         self.timeout = timeout
         self.retry_timeout = retry_timeout
+        self.keepalive = keepalive
+        """Seconds between pings, and to wait for each pong (None: no pings; see above)."""
         self._addresses: list[Address] = node_addresses(host, port, nodes)
         self._links: dict[Address, _Link] = {}
         self._connecting: dict[Address, asyncio.Task[_Link]] = {}
@@ -381,7 +399,9 @@ class AsyncPaxosClient:
         and learn the cluster from its hello. ``_call`` reuses an open link without coming here."""
         task = self._connecting.get(address)
         if task is None:
-            task = asyncio.create_task(_Link.open(address, self.token, self.timeout))
+            task = asyncio.create_task(
+                _Link.open(address, self.token, self.timeout, self.keepalive)
+            )
             self._connecting[address] = task
             task.add_done_callback(lambda _done: self._connecting.pop(address, None))
         link = await asyncio.shield(task)

@@ -73,6 +73,67 @@ def test_a_node_that_never_answers_times_out_and_the_next_one_gets_the_retry() -
     assert [(r["request_id"], r.get("retry")) for r in live_seen] == [("req-1", True)]
 
 
+@contextlib.asynccontextmanager
+async def frozen_server(seen: list[dict[str, Any]]) -> AsyncIterator[int]:
+    """A node that says hello, takes one frame of requests and then freezes: it reads nothing
+    more, so pings go unanswered (a stopped process, a machine gone from the network). Its
+    connections are cut when the test leaves it."""
+    frozen: list[ServerConnection] = []
+    thawed = asyncio.Event()
+
+    async def handle(websocket: ServerConnection) -> None:
+        await websocket.send(orjson.dumps({"hello": {"nodes": {}, "leaders": {}}}).decode())
+        seen.extend(orjson.loads(await websocket.recv()))
+        websocket.transport.pause_reading()
+        frozen.append(websocket)
+        await thawed.wait()
+
+    async with serve(handle, "127.0.0.1", 0) as server:
+        try:
+            yield server.sockets[0].getsockname()[1]
+        finally:
+            for websocket in frozen:
+                websocket.transport.abort()
+            thawed.set()
+
+
+@pytest.mark.parametrize(("keepalive", "fails_over"), [(0.2, True), (None, False)])
+def test_a_frozen_node_is_given_up_on_after_keepalive_not_timeout(
+    keepalive: float | None, fails_over: bool
+) -> None:
+    """With a long ``timeout`` (a command may wait that long on a live node), a frozen one is
+    found by its missing pong, and the request goes on to the next node at once."""
+    frozen_seen: list[dict[str, Any]] = []
+    live_seen: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        async with (
+            stream_server(True, live_seen) as live,
+            frozen_server(frozen_seen) as frozen,
+        ):
+            client = AsyncPaxosClient(
+                "127.0.0.1",
+                frozen,
+                "t",
+                nodes=[f"127.0.0.1:{live}"],
+                timeout=30,
+                keepalive=keepalive,
+            )
+            try:
+                await asyncio.wait_for(client.put("k", "v", request_id="req-1"), 2)
+            finally:
+                client_closed = asyncio.create_task(client.close())
+        await client_closed  # after the frozen node's connections were cut
+
+    if fails_over:
+        asyncio.run(scenario())
+        assert [(r["request_id"], r.get("retry")) for r in live_seen] == [("req-1", True)]
+    else:  # without pings, the request waits for its timeout on the frozen node
+        with pytest.raises(TimeoutError):
+            asyncio.run(scenario())
+    assert [r["request_id"] for r in frozen_seen] == ["req-1"]
+
+
 def test_when_no_node_answers_the_call_fails_after_retry_timeout_and_says_why() -> None:
     seen: list[dict[str, Any]] = []
 
