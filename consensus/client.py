@@ -442,10 +442,12 @@ MyPaxosClient = PaxosClient
 
 
 def _kv_path(group: int, key: str) -> str:
+    """The key's REST path; ``BadRequest`` for a key the API refuses (as ``AsyncPaxosClient``
+    gets it from the node), raised here since no URL can carry it."""
     if not isinstance(key, str) or not key:
-        raise ValueError("a key is a non-empty string")
+        raise BadRequest("a key is a non-empty string", status=400)
     if "/" in key:
-        raise ValueError(f"keys cannot contain '/': {key!r}")
+        raise BadRequest(f"keys cannot contain '/': {key!r}", status=400)
     return f"/api/kv/{int(group)}/{quote(key, safe='')}"
 
 

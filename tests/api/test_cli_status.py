@@ -245,3 +245,52 @@ def test_status_without_alarms_exits_0() -> None:
 def test_who_differs(pairs: set[tuple[int, int]], nodes: set[int], summary: str) -> None:
     """The odd node by the rule a node judges itself by (``DivergenceCheck.odd_one_out``)."""
     assert _who_differs(pairs, nodes) == f"{summary} {README}"
+
+
+class CheckAnswer(BaseHTTPRequestHandler):
+    """``POST /api/groups/3/state-check/``: the server's ``check`` attribute, as JSON."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.dumps(self.server.check).encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+NO_STATE_DIGEST = "the state machine has no state_digest: its results were compared, not its state"
+
+
+@pytest.mark.parametrize(
+    ("first", "peers", "note", "code"),
+    [
+        (4, {"2": "same", "3": "same"}, None, 0),
+        (4, {"2": "same", "3": "same"}, NO_STATE_DIGEST, 0),  # compared by its results: a pass
+        (4, {"2": "same", "3": "differs"}, None, 1),
+        (4, {"2": "same", "3": "not compared"}, None, 2),
+        (None, {"2": "not compared", "3": "not compared"}, "this node did not digest", 2),
+    ],
+)
+def test_check_exits_0_only_when_every_node_was_compared_and_is_the_same(
+    first: int | None, peers: dict[str, str], note: str | None, code: int
+) -> None:
+    """A machine without ``state_digest`` (the README's counter) is compared by its results:
+    its note is no reason to exit 2, which cron would take for a failed check for ever."""
+    check = {"group_id": 3, "node_id": 1, "instance": 9, "first": first, "state": None}
+    with http_nodes(1, CheckAnswer) as (server,):
+        server.check = check | {"peers": peers, "note": note}  # type: ignore[attr-defined]
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        out = io.StringIO()
+        arguments = ("paxos", "--url", url, "--token", TOKEN, "check", "-g", "3")
+        if code == 0:
+            call_command(*arguments, stdout=out)
+        else:
+            with pytest.raises(CommandError) as raised:
+                call_command(*arguments, stdout=out)
+            assert raised.value.returncode == code
+    assert out.getvalue().startswith("group 3 at instance 9, seen from node 1: node 2 ")

@@ -134,7 +134,7 @@ def test_client_errors(shared_cluster: Cluster) -> None:
             client.get("k", 99)
         with pytest.raises(BadRequest, match="value must be a string"):
             client.put("k", 5)  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="cannot contain '/'"):
+        with pytest.raises(BadRequest, match="cannot contain '/'"):
             client.get("a/b")
 
 

@@ -143,11 +143,13 @@ class Command(BaseCommand):
         )
         actions.add_parser("status", help=status_help, description=status_help)
 
-        check = actions.add_parser(
-            "check",
-            help="compare the nodes' state now: a state check through the log of each group "
-            "(or --group); exit 1 if a node's differs",
+        check_help = (
+            "compare the nodes' state machines now: a state check through the log of each group "
+            "(or --group), and a line per group saying how each other node compares with the one "
+            "that answered; exit 1 if a node's state differs, 2 if a node could not be compared "
+            "(down, slow, or digesting nothing)"
         )
+        check = actions.add_parser("check", help=check_help, description=check_help)
         check.add_argument("--group", "-g", type=_group_id, help="only this group (default: all)")
 
     def _group_options(self, parser: CommandParser, *, request_id: bool = False) -> None:
@@ -318,8 +320,12 @@ class Command(BaseCommand):
                 f"group(s) {', '.join(differ)}: some node's state machine differs "
                 f"({DIVERGENCE_README})"
             )
+        # A note alone is no failure: a machine without state_digest was compared by its
+        # results. Not compared is a window this node did not digest, or a peer's missing.
         unknown = [
-            str(c["group_id"]) for c in checks if c["note"] or "not compared" in c["peers"].values()
+            str(c["group_id"])
+            for c in checks
+            if c["first"] is None or "not compared" in c["peers"].values()
         ]
         if unknown:
             raise CommandError(

@@ -216,7 +216,9 @@ class Command(BaseCommand):
         stopped (by PID) on the way out, whatever happens in between."""
         if options["urls"]:
             urls = [u.strip().rstrip("/") for u in options["urls"].split(",") if u.strip()]
-            yield urls, options["token"] or self._token_from(options["config"]), None, None
+            token = options["token"] or self._token_from(options["config"])
+            _check_groups(urls[0], token, groups)
+            yield urls, token, None, None
             return
         folder = Path(tempfile.mkdtemp(prefix="paxosbench-"))
         config = load_config(
@@ -386,6 +388,23 @@ def leaders_and_batching(url: str, token: str, writes: int) -> dict[str, Any]:
         "commands_per_instance": per_instance,
         "leaders": {group["group_id"]: group["leader"] for group in groups},
     }
+
+
+def _check_groups(url: str, token: str, groups: list[int]) -> None:
+    """Refuse ``--groups`` beyond the groups of the cluster of ``--urls``: the requests to the
+    missing ones would fail while the others' rate went into the table, and the run would end
+    with a plausible number. A node that cannot be asked is left to the run, which says why."""
+    try:
+        present = {group["group_id"] for group in _status(url, token)["groups"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    missing = ", ".join(str(group) for group in groups if group not in present)
+    if missing:
+        has = ", ".join(str(group) for group in sorted(present))
+        raise CommandError(
+            f"--groups {len(groups)} uses groups 1..{len(groups)}, but the cluster at {url} has "
+            f"no group {missing} (it has {has})"
+        )
 
 
 def _status(url: str, token: str) -> dict[str, Any]:
