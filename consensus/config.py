@@ -218,8 +218,10 @@ def load_config(
     node_id: int | None = None,
     *,
     default_state_machine: str = DEFAULT_STATE_MACHINE,
+    node_source: str = "--node",
 ) -> ClusterConfig:
-    """Read and validate a cluster config; ``node_id`` (``--node``) overrides the file's ``myid``.
+    """Read and validate a cluster config; ``node_id`` overrides the file's ``myid``, and errors
+    about it name ``node_source``, where the user gave it (``--node``, ``PAXOS_NODE_ID``).
 
     ``default_state_machine`` names the machine of groups listed as bare ids (the caller passes
     ``settings.PAXOS_DEFAULT_STATE_MACHINE``; this module does not import Django).
@@ -234,7 +236,11 @@ def load_config(
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{config_path}: cannot read config file: {exc}") from None
     return parse_config(
-        text, config_path, node_id=node_id, default_state_machine=default_state_machine
+        text,
+        config_path,
+        node_id=node_id,
+        default_state_machine=default_state_machine,
+        node_source=node_source,
     )
 
 
@@ -244,6 +250,7 @@ def parse_config(
     *,
     node_id: int | None = None,
     default_state_machine: str = DEFAULT_STATE_MACHINE,
+    node_source: str = "--node",
 ) -> ClusterConfig:
     """Validate config ``text``; ``path`` names the file in errors and anchors ``dataDir``."""
     try:
@@ -252,15 +259,16 @@ def parse_config(
         raise ConfigError(
             f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    return _Parser(path, default_state_machine).build(raw, node_id)
+    return _Parser(path, default_state_machine, node_source).build(raw, node_id)
 
 
 class _Parser:
     """Validation with the file name at hand, so every error message can name it."""
 
-    def __init__(self, path: Path, default_state_machine: str) -> None:
+    def __init__(self, path: Path, default_state_machine: str, node_source: str) -> None:
         self.path = path
         self.default_state_machine = default_state_machine
+        self.node_source = node_source
 
     def error(self, where: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.path}: {where}: {problem}")
@@ -335,9 +343,11 @@ class _Parser:
         known = ", ".join(str(node.node_id) for node in nodes)
         if node_id is not None:
             if not _is_int(node_id):
-                raise self.error("--node", f"must be an integer, not {_kind(node_id)}")
+                raise self.error(self.node_source, f"must be an integer, not {_kind(node_id)}")
             if all(node.node_id != node_id for node in nodes):
-                raise self.error("--node", f"node {node_id} is not in nodes (known ids: {known})")
+                raise self.error(
+                    self.node_source, f"node {node_id} is not in nodes (known ids: {known})"
+                )
             return int(node_id)
         if "myid" not in raw:
             raise self.error("myid", 'missing (set "myid" in the file or pass --node ID)')

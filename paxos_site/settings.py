@@ -122,7 +122,13 @@ def _load_node_config() -> ClusterConfig | None:
             f"PAXOS_NODE_ID must be an integer, not {node_id_text!r}"
         ) from None
     try:
-        return load_config(path, node_id, default_state_machine=PAXOS_DEFAULT_STATE_MACHINE)
+        return load_config(
+            path,
+            node_id,
+            default_state_machine=PAXOS_DEFAULT_STATE_MACHINE,
+            # runpaxos sets PAXOS_NODE_ID from its --node; anything else, the user did
+            node_source="--node" if sys.argv[1:2] == ["runpaxos"] else "PAXOS_NODE_ID",
+        )
     except ConfigError as exc:
         raise ImproperlyConfigured(str(exc)) from None
 

@@ -112,7 +112,7 @@ def test_database_url_with_node_placeholder(tmp_path: Path) -> None:
     ("env", "expected"),
     [
         ({"PAXOS_NODE_ID": "x"}, "PAXOS_NODE_ID must be an integer"),
-        ({"PAXOS_NODE_ID": "9"}, "--node: node 9 is not in nodes"),
+        ({"PAXOS_NODE_ID": "9"}, "PAXOS_NODE_ID: node 9 is not in nodes"),  # what the user set
     ],
 )
 def test_bad_node_config_is_improperly_configured(
