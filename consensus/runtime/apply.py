@@ -67,7 +67,7 @@ class UnguardedBatchFailed(Exception):
     ``guarded=True``. ``with_guard_on_failure`` does both."""
 
 
-def with_guard_on_failure(attempt: Callable[[bool], T]) -> T:
+def with_guard_on_failure(attempt: Callable[[bool], T], using: str = "default") -> T:
     """``attempt(False)``, or ``attempt(True)`` if a state machine failed in it.
 
     ``attempt(guarded)`` opens the transaction it applies in and passes ``guarded`` on to
@@ -79,10 +79,18 @@ def with_guard_on_failure(attempt: Callable[[bool], T]) -> T:
     when one raises, ``UnguardedBatchFailed`` leaves ``attempt``'s transaction, which undoes
     everything in it (other groups' batches and the turn's votes too), and the second attempt
     does it all again under savepoints, applying the failing batch command by command.
+
+    Unless the database connection itself was lost (the transaction's rollback failed, so
+    Django dropped the connection): that is a storage failure, not a state machine's, and it
+    is raised as one. The second attempt would open a new connection and go on as if nothing
+    had happened, or not, depending on where in the turn the loss struck; a node stops on a
+    storage failure instead (``PaxosNode._fail``), the same way every time.
     """
     try:
         return attempt(False)
     except UnguardedBatchFailed as failure:
+        if connections[using].connection is None and failure.__cause__ is not None:
+            raise failure.__cause__ from None
         logger.info("%s; applying again with savepoints", failure)
         return attempt(True)
 

@@ -949,7 +949,7 @@ class PaxosNode:
                 self._apply_all(applying, on_applied, guarded=guarded)
                 self.storage.persist(readies)
 
-        with_guard_on_failure(attempt)
+        with_guard_on_failure(attempt, self.storage.using)
         return self.applier.digests.take_checkpoints()
 
     def _apply_all(

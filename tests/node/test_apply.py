@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from consensus.core import ChosenEntry, Command
 from consensus.models import AppliedIndex, Group, RequestResult
@@ -402,3 +402,24 @@ def test_a_slow_batch_is_logged_naming_the_state_machine(
         apply(Applier({1: Counter(1)}), [entry(3, ("a", "x")), entry(4, ("b", "y"))])
     assert "group 1: the state machine" in caplog.text
     assert "to apply 2 command(s) (instances 3..4)" in caplog.text, caplog.text
+
+
+def test_a_lost_database_connection_is_a_storage_failure_not_a_second_attempt() -> None:
+    """PostgreSQL ended the node's connection in the middle of a turn (a database restart): the
+    rollback fails, Django drops the connection, and a second attempt would reconnect and go on
+    quietly, or the node would stop, depending on the statement the loss struck. It is raised
+    as the storage failure it is, every time."""
+    attempts: list[bool] = []
+
+    def attempt(guarded: bool) -> None:
+        attempts.append(guarded)
+        with transaction.atomic():
+            Entry.objects.create(group_id=99, key="vote", value="", instance=1)
+            connection.close()  # what the lost connection leaves behind
+            lost = OperationalError("server closed the connection unexpectedly")
+            raise UnguardedBatchFailed("group 1: apply_batch failed") from lost
+
+    with pytest.raises(OperationalError, match="server closed the connection"):
+        with_guard_on_failure(attempt)
+    assert attempts == [False]
+    assert not Entry.objects.filter(group_id=99).exists()
