@@ -12,7 +12,6 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -21,8 +20,8 @@ from django.core.management import CommandError, call_command
 from consensus.client import PaxosClient, Unavailable
 from consensus.config import free_ports
 from consensus.management.commands.paxos import _who_differs
-from tests.api.test_client_retry import http_nodes
 from tests.fixtures.cluster import TOKEN, Cluster
+from tests.fixtures.http import answering_nodes
 
 
 @contextlib.contextmanager
@@ -128,21 +127,6 @@ def test_status_tells_a_node_that_answered_with_an_error_from_an_unreachable_one
 README = '(see README "Nodes whose state machines differ")'
 
 
-class StatusAnswer(BaseHTTPRequestHandler):
-    """``GET /api/status/``: the server's ``status`` attribute, as JSON."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body = json.dumps(self.server.status).encode()  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def node_status(node_id: int, nodes: int, differs_from: dict[int, list[int]]) -> dict[str, Any]:
     """What ``/api/status/`` of node ``node_id`` of a cluster of ``nodes`` says, with an alarm
     for each peer of ``differs_from`` (group -> peers)."""
@@ -165,19 +149,10 @@ def node_status(node_id: int, nodes: int, differs_from: dict[int, list[int]]) ->
     }
 
 
-@contextlib.contextmanager
-def reporting_nodes(*statuses: dict[str, Any]) -> Iterator[list[str]]:
-    """Nodes (their URLs) that answer ``/api/status/`` with these statuses."""
-    with http_nodes(len(statuses), StatusAnswer) as servers:
-        for server, status in zip(servers, statuses, strict=True):
-            server.status = status  # type: ignore[attr-defined]
-        yield [f"http://127.0.0.1:{server.server_address[1]}" for server in servers]
-
-
 def test_status_names_the_odd_node_and_exits_1() -> None:
     """Nodes 1 and 2 differ from node 3 in group 1, and node 3 from both: node 3 is the odd one.
     Group 2 is fine: no line for it."""
-    with reporting_nodes(
+    with answering_nodes(
         node_status(1, 3, {1: [3]}), node_status(2, 3, {1: [3]}), node_status(3, 3, {1: [1, 2]})
     ) as urls:
         output, error, _elapsed = status_cli(*urls)
@@ -195,7 +170,7 @@ def test_status_names_the_odd_node_and_exits_1() -> None:
 def test_status_names_the_odd_node_when_it_is_down_and_says_both_problems() -> None:
     """Node 3 does not answer: its peers' alarms still name it."""
     (dead,) = free_ports(1)
-    with reporting_nodes(node_status(1, 3, {2: [3]}), node_status(2, 3, {1: [3], 2: [3]})) as urls:
+    with answering_nodes(node_status(1, 3, {2: [3]}), node_status(2, 3, {1: [3], 2: [3]})) as urls:
         output, error, _elapsed = status_cli(*urls, f"http://127.0.0.1:{dead}")
     assert output.splitlines()[-2:] == [
         f"group 1: no single odd node; these differ: nodes 2 and 3 {README}",
@@ -206,7 +181,7 @@ def test_status_names_the_odd_node_when_it_is_down_and_says_both_problems() -> N
 
 
 def test_status_with_an_alarm_and_json_prints_the_answers_and_exits_1() -> None:
-    with reporting_nodes(node_status(1, 2, {1: [2]}), node_status(2, 2, {})) as urls:
+    with answering_nodes(node_status(1, 2, {1: [2]}), node_status(2, 2, {})) as urls:
         output, error, _elapsed = status_cli(*urls, options=("--json",))
     answers = json.loads(output)  # the answers only: no summary line in the JSON
     assert [status["node_id"] for status in answers.values()] == [1, 2]
@@ -214,7 +189,7 @@ def test_status_with_an_alarm_and_json_prints_the_answers_and_exits_1() -> None:
 
 
 def test_status_without_alarms_exits_0() -> None:
-    with reporting_nodes(*(node_status(n, 3, {}) for n in (1, 2, 3))) as urls:
+    with answering_nodes(*(node_status(n, 3, {}) for n in (1, 2, 3))) as urls:
         out = io.StringIO()
         call_command("paxos", "--url", ",".join(urls), "--token", TOKEN, "status", stdout=out)
     assert len(out.getvalue().splitlines()) == 1 + 3 * 2  # the header, 2 groups per node
@@ -247,22 +222,6 @@ def test_who_differs(pairs: set[tuple[int, int]], nodes: set[int], summary: str)
     assert _who_differs(pairs, nodes) == f"{summary} {README}"
 
 
-class CheckAnswer(BaseHTTPRequestHandler):
-    """``POST /api/groups/3/state-check/``: the server's ``check`` attribute, as JSON."""
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps(self.server.check).encode()  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 NO_STATE_DIGEST = "the state machine has no state_digest: its results were compared, not its state"
 
 
@@ -282,9 +241,7 @@ def test_check_exits_0_only_when_every_node_was_compared_and_is_the_same(
     """A machine without ``state_digest`` (the README's counter) is compared by its results:
     its note is no reason to exit 2, which cron would take for a failed check for ever."""
     check = {"group_id": 3, "node_id": 1, "instance": 9, "first": first, "state": None}
-    with http_nodes(1, CheckAnswer) as (server,):
-        server.check = check | {"peers": peers, "note": note}  # type: ignore[attr-defined]
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with answering_nodes(check | {"peers": peers, "note": note}) as (url,):
         out = io.StringIO()
         arguments = ("paxos", "--url", url, "--token", TOKEN, "check", "-g", "3")
         if code == 0:

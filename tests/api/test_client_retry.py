@@ -17,6 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from consensus.client import NoQuorum, PaxosClient, Unavailable
+from tests.fixtures.http import http_nodes
 
 SLOW = 0.3
 
@@ -35,26 +36,6 @@ class SlowNoQuorum(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
-
-
-@contextlib.contextmanager
-def http_nodes(
-    count: int, handler: type[BaseHTTPRequestHandler]
-) -> Iterator[list[ThreadingHTTPServer]]:
-    """``count`` tiny HTTP servers on 127.0.0.1 answering with ``handler``, stopped at the end
-    (a server the test shut down already is fine)."""
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), handler) for _ in range(count)]
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    for thread in threads:
-        thread.start()
-    try:
-        yield servers
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
-        for thread in threads:
-            thread.join(5)
 
 
 @contextlib.contextmanager

@@ -8,13 +8,12 @@ import json
 import os
 import re
 import signal
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.http import answering_nodes
 from tests.fixtures.ports import free_port_block
 from tests.fixtures.procs import PROJECT, run_manage, runpaxos_pids
 
@@ -160,33 +159,11 @@ def test_paxosbench_json_to_stdout_is_json_alone() -> None:
     assert "ops_per_s" in result.stderr and not (PROJECT / "-").exists()
 
 
-class TwoGroups(BaseHTTPRequestHandler):
-    """A node whose ``/api/status/`` lists groups 1 and 2."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body = json.dumps({"groups": [{"group_id": 1}, {"group_id": 2}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_paxosbench_refuses_groups_the_cluster_does_not_have() -> None:
     """Against a cluster of groups 1 and 2, ``--groups 5`` made a fifth of the requests fail
     per missing group and printed the others' rate as the result, with status 0."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), TwoGroups)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with answering_nodes({"groups": [{"group_id": 1}, {"group_id": 2}]}) as (url,):
         result = run_manage("paxosbench", "--urls", url, "--token", "t", "--groups", "5")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.returncode == 1, result.stdout
     assert result.stderr.strip() == (
         f"CommandError: --groups 5 uses groups 1..5, but the cluster at {url} has no group "
