@@ -16,11 +16,22 @@ CLOSE_REASON_BYTES = 123
 bytes (RFC 6455 §5.5), two of them the code."""
 
 
+ELLIPSIS = "…"
+
+
 def close_reason(reason: str) -> str:
-    """``reason`` cut to ``CLOSE_REASON_BYTES`` of UTF-8, at a character boundary: longer, it
-    cannot be sent (websockets, under uvicorn, raises instead of closing)."""
+    """``reason`` cut to ``CLOSE_REASON_BYTES`` of UTF-8: longer, it cannot be sent (websockets,
+    under uvicorn, raises instead of closing). A cut reason ends at a word where one ends in its
+    last third, and says it was cut with an ellipsis; the full reason is in the sender's log."""
     encoded = reason.encode("utf-8", "replace")
-    return encoded[:CLOSE_REASON_BYTES].decode("utf-8", "ignore")
+    if len(encoded) <= CLOSE_REASON_BYTES:
+        return reason
+    room = CLOSE_REASON_BYTES - len(ELLIPSIS.encode())
+    kept = encoded[:room].decode("utf-8", "ignore")
+    word_end = kept.rfind(" ")
+    if not reason[len(kept)].isspace() and word_end >= len(kept) * 2 // 3:
+        kept = kept[:word_end]  # the cut fell inside a word
+    return kept.rstrip(" ,;:") + ELLIPSIS
 
 
 class CloseCode(IntEnum):

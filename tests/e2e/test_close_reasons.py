@@ -87,9 +87,13 @@ def test_a_client_stream_without_a_token_is_told_why(node: Cluster) -> None:
     ("reason", "expected"),
     [
         ("short", "short"),
-        ("x" * 200, "x" * CLOSE_REASON_BYTES),
-        ("é" * 100, "é" * (CLOSE_REASON_BYTES // 2)),  # 2 bytes each: no half character
-        ("a" + "€" * 50, "a" + "€" * 40),  # 3 bytes each: 1 + 120 bytes
+        ("x" * CLOSE_REASON_BYTES, "x" * CLOSE_REASON_BYTES),  # fits exactly: not cut
+        ("x" * 200, "x" * (CLOSE_REASON_BYTES - 3) + "…"),  # the ellipsis is 3 bytes
+        ("é" * 100, "é" * 60 + "…"),  # 2 bytes each: no half character
+        ("a" + "€" * 50, "a" + "€" * 39 + "…"),  # 3 bytes each: 1 + 117 + 3 bytes
+        ("word " * 30, ("word " * 24).rstrip() + "…"),  # 24 whole words in 120 bytes
+        ("words " * 30, ("words " * 20).rstrip() + "…"),  # not the half word after them
+        ("node 2: " + "x" * 200, "node 2: " + "x" * 112 + "…"),  # no word end near the cut
     ],
 )
 def test_close_reasons_are_cut_to_what_a_close_frame_carries(reason: str, expected: str) -> None:
