@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import random
 import socket
@@ -158,6 +159,8 @@ class PeerLink:
         self._last_logged_error: str | None = None
         self._connected_at: float | None = None
         """Loop time the current session authenticated; None until it does."""
+        self._peer_is_back = asyncio.Event()
+        """Set by ``peer_is_back``: cuts short the wait before the next reconnect attempt."""
 
     def __repr__(self) -> str:
         return f"<PeerLink {self.node_id}->{self.peer.node_id} {self.peer.url}>"
@@ -178,6 +181,13 @@ class PeerLink:
             queue.append(message)
         if queue:
             self._wake.set()
+
+    def peer_is_back(self) -> None:
+        """The peer has just connected to this node: it is up, so reconnect now rather than
+        after the rest of the backoff (up to ``backoff_max``). A restarted node's questions
+        (its catch-up, its audit: core/audit.py) get their answers over this link."""
+        if not self.stats.connected_out:
+            self._peer_is_back.set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -224,6 +234,7 @@ class PeerLink:
         while True:
             started = loop.time()
             self._connected_at = None
+            self._peer_is_back.clear()  # news from before this attempt is no news
             try:
                 await self._session()
             except asyncio.CancelledError:
@@ -243,7 +254,8 @@ class PeerLink:
                 failures,
                 loop.time() - started,
             )
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._peer_is_back.wait(), delay)
 
     async def _session(self) -> None:
         options = self.options

@@ -245,6 +245,9 @@ class PeerTransport:
         connection."""
         link = _InboundLink(node_id=node_id, loop=asyncio.get_running_loop(), close=close)
         self._inbound.add(link)
+        outbound = self._links.get(node_id)
+        if outbound is not None:
+            outbound.peer_is_back()
         self._stats[node_id].connected_in += 1
         self._stats[node_id].record_groups(groups)
         return link

@@ -171,6 +171,17 @@ async def test_send_from_another_thread_hops_onto_the_loop(peer2: RecordingPeer)
         await transport.stop()
 
 
+async def test_an_inbound_link_tells_the_outbound_link_to_that_peer() -> None:
+    """The peer is up (it has just connected to us): the link to it stops backing off."""
+    transport = make()
+    told: list[int] = []
+    for node_id, link in transport._links.items():
+        link.peer_is_back = lambda node_id=node_id: told.append(node_id)  # type: ignore[method-assign]
+    token = transport.inbound_opened(3, close=lambda code, reason: None)  # type: ignore[arg-type]
+    assert told == [3]
+    transport.inbound_closed(token)
+
+
 def test_a_refusal_is_reported_once_a_minute() -> None:
     """A misconfigured peer retries every couple of seconds; its refusal is logged once a
     minute (the consumer logs repeats at DEBUG)."""

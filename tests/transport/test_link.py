@@ -245,6 +245,27 @@ async def test_stop_while_backing_off_is_prompt(links: list[PeerLink]) -> None:
     assert not link.running
 
 
+@pytest.mark.parametrize("told", [True, False], ids=["told", "negative-control"])
+async def test_a_peer_that_connects_to_us_is_reconnected_to_at_once(
+    links: list[PeerLink], told: bool
+) -> None:
+    """A restarted node's questions (catch-up, its audit: core/audit.py) are answered over
+    the peers' links to it: they must not wait out a backoff of up to ``backoff_max``."""
+    port = free_port()
+    link = make_link(port, LinkOptions(backoff_min=5, backoff_max=5))
+    links.append(link)
+    link.start()
+    await wait_until(lambda: link.stats.connect_failures >= 1)
+    peer = await RecordingPeer(secret=SECRET).start(port)
+    try:
+        if told:
+            link.peer_is_back()  # what the hub does when the peer's own link authenticates
+        await asyncio.sleep(1.0)
+        assert link.stats.connected_out is told
+    finally:
+        await peer.stop()
+
+
 def test_backoff_is_exponential_capped_and_jittered() -> None:
     link = make_link(1, LinkOptions(backoff_min=0.05, backoff_max=2.0))
     for failures, ceiling in [(1, 0.05), (2, 0.1), (3, 0.2), (6, 1.6), (7, 2.0), (50, 2.0)]:
