@@ -191,9 +191,9 @@ def readiness(node: PaxosNode | None) -> Readiness:
             result.reasons.append(f"group {state.group_id}: no leader known")
         if group.get("rebuilding") and not without:
             result.reasons.append(
-                f"group {state.group_id}: this node has no votes of its own in the group yet (a "
-                "new database, or a group new to it) and does not vote until the others have "
-                "told it what the group has seen (rebuilding, README 'A node that lost its "
+                f"group {state.group_id}: rebuilding (a new database, a group new to this "
+                "node, or a database older than votes it sent): it does not vote until the "
+                "others have told it what the group has seen (README 'A node that lost its "
                 "database')"
             )
         if state.behind > bound:

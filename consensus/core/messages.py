@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ballot import Ballot
+from .ballot import ZERO_BALLOT, Ballot
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +188,8 @@ class PreVoteReply(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RebuildQuery(Message):
-    """Sent by a node whose storage for the group is new: what has the group seen? (rebuild.py)"""
+    """Sent by a node whose storage for the group is new: what has the group seen? (rebuild.py)
+    Also sent by a node that restarts on storage it had: what did you see me vote? (audit.py)"""
 
     token: int
     """Random per rebuild; the answer echoes it, so a late answer to an earlier rebuild (a new
@@ -205,6 +206,10 @@ class RebuildInfo(Message):
     highest_instance: int
     """The highest instance the sender knows of: voted for, proposed, or known chosen."""
     chosen_upto: int
+    seen_promised: Ballot = ZERO_BALLOT
+    """The highest ballot of a Promise or Accepted the sender received from the asker (audit.py)."""
+    seen_instance: int = 0
+    """The highest instance of an Accepted the sender received from the asker (audit.py)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .acceptor import Acceptor
+from .audit import Audit, SeenVotes, audit_ticks
 from .ballot import ZERO_BALLOT, Ballot
 from .config import ReplicaConfig
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -175,6 +176,11 @@ class Replica:
         self._rebuild_write: RebuildWrite | None = None
         self.rebuilt_upto: int | None = None
         """The target of the rebuild this replica finished, if it did (for the runtime's log)."""
+        # A node restarted on its old storage checks it first (audit.py).
+        self._seen: dict[int, SeenVotes] = {}
+        self._audit: Audit | None = None
+        self.stale_storage: str | None = None
+        """Why this replica found its storage older than its votes, if it did (audit.py)."""
         self._retiring = False
         """``hand_over()`` was called: this node is about to stop (see there)."""
         self._hand_over_to: int | None = None
@@ -187,6 +193,14 @@ class Replica:
                 self._ask_for_rebuild_info()
             else:
                 self._finish_rebuild_if_caught_up()
+        elif state.audit and config.peers:
+            self._audit = Audit(
+                rng.randrange(1, 2**62),
+                self.acceptor.promised,
+                self.log.highest_instance(),
+                deadline=audit_ticks(config.election_ticks),
+            )
+            self._ask_for_audit()
         self._handlers: dict[type[Message], Callable[[Message], None]] = {
             Prepare: self._on_prepare,  # type: ignore[dict-item]
             Promise: self._on_promise,  # type: ignore[dict-item]
@@ -267,6 +281,11 @@ class Replica:
         return self._rebuild is not None
 
     @property
+    def may_vote(self) -> bool:
+        """False while this replica may not vote: rebuilding, or auditing its storage at start."""
+        return self._rebuild is None and self._audit is None
+
+    @property
     def rebuild_waiting_for(self) -> list[int]:
         """While rebuilding and asking: the peers that have not answered yet."""
         rebuild = self._rebuild
@@ -306,6 +325,11 @@ class Replica:
                     self._ask_for_rebuild_info()
                 else:
                     self._ask_leader_to_fill(self._rebuild.target)
+        elif self._audit is not None:
+            if self._now >= self._audit.deadline:
+                self._audit = None  # the peers still silent are down: their memory is gone
+            elif self._now % self.config.retry_ticks == 0:
+                self._ask_for_audit()
         else:
             self._election_elapsed += 1
             if self._election_elapsed >= self._election_timeout and not self._retiring:
@@ -468,8 +492,8 @@ class Replica:
     # ------------------------------------------------------------------ acceptor side
 
     def _on_prepare(self, msg: Prepare) -> None:
-        if self._rebuild is not None:
-            return  # no promises while rebuilding: a lost message
+        if not self.may_vote:
+            return  # no promises while rebuilding or auditing: a lost message
         if self._retiring and msg.src != self.node_id:
             # This node is stopping (hand_over): its promise would report how far it knows the
             # log chosen, maybe further than anyone else does (followers learn of a leader's own
@@ -516,7 +540,7 @@ class Replica:
 
     def _on_accept(self, msg: Accept) -> None:
         self._observe(msg.ballot)
-        if self._rebuild is not None:
+        if not self.may_vote:
             self._follow_without_voting(msg.src, msg.ballot, msg.chosen_upto)
             return
         reply = self.acceptor.on_accept(msg)
@@ -530,7 +554,7 @@ class Replica:
 
     def _on_heartbeat(self, msg: Heartbeat) -> None:
         self._observe(msg.ballot)
-        if self._rebuild is not None:
+        if not self.may_vote:
             # No HeartbeatAck: it says "I promised nothing above your ballot", which the lost
             # storage may have, and a leader counts acks to confirm linearizable reads.
             self._follow_without_voting(msg.src, msg.ballot, msg.chosen_upto)
@@ -562,6 +586,7 @@ class Replica:
     # ------------------------------------------------------------------ proposer side
 
     def _on_promise(self, msg: Promise) -> None:
+        self._saw_vote(msg.src, msg.ballot)
         candidacy = self._candidacy
         if candidacy is None or msg.ballot != candidacy.ballot or msg.nonce != candidacy.nonce:
             return
@@ -574,6 +599,7 @@ class Replica:
         self._observe(msg.promised)
 
     def _on_accepted(self, msg: Accepted) -> None:
+        self._saw_vote(msg.src, msg.ballot, msg.instance)
         leadership = self._leadership
         if leadership is None or msg.ballot != leadership.ballot:
             return
@@ -627,7 +653,7 @@ class Replica:
                 src=self.node_id,
                 dst=msg.src,
                 round=msg.round,
-                granted=self._rebuild is None and not self._has_live_leader(msg.src),
+                granted=self.may_vote and not self._has_live_leader(msg.src),
             )
         )
 
@@ -1045,6 +1071,7 @@ class Replica:
         highest = self.log.highest_instance()
         if self._rebuild is not None and self._rebuild.target is not None:
             highest = max(highest, self._rebuild.target)
+        seen = self._seen.get(msg.src, SeenVotes())
         self._send(
             RebuildInfo(
                 group_id=self.group_id,
@@ -1054,12 +1081,16 @@ class Replica:
                 promised=self.acceptor.promised,
                 highest_instance=highest,
                 chosen_upto=self.log.chosen_upto,
+                seen_promised=seen.promised,
+                seen_instance=seen.instance,
             )
         )
 
     def _on_rebuild_info(self, msg: RebuildInfo) -> None:
         self._note_peer_progress(msg.src, msg.chosen_upto)
-        if self._rebuild is not None:
+        if self._audit is not None:
+            self._audit_answered(msg)
+        elif self._rebuild is not None:
             self._rebuild.record(msg)
             self._decide_rebuild()
 
@@ -1111,6 +1142,36 @@ class Replica:
             self._rebuild_write = RebuildWrite(None)
             self._election_elapsed = 0
 
+    # ------------------------------------------------------------------ restart audit (audit.py)
+
+    def _saw_vote(self, src: int, ballot: Ballot, instance: int = 0) -> None:
+        """A peer's Promise or Accepted: proof of what its storage holds (audit.py)."""
+        if src != self.node_id:
+            self._seen.setdefault(src, SeenVotes()).saw(ballot, instance)
+
+    def _ask_for_audit(self) -> None:
+        audit = self._audit
+        assert audit is not None
+        for node_id in audit.unanswered(self.config.peers):
+            self._send(
+                RebuildQuery(
+                    group_id=self.group_id, src=self.node_id, dst=node_id, token=audit.token
+                )
+            )
+
+    def _audit_answered(self, info: RebuildInfo) -> None:
+        audit = self._audit
+        assert audit is not None
+        stale = audit.record(info)
+        if stale is not None:
+            # Older than votes it sent: it rebuilds, as a node whose storage is new does.
+            self.stale_storage = stale
+            self._audit = None
+            self._rebuild = Rebuild(self._rng.randrange(1, 2**62))
+            self._ask_for_rebuild_info()
+        elif not audit.unanswered(self.config.peers):
+            self._audit = None
+
     # ------------------------------------------------------------------ client commands
 
     def _route(self, command: Command) -> None:
@@ -1147,7 +1208,7 @@ class Replica:
     def _on_timeout_now(self, msg: TimeoutNow) -> None:
         if (
             self.role is Role.FOLLOWER
-            and self._rebuild is None
+            and self.may_vote
             and not self._retiring
             and msg.ballot == self.leader_ballot
         ):

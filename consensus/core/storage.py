@@ -33,6 +33,10 @@ class InitialState:
     empty starts with this set; storage that existed before this flag did starts without."""
     rebuild_target: int | None = None
     """While rebuilding: the instance to know chosen before voting, once the peers told it."""
+    audit: bool = False
+    """The node restarts on this storage: before it votes, it asks its peers whether they saw it
+    vote beyond what the storage holds (audit.py; a restored backup). The runtime sets it for
+    storage it had before; a replica that starts without it votes at once."""
 
 
 @dataclass
@@ -90,7 +94,13 @@ class MemoryStorage:
         above = tuple(sorted((s for i, s in self.instances.items() if i > upto), key=_by_instance))
         tail = self.chosen_values(max(1, upto - recent + 1), upto)
         return InitialState(
-            self.promised, upto, above, tuple(tail), self.rebuilding, self.rebuild_target
+            self.promised,
+            upto,
+            above,
+            tuple(tail),
+            self.rebuilding,
+            self.rebuild_target,
+            audit=not self.rebuilding,  # as DjangoStorage.load: storage it had
         )
 
 

@@ -45,6 +45,17 @@ class NodeNotices:
         cluster's groups rebuild to instance 0 at once (every peer has seen nothing): no line."""
         now = time.monotonic()
         for group_id, replica in replicas.items():
+            if replica.stale_storage and (group_id, "stale") not in self._rebuild_said:
+                self._rebuild_said.add((group_id, "stale"))
+                logger.error(
+                    "node %s group %s: this node's database is older than votes it sent (%s): "
+                    "restored from a backup, or a copy of an older one? It rebuilds: it does not "
+                    "vote until it has learned what the group chose since (README 'A node that "
+                    "lost its database')",
+                    self.node_id,
+                    group_id,
+                    replica.stale_storage,
+                )
             if replica.rebuilding:
                 started = self._rebuild_started.setdefault(group_id, now)
                 waiting = replica.rebuild_waiting_for
@@ -52,35 +63,39 @@ class NodeNotices:
                 if now - started < REBUILD_PATIENCE or (group_id, step) in self._rebuild_said:
                     continue
                 self._rebuild_said.add((group_id, step))
+                why = _rebuild_cause(replica)
                 if waiting:
                     logger.warning(
-                        "node %s group %s: this node has no votes of its own in the group yet (a "
-                        "new database, or a group new to it) and does not vote until every other "
-                        "node has told it what the group has seen; waiting for node(s) %s (a "
-                        "node that does not list the group yet cannot)",
+                        "node %s group %s: %s: it does not vote until every other node has told "
+                        "it what the group has seen; waiting for node(s) %s (down, unreachable, "
+                        "or not listing the group yet)",
                         self.node_id,
                         group_id,
+                        why,
                         ", ".join(map(str, waiting)),
                     )
                 else:
                     logger.warning(
-                        "node %s group %s: this node has no votes of its own in the group yet "
-                        "and the group has a history: it does not vote until it has learned the "
-                        "log up to instance "
-                        "%s (chosen up to %s so far; that needs a majority of the other nodes)",
+                        "node %s group %s: %s, and the group has a history: it does not vote "
+                        "until it has learned the log up to instance %s (chosen up to %s so far; "
+                        "that needs a majority of the other nodes)",
                         self.node_id,
                         group_id,
+                        why,
                         replica.rebuild_target,
                         replica.chosen_upto,
                     )
             elif replica.rebuilt_upto and (group_id, "done") not in self._rebuild_said:
                 self._rebuild_said.add((group_id, "done"))
                 logger.warning(
-                    "node %s group %s: this node's database was new but the group has a history "
-                    "(a replaced disk or a deleted database file?): it learned the log up to "
+                    "node %s group %s: this node's database %s: it learned the log up to "
                     "instance %s before voting again",
                     self.node_id,
                     group_id,
+                    "was older than votes it had sent"
+                    if replica.stale_storage
+                    else "was new but the group has a history (a replaced disk or a deleted "
+                    "database file?)",
                     replica.rebuilt_upto,
                 )
 
@@ -124,3 +139,9 @@ class NodeNotices:
             msg.group_id,
             type(msg).__name__,
         )
+
+
+def _rebuild_cause(replica: Replica) -> str:
+    if replica.stale_storage:
+        return "this node's database is older than votes it sent"
+    return "this node's database is new, or the group is new to it"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from consensus.core import (
     Accepted,
@@ -377,6 +377,8 @@ class SimCluster:
             )
             self.checker.on_recover(node.node_id, group_id, disk.storage)
             state: InitialState = disk.storage.initial_state(recent=4)
+            if not self.mutant.audit_restarts:
+                state = replace(state, audit=False)
             replica = self.mutant.replica_class(
                 config,
                 state,

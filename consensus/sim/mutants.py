@@ -115,6 +115,9 @@ class Mutant:
     handle_ready: ReadyHandler = correct_ready_loop
     rebuild_new_storage: bool = True
     """Whether a node with a replaced disk rebuilds before voting (core/rebuild.py)."""
+    audit_restarts: bool = True
+    """Whether a node restarted on its storage audits it before voting (core/audit.py), which
+    also notices a replaced disk when a peer remembers the node's votes."""
     result_of: Callable[[int, str, int], bytes] = deterministic_result
     """A node's state machine's result for a command (node id, request id, position)."""
 
@@ -140,6 +143,7 @@ MUTANTS: dict[str, Mutant] = {
     "no-rebuild": Mutant(
         "a node whose disk was replaced votes at once (caught only with --wipe-rate)",
         rebuild_new_storage=False,
+        audit_restarts=False,
     ),
     "divergent-results": Mutant(
         "node 3's state machine gives other results (the result digests must differ)",

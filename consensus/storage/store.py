@@ -241,7 +241,13 @@ class DjangoStorage:
                 group_id, max(1, prefix.upto - self.recent + 1), prefix.upto
             )
         return InitialState(
-            promised, prefix.upto, instances, tuple(recent), rebuilding, rebuild_target
+            promised,
+            prefix.upto,
+            instances,
+            tuple(recent),
+            rebuilding,
+            rebuild_target,
+            audit=not rebuilding,  # storage it had: a restored backup? (core/audit.py)
         )
 
     def chosen_values(self, group_id: int, first: int, last: int) -> list[ChosenEntry]:

@@ -67,7 +67,7 @@ __all__ = [
     "wire_schema",
 ]
 
-VERSION = 7
+VERSION = 8
 """Wire format version, the first element of every frame. Bump it on any change to wire_schema()."""
 
 DEFAULT_MAX_FRAME_SIZE = 1024 * 1024

@@ -21,7 +21,7 @@ EXPECTED = f"paxos-service {consensus.__version__} (wire format {VERSION})"
 def test_the_version_is_pyproject_s_and_the_wire_format_the_codec_s() -> None:
     project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
     assert (project["name"], project["version"]) == ("paxos-service", consensus.__version__)
-    assert consensus.wire_version() == VERSION == 7
+    assert consensus.wire_version() == VERSION == 8
     assert consensus.version_text() == EXPECTED
 
 

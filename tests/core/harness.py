@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from consensus.core import (
     ChosenEntry,
@@ -45,6 +45,9 @@ class Harness:
     starts: int = 0
     """Replicas started so far: each start seeds its random source differently, as a restarted
     node's must be (candidacy nonces and rebuild tokens must not repeat)."""
+    audit: bool = False
+    """Whether replicas started on storage they had audit it first (core/audit.py), as the
+    runtime's and the simulator's do; the rule tests start them voting at once."""
 
     def __post_init__(self) -> None:
         for node_id in range(1, self.nodes + 1):
@@ -58,7 +61,7 @@ class Harness:
         self.starts += 1
         replica = Replica(
             make_config(node_id, self.nodes, **self.overrides),
-            self.storage[node_id].initial_state(),
+            replace(self.storage[node_id].initial_state(), audit=self.audit),
             random.Random(node_id + 1000 * self.seed + 1_000_000 * restart),
         )
         self.replicas[node_id] = replica

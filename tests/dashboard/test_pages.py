@@ -113,7 +113,7 @@ def test_a_group_some_peer_does_not_list_yet_is_a_note_not_a_reason() -> None:
         peers = [link(2) | {"groups": [1, 3]}, link(3) | {"groups": listed}]
         state = readiness(fake_node(groups=[group(1), adding], peers=peers))
         assert state.reasons[0] == "group 3: no leader known" and not state.notes
-        assert "no votes of its own in the group yet" in state.reasons[1]
+        assert "rebuilding (a new database" in state.reasons[1]
 
 
 def test_unready_while_stopping() -> None:

@@ -86,8 +86,16 @@ def test_same_seed_same_run() -> None:
 def test_negative_control_is_caught(mutant: str, nodes: int) -> None:
     left_down = (nodes - 1) // 2 if mutant == "all-votes" else 0
     wipe_rate = 0.3 if mutant == "no-rebuild" else 0.0
+    # Stale reads need a read at the wrong moment: more reads, more such moments (with the
+    # restart audit's quiet spells, the default rate needed 200-340 seeds).
+    read_rate = 0.5 if mutant == "unconfirmed-reads" else SimSettings.read_rate
     settings = SimSettings(
-        nodes=nodes, groups=2, mutant=mutant, left_down=left_down, wipe_rate=wipe_rate
+        nodes=nodes,
+        groups=2,
+        mutant=mutant,
+        left_down=left_down,
+        wipe_rate=wipe_rate,
+        read_rate=read_rate,
     )
     for seed in range(SEEDS):
         result = run_seed(seed, settings)

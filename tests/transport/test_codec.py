@@ -104,7 +104,7 @@ def test_empty_frame_round_trips() -> None:
 
 def test_wire_schema_is_pinned() -> None:
     """Changing a message class changes the wire: then bump codec.VERSION and update this."""
-    assert VERSION == 7
+    assert VERSION == 8
     assert codec.wire_schema() == [
         (
             0,
@@ -170,6 +170,8 @@ def test_wire_schema_is_pinned() -> None:
                 ("promised", "ballot"),
                 ("highest_instance", "uint"),
                 ("chosen_upto", "uint"),
+                ("seen_promised", "ballot"),
+                ("seen_instance", "uint"),
             ],
         ),
         (17, "FillRequest", [*HEADER, ("instance", "uint")]),

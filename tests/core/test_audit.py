@@ -1,0 +1,204 @@
+"""A node restarted on storage older than its own votes (a restored backup) rebuilds before it
+votes, when a peer remembers those votes (consensus/core/audit.py); rule by rule, and the
+scenario that makes the rule necessary."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+from consensus.core import (
+    Accept,
+    Ballot,
+    Heartbeat,
+    InitialState,
+    MemoryStorage,
+    Message,
+    Prepare,
+    RebuildInfo,
+    RebuildQuery,
+    Replica,
+)
+from consensus.core.audit import audit_ticks
+
+from .harness import Harness, make_config
+
+
+def restarted_replica(state: InitialState, node_id: int = 1) -> Replica:
+    return Replica(make_config(node_id, 3), state, random.Random(0))
+
+
+def sent_by(replica: Replica) -> list[Message]:
+    """Persist-and-send every Ready (the runtime's loop, without a disk); return what it sent."""
+    sent: list[Message] = []
+    while replica.has_ready():
+        ready = replica.ready()
+        ready.mark_persisted()
+        sent += [*ready.eager_messages, *ready.messages]
+        replica.advance(ready)
+    return sent
+
+
+def answer(query: Message, src: int, seen_promised: Ballot, seen_instance: int) -> RebuildInfo:
+    """``src``'s answer to ``query``: it saw the asker promise and vote that much."""
+    assert isinstance(query, RebuildQuery)
+    return RebuildInfo(
+        group_id=1,
+        src=src,
+        dst=query.src,
+        token=query.token,
+        promised=Ballot(7, src),
+        highest_instance=9,
+        chosen_upto=9,
+        seen_promised=seen_promised,
+        seen_instance=seen_instance,
+    )
+
+
+def voted_storage() -> MemoryStorage:
+    """Node 1's storage after it promised node 2's ballot and voted in instances 1 and 2."""
+    cluster = Harness()
+    cluster.elect(2)
+    for payload in ("a", "b"):
+        cluster.submit(2, payload)
+    cluster.stabilize()
+    storage = cluster.storage[1]
+    assert storage.initial_state().audit and storage.promised.node_id == 2
+    return storage
+
+
+def test_a_restart_on_its_own_storage_asks_first_and_votes_once_every_peer_answered() -> None:
+    storage = voted_storage()
+    replica = restarted_replica(storage.initial_state())
+    queries = sent_by(replica)
+    assert sorted((type(m), m.dst) for m in queries) == [(RebuildQuery, 2), (RebuildQuery, 3)]
+    ballot = Ballot(storage.promised.round + 1, 2)
+    for msg in (
+        Prepare(group_id=1, src=2, dst=1, ballot=ballot, first_instance=1, force=True),
+        Accept(group_id=1, src=2, dst=1, ballot=ballot, instance=3, value=(), chosen_upto=2),
+        Heartbeat(group_id=1, src=2, dst=1, ballot=ballot, chosen_upto=2, seq=1),
+    ):
+        replica.step(msg)
+        assert sent_by(replica) == []  # no vote before the answers: a lost message
+    for query in queries:  # the peers saw exactly what the storage holds
+        replica.step(answer(query, query.dst, storage.promised, 2))
+    assert replica.may_vote and not replica.rebuilding and replica.stale_storage is None
+    replica.step(Heartbeat(group_id=1, src=2, dst=1, ballot=ballot, chosen_upto=2, seq=2))
+    assert [type(m).__name__ for m in sent_by(replica)] == ["HeartbeatAck"]
+
+
+def test_a_peer_that_saw_a_vote_the_storage_lacks_makes_it_rebuild() -> None:
+    storage = voted_storage()
+    replica = restarted_replica(storage.initial_state())
+    queries = sent_by(replica)
+    replica.step(answer(queries[0], queries[0].dst, storage.promised, 3))
+    assert replica.rebuilding and not replica.may_vote
+    assert replica.stale_storage == (
+        f"node {queries[0].dst} saw it vote in instance 3, its database knows instances up to 2"
+    )
+    # It asks again, as a rebuilding node: every peer must answer this time.
+    assert {type(m) for m in sent_by(replica)} == {RebuildQuery}
+    assert replica.rebuild_waiting_for == [2, 3]
+
+
+def test_a_peer_that_saw_a_higher_promise_makes_it_rebuild() -> None:
+    storage = voted_storage()
+    replica = restarted_replica(storage.initial_state())
+    queries = sent_by(replica)
+    higher = Ballot(storage.promised.round + 1, 3)
+    replica.step(answer(queries[1], queries[1].dst, higher, 0))
+    assert replica.rebuilding
+    assert f"saw it promise ballot {higher}" in (replica.stale_storage or "")
+
+
+def test_silent_peers_hold_the_vote_back_half_an_election_timeout_at_most() -> None:
+    """Half an election timeout: a peer that is down has lost its memory with its process, and
+    waiting longer would only keep the node from voting."""
+    replica = restarted_replica(voted_storage().initial_state())
+    first = sent_by(replica)
+    ticks = 0
+    while not replica.may_vote:
+        replica.tick()
+        ticks += 1
+        again = sent_by(replica)
+        assert all(isinstance(m, RebuildQuery) and m.token == first[0].token for m in again)
+    assert ticks == audit_ticks(make_config(1).election_ticks) == 5
+    assert not replica.rebuilding
+
+
+def test_an_answer_to_another_audit_does_not_count() -> None:
+    replica = restarted_replica(voted_storage().initial_state())
+    query = sent_by(replica)[0]
+    other = RebuildQuery(group_id=1, src=1, dst=query.dst, token=query.token + 1)
+    replica.step(answer(other, query.dst, Ballot(99, 3), 99))
+    assert not replica.may_vote and not replica.rebuilding
+
+
+def test_a_peer_reports_the_votes_it_received_from_the_asker() -> None:
+    """A leader saw each follower's Promise and Accepted: it reports the highest of each."""
+    cluster = Harness()
+    leader = cluster.elect(1)
+    for payload in ("a", "b", "c"):
+        cluster.submit(1, payload)
+    cluster.stabilize()
+    cluster.replicas[1].step(RebuildQuery(group_id=1, src=3, dst=1, token=5))
+    cluster.process(1)
+    (info,) = cluster.take(RebuildInfo)
+    assert isinstance(info, RebuildInfo)
+    top = leader.chosen_upto  # "b" and "c" share an instance: they queued behind "a"
+    assert top >= 2 and (info.seen_promised, info.seen_instance) == (leader.ballot, top)
+    cluster.replicas[2].step(RebuildQuery(group_id=1, src=3, dst=2, token=5))
+    cluster.process(2)
+    (info,) = cluster.take(RebuildInfo)
+    assert isinstance(info, RebuildInfo)
+    assert (info.seen_promised, info.seen_instance) == (Ballot(0, 0), 0)  # a follower saw none
+
+
+def restore_a_backup(audit: bool) -> Harness:
+    """Instance 1 holds "x", chosen by the votes of nodes 1 and 3 only (node 2 never heard of
+    it). Node 3 restarts on a backup taken before its vote; node 1 answers what node 3 asks
+    (with ``audit``: the audit) and goes down. Nodes 2 and 3 are a majority with no record of
+    "x", and node 3 cannot tell its storage from a node's that has merely been away."""
+    cluster = Harness()
+    cluster.elect(1)
+    backup = copy.deepcopy(cluster.storage[3])
+    cluster.drop = lambda msg: isinstance(msg, Accept) and msg.dst == 2
+    cluster.submit(1, "x")
+    cluster.stabilize()
+    assert cluster.applied_payloads(1) == ["x"]
+    assert cluster.storage[2].instances == {} and 1 in cluster.storage[3].instances
+    cluster.storage[3] = backup
+    cluster.applied[3] = []
+    cluster.audit = audit
+    cluster.drop = (
+        lambda msg: msg.src == 2
+        or msg.dst == 2
+        or (msg.src == 1 and not isinstance(msg, RebuildInfo))
+    )
+    cluster.start(3)
+    cluster.stabilize()
+    cluster.drop = lambda msg: msg.src == 1 or msg.dst == 1
+    del cluster.replicas[1]
+    cluster.tick_all(60)
+    cluster.submit(3, "y")
+    cluster.tick_all(60)
+    return cluster
+
+
+def test_without_the_audit_a_restored_backup_lets_a_second_value_be_chosen() -> None:
+    """The negative control of the next test: the danger is real, and this harness shows it."""
+    cluster = restore_a_backup(audit=False)
+    assert cluster.applied[3][0].value != cluster.applied[1][0].value
+    assert [c.payload for c in cluster.applied[3][0].value] != ["x"]
+
+
+def test_a_restored_backup_rebuilds_and_the_chosen_value_survives() -> None:
+    cluster = restore_a_backup(audit=True)
+    assert cluster.applied[3] == [] and cluster.replicas[3].rebuilding  # waits for node 1
+    assert "node 1 saw it vote in instance 1" in (cluster.replicas[3].stale_storage or "")
+    cluster.drop = lambda msg: False
+    cluster.start(1)
+    cluster.tick_all(80)
+    assert not cluster.replicas[3].rebuilding
+    for node_id in (1, 2, 3):
+        assert cluster.applied_payloads(node_id)[:2] == ["x", "y"], node_id
