@@ -23,7 +23,9 @@ def use_uvloop() -> None:
 
 def load_settings_or_exit() -> None:
     """The project's settings read the environment (``PAXOS_NODE_ID``, ``DATABASE_URL``, the
-    node's cluster config): a mistake there is one line and status 1, not a traceback."""
+    node's cluster config) and create the node's data folder: a mistake there is one line and
+    status 1, not a traceback. The settings word their errors (``ImproperlyConfigured``); an
+    ``OSError`` they did not foresee is printed as the system gives it, still on one line."""
     if os.environ["DJANGO_SETTINGS_MODULE"] != "paxos_site.settings":
         return
     from django.core.exceptions import ImproperlyConfigured
@@ -32,6 +34,8 @@ def load_settings_or_exit() -> None:
         importlib.import_module("paxos_site.settings")
     except ImproperlyConfigured as error:
         sys.exit(f"error: {error}")
+    except OSError as error:
+        sys.exit(f"error: {' '.join(str(error).split())}")
 
 
 def main() -> None:

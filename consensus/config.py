@@ -32,6 +32,7 @@ would forget promises.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 from collections.abc import Sequence
@@ -428,18 +429,25 @@ class _Parser:
         return tuple(raw)
 
     def data_path(self, data_dir: str) -> Path:
-        """``dataDir`` resolved against the config's folder; the node creates it at start, which
-        fails (with a traceback, in settings) if it or a parent is an existing file."""
-        path = (self.path.parent / Path(data_dir).expanduser()).resolve()
-        for existing in (path, *path.parents):
-            if existing.exists():
-                if not existing.is_dir():
-                    what = "is" if existing == path else f"is inside {existing}, which is"
-                    raise self.error(
-                        "dataDir",
-                        f"{path} {what} a file, not a folder (the node keeps its data there)",
-                    )
-                break
+        """``dataDir`` resolved against the config's folder; the node creates it at start
+        (``make_data_folder``), which would fail if it or a parent is an existing file, or
+        if the path cannot even be looked at (a folder on the way this user may not enter)."""
+        try:
+            path = (self.path.parent / Path(data_dir).expanduser()).resolve()
+        except RuntimeError as error:  # pathlib's "Symlink loop from ..."
+            raise self.error("dataDir", f"cannot access {data_dir}: {error}") from None
+        try:
+            for existing in (path, *path.parents):
+                if existing.exists():
+                    if not existing.is_dir():
+                        what = "is" if existing == path else f"is inside {existing}, which is"
+                        raise self.error(
+                            "dataDir",
+                            f"{path} {what} a file, not a folder (the node keeps its data there)",
+                        )
+                    break
+        except OSError as error:  # exists() raises all but "no such file" (3.11): EACCES...
+            raise self.error("dataDir", f"cannot access {os_problem(path, error)}") from None
         return path
 
     def milliseconds(self, raw: dict[str, Any], key: str, default: int) -> int:
@@ -503,6 +511,26 @@ def startup_warnings(config: ClusterConfig) -> list[str]:
             "failure"
         )
     return warnings
+
+
+def make_data_folder(config: ClusterConfig) -> None:
+    """Create the node's ``dataDir`` (and its parents) if missing; a ``ConfigError`` that names
+    the path and the system's reason if that fails (``/proc/x``, a read-only disk...)."""
+    try:
+        config.data_path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"{config.path}: dataDir: cannot create {os_problem(config.data_path, error)}"
+        ) from None
+
+
+def os_problem(path: Path, error: OSError) -> str:
+    """``path`` and why the system refused it, in words, for a one-line error: ``/x/data:
+    permission denied``, with the file the error is about when that is another one (a parent
+    folder): ``/x/data: /x: permission denied``."""
+    reason = os.strerror(error.errno).lower() if error.errno else str(error)
+    about = os.fsdecode(error.filename) if error.filename is not None else str(path)
+    return f"{path}: {reason}" if about == str(path) else f"{path}: {about}: {reason}"
 
 
 def _is_int(value: Any) -> bool:

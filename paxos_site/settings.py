@@ -44,6 +44,7 @@ from consensus.config import (
     ClusterConfig,
     ConfigError,
     load_config,
+    make_data_folder,
 )
 from consensus.storage.databases import (
     NODE_ID_PLACEHOLDER,
@@ -368,7 +369,10 @@ def _database() -> dict[str, Any]:
         database["CONN_MAX_AGE"] = None  # persistent: reconnecting per request costs throughput
         return database
     if PAXOS_CLUSTER is not None:
-        PAXOS_CLUSTER.data_path.mkdir(parents=True, exist_ok=True)
+        try:
+            make_data_folder(PAXOS_CLUSTER)
+        except ConfigError as exc:
+            raise ImproperlyConfigured(str(exc)) from None
         return _sqlite_database(PAXOS_CLUSTER.sqlite_path)
     return _sqlite_database(BASE_DIR / "db.sqlite3")
 

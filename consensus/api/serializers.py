@@ -6,6 +6,7 @@ schema (the lean views validate by hand with the same rules, see ``fastpath``).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -15,6 +16,24 @@ from rest_framework import serializers
 
 from consensus.models import Group, Instance, Node
 from consensus.request_ids import MAX_REQUEST_ID_LENGTH
+
+#
+# Fields
+#
+
+
+class DecimalIntegerField(serializers.IntegerField):
+    """An integer written in decimal digits, with an optional minus (query parameters such
+    as ``after``): DRF's ``IntegerField`` took whatever ``int()`` takes, after dropping a
+    ``.0``, so ``1_0`` was 10 and ``+3``, `` 3``, ``3.0`` and ``٣`` were 3."""
+
+    DIGITS = re.compile(r"-?[0-9]+")
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, str) and not self.DIGITS.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
 
 #
 # Errors

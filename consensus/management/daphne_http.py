@@ -41,12 +41,19 @@ What the protocol does:
   has begun), and its application hears ``http.disconnect``. The node and its other
   connections go on;
 * a path whose percent-escapes are not UTF-8 gets daphne's ``400`` page, except under
-  ``/api/``: there the application answers it with the API's JSON 400 (as under uvicorn).
+  ``/api/``: there the application answers it with the API's JSON 400 (as under uvicorn);
+  a ``Daphne-Root-Path`` header (honoured as daphne honours it: a proxy in front may set the
+  ASGI ``root_path`` with it) that is not ASCII, or whose escapes are not UTF-8, gets the
+  ``400`` page on any path;
+* a request that raises while it starts (a bug) gets ``500`` and its connection is closed,
+  with one log line: it must not stay the connection's unanswered request. Nor can a request
+  that never reached an application keep its connection from the idle timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
 import time
@@ -66,7 +73,10 @@ HTML = (b"content-type", b"text/html; charset=utf-8")
 API_PREFIX = b"/api/"
 """Where the application answers errors as JSON, a path whose escapes are not UTF-8 included."""
 MAX_HEAD_BYTES = 64 * 1024
-"""Request line and headers together; Twisted allowed 16 KiB of headers, llhttp has no limit."""
+"""Request line and headers together; Twisted allowed 16 KiB of headers, llhttp has no limit.
+The node under uvicorn has the same limit (``server._limited_http_protocol``)."""
+HEAD_TOO_LARGE = (431, "Request Header Fields Too Large", "Headers too large.")
+"""The answer to a head above ``MAX_HEAD_BYTES`` (status, title, text), under both servers."""
 IDLE_TIMEOUT = 60.0
 """Seconds a connection may send nothing while no answer is due before it is closed: idle
 keep-alive connections and stalled requests. Twisted's HTTP server had the same 60 s."""
@@ -193,7 +203,7 @@ class HttpChannel(Protocol):
                 self.queued.remove(broken)
             self._fail_connection(400, "Bad Request", "Invalid HTTP request body.")
         elif self._head_bytes > MAX_HEAD_BYTES:
-            self._fail_connection(431, "Request Header Fields Too Large", "Headers too large.")
+            self._fail_connection(*HEAD_TOO_LARGE)
         else:
             logger.info("invalid HTTP request from %s: %s", self.client, error)
             self._fail_connection(400, "Bad Request", "Invalid HTTP request.")
@@ -255,10 +265,31 @@ class HttpChannel(Protocol):
         self._starting = True
         try:
             while self.active is None and self.queued and not self.closed:
-                self.active = self.queued.popleft()
-                self.active.start()
+                exchange = self.active = self.queued.popleft()
+                try:
+                    exchange.start()
+                except Exception as error:  # a bug of ours: the connection must not hang on it
+                    self._start_failed(exchange, error)
         finally:
             self._starting = False
+
+    def _start_failed(self, exchange: Exchange, error: Exception) -> None:
+        """``exchange`` raised while starting: answer it ``500`` (if nothing of its answer is
+        out) and close the connection; one log line, not a traceback per connection. Left as
+        it was, the exchange stayed active unanswered, reading stayed paused (the client's FIN
+        unseen) and ``close_if_idle`` took it for a request being answered: the connection and
+        its file descriptor leaked. Raised from a pipelined request's turn, the error also went
+        up through the previous response's ``send()`` into its application."""
+        logger.error(
+            "could not start a request from %s (%r): closing the connection", self.client, error
+        )
+        exchange.keep_alive = False
+        with contextlib.suppress(Exception):  # if even that fails, closing is all there is
+            exchange.basic_error(500, b"Internal Server Error", "Could not start the request.")
+        if exchange is self.active:
+            self.active = None
+        self.queued.clear()
+        self._close()
 
     def exchange_done(self, exchange: Exchange) -> None:
         """``exchange``'s response is complete: close the connection or start the next one."""
@@ -281,7 +312,10 @@ class HttpChannel(Protocol):
         ``IDLE_TIMEOUT`` after it began, however slowly its bytes come (a client that holds a
         connection with one byte every few seconds). A request whose answer is being worked
         on is never cut off here (daphne's own ``http_timeout`` is for that)."""
-        answering = self.active is not None and self.active.body_complete
+        active = self.active
+        # Only an application can be working on an answer: an exchange that never reached one
+        # (``queue`` None) cannot hold the connection open.
+        answering = active is not None and active.body_complete and active.queue is not None
         trickling = self.head_started is not None and now - self.head_started > IDLE_TIMEOUT
         if trickling or (not answering and now - self.last_read > IDLE_TIMEOUT):
             self._close()
@@ -417,8 +451,11 @@ class Exchange:
             name = name.lower()
             if b"_" in name:
                 continue  # as daphne: CVE-2015-0219
-            if name == b"daphne-root-path":
-                root_path = unquote(value.decode("ascii"))
+            if name == b"daphne-root-path":  # as daphne: a proxy in front may set it
+                try:
+                    root_path = unquote(value.decode("ascii"), errors="strict")
+                except UnicodeDecodeError:
+                    return None, "Invalid Daphne-Root-Path header (not ASCII, or escapes not UTF-8)"
             else:
                 headers.append((name, value))
         scope = {

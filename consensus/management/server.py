@@ -476,7 +476,7 @@ def _uvicorn_config(application: Any, host: str, port: int, max_frame_size: int)
         host=host,
         port=port,
         loop="none",  # asyncio.run() makes the loop: the policy manage.py set (uvloop) applies
-        http="httptools",
+        http=_limited_http_protocol(),  # httptools, with daphne_http's head limit
         # websockets' sans-I/O protocol: uvicorn 0.54 deprecates its legacy "websockets" one (a
         # UserWarning at every start) and will point "websockets" here in a future release.
         ws=_limited_websocket_protocol(),
@@ -493,6 +493,62 @@ def _uvicorn_config(application: Any, host: str, port: int, max_frame_size: int)
         log_level="warning",
         access_log=False,
     )
+
+
+def _limited_http_protocol() -> type:
+    """uvicorn's httptools protocol with ``daphne_http.MAX_HEAD_BYTES``: a request line and
+    headers above it get ``431`` and the connection is closed, as under daphne. uvicorn has no
+    limit of its own (llhttp has none): a head of 100 headers of 1 MiB each was read whole,
+    answered, and left the node's RSS 200 MB larger. A counter per request, added to as the
+    parser calls back with the URL and each header; the parser stops at the callback that
+    passes the limit, so the rest of such a head is never read."""
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+    from .daphne_http import HEAD_TOO_LARGE, MAX_HEAD_BYTES, HeadTooLarge
+
+    status, _title, text = HEAD_TOO_LARGE
+    message = text.encode("ascii")
+    framing = [
+        b"content-type: text/plain; charset=utf-8\r\n",
+        b"content-length: %d\r\n" % len(message),
+        b"connection: close\r\n",
+        b"\r\n",
+        message,
+    ]
+
+    class LimitedHttpToolsProtocol(HttpToolsProtocol):
+        head_bytes = 0
+        """Of the request head being parsed: its URL, header names and values."""
+
+        def on_message_begin(self) -> None:
+            self.head_bytes = 0
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            self.head_bytes += len(url)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                raise HeadTooLarge  # httptools raises HttpParserCallbackError from it
+            self.url += url  # uvicorn's on_url, without a call
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.head_bytes += len(name) + len(value)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                raise HeadTooLarge
+            super().on_header(name, value)
+
+        def send_400_response(self, msg: str) -> None:
+            """uvicorn's answer to a request the parser refused: ``431`` for a head above the
+            limit (uvicorn logged its "Invalid HTTP request received." warning already)."""
+            if self.head_bytes <= MAX_HEAD_BYTES:
+                super().send_400_response(msg)
+                return
+            content = [STATUS_LINE[status]]
+            for name, value in self.server_state.default_headers:
+                content += [name, b": ", value, b"\r\n"]
+            self.transport.write(b"".join(content + framing))
+            self.transport.close()
+
+    return LimitedHttpToolsProtocol
 
 
 def _limited_websocket_protocol() -> type:

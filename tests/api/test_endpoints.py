@@ -477,7 +477,14 @@ def test_log_is_paginated_and_decoded(api: ApiClient) -> None:
     assert default["limit"] == 100 and len(default["results"]) == 5
 
 
-@pytest.mark.parametrize("query", ["after=-1", "after=x", "limit=0", "limit=1001", "limit=a"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        *("after=-1", "after=x", "limit=0", "limit=1001", "limit=a"),
+        # int() takes these: DRF's IntegerField read them as 10, 3, 3, 3 and 3
+        *("after=1_0", "after=+3", "after=%2B3", "after=3.0", "after=%D9%A3", "limit=1_0"),
+    ],
+)
 def test_log_query_validation(api: ApiClient, query: str) -> None:
     from consensus.models import Group
 
