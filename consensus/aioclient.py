@@ -58,10 +58,10 @@ from .client import (
     PaxosError,
     Unavailable,
     error_for_status,
+    new_request_id,
     node_addresses,
     parse_address,
 )
-from .request_ids import new_request_id
 
 logger = logging.getLogger("consensus.client")
 

@@ -7,34 +7,16 @@ index, which costs about five times more per insert than ids that grow: measured
 itself (the node for a REST call without a ``request_id``, both clients for retries) are a
 64-bit random prefix, unique per process, followed by a counter: every process appends to its
 own corner of the index. Callers may still send any id they like (a UUID works, only slower).
+
+``new_request_id`` itself lives in ``consensus.client`` (re-exported here), since that file must
+work when copied alone next to a script.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
-import os
-import secrets
 
-_prefix = secrets.token_hex(8)
-_counter = itertools.count()
-
-
-def _new_prefix() -> None:
-    """Draw the prefix again in a forked child, so parent and child never share ids."""
-    global _prefix, _counter
-    _prefix, _counter = secrets.token_hex(8), itertools.count()
-
-
-os.register_at_fork(after_in_child=_new_prefix)
-
-
-def new_request_id() -> str:
-    """A fresh id, unique across processes and restarts (28 hex digits, like a short UUID).
-
-    No ``os.getpid()`` here: a system call per id was 1-2% of a node's CPU under REST load."""
-    return f"{_prefix}{next(_counter):012x}"
-
+from consensus.client import new_request_id as new_request_id  # re-exported: see above
 
 MAX_REQUEST_ID_LENGTH = 255
 """Characters of a request id: ``RequestResult.request_id`` is a ``varchar(255)``."""

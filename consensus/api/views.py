@@ -38,6 +38,7 @@ from .reads import reads_of
 from .serializers import (
     CommandRequestSerializer,
     CommandResponseSerializer,
+    DecimalIntegerField,
     ErrorSerializer,
     GroupSerializer,
     LogPageSerializer,
@@ -249,10 +250,10 @@ def unknown_group_error(group_id: int) -> ApiError:
 
 
 class LogQuerySerializer(serializers.Serializer):
-    after = serializers.IntegerField(
+    after = DecimalIntegerField(
         min_value=0, default=0, help_text="Return instances after this one (default 0)."
     )
-    limit = serializers.IntegerField(
+    limit = DecimalIntegerField(
         min_value=1,
         max_value=MAX_LOG_LIMIT,
         default=DEFAULT_LOG_LIMIT,
@@ -393,15 +394,31 @@ def _shortened(path: str) -> str:
     return path if len(path) <= MAX_ECHOED_PATH else path[:MAX_ECHOED_PATH] + "..."
 
 
+_DJANGO_HOST_ADVICE = " to ALLOWED_HOSTS."
+
+
+def _host_refusal(exception: DisallowedHost) -> str:
+    """Django's words for a refused ``Host`` (at most 200 characters of them), with its advice
+    to "add 'x' to ALLOWED_HOSTS" pointed at the environment variable a node reads instead."""
+    text, advice = str(exception), ""
+    if text.endswith(_DJANGO_HOST_ADVICE):
+        text = text[: -len(_DJANGO_HOST_ADVICE)]
+        advice = " to PAXOS_ALLOWED_HOSTS (environment, comma separated)."
+    return (text if len(text) <= 200 else text[:200] + "...") + advice
+
+
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """``handler400``: what Django answers a request it refuses before any view (a ``Host`` not
     in ``ALLOWED_HOSTS``, a body over Django's limits...). The API answers JSON, like every
     other API error; other paths get Django's page. A refused ``Host`` is logged here, as one
     line: settings.LOGGING silences Django's own ERROR with a traceback, which a scanner
-    sending a wrong ``Host`` would repeat per request."""
+    sending a wrong ``Host`` would repeat per request. Both name ``PAXOS_ALLOWED_HOSTS``, the
+    setting users have (``ALLOWED_HOSTS`` is built from it in settings.py)."""
     if isinstance(exception, DisallowedHost):
-        logger.warning("%s %s refused: %.200s", request.method, _shortened(request.path), exception)
-        message = "the Host header names no host this node serves (ALLOWED_HOSTS)"
+        logger.warning(
+            "%s %s refused: %s", request.method, _shortened(request.path), _host_refusal(exception)
+        )
+        message = "the Host header names no host this node serves (PAXOS_ALLOWED_HOSTS)"
     else:
         message = "bad request"
     if request.path.startswith("/api/"):

@@ -14,6 +14,13 @@ import time
 from .cluster import SimSettings, run_seed
 from .mutants import MUTANTS
 
+MUTANT_NEEDS: dict[str, tuple[str, str]] = {
+    "no-rebuild": ("wipe_rate", "only"),
+    "all-votes": ("left_down", "mostly"),
+}
+"""Mutants whose fault shows (only, or mostly) when an option is above 0, as their descriptions
+in ``mutants.py`` say: without it a run of them passes and proves nothing."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -71,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         if not 0.0 <= getattr(args, option) <= 1.0:
             print(f"error: --{option.replace('_', '-')} must be between 0 and 1", file=sys.stderr)
             return 2
+    note = mutant_note(args)
+    if note:
+        print(note, file=sys.stderr)
     settings = SimSettings(
         nodes=args.nodes,
         groups=args.groups,
@@ -103,6 +113,17 @@ def main(argv: list[str] | None = None) -> int:
         f"seeds/s={ran / elapsed:.1f}"
     )
     return 1 if violations else 0
+
+
+def mutant_note(args: argparse.Namespace) -> str | None:
+    """A line for a ``--mutant`` that the other options leave (almost) unobservable."""
+    if args.mutant not in MUTANT_NEEDS:
+        return None
+    option, how = MUTANT_NEEDS[args.mutant]
+    if getattr(args, option) > 0:
+        return None
+    flag = "--" + option.replace("_", "-")
+    return f"note: the {args.mutant} mutant shows {how} with {flag} > 0"
 
 
 def repro_command(seed: int, args: argparse.Namespace) -> str:

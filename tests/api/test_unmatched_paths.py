@@ -106,10 +106,27 @@ def test_a_disallowed_host_on_the_api_is_a_json_400_and_one_warning(
     with consensus_logs(caplog):
         status, headers, content = call(method, path, b"{}", {"host": "evil.example"})
     assert status == 400, content[:300]
-    assert "Host" in json_error(headers, content)
+    # users set PAXOS_ALLOWED_HOSTS (settings.py builds ALLOWED_HOSTS from it): name that one
+    assert json_error(headers, content) == (
+        "the Host header names no host this node serves (PAXOS_ALLOWED_HOSTS)"
+    )
     no_tracebacks(caplog)
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
-    assert "evil.example" in caplog.records[0].getMessage()
+    assert caplog.records[0].getMessage() == (
+        f"{method} {path} refused: Invalid HTTP_HOST header: 'evil.example'. You may need to add "
+        "'evil.example' to PAXOS_ALLOWED_HOSTS (environment, comma separated)."
+    )
+
+
+def test_a_long_disallowed_host_is_cut_short_in_the_log_but_the_advice_stays(
+    fake_node: FakeNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = "a" * 60 + "." + "b" * 60 + ".example"
+    with consensus_logs(caplog):
+        assert call("GET", "/api/status/", headers={"host": host})[0] == 400
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.endswith("... to PAXOS_ALLOWED_HOSTS (environment, comma separated)."), line
+    assert len(line) < 300, line
 
 
 def test_a_disallowed_host_elsewhere_is_django_s_400_without_a_traceback(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.http import answering_nodes
+from tests.fixtures.http import answering_nodes, answering_paths
 from tests.fixtures.ports import free_port_block
 from tests.fixtures.procs import PROJECT, run_manage, runpaxos_pids
 
@@ -169,3 +169,47 @@ def test_paxosbench_refuses_groups_the_cluster_does_not_have() -> None:
         f"CommandError: --groups 5 uses groups 1..5, but the cluster at {url} has no group "
         "3, 4, 5 (it has 1, 2)"
     )
+
+
+def test_paxosbench_refuses_groups_that_do_not_run_the_kv_store() -> None:
+    """Against a group running another state machine, every request to it failed (or read
+    nothing) while the rate went into the table, with status 0 and no word why."""
+    answers = {
+        "/api/status/": {"groups": [{"group_id": 1}, {"group_id": 2}]},
+        "/api/groups/": [
+            {"group_id": 1, "state_machine": "kv"},
+            {"group_id": 2, "state_machine": "log"},
+        ],
+        "/api/kv/": {"value": "x"},
+    }
+    with answering_paths(answers) as url:
+        result = run_manage(
+            *("paxosbench", "--urls", url, "--token", "t", "--groups", "2", "--clients", "1"),
+            *("--duration", "0.3", "--warmup", "0", "--path", "rest", "--reads", "1"),
+        )  # reads only: the stand-in answers them all, so only the check can refuse
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip() == (
+        f"CommandError: --groups 2: at {url} group 2 runs 'log', not the 'kv' state machine "
+        "(paxosbench puts and gets keys)"
+    )
+
+
+def test_paxosbench_names_the_first_error_when_some_requests_failed() -> None:
+    """Half the requests failing (here every put: the stand-in answers GET only) printed a rate
+    and an error count, but not why; the first error was shown only when all had failed."""
+    answers = {
+        "/api/status/": {"groups": [{"group_id": 1}]},
+        "/api/groups/": [{"group_id": 1, "state_machine": "kv"}],
+        "/api/kv/": {"value": "x"},
+    }
+    with answering_paths(answers) as url:
+        result = run_manage(
+            *("paxosbench", "--urls", url, "--token", "t", "--groups", "1", "--clients", "2"),
+            *("--duration", "0.5", "--warmup", "0", "--path", "rest", "--reads", "0.5"),
+        )
+    assert result.returncode == 0, result.stderr
+    failed = re.search(
+        r"paxos-rest: (\d+) of (\d+) requests failed; first error: HTTP 501", result.stderr
+    )
+    assert failed, result.stderr
+    assert 0 < int(failed[1]) < int(failed[2])

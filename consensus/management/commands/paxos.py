@@ -55,8 +55,9 @@ DIVERGENCE_README = 'README "Nodes whose state machines differ"'
 
 class Command(BaseCommand):
     help = (
-        "Talk to a Paxos cluster: submit a command, get/put/delete/cas a key of the KV store, or "
-        "show the nodes' status. Run 'manage.py paxos ACTION --help' for an action's options."
+        "Talk to a Paxos cluster: submit a command, query a group's state machine, "
+        "get/put/delete/cas a key of the KV store, show the nodes' status, or check that their "
+        "state machines agree. Run 'manage.py paxos ACTION --help' for an action's options."
     )
 
     def get_version(self) -> str:

@@ -270,6 +270,8 @@ class Command(BaseCommand):
                         target.reset()
                         outcome = asyncio.run(run(target, workload, seed=repetition, cpu=meter))
                         target.raise_if_all_failed()
+                        if target.failed:
+                            self.stderr.write(target.failures())
                         if not etcd:
                             self.writes += outcome.writes
                         summary = outcome.summary()
@@ -293,7 +295,8 @@ class Command(BaseCommand):
 class Recorded:
     """A target that counts its requests and keeps the first error: the load generator counts
     failures but forgets why, and a run where every request failed (a wrong --urls, --token or
-    --etcd, groups the cluster does not have) must end with that reason, not with 0 ops/s."""
+    --etcd, groups the cluster does not have) must end with that reason, not with 0 ops/s; a run
+    where some failed says so, with the first one's reason, next to its rate."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -328,6 +331,13 @@ class Recorded:
         self.failed += 1
         if self.first_error is None:
             self.first_error = error
+
+    def failures(self) -> str:
+        """One line: how many requests of the run failed, and why the first one did."""
+        return (
+            f"{self.name}: {self.failed} of {self.failed + self.succeeded} requests failed; "
+            f"first error: {describe_error(self.first_error or RuntimeError('unknown'))}"
+        )
 
     def raise_if_all_failed(self) -> None:
         if self.succeeded or self.first_error is None:
@@ -391,9 +401,10 @@ def leaders_and_batching(url: str, token: str, writes: int) -> dict[str, Any]:
 
 
 def _check_groups(url: str, token: str, groups: list[int]) -> None:
-    """Refuse ``--groups`` beyond the groups of the cluster of ``--urls``: the requests to the
-    missing ones would fail while the others' rate went into the table, and the run would end
-    with a plausible number. A node that cannot be asked is left to the run, which says why."""
+    """Refuse ``--groups`` beyond the groups of the cluster of ``--urls``, or groups that do not
+    run the ``kv`` state machine (the only one the benchmark's puts and gets are for): the
+    requests to those would fail while the others' rate went into the table, and the run would
+    end with a plausible number. A node that cannot be asked is left to the run, which says why."""
     try:
         present = {group["group_id"] for group in _status(url, token)["groups"]}
     except (OSError, ValueError, KeyError, TypeError):
@@ -405,13 +416,29 @@ def _check_groups(url: str, token: str, groups: list[int]) -> None:
             f"--groups {len(groups)} uses groups 1..{len(groups)}, but the cluster at {url} has "
             f"no group {missing} (it has {has})"
         )
+    try:
+        machines = {
+            group["group_id"]: group["state_machine"]
+            for group in _get_json(url, token, "/api/groups/")
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    others = [f"group {g} runs {machines[g]!r}" for g in groups if machines.get(g, "kv") != "kv"]
+    if others:
+        raise CommandError(
+            f"--groups {len(groups)}: at {url} {', '.join(others)}, not the 'kv' state machine "
+            "(paxosbench puts and gets keys)"
+        )
 
 
 def _status(url: str, token: str) -> dict[str, Any]:
     """A node's ``/api/status/``."""
-    request = urllib.request.Request(
-        f"{url}/api/status/", headers={"Authorization": f"Bearer {token}"}
-    )
+    return _get_json(url, token, "/api/status/")
+
+
+def _get_json(url: str, token: str, path: str) -> Any:
+    """A node's answer to ``GET path``, decoded."""
+    request = urllib.request.Request(f"{url}{path}", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
 
