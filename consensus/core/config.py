@@ -23,6 +23,12 @@ class ReplicaConfig:
     """How often unchosen work (forwards, accepts, prepares) is sent again."""
     window: int = 32
     """Instances a leader keeps in flight at once; commands queue (and batch) behind them."""
+    max_inflight_bytes: int = 4 * 1024 * 1024
+    """...and payload bytes (``value_size``) in flight at once, past the first instance. A new
+    leader's phase 1 gets every vote above a promiser's chosen prefix in one Promise, which must
+    fit in one transport frame (the runtime passes a quarter of it). A leader that proposed 28
+    commands of 900 KB and died before anyone learned them chosen left Promises of 25 MB that
+    no 16 MiB frame carried: no node could lead the group again, even after restarts."""
     max_batch_commands: int = 512
     max_batch_bytes: int = 256 * 1024
     max_proposals_per_ready: int = 4
@@ -63,9 +69,15 @@ class ReplicaConfig:
             raise LocalProtocolError("heartbeat_ticks must be below election_ticks")
         if self.preferred_leader is not None and self.preferred_leader not in self.node_ids:
             raise LocalProtocolError(f"preferred leader {self.preferred_leader} is not a member")
-        if self.window < 1 or self.max_batch_commands < 1 or self.max_proposals_per_ready < 1:
+        if (
+            self.window < 1
+            or self.max_batch_commands < 1
+            or self.max_proposals_per_ready < 1
+            or self.max_inflight_bytes < 1
+        ):
             raise LocalProtocolError(
-                "window, max_batch_commands and max_proposals_per_ready must be >= 1"
+                "window, max_inflight_bytes, max_batch_commands and max_proposals_per_ready "
+                "must be >= 1"
             )
         if self.learn_ticks < 1 or self.retry_ticks < 1 or self.quorum_loss_ticks < 0:
             raise LocalProtocolError(

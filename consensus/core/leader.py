@@ -52,6 +52,8 @@ class Leadership:
     next_instance: int
     max_queue: int
     inflight: dict[int, Value] = field(default_factory=dict)
+    inflight_bytes: int = 0
+    """``value_size`` of ``inflight``'s values (``may_propose``)."""
     votes: dict[int, set[int]] = field(default_factory=dict)
     queue: deque[Command] = field(default_factory=deque)
     known_ids: set[str] = field(default_factory=set)
@@ -99,9 +101,12 @@ class Leadership:
             self.forwarded_by[request_id] = origin
         return True
 
-    def may_propose(self, window: int, max_commands: int, max_bytes: int) -> bool:
+    def may_propose(
+        self, window: int, max_commands: int, max_bytes: int, max_inflight_bytes: int
+    ) -> bool:
         """Whether to propose a batch of the queue now: when no instance is in flight, or when a
-        full batch is waiting and the window has room for it.
+        full batch is waiting and the window has room for it, in instances and in bytes
+        (``ReplicaConfig.max_inflight_bytes`` says why bytes).
 
         A partial batch waits for the instances in flight to be chosen, and grows meanwhile.
         Every instance costs each node a fixed amount of work (messages, a row, a turn of the
@@ -112,8 +117,8 @@ class Leadership:
         if len(self.inflight) >= window:
             return False
         if self.next_instance <= self.fill_upto:
-            return True
-        if not self.queue:
+            return True  # no-ops: no bytes
+        if not self.queue or (self.inflight and self.inflight_bytes >= max_inflight_bytes):
             return False
         return (
             not self.inflight or len(self.queue) >= max_commands or self.queued_bytes >= max_bytes
@@ -136,6 +141,7 @@ class Leadership:
         self.votes.pop(instance, None)
         value = self.inflight.pop(instance, None)
         if value is not None:
+            self.inflight_bytes -= value_size(value)
             for command in value:
                 self.known_ids.discard(command.request_id)
         return value

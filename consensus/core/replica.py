@@ -73,6 +73,7 @@ from .messages import (
     RebuildQuery,
     TimeoutNow,
     Value,
+    value_size,
 )
 from .reads import ReadAsks
 from .ready import Failed, LogRead, Persist, Ready, RebuildWrite
@@ -437,7 +438,10 @@ class Replica:
                 leadership is not None
                 and not self._retiring
                 and leadership.may_propose(
-                    self.config.window, self.config.max_batch_commands, self.config.max_batch_bytes
+                    self.config.window,
+                    self.config.max_batch_commands,
+                    self.config.max_batch_bytes,
+                    self.config.max_inflight_bytes,
                 )
             )
         )
@@ -735,7 +739,11 @@ class Replica:
             # quorum_loss_limit made the leader step down at the next tick. (A gap below
             # ``start`` is work waiting too: the timer keeps running for it.)
             leadership.progress_tick = self._now
+        old = leadership.inflight.get(instance)
+        if old is not None:
+            leadership.inflight_bytes -= value_size(old)
         leadership.inflight[instance] = value
+        leadership.inflight_bytes += value_size(value)
         leadership.votes[instance] = set()
         for command in value:
             leadership.known_ids.add(command.request_id)
@@ -766,7 +774,10 @@ class Replica:
         config = self.config
         for _ in range(config.max_proposals_per_ready):
             if not leadership.may_propose(
-                config.window, config.max_batch_commands, config.max_batch_bytes
+                config.window,
+                config.max_batch_commands,
+                config.max_batch_bytes,
+                config.max_inflight_bytes,
             ):
                 break
             value = leadership.take_batch(config.max_batch_commands, config.max_batch_bytes)

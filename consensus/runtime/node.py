@@ -108,8 +108,11 @@ have a new leader (``_hand_over_leadership``); 0: no hand-over (the others wait 
 election timeout, as before)."""
 
 
-def replica_config(config: ClusterConfig, group_id: int, tick_ms: int) -> ReplicaConfig:
-    """Map the seed's millisecond settings onto ticks of ``tick_ms``."""
+def replica_config(
+    config: ClusterConfig, group_id: int, tick_ms: int, max_frame_size: int = 16 * 1024 * 1024
+) -> ReplicaConfig:
+    """Map the seed's millisecond settings onto ticks of ``tick_ms``; a quarter of a peer frame
+    in flight (``ReplicaConfig.max_inflight_bytes``: a Promise must fit in one frame)."""
     election = max(4, config.timeout_ms // tick_ms)
     return ReplicaConfig(
         node_id=config.my_id,
@@ -119,6 +122,7 @@ def replica_config(config: ClusterConfig, group_id: int, tick_ms: int) -> Replic
         heartbeat_ticks=max(1, election // 5),
         learn_ticks=max(1, config.learning_interval_ms // tick_ms),
         retry_ticks=max(2, election // 4),
+        max_inflight_bytes=max(1, max_frame_size // 4),
         preferred_leader=config.preferred_leader(group_id),
     )
 
@@ -250,7 +254,7 @@ class PaxosNode:
             self.applied[group_id] = await self._catch_up_state_machine(group_id, state.chosen_upto)
             rng = random.Random()
             self.replicas[group_id] = Replica(
-                replica_config(self.config, group_id, self.tick_ms),
+                replica_config(self.config, group_id, self.tick_ms, self.max_frame_size),
                 state,
                 rng,
                 first_read_token=rng.getrandbits(62),

@@ -145,7 +145,13 @@ def test_second_ready_before_advance_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"retry_ticks": 0}, {"learn_ticks": 0}, {"quorum_loss_ticks": -1}, {"window": 0}],
+    [
+        {"retry_ticks": 0},
+        {"learn_ticks": 0},
+        {"quorum_loss_ticks": -1},
+        {"window": 0},
+        {"max_inflight_bytes": 0},
+    ],
 )
 def test_tick_counts_a_replica_divides_by_are_refused(bad: dict[str, int]) -> None:
     with pytest.raises(LocalProtocolError):
@@ -471,6 +477,26 @@ def test_leader_keeps_at_most_window_instances_in_flight() -> None:
     cluster.drop = lambda msg: False
     cluster.tick_all(10)
     assert cluster.applied_payloads(1) == [f"v{n}" for n in range(6)]
+
+
+@pytest.mark.parametrize(("limit", "in_flight"), [(2500, 3), (10**9, 6)])
+def test_leader_keeps_at_most_max_inflight_bytes_in_flight(limit: int, in_flight: int) -> None:
+    """Past the first instance: a new leader's phase 1 gets every unchosen vote of a follower in
+    one Promise, which must fit in one frame (ReplicaConfig.max_inflight_bytes). The second
+    case, without a byte limit that matters, is the negative control."""
+    cluster = Harness(overrides={"max_inflight_bytes": limit, "max_batch_commands": 1})
+    leader = cluster.elect(1)
+    cluster.drop = lambda msg: isinstance(msg, Accepted)
+    big = "x" * 990  # 1,000 bytes with its request id (value_size)
+    for n in range(6):
+        leader.submit(Command(f"r{n}", big))
+        cluster.process(1)
+    cluster.stabilize()
+    assert len(leader._leadership.inflight) == in_flight  # type: ignore[union-attr]
+    cluster.drop = lambda msg: False
+    cluster.tick_all(10)
+    assert cluster.applied_payloads(1) == [big] * 6
+    assert leader._leadership.inflight_bytes == 0  # type: ignore[union-attr]
 
 
 # -------------------------------------------------------------------- forwarding, retries
