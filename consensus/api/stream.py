@@ -510,4 +510,5 @@ def _hello(node: PaxosNode) -> dict[str, Any]:
         "nodes": {str(n.node_id): f"{n.host}:{n.port}" for n in node.config.nodes},
         "leaders": {str(g): r.leader_id for g, r in node.replicas.items()},
         "max_requests_per_frame": MAX_REQUESTS_PER_FRAME,
+        "max_frame_bytes": node.max_frame_size,
     }

@@ -29,6 +29,7 @@ class FakeNode:
     ``fail`` makes every call raise."""
 
     node_id = 1
+    max_frame_size = 16 * 1024 * 1024
 
     def __init__(self, machines: dict[int, str]) -> None:
         self.machines: dict[int, StateMachine] = {

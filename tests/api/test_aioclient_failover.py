@@ -13,21 +13,27 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from consensus.aioclient import AsyncPaxosClient
-from consensus.client import Unavailable
+from consensus.client import PayloadTooLarge, Unavailable
 
 
 @contextlib.asynccontextmanager
 async def stream_server(
-    answer: bool | Callable[[dict[str, Any]], bool], seen: list[dict[str, Any]]
+    answer: bool | Callable[[dict[str, Any]], bool],
+    seen: list[dict[str, Any]],
+    hello: dict[str, Any] | None = None,
+    frames: list[int] | None = None,
 ) -> AsyncIterator[int]:
-    """A node's ``/ws/client/`` stream on a free loopback port: it says hello, records every
-    request, and answers it as applied in instance 7 only if ``answer`` (or ``answer(request)``).
-    """
+    """A node's ``/ws/client/`` stream on a free loopback port: it says hello (with ``hello``'s
+    extra fields), records every request (and each frame's size in ``frames``), and answers it
+    as applied in instance 7 only if ``answer`` (or ``answer(request)``)."""
     wanted = answer if callable(answer) else lambda _request: answer
+    greeting = {"hello": {"nodes": {}, "leaders": {}, **(hello or {})}}
 
     async def handle(websocket: ServerConnection) -> None:
-        await websocket.send(orjson.dumps({"hello": {"nodes": {}, "leaders": {}}}).decode())
+        await websocket.send(orjson.dumps(greeting).decode())
         async for frame in websocket:
+            if frames is not None:
+                frames.append(len(frame.encode() if isinstance(frame, str) else frame))
             requests = orjson.loads(frame)
             seen.extend(requests)
             requests = [request for request in requests if wanted(request)]
@@ -71,6 +77,30 @@ def test_a_node_that_never_answers_times_out_and_the_next_one_gets_the_retry() -
     assert "retry" not in silent_seen[0]
     # the outcome on the silent node is unknown: the same id goes on, marked as a retry
     assert [(r["request_id"], r.get("retry")) for r in live_seen] == [("req-1", True)]
+
+
+def test_requests_are_split_into_frames_the_node_takes() -> None:
+    """The node's hello says its frame limit: 20 commands of 1,000 bytes made at once leave in
+    frames within it (one frame of 20 KB made the node drop the connection), and a command
+    that fits in no frame fails at once."""
+    seen: list[dict[str, Any]] = []
+    frames: list[int] = []
+
+    async def scenario() -> None:
+        async with (
+            stream_server(True, seen, hello={"max_frame_bytes": 5_000}, frames=frames) as port,
+            AsyncPaxosClient("127.0.0.1", port, "t", timeout=5) as client,
+        ):
+            results = await asyncio.gather(
+                *(client.submit("x" * 1_000, request_id=f"r{n}") for n in range(20))
+            )
+            assert results == [{"ok": True}] * 20  # the fake node's result
+            with pytest.raises(PayloadTooLarge, match="does not fit in the node's frames"):
+                await client.submit("x" * 6_000, request_id="too-big")
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert sorted(r["request_id"] for r in seen) == sorted(f"r{n}" for n in range(20))
+    assert len(frames) > 1 and max(frames) <= 5_000, frames
 
 
 @contextlib.asynccontextmanager

@@ -40,7 +40,8 @@ def exchange(requests: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
         stream = asyncio.create_task(client_stream(scope, incoming.get, outgoing.put))
         assert (await asyncio.wait_for(outgoing.get(), 5))["type"] == "websocket.accept"
         hello = await asyncio.wait_for(outgoing.get(), 5)
-        assert "hello" in json.loads(hello["text"])
+        greeting = json.loads(hello["text"])["hello"]
+        assert greeting["max_frame_bytes"] >= 1024 * 1024  # the client splits its frames by it
         await incoming.put({"type": "websocket.receive", "text": json.dumps(requests)})
         answers: dict[Any, dict[str, Any]] = {}
         while len(answers) < len(requests):
