@@ -90,6 +90,10 @@ class Acceptor:
         if chosen is None:
             return LogRead(msg.src, msg.instance, msg.instance)
         if chosen == msg.value:
+            # Written (synchronously, as any vote) though nothing is left to decide: the
+            # chosen mark alone may be a relaxed write that a power loss takes back, and the
+            # restart audit (audit.py) takes an Accepted as proof the storage knows the instance.
+            self._writes[msg.instance] = AcceptedWrite(msg.instance, msg.ballot, msg.value)
             return Accepted(
                 group_id=msg.group_id,
                 src=msg.dst,

@@ -11,23 +11,34 @@ leader's phase 1 over {this node, the third node}.
 
 Its peers can tell, because a vote leaves a node only once it is durable: a ``Promise`` or
 ``Accepted`` from node N for ballot b and instance i proves that N's storage holds a promise of
-at least b and knows instance i (voted for, or known chosen). Every replica remembers the
-highest of each that it has received from each peer (``SeenVotes``, in memory). A replica that
-starts on storage it had before (``InitialState.audit``) asks its peers (``RebuildQuery``, whose
-``RebuildInfo`` answer carries what the answerer saw from the asker) before it votes, and
-compares with what its storage held at start. If a peer saw more, the storage is older than the
-node's own history, and the node rebuilds before it votes (rebuild.py), which is safe whatever
-old votes the storage still holds.
+at least b and knows instance i (voted for, or known chosen; an ``Accepted`` for an instance
+already chosen is written like any vote, since the chosen mark alone may be a relaxed write).
+A leader's own votes reach no peer, so its ``Prepare`` (sent once its promise to itself is
+durable) proves its ballot, and its ``Heartbeat`` carries the highest instance of its own
+counted, hence durable, votes. Every replica remembers the highest ballot and instance each
+peer's messages proved (``SeenVotes``, in memory). A replica that starts on storage it had
+before (``InitialState.audit``) asks its peers (``RebuildQuery``, whose ``RebuildInfo`` answer
+carries what the answerer saw from the asker) before it votes, and compares with what its
+storage held at start. If a peer saw more, the storage is older than the node's own history,
+and the node rebuilds before it votes (rebuild.py), which is safe whatever old votes the
+storage still holds. No false alarm is possible: a peer can only have seen what the storage
+made durable.
 
 Best effort, and why that is still worth having
 ------------------------------------------------
 Only a peer that kept running since the forgotten votes remembers them, and only the peers that
-received them (the leaders and candidates of that time). A node restored while the others run,
-the usual case, is caught; a whole cluster restored from backups is not. The audit waits at most
-``audit_ticks`` (half an election timeout) for the answers: a peer that is down answers nothing,
-and its memory died with it. So a restart costs one round trip before the node votes, and at
-most half an election timeout when a peer is down. No false alarm is possible: a peer can only
-have seen what the storage made durable.
+received them (the leaders and candidates of that time, the followers of a leader's
+heartbeats). A node restored while the others run, the usual case, is caught; a whole cluster
+restored from backups is not, nor a leader's votes of its last heartbeat interval. The audit
+waits at most ``audit_ticks`` (half an election timeout) for the answers: a peer that is down
+answers nothing, and its memory died with it. So a restart costs one round trip before the node
+votes, and at most half an election timeout when a peer is down (the runtime logs whom it did
+not hear from). The verdict is not written down: a node restarted again before its rebuild
+decided asks again, and is caught again while the peer that saw its votes runs.
+
+Groups of two nodes do not audit: every majority holds the other node, whose storage is intact,
+so old votes here lose nothing; and a rebuild could wait, for good, for instances that only this
+node's vote can get chosen.
 """
 
 from __future__ import annotations

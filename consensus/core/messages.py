@@ -117,6 +117,9 @@ class Heartbeat(Message):
     ballot: Ballot
     chosen_upto: int
     seq: int
+    voted: int = 0
+    """The highest instance of the leader's own votes that are durable (those it counted):
+    no follower receives them, so this is how peers learn them for the restart audit."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

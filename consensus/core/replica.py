@@ -178,10 +178,14 @@ class Replica:
         self.rebuilt_upto: int | None = None
         """The target of the rebuild this replica finished, if it did (for the runtime's log)."""
         # A node restarted on its old storage checks it first (audit.py).
-        self._seen: dict[int, SeenVotes] = {}
+        self._votes_seen: dict[int, SeenVotes] = {}
+        self._own_votes_upto = 0
+        """The highest instance of this node's counted (durable) votes, for its Heartbeats."""
         self._audit: Audit | None = None
-        self.stale_storage: str | None = None
+        self.stale_storage_reason: str | None = None
         """Why this replica found its storage older than its votes, if it did (audit.py)."""
+        self.audit_unanswered: list[int] = []
+        """The peers whose answers the audit at start did not wait for (audit.py)."""
         self._retiring = False
         """``hand_over()`` was called: this node is about to stop (see there)."""
         self._hand_over_to: int | None = None
@@ -194,7 +198,10 @@ class Replica:
                 self._ask_for_rebuild_info()
             else:
                 self._finish_rebuild_if_caught_up()
-        elif state.audit and config.peers:
+        elif state.audit and len(config.node_ids) >= 3:
+            # Two nodes: every majority holds the other node, whose storage is intact, so old
+            # votes here cannot lose a value; and a rebuild could wait for instances that only
+            # this node's vote can get chosen, for good.
             self._audit = Audit(
                 rng.randrange(1, 2**62),
                 self.acceptor.promised,
@@ -328,7 +335,9 @@ class Replica:
                     self._ask_leader_to_fill(self._rebuild.target)
         elif self._audit is not None:
             if self._now >= self._audit.deadline:
-                self._audit = None  # the peers still silent are down: their memory is gone
+                # The peers still silent are down (their memory is gone) or slow: vote.
+                self.audit_unanswered = self._audit.unanswered(self.config.peers)
+                self._audit = None
             elif self._now % self.config.retry_ticks == 0:
                 self._ask_for_audit()
         else:
@@ -496,6 +505,8 @@ class Replica:
     # ------------------------------------------------------------------ acceptor side
 
     def _on_prepare(self, msg: Prepare) -> None:
+        if msg.ballot.node_id == msg.src:  # a candidate's promise to itself is durable first
+            self._saw_vote(msg.src, msg.ballot)
         if not self.may_vote:
             return  # no promises while rebuilding or auditing: a lost message
         if self._retiring and msg.src != self.node_id:
@@ -557,6 +568,8 @@ class Replica:
             self._send(reply)
 
     def _on_heartbeat(self, msg: Heartbeat) -> None:
+        if msg.ballot.node_id == msg.src:
+            self._saw_vote(msg.src, msg.ballot, msg.voted)
         self._observe(msg.ballot)
         if not self.may_vote:
             # No HeartbeatAck: it says "I promised nothing above your ballot", which the lost
@@ -603,7 +616,10 @@ class Replica:
         self._observe(msg.promised)
 
     def _on_accepted(self, msg: Accepted) -> None:
-        self._saw_vote(msg.src, msg.ballot, msg.instance)
+        if msg.src == self.node_id:  # held back until persisted: durable (audit.py)
+            self._own_votes_upto = max(self._own_votes_upto, msg.instance)
+        else:
+            self._saw_vote(msg.src, msg.ballot, msg.instance)
         leadership = self._leadership
         if leadership is None or msg.ballot != leadership.ballot:
             return
@@ -912,6 +928,7 @@ class Replica:
                     ballot=leadership.ballot,
                     chosen_upto=self.log.chosen_upto,
                     seq=leadership.heartbeat_seq,
+                    voted=self._own_votes_upto,
                 )
             )
 
@@ -1082,7 +1099,7 @@ class Replica:
         highest = self.log.highest_instance()
         if self._rebuild is not None and self._rebuild.target is not None:
             highest = max(highest, self._rebuild.target)
-        seen = self._seen.get(msg.src, SeenVotes())
+        seen = self._votes_seen.get(msg.src, SeenVotes())  # for its audit, if it is one
         self._send(
             RebuildInfo(
                 group_id=self.group_id,
@@ -1156,9 +1173,10 @@ class Replica:
     # ------------------------------------------------------------------ restart audit (audit.py)
 
     def _saw_vote(self, src: int, ballot: Ballot, instance: int = 0) -> None:
-        """A peer's Promise or Accepted: proof of what its storage holds (audit.py)."""
+        """A peer's Promise or Accepted, a candidate's Prepare or a leader's Heartbeat: proof
+        of what its storage holds (audit.py)."""
         if src != self.node_id:
-            self._seen.setdefault(src, SeenVotes()).saw(ballot, instance)
+            self._votes_seen.setdefault(src, SeenVotes()).saw(ballot, instance)
 
     def _ask_for_audit(self) -> None:
         audit = self._audit
@@ -1176,7 +1194,7 @@ class Replica:
         stale = audit.record(info)
         if stale is not None:
             # Older than votes it sent: it rebuilds, as a node whose storage is new does.
-            self.stale_storage = stale
+            self.stale_storage_reason = stale
             self._audit = None
             self._rebuild = Rebuild(self._rng.randrange(1, 2**62))
             self._ask_for_rebuild_info()

@@ -45,7 +45,7 @@ class NodeNotices:
         cluster's groups rebuild to instance 0 at once (every peer has seen nothing): no line."""
         now = time.monotonic()
         for group_id, replica in replicas.items():
-            if replica.stale_storage and (group_id, "stale") not in self._rebuild_said:
+            if replica.stale_storage_reason and (group_id, "stale") not in self._rebuild_said:
                 self._rebuild_said.add((group_id, "stale"))
                 logger.error(
                     "node %s group %s: this node's database is older than votes it sent (%s): "
@@ -54,7 +54,17 @@ class NodeNotices:
                     "lost its database')",
                     self.node_id,
                     group_id,
-                    replica.stale_storage,
+                    replica.stale_storage_reason,
+                )
+            if replica.audit_unanswered and (group_id, "audit") not in self._rebuild_said:
+                self._rebuild_said.add((group_id, "audit"))
+                logger.info(
+                    "node %s group %s: votes again without hearing from node(s) %s whether they "
+                    "saw it vote beyond its database before it restarted (no answer within half "
+                    "an election timeout; a node that is down has forgotten that anyway)",
+                    self.node_id,
+                    group_id,
+                    ", ".join(map(str, replica.audit_unanswered)),
                 )
             if replica.rebuilding:
                 started = self._rebuild_started.setdefault(group_id, now)
@@ -93,7 +103,7 @@ class NodeNotices:
                     self.node_id,
                     group_id,
                     "was older than votes it had sent"
-                    if replica.stale_storage
+                    if replica.stale_storage_reason
                     else "was new but the group has a history (a replaced disk or a deleted "
                     "database file?)",
                     replica.rebuilt_upto,
@@ -142,6 +152,6 @@ class NodeNotices:
 
 
 def _rebuild_cause(replica: Replica) -> str:
-    if replica.stale_storage:
+    if replica.stale_storage_reason:
         return "this node's database is older than votes it sent"
     return "this node's database is new, or the group is new to it"

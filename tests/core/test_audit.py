@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import random
 
+import pytest
+
 from consensus.core import (
     Accept,
     Ballot,
@@ -82,7 +84,7 @@ def test_a_restart_on_its_own_storage_asks_first_and_votes_once_every_peer_answe
         assert sent_by(replica) == []  # no vote before the answers: a lost message
     for query in queries:  # the peers saw exactly what the storage holds
         replica.step(answer(query, query.dst, storage.promised, 2))
-    assert replica.may_vote and not replica.rebuilding and replica.stale_storage is None
+    assert replica.may_vote and not replica.rebuilding and replica.stale_storage_reason is None
     replica.step(Heartbeat(group_id=1, src=2, dst=1, ballot=ballot, chosen_upto=2, seq=2))
     assert [type(m).__name__ for m in sent_by(replica)] == ["HeartbeatAck"]
 
@@ -93,7 +95,7 @@ def test_a_peer_that_saw_a_vote_the_storage_lacks_makes_it_rebuild() -> None:
     queries = sent_by(replica)
     replica.step(answer(queries[0], queries[0].dst, storage.promised, 3))
     assert replica.rebuilding and not replica.may_vote
-    assert replica.stale_storage == (
+    assert replica.stale_storage_reason == (
         f"node {queries[0].dst} saw it vote in instance 3, its database knows instances up to 2"
     )
     # It asks again, as a rebuilding node: every peer must answer this time.
@@ -108,7 +110,7 @@ def test_a_peer_that_saw_a_higher_promise_makes_it_rebuild() -> None:
     higher = Ballot(storage.promised.round + 1, 3)
     replica.step(answer(queries[1], queries[1].dst, higher, 0))
     assert replica.rebuilding
-    assert f"saw it promise ballot {higher}" in (replica.stale_storage or "")
+    assert f"saw it promise ballot {higher}" in (replica.stale_storage_reason or "")
 
 
 def test_silent_peers_hold_the_vote_back_half_an_election_timeout_at_most() -> None:
@@ -154,17 +156,19 @@ def test_a_peer_reports_the_votes_it_received_from_the_asker() -> None:
     assert (info.seen_promised, info.seen_instance) == (Ballot(0, 0), 0)  # a follower saw none
 
 
-def restore_a_backup(audit: bool) -> Harness:
+def restore_a_backup(audit: bool, leader: int = 1) -> Harness:
     """Instance 1 holds "x", chosen by the votes of nodes 1 and 3 only (node 2 never heard of
-    it). Node 3 restarts on a backup taken before its vote; node 1 answers what node 3 asks
-    (with ``audit``: the audit) and goes down. Nodes 2 and 3 are a majority with no record of
-    "x", and node 3 cannot tell its storage from a node's that has merely been away."""
+    it), under ``leader`` (1, or 3 itself). Node 3 restarts on a backup taken before its vote;
+    node 1 answers what node 3 asks (with ``audit``: the audit) and goes down. Nodes 2 and 3 are
+    a majority with no record of "x", and node 3 cannot tell its storage from a node's that has
+    merely been away."""
     cluster = Harness()
-    cluster.elect(1)
+    cluster.elect(leader)
     backup = copy.deepcopy(cluster.storage[3])
-    cluster.drop = lambda msg: isinstance(msg, Accept) and msg.dst == 2
-    cluster.submit(1, "x")
+    cluster.drop = lambda msg: msg.src == 2 or msg.dst == 2
+    cluster.submit(leader, "x")
     cluster.stabilize()
+    cluster.tick_all(2)  # a heartbeat: a leader's own votes reach its peers no other way
     assert cluster.applied_payloads(1) == ["x"]
     assert cluster.storage[2].instances == {} and 1 in cluster.storage[3].instances
     cluster.storage[3] = backup
@@ -185,20 +189,58 @@ def restore_a_backup(audit: bool) -> Harness:
     return cluster
 
 
-def test_without_the_audit_a_restored_backup_lets_a_second_value_be_chosen() -> None:
+@pytest.mark.parametrize("leader", [1, 3], ids=["restored-follower", "restored-leader"])
+def test_without_the_audit_a_restored_backup_lets_a_second_value_be_chosen(leader: int) -> None:
     """The negative control of the next test: the danger is real, and this harness shows it."""
-    cluster = restore_a_backup(audit=False)
+    cluster = restore_a_backup(audit=False, leader=leader)
     assert cluster.applied[3][0].value != cluster.applied[1][0].value
     assert [c.payload for c in cluster.applied[3][0].value] != ["x"]
 
 
-def test_a_restored_backup_rebuilds_and_the_chosen_value_survives() -> None:
-    cluster = restore_a_backup(audit=True)
+@pytest.mark.parametrize("leader", [1, 3], ids=["restored-follower", "restored-leader"])
+def test_a_restored_backup_rebuilds_and_the_chosen_value_survives(leader: int) -> None:
+    """Node 1 saw node 3's Accepted (node 1 leads), or its Heartbeat saying how far its own
+    votes go (node 3 led: no peer receives a leader's own votes)."""
+    cluster = restore_a_backup(audit=True, leader=leader)
     assert cluster.applied[3] == [] and cluster.replicas[3].rebuilding  # waits for node 1
-    assert "node 1 saw it vote in instance 1" in (cluster.replicas[3].stale_storage or "")
+    reason = cluster.replicas[3].stale_storage_reason or ""
+    assert "node 1 saw it vote in instance 1" in reason, reason
     cluster.drop = lambda msg: False
     cluster.start(1)
     cluster.tick_all(80)
     assert not cluster.replicas[3].rebuilding
     for node_id in (1, 2, 3):
         assert cluster.applied_payloads(node_id)[:2] == ["x", "y"], node_id
+
+
+def test_a_group_of_two_does_not_audit() -> None:
+    """Every majority of two holds the other node, whose storage is intact: old votes here
+    lose nothing, and a rebuild could wait for instances only this node's vote can choose."""
+    cluster = Harness(nodes=2)
+    cluster.elect(1)
+    cluster.submit(1, "a")
+    cluster.stabilize()
+    state = cluster.storage[2].initial_state()
+    assert state.audit
+    replica = Replica(make_config(2, 2), state, random.Random(0))
+    assert replica.may_vote and sent_by(replica) == []
+
+
+def test_an_accepted_for_a_chosen_instance_is_a_durable_write() -> None:
+    """An Accepted proves the storage knows the instance (audit.py); a chosen mark alone may be
+    a relaxed write that a power loss takes back, so the answer waits for a vote's write."""
+    cluster = Harness()
+    cluster.elect(1)
+    cluster.submit(1, "a")
+    cluster.tick_all(2)  # the heartbeat tells the followers it is chosen
+    follower = cluster.replicas[2]
+    assert follower.log.is_chosen(1)
+    chosen = cluster.applied[2][0].value
+    ballot = follower.promised
+    follower.step(
+        Accept(group_id=1, src=1, dst=2, ballot=ballot, instance=1, value=chosen, chosen_upto=1)
+    )
+    ready = follower.ready()
+    assert ready.persist.must_sync and [w.instance for w in ready.persist.accepted] == [1]
+    ready.mark_persisted()
+    assert [type(m).__name__ for m in ready.messages] == ["Accepted"]

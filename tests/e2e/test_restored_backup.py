@@ -1,7 +1,9 @@
 """A node restarted on a backup of its own database, older than votes it has sent, rebuilds
 before it votes: the leader remembers those votes and says so when the node asks
-(consensus/core/audit.py). The core's tests (tests/core/test_audit.py) show the value such a
-node could otherwise lose; here real nodes find the stale database and recover."""
+(consensus/core/audit.py). Node 3 follows here (group 1 prefers node 1); a restored leader is
+caught by the heartbeats that tell its peers how far its own votes go. The core's tests
+(tests/core/test_audit.py) show the value such a node could otherwise lose; here real nodes
+find the stale database and recover."""
 
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ pytestmark = pytest.mark.e2e
 def test_a_node_restored_from_a_backup_rebuilds_before_it_votes(
     cluster_factory, tmp_path: Path
 ) -> None:
-    cluster: Cluster = cluster_factory(groups=(1,))
+    # An election timeout of 1 s (as by default): node 3 waits up to half of it for the
+    # answers, the leader's link to it reconnecting meanwhile on a busy machine.
+    cluster: Cluster = cluster_factory(groups=(1,), timeout_ms=1000)
+    wait_for(lambda: cluster.leader(1) == 1, "node 1, group 1's preferred leader, to lead")
     first = cluster.submit(1, 1, kv_put("before", "the backup"))["instance"]
     cluster.wait_for_applied(1, first)
     backup = tmp_path / "node3-backup.sqlite3"

@@ -145,7 +145,13 @@ def test_wire_schema_is_pinned() -> None:
         (
             5,
             "Heartbeat",
-            [*HEADER, ("ballot", "ballot"), ("chosen_upto", "uint"), ("seq", "uint")],
+            [
+                *HEADER,
+                ("ballot", "ballot"),
+                ("chosen_upto", "uint"),
+                ("seq", "uint"),
+                ("voted", "uint"),
+            ],
         ),
         (
             6,
