@@ -499,9 +499,21 @@ def _limited_http_protocol() -> type:
     """uvicorn's httptools protocol with ``daphne_http.MAX_HEAD_BYTES``: a request line and
     headers above it get ``431`` and the connection is closed, as under daphne. uvicorn has no
     limit of its own (llhttp has none): a head of 100 headers of 1 MiB each was read whole,
-    answered, and left the node's RSS 200 MB larger. A counter per request, added to as the
-    parser calls back with the URL and each header; the parser stops at the callback that
-    passes the limit, so the rest of such a head is never read."""
+    answered, and left the node's RSS 200 MB larger.
+
+    The limit counts the raw bytes read while a head is incomplete, before the parser sees them:
+    httptools keeps a header's name and value until the header ends (its ``on_header`` comes
+    only then, with the whole header), so a count in the parser's callbacks let one header of
+    20 MiB be copied piece by piece into a growing buffer (~3 s of CPU) before any check ran,
+    and a header that never ended grew without limit. Now the parser sees at most
+    ``MAX_HEAD_BYTES`` of a head: a read that would take the head past it is parsed up to the
+    limit, and if the head has not ended there the answer is ``431``. Once the headers are
+    complete nothing is counted: a body costs nothing per read.
+
+    A head that begins in the same read as the end of the request before it (pipelining) had
+    its first bytes parsed uncounted (where in the read it began is not known); its URL and
+    headers are measured once they are complete instead. The parser saw at most one read (the
+    event loop reads up to 256 KiB at once) of it beyond the limit."""
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
     from .daphne_http import HEAD_TOO_LARGE, MAX_HEAD_BYTES, HeadTooLarge
@@ -517,29 +529,69 @@ def _limited_http_protocol() -> type:
     ]
 
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
-        head_bytes = 0
-        """Of the request head being parsed: its URL, header names and values."""
+        head_room: int | None = MAX_HEAD_BYTES
+        """The bytes the head being read (or the next one) may still take; ``None`` once its
+        headers are complete, until its message ends."""
+        message_ended = False
+        """A message ended in the read being parsed: a head that begins after it in that read
+        begins with bytes that were not counted."""
+        head_uncounted = False
+        """The head being read began after a message in the same read (``message_ended``)."""
+        head_too_large = False
+
+        def data_received(self, data: bytes) -> None:
+            room = self.head_room
+            if room is None:  # a body: its bytes do not count
+                super().data_received(data)
+                return
+            self.message_ended = False
+            room -= len(data)
+            if room >= 0:
+                self.head_room = room
+                super().data_received(data)
+                return
+            self._receive_past_limit(memoryview(data), room + len(data))
+
+        def _receive_past_limit(self, data: memoryview, room: int) -> None:
+            """A read with more bytes than the head may still take: the parser gets the ones
+            it may take, and the rest (a body, the next requests) only once the head ended
+            within them; else the answer is ``431`` and nothing more is read."""
+            self.head_room = 0
+            super().data_received(data[:room])  # type: ignore[arg-type]
+            if self.transport.is_closing() or self.parser.should_upgrade():
+                return  # answered (a bad request), or an upgrade: uvicorn drops the rest too
+            if self.head_room == 0:  # not reset by on_headers_complete / on_message_complete
+                self.head_too_large = True
+                msg = "Invalid HTTP request received."
+                self.logger.warning(msg)  # as uvicorn does for any head it refuses
+                self.send_400_response(msg)
+                return
+            self.data_received(data[room:])  # type: ignore[arg-type]
 
         def on_message_begin(self) -> None:
-            self.head_bytes = 0
+            self.head_uncounted = self.message_ended
             super().on_message_begin()
 
-        def on_url(self, url: bytes) -> None:
-            self.head_bytes += len(url)
-            if self.head_bytes > MAX_HEAD_BYTES:
+        def on_headers_complete(self) -> None:
+            self.head_room = None
+            if self.head_uncounted and self._measured_head() > MAX_HEAD_BYTES:
+                self.head_too_large = True
                 raise HeadTooLarge  # httptools raises HttpParserCallbackError from it
-            self.url += url  # uvicorn's on_url, without a call
+            super().on_headers_complete()
 
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self.head_bytes += len(name) + len(value)
-            if self.head_bytes > MAX_HEAD_BYTES:
-                raise HeadTooLarge
-            super().on_header(name, value)
+        def _measured_head(self) -> int:
+            """The bytes of the URL, header names and values of the head just parsed."""
+            return len(self.url) + sum(len(name) + len(value) for name, value in self.headers)
+
+        def on_message_complete(self) -> None:
+            self.head_room = MAX_HEAD_BYTES
+            self.message_ended = True
+            super().on_message_complete()
 
         def send_400_response(self, msg: str) -> None:
             """uvicorn's answer to a request the parser refused: ``431`` for a head above the
             limit (uvicorn logged its "Invalid HTTP request received." warning already)."""
-            if self.head_bytes <= MAX_HEAD_BYTES:
+            if not self.head_too_large:
                 super().send_400_response(msg)
                 return
             content = [STATUS_LINE[status]]
