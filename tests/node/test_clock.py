@@ -74,6 +74,8 @@ class RecordingReplica:
 
     rebuilding = False  # what the node's tick path also reads (its rebuild log lines)
     rebuilt_upto = None
+    stale_storage_reason = None  # ... and its restart audit's (core/audit.py)
+    audit_unanswered: list[int] = []
 
     def __init__(self) -> None:
         self.events: list[str] = []
