@@ -7,11 +7,21 @@ real code is ``MUTANTS["none"]``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from consensus.core import Accept, Ballot, Message, Promise, Ready, Replica, Value
+from consensus.core import (
+    Accept,
+    Ballot,
+    Message,
+    Promise,
+    Ready,
+    RebuildInfo,
+    Replica,
+    Value,
+)
 from consensus.core.acceptor import Acceptor
 from consensus.core.leader import Leadership
 from consensus.core.ready import LogRead
@@ -85,6 +95,16 @@ class UnconfirmedReadsReplica(Replica):
         super()._release_reads(leadership)
 
 
+class OverReportingReplica(Replica):
+    """BROKEN: answers a restarted node's audit as if it had seen that node vote one instance
+    further than it did, so intact storage is taken for a restored backup (core/audit.py)."""
+
+    def _send(self, msg: Message) -> None:
+        if isinstance(msg, RebuildInfo):
+            msg = dataclasses.replace(msg, seen_instance=msg.seen_instance + 1)
+        super()._send(msg)
+
+
 class AllVotesReplica(Replica):
     """BROKEN: a leader counts a value chosen only once every node voted for it, so it makes
     progress while all nodes are up and none once one is down for good."""
@@ -139,6 +159,10 @@ MUTANTS: dict[str, Mutant] = {
     "all-votes": Mutant(
         "a leader waits for every node's vote (caught mostly with a node left down: --left-down)",
         replica_class=AllVotesReplica,
+    ),
+    "over-reporting-audit": Mutant(
+        "a node tells a restarted peer it saw it vote further than it did (a false stale verdict)",
+        replica_class=OverReportingReplica,
     ),
     "no-rebuild": Mutant(
         "a node whose disk was replaced votes at once (caught only with --wipe-rate)",
