@@ -33,8 +33,8 @@ restored from backups is not, nor a leader's votes of its last heartbeat interva
 waits at most ``audit_ticks`` (half an election timeout) for the answers: a peer that is down
 answers nothing, and its memory died with it. So a restart costs one round trip before the node
 votes, and at most half an election timeout when a peer is down (the runtime logs whom it did
-not hear from). The verdict is not written down: a node restarted again before its rebuild
-decided asks again, and is caught again while the peer that saw its votes runs.
+not hear from). The verdict is written down (``RebuildWrite.started``): a node restarted again
+before its rebuild is done goes on rebuilding, whatever its peers remember by then.
 
 Groups of two nodes do not audit: every majority holds the other node, whose storage is intact,
 so old votes here lose nothing; and a rebuild could wait, for good, for instances that only this

@@ -35,9 +35,15 @@ class AcceptedWrite:
 @dataclass(frozen=True, slots=True)
 class RebuildWrite:
     """A change of a rebuilding node's state (rebuild.py): ``target`` is the instance it must know
-    chosen before it votes again; ``None`` means it votes again."""
+    chosen before it votes again; ``None`` means it votes again, unless ``started``: its storage
+    was just found older than its votes (audit.py) and it rebuilds, target not known yet."""
 
     target: int | None
+    started: bool = False
+
+    @property
+    def rebuilding(self) -> bool:
+        return self.target is not None or self.started
 
 
 @dataclass(frozen=True, slots=True)

@@ -1197,6 +1197,9 @@ class Replica:
             self.stale_storage_reason = stale
             self._audit = None
             self._rebuild = Rebuild(self._rng.randrange(1, 2**62))
+            # Written down: restarted before its rebuild decides, it must not audit again (the
+            # peer that saw its votes may be gone by then) but go on rebuilding.
+            self._rebuild_write = RebuildWrite(None, started=True)
             self._ask_for_rebuild_info()
         elif not audit.unanswered(self.config.peers):
             self._audit = None

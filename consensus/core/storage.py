@@ -53,7 +53,7 @@ class MemoryStorage:
 
     def apply(self, persist: Persist) -> None:
         if persist.rebuild is not None:
-            self.rebuilding = persist.rebuild.target is not None
+            self.rebuilding = persist.rebuild.rebuilding
             self.rebuild_target = persist.rebuild.target
         if persist.promised is not None:
             self.promised = persist.promised

@@ -442,7 +442,7 @@ class DjangoStorage:
         for group_id, batch in batches.items():
             if batch.rebuild is not None:
                 AcceptorState.objects.using(self.using).filter(group_id=group_id).update(
-                    rebuilding=batch.rebuild.target is not None,
+                    rebuilding=batch.rebuild.rebuilding,
                     rebuild_target=batch.rebuild.target,
                 )
 

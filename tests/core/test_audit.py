@@ -19,6 +19,7 @@ from consensus.core import (
     Prepare,
     RebuildInfo,
     RebuildQuery,
+    RebuildWrite,
     Replica,
 )
 from consensus.core.audit import audit_ticks
@@ -101,6 +102,22 @@ def test_a_peer_that_saw_a_vote_the_storage_lacks_makes_it_rebuild() -> None:
     # It asks again, as a rebuilding node: every peer must answer this time.
     assert {type(m) for m in sent_by(replica)} == {RebuildQuery}
     assert replica.rebuild_waiting_for == [2, 3]
+
+
+def test_the_verdict_is_written_down_and_a_restart_rebuilds_without_asking_again() -> None:
+    """Restarted before its rebuild decided, the node must not audit again: the peer that saw
+    its votes may have restarted too, and would now answer that it saw nothing."""
+    storage = voted_storage()
+    replica = restarted_replica(storage.initial_state())
+    query = sent_by(replica)[0]
+    replica.step(answer(query, query.dst, storage.promised, 3))
+    ready = replica.ready()
+    assert ready.persist.rebuild == RebuildWrite(None, started=True) and ready.persist.must_sync
+    storage.apply(ready.persist)
+    state = storage.initial_state()
+    assert state.rebuilding and state.rebuild_target is None and not state.audit
+    again = restarted_replica(state)
+    assert again.rebuilding and {type(m) for m in sent_by(again)} == {RebuildQuery}
 
 
 def test_a_peer_that_saw_a_higher_promise_makes_it_rebuild() -> None:

@@ -342,7 +342,7 @@ persists = st.builds(
     st.none() | ballots,
     st.lists(st.builds(AcceptedWrite, instance_numbers, ballots, values), max_size=4).map(tuple),
     st.lists(st.builds(ChosenEntry, instance_numbers, values), max_size=3).map(tuple),
-    st.none() | st.builds(RebuildWrite, st.none() | instance_numbers),
+    st.none() | st.builds(RebuildWrite, st.none() | instance_numbers, st.booleans()),
 )
 batches = st.lists(st.lists(st.tuples(st.integers(0, 1), persists), max_size=4), max_size=6)
 
