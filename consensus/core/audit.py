@@ -78,7 +78,7 @@ class Audit:
     promised: Ballot
     highest_instance: int
     deadline: int
-    """The tick after which the replica votes without the answers still missing."""
+    """The tick at which the replica votes without the answers still missing."""
     answered: set[int] = field(default_factory=set)
 
     def record(self, info: RebuildInfo) -> str | None:
