@@ -24,6 +24,18 @@ Filter = Callable[[Message], bool]
 """Returns True for messages to drop."""
 
 
+def drain(replica: Replica) -> list[Message]:
+    """Persist-and-send every Ready of one replica (the runtime's loop, without a disk); return
+    what it sent (for single-replica tests)."""
+    sent: list[Message] = []
+    while replica.has_ready():
+        ready = replica.ready()
+        ready.mark_persisted()
+        sent += [*ready.eager_messages, *ready.messages]
+        replica.advance(ready)
+    return sent
+
+
 def make_config(node_id: int, nodes: int = 3, **overrides: int) -> ReplicaConfig:
     values = {"election_ticks": 10, "heartbeat_ticks": 2, "learn_ticks": 5, "retry_ticks": 4}
     values.update(overrides)

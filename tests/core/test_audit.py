@@ -24,22 +24,11 @@ from consensus.core import (
 )
 from consensus.core.audit import audit_ticks
 
-from .harness import Harness, make_config
+from .harness import Harness, drain, make_config
 
 
 def restarted_replica(state: InitialState, node_id: int = 1) -> Replica:
     return Replica(make_config(node_id, 3), state, random.Random(0))
-
-
-def sent_by(replica: Replica) -> list[Message]:
-    """Persist-and-send every Ready (the runtime's loop, without a disk); return what it sent."""
-    sent: list[Message] = []
-    while replica.has_ready():
-        ready = replica.ready()
-        ready.mark_persisted()
-        sent += [*ready.eager_messages, *ready.messages]
-        replica.advance(ready)
-    return sent
 
 
 def answer(query: Message, src: int, seen_promised: Ballot, seen_instance: int) -> RebuildInfo:
@@ -73,7 +62,7 @@ def voted_storage() -> MemoryStorage:
 def test_a_restart_on_its_own_storage_asks_first_and_votes_once_every_peer_answered() -> None:
     storage = voted_storage()
     replica = restarted_replica(storage.initial_state())
-    queries = sent_by(replica)
+    queries = drain(replica)
     assert sorted((type(m), m.dst) for m in queries) == [(RebuildQuery, 2), (RebuildQuery, 3)]
     ballot = Ballot(storage.promised.round + 1, 2)
     for msg in (
@@ -82,25 +71,25 @@ def test_a_restart_on_its_own_storage_asks_first_and_votes_once_every_peer_answe
         Heartbeat(group_id=1, src=2, dst=1, ballot=ballot, chosen_upto=2, seq=1),
     ):
         replica.step(msg)
-        assert sent_by(replica) == []  # no vote before the answers: a lost message
+        assert drain(replica) == []  # no vote before the answers: a lost message
     for query in queries:  # the peers saw exactly what the storage holds
         replica.step(answer(query, query.dst, storage.promised, 2))
     assert replica.may_vote and not replica.rebuilding and replica.stale_storage_reason is None
     replica.step(Heartbeat(group_id=1, src=2, dst=1, ballot=ballot, chosen_upto=2, seq=2))
-    assert [type(m).__name__ for m in sent_by(replica)] == ["HeartbeatAck"]
+    assert [type(m).__name__ for m in drain(replica)] == ["HeartbeatAck"]
 
 
 def test_a_peer_that_saw_a_vote_the_storage_lacks_makes_it_rebuild() -> None:
     storage = voted_storage()
     replica = restarted_replica(storage.initial_state())
-    queries = sent_by(replica)
+    queries = drain(replica)
     replica.step(answer(queries[0], queries[0].dst, storage.promised, 3))
     assert replica.rebuilding and not replica.may_vote
     assert replica.stale_storage_reason == (
         f"node {queries[0].dst} saw it vote in instance 3, its database knows instances up to 2"
     )
     # It asks again, as a rebuilding node: every peer must answer this time.
-    assert {type(m) for m in sent_by(replica)} == {RebuildQuery}
+    assert {type(m) for m in drain(replica)} == {RebuildQuery}
     assert replica.rebuild_waiting_for == [2, 3]
 
 
@@ -109,7 +98,7 @@ def test_the_verdict_is_written_down_and_a_restart_rebuilds_without_asking_again
     its votes may have restarted too, and would now answer that it saw nothing."""
     storage = voted_storage()
     replica = restarted_replica(storage.initial_state())
-    query = sent_by(replica)[0]
+    query = drain(replica)[0]
     replica.step(answer(query, query.dst, storage.promised, 3))
     ready = replica.ready()
     assert ready.persist.rebuild == RebuildWrite(None, started=True) and ready.persist.must_sync
@@ -117,13 +106,13 @@ def test_the_verdict_is_written_down_and_a_restart_rebuilds_without_asking_again
     state = storage.initial_state()
     assert state.rebuilding and state.rebuild_target is None and not state.audit
     again = restarted_replica(state)
-    assert again.rebuilding and {type(m) for m in sent_by(again)} == {RebuildQuery}
+    assert again.rebuilding and {type(m) for m in drain(again)} == {RebuildQuery}
 
 
 def test_a_peer_that_saw_a_higher_promise_makes_it_rebuild() -> None:
     storage = voted_storage()
     replica = restarted_replica(storage.initial_state())
-    queries = sent_by(replica)
+    queries = drain(replica)
     higher = Ballot(storage.promised.round + 1, 3)
     replica.step(answer(queries[1], queries[1].dst, higher, 0))
     assert replica.rebuilding
@@ -134,12 +123,12 @@ def test_silent_peers_hold_the_vote_back_half_an_election_timeout_at_most() -> N
     """Half an election timeout: a peer that is down has lost its memory with its process, and
     waiting longer would only keep the node from voting."""
     replica = restarted_replica(voted_storage().initial_state())
-    first = sent_by(replica)
+    first = drain(replica)
     ticks = 0
     while not replica.may_vote:
         replica.tick()
         ticks += 1
-        again = sent_by(replica)
+        again = drain(replica)
         assert all(isinstance(m, RebuildQuery) and m.token == first[0].token for m in again)
     assert ticks == audit_ticks(make_config(1).election_ticks) == 5
     assert not replica.rebuilding
@@ -147,7 +136,7 @@ def test_silent_peers_hold_the_vote_back_half_an_election_timeout_at_most() -> N
 
 def test_an_answer_to_another_audit_does_not_count() -> None:
     replica = restarted_replica(voted_storage().initial_state())
-    query = sent_by(replica)[0]
+    query = drain(replica)[0]
     other = RebuildQuery(group_id=1, src=1, dst=query.dst, token=query.token + 1)
     replica.step(answer(other, query.dst, Ballot(99, 3), 99))
     assert not replica.may_vote and not replica.rebuilding
@@ -240,7 +229,7 @@ def test_a_group_of_two_does_not_audit() -> None:
     state = cluster.storage[2].initial_state()
     assert state.audit
     replica = Replica(make_config(2, 2), state, random.Random(0))
-    assert replica.may_vote and sent_by(replica) == []
+    assert replica.may_vote and drain(replica) == []
 
 
 def test_an_accepted_for_a_chosen_instance_is_a_durable_write() -> None:

@@ -29,22 +29,11 @@ from consensus.core import (
 )
 from consensus.core.storage import InitialState, StoredInstance
 
-from .harness import Harness, make_config
+from .harness import Harness, drain, make_config
 
 
 def lone_replica(node_id: int = 1, nodes: int = 3, state: InitialState | None = None) -> Replica:
     return Replica(make_config(node_id, nodes), state or InitialState(), random.Random(0))
-
-
-def drain(replica: Replica) -> list:
-    """Persist nothing anywhere, just collect what a replica sends (for single-replica tests)."""
-    out = []
-    while replica.has_ready():
-        ready = replica.ready()
-        ready.mark_persisted()
-        out.extend(ready.eager_messages + ready.messages)
-        replica.advance(ready)
-    return out
 
 
 def ticks_until_it_asks_for_a_pre_vote(replica: Replica) -> int:

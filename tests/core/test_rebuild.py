@@ -26,23 +26,12 @@ from consensus.core import (
     TimeoutNow,
 )
 
-from .harness import Harness, make_config
+from .harness import Harness, drain, make_config
 
 
 def new_replica(node_id: int = 1, nodes: int = 3, state: InitialState | None = None) -> Replica:
     state = state or InitialState(rebuilding=True)
     return Replica(make_config(node_id, nodes), state, random.Random(0))
-
-
-def drain(replica: Replica) -> list[Message]:
-    """Persist-and-send one Ready (the runtime's loop, without a disk); return what it sent."""
-    sent: list[Message] = []
-    while replica.has_ready():
-        ready = replica.ready()
-        ready.mark_persisted()
-        sent += [*ready.eager_messages, *ready.messages]
-        replica.advance(ready)
-    return sent
 
 
 def info(
