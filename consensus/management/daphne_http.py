@@ -35,11 +35,11 @@ What the protocol does:
   answer is due is closed: idle keep-alive connections and stalled requests; so is one whose
   request head is not complete ``IDLE_TIMEOUT`` after it began (bytes trickling in);
 * a request that httptools cannot parse gets ``400`` (a request line and headers above
-  ``MAX_HEAD_BYTES``: ``431``) and the connection is closed, once the requests pipelined
-  before it are answered: they were complete, so they are served, not dropped unanswered; a
-  body that stops parsing (bad chunks) gets the same ``400`` (cut off instead if its answer
-  has begun), and its application hears ``http.disconnect``. The node and its other
-  connections go on;
+  ``MAX_HEAD_BYTES``: ``431``, counted as ``HttpChannel.dataReceived`` says) and the
+  connection is closed, once the requests pipelined before it are answered: they were
+  complete, so they are served, not dropped unanswered; a body that stops parsing (bad chunks)
+  gets the same ``400`` (cut off instead if its answer has begun), and its application hears
+  ``http.disconnect``. The node and its other connections go on;
 * a path whose percent-escapes are not UTF-8 gets daphne's ``400`` page, except under
   ``/api/``: there the application answers it with the API's JSON 400 (as under uvicorn);
   a ``Daphne-Root-Path`` header (honoured as daphne honours it: a proxy in front may set the
@@ -73,8 +73,9 @@ HTML = (b"content-type", b"text/html; charset=utf-8")
 API_PREFIX = b"/api/"
 """Where the application answers errors as JSON, a path whose escapes are not UTF-8 included."""
 MAX_HEAD_BYTES = 64 * 1024
-"""Request line and headers together; Twisted allowed 16 KiB of headers, llhttp has no limit.
-The node under uvicorn has the same limit (``server._limited_http_protocol``)."""
+"""Request line and headers together, counted as raw bytes before the parser sees them
+(``HttpChannel.dataReceived``); Twisted allowed 16 KiB of headers, llhttp has no limit. The
+node under uvicorn has the same limit, counted the same way (``server._limited_http_protocol``)."""
 HEAD_TOO_LARGE = (431, "Request Header Fields Too Large", "Headers too large.")
 """The answer to a head above ``MAX_HEAD_BYTES`` (status, title, text), under both servers."""
 IDLE_TIMEOUT = 60.0
@@ -146,7 +147,15 @@ class HttpChannel(Protocol):
         self._starting = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0
+        self.head_room: int | None = MAX_HEAD_BYTES
+        """The bytes the head being read (or the next one) may still take; ``None`` once its
+        headers are complete, until its message ends."""
+        self._message_ended = False
+        """A message ended in the read being parsed: a head that begins after it in that read
+        begins with bytes that were not counted."""
+        self._head_uncounted = False
+        """The head being read began after a message in the same read (``_message_ended``)."""
+        self._head_too_large = False
         self.head_started: float | None = None
         """When the request head being read began (None between heads)."""
         self.failure: tuple[int, str, str] | None = None
@@ -162,19 +171,67 @@ class HttpChannel(Protocol):
             self.local = [str(host.host), host.port]
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        """Parse ``data``, with the limit on request heads: the raw bytes read while a head is
+        incomplete count against ``MAX_HEAD_BYTES``, before the parser sees them. A count in
+        the parser's callbacks came too late: httptools keeps a header's name and value until
+        the header ends (``on_header`` comes only then, with the whole header), so one header
+        of 20 MiB was copied piece by piece into a growing buffer before any check ran, and a
+        header that never ended grew without limit. Now the parser sees at most
+        ``MAX_HEAD_BYTES`` of a head: a read that would take the head past it is parsed up to
+        the limit, and if the head has not ended there the answer is ``431``. Once the headers
+        are complete nothing is counted: a body costs nothing per read.
+
+        A head that begins in the same read as the end of the request before it (pipelining)
+        had its first bytes parsed uncounted (where in the read it began is not known); its URL
+        and headers are measured once they are complete instead (``on_headers_complete``). The
+        parser saw at most one read (64 KiB in Twisted) of it beyond the limit."""
         self.last_read = time.monotonic()
+        room = self.head_room
+        if room is not None:  # a head is being read (or is next): its raw bytes count
+            self._message_ended = False
+            room -= len(data)
+            if room < 0:
+                self._receive_past_limit(data, room + len(data))
+                return
+            self.head_room = room
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            rest = data[upgrade.args[0] :] if upgrade.args else b""
-            if self._wants_websocket():
-                self._upgrade(rest)
-            else:  # another protocol (h2c, say): served as HTTP/1.1, as daphne does
-                self.parser = httptools.HttpRequestParser(self)
-                if rest:
-                    self.dataReceived(rest)
+            self._upgraded(data, upgrade)
         except httptools.HttpParserError as error:
             self._parse_failed(error)
+
+    def _receive_past_limit(self, data: bytes, room: int) -> None:
+        """A read with more bytes than the head may still take: the parser gets the ones it may
+        take, and the rest (a body, the next requests) only once the head ended within them;
+        else the answer is ``431`` (after the requests queued before it) and nothing more is
+        read."""
+        self.head_room = 0
+        try:
+            self.parser.feed_data(memoryview(data)[:room])
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgraded(data, upgrade)  # its offset is the same in all of ``data``
+            return
+        except httptools.HttpParserError as error:
+            self._parse_failed(error)
+        if self.closed or self.failure is not None:
+            return  # answered (a bad request)
+        if self.head_room == 0:  # not reset by on_headers_complete / on_message_complete
+            self.transport.pauseProducing()
+            self._fail_connection(*HEAD_TOO_LARGE)
+            return
+        self.dataReceived(data[room:])
+
+    def _upgraded(self, data: bytes, upgrade: httptools.HttpParserUpgrade) -> None:
+        """The head that ends at ``upgrade``'s offset in ``data`` asked for another protocol:
+        a websocket gets the connection and the rest of ``data``."""
+        rest = data[upgrade.args[0] :] if upgrade.args else b""
+        if self._wants_websocket():
+            self._upgrade(rest)
+        else:  # another protocol (h2c, say): served as HTTP/1.1, as daphne does
+            self.parser = httptools.HttpRequestParser(self)
+            if rest:
+                self.dataReceived(rest)
 
     def connectionLost(self, reason: Any = None) -> None:  # noqa: N802 - Twisted's name
         self.factory.channels.discard(self)
@@ -202,7 +259,7 @@ class HttpChannel(Protocol):
             if broken in self.queued:
                 self.queued.remove(broken)
             self._fail_connection(400, "Bad Request", "Invalid HTTP request body.")
-        elif self._head_bytes > MAX_HEAD_BYTES:
+        elif self._head_too_large:
             self._fail_connection(*HEAD_TOO_LARGE)
         else:
             logger.info("invalid HTTP request from %s: %s", self.client, error)
@@ -213,23 +270,21 @@ class HttpChannel(Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
-        self._head_bytes = 0
+        self._head_uncounted = self._message_ended
         self.head_started = self.last_read
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._head_bytes += len(url)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise HeadTooLarge  # httptools raises HttpParserCallbackError from it
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
-        self._head_bytes += len(name) + len(value)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise HeadTooLarge
 
     def on_headers_complete(self) -> None:
         self.head_started = None
+        self.head_room = None
+        if self._head_uncounted and self._measured_head() > MAX_HEAD_BYTES:
+            self._head_too_large = True
+            raise HeadTooLarge  # httptools raises HttpParserCallbackError from it
         if self.parser.should_upgrade() and self._wants_websocket():
             return  # the websocket handshake: dataReceived hands the connection over
         exchange = Exchange(self, self._url, self._headers)
@@ -245,9 +300,15 @@ class HttpChannel(Protocol):
             self.parsing.body_received(body, more=True)
 
     def on_message_complete(self) -> None:
+        self.head_room = MAX_HEAD_BYTES
+        self._message_ended = True
         if self.parsing is not None:
             self.parsing.body_received(b"", more=False)
             self.parsing = None
+
+    def _measured_head(self) -> int:
+        """The bytes of the URL, header names and values of the head just parsed."""
+        return len(self._url) + sum(len(name) + len(value) for name, value in self._headers)
 
     def _wants_websocket(self) -> bool:
         return any(

@@ -15,55 +15,14 @@ import time
 from typing import Any
 
 import pytest
-from twisted.internet.testing import StringTransport
 
 from consensus.management import daphne_http
-from consensus.management.daphne_http import HttpChannel, HttpToolsFactory
+from tests.fixtures.daphne_channel import answer, connection
 from tests.fixtures.logs import consensus_logs
 
 PIPELINED = (
     b"GET /first HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /second HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 )
-
-
-class FakeServer:
-    """What ``Exchange`` uses of daphne's ``Server``; keeps the exchanges that reached an
-    application, whose queues get the request's messages."""
-
-    root_path = ""
-    server_name = "test"
-    http_timeout = None
-
-    def __init__(self) -> None:
-        self.applications: list[Any] = []
-
-    def protocol_connected(self, exchange: Any) -> None:
-        pass
-
-    def protocol_disconnected(self, exchange: Any) -> None:
-        pass
-
-    def create_application(self, exchange: Any, scope: dict[str, Any]) -> Any:
-        self.applications.append(exchange)
-        return _Queue()
-
-
-class _Queue(list):
-    def put_nowait(self, message: dict[str, Any]) -> None:
-        self.append(message)
-
-
-def connection() -> tuple[HttpChannel, StringTransport, FakeServer]:
-    server = FakeServer()
-    channel = HttpToolsFactory(server).buildProtocol(None)
-    transport = StringTransport()
-    channel.makeConnection(transport)
-    return channel, transport, server
-
-
-def answer(exchange: Any, body: bytes = b"ok") -> None:
-    exchange.handle_reply({"type": "http.response.start", "status": 200, "headers": []})
-    exchange.handle_reply({"type": "http.response.body", "body": body})
 
 
 def test_a_pipelined_request_that_fails_to_start_gets_500_and_the_close(

@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect as websocket_connect
 
+from consensus.management.daphne_http import MAX_HEAD_BYTES
 from consensus.management.processes import stop_nodes
+from tests.fixtures.http import send_until_answered
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -340,6 +342,86 @@ def test_a_request_line_beyond_64_kib_gets_431(port: int) -> None:
         conn.send(b"GET /" + b"x" * 70_000)
         status, headers, _ = conn.response()
         assert (status, headers["connection"]) == (431, "close")
+
+
+def test_one_huge_header_gets_431_before_it_ends(port: int) -> None:
+    """httptools hands a header over only once it ends: a header of 1 MiB was buffered whole
+    before the limit was checked, and one that never ended was read for as long as it came."""
+    start = b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"v" * (1 << 20)
+    for head in (start + b"\r\n\r\n", start):  # the whole request; the header, never ended
+        with connection(port) as conn:
+            began = time.monotonic()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                conn.send(head)  # the server answers and closes before reading it all
+            status, headers, body = conn.response()
+            assert (status, headers["connection"]) == (
+                431,
+                "close",
+            ) and b"Headers too large." in body
+            assert conn.closed_by_server()
+            assert time.monotonic() - began < 5  # not after the (1 s) idle timeout's close
+    with connection(port) as conn:
+        conn.send(request("GET", "/echo"))
+        assert conn.response()[0] == 200
+
+
+def test_a_trickled_head_gets_431_once_past_the_limit(port: int) -> None:
+    """200 KiB of one header's value in pieces of 4 KiB, its end never sent: the answer comes
+    once the head passes the limit, not before, and without the header's end."""
+    with connection(port) as conn:
+        start = b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: "
+        conn.send(start)
+        sent = len(start) + send_until_answered(
+            conn.sock, b"v" * 200 * 1024, piece=4096, pause=0.005
+        )
+        assert sent > MAX_HEAD_BYTES, sent  # no answer before the head passed the limit
+        status, headers, body = conn.response()
+        assert (status, headers["connection"]) == (431, "close") and b"Headers too large." in body
+        assert conn.closed_by_server()
+
+
+def test_requests_pipelined_before_a_head_above_the_limit_are_answered_then_431(
+    port: int,
+) -> None:
+    """A head that began in the read where the request before it ended had its first bytes
+    parsed uncounted: it is measured once complete; if it never ends, it is cut off once the
+    bytes read after that read pass the limit."""
+    big = request("GET", "/echo?big", b"", *(f"X-{n}: {'v' * 1000}" for n in range(70)))
+    pipelined = request("PUT", "/slow?n=1", b"one") + request("GET", "/echo?n=2")
+    for ended in (True, False):
+        with connection(port) as conn:
+            conn.send(pipelined + (big if ended else big[:-4]))
+            answers = [conn.response() for _ in range(2)]
+            assert [(s, json.loads(b)["query_string"]) for s, _, b in answers] == [
+                (200, "n=1"),
+                (200, "n=2"),
+            ]
+            if not ended:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    conn.send(b"v" * 2 * MAX_HEAD_BYTES)  # the same header goes on
+            status, headers, _ = conn.response()
+            assert (status, headers["connection"]) == (431, "close")
+            assert conn.closed_by_server()
+
+
+def test_bodies_are_not_counted_as_head(port: int) -> None:
+    """Bodies of 100 KiB in the same write as their heads, a head of 60 KiB among them, and
+    requests pipelined behind them: all served."""
+    body = b"x" * 100 * 1024
+    padded = request("PUT", "/echo?n=2", body, f"X-Pad: {'v' * 60_000}")
+    with connection(port) as conn:
+        conn.send(request("PUT", "/echo?n=0", body))
+        seen = json.loads(conn.response()[2])
+        assert (seen["query_string"], len(seen["body"])) == ("n=0", len(body))
+        conn.send(
+            request("PUT", "/echo?n=1", body) + padded + request("GET", "/echo?n=3")
+        )  # keep-alive, and requests pipelined behind bodies
+        answers = [json.loads(conn.response()[2]) for _ in range(3)]
+        assert [(a["query_string"], len(a["body"])) for a in answers] == [
+            ("n=1", len(body)),
+            ("n=2", len(body)),
+            ("n=3", 0),
+        ]
 
 
 def test_a_path_that_is_not_ascii_gets_400(port: int) -> None:
