@@ -84,9 +84,12 @@ class Rebuild:
         if self.target is not None or any(node_id not in self.answers for node_id in peers):
             return None
         answers = [self.answers[node_id] for node_id in peers]
+        # What a peer saw this node promise or vote (audit.py) counts too: the lost storage
+        # held at least that, and a floor or target below it would make the next restart's
+        # audit take this rebuilt storage for a stale one.
         return RebuildDecision(
-            max((info.promised for info in answers), default=ZERO_BALLOT),
-            max((info.highest_instance for info in answers), default=0),
+            max((max(info.promised, info.seen_promised) for info in answers), default=ZERO_BALLOT),
+            max((max(info.highest_instance, info.seen_instance) for info in answers), default=0),
         )
 
     def unanswered(self, peers: tuple[int, ...]) -> list[int]:

@@ -1058,6 +1058,10 @@ class Replica:
 
     def _mark_chosen(self, instance: int, value: Value) -> None:
         if not self.log.mark_chosen(instance, value):
+            if self._leadership is not None:
+                # Known chosen already (a new leader re-proposes what it learned above a gap):
+                # its slot and bytes in flight are free again, or they stalled the window.
+                self._leadership.forget(instance)
             return
         self._chosen.append(ChosenEntry(instance, value))
         for command in value:

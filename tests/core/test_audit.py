@@ -250,3 +250,43 @@ def test_an_accepted_for_a_chosen_instance_is_a_durable_write() -> None:
     assert ready.persist.must_sync and [w.instance for w in ready.persist.accepted] == [1]
     ready.mark_persisted()
     assert [type(m).__name__ for m in ready.messages] == ["Accepted"]
+
+
+def test_a_rebuild_promises_and_learns_what_peers_saw_it_do() -> None:
+    """A candidate's Prepare counts as its promise even where it was ignored, so the peers'
+    own promises may be below it: the rebuild's floor and target take what they saw too, or
+    the next restart's audit would take the rebuilt storage for a stale one."""
+    replica = Replica(make_config(1, 3), InitialState(rebuilding=True), random.Random(0))
+    queries = drain(replica)
+    for query in queries:
+        replica.step(
+            RebuildInfo(
+                group_id=1,
+                src=query.dst,
+                dst=1,
+                token=query.token,  # type: ignore[attr-defined]
+                promised=Ballot(4, 2),
+                highest_instance=0,
+                chosen_upto=0,
+                seen_promised=Ballot(5, 1),
+                seen_instance=3,
+            )
+        )
+    assert replica.promised == Ballot(5, 1) and replica.rebuild_target == 3
+
+
+def test_a_re_proposed_instance_known_chosen_leaves_the_window() -> None:
+    """A new leader re-proposes what it learned chosen above a gap; when the votes come, the
+    instance is chosen already, and it must leave ``inflight`` all the same: left there, its
+    slot and bytes stalled the window (``max_inflight_bytes``) until the leader stepped down."""
+    cluster = Harness()
+    leader = cluster.elect(1)
+    cluster.submit(1, "a")
+    cluster.stabilize()
+    leadership = leader._leadership
+    assert leadership is not None and leadership.inflight == {}
+    chosen = cluster.applied[1][0].value
+    leader._propose(leadership, 1, chosen)  # as _become_leader does for a known value
+    cluster.process(1)
+    cluster.stabilize()
+    assert leadership.inflight == {} and leadership.inflight_bytes == 0
