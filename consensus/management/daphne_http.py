@@ -217,6 +217,9 @@ class HttpChannel(Protocol):
         if self.closed or self.failure is not None:
             return  # answered (a bad request)
         if self.head_room == 0:  # not reset by on_headers_complete / on_message_complete
+            if self.parsing is not None:  # trailers past the limit: the body cannot end
+                self._parse_failed(HeadTooLarge())
+                return
             self.transport.pauseProducing()
             self._fail_connection(*HEAD_TOO_LARGE)
             return
@@ -295,7 +298,13 @@ class HttpChannel(Protocol):
         else:  # pipelined: read no further until the requests before it are answered
             self.transport.pauseProducing()
 
+    def on_chunk_header(self) -> None:
+        # A chunk's size line, or the trailers after the last chunk: httptools keeps a trailer
+        # until it ends, as it does a header, so their raw bytes count as a head's do.
+        self.head_room = MAX_HEAD_BYTES
+
     def on_body(self, body: bytes) -> None:
+        self.head_room = None  # a chunk's data: not counted
         if self.parsing is not None:
             self.parsing.body_received(body, more=True)
 

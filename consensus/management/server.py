@@ -583,6 +583,15 @@ def _limited_http_protocol() -> type:
             """The bytes of the URL, header names and values of the head just parsed."""
             return len(self.url) + sum(len(name) + len(value) for name, value in self.headers)
 
+        def on_chunk_header(self) -> None:
+            # A chunk's size line, or the trailers after the last chunk: httptools keeps a
+            # trailer until it ends, as it does a header, so their raw bytes count too.
+            self.head_room = MAX_HEAD_BYTES
+
+        def on_body(self, body: bytes) -> None:
+            self.head_room = None  # a chunk's data: not counted
+            super().on_body(body)
+
         def on_message_complete(self) -> None:
             self.head_room = MAX_HEAD_BYTES
             self.message_ended = True

@@ -190,6 +190,25 @@ def test_a_trickled_head_gets_431_once_past_the_limit(node: Cluster) -> None:
     assert cluster.request(1, "GET", "/healthz", timeout=5)[0] == 200
 
 
+def test_trailers_that_never_end_are_cut_off(node: Cluster) -> None:
+    """A chunked body's trailers are headers too, kept whole by httptools until they end: the
+    node stops reading them past the limit (400 for the broken body under daphne, 431 under
+    uvicorn) instead of buffering them without end (a review)."""
+    cluster = node
+    with connected(cluster) as sock, sock.makefile("rb") as reader:
+        sock.sendall(
+            b"POST /api/groups/1/commands/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Trailer: " % TOKEN.encode()
+        )
+        sent = send_until_answered(sock, b"v" * 1024 * 1024, piece=16 * 1024, pause=0.01)
+        assert sent < 1024 * 1024, sent  # cut off before the megabyte was all sent
+        status_line = reader.readline()
+        assert status_line == b"" or status_line.split()[1] in (b"400", b"431"), status_line
+    assert cluster.nodes[1].alive()
+    assert cluster.request(1, "GET", "/healthz", timeout=5)[0] == 200
+
+
 def test_a_body_is_not_counted_as_head(node: Cluster) -> None:
     """A request with a body of 100 KiB, alone and with the next request in the same read: the
     head limit does not count the body, nor a body's bytes against the request behind it."""

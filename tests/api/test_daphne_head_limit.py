@@ -166,3 +166,35 @@ def test_a_websocket_head_that_crossed_the_read_hands_over_all_that_followed_it(
     assert websocket.received.startswith(b"GET /ws?x=1 HTTP/1.1\r\n")
     assert websocket.received.endswith(b"\r\n\r\n" + frames)
     assert channel.transport is None and not server.applications
+
+
+@pytest.mark.parametrize("reads", [1, 16], ids=["one-read", "4-KiB-reads"])
+def test_trailers_that_never_end_are_cut_off(reads: int) -> None:
+    """A chunked body's trailers are headers after the body: httptools keeps one until it
+    ends, so their raw bytes count as a head's do, from the last chunk on (a review)."""
+    channel, transport, server, parser = connection()
+    start = b"POST /kv HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    data = start + b"0\r\nX-Trailer: " + b"v" * (1 << 20)
+    piece = len(data) if reads == 1 else 4096
+    for offset in range(0, len(data), piece):
+        if transport.disconnecting:
+            break
+        channel.dataReceived(data[offset : offset + piece])
+    assert transport.disconnecting and channel.closed
+    assert parser.fed <= len(start) + 2 * MAX_HEAD_BYTES
+    received = server.applications[0].queue
+    assert b"".join(m.get("body", b"") for m in received) == b"hello"
+    assert received[-1]["type"] == "http.disconnect"  # the application hears the end
+
+
+def test_a_chunked_body_of_many_chunks_is_not_counted() -> None:
+    channel, transport, server, _ = connection()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (10_000, b"c" * 10_000) for _ in range(30))
+    request = b"POST /kv HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+    data = request + chunks + b"0\r\nX-Small: trailer\r\n\r\n" + head_of(100)
+    for offset in range(0, len(data), 100_000):  # reads that cross chunks and the limit
+        channel.dataReceived(data[offset : offset + 100_000])
+    first = server.applications[0]
+    assert body_of(first) == b"c" * 300_000 and first.body_complete
+    answer(first)
+    assert len(server.applications) + len(channel.queued) == 2 and not transport.disconnecting
