@@ -26,7 +26,8 @@ class ReplicaConfig:
     max_inflight_bytes: int = 4 * 1024 * 1024
     """...and payload bytes (``value_size``) in flight at once, past the first instance. A new
     leader's phase 1 gets every vote above a promiser's chosen prefix in one Promise, which must
-    fit in one transport frame (the runtime passes a quarter of it). A leader that proposed 28
+    fit in one transport frame (the runtime passes a sixteenth of it: ``value_size`` counts
+    characters, and UTF-8 takes up to 4 bytes for one). A leader that proposed 28
     commands of 900 KB and died before anyone learned them chosen left Promises of 25 MB that
     no 16 MiB frame carried: no node could lead the group again, even after restarts."""
     max_batch_commands: int = 512

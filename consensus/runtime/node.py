@@ -111,8 +111,9 @@ election timeout, as before)."""
 def replica_config(
     config: ClusterConfig, group_id: int, tick_ms: int, max_frame_size: int = 16 * 1024 * 1024
 ) -> ReplicaConfig:
-    """Map the seed's millisecond settings onto ticks of ``tick_ms``; a quarter of a peer frame
-    in flight (``ReplicaConfig.max_inflight_bytes``: a Promise must fit in one frame)."""
+    """Map the seed's millisecond settings onto ticks of ``tick_ms``; a sixteenth of a peer
+    frame in flight (``ReplicaConfig.max_inflight_bytes``: a Promise must fit in one frame, and
+    ``value_size`` counts characters, up to 4 bytes each in UTF-8)."""
     election = max(4, config.timeout_ms // tick_ms)
     return ReplicaConfig(
         node_id=config.my_id,
@@ -122,7 +123,7 @@ def replica_config(
         heartbeat_ticks=max(1, election // 5),
         learn_ticks=max(1, config.learning_interval_ms // tick_ms),
         retry_ticks=max(2, election // 4),
-        max_inflight_bytes=max(1, max_frame_size // 4),
+        max_inflight_bytes=max(1, max_frame_size // 16),
         preferred_leader=config.preferred_leader(group_id),
     )
 
