@@ -111,7 +111,8 @@ class _Link:
         self._timer: asyncio.TimerHandle | None = None
         self._outbox: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
-        self._max_batch = int(hello.get("max_requests_per_frame", 1000))
+        # At least 1: a hello that said 0 would leave the writer spinning on a full outbox.
+        self._max_batch = max(1, int(hello.get("max_requests_per_frame", 1000)))
         self._max_frame_bytes = int(hello.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES))
         self._tasks = [asyncio.create_task(self._write()), asyncio.create_task(self._read())]
         self.closed = False

@@ -1091,13 +1091,15 @@ class Replica:
     def _ask_for_rebuild_info(self) -> None:
         rebuild = self._rebuild
         assert rebuild is not None
-        for node_id in rebuild.unanswered(self.config.peers):
-            self._send(
-                RebuildQuery(
-                    group_id=self.group_id, src=self.node_id, dst=node_id, token=rebuild.token
-                )
-            )
+        self._send_rebuild_queries(rebuild.token, rebuild.unanswered(self.config.peers))
         self._decide_rebuild()  # a group of one decides at once
+
+    def _send_rebuild_queries(self, token: int, node_ids: list[int]) -> None:
+        """A RebuildQuery to each of ``node_ids``: a rebuild's question, or an audit's."""
+        for node_id in node_ids:
+            self._send(
+                RebuildQuery(group_id=self.group_id, src=self.node_id, dst=node_id, token=token)
+            )
 
     def _on_rebuild_query(self, msg: RebuildQuery) -> None:
         highest = self.log.highest_instance()
@@ -1185,12 +1187,7 @@ class Replica:
     def _ask_for_audit(self) -> None:
         audit = self._audit
         assert audit is not None
-        for node_id in audit.unanswered(self.config.peers):
-            self._send(
-                RebuildQuery(
-                    group_id=self.group_id, src=self.node_id, dst=node_id, token=audit.token
-                )
-            )
+        self._send_rebuild_queries(audit.token, audit.unanswered(self.config.peers))
 
     def _audit_answered(self, info: RebuildInfo) -> None:
         audit = self._audit
