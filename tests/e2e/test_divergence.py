@@ -126,6 +126,9 @@ def test_rows_changed_behind_paxos_back_are_found_by_the_state_checks(cluster_fa
     for n in range(WINDOW):
         cluster.submit(1, 1, kv_put(f"k{n}", "1"))
     cluster.wait_for_applied(1, cluster.group_states(1)[1]["chosen_upto"])
+    # Group 1 prefers node 1: another leader hands over to it at some moment of the test, and
+    # the end checks that the odd node's restart moved no leadership (it did once, that way).
+    wait_for(lambda: cluster.leader(1) == 1, "node 1, group 1's preferred leader, to lead")
     leader = cluster.leader(1)
     odd = max(node for node in cluster.nodes if node != leader)  # a follower: see the restart
     others = sorted(set(cluster.nodes) - {odd})
