@@ -54,6 +54,14 @@ class StateMachine:
         self.group_id = group_id
 
     def apply(self, command: str, context: ApplyContext) -> Any:
+        """Apply one chosen command; return its result (JSON: dicts, lists, strings, numbers).
+
+        An exception becomes the command's result, ``{"error": ...}``, on every node alike, so
+        it must be one every node meets at this command: bad input, a unique constraint. An
+        error of the database itself (a full disk, a lost connection, a cancelled statement)
+        is this node's alone: the node stops instead and applies the command again once it is
+        restarted (``consensus.storage.failures``). So do not catch database errors and go on
+        writing: SQLite may have rolled the whole transaction back already."""
         raise NotImplementedError
 
     def apply_batch(self, commands: Sequence[tuple[str, ApplyContext]]) -> list[Any]:

@@ -338,6 +338,18 @@ def _parse_database_url(url: str) -> dict[str, Any]:
     return database
 
 
+def _pin_synchronous_commit(database: dict[str, Any]) -> None:
+    """A vote must be on disk before it leaves the node. SQLite's files get synchronous=FULL;
+    PostgreSQL's commits wait for the disk only while the server's ``synchronous_commit`` is on,
+    its default, which a server or a role may have turned off. Each connection turns it on
+    (turns without votes still turn it off, ``DjangoStorage.relaxed_durability``), unless the
+    URL sets it itself: ``?options=-c synchronous_commit=remote_apply`` is stricter still."""
+    options = database.setdefault("OPTIONS", {})
+    given = str(options.get("options", ""))
+    if "synchronous_commit" not in given:
+        options["options"] = f"{given} -c synchronous_commit=on".strip()
+
+
 def _database() -> dict[str, Any]:
     url = os.environ.get("DATABASE_URL")
     if url:
@@ -367,6 +379,7 @@ def _database() -> dict[str, Any]:
             sqlite["OPTIONS"] |= database.get("OPTIONS", {})
             return sqlite
         database["CONN_MAX_AGE"] = None  # persistent: reconnecting per request costs throughput
+        _pin_synchronous_commit(database)
         return database
     if PAXOS_CLUSTER is not None:
         try:

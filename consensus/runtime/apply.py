@@ -31,6 +31,7 @@ from consensus.models import AppliedIndex, RequestResult
 from consensus.registry import registry
 from consensus.request_ids import stored_id
 from consensus.statemachine import ApplyContext, StateMachine, decode_result, portable_result
+from consensus.storage.failures import StorageFailure, is_storage_failure, transaction_lost
 from consensus.storage.pruning import prune_before
 from consensus.storage.sql import raw_cursor
 
@@ -409,6 +410,7 @@ class Applier:
             if state is not None and not isinstance(state, str):
                 raise TypeError(f"state_digest returned {type(state).__name__}, not a str")
         except Exception as error:  # noqa: BLE001 - user code
+            self._stop_if_storage_failed(machine.group_id, "a state check", error)
             logger.warning(
                 "group %s: the state machine's state_digest failed (%r at %s); this state check "
                 "is not compared",
@@ -419,7 +421,34 @@ class Applier:
             return NOT_TAKEN
         finally:
             self._timed_state(machine.group_id, time.monotonic() - started)
+        self._stop_if_storage_failed(machine.group_id, "a state check")
         return state
+
+    def _stop_if_storage_failed(
+        self,
+        group_id: int,
+        what: str,
+        error: BaseException | None = None,
+        *,
+        check_transaction: bool = True,
+    ) -> None:
+        """Raise ``StorageFailure`` if ``error`` (raised by a state machine) is the database's
+        and not the command's, or if the turn's transaction is gone; see
+        ``consensus.storage.failures``. Called after every piece of user code that ran in the
+        turn's transaction, before the turn runs another statement. (Not the transaction
+        after an unguarded batch failed: PostgreSQL aborts it for any error, and the caller
+        rolls it back and tries again anyway.)"""
+        if error is not None and is_storage_failure(error):
+            raise StorageFailure(
+                f"group {group_id}: the database failed while applying {what} ({error!r}); "
+                "nothing of the turn is kept, and a restart applies it again"
+            ) from error
+        if check_transaction and transaction_lost(self.using):
+            raise StorageFailure(
+                f"group {group_id}: the database ended the turn's transaction while applying "
+                f"{what} (did the state machine catch a database error?); nothing of the turn "
+                "is kept, and a restart applies it again"
+            )
 
     def _timed_state(self, group_id: int, seconds: float) -> None:
         self.state_seconds[group_id] = seconds
@@ -451,17 +480,26 @@ class Applier:
             return []
         if not machine.durable and type(machine).apply_batch is StateMachine.apply_batch:
             return self._apply_one_by_one(machine, batch)
+        group_id, what = batch[0][1].group_id, _instances(batch)
         if not guarded:
             try:
-                return machine.apply_batch(batch)
+                results = machine.apply_batch(batch)
             except Exception as error:  # noqa: BLE001 - user code
+                self._stop_if_storage_failed(group_id, what, error, check_transaction=False)
                 raise UnguardedBatchFailed(
-                    f"group {batch[0][1].group_id}: apply_batch failed ({error!r})"
+                    f"group {group_id}: apply_batch failed ({error!r})"
                 ) from error
+            self._stop_if_storage_failed(group_id, what)
+            return results
         try:
             with transaction.atomic(using=self.using):
-                return machine.apply_batch(batch)
+                results = machine.apply_batch(batch)
+            self._stop_if_storage_failed(group_id, what)
+            return results
+        except StorageFailure:
+            raise
         except Exception as error:  # noqa: BLE001 - user code
+            self._stop_if_storage_failed(group_id, what, error)
             logger.warning(
                 "group %s: apply_batch failed (%r); applying one command at a time",
                 batch[0][1].group_id,
@@ -481,10 +519,12 @@ class Applier:
                 if machine.durable
                 else contextlib.nullcontext()
             )
+            what = f"instance {context.instance}"
             try:
                 with savepoint:
                     results.append(machine.apply(command, context))
             except Exception as error:  # noqa: BLE001 - user code
+                self._stop_if_storage_failed(context.group_id, what, error)
                 logger.warning(
                     "group %s instance %s: the state machine failed on %r: %r at %s",
                     context.group_id,
@@ -494,6 +534,8 @@ class Applier:
                     raised_at(error),
                 )
                 results.append(FailedResult(error=f"{type(error).__name__}: {error}"))
+            else:
+                self._stop_if_storage_failed(context.group_id, what)
         return results
 
     def _known_results(
@@ -561,6 +603,11 @@ class Applier:
                     for group_id, index in applied
                 ],
             )
+
+
+def _instances(batch: list[tuple[str, ApplyContext]]) -> str:
+    first, last = batch[0][1].instance, batch[-1][1].instance
+    return f"instance {first}" if first == last else f"instances {first}..{last}"
 
 
 def _parse_cutoff(payload: str) -> int:

@@ -136,3 +136,44 @@ def test_bad_node_config_is_improperly_configured(
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert expected in result.stderr
+
+
+SHOW_SYNCHRONOUS_COMMIT = """
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute("SHOW synchronous_commit")
+    print(cursor.fetchone()[0])
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("", "on"), ("?options=-c%20synchronous_commit%3Dremote_apply", "remote_apply")],
+)
+def test_postgresql_commits_wait_for_the_disk_whatever_the_server_says(
+    query: str, expected: str
+) -> None:
+    """A vote leaves only once it is on disk: a server (here libpq's PGOPTIONS, as a role's or
+    a database's setting would) that turned synchronous_commit off does not get its way,
+    a URL that asks for more does."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PAXOS_") and key != "DATABASE_URL"
+    }
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "paxos_site.settings",
+        "DATABASE_URL": os.environ["DATABASE_URL"].split("?")[0] + query,
+        "PGOPTIONS": "-c synchronous_commit=off",
+    }
+    shown = subprocess.run(
+        [sys.executable, "-c", f"import django\ndjango.setup()\n{SHOW_SYNCHRONOUS_COMMIT}"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert shown.stdout.strip() == expected
