@@ -491,6 +491,9 @@ class PaxosNode:
         except OverloadedError:
             self.observer.request_finished(group_id, time.perf_counter() - started, "overloaded")
             raise
+        except asyncio.CancelledError:  # the client went away: stop waiting for it
+            self._waiters.discard(group_id, request_id)
+            raise
         except TimeoutError:
             self.observer.request_finished(group_id, time.perf_counter() - started, "timeout")
             self._waiters.discard(group_id, request_id)

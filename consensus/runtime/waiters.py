@@ -48,6 +48,9 @@ class Waiters:
     futures: dict[tuple[int, str], asyncio.Future[Outcome]] = field(default_factory=dict)
     payloads: dict[tuple[int, str], str] = field(default_factory=dict)
     """The command each waiter waits for (where its caller said)."""
+    callers: dict[tuple[int, str], int] = field(default_factory=dict)
+    """How many callers wait on each future: one that gives up (``discard``: its timeout, its
+    client gone) leaves it to the others, who would otherwise never hear of the outcome."""
     per_group: dict[int, int] = field(default_factory=dict)
     """How many of ``futures`` each group has (``waiting``, once per group and turn)."""
     loop: asyncio.AbstractEventLoop | None = None
@@ -66,14 +69,17 @@ class Waiters:
                 self.per_group[group_id] = self.per_group.get(group_id, 0) + 1
             future = (self.loop or asyncio.get_running_loop()).create_future()
             self.futures[key] = future
+            self.callers[key] = 1
             if payload is not None:
                 self.payloads[key] = payload
             else:
                 self.payloads.pop(key, None)
-        elif payload is not None:
-            waited = self.payloads.get(key)
-            if waited is not None and not same_command(waited, payload):
-                raise reused(group_id, request_id)
+        else:
+            if payload is not None:
+                waited = self.payloads.get(key)
+                if waited is not None and not same_command(waited, payload):
+                    raise reused(group_id, request_id)
+            self.callers[key] += 1
         return future
 
     def waiting(self, group_id: int) -> bool:
@@ -85,6 +91,7 @@ class Waiters:
         if future is not None:
             self.per_group[group_id] -= 1
             self.payloads.pop(key, None)
+            del self.callers[key]
         return future
 
     def resolve(self, outcome: Outcome) -> None:
@@ -105,7 +112,13 @@ class Waiters:
             future.set_exception(error)
 
     def discard(self, group_id: int, request_id: str) -> None:
-        self._pop(group_id, request_id)
+        """One caller stops waiting; the future goes when the last one does."""
+        key = (group_id, request_id)
+        left = self.callers.get(key, 0) - 1
+        if left > 0:
+            self.callers[key] = left
+        else:
+            self._pop(group_id, request_id)
 
     def fail_all(self, reason: str) -> None:
         """Fail every waiter: its command's outcome is unknown (it may have been proposed, and
@@ -121,6 +134,7 @@ class Waiters:
                 future.set_exception(error)
         self.futures.clear()
         self.payloads.clear()
+        self.callers.clear()
         self.per_group.clear()
 
 

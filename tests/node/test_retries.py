@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from consensus.config import GroupSpec
+from consensus.core import Command
 from consensus.models import RequestResult
 from consensus.runtime import (
     CommandTooLargeError,
@@ -254,3 +255,31 @@ def test_a_waiter_gets_409_when_its_request_id_carried_another_command() -> None
         assert unknown.result().instance == 7
 
     asyncio.run(scenario())
+
+
+def test_a_caller_that_stops_waiting_leaves_the_outcome_to_the_others(
+    loop_node: LoopNode,
+) -> None:
+    """A retry that joined a command still waiting (the same request id, on the same node)
+    shares its future. The first caller's timeout, or its client going away, used to drop that
+    future: the retry then waited its whole timeout for an outcome nobody handed it."""
+    node = loop_node.node
+    command = json.dumps({"op": "put", "key": "k", "value": "v"})
+
+    async def scenario() -> Any:
+        node.replicas[1].submit = lambda _command: None  # never proposed, until said
+        first = asyncio.ensure_future(node.submit(1, command, "r1", timeout=0.05))
+        gone = asyncio.ensure_future(node.submit(1, command, "r1"))
+        retry = asyncio.ensure_future(node.submit(1, command, "r1", timeout=3))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        with pytest.raises(SubmitError):
+            await first  # its timeout
+        del node.replicas[1].submit
+        node.replicas[1].submit(Command("r1", command))
+        node._wake.set()
+        return await retry
+
+    outcome = loop_node.call(scenario())
+    assert outcome.result == {"key": "k", "value": "v"}
+    assert not node._waiters.futures and not node._waiters.callers
