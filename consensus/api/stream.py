@@ -13,7 +13,8 @@ linearizable reads through the read barrier, the same error statuses.
 
 Frames are JSON text. Client to node, a list of requests (one object alone is accepted too)::
 
-    {"id": 1, "op": "submit", "group": 1, "command": "...", "request_id": "...", "retry": false}
+    {"id": 1, "op": "submit", "group": 1, "command": "...", "request_id": "...", "retry": false,
+     "machine": "kv"}
     {"id": 2, "op": "query", "group": 1, "query": "...", "consistency": "linearizable"}
 
 Node to client, a list of responses; the first frame after connecting is ``{"hello": {...}}``
@@ -26,7 +27,11 @@ Node to client, a list of responses; the first frame after connecting is ``{"hel
 
 ``retry: true`` marks a resend after an unknown outcome: the node then answers from the stored
 result if the request id was already applied (REST does this for every request id it is given;
-here it costs a database look-up, so only retries pay it). Queries go to the group's state
+here it costs a database look-up, so only retries pay it). A resend while the first request is
+still waiting on this connection joins it, and each gets the answer (the same command under the
+same id; another command is a 409). ``"machine": "kv"`` on a submit names the state machine the
+command is meant for: a group that runs another one refuses it with 404 before it is proposed
+(the Python client's KV helpers send it). Queries go to the group's state
 machine ``query`` method (the KV store answers ``{"op": "get", "key": ...}``): all the queries of
 one loop turn for one group share one read barrier and one trip to a worker thread
 (``consensus.api.reads``).
@@ -55,10 +60,12 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from consensus.registry import registry
 from consensus.request_ids import new_request_id
 from consensus.runtime import (
     Outcome,
@@ -68,6 +75,7 @@ from consensus.runtime import (
     UnknownGroupError,
     get_node,
 )
+from consensus.runtime.waiters import reused, same_command
 from consensus.statemachine import QueryError
 from consensus.transport import ws_limits
 
@@ -76,6 +84,7 @@ from .exceptions import ApiError
 from .fastpath import (
     check_for_machine,
     check_request_id,
+    not_the_kv_store,
     query_error,
     reject_unknown_fields,
     require_string,
@@ -105,7 +114,7 @@ FRAME_BYTES = 1024 * 1024
 """Answers go out in frames of about this size at most (one answer may be larger)."""
 BACKLOG_POLL = 0.005
 """How often a stream waiting for its client to read checks again (seconds)."""
-SUBMIT_FIELDS = frozenset({"id", "op", "group", "command", "request_id", "retry"})
+SUBMIT_FIELDS = frozenset({"id", "op", "group", "command", "request_id", "retry", "machine"})
 QUERY_FIELDS = frozenset({"id", "op", "group", "query", "consistency", "retry"})
 """What a request may hold: a typo (``"comand"``) fails as on the REST API, not ignored.
 (A query's ``retry``, which the Python client sets on every resend, changes nothing.)"""
@@ -116,6 +125,21 @@ ID_FLOAT_HINT = "a larger integer arrives as a float"
 """What a request's ``id`` may be (``_client_id``), in the words of its 400."""
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_UNAVAILABLE = 4005
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A command of this connection waiting for its result."""
+
+    client_ids: list[Any]
+    """Every request that asked for it: a resend while the first still waits joins it (a
+    client that gave up on this node, found no other, and came back)."""
+    started: float
+    command: str
+    owned: bool
+    """Whether the stream owns the node's waiter (``submit_nowait``; it forgets it when it
+    stops waiting) or ``PaxosNode.submit`` does (a retry, timed out by ``submit`` itself)."""
+
 
 Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 Receive = Callable[[], Coroutine[Any, Any, dict[str, Any]]]
@@ -133,8 +157,8 @@ class ClientStream:
         self.scope = scope
         self._send = send
         self._node: PaxosNode | None = None
-        self._pending: dict[tuple[int, str], tuple[Any, float]] = {}
-        """(group, request id) -> (client's id, start time) of commands waiting for a result."""
+        self._pending: dict[tuple[int, str], _Pending] = {}
+        """(group, request id) -> the command waiting for its result."""
         self._outbox: list[str] = []
         """Encoded answers not yet sent."""
         self._outbox_bytes = 0
@@ -177,8 +201,9 @@ class ClientStream:
             self._closed = True
             for task in (sender, sweeper, *self._tasks):
                 task.cancel()
-            for group_id, request_id in self._pending:
-                node.forget(group_id, request_id)
+            for (group_id, request_id), pending in self._pending.items():
+                if pending.owned:
+                    node.forget(group_id, request_id)
             self._pending.clear()
 
     def _refusal(self) -> tuple[int, int, str] | None:
@@ -342,24 +367,47 @@ class ClientStream:
         node = self._node
         assert node is not None
         command = require_string(request, "command")
+        self._check_machine(group_id, request.get("machine"))
         self._check(group_id, command)
         request_id = check_request_id(request.get("request_id")) or new_request_id()
-        key = (group_id, request_id)
-        if key in self._pending:
-            raise ApiError(400, f"request_id {request_id!r} is already in flight here")
         retry = request.get("retry", False)
         if not isinstance(retry, bool):
             raise ApiError(400, "retry must be true or false")
+        key = (group_id, request_id)
+        pending = self._pending.get(key)
+        if pending is not None:  # sent again while the first is still waiting: one answer each
+            if not same_command(pending.command, command):
+                raise runtime_error(node, group_id, reused(group_id, request_id))
+            pending.client_ids.append(client_id)
+            return
         if retry:
-            self._pending[key] = (client_id, float("inf"))  # submit() has its own timeout
-            self._spawn(self._retry(client_id, group_id, command, request_id))
+            self._pending[key] = _Pending([client_id], float("inf"), command, owned=False)
+            self._spawn(self._retry(group_id, command, request_id))
             return
         try:
             future = node.submit_nowait(group_id, command, request_id)
         except (UnknownGroupError, SubmitError) as error:
             raise runtime_error(node, group_id, error) from None
-        self._pending[key] = (client_id, time.monotonic())
+        self._pending[key] = _Pending([client_id], time.monotonic(), command, owned=True)
         future.add_done_callback(lambda done: self._committed(group_id, request_id, done))
+
+    def _check_machine(self, group_id: int, name: Any) -> None:
+        """A submit's optional ``machine``: the state machine the client meant the command for
+        (the client's KV helpers say "kv"). A group that runs another one refuses it with the
+        REST routes' 404 before anything is proposed: a KV put to a group that runs a log was
+        committed there, and its result was not the one the client expected."""
+        if name is None:
+            return
+        if not isinstance(name, str):
+            raise ApiError(400, "machine must be a state machine's name (a string)")
+        node = self._node
+        assert node is not None
+        machine = node.machines.get(group_id)
+        runs = registry.name_of(machine) if machine is not None else name
+        if runs != name:
+            if name == "kv":
+                raise not_the_kv_store(group_id, machine)
+            raise ApiError(404, f'group {group_id} does not run "{name}"; it runs "{runs}"')
 
     def _check(self, group_id: int, text: str) -> None:
         node = self._node
@@ -367,13 +415,12 @@ class ClientStream:
         check_for_machine(node, group_id, text)
 
     def _committed(self, group_id: int, request_id: str, future: asyncio.Future[Outcome]) -> None:
-        entry = self._pending.pop((group_id, request_id), None)
-        if entry is None:  # timed out or disconnected meanwhile
+        pending = self._pending.pop((group_id, request_id), None)
+        if pending is None:  # timed out or disconnected meanwhile
             return
-        client_id, started = entry
         node = self._node
         assert node is not None
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - pending.started
         if future.cancelled():
             return
         error = future.exception()
@@ -382,13 +429,23 @@ class ClientStream:
             node.observer.request_finished(
                 group_id, elapsed, "duplicate" if outcome.duplicate else "ok"
             )
-            self._answer(_outcome(node, client_id, outcome))
+            self._answer_all(pending, outcome)
         else:
             kind = "overloaded" if isinstance(error, OverloadedError) else "error"
             node.observer.request_finished(group_id, elapsed, kind)
+            self._refuse_all(pending, group_id, error)
+
+    def _answer_all(self, pending: _Pending, outcome: Outcome) -> None:
+        node = self._node
+        assert node is not None
+        for client_id in pending.client_ids:
+            self._answer(_outcome(node, client_id, outcome))
+
+    def _refuse_all(self, pending: _Pending, group_id: int, error: Exception) -> None:
+        for client_id in pending.client_ids:
             self._refused(client_id, group_id, error)
 
-    async def _retry(self, client_id: Any, group_id: int, command: str, request_id: str) -> None:
+    async def _retry(self, group_id: int, command: str, request_id: str) -> None:
         """A resend: ``PaxosNode.submit`` answers from the stored result if there is one."""
         node = self._node
         assert node is not None
@@ -396,11 +453,16 @@ class ClientStream:
         try:
             outcome = await node.submit(group_id, command, request_id)
         except (UnknownGroupError, SubmitError) as error:
-            self._refused(client_id, group_id, error)
-        else:
-            self._answer(_outcome(node, client_id, outcome))
-        finally:
+            pending = self._pending.pop(key, None)
+            if pending is not None:
+                self._refuse_all(pending, group_id, error)
+        except BaseException:
             self._pending.pop(key, None)
+            raise
+        else:
+            pending = self._pending.pop(key, None)
+            if pending is not None:
+                self._answer_all(pending, outcome)
 
     async def _queries(
         self, group_id: int, linearizable: bool, items: list[tuple[Any, str]]
@@ -421,7 +483,15 @@ class ClientStream:
             elif isinstance(result, QueryError):
                 self._fail(client_id, query_error(node, group_id, query, result))
             elif isinstance(result, BaseException):
-                raise result
+                # A bug in the machine's query, or its database failed: the REST API's 500, for
+                # this query alone (raising here answered none of the batch's queries).
+                logger.error(
+                    "client stream: group %s query %.200r failed",
+                    group_id,
+                    query,
+                    exc_info=(type(result), result, result.__traceback__),
+                )
+                self._fail(client_id, ApiError(500, "internal error (see the node's log)"))
             else:
                 self._answer({"id": client_id, "ok": True, "result": result})
 
@@ -437,13 +507,13 @@ class ClientStream:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             horizon = time.monotonic() - node.request_timeout
-            expired = [key for key, (_id, started) in self._pending.items() if started < horizon]
+            expired = [key for key, pending in self._pending.items() if pending.started < horizon]
             for group_id, request_id in expired:
-                client_id, _started = self._pending.pop((group_id, request_id))
+                pending = self._pending.pop((group_id, request_id))
                 node.forget(group_id, request_id)
                 node.observer.request_finished(group_id, node.request_timeout, "timeout")
                 error = node.commit_timeout_error(group_id, request_id, node.request_timeout)
-                self._refused(client_id, group_id, error)
+                self._refuse_all(pending, group_id, error)
 
 
 def _client_id(request: Any) -> str | int:

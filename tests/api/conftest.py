@@ -4,8 +4,10 @@ fast validation tests with Django's test client; live clusters come from ``tests
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,12 +16,60 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.test import Client
 
+from consensus.api.stream import client_stream
 from consensus.registry import registry
 from consensus.runtime import Outcome, UnknownGroupError, install_node
 from consensus.runtime.node import GroupStatus
 from consensus.statemachine import ApplyContext, StateMachine
 
 TOKEN = "unit-test-token"
+STREAM_SCOPE = {
+    "type": "websocket",
+    "path": "/ws/client/",
+    "headers": [(b"authorization", f"Bearer {TOKEN}".encode())],
+}
+
+
+class StreamSession:
+    """One in-process connection to the client stream's ASGI application (``open_stream``)."""
+
+    def __init__(self, incoming: asyncio.Queue[Any], outgoing: asyncio.Queue[Any]) -> None:
+        self.incoming = incoming
+        self.outgoing = outgoing
+        self.hello: dict[str, Any] = {}
+
+    async def send(self, requests: list[dict[str, Any]]) -> None:
+        await self.incoming.put({"type": "websocket.receive", "text": json.dumps(requests)})
+
+    async def answers(self, count: int, wait: float = 5.0) -> dict[Any, dict[str, Any]]:
+        """The next ``count`` answers, by id (a client id answered twice counts twice)."""
+        answers: dict[Any, dict[str, Any]] = {}
+        got = 0
+        while got < count:
+            message = await asyncio.wait_for(self.outgoing.get(), wait)
+            assert message["type"] == "websocket.send", message  # never a close
+            for answer in json.loads(message["text"]):
+                answers[answer["id"]] = answer
+                got += 1
+        return answers
+
+
+@contextlib.asynccontextmanager
+async def open_stream() -> AsyncIterator[StreamSession]:
+    """A connected stream (accepted, its hello read); disconnected and finished at the end."""
+    session = StreamSession(asyncio.Queue(), asyncio.Queue())
+    await session.incoming.put({"type": "websocket.connect"})
+    stream = asyncio.create_task(
+        client_stream(STREAM_SCOPE, session.incoming.get, session.outgoing.put)
+    )
+    try:
+        assert (await asyncio.wait_for(session.outgoing.get(), 5))["type"] == "websocket.accept"
+        hello = await asyncio.wait_for(session.outgoing.get(), 5)
+        session.hello = json.loads(hello["text"])["hello"]
+        yield session
+    finally:
+        await session.incoming.put({"type": "websocket.disconnect", "code": 1000})
+        await asyncio.wait_for(stream, 5)
 
 
 class FakeNode:

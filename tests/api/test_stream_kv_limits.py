@@ -7,7 +7,6 @@ The stream's ASGI application runs in-process against the fake node of ``conftes
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 from urllib.parse import quote
@@ -15,9 +14,8 @@ from urllib.parse import quote
 import pytest
 from asgiref.sync import async_to_sync
 
-from consensus.api.stream import client_stream
 from consensus.statemachine import LogOnlyStateMachine
-from tests.api.conftest import TOKEN, ApiClient, FakeNode
+from tests.api.conftest import ApiClient, FakeNode, open_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,28 +27,11 @@ def exchange(requests: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
     close before answering all of them)."""
 
     async def scenario() -> dict[Any, dict[str, Any]]:
-        incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        scope = {
-            "type": "websocket",
-            "path": "/ws/client/",
-            "headers": [(b"authorization", f"Bearer {TOKEN}".encode())],
-        }
-        await incoming.put({"type": "websocket.connect"})
-        stream = asyncio.create_task(client_stream(scope, incoming.get, outgoing.put))
-        assert (await asyncio.wait_for(outgoing.get(), 5))["type"] == "websocket.accept"
-        hello = await asyncio.wait_for(outgoing.get(), 5)
-        greeting = json.loads(hello["text"])["hello"]
-        assert greeting["max_frame_bytes"] >= 1024 * 1024  # the client splits its frames by it
-        await incoming.put({"type": "websocket.receive", "text": json.dumps(requests)})
-        answers: dict[Any, dict[str, Any]] = {}
-        while len(answers) < len(requests):
-            message = await asyncio.wait_for(outgoing.get(), 5)
-            assert message["type"] == "websocket.send", message  # never a close
-            answers.update((answer["id"], answer) for answer in json.loads(message["text"]))
-        await incoming.put({"type": "websocket.disconnect", "code": 1000})
-        await asyncio.wait_for(stream, 5)
-        return answers
+        async with open_stream() as stream:
+            # the client splits its frames by it
+            assert stream.hello["max_frame_bytes"] >= 1024 * 1024
+            await stream.send(requests)
+            return await stream.answers(len(requests))
 
     return async_to_sync(scenario)()
 

@@ -83,7 +83,8 @@ def test_a_request_id_is_applied_once(shared_cluster: Cluster) -> None:
                 ],
             )
             assert answers[0]["duplicate"] and answers[0]["instance"] == first.instance
-            assert answers[1]["status"] == 400  # one request id in flight twice on one stream
+            # the same request id for another command while the first waits on this stream
+            assert answers[1]["status"] == 409
             other = {"id": 3, "op": "submit", "group": 1, "command": "{}", "request_id": key}
             answers = await raw_exchange(shared_cluster, [other])
             assert answers[0]["status"] == 409  # the same request id for another command
