@@ -58,6 +58,8 @@ import msgpack
 
 from consensus.core.errors import RemoteProtocolError
 
+from .untrusted import shown
+
 __all__ = [
     "HANDSHAKE_TIMEOUT",
     "HANDSHAKE_VERSION",
@@ -269,9 +271,9 @@ def _decode_body(data: object, type_name: str) -> dict[str, object]:
         raise AuthError("handshake frame must be a map")
     version = body.get("v")
     if type(version) is not int or version != HANDSHAKE_VERSION:
-        raise AuthError(f"unsupported handshake version {version!r} (this node speaks 1)")
+        raise AuthError(f"unsupported handshake version {shown(version)} (this node speaks 1)")
     if body.get("t") != type_name:
-        raise AuthError(f"expected a {type_name} frame, got {body.get('t')!r}")
+        raise AuthError(f"expected a {type_name} frame, got {shown(body.get('t'))}")
     return body
 
 

@@ -55,6 +55,8 @@ from consensus.core.messages import (
     Message,
 )
 
+from .untrusted import shown
+
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_MESSAGES_PER_FRAME",
@@ -409,12 +411,12 @@ def decode_frame(
         # cannot make it allocate more than the frame size suggests.
         frame = _unpackb(data)
     except Exception as exc:  # the parser of untrusted bytes: any failure means "invalid"
-        raise CodecError(f"not a msgpack frame ({type(exc).__name__}: {exc})") from None
+        raise CodecError(f"not a msgpack frame ({type(exc).__name__}: {str(exc)[:200]})") from None
     if type(frame) is not list or len(frame) != 2:
         raise CodecError("a frame must be [version, messages]")
     version, body = frame
     if type(version) is not int or version != VERSION:
-        raise CodecError(f"unsupported frame version {version!r} (this node speaks {VERSION})")
+        raise CodecError(f"unsupported frame version {shown(version)} (this node speaks {VERSION})")
     if type(body) is not list:
         raise CodecError("the messages of a frame must be a list")
     if len(body) > max_messages:
@@ -427,6 +429,6 @@ def decode_frame(
             raise CodecError("a message must be a non-empty list")
         tag = raw[0]
         if type(tag) is not int or not 0 <= tag < count:
-            raise CodecError(f"unknown message type tag {tag!r}")
+            raise CodecError(f"unknown message type tag {shown(tag)}")
         messages.append(decoders[tag](raw))
     return messages

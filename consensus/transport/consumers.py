@@ -240,7 +240,7 @@ class PeerConsumer(AsyncWebsocketConsumer):
         host = self._remote.rpartition(":")[0] or self._remote
         repeated = transport is not None and not transport.first_report(f"{host} {problem}")
         (logger.debug if repeated else logger.warning)(
-            "node %d: closing peer link from %s: %s [%s]",
+            "node %d: closing peer link from %s: %.300s [%s]",
             self._node_id,
             self._who(),
             problem,

@@ -449,3 +449,21 @@ def test_a_group_list_too_long_for_earlier_releases_is_not_sent() -> None:
     assert handshake_size(1, MEMBERS, many) > EARLIER_RELEASES_MAX_FRAME
     assert groups_to_send(1, MEMBERS, many) is None
     assert groups_to_send(1, MEMBERS, None) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"v": "x" * 60_000, "t": "hello"},
+        {"v": b"x" * 60_000, "t": "hello"},
+        {"v": [list(range(5000))] * 2, "t": "hello"},
+        {"v": 1, "t": "y" * 60_000},
+    ],
+    ids=["str-version", "bytes-version", "list-version", "type"],
+)
+def test_a_refusal_quotes_what_was_sent_at_a_bounded_size(body: dict[str, object]) -> None:
+    """The refusal is logged: quoting a 60 KB value whole let anyone who reaches the port write
+    six times what they sent into the node's log."""
+    with pytest.raises(AuthError) as refused:
+        server().receive_hello(msgpack.packb(body))
+    assert len(str(refused.value)) < 120, str(refused.value)

@@ -455,3 +455,21 @@ def test_every_message_type_has_distinct_small_frames() -> None:
     ]
     for message in samples:
         assert len(encode_frame([message])) < 20
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        raw_frame(GOOD, version="v" * 100_000),
+        raw_frame(GOOD, version=b"v" * 100_000),
+        raw_frame(["A" * 100_000, 1, 1, 2]),
+        raw_frame([[list(range(10_000))], 1, 1, 2]),
+    ],
+    ids=["str-version", "bytes-version", "str-tag", "list-tag"],
+)
+def test_a_refusal_quotes_what_was_sent_at_a_bounded_size(data: bytes) -> None:
+    """The refusal is logged and sent as the close reason: a 16 MiB value quoted whole would be
+    a 16 MiB log line."""
+    with pytest.raises(CodecError) as refused:
+        decode_frame(data)
+    assert len(str(refused.value)) < 120, str(refused.value)
