@@ -83,6 +83,11 @@ class LinkOptions:
     close_timeout: float = 1.0
     write_limit: int = 256 * 1024
     """Bytes buffered in the socket before ``send`` waits: the batching window under load."""
+    send_timeout: float | None = 10.0
+    """A send that waits this long for the peer to read ends the connection (then reconnect
+    with backoff). The keepalive cannot notice a peer that stopped reading (a stopped process,
+    a host gone without a reset) once the socket's buffers are full: its ping waits behind the
+    unsent bytes, so its pong timer never starts, and the link looked connected for good."""
 
     def __post_init__(self) -> None:
         if self.queue_size < 1 or self.max_frame_size < 64 or self.max_messages_per_frame < 1:
@@ -355,10 +360,17 @@ class PeerLink:
                 )
             for position, (frame, count) in enumerate(frames):
                 try:
-                    await websocket.send(frame)
+                    async with asyncio.timeout(options.send_timeout):
+                        await websocket.send(frame)
                 except ConnectionClosed:
                     stats.dropped_unsendable += sum(c for _, c in frames[position:])
                     raise
+                except TimeoutError:
+                    stats.dropped_unsendable += sum(c for _, c in frames[position:])
+                    raise LinkClosed(
+                        f"the peer read nothing for {options.send_timeout:g} s (a stopped "
+                        "process, or a network that drops everything?)"
+                    ) from None
                 stats.frames_sent += 1
                 stats.messages_sent += count
                 stats.bytes_sent += len(frame)

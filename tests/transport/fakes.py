@@ -20,7 +20,8 @@ from consensus.transport.codec import decode_frame
 class RecordingPeer:
     """Modes: ``normal``; ``silent`` (never sends a challenge); ``forged_welcome`` (skips checking
     the client and answers with a made-up MAC); ``close_after_frame`` (closes every connection
-    with BAD_FRAME after its first data frame); ``http_403`` (refuses the upgrade)."""
+    with BAD_FRAME after its first data frame); ``http_403`` (refuses the upgrade); ``frozen``
+    (authenticates, then reads nothing more, and answers no ping: a stopped process)."""
 
     def __init__(
         self,
@@ -100,6 +101,10 @@ class RecordingPeer:
         await websocket.send(welcome)
         self.connections += 1
         self._notify()
+        if self.mode == "frozen":
+            websocket.transport.pause_reading()
+            await websocket.wait_closed()
+            return
         async for frame in websocket:
             assert isinstance(frame, bytes)
             self.frames.append(frame)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import socket
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from consensus.core.ballot import Ballot
-from consensus.core.messages import Accepted, Command, Forward
+from consensus.core.messages import Accept, Accepted, Command, Forward
 from consensus.transport.client import LinkOptions, PeerLink
 from consensus.transport.peers import PeerAddress
 
@@ -303,3 +304,36 @@ def test_a_link_lost_without_a_close_frame_is_not_blamed_on_the_peer() -> None:
 
     lost = _explain(ConnectionClosedError(None, None))
     assert lost == "connection lost (the peer stopped answering, or the network failed)"
+
+
+async def test_a_peer_that_stops_reading_is_given_up_on(links: list[PeerLink]) -> None:
+    """Once the socket's buffers are full, the keepalive's ping waits behind the unsent bytes
+    and never times out: a link to a stopped process stayed "connected" for good (and a
+    reconnect of that peer to us did not replace it)."""
+    peer = await RecordingPeer(secret=SECRET, mode="frozen").start()
+    link = make_link(peer.port, dataclasses.replace(FAST, send_timeout=0.5))
+    links.append(link)
+    link.start()
+    try:
+        await peer.wait_for(lambda: peer.connections == 1)
+        big = (Command("r", "x" * 200_000),)
+        for instance in range(1, 80):  # 16 MB: more than the socket buffers and write_limit
+            link.enqueue(
+                [
+                    Accept(
+                        group_id=1,
+                        src=1,
+                        dst=2,
+                        ballot=B,
+                        instance=instance,
+                        value=big,
+                        chosen_upto=0,
+                    )
+                ]
+            )
+            await asyncio.sleep(0)
+        await wait_until(lambda: not link.stats.connected_out and link.stats.last_error, 10)
+        assert "the peer read nothing for 0.5 s" in str(link.stats.last_error)
+        await peer.wait_for(lambda: peer.connections == 2)  # and it tries again
+    finally:
+        await peer.stop()
