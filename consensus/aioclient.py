@@ -20,13 +20,19 @@ Routing and failover: the first node's hello names every node of the cluster and
 leader; commands of a group go straight to its leader (no forwarding hop), and every answer
 refreshes that. When a node cannot be reached, the connection drops, or it answers 503, the
 request goes to the next node with the *same* request id and ``retry: true`` (the node then
-answers from the stored result if the command was already applied), until ``retry_timeout``.
+answers from the stored result if the command was already applied), until ``retry_timeout``
+(as ``PaxosClient``: the first attempt may take its whole ``timeout``, no other one starts after
+``retry_timeout`` or waits past it, and the pause after each round over every node grows from
+0.1 s to 1 s). A node whose first frame is no hello (a proxy's error page) counts as down.
 A node that stops answering altogether (a stopped or frozen process, a machine gone from the
 network without closing its connections) is found by a websocket ping every ``keepalive``
 seconds that gets no pong within ``keepalive`` seconds: its connection is dropped and its
 requests go to the next node then, instead of waiting out their ``timeout``.
 Errors are those of ``consensus.client`` (``BadRequest``, ``AuthError``, ``NotFound``,
-``RequestIdConflict``, ``NoQuorum``, ``Unavailable``).
+``RequestIdConflict``, ``NoQuorum``, ``Unavailable``; a write's carry its ``request_id``), and
+``ClientClosed`` for the calls that ``close()`` ended or that came after it. The KV helpers
+(``put``, ``delete``, ``cas``) mark their commands for the KV store (``"machine": "kv"``): a group
+that runs another state machine refuses them with ``NotFound`` before proposing anything.
 """
 
 from __future__ import annotations
@@ -49,18 +55,19 @@ from .client import (
     DEFAULT_PORT,
     DEFAULT_RETRY_TIMEOUT,
     DEFAULT_TIMEOUT,
-    MAX_RETRY_SLEEP,
     TOKEN_ENVIRONMENT_VARIABLE,
     AuthError,
     CasResult,
     CommandResult,
     NoQuorum,
+    NotFound,
     PaxosError,
     Unavailable,
     error_for_status,
     new_request_id,
     node_addresses,
     parse_address,
+    retry_pause,
 )
 
 logger = logging.getLogger("consensus.client")
@@ -78,8 +85,18 @@ _TIMER_SLACK = 0.001
 """Seconds early a request may time out, so a timer that fires a little early ends it."""
 
 
+class ClientClosed(PaxosError):
+    """The client was closed (``close()``, or the end of its ``async with``) before the call
+    ended, or the call was made after that. A write that was in flight then has an unknown
+    outcome: retry it with its ``request_id`` on another client."""
+
+
 class _LinkLost(Exception):
     """The connection dropped with the request unanswered: its outcome is unknown."""
+
+
+class _OutOfTime(PaxosError):
+    """``retry_timeout`` ran out before the next attempt could start (never leaves ``_call``)."""
 
 
 class _Link:
@@ -122,30 +139,44 @@ class _Link:
         cls, address: Address, token: str, timeout: float, keepalive: float | None
     ) -> _Link:
         host, port = address
-        websocket = await websockets.connect(
-            f"ws://{host}:{port}{STREAM_PATH}",
-            additional_headers={"Authorization": f"Bearer {token}"},
-            open_timeout=timeout,
-            max_size=None,
-            compression=None,
-            ping_interval=keepalive,
-            ping_timeout=keepalive,
-            # A frozen node does not answer the close either: without this the link would
-            # wait 10 s for its close frame before its requests could go elsewhere.
-            close_timeout=keepalive if keepalive is not None else 10.0,
-        )
+        async with asyncio.timeout(timeout):  # the connection and the hello: one attempt
+            websocket = await websockets.connect(
+                f"ws://{host}:{port}{STREAM_PATH}",
+                additional_headers={"Authorization": f"Bearer {token}"},
+                open_timeout=timeout,
+                max_size=None,
+                compression=None,
+                ping_interval=keepalive,
+                ping_timeout=keepalive,
+                # A frozen node does not answer the close either: without this the link would
+                # wait 10 s for its close frame before its requests could go elsewhere.
+                close_timeout=keepalive if keepalive is not None else 10.0,
+            )
+            try:
+                frame = await websocket.recv()
+            except asyncio.CancelledError:  # the client was closed, or the attempt timed out
+                websocket.transport.abort()
+                raise
+            except BaseException:
+                await websocket.close()
+                raise
         try:
-            first = orjson.loads(await asyncio.wait_for(websocket.recv(), timeout))
-        except BaseException:
-            await websocket.close()
-            raise
-        if "hello" not in first:  # refused: {"error": ..., "status": 401 or 503}
-            await websocket.close()
-            status = int(first.get("status", 503))
-            if status == 503:
-                raise Unavailable(f"{host}:{port}: {first.get('error')}", status=503)
-            raise error_for_status(status, first)
-        return cls(address, websocket, first["hello"], timeout)
+            first = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            first = None
+        if isinstance(first, dict) and isinstance(first.get("hello"), dict):
+            try:
+                return cls(address, websocket, first["hello"], timeout)
+            except (TypeError, ValueError):  # limits that are no numbers: fall through
+                pass
+        await websocket.close()
+        status = first.get("status") if isinstance(first, dict) else None
+        if isinstance(first, dict) and "error" in first and status in (401, 403):
+            raise error_for_status(status, first)  # refused: {"error": ..., "status": 401}
+        if isinstance(first, dict) and "error" in first:  # 503: the node is starting, stopping
+            raise Unavailable(str(first["error"]), status=503, body=first)
+        # A proxy's page, another service: no Paxos node there (now); try the next one.
+        raise Unavailable(f"not a Paxos node's stream: its first frame is {str(frame)[:100]!r}")
 
     def request(self, payload: dict[str, Any]) -> tuple[int, asyncio.Future[dict[str, Any]]]:
         """Queue ``payload`` for the next frame: its id here, and the future of its answer
@@ -300,6 +331,9 @@ class AsyncPaxosClient:
         self._connecting: dict[Address, asyncio.Task[_Link]] = {}
         self._node_addresses: dict[int, Address] = {}
         self._leaders: dict[int, int] = {}
+        self._closed = False
+        self._closing: asyncio.Future[None] | None = None
+        """Done when ``close()`` was called: wakes the calls waiting to retry."""
 
     async def __aenter__(self) -> AsyncPaxosClient:
         return self
@@ -307,10 +341,24 @@ class AsyncPaxosClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def close(self) -> None:
+        """Close every connection: the calls still waiting for an answer, and any call made
+        later, fail with ``ClientClosed``; connections being opened are given up."""
+        self._closed = True
+        if self._closing is not None and not self._closing.done():
+            self._closing.set_result(None)
+        connecting = list(self._connecting.values())
+        for task in connecting:
+            task.cancel()
         links, self._links = list(self._links.values()), {}
         for link in links:
             await link.close()
+        # An attempt that opened its link anyway closes it (``_open``): wait for them.
+        await asyncio.gather(*connecting, return_exceptions=True)
 
     # ------------------------------------------------------------------ commands
 
@@ -329,7 +377,10 @@ class AsyncPaxosClient:
             "command": command,
             "request_id": request_id or new_request_id(),
         }
-        answer = await self._call(int(group), payload)
+        return await self._submit(payload)
+
+    async def _submit(self, payload: dict[str, Any]) -> CommandResult:
+        answer = await self._call(payload["group"], payload)
         return CommandResult(
             answer["instance"], answer["request_id"], answer["result"], answer["duplicate"]
         )
@@ -349,7 +400,7 @@ class AsyncPaxosClient:
     ) -> Any:
         """The key's value, or ``default`` when it does not exist."""
         result = await self.query({"op": "get", "key": key}, group, consistency)
-        return result["value"] if result["found"] else default
+        return _field(result, "value", group) if _field(result, "found", group) else default
 
     async def put(
         self, key: str, value: str, group: int = 1, *, request_id: str | None = None
@@ -361,7 +412,7 @@ class AsyncPaxosClient:
     async def delete(self, key: str, group: int = 1, *, request_id: str | None = None) -> bool:
         """Delete ``key``; False when it did not exist."""
         done = await self._kv_write({"op": "delete", "key": key}, group, request_id)
-        return bool(done.result["deleted"])
+        return bool(_field(done.result, "deleted", group, done))
 
     async def cas(
         self,
@@ -375,39 +426,75 @@ class AsyncPaxosClient:
         """Set ``key`` to ``value`` only if it is ``expected`` now (None: only if absent)."""
         command = {"op": "cas", "key": key, "expected": expected, "value": value}
         done = await self._kv_write(command, group, request_id)
-        return CasResult(bool(done.result["succeeded"]), done.result["value"], done.instance)
+        succeeded = _field(done.result, "succeeded", group, done)
+        return CasResult(bool(succeeded), _field(done.result, "value", group, done), done.instance)
 
     async def _kv_write(
         self, command: dict[str, Any], group: int, request_id: str | None
     ) -> CommandResult:
-        done = await self.submit_command(command, group, request_id)
+        """Submit a KV store command, marked for the KV store: a node refuses it with 404
+        (``NotFound``) when the group runs another state machine, before proposing it."""
+        payload = {
+            "op": "submit",
+            "group": int(group),
+            "command": orjson.dumps(command).decode(),
+            "request_id": request_id or new_request_id(),
+            "machine": "kv",
+        }
+        done = await self._submit(payload)
         if isinstance(done.result, dict) and "error" in done.result:
-            raise error_for_status(400, done.result)
+            error = error_for_status(400, done.result)
+            error.request_id = done.request_id
+            raise error
         return done
 
     # ------------------------------------------------------------------ plumbing
 
     async def _call(self, group: int, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send ``payload`` to the group's leader first, then the other nodes in turn."""
+        """Send ``payload`` to the group's leader first, then the other nodes in turn; an error
+        of a submit carries its ``request_id``."""
+        try:
+            return await self._attempts(group, payload)
+        except PaxosError as error:
+            error.request_id = payload.get("request_id")
+            raise
+
+    async def _attempts(self, group: int, payload: dict[str, Any]) -> dict[str, Any]:
+        """The attempts of ``_call``, as ``PaxosClient``'s: the first one waits up to
+        ``timeout``; no other one starts after ``retry_timeout``, and each waits at most the time
+        left; after a round over every node the pause grows (``retry_pause``)."""
+        if self._closed:
+            raise ClientClosed("the client is closed")
         deadline = time.monotonic() + self.retry_timeout
         last: PaxosError | None = None  # built only on a failure: this runs once per command
+        rounds = 0
         while True:
-            wait = 0.05
+            retry_after = 0.0
             for address in self._candidates(group):
                 link = self._links.get(address)
-                if link is None or link.closed:
-                    try:
-                        link = await self._connect(address)
-                    except AuthError:
-                        raise
-                    except _CONNECT_ERRORS as error:
-                        last = Unavailable(f"{address[0]}:{address[1]}: {error}")
-                        continue
-                request_id, future = link.request(payload)
                 try:
-                    answer = await future  # the link fails it after ``timeout`` seconds
+                    if link is None or link.closed:
+                        link = await self._connect(address, self._time_left(deadline, last))
+                    limit = self._time_left(deadline, last)  # after the connect, if any
+                    request_id, future = link.request(payload)
+                except AuthError:
+                    raise
+                except (_LinkLost, *_CONNECT_ERRORS) as error:  # not sent: try the next node
+                    if self._closed:
+                        raise ClientClosed("the client is closed") from None
+                    if isinstance(error, _OutOfTime):
+                        assert last is not None
+                        raise last from None
+                    last = Unavailable(f"{address[0]}:{address[1]}: {str(error) or 'timed out'}")
+                    continue
+                try:
+                    # The link fails it after ``timeout`` seconds; a retry's deadline may come
+                    # first (the one case that pays for a timer of its own).
+                    answer = await (future if limit is None else asyncio.wait_for(future, limit))
                 except (_LinkLost, TimeoutError) as error:
                     link.abandon(request_id)
+                    if self._closed:
+                        raise ClientClosed("the client is closed: the outcome is unknown") from None
                     last = Unavailable(f"{address[0]}:{address[1]}: {str(error) or 'timed out'}")
                     payload = {**payload, "retry": True}  # the outcome is unknown
                     continue
@@ -417,12 +504,32 @@ class AsyncPaxosClient:
                 if answer.get("status") != 503:
                     raise error_for_status(int(answer.get("status", 500)), answer)
                 last = NoQuorum(str(answer.get("error")), status=503, body=answer)
-                wait = float(answer.get("retry_after", wait))
+                with contextlib.suppress(TypeError, ValueError):
+                    retry_after = max(retry_after, float(answer.get("retry_after", 0.0)))
                 payload = {**payload, "retry": True}
+            rounds += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise last or Unavailable("no node could be reached")
-            await asyncio.sleep(min(wait, MAX_RETRY_SLEEP, remaining))
+            await self._pause(retry_pause(rounds, retry_after, remaining))
+
+    def _time_left(self, deadline: float, last: PaxosError | None) -> float | None:
+        """How long the next wait of an attempt may take: None (``timeout``) for the call's first
+        attempt, else at most what is left of ``retry_timeout``; ``_OutOfTime`` if nothing is."""
+        if last is None:
+            return None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _OutOfTime("retry_timeout ran out")
+        return remaining if remaining < self.timeout else None
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep before the next round of attempts; ``ClientClosed`` when closed meanwhile."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_future()
+        await asyncio.wait([self._closing], timeout=seconds)  # no task: 1,000 calls may wait
+        if self._closed:
+            raise ClientClosed("the client is closed")
 
     def _candidates(self, group: int) -> list[Address]:
         leader = self._node_addresses.get(self._leaders.get(group, 0))
@@ -433,19 +540,48 @@ class AsyncPaxosClient:
         if isinstance(leader, int):
             self._leaders[group] = leader
 
-    async def _connect(self, address: Address) -> _Link:
-        """Open a link to ``address`` (callers that need one at the same time share the attempt)
-        and learn the cluster from its hello. ``_call`` reuses an open link without coming here."""
+    async def _connect(self, address: Address, limit: float | None = None) -> _Link:
+        """Open a link to ``address`` (callers that need one at the same time share the attempt,
+        which takes at most ``timeout``; this caller waits at most ``limit`` for it) and learn
+        the cluster from its hello. ``_call`` reuses an open link without coming here."""
+        if self._closed:
+            raise ClientClosed("the client is closed")
         task = self._connecting.get(address)
         if task is None:
-            task = asyncio.create_task(
-                _Link.open(address, self.token, self.timeout, self.keepalive)
-            )
+            task = asyncio.create_task(self._open(address))
             self._connecting[address] = task
-            task.add_done_callback(lambda _done: self._connecting.pop(address, None))
-        link = await asyncio.shield(task)
+            task.add_done_callback(self._opened)
+        # Not ``shield``: an attempt cancelled by ``close()`` must not look like this caller's
+        # cancellation, and one that outlives ``limit`` goes on for the other callers.
+        await asyncio.wait([task], timeout=limit)
+        if not task.done():
+            raise TimeoutError()
+        if task.cancelled():
+            raise ClientClosed("the client is closed")
+        return task.result()
+
+    def _opened(self, task: asyncio.Task[_Link]) -> None:
+        """An attempt ended: the next caller starts another. Its error is taken here too: the
+        callers that waited for it may all have stopped waiting, and asyncio would log it."""
+        for address, connecting in list(self._connecting.items()):
+            if connecting is task:
+                del self._connecting[address]
+        if not task.cancelled():
+            task.exception()
+
+    async def _open(self, address: Address) -> _Link:
+        """One attempt to open a link: kept and learnt from here, not by the callers waiting
+        for it (a caller may have stopped waiting), or closed at once if the client is."""
+        link = await _Link.open(address, self.token, self.timeout, self.keepalive)
+        if self._closed:
+            await link.close()
+            raise ClientClosed("the client is closed")
+        try:
+            self._learn(link.hello)
+        except (AttributeError, TypeError, ValueError) as error:
+            await link.close()
+            raise Unavailable(f"a hello this client cannot read ({error}): {link.hello}") from None
         self._links[address] = link
-        self._learn(link.hello)
         return link
 
     def _learn(self, hello: dict[str, Any]) -> None:
@@ -459,4 +595,21 @@ class AsyncPaxosClient:
             self._note_leader(int(group), leader)
 
 
-__all__ = ["AsyncPaxosClient"]
+def _field(result: Any, name: str, group: int, done: CommandResult | None = None) -> Any:
+    """A field of the KV store's answer (``done``: the command's), or ``NotFound`` when the
+    answer is not the KV store's: the group runs another state machine, and the node did not
+    refuse the command before proposing it (a release without the stream's ``machine`` field).
+    Such a command was applied, by the other machine: the error says in which instance."""
+    if isinstance(result, dict) and name in result:
+        return result[name]
+    where = f" (the command was applied there, in instance {done.instance})" if done else ""
+    error = NotFound(
+        f"group {group} does not run the KV store{where}: its answer has no {name!r}: "
+        f"{str(result)[:200]}",
+        body=result,
+    )
+    error.request_id = done.request_id if done else None
+    raise error
+
+
+__all__ = ["AsyncPaxosClient", "ClientClosed"]

@@ -79,7 +79,13 @@ def new_request_id() -> str:
 
 
 class PaxosError(Exception):
-    """Base of every error the client raises; ``status`` is the HTTP status (None: no answer)."""
+    """Base of every error the client raises; ``status`` is the HTTP status (None: no answer).
+
+    ``request_id``: on an error of a write (``submit``, ``put``, ``delete``, ``cas``), the
+    request id it was sent with, yours or the one the client generated; None otherwise. After
+    ``NoQuorum`` or ``Unavailable`` the outcome is unknown: retry with that id."""
+
+    request_id: str | None = None
 
     def __init__(
         self,
@@ -241,6 +247,7 @@ class PaxosClient:
             "POST",
             f"/api/groups/{int(group)}/commands/",
             {"command": command, "request_id": request_id},
+            request_id=request_id,
         )
         return CommandResult(
             body["instance"], body["request_id"], body["result"], body["duplicate"]
@@ -282,13 +289,15 @@ class PaxosClient:
 
     def put(self, key: str, value: str, group: int = 1, *, request_id: str | None = None) -> int:
         """Set ``key`` to ``value`` (strings); returns the instance the write was chosen in."""
-        body = {"value": value, "request_id": request_id or new_request_id()}
-        return int(self._call("PUT", _kv_path(group, key), body)["instance"])
+        request_id = request_id or new_request_id()
+        body = {"value": value, "request_id": request_id}
+        return int(self._call("PUT", _kv_path(group, key), body, request_id=request_id)["instance"])
 
     def delete(self, key: str, group: int = 1, *, request_id: str | None = None) -> bool:
         """Delete ``key``; False when it did not exist."""
-        query = urlencode({"request_id": request_id or new_request_id()})
-        return bool(self._call("DELETE", f"{_kv_path(group, key)}?{query}")["deleted"])
+        request_id = request_id or new_request_id()
+        path = f"{_kv_path(group, key)}?{urlencode({'request_id': request_id})}"
+        return bool(self._call("DELETE", path, request_id=request_id)["deleted"])
 
     def cas(
         self,
@@ -300,8 +309,9 @@ class PaxosClient:
         request_id: str | None = None,
     ) -> CasResult:
         """Set ``key`` to ``value`` only if it is ``expected`` now (None: only if absent)."""
-        body = {"expected": expected, "value": value, "request_id": request_id or new_request_id()}
-        answer = self._call("POST", _kv_path(group, key) + "/cas", body)
+        request_id = request_id or new_request_id()
+        body = {"expected": expected, "value": value, "request_id": request_id}
+        answer = self._call("POST", _kv_path(group, key) + "/cas", body, request_id=request_id)
         return CasResult(bool(answer["succeeded"]), answer["value"], int(answer["instance"]))
 
     # ------------------------------------------------------------------ cluster information
@@ -341,9 +351,25 @@ class PaxosClient:
         *,
         nodes: Sequence[tuple[str, int]] | None = None,
         retry: bool = True,
+        request_id: str | None = None,
     ) -> Any:
         """One API call with failover; returns the decoded JSON body of a 2xx answer.
-        ``retry=False``: one round of attempts (one per node), then the last error."""
+        ``retry=False``: one round of attempts (one per node), then the last error.
+        ``request_id``: a write's, set on the error it fails with."""
+        try:
+            return self._attempts(method, path, body, nodes, retry)
+        except PaxosError as error:
+            error.request_id = request_id
+            raise
+
+    def _attempts(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        nodes: Sequence[tuple[str, int]] | None,
+        retry: bool,
+    ) -> Any:
         targets = list(nodes) if nodes is not None else self.nodes
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Accept": "application/json"}
@@ -387,8 +413,7 @@ class PaxosClient:
             if remaining <= 0 or not retry:
                 assert last_error is not None
                 raise last_error
-            pause = min(retry_after or 0.05 * 2**rounds, MAX_RETRY_SLEEP, remaining)
-            time.sleep(pause)
+            time.sleep(retry_pause(rounds, retry_after, remaining))
 
     def _learn_nodes(self, address: tuple[str, int]) -> None:
         """Add the cluster's other nodes, as the node at ``address`` lists them, to ``nodes``.
@@ -490,6 +515,16 @@ def _message(answer: Any, status: int) -> str:
     if isinstance(answer, dict) and "error" in answer:
         return f"{answer['error']} (HTTP {status})"
     return f"HTTP {status}: {answer!r}"[:500]
+
+
+def retry_pause(rounds: int, retry_after: float, remaining: float) -> float:
+    """Seconds to wait after ``rounds`` rounds of attempts over every node failed: the server's
+    ``Retry-After`` if it said one (> 0), else 0.1, 0.2, 0.4... (backing off); at most
+    ``MAX_RETRY_SLEEP`` and the ``remaining`` time of the call. Both clients use it.
+    (The exponent is capped: 2**1100 seconds is no float, and a call retried for an hour
+    goes that many rounds.)"""
+    backoff = 0.05 * 2 ** min(rounds, 16)
+    return max(0.0, min(retry_after or backoff, MAX_RETRY_SLEEP, remaining))
 
 
 def _retry_after(value: str | None) -> float:

@@ -6,12 +6,9 @@ line per group naming the odd node, and a non-zero exit."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,18 +18,7 @@ from consensus.client import PaxosClient, Unavailable
 from consensus.config import free_ports
 from consensus.management.commands.paxos import _who_differs
 from tests.fixtures.cluster import TOKEN, Cluster
-from tests.fixtures.http import answering_nodes
-
-
-@contextlib.contextmanager
-def hanging_nodes(count: int) -> Iterator[list[tuple[str, int]]]:
-    """Ports that accept connections (the kernel's backlog) but never answer a request."""
-    sockets = [socket.create_server(("127.0.0.1", 0), backlog=8) for _ in range(count)]
-    try:
-        yield [("127.0.0.1", sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+from tests.fixtures.http import answering_nodes, hanging_nodes
 
 
 def status_cli(*urls: str, options: tuple[str, ...] = ()) -> tuple[str, CommandError, float]:

@@ -16,7 +16,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from consensus.client import NoQuorum, PaxosClient, Unavailable
+from consensus.client import MAX_RETRY_SLEEP, NoQuorum, PaxosClient, Unavailable, retry_pause
+from consensus.config import free_ports
 from tests.fixtures.http import http_nodes
 
 SLOW = 0.3
@@ -140,3 +141,28 @@ def test_a_client_given_one_node_learns_the_others_and_fails_over_to_them(
             else:
                 with pytest.raises(Unavailable):
                     client.put("k", "w")
+
+
+def test_a_write_of_unknown_outcome_carries_its_request_id() -> None:
+    """``NoQuorum`` (and ``Unavailable``) of a write name the id the client generated for it:
+    the one to retry with."""
+    with http_nodes(1, EchoingNoQuorum) as [server]:
+        client = PaxosClient(*server.server_address[:2], token="t", retry_timeout=0.1)
+        with client, pytest.raises(NoQuorum) as raised:
+            client.put("k", "v")
+    sent = raised.value.body["request_id"]  # the node echoes what it got
+    assert raised.value.request_id == sent and len(sent) == 28
+    (dead,) = free_ports(1)
+    client = PaxosClient("127.0.0.1", dead, token="t", retry_timeout=0.1)
+    with client, pytest.raises(Unavailable) as raised:
+        client.cas("k", None, "v", request_id="mine")
+    assert raised.value.request_id == "mine"
+
+
+def test_the_pause_between_rounds_backs_off_and_is_capped() -> None:
+    """0.1, 0.2, 0.4, 0.8 s, then ``MAX_RETRY_SLEEP``, also after an hour of rounds (2**1100
+    seconds is no float); the server's Retry-After (capped) first; never past the deadline."""
+    assert [retry_pause(rounds, 0.0, 60) for rounds in range(1, 6)] == [0.1, 0.2, 0.4, 0.8, 1.0]
+    assert retry_pause(5000, 0.0, 60) == MAX_RETRY_SLEEP
+    assert retry_pause(1, 0.5, 60) == 0.5 and retry_pause(1, 30.0, 60) == MAX_RETRY_SLEEP
+    assert retry_pause(3, 0.0, 0.25) == 0.25

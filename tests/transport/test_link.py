@@ -14,6 +14,7 @@ from consensus.core.ballot import Ballot
 from consensus.core.messages import Accept, Accepted, Command, Forward
 from consensus.transport.client import LinkOptions, PeerLink
 from consensus.transport.peers import PeerAddress
+from tests.fixtures.polling import wait_until
 
 from .fakes import RecordingPeer
 
@@ -50,13 +51,6 @@ async def links() -> AsyncIterator[list[PeerLink]]:
     yield created
     for link in created:
         await link.stop()
-
-
-async def wait_until(predicate: object, within: float = 5.0) -> None:
-    """Poll: the link's counters are plain attributes with no event to wait on."""
-    async with asyncio.timeout(within):
-        while not predicate():  # type: ignore[operator]  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 def free_port() -> int:

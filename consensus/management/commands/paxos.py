@@ -9,7 +9,10 @@ Which nodes: ``--url`` (repeatable or comma separated), else every node of ``--c
 the node config this process was started with, else of ``demo-cluster/cluster.json`` in the
 current folder (what ``runpaxos --demo`` writes), else http://127.0.0.1:33333. The token:
 ``--token``, else ``$PAXOS_API_TOKEN``, else the config's first apiToken.
-Output is the value (get) or JSON; failures are one-line errors with exit status 1.
+Output is the value (get) or JSON; failures are one-line errors with exit status 1. A write
+(put, delete, cas, submit) gets its request id here, before the first attempt (or
+``--request-id``): when its outcome is unknown, the error names it and the command that retries
+the write with it.
 ``status`` asks every node at once (one attempt each, at most 5 s), prints what it got and, for
 each group with a divergence alarm, which node differs; it exits 1 when a node did not answer or
 a node reports an alarm (as ``check`` exits 1 when a node's state differs). ``check`` compares
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,9 +38,11 @@ from consensus import version_text
 from consensus.client import (
     DEFAULT_PORT,
     TOKEN_ENVIRONMENT_VARIABLE,
+    NoQuorum,
     PaxosClient,
     PaxosError,
     Unavailable,
+    new_request_id,
     parse_address,
 )
 from consensus.config import ClusterConfig, ConfigError, load_config
@@ -51,6 +57,12 @@ STATUS_TIMEOUT = 5.0
 
 DIVERGENCE_README = 'README "Nodes whose state machines differ"'
 """Where an operator reads what a divergence alarm means and what to do."""
+
+WRITES = frozenset({"submit", "put", "delete", "cas"})
+"""The actions that write: the CLI picks their request id before the first attempt."""
+
+DEFAULT_TIMEOUT = 30.0
+"""``--timeout``'s default (a retry command repeats the option only when it differs)."""
 
 
 class Command(BaseCommand):
@@ -82,7 +94,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--timeout",
             type=float,
-            default=30.0,
+            default=DEFAULT_TIMEOUT,
             help="seconds to keep retrying across nodes before giving up (30; status: one "
             "attempt per node, of at most 5 s)",
         )
@@ -167,6 +179,9 @@ class Command(BaseCommand):
         token = options["token"] or os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or config_token
         if options["timeout"] <= 0:
             raise CommandError("--timeout must be positive")
+        if options["action"] in WRITES and not options.get("request_id"):
+            # Chosen here, not by the client, so that an error can name it (_explain).
+            options["request_id"] = new_request_id()
         host, port = addresses[0]
         client = PaxosClient(
             host,
@@ -181,7 +196,7 @@ class Command(BaseCommand):
             with client:
                 self._run(client, addresses, options)
         except PaxosError as error:
-            raise CommandError(_explain(error)) from None
+            raise CommandError(_explain(error, options)) from None
         except ValueError as error:  # a key with '/', an empty key...
             raise CommandError(str(error)) from None
 
@@ -445,12 +460,52 @@ def _role(group: dict[str, Any]) -> str:
     return "rebuilding" if group.get("rebuilding") else str(group["role"])
 
 
-def _explain(error: PaxosError) -> str:
-    """The error, and for a write whose outcome is unknown (a 503 after it may have been
-    proposed) the request id to retry with: the server's message says to retry with it, and
-    the CLI chose it, so the user could not know it otherwise."""
-    body = error.body
-    request_id = body.get("request_id") if isinstance(body, dict) else None
-    if isinstance(request_id, str) and request_id:
-        return f"{error}: retry with --request-id {request_id} to apply it at most once"
+def _explain(error: PaxosError, options: dict[str, Any]) -> str:
+    """The error, and for a write whose outcome is unknown (no node answered in time, or a 503
+    after it may have been proposed) the request id to retry with and the command that does:
+    the CLI chose the id, so the user could not know it otherwise, and the same write run
+    again without it would be a second write (a second submit or cas applied)."""
+    request_id = options.get("request_id")
+    unknown = isinstance(error, Unavailable | NoQuorum) or (error.status or 0) >= 500
+    if options["action"] in WRITES and request_id and unknown:
+        yours = " (with your token for TOKEN)" if options["token"] else ""
+        return (
+            f"{error}: the outcome is unknown (it may still be applied); retry with "
+            f"--request-id {request_id} to apply it at most once: {_retry_command(options)}"
+            f"{yours}"
+        )
+    body = error.body  # a 503 of another action that names a request id
+    named = body.get("request_id") if isinstance(body, dict) else None
+    if isinstance(named, str) and named:
+        return f"{error}: retry with --request-id {named} to apply it at most once"
     return str(error)
+
+
+def _retry_command(options: dict[str, Any]) -> str:
+    """The command line that retries the write of ``options`` with its request id; the token,
+    if it was given with ``--token``, as ``TOKEN`` (an error message is no place for it)."""
+    words = ["python", "manage.py", "paxos"]
+    for url in options["url"]:
+        words += ["--url", url]
+    if options["config"]:
+        words += ["--config", options["config"]]
+    if options["token"]:
+        words += ["--token", "TOKEN"]
+    if options["timeout"] != DEFAULT_TIMEOUT:
+        words += ["--timeout", f"{options['timeout']:g}"]
+    if options["json"]:
+        words.append("--json")
+    action = options["action"]
+    words.append(action)
+    if action == "submit":
+        words.append(options["command"])
+    else:
+        words.append(options["key"])
+        if action in {"put", "cas"}:
+            words.append(options["value"])
+        if action == "cas":
+            words += ["--absent"] if options["absent"] else ["--expected", options["expected"]]
+    if options["group"] != 1:
+        words += ["--group", str(options["group"])]
+    words += ["--request-id", options["request_id"]]
+    return shlex.join(words)
