@@ -33,10 +33,17 @@ class RecentlyChosen:
         return self._instances.get(request_id)
 
     def record(self, instance: int, value: Value) -> None:
-        """Remember the commands of ``value``, chosen in ``instance``; forget the oldest."""
+        """Remember the commands of ``value``, chosen in ``instance``; forget the oldest.
+
+        A request id chosen again (a retry that raced its first attempt) keeps its first
+        instance: that is where its stored result is, and what a pruning marker's cutoff is
+        compared with (``forget_before``). Overwritten by the repeat, the id outlived its pruned
+        result, and a later retry waited for an application that had already happened."""
         instances = self._instances
         for command in value:
-            instances[command.request_id] = instance
+            first = instances.get(command.request_id)
+            if first is None or instance < first:
+                instances[command.request_id] = instance
         while len(instances) > self._limit:
             instances.popitem(last=False)
 
