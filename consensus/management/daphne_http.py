@@ -22,6 +22,10 @@ What the protocol does:
 * keep-alive (HTTP/1.1 by default, ``Connection: close`` honoured) and pipelined requests,
   answered one after another in order (reading pauses while requests wait their turn, so a
   client cannot queue up more than one read's worth);
+* write backpressure: the channel is the transport's streaming producer, so while the answers
+  written exceed Twisted's send buffer (64 KiB unsent) the next request does not start and
+  nothing more is read, until the client has taken them all. A client that pipelines requests
+  for large answers and never reads made the node hold every answer (285 KB each) before;
 * the request body streamed to the application as it arrives (``more_body``), so an
   application that refuses a large body (the API's 413) does so before it is all read; the
   connection is closed after a response sent before its request's body was complete;
@@ -32,8 +36,11 @@ What the protocol does:
   single-message body, else chunked (HTTP/1.1) or by closing the connection (HTTP/1.0); no
   body for ``HEAD``, 1xx, 204 and 304;
 * a connection that sends nothing for ``IDLE_TIMEOUT`` (60 s, Twisted's figure) while no
-  answer is due is closed: idle keep-alive connections and stalled requests; so is one whose
-  request head is not complete ``IDLE_TIMEOUT`` after it began (bytes trickling in);
+  answer is due is closed: idle keep-alive connections and stalled requests, and one that has
+  not taken its answers (nothing of a full send buffer sent) for as long; so is one whose
+  request head is not complete ``IDLE_TIMEOUT`` after it began (bytes trickling in). A closed
+  connection whose answers are still not sent a quarter of ``IDLE_TIMEOUT`` later (15 s, as
+  Twisted's ``abortTimeout``) is aborted: ``loseConnection`` waits for the client to read them;
 * a request that httptools cannot parse gets ``400`` (a request line and headers above
   ``MAX_HEAD_BYTES``: ``431``, counted as ``HttpChannel.dataReceived`` says) and the
   connection is closed, once the requests pipelined before it are answered: they were
@@ -63,8 +70,10 @@ from urllib.parse import unquote
 
 import httptools
 from daphne.http_protocol import WebRequest
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import LoopingCall
+from zope.interface import implementer
 
 logger = logging.getLogger("consensus.runtime")
 
@@ -131,8 +140,10 @@ class HttpToolsFactory(ServerFactory):
             channel.close_if_idle(now)
 
 
+@implementer(IPushProducer)
 class HttpChannel(Protocol):
-    """One HTTP/1.1 connection: parses requests, runs them one at a time, in order."""
+    """One HTTP/1.1 connection: parses requests, runs them one at a time, in order; and the
+    transport's producer, which it pauses while its send buffer is full (``pauseProducing``)."""
 
     def __init__(self, server: Any) -> None:
         self.server = server
@@ -143,7 +154,14 @@ class HttpChannel(Protocol):
         self.queued: deque[Exchange] = deque()
         self.parsing: Exchange | None = None
         self.closed = False
+        self.closed_at = 0.0
         self.last_read = time.monotonic()
+        self.write_paused = False
+        """The transport's send buffer is full (``pauseProducing``): no request starts and
+        nothing is read until it has all been sent (``resumeProducing``)."""
+        self.last_drained = 0.0
+        """When the transport last sent all it had after being full: a client that takes its
+        answers, however slowly, is not idle."""
         self._starting = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -165,6 +183,7 @@ class HttpChannel(Protocol):
 
     def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
         self.factory.channels.add(self)
+        self.transport.registerProducer(self, True)
         peer, host = self.transport.getPeer(), self.transport.getHost()
         if hasattr(peer, "host") and hasattr(peer, "port"):
             self.client = [str(peer.host), peer.port]
@@ -236,6 +255,23 @@ class HttpChannel(Protocol):
             if rest:
                 self.dataReceived(rest)
 
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's name (IPushProducer)
+        """The transport holds more than its buffer size unsent (it calls this from ``write``):
+        the answer being written is finished, but no request starts after it (nor is anything
+        read, ``on_headers_complete``) until the client has taken it. An application's body
+        messages still go into the buffer: daphne's ``send`` cannot wait for this."""
+        self.write_paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802 - Twisted's name (IPushProducer)
+        """All that was written is sent: go on with the requests waiting."""
+        self.write_paused = False
+        self.last_drained = time.monotonic()
+        if self.active is None and not self.closed:
+            self._go_on()
+
+    def stopProducing(self) -> None:  # noqa: N802 - Twisted's name (IPushProducer)
+        pass  # the connection is lost: connectionLost follows
+
     def connectionLost(self, reason: Any = None) -> None:  # noqa: N802 - Twisted's name
         self.factory.channels.discard(self)
         self.closed = True
@@ -293,9 +329,9 @@ class HttpChannel(Protocol):
         exchange = Exchange(self, self._url, self._headers)
         self.parsing = exchange
         self.queued.append(exchange)
-        if self.active is None:
+        if self.active is None and not self.write_paused:
             self._start_queued()
-        else:  # pipelined: read no further until the requests before it are answered
+        else:  # pipelined (or unsent answers): read no further until it can start
             self.transport.pauseProducing()
 
     def on_chunk_header(self) -> None:
@@ -334,7 +370,7 @@ class HttpChannel(Protocol):
             return  # exchange_done, called from the start below: the loop goes on
         self._starting = True
         try:
-            while self.active is None and self.queued and not self.closed:
+            while self.active is None and self.queued and not (self.closed or self.write_paused):
                 exchange = self.active = self.queued.popleft()
                 try:
                     exchange.start()
@@ -368,7 +404,13 @@ class HttpChannel(Protocol):
         self.active = None
         if not exchange.keep_alive or not exchange.body_complete:
             self._close()
-        elif self.queued:
+        elif (self.queued or self.failure is not None) and not self.write_paused:
+            self._go_on()  # if paused, resumeProducing does once the answers are sent
+
+    def _go_on(self) -> None:
+        """The next request (reading resumes once none waits), or the error page due after the
+        requests queued before a failure."""
+        if self.queued:
             self._start_queued()
             if not self.queued and not self.closed and self.failure is None:
                 self.transport.resumeProducing()
@@ -381,13 +423,25 @@ class HttpChannel(Protocol):
         application then hears ``http.disconnect``); and a request head still incomplete
         ``IDLE_TIMEOUT`` after it began, however slowly its bytes come (a client that holds a
         connection with one byte every few seconds). A request whose answer is being worked
-        on is never cut off here (daphne's own ``http_timeout`` is for that)."""
+        on is never cut off here (daphne's own ``http_timeout`` is for that). A client that
+        takes nothing of the answers filling the send buffer counts as silent (it sent nothing
+        else: its requests wait, unread or unstarted).
+
+        A connection closed a quarter of ``IDLE_TIMEOUT`` ago and still not lost is aborted:
+        ``loseConnection`` sends what is buffered first, and a client that reads nothing would
+        hold it (and its buffer and descriptor) for ever. Twisted's HTTP server aborted 15 s
+        after its idle timeout's close too."""
+        if self.closed:
+            if now - self.closed_at > IDLE_TIMEOUT / 4 and self.transport is not None:
+                self.transport.abortConnection()
+            return
         active = self.active
         # Only an application can be working on an answer: an exchange that never reached one
         # (``queue`` None) cannot hold the connection open.
         answering = active is not None and active.body_complete and active.queue is not None
         trickling = self.head_started is not None and now - self.head_started > IDLE_TIMEOUT
-        if trickling or (not answering and now - self.last_read > IDLE_TIMEOUT):
+        quiet = now - max(self.last_read, self.last_drained)
+        if trickling or (not answering and quiet > IDLE_TIMEOUT):
             self._close()
 
     def _upgrade(self, rest: bytes) -> None:
@@ -404,6 +458,7 @@ class HttpChannel(Protocol):
         protocol._raw_query_string = query
         self.factory.channels.discard(self)  # the websocket's own timeouts apply from here
         transport, self.transport = self.transport, None
+        transport.unregisterProducer()
         transport.protocol = protocol
         protocol.makeConnection(transport)
         head = [self.parser.get_method(), b" ", self._url, b" HTTP/1.1\r\n"]
@@ -427,8 +482,13 @@ class HttpChannel(Protocol):
         self._close()
 
     def _close(self) -> None:
+        """Close once what is written is sent (``close_if_idle`` aborts it if that takes too
+        long). A registered producer would keep it open: a transport whose buffer drains while
+        its producer is paused resumes the producer instead of closing."""
         if not self.closed and self.transport is not None:
             self.closed = True
+            self.closed_at = time.monotonic()
+            self.transport.unregisterProducer()
             self.transport.loseConnection()
 
 

@@ -142,6 +142,37 @@ def test_requests_waiting_behind_a_slow_one_are_not_read_ahead(port: int) -> Non
     assert sent < 64, "the server read 64 MiB of requests queued behind one still running"
 
 
+def tcp_state(sock: socket.socket) -> int:
+    """The socket's TCP state (Linux's ``tcp_info.tcpi_state``)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+TCP_ESTABLISHED = 1
+
+
+def test_a_client_that_reads_no_answers_is_not_read_ahead_and_is_closed(port: int) -> None:
+    """Answers the client does not take stop the server: no request starts, and nothing is read,
+    while more than Twisted's buffer size of them is unsent. The next request started as soon as
+    the answer before it was in Twisted's buffer, not sent, so the server read all 64 MiB and
+    held every answer. And the connection is really closed after the idle timeout (a second
+    here): ``loseConnection`` alone waited for ever for the client to take the buffer."""
+    one = request("PUT", "/echo", b"x" * (1 << 20))  # answered with the body (as JSON)
+    sent = 0
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.settimeout(2)
+        with contextlib.suppress(TimeoutError, ConnectionResetError, BrokenPipeError):
+            for _ in range(64):
+                sock.sendall(one)
+                sent += 1
+        assert sent < 64, "the server read 64 MiB of requests whose answers were not read"
+        deadline = time.monotonic() + 5  # the idle timeout, then a quarter of it to abort
+        while tcp_state(sock) == TCP_ESTABLISHED and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tcp_state(sock) != TCP_ESTABLISHED, "still open five idle timeouts later"
+
+
 def test_an_idle_connection_is_closed(port: int) -> None:
     """The server under test closes connections idle for a second (60 s in a node)."""
     with connection(port) as conn:
