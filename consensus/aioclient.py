@@ -131,6 +131,9 @@ class _Link:
         # At least 1: a hello that said 0 would leave the writer spinning on a full outbox.
         self._max_batch = max(1, int(hello.get("max_requests_per_frame", 1000)))
         self._max_frame_bytes = int(hello.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES))
+        self._names_machines = "machine" in (hello.get("submit_fields") or ())
+        """Whether the node takes a submit's ``machine``: an older one refuses it with 400, and
+        gets the KV helpers' commands without it (``request``)."""
         self._tasks = [asyncio.create_task(self._write()), asyncio.create_task(self._read())]
         self.closed = False
 
@@ -187,6 +190,8 @@ class _Link:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiting[request_id] = future
+        if "machine" in payload and not self._names_machines:
+            payload = {key: value for key, value in payload.items() if key != "machine"}
         self._outbox.append({**payload, "id": request_id})
         self._wake.set()
         deadlines = self._deadlines
@@ -525,6 +530,8 @@ class AsyncPaxosClient:
 
     async def _pause(self, seconds: float) -> None:
         """Sleep before the next round of attempts; ``ClientClosed`` when closed meanwhile."""
+        if self._closed:
+            raise ClientClosed("the client is closed")
         if self._closing is None:
             self._closing = asyncio.get_running_loop().create_future()
         await asyncio.wait([self._closing], timeout=seconds)  # no task: 1,000 calls may wait

@@ -65,7 +65,7 @@ from typing import Any
 
 import orjson
 
-from consensus.registry import registry
+from consensus.registry import NotRegistered, registry
 from consensus.request_ids import new_request_id
 from consensus.runtime import (
     Outcome,
@@ -82,6 +82,7 @@ from consensus.transport import ws_limits
 from .authentication import bearer_token, token_is_valid
 from .exceptions import ApiError
 from .fastpath import (
+    KV_STORE,
     check_for_machine,
     check_request_id,
     not_the_kv_store,
@@ -393,20 +394,26 @@ class ClientStream:
 
     def _check_machine(self, group_id: int, name: Any) -> None:
         """A submit's optional ``machine``: the state machine the client meant the command for
-        (the client's KV helpers say "kv"). A group that runs another one refuses it with the
-        REST routes' 404 before anything is proposed: a KV put to a group that runs a log was
-        committed there, and its result was not the one the client expected."""
+        (the client's KV helpers say "kv"). A group whose machine is not one (an instance of the
+        class registered under that name: a subclass of the KV store is one, as the REST KV
+        routes take it) refuses it with the REST routes' 404 before anything is proposed: a KV
+        put to a group that runs a log was committed there, and its result was not the one the
+        client expected."""
         if name is None:
             return
         if not isinstance(name, str):
             raise ApiError(400, "machine must be a state machine's name (a string)")
+        try:
+            wanted = registry.get(name)
+        except NotRegistered as error:
+            raise ApiError(400, f"machine: {error}") from None
         node = self._node
         assert node is not None
         machine = node.machines.get(group_id)
-        runs = registry.name_of(machine) if machine is not None else name
-        if runs != name:
-            if name == "kv":
+        if machine is not None and not isinstance(machine, wanted):
+            if name == KV_STORE:
                 raise not_the_kv_store(group_id, machine)
+            runs = registry.name_of(machine)
             raise ApiError(404, f'group {group_id} does not run "{name}"; it runs "{runs}"')
 
     def _check(self, group_id: int, text: str) -> None:
@@ -581,4 +588,7 @@ def _hello(node: PaxosNode) -> dict[str, Any]:
         "leaders": {str(g): r.leader_id for g, r in node.replicas.items()},
         "max_requests_per_frame": MAX_REQUESTS_PER_FRAME,
         "max_frame_bytes": node.max_frame_size,
+        # What a submit may hold: a client sends "machine" only to a node that takes it (an
+        # older node refuses an unknown field with 400).
+        "submit_fields": sorted(SUBMIT_FIELDS),
     }

@@ -513,17 +513,16 @@ class Applier:
         """``apply`` for each command, a failure becoming that command's result; a durable
         machine's commands each in a savepoint, so that a failed one leaves nothing behind."""
         results = []
+        durable = machine.durable
         for command, context in batch:
             savepoint = (
-                transaction.atomic(using=self.using)
-                if machine.durable
-                else contextlib.nullcontext()
+                transaction.atomic(using=self.using) if durable else contextlib.nullcontext()
             )
-            what = f"instance {context.instance}"
             try:
                 with savepoint:
                     results.append(machine.apply(command, context))
             except Exception as error:  # noqa: BLE001 - user code
+                what = f"instance {context.instance}"
                 self._stop_if_storage_failed(context.group_id, what, error)
                 logger.warning(
                     "group %s instance %s: the state machine failed on %r: %r at %s",
@@ -535,7 +534,10 @@ class Applier:
                 )
                 results.append(FailedResult(error=f"{type(error).__name__}: {error}"))
             else:
-                self._stop_if_storage_failed(context.group_id, what)
+                if durable:  # before the next command's savepoint: it would commit alone
+                    self._stop_if_storage_failed(context.group_id, f"instance {context.instance}")
+        if batch and not durable:  # an in-memory machine: once, it should not touch the database
+            self._stop_if_storage_failed(batch[0][1].group_id, _instances(batch))
         return results
 
     def _known_results(

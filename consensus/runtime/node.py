@@ -483,6 +483,7 @@ class PaxosNode:
             if earlier is not None:
                 return earlier
         future = self.submit_nowait(group_id, payload, request_id)
+        joined = self._waiters.futures.get((group_id, request_id))  # what ``discard`` drops
         started = time.perf_counter()
         try:
             outcome = await asyncio.wait_for(
@@ -492,11 +493,11 @@ class PaxosNode:
             self.observer.request_finished(group_id, time.perf_counter() - started, "overloaded")
             raise
         except asyncio.CancelledError:  # the client went away: stop waiting for it
-            self._waiters.discard(group_id, request_id)
+            self._waiters.discard(group_id, request_id, joined)
             raise
         except TimeoutError:
             self.observer.request_finished(group_id, time.perf_counter() - started, "timeout")
-            self._waiters.discard(group_id, request_id)
+            self._waiters.discard(group_id, request_id, joined)
             error = self.commit_timeout_error(group_id, request_id, self.request_timeout)
             error.request_id = request_id
             raise error from None

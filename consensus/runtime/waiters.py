@@ -111,9 +111,15 @@ class Waiters:
         if future is not None and not future.done():
             future.set_exception(error)
 
-    def discard(self, group_id: int, request_id: str) -> None:
-        """One caller stops waiting; the future goes when the last one does."""
+    def discard(
+        self, group_id: int, request_id: str, future: asyncio.Future[Outcome] | None = None
+    ) -> None:
+        """One caller stops waiting; the future goes when the last one does. ``future``: the
+        one it waited on, if it knows it; a caller that gives up after its future was resolved
+        must not count against a new one for the same id."""
         key = (group_id, request_id)
+        if future is not None and self.futures.get(key) is not future:
+            return
         left = self.callers.get(key, 0) - 1
         if left > 0:
             self.callers[key] = left

@@ -13,24 +13,19 @@ statement by statement, a part of it without the rest. Such an error stops the n
 works.
 
 What counts as deterministic is a short list, by the driver's own error code where there is one;
-any other database error is the storage's. Stopping a node for an error that was in fact the
-command's costs availability until someone looks; storing the storage's error as a result would
-cost the nodes' agreement for good.
+any other database error is the storage's. Neither mistake is cheap: a command's error taken for
+the storage's stops every node at that command, restart after restart, until the state machine
+is fixed; the storage's error taken for the command's costs the nodes' agreement for good.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from django.db import (
-    DataError,
-    IntegrityError,
-    NotSupportedError,
-    ProgrammingError,
-    connections,
-)
 from django.db import Error as DjangoDatabaseError
+from django.db import InterfaceError, OperationalError, connections
 from django.db.transaction import TransactionManagementError
+from psycopg.pq import TransactionStatus
 
 
 class StorageFailure(Exception):
@@ -47,14 +42,17 @@ _SQLITE_COMMAND_ERRORS = {
 }
 """Primary result codes of errors that any node meets at the same command."""
 
-_POSTGRESQL_COMMAND_CLASSES = {"0A", "21", "22", "23", "27", "2F", "38", "39", "42", "44", "P0"}
+_POSTGRESQL_COMMAND_CLASSES = {
+    "0A", "21", "22", "23", "27", "2F", "38", "39", "42", "44", "54", "P0"
+}  # fmt: skip
 """SQLSTATE classes of the same: feature not supported, cardinality, data, integrity, triggered
-data change, routine and external routine errors, syntax or access rule, check option, PL/pgSQL
-``RAISE``. Classes 08 (connection), 25 (transaction state), 40 (deadlock, serialization), 53
-(disk full, out of memory), 55 (lock not available), 57 (cancelled, shut down), 58 (I/O) and XX
-(internal, corrupt data) are the storage's."""
+data change, routine and external routine errors, syntax or access rule, check option, program
+limit exceeded (an index row too large), PL/pgSQL ``RAISE``. Classes 08 (connection), 25
+(transaction state), 40 (deadlock, serialization), 53 (disk full, out of memory), 55 (lock not
+available), 57 (cancelled, shut down), 58 (I/O) and XX (internal, corrupt data) are the
+storage's."""
 
-_DJANGO_COMMAND_ERRORS = (IntegrityError, DataError, ProgrammingError, NotSupportedError)
+_DJANGO_STORAGE_ERRORS = (OperationalError, InterfaceError)
 """For an error without a driver's code (raised by Django itself)."""
 
 
@@ -74,8 +72,12 @@ def is_storage_failure(error: BaseException) -> bool:
 
 
 def _is_the_databases(error: BaseException) -> bool:
-    if isinstance(error, MemoryError | TransactionManagementError):
-        return True  # TransactionManagementError: the turn's transaction is already broken
+    if isinstance(error, MemoryError):
+        return True
+    if isinstance(error, TransactionManagementError):
+        # Deterministic (an ``atomic(durable=True)`` or a ``commit()`` inside the turn) unless
+        # the transaction is broken, which ``transaction_lost`` sees for itself.
+        return False
     driver_error = error.__cause__ if isinstance(error, DjangoDatabaseError) else error
     code = getattr(driver_error, "sqlite_errorcode", None)
     if isinstance(driver_error, sqlite3.Error) and isinstance(code, int):
@@ -83,8 +85,12 @@ def _is_the_databases(error: BaseException) -> bool:
     sqlstate = getattr(driver_error, "sqlstate", None)
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
         return sqlstate[:2] not in _POSTGRESQL_COMMAND_CLASSES
-    if isinstance(error, DjangoDatabaseError) or isinstance(driver_error, sqlite3.Error):
-        return not isinstance(error, _DJANGO_COMMAND_ERRORS)
+    if isinstance(driver_error, sqlite3.Error):
+        return not isinstance(driver_error, sqlite3.ProgrammingError | sqlite3.IntegrityError)
+    if isinstance(error, DjangoDatabaseError):
+        # Raised by Django itself ("Save with update_fields did not affect any rows"): the
+        # command's, every node meets it; but a lost connection is not.
+        return isinstance(error, _DJANGO_STORAGE_ERRORS)
     return type(driver_error).__module__.split(".")[0] == "psycopg"
 
 
@@ -103,7 +109,5 @@ def transaction_lost(using: str = "default") -> bool:
     if connection.vendor == "sqlite":
         return not connection.connection.in_transaction
     if connection.vendor == "postgresql":
-        from psycopg.pq import TransactionStatus
-
         return connection.connection.info.transaction_status == TransactionStatus.INERROR
     return False

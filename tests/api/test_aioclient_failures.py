@@ -25,6 +25,10 @@ from tests.fixtures.http import hanging_nodes
 from tests.fixtures.polling import wait_until
 
 HELLO = orjson.dumps({"hello": {"nodes": {}, "leaders": {}}}).decode()
+"""The hello of a node that says nothing of what a submit may hold (an older release)."""
+HELLO_WITH_MACHINE = orjson.dumps(
+    {"hello": {"nodes": {}, "leaders": {}, "submit_fields": ["command", "machine"]}}
+).decode()
 
 
 @contextlib.asynccontextmanager
@@ -222,13 +226,15 @@ def test_close_wakes_the_calls_waiting_to_retry() -> None:
 
 @contextlib.asynccontextmanager
 async def answering_stream(
-    answer: Callable[[dict[str, Any]], dict[str, Any]], seen: list[dict[str, Any]]
+    answer: Callable[[dict[str, Any]], dict[str, Any]],
+    seen: list[dict[str, Any]],
+    hello: str = HELLO_WITH_MACHINE,
 ) -> AsyncIterator[int]:
-    """A node that says hello and answers each request with ``answer(request)`` (its ``id``
-    added), recording the requests in ``seen``."""
+    """A node that says ``hello`` and answers each request with ``answer(request)`` (its
+    ``id`` added), recording the requests in ``seen``."""
 
     async def handle(websocket: ServerConnection) -> None:
-        await websocket.send(HELLO)
+        await websocket.send(hello)
         async for frame in websocket:
             requests = orjson.loads(frame)
             seen.extend(requests)
@@ -250,15 +256,19 @@ def applied(result: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
     }
 
 
-def test_the_kv_helpers_say_their_commands_are_for_the_kv_store() -> None:
+@pytest.mark.parametrize("takes_machine", [True, False], ids=["node-takes-it", "older-node"])
+def test_the_kv_helpers_say_their_commands_are_for_the_kv_store(takes_machine: bool) -> None:
     """put, delete and cas send ``"machine": "kv"`` (a node refuses them with 404 on a group
-    of another state machine); ``submit`` sends any command to any machine, so it does not."""
+    of another state machine); ``submit`` sends any command to any machine, so it does not.
+    A node whose hello does not list the field (an older release, which refuses an unknown
+    field with 400) gets the commands without it."""
     seen: list[dict[str, Any]] = []
+    hello = HELLO_WITH_MACHINE if takes_machine else HELLO
 
     async def scenario() -> None:
         result = {"key": "k", "value": "v", "deleted": True, "succeeded": True}
         async with (
-            answering_stream(applied(result), seen) as port,
+            answering_stream(applied(result), seen, hello) as port,
             AsyncPaxosClient("127.0.0.1", port, "t") as client,
         ):
             await client.put("k", "v", group=3)
@@ -267,7 +277,8 @@ def test_the_kv_helpers_say_their_commands_are_for_the_kv_store() -> None:
             await client.submit('{"op": "put", "key": "k", "value": "v"}', group=3)
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
-    assert [(r["group"], r.get("machine")) for r in seen] == [(3, "kv")] * 3 + [(3, None)]
+    machine = "kv" if takes_machine else None
+    assert [(r["group"], r.get("machine")) for r in seen] == [(3, machine)] * 3 + [(3, None)]
     assert orjson.loads(seen[0]["command"]) == {"op": "put", "key": "k", "value": "v"}
 
 
@@ -281,7 +292,7 @@ def test_a_group_that_does_not_run_the_kv_store_is_not_found() -> None:
         not_kv = applied({"instance": 9, "bytes": 40})  # the log machine's result
         async with (
             answering_stream(lambda _r: {"ok": False, "status": 404, "error": refused}, []) as new,
-            answering_stream(not_kv, []) as old,
+            answering_stream(not_kv, [], HELLO) as old,
         ):
             async with AsyncPaxosClient("127.0.0.1", new, "t") as client:
                 with pytest.raises(NotFound, match="does not run the KV store") as raised:

@@ -24,6 +24,7 @@ from asgiref.sync import async_to_sync
 from consensus.registry import registry
 from consensus.runtime import Outcome
 from consensus.statemachine import StateMachine
+from kvstore.statemachines import KVStateMachine
 from tests.api.conftest import FakeNode, open_stream
 from tests.api.test_stream_kv_limits import exchange
 
@@ -122,3 +123,28 @@ def test_a_kv_command_to_a_group_of_another_machine_is_refused_before_it_is_prop
     assert answers[3]["status"] == 400
     assert answers[4]["ok"] is True
     assert [group for group, _rid, _payload in stream_node.submitted] == [1]
+
+
+class RenamedKV(KVStateMachine):
+    """The KV store under another name: the REST KV routes take it, so does "machine": "kv"."""
+
+
+def test_a_machine_is_named_as_registered_and_a_subclass_is_one(stream_node: FakeNode) -> None:
+    if not registry.is_registered("test-renamed-kv"):
+        registry.register("test-renamed-kv", RenamedKV)
+    stream_node.machines[2] = registry.create("test-renamed-kv", 2)
+    answers = exchange([submit(1, group=2, machine="kv"), submit(2, group=1, machine="nope")])
+    assert answers[1]["ok"] is True, answers
+    assert answers[2]["status"] == 400
+    assert "no state machine named 'nope'" in answers[2]["error"]
+
+
+def test_the_hello_lists_what_a_submit_may_hold(stream_node: FakeNode) -> None:
+    """A client sends "machine" only to a node that lists it: an older one refuses a field it
+    does not know with 400."""
+
+    async def scenario() -> dict[str, Any]:
+        async with open_stream() as stream:
+            return stream.hello
+
+    assert "machine" in async_to_sync(scenario)()["submit_fields"]

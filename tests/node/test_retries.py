@@ -19,27 +19,19 @@ from consensus.runtime import (
     CommandTooLargeError,
     InvalidRequestIdError,
     NoQuorumError,
-    PaxosNode,
     RequestIdReusedError,
     SubmitError,
 )
 from consensus.runtime.apply import PRUNE_PREFIX, Outcome
 from consensus.statemachine import ApplyContext, StateMachine
 from kvstore.models import Entry
-from tests.fixtures.loop_node import LoopNode, one_node_config, running_node
+from tests.fixtures.loop_node import LoopNode, one_node_config, running_node, wait_until_applied
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def put(key: str, value: str) -> str:
     return json.dumps({"op": "put", "key": key, "value": value})
-
-
-def wait_until_applied(node: PaxosNode, instance: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while node.applied.get(1, 0) < instance:
-        assert time.monotonic() < deadline, f"instance {instance} not applied in {timeout}s"
-        time.sleep(0.01)
 
 
 def test_a_retry_is_a_duplicate_until_its_result_is_pruned_then_applied_again(
@@ -283,3 +275,35 @@ def test_a_caller_that_stops_waiting_leaves_the_outcome_to_the_others(
     outcome = loop_node.call(scenario())
     assert outcome.result == {"key": "k", "value": "v"}
     assert not node._waiters.futures and not node._waiters.callers
+
+
+def test_a_caller_whose_client_went_away_leaves_no_waiter_behind(loop_node: LoopNode) -> None:
+    """A REST client that disconnects cancels its request: its waiter used to stay for a
+    command that may never be chosen (and kept its group's applications from being deferred)."""
+    node = loop_node.node
+    command = json.dumps({"op": "put", "key": "k", "value": "v"})
+
+    async def scenario() -> None:
+        node.replicas[1].submit = lambda _command: None  # never proposed
+        gone = asyncio.ensure_future(node.submit(1, command, "r1"))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        await asyncio.sleep(0)
+        del node.replicas[1].submit
+
+    loop_node.call(scenario())
+    assert not node._waiters.futures and not node._waiters.callers
+
+
+def test_a_late_give_up_does_not_drop_a_newer_waiter_for_the_same_id() -> None:
+    from consensus.runtime.waiters import Waiters
+
+    async def scenario() -> None:
+        waiters = Waiters()
+        first = waiters.get(1, "r1")
+        waiters.resolve(Outcome(1, "r1", 5, "ok"))  # answered; its caller has not resumed yet
+        second = waiters.get(1, "r1")  # a retry waits for the same id again
+        waiters.discard(1, "r1", first)  # the first caller's timeout, a moment too late
+        assert waiters.futures[(1, "r1")] is second and waiters.callers[(1, "r1")] == 1
+
+    asyncio.run(scenario())

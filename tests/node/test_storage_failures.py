@@ -29,7 +29,7 @@ from consensus.runtime.apply import Applier, with_guard_on_failure
 from consensus.statemachine import ApplyContext, StateMachine
 from consensus.storage.failures import StorageFailure, is_storage_failure
 from kvstore.models import Entry
-from tests.fixtures.loop_node import LoopNode, running_node
+from tests.fixtures.loop_node import LoopNode, running_node, wait_until_applied
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -187,6 +187,9 @@ COMMAND_ERRORS = [
     as_django(psycopg.errors.UndefinedTable("no such table"), DatabaseError),
     as_django(psycopg.errors.RaiseException("raised by a trigger"), DatabaseError),
     IntegrityError("raised by Django itself"),
+    DatabaseError("Save with update_fields did not affect any rows."),  # Django's, every node's
+    as_django(psycopg.errors.ProgramLimitExceeded("index row requires 9616 bytes"), DatabaseError),
+    TransactionManagementError("cannot nest a durable atomic block"),
     ValueError("a bad command"),
     KeyError("key"),
 ]
@@ -199,7 +202,6 @@ STORAGE_ERRORS = [
     as_django(psycopg.errors.InFailedSqlTransaction("transaction is aborted"), DatabaseError),
     as_django(psycopg.OperationalError("server closed the connection"), OperationalError),
     OperationalError("raised by Django itself"),
-    TransactionManagementError("an error occurred in the current transaction"),
     MemoryError(),
 ]
 
@@ -246,6 +248,7 @@ def test_a_put_that_meets_a_failing_database_stops_the_node_and_is_applied_after
     with running_node(node.config, machines) as again:
         retry = again.call(again.node.submit(1, put("big", "1"), "req-big"))
         assert retry.result == {"key": "big", "value": "1"}, retry
+        wait_until_applied(again.node, retry.instance)
         assert Entry.objects.get(group_id=1, key="big").value == "1"
         stored = RequestResult.objects.get(group_id=1, request_id="req-big").result
         assert json.loads(stored) == {"key": "big", "value": "1"}

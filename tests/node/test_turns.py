@@ -195,6 +195,7 @@ def test_a_failed_application_stops_the_node_and_nothing_is_applied_after_it(
         loop_node.call(node._writer.run(node._apply_all, [(1, ())], lambda _: None, guarded=False))
 
 
+@pytest.mark.postgres  # on SQLite a relaxed turn holds no transaction of its own to nest in
 def test_a_turn_takes_no_savepoint_of_its_own(loop_node: LoopNode) -> None:
     """A turn is one transaction, relaxed or not; on PostgreSQL a savepoint inside the relaxed
     one cost two more round trips to the server per turn."""

@@ -497,15 +497,16 @@ def _retry_command(options: dict[str, Any]) -> str:
         words.append("--json")
     action = options["action"]
     words.append(action)
+    if action == "cas":  # "--expected=-1": a value that starts with "-" is no option
+        words.append("--absent" if options["absent"] else f"--expected={options['expected']}")
+    if options["group"] != 1:
+        words += ["--group", str(options["group"])]
+    words.append(f"--request-id={options['request_id']}")
+    words.append("--")  # the rest is the arguments, even "-x"
     if action == "submit":
         words.append(options["command"])
     else:
         words.append(options["key"])
         if action in {"put", "cas"}:
             words.append(options["value"])
-        if action == "cas":
-            words += ["--absent"] if options["absent"] else ["--expected", options["expected"]]
-    if options["group"] != 1:
-        words += ["--group", str(options["group"])]
-    words += ["--request-id", options["request_id"]]
     return shlex.join(words)
