@@ -31,15 +31,17 @@ print(json.dumps({
 """
 
 
-def show_settings(**env: str) -> dict[str, Any]:
+def run_with_settings(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter whose settings come from ``env`` alone (no PAXOS_* or
+    DATABASE_URL of this process)."""
     clean = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith("PAXOS_") and key != "DATABASE_URL"
     }
     clean |= {"DJANGO_SETTINGS_MODULE": "paxos_site.settings", **env}
-    result = subprocess.run(
-        [sys.executable, "-c", SHOW],
+    return subprocess.run(
+        [sys.executable, "-c", code],
         cwd=PROJECT,
         env=clean,
         capture_output=True,
@@ -47,6 +49,10 @@ def show_settings(**env: str) -> dict[str, Any]:
         timeout=60,
         check=False,
     )
+
+
+def show_settings(**env: str) -> dict[str, Any]:
+    result = run_with_settings(SHOW, **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -157,23 +163,10 @@ def test_postgresql_commits_wait_for_the_disk_whatever_the_server_says(
     """A vote leaves only once it is on disk: a server (here libpq's PGOPTIONS, as a role's or
     a database's setting would) that turned synchronous_commit off does not get its way,
     a URL that asks for more does."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("PAXOS_") and key != "DATABASE_URL"
-    }
-    env |= {
-        "DJANGO_SETTINGS_MODULE": "paxos_site.settings",
-        "DATABASE_URL": os.environ["DATABASE_URL"].split("?")[0] + query,
-        "PGOPTIONS": "-c synchronous_commit=off",
-    }
-    shown = subprocess.run(
-        [sys.executable, "-c", f"import django\ndjango.setup()\n{SHOW_SYNCHRONOUS_COMMIT}"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    shown = run_with_settings(
+        f"import django\ndjango.setup()\n{SHOW_SYNCHRONOUS_COMMIT}",
+        DATABASE_URL=os.environ["DATABASE_URL"].split("?")[0] + query,
+        PGOPTIONS="-c synchronous_commit=off",
     )
+    assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip() == expected
