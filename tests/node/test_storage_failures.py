@@ -42,18 +42,20 @@ def a_write_the_database_refuses() -> None:
             cursor.execute("SET LOCAL statement_timeout = 1")
             cursor.execute("SELECT pg_sleep(0.2)")
             return
-        cursor.execute("PRAGMA max_page_count")
-        (limit,) = cursor.fetchone()
-        cursor.execute("PRAGMA page_count")
-        (pages,) = cursor.fetchone()
-        cursor.execute(f"PRAGMA max_page_count={pages}")
+        values = {}
+        for pragma in ("max_page_count", "page_count", "page_size", "freelist_count"):
+            cursor.execute(f"PRAGMA {pragma}")
+            (values[pragma],) = cursor.fetchone()
+        cursor.execute(f"PRAGMA max_page_count={values['page_count']}")  # the disk is full
+        # More than the file's free pages hold (earlier tests deleted rows): it must grow.
+        size = (values["freelist_count"] + 50) * values["page_size"]
         try:
             cursor.execute(
                 "INSERT INTO kvstore_entry (group_id, key, value, instance) VALUES (%s, %s, %s, 0)",
-                [99, "big", "x" * 200_000],
+                [99, "big", "x" * size],
             )
         finally:
-            cursor.execute(f"PRAGMA max_page_count={limit}")
+            cursor.execute(f"PRAGMA max_page_count={values['max_page_count']}")
 
 
 class SickDatabase(StateMachine):
