@@ -405,12 +405,14 @@ class Applier:
         )
         started = time.monotonic()
         try:
-            with savepoint:
-                state = machine.state_digest()
-            if state is not None and not isinstance(state, str):
-                raise TypeError(f"state_digest returned {type(state).__name__}, not a str")
+            with self._user_code(machine.group_id, "a state check"):
+                with savepoint:
+                    state = machine.state_digest()
+                if state is not None and not isinstance(state, str):
+                    raise TypeError(f"state_digest returned {type(state).__name__}, not a str")
+        except StorageFailure:
+            raise
         except Exception as error:  # noqa: BLE001 - user code
-            self._stop_if_storage_failed(machine.group_id, "a state check", error)
             logger.warning(
                 "group %s: the state machine's state_digest failed (%r at %s); this state check "
                 "is not compared",
@@ -421,29 +423,45 @@ class Applier:
             return NOT_TAKEN
         finally:
             self._timed_state(machine.group_id, time.monotonic() - started)
-        self._stop_if_storage_failed(machine.group_id, "a state check")
         return state
 
-    def _stop_if_storage_failed(
+    @contextlib.contextmanager
+    def _user_code(
         self,
         group_id: int,
         what: str,
-        error: BaseException | None = None,
         *,
-        check_transaction: bool = True,
-    ) -> None:
-        """Raise ``StorageFailure`` if ``error`` (raised by a state machine) is the database's
-        and not the command's, or if the turn's transaction is gone; see
-        ``consensus.storage.failures``. Called after every piece of user code that ran in the
-        turn's transaction, before the turn runs another statement. (Not the transaction
-        after an unguarded batch failed: PostgreSQL aborts it for any error, and the caller
-        rolls it back and tries again anyway.)"""
-        if error is not None and is_storage_failure(error):
-            raise StorageFailure(
-                f"group {group_id}: the database failed while applying {what} ({error!r}); "
-                "nothing of the turn is kept, and a restart applies it again"
-            ) from error
-        if check_transaction and transaction_lost(self.using):
+        check_on_error: bool = True,
+        check_on_success: bool = True,
+    ) -> Iterator[None]:
+        """Around a state machine's code that runs in the turn's transaction (``what``, for the
+        message): raise ``StorageFailure`` if it raised the database's error and not the
+        command's, or if the turn's transaction is gone when it ends (see
+        ``consensus.storage.failures``); any other error goes on as it is, for the caller to
+        make it the command's. Put it outside the block's savepoint, so that the check comes
+        after the savepoint's rollback or release and before the turn runs another statement;
+        a caller that catches the block's errors must let ``StorageFailure`` through.
+
+        ``check_on_error=False``: not the transaction after an unguarded batch failed:
+        PostgreSQL aborts it for any error, and the caller rolls it back and tries again
+        anyway. ``check_on_success=False``: not after each command of an in-memory machine,
+        which checks once after the batch (``_check_transaction``)."""
+        try:
+            yield
+        except Exception as error:
+            if is_storage_failure(error):
+                raise StorageFailure(
+                    f"group {group_id}: the database failed while applying {what} ({error!r}); "
+                    "nothing of the turn is kept, and a restart applies it again"
+                ) from error
+            if check_on_error:
+                self._check_transaction(group_id, what)
+            raise
+        if check_on_success:
+            self._check_transaction(group_id, what)
+
+    def _check_transaction(self, group_id: int, what: str) -> None:
+        if transaction_lost(self.using):
             raise StorageFailure(
                 f"group {group_id}: the database ended the turn's transaction while applying "
                 f"{what} (did the state machine catch a database error?); nothing of the turn "
@@ -483,23 +501,20 @@ class Applier:
         group_id, what = batch[0][1].group_id, _instances(batch)
         if not guarded:
             try:
-                results = machine.apply_batch(batch)
+                with self._user_code(group_id, what, check_on_error=False):
+                    return machine.apply_batch(batch)
+            except StorageFailure:
+                raise
             except Exception as error:  # noqa: BLE001 - user code
-                self._stop_if_storage_failed(group_id, what, error, check_transaction=False)
                 raise UnguardedBatchFailed(
                     f"group {group_id}: apply_batch failed ({error!r})"
                 ) from error
-            self._stop_if_storage_failed(group_id, what)
-            return results
         try:
-            with transaction.atomic(using=self.using):
-                results = machine.apply_batch(batch)
-            self._stop_if_storage_failed(group_id, what)
-            return results
+            with self._user_code(group_id, what), transaction.atomic(using=self.using):
+                return machine.apply_batch(batch)
         except StorageFailure:
             raise
         except Exception as error:  # noqa: BLE001 - user code
-            self._stop_if_storage_failed(group_id, what, error)
             logger.warning(
                 "group %s: apply_batch failed (%r); applying one command at a time",
                 batch[0][1].group_id,
@@ -518,12 +533,15 @@ class Applier:
             savepoint = (
                 transaction.atomic(using=self.using) if durable else contextlib.nullcontext()
             )
+            what = f"instance {context.instance}"
+            # Durable: checked after each command, before the next one's savepoint (it would
+            # commit alone). In memory: once after the batch, below.
             try:
-                with savepoint:
+                with self._user_code(context.group_id, what, check_on_success=durable), savepoint:
                     results.append(machine.apply(command, context))
+            except StorageFailure:
+                raise
             except Exception as error:  # noqa: BLE001 - user code
-                what = f"instance {context.instance}"
-                self._stop_if_storage_failed(context.group_id, what, error)
                 logger.warning(
                     "group %s instance %s: the state machine failed on %r: %r at %s",
                     context.group_id,
@@ -533,11 +551,8 @@ class Applier:
                     raised_at(error),
                 )
                 results.append(FailedResult(error=f"{type(error).__name__}: {error}"))
-            else:
-                if durable:  # before the next command's savepoint: it would commit alone
-                    self._stop_if_storage_failed(context.group_id, f"instance {context.instance}")
         if batch and not durable:  # an in-memory machine: once, it should not touch the database
-            self._stop_if_storage_failed(batch[0][1].group_id, _instances(batch))
+            self._check_transaction(batch[0][1].group_id, _instances(batch))
         return results
 
     def _known_results(
