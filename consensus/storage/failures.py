@@ -99,15 +99,19 @@ def transaction_lost(using: str = "default") -> bool:
     ended or aborted: SQLite rolled it back on its own (the connection is back in autocommit,
     and every later statement would commit alone: the turn's own statements go through the
     driver's cursor, which Django's broken-transaction check does not guard), or PostgreSQL
-    aborted it. A state machine that caught the database's error itself leaves the turn in
-    that state."""
+    aborted it, or the driver's connection is closed. A state machine that caught the
+    database's error itself leaves the turn in that state."""
     connection = connections[using]
     if not connection.in_atomic_block or connection.connection is None:
         return False
     if connection.needs_rollback:
         return True  # an error left an atomic block whose savepoint could not be rolled back
     if connection.vendor == "sqlite":
-        return not connection.connection.in_transaction
+        try:
+            return not connection.connection.in_transaction
+        except sqlite3.ProgrammingError:  # the driver's connection is closed
+            return True
     if connection.vendor == "postgresql":
-        return connection.connection.info.transaction_status == TransactionStatus.INERROR
+        status = connection.connection.info.transaction_status
+        return status in (TransactionStatus.INERROR, TransactionStatus.UNKNOWN)  # UNKNOWN: closed
     return False

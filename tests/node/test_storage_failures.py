@@ -153,6 +153,41 @@ def test_a_state_check_that_meets_a_failing_database_stops_the_turn() -> None:
     nothing_was_kept()
 
 
+class ClosesTheConnection(SickDatabase):
+    """Closes the driver's connection under Django (the turn's transaction ends with it)."""
+
+    def apply(self, command: str, context: ApplyContext) -> Any:
+        if command == "sick":
+            connection.connection.close()
+            return "closed"
+        return super().apply(command, context)
+
+
+@pytest.mark.usefixtures("groups")
+@pytest.mark.parametrize("guarded", [False, True], ids=["unguarded", "guarded"])
+def test_a_state_machine_that_closes_the_connection_stops_the_turn(guarded: bool) -> None:
+    """The closed connection is the storage's failure, not a "Cannot operate on a closed
+    database" that would become the command's result (the turn's check raised it itself)."""
+    applier = Applier({1: ClosesTheConnection(1), 2: ClosesTheConnection(2)})
+    attempts: list[bool] = []
+
+    def attempt(guarded_now: bool) -> None:
+        attempts.append(guarded_now)
+        with transaction.atomic():
+            applier.apply_groups(
+                [(1, entries("a")), (2, entries("b", "sick"))], guarded=guarded_now or guarded
+            )
+
+    failed = "group 2: the database (ended the turn|failed)"
+    try:
+        with pytest.raises(StorageFailure, match=failed):
+            with_guard_on_failure(attempt)
+    finally:
+        connection.close()  # Django still holds the closed driver connection
+    assert attempts == [False]
+    nothing_was_kept()
+
+
 def sqlite_error(statement: str) -> sqlite3.Error:
     database = sqlite3.connect(":memory:")
     database.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
