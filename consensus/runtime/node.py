@@ -483,7 +483,7 @@ class PaxosNode:
             if earlier is not None:
                 return earlier
         future = self.submit_nowait(group_id, payload, request_id)
-        joined = self._waiters.futures.get((group_id, request_id))  # what ``discard`` drops
+        joined = self._waiters.future_of(group_id, request_id)  # what ``discard`` drops
         started = time.perf_counter()
         try:
             outcome = await asyncio.wait_for(

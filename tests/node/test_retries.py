@@ -274,7 +274,7 @@ def test_a_caller_that_stops_waiting_leaves_the_outcome_to_the_others(
 
     outcome = loop_node.call(scenario())
     assert outcome.result == {"key": "k", "value": "v"}
-    assert not node._waiters.futures and not node._waiters.callers
+    assert not len(node._waiters) and not node._waiters.waiting(1)
 
 
 def test_a_caller_whose_client_went_away_leaves_no_waiter_behind(loop_node: LoopNode) -> None:
@@ -292,7 +292,7 @@ def test_a_caller_whose_client_went_away_leaves_no_waiter_behind(loop_node: Loop
         del node.replicas[1].submit
 
     loop_node.call(scenario())
-    assert not node._waiters.futures and not node._waiters.callers
+    assert not len(node._waiters) and not node._waiters.waiting(1)
 
 
 def test_a_late_give_up_does_not_drop_a_newer_waiter_for_the_same_id() -> None:
@@ -304,6 +304,6 @@ def test_a_late_give_up_does_not_drop_a_newer_waiter_for_the_same_id() -> None:
         waiters.resolve(Outcome(1, "r1", 5, "ok"))  # answered; its caller has not resumed yet
         second = waiters.get(1, "r1")  # a retry waits for the same id again
         waiters.discard(1, "r1", first)  # the first caller's timeout, a moment too late
-        assert waiters.futures[(1, "r1")] is second and waiters.callers[(1, "r1")] == 1
+        assert waiters.future_of(1, "r1") is second and waiters._waiters[(1, "r1")].callers == 1
 
     asyncio.run(scenario())
