@@ -239,9 +239,8 @@ def check_for_machine(node: PaxosNode, group_id: int, text: str) -> None:
 def query_error(node: PaxosNode, group_id: int, query: str, error: Exception) -> ApiError:
     """A ``QueryError`` as the API's answer: 400 with the machine's reason; but a KV get (what
     the clients' ``get`` sends) to a group that runs another machine is the KV routes' 404."""
-    machine = node.machines.get(group_id)
-    if registry.name_of(machine) != KV_STORE and _is_kv_get(query):
-        return not_the_kv_store(group_id, machine)
+    if _is_kv_get(query) and (refusal := machine_refusal(node, group_id, KV_STORE)):
+        return refusal
     return ApiError(400, str(error))
 
 
@@ -251,6 +250,21 @@ def _is_kv_get(query: str) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(data, dict) and data.get("op", data.get("type")) == "get" and "key" in data
+
+
+def machine_refusal(node: PaxosNode, group_id: int, name: str) -> ApiError | None:
+    """None when group ``group_id`` runs the state machine registered as ``name``: its machine
+    is an instance of that class (a subclass counts, whatever name it is registered under);
+    else the 404 that names both (``not_the_kv_store`` for the KV store). A group without a
+    machine, or a name nobody registered, runs no such machine. The one answer for the KV
+    routes, the stream's ``"machine"`` and a KV get's ``QueryError``."""
+    machine = node.machines.get(group_id)
+    if registry.is_registered(name) and isinstance(machine, registry.get(name)):
+        return None
+    if name == KV_STORE:
+        return not_the_kv_store(group_id, machine)
+    runs = registry.name_of(machine)
+    return ApiError(404, f'group {group_id} does not run "{name}"; it runs "{runs}"')
 
 
 def not_the_kv_store(group_id: int, machine: object) -> ApiError:
@@ -361,6 +375,7 @@ __all__ = [
     "check_value",
     "documented_by",
     "lean_view",
+    "machine_refusal",
     "max_value_bytes",
     "not_the_kv_store",
     "read_json_object",

@@ -82,10 +82,9 @@ from consensus.transport import ws_limits
 from .authentication import bearer_token, token_is_valid
 from .exceptions import ApiError
 from .fastpath import (
-    KV_STORE,
     check_for_machine,
     check_request_id,
-    not_the_kv_store,
+    machine_refusal,
     query_error,
     reject_unknown_fields,
     require_string,
@@ -404,17 +403,16 @@ class ClientStream:
         if not isinstance(name, str):
             raise ApiError(400, "machine must be a state machine's name (a string)")
         try:
-            wanted = registry.get(name)
+            registry.get(name)
         except NotRegistered as error:
             raise ApiError(400, f"machine: {error}") from None
         node = self._node
         assert node is not None
-        machine = node.machines.get(group_id)
-        if machine is not None and not isinstance(machine, wanted):
-            if name == KV_STORE:
-                raise not_the_kv_store(group_id, machine)
-            runs = registry.name_of(machine)
-            raise ApiError(404, f'group {group_id} does not run "{name}"; it runs "{runs}"')
+        # a group without a machine (unknown here) is the submit's to refuse
+        if node.machines.get(group_id) is not None and (
+            refusal := machine_refusal(node, group_id, name)
+        ):
+            raise refusal
 
     def _check(self, group_id: int, text: str) -> None:
         node = self._node

@@ -31,7 +31,7 @@ from consensus.api.reads import reads_of
 from consensus.api.views import COMMAND_ERRORS, error_responses
 from consensus.runtime import Outcome, PaxosNode, SubmitError, UnknownGroupError
 from consensus.statemachine import QueryError
-from kvstore.statemachines import CommandError, KVStateMachine, load_command
+from kvstore.statemachines import CommandError, load_command
 
 from .serializers import (
     CasRequestSerializer,
@@ -74,9 +74,8 @@ def kv_group(group_id: int) -> PaxosNode:
     """The running node, after checking ``group_id`` exists and runs the KV store."""
     node = fastpath.require_node()
     fastpath.require_group(node, group_id)
-    machine = node.machines.get(group_id)
-    if not isinstance(machine, KVStateMachine):
-        raise fastpath.not_the_kv_store(group_id, machine)
+    if refusal := fastpath.machine_refusal(node, group_id, fastpath.KV_STORE):
+        raise refusal
     return node
 
 
