@@ -28,7 +28,11 @@ What the protocol does:
   for large answers and never reads made the node hold every answer (285 KB each) before;
 * the request body streamed to the application as it arrives (``more_body``), so an
   application that refuses a large body (the API's 413) does so before it is all read; the
-  connection is closed after a response sent before its request's body was complete;
+  connection is closed after a response sent before its request's body was complete, but
+  lingering, as nginx's: the answer is followed by a half-close, and the rest of the body is
+  read and dropped until the client closes (or the close's abort comes, below). Closed at
+  once, the kernel resets a connection with unread bytes: a client still sending the body met
+  a broken pipe, or a reset that took the answer it had not read yet;
 * ``Expect: 100-continue`` answered as the request's turn comes, after the application's
   first step: one that answers from the head alone (the API's 413 for a declared size above
   its limit) answers before the client is invited to send the body, and the 100 is not sent;
@@ -155,6 +159,9 @@ class HttpChannel(Protocol):
         self.parsing: Exchange | None = None
         self.closed = False
         self.closed_at = 0.0
+        self.lingering = False
+        """Closed for writing after an answer sent before its request's body was read: what
+        comes in is dropped (``_close``)."""
         self.last_read = time.monotonic()
         self.write_paused = False
         """The transport's send buffer is full (``pauseProducing``): no request starts and
@@ -204,6 +211,8 @@ class HttpChannel(Protocol):
         had its first bytes parsed uncounted (where in the read it began is not known); its URL
         and headers are measured once they are complete instead (``on_headers_complete``). The
         parser saw at most one read (64 KiB in Twisted) of it beyond the limit."""
+        if self.lingering:
+            return  # the rest of a refused body
         self.last_read = time.monotonic()
         room = self.head_room
         if room is not None:  # a head is being read (or is next): its raw bytes count
@@ -402,7 +411,9 @@ class HttpChannel(Protocol):
         if exchange is not self.active or self.closed:
             return
         self.active = None
-        if not exchange.keep_alive or not exchange.body_complete:
+        if not exchange.body_complete:  # answered early (a 413), or its body broke (a 400)
+            self._close(linger=exchange is self.parsing)  # the rest of a good body may come
+        elif not exchange.keep_alive:
             self._close()
         elif (self.queued or self.failure is not None) and not self.write_paused:
             self._go_on()  # if paused, resumeProducing does once the answers are sent
@@ -429,8 +440,9 @@ class HttpChannel(Protocol):
 
         A connection closed a quarter of ``IDLE_TIMEOUT`` ago and still not lost is aborted:
         ``loseConnection`` sends what is buffered first, and a client that reads nothing would
-        hold it (and its buffer and descriptor) for ever. Twisted's HTTP server aborted 15 s
-        after its idle timeout's close too."""
+        hold it (and its buffer and descriptor) for ever; a lingering one (``_close``) waits
+        for the client to close, which one that keeps sending would not do. Twisted's HTTP
+        server aborted 15 s after its idle timeout's close too."""
         if self.closed:
             if now - self.closed_at > IDLE_TIMEOUT / 4 and self.transport is not None:
                 self.transport.abortConnection()
@@ -481,15 +493,24 @@ class HttpChannel(Protocol):
         self.transport.write(head + framing + page)
         self._close()
 
-    def _close(self) -> None:
+    def _close(self, *, linger: bool = False) -> None:
         """Close once what is written is sent (``close_if_idle`` aborts it if that takes too
         long). A registered producer would keep it open: a transport whose buffer drains while
-        its producer is paused resumes the producer instead of closing."""
+        its producer is paused resumes the producer instead of closing.
+
+        ``linger``: the client may still be sending a body that will not be read. Only the
+        sending side closes; reading goes on, dropping what comes, until the client closes
+        too, having read the answer (or ``close_if_idle`` aborts it)."""
         if not self.closed and self.transport is not None:
             self.closed = True
             self.closed_at = time.monotonic()
             self.transport.unregisterProducer()
-            self.transport.loseConnection()
+            if linger:
+                self.lingering = True
+                self.transport.loseWriteConnection()
+                self.transport.resumeProducing()
+            else:
+                self.transport.loseConnection()
 
 
 class Exchange:

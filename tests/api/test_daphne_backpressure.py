@@ -122,6 +122,25 @@ def test_a_close_after_an_answer_unregisters_the_producer() -> None:
     assert len(server.applications) == 1
 
 
+def test_an_answer_before_the_body_is_read_lingers_for_the_rest_of_it() -> None:
+    """The application refused a body it had not read (the API's 413): the channel closes its
+    sending side only and drops what else comes, so that the client can finish sending and
+    read the answer (closed at once, the kernel resets a connection with unread bytes); it is
+    aborted if the client does not close within the close's grace."""
+    channel, transport, server = buffered()
+    channel.dataReceived(b"PUT /kv HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9000000\r\n\r\n")
+    channel.dataReceived(b"x" * 1000)
+    (refused,) = server.applications
+    answer(refused, b"too large")
+    assert channel.closed and channel.lingering and transport.write_closed
+    assert transport.producer is None and not transport.disconnecting
+    channel.dataReceived(b"x" * 100_000 + GET)  # the rest of the body, even a request after it
+    assert sum(len(message.get("body", b"")) for message in refused.queue) == 1000
+    assert len(server.applications) == 1
+    channel.close_if_idle(channel.closed_at + daphne_http.IDLE_TIMEOUT / 4 + 1)
+    assert transport.disconnected, "a client that never closes holds the connection"
+
+
 def test_the_failure_after_pipelined_requests_waits_for_their_answers_to_be_sent() -> None:
     channel, transport, server = buffered()
     channel.dataReceived(GET + b"NOT HTTP\r\n\r\n")

@@ -267,6 +267,18 @@ def test_oversized_body_is_413_on_a_live_node(shared_cluster: Cluster) -> None:
     assert_healthy(shared_cluster)
 
 
+def test_a_client_that_sends_a_large_body_anyway_reads_its_413(shared_cluster: Cluster) -> None:
+    """A body far past the limit, more than the sockets' buffers hold: the node answers 413
+    before reading it, and goes on reading (and dropping) the rest for a while, so the client
+    can finish sending and read the answer. Closed at once, the client met a broken pipe or a
+    reset that took the 413 with it."""
+    big = json.dumps({"value": "x" * (32 * 1024 * 1024)}).encode()
+    for _ in range(3):
+        code, body = raw_request(shared_cluster, 1, "PUT", "/api/kv/1/big", big)
+        assert code == 413 and str(1024 * 1024) in body["error"]
+    assert_healthy(shared_cluster)
+
+
 def test_a_declared_oversized_body_is_refused_before_it_is_sent(shared_cluster: Cluster) -> None:
     """``Expect: 100-continue`` with a Content-Length above the limit: the node answers 413 at
     once instead of inviting the client to send its 3 MB (first line, not ``100 Continue``)."""
