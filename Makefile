@@ -21,12 +21,17 @@ $(STAMP): requirements.txt
 demo: setup
 	$(BIN)/python manage.py runpaxos --demo --nodes $(NODES)
 
+# Two pytest-xdist workers (WORKERS=0 for one process): the tests that start node processes run
+# one after another on one of them (tests/conftest.py), the in-process tests on the other.
+WORKERS ?= 2
+PARALLEL := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup)
+
 # The whole suite on SQLite (the default), then on PostgreSQL (a server on 127.0.0.1:5432 with
 # trust auth): the storage/runtime tests of tests/node, and every test marked `postgres` (real
 # clusters with one PostgreSQL database per node).
 test: setup
-	$(BIN)/python -m pytest
-	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest tests/node
+	$(BIN)/python -m pytest $(PARALLEL)
+	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest $(PARALLEL) tests/node
 	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest -m postgres --ignore=tests/node
 
 lint: setup
