@@ -74,10 +74,10 @@ from urllib.parse import unquote
 
 import httptools
 from daphne.http_protocol import WebRequest
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import LoopingCall
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 logger = logging.getLogger("consensus.runtime")
 
@@ -256,6 +256,8 @@ class HttpChannel(Protocol):
     def _upgraded(self, data: bytes, upgrade: httptools.HttpParserUpgrade) -> None:
         """The head that ends at ``upgrade``'s offset in ``data`` asked for another protocol:
         a websocket gets the connection and the rest of ``data``."""
+        if self.closed:
+            return  # an answer before it ended the connection
         rest = data[upgrade.args[0] :] if upgrade.args else b""
         if self._wants_websocket():
             self._upgrade(rest)
@@ -280,6 +282,15 @@ class HttpChannel(Protocol):
 
     def stopProducing(self) -> None:  # noqa: N802 - Twisted's name (IPushProducer)
         pass  # the connection is lost: connectionLost follows
+
+    def readConnectionLost(self) -> None:  # noqa: N802 - Twisted's (IHalfCloseableProtocol)
+        """The client closed its side of a lingering connection: close once the answer is
+        sent. (Not half-closeable, a FIN went straight to ``connectionLost``, and an answer
+        still in Twisted's buffer was dropped.)"""
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:  # noqa: N802 - Twisted's (IHalfCloseableProtocol)
+        pass  # the lingering close's own half-close: reading goes on
 
     def connectionLost(self, reason: Any = None) -> None:  # noqa: N802 - Twisted's name
         self.factory.channels.discard(self)
@@ -333,6 +344,8 @@ class HttpChannel(Protocol):
         if self._head_uncounted and self._measured_head() > MAX_HEAD_BYTES:
             self._head_too_large = True
             raise HeadTooLarge  # httptools raises HttpParserCallbackError from it
+        if self.closed:
+            return  # answered early and closing (this read went on parsing): dropped
         if self.parser.should_upgrade() and self._wants_websocket():
             return  # the websocket handshake: dataReceived hands the connection over
         exchange = Exchange(self, self._url, self._headers)
@@ -399,6 +412,8 @@ class HttpChannel(Protocol):
             "could not start a request from %s (%r): closing the connection", self.client, error
         )
         exchange.keep_alive = False
+        if self.parsing is exchange:
+            self.parsing = None  # nothing more of it is read: closed at once, not lingering
         with contextlib.suppress(Exception):  # if even that fails, closing is all there is
             exchange.basic_error(500, b"Internal Server Error", "Could not start the request.")
         if exchange is self.active:
@@ -507,6 +522,7 @@ class HttpChannel(Protocol):
             self.transport.unregisterProducer()
             if linger:
                 self.lingering = True
+                alsoProvides(self, IHalfCloseableProtocol)  # a client's FIN must not drop it
                 self.transport.loseWriteConnection()
                 self.transport.resumeProducing()
             else:
@@ -715,6 +731,8 @@ class Exchange:
         server_name = self.server.server_name
         if server_name and b"server" not in names:
             lines += [b"server: ", server_name.encode(), b"\r\n"]
+        if not self.body_complete:
+            self.keep_alive = False  # answered before its body was read: nothing can follow
         if not self.keep_alive:
             lines.append(b"connection: close\r\n")
         lines.append(b"\r\n")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import time
 
+from twisted.internet.interfaces import IHalfCloseableProtocol
+
 from consensus.management import daphne_http
 from consensus.management.daphne_http import HttpChannel
 from tests.fixtures.daphne_channel import BufferingTransport, FakeServer, answer, connection
@@ -132,13 +134,38 @@ def test_an_answer_before_the_body_is_read_lingers_for_the_rest_of_it() -> None:
     channel.dataReceived(b"x" * 1000)
     (refused,) = server.applications
     answer(refused, b"too large")
+    assert b"connection: close\r\n" in transport.value()  # nothing may follow it
     assert channel.closed and channel.lingering and transport.write_closed
     assert transport.producer is None and not transport.disconnecting
+    assert transport.producerState == "producing"  # reading goes on
     channel.dataReceived(b"x" * 100_000 + GET)  # the rest of the body, even a request after it
     assert sum(len(message.get("body", b"")) for message in refused.queue) == 1000
     assert len(server.applications) == 1
     channel.close_if_idle(channel.closed_at + daphne_http.IDLE_TIMEOUT / 4 + 1)
     assert transport.disconnected, "a client that never closes holds the connection"
+
+
+def test_a_client_that_closes_its_side_of_a_lingering_connection_still_gets_the_answer() -> None:
+    """Its FIN ends the connection once the answer is sent (``loseConnection``), not at once
+    (``connectionLost`` dropped what was still in Twisted's buffer)."""
+    channel, transport, server = buffered()
+    channel.dataReceived(b"PUT /kv HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 90000\r\n\r\n")
+    answer(server.applications[0], b"too large")
+    assert IHalfCloseableProtocol.providedBy(channel)
+    channel.readConnectionLost()
+    assert transport.disconnecting and not transport.disconnected
+
+
+def test_nothing_after_an_early_answer_in_the_same_read_is_served_or_upgraded() -> None:
+    """The early answer closed the connection while httptools went on parsing the read: a
+    pipelined request or websocket handshake after it is dropped, not served on a closing
+    connection (a websocket was handed a half-closed transport, out of the idle sweep)."""
+    channel, transport, server = buffered()
+    bad_path = b"POST /%ff HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nabcde"
+    channel.dataReceived(bad_path + GET + WEBSOCKET)
+    assert transport.value().startswith(b"HTTP/1.1 400 ")
+    assert channel.lingering and server.applications == [] and server.websockets == []
+    assert channel in channel.factory.channels  # still swept
 
 
 def test_the_failure_after_pipelined_requests_waits_for_their_answers_to_be_sent() -> None:
