@@ -529,6 +529,9 @@ def _limited_http_protocol() -> type:
     ]
 
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
+        lingering = False
+        """Answered, with the connection to close, before the request's body was read: only
+        the sending side is closed, and what else comes is read and dropped (``linger``)."""
         head_room: int | None = MAX_HEAD_BYTES
         """The bytes the head being read (or the next one) may still take; ``None`` once its
         headers are complete, until its message ends."""
@@ -540,6 +543,8 @@ def _limited_http_protocol() -> type:
         head_too_large = False
 
         def data_received(self, data: bytes) -> None:
+            if self.lingering:
+                return  # the rest of a refused body
             room = self.head_room
             if room is None:  # a body: its bytes do not count
                 super().data_received(data)
@@ -578,6 +583,21 @@ def _limited_http_protocol() -> type:
                 self.head_too_large = True
                 raise HeadTooLarge  # httptools raises HttpParserCallbackError from it
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and not isinstance(cycle.transport, _LingeringClose):
+                cycle.transport = _LingeringClose(self, cycle)
+
+        def linger(self) -> None:
+            """Close as daphne_http's channel does after an answer sent before the request's
+            body was read (the API's 413 to a client that said ``Connection: close``): the
+            answer, then a half-close; the rest of the body is dropped until the client closes
+            (asyncio closes the transport at its end of file), or a quarter of the keep-alive
+            timeout. Closed at once, the kernel reset a connection with unread bytes, and the
+            client met a reset that took the answer with it."""
+            self.lingering = True
+            self.transport.write_eof()
+            self.flow.resume_reading()
+            self.loop.call_later(self.timeout_keep_alive / 4, self.transport.close)
 
         def _measured_head(self) -> int:
             """The bytes of the URL, header names and values of the head just parsed."""
@@ -610,6 +630,24 @@ def _limited_http_protocol() -> type:
             self.transport.close()
 
     return LimitedHttpToolsProtocol
+
+
+class _LingeringClose:
+    """The transport as one request's uvicorn cycle sees it: the cycle's close at the end of an
+    answer sent while the request's body is still coming lingers (``linger``) instead."""
+
+    def __init__(self, protocol: Any, cycle: Any) -> None:
+        self._protocol, self._cycle, self._transport = protocol, cycle, protocol.transport
+
+    def close(self) -> None:
+        transport = self._transport
+        if self._cycle.more_body and not transport.is_closing() and transport.can_write_eof():
+            self._protocol.linger()
+        else:
+            transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def _limited_websocket_protocol() -> type:

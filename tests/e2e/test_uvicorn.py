@@ -3,6 +3,7 @@ talk over uvicorn's websockets, and a node stopped with SIGTERM exits cleanly an
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 import uuid
 
@@ -41,3 +42,24 @@ def test_uvicorn_cluster_serves_kv_and_survives_a_restart(cluster_factory) -> No
     assert (code, answer["value"]) == (200, "first"), answer  # from its own database
     code, answer = cluster.request(2, "GET", f"/api/kv/1/{key}")
     assert (code, answer["value"]) == (200, "first"), answer
+
+
+def test_a_client_that_sends_a_large_body_anyway_reads_its_413_on_uvicorn(cluster_factory) -> None:
+    """As under daphne (tests/api/test_live.py): urllib says ``Connection: close``, so uvicorn
+    closed the connection after the early 413 with most of the body unread, and the client met
+    a reset instead of the answer. The node now lingers: it drops the rest until the client is
+    done."""
+    cluster: Cluster = cluster_factory(server="uvicorn", groups=(1,))
+    big = b'{"value": "' + b"x" * (32 * 1024 * 1024) + b'"}'  # past every socket buffer
+    request = urllib.request.Request(
+        f"{cluster.nodes[1].url}/api/kv/1/big",
+        data=big,
+        method="PUT",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    for _ in range(3):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 413
+    code, answer = cluster.request(1, "PUT", "/api/kv/1/small", {"value": "ok"})
+    assert code == 200, answer
