@@ -9,6 +9,7 @@ from django.urls import URLPattern, URLResolver, path, re_path
 
 from consensus.api.stream import CLIENT_STREAM_PATH, client_stream
 from consensus.dashboard.consumers import DASHBOARD_PATH, DashboardConsumer
+from consensus.dashboard.origin import SameOrigin
 from consensus.throttle import LogThrottle
 from consensus.transport.consumers import PeerConsumer
 from consensus.transport.peers import PEER_PATH
@@ -59,10 +60,11 @@ websocket_urlpatterns: list[URLPattern | URLResolver] = [
     # Pipelined clients (consensus.api.stream): bearer token, JSON frames of many requests.
     path(CLIENT_STREAM_PATH, client_stream, name="paxos-client-stream"),
     # Live dashboard (consensus.dashboard): browsers with a staff session. Unlike peers, browsers
-    # send an Origin, so a page on another site cannot ride the session cookie (CSWSH).
+    # send an Origin, so a page on another site, or on another port of this host, cannot ride
+    # the session cookie (CSWSH).
     path(
         DASHBOARD_PATH,
-        AllowedHostsOriginValidator(AuthMiddlewareStack(DashboardConsumer.as_asgi())),
+        AllowedHostsOriginValidator(SameOrigin(AuthMiddlewareStack(DashboardConsumer.as_asgi()))),
         name="paxos-dashboard",
     ),
     # Last: any other path (otherwise channels' router raises, and daphne answers HTTP 500).

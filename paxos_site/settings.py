@@ -13,6 +13,8 @@ Environment:
   gets the same SQLite settings as the default file.
 - ``PAXOS_SECRET_KEY``: Django's SECRET_KEY; by default derived from the cluster ``secret``.
 - ``PAXOS_DEBUG=1``: DEBUG on. ``PAXOS_ALLOWED_HOSTS``: extra hosts, comma separated.
+  ``PAXOS_CSRF_TRUSTED_ORIGINS``: origins of a TLS proxy in front (``https://paxos1.example.com``),
+  comma separated.
 - ``PAXOS_LOG_LEVEL``: log level of the ``consensus`` loggers (default INFO).
 - ``PAXOS_HAND_OVER_TIMEOUT``: seconds a stopping node waits for the groups it leads to get a new
   leader (default 0.5; 0: no hand-over).
@@ -215,6 +217,14 @@ if PAXOS_CLUSTER is not None:
             ALLOWED_HOSTS.append(_host)
 ALLOWED_HOSTS += [
     host.strip() for host in os.environ.get("PAXOS_ALLOWED_HOSTS", "").split(",") if host.strip()
+]
+# Behind a TLS proxy the browser's Origin (https://paxos1.example.com) is not the node's own:
+# name it here, or the admin's logins and the dashboard's submits fail Django's CSRF origin check
+# and its websocket is refused (consensus.dashboard.origin).
+CSRF_TRUSTED_ORIGINS = [
+    origin.strip().rstrip("/")
+    for origin in os.environ.get("PAXOS_CSRF_TRUSTED_ORIGINS", "").split(",")
+    if origin.strip()
 ]
 
 INSTALLED_APPS = [
