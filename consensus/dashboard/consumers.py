@@ -17,6 +17,7 @@ from django.contrib import auth
 
 from consensus.health import node_started
 from consensus.runtime import get_node
+from consensus.transport import ws_limits
 
 from .feed import GROUP_NAME, MIN_INTERVAL, get_feed
 from .snapshot import build_snapshot
@@ -30,6 +31,10 @@ RECHECK_SECONDS = 5.0
 """How often an open dashboard reads its session and user again: a logout, an account made
 inactive or not staff, or a changed password ends the live view within this long. (Checked at
 connect only, the view went on for good: a dashboard websocket never times out.)"""
+MAX_UNSENT_BYTES = 512 * 1024
+"""A browser with this much of the earlier snapshots still unsent (a stalled tab) skips the
+broadcasts until it has taken them: a snapshot is 30-200 KB, four a second, and daphne's send
+does not wait; about 45 MB queued per stalled tab before its ping timeout ended it."""
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -104,6 +109,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def dashboard_snapshot(self, event: dict[str, Any]) -> None:
         """A broadcast from the feed (channel-layer type ``dashboard.snapshot``)."""
+        if ws_limits.unsent_bytes(self.scope) > MAX_UNSENT_BYTES:
+            return  # not reading: the next broadcast it can take is as good
         if await self._still_allowed():
             await self.send_json({"type": "snapshot", "snapshot": event["snapshot"]})
 

@@ -167,3 +167,21 @@ async def test_the_dashboard_route_refuses_another_port_of_its_host() -> None:
         # another is refused before it (channels' denier)
         assert not connected and (code == 4403) is allowed, (origin, code)
         await communicator.disconnect()
+
+
+async def test_a_browser_that_does_not_read_skips_broadcasts(
+    feed: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unsent = [0]
+    monkeypatch.setattr(consumers.ws_limits, "unsent_bytes", lambda scope: unsent[0])
+    user = SimpleNamespace(is_active=True, is_staff=True, get_username=lambda: "admin")
+    communicator = connected_as(user, None)
+    assert (await communicator.connect())[0]
+    await communicator.receive_json_from()
+    unsent[0] = consumers.MAX_UNSENT_BYTES + 1  # a stalled tab
+    await broadcast()
+    assert await communicator.receive_nothing(timeout=0.2)
+    unsent[0] = 0  # it took them
+    await broadcast()
+    assert (await communicator.receive_json_from())["snapshot"] == {"node_id": 1}
+    await communicator.disconnect()
