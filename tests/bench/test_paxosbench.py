@@ -96,6 +96,10 @@ def test_paxosbench_runs_and_reports(tmp_path: Path) -> None:
         (["--etcd-pids", "etcd"], "--etcd-pids takes process ids"),
         (["--leader", "4"], "--leader 4 is not a node of the 3-node local cluster"),
         (["--leader", "1", "--urls", "http://127.0.0.1:9"], "--leader is for a local cluster"),
+        (["--nodes", "0"], "--nodes takes a positive number, not 0"),  # a traceback, a folder
+        (["--urls", ",", "--token", "t"], "--urls names no URL"),  # an IndexError
+        (["--urls", "nonsense", "--token", "t"], "--urls takes http:// or https:// URLs"),
+        (["--urls", "http://127.0.0.1:9", "--config", "/nonexistent/cluster.json"], "--config: "),
         # it benchmarked a new local cluster instead, silently
         (
             ["--config", "cl/cluster.json"],

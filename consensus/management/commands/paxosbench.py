@@ -24,7 +24,7 @@ from consensus.bench.loadgen import Workload, run
 from consensus.bench.plot import write_plot
 from consensus.bench.report import compare_with_etcd, median_of_runs, table
 from consensus.bench.targets import EtcdTarget, PaxosClientTarget, PaxosRestTarget, Target
-from consensus.config import ClusterConfig, load_config, write_demo_config
+from consensus.config import ClusterConfig, ConfigError, load_config, write_demo_config
 from consensus.management.processes import (
     NodeProcesses,
     start_nodes,
@@ -138,6 +138,10 @@ class Command(BaseCommand):
         if not 0.0 <= options["reads"] <= 1.0:
             raise CommandError("--reads is a fraction between 0 and 1")
         etcd_pids = _pids(options["etcd_pids"])
+        if options["urls"] is not None:
+            _urls(options["urls"])
+        elif options["nodes"] < 1:
+            raise CommandError(f"--nodes takes a positive number, not {options['nodes']}")
         for option in ("config", "token"):
             if options[option] and not options["urls"]:
                 raise CommandError(
@@ -215,7 +219,7 @@ class Command(BaseCommand):
         """The cluster to measure: ``--urls``, or a local one with ``groups``, started here and
         stopped (by PID) on the way out, whatever happens in between."""
         if options["urls"]:
-            urls = [u.strip().rstrip("/") for u in options["urls"].split(",") if u.strip()]
+            urls = _urls(options["urls"])
             token = options["token"] or self._token_from(options["config"])
             _check_groups(urls[0], token, groups)
             yield urls, token, None, None
@@ -286,7 +290,10 @@ class Command(BaseCommand):
     def _token_from(self, config_path: str | None) -> str:
         if not config_path:
             raise CommandError("with --urls give --token or --config")
-        config = load_config(config_path)
+        try:
+            config = load_config(config_path)
+        except ConfigError as error:
+            raise CommandError(f"--config: {error}") from None
         if not config.api_tokens:
             raise CommandError(f"{config_path} has no apiTokens")
         return config.api_tokens[0]
@@ -485,6 +492,18 @@ def _plot_title(
     parts.append(f"{options['nodes']} nodes" if not options["urls"] else "given cluster")
     runs = f"median of {options['runs']} runs" if options["runs"] > 1 else "1 run"
     return f"paxosbench: {', '.join(parts)}; {runs} of {options['duration']:g} s each"
+
+
+def _urls(text: str) -> list[str]:
+    """``--urls``: the nodes' base URLs, comma-separated (a CommandError for anything else: a
+    word without a scheme made every request fail with a URL the user never wrote)."""
+    urls = [url.strip().rstrip("/") for url in text.split(",") if url.strip()]
+    if not urls:
+        raise CommandError("--urls names no URL, e.g. http://127.0.0.1:8001,http://127.0.0.1:8002")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise CommandError(f"--urls takes http:// or https:// URLs, not {url!r}")
+    return urls
 
 
 def _pids(text: str | None) -> list[int]:
