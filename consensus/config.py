@@ -8,7 +8,10 @@ standard library: ``paxos_site.settings`` loads it before Django is set up.
 Strictness: unknown keys are rejected (a typo such as ``"learninginterval"`` would otherwise fall
 back to the default silently). Node and group ids are integers in 1..2**31-1 (they are stored in
 PostgreSQL ``integer`` columns; a bigger id would pass here and crash the node's first write); ports
-are 1..65535. ``dataDir`` must not name an existing file (the node creates the folder at start).
+are 1..65535; ``timeout`` and ``learningInterval`` at most an hour. Two nodes may not share an
+address, counting ``localhost``, ``127.0.0.1`` and ``::1`` as one. A key given twice in one object
+is refused (``json`` would keep the last one silently). ``dataDir`` must not name an existing
+file (the node creates the folder at start).
 
 Some configs are valid but probably a mistake: ``startup_warnings`` lists those (no API token, the
 README's example secret, a short secret) for ``runpaxos`` to log and for ``manage.py check
@@ -31,6 +34,8 @@ would forget promises.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import secrets
@@ -47,6 +52,12 @@ DEFAULT_GROUPS = (1,)
 DEFAULT_STATE_MACHINE = "kv"
 DEFAULT_BASE_PORT = 33333
 """The seed's first port."""
+MAX_MILLISECONDS = 3_600_000
+"""The longest ``timeout`` or ``learningInterval``: an hour. Anything longer is a typo (a node
+would wait that long before its first election), not a setting anyone needs."""
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+"""Host names that all mean this machine: two nodes on one port under two of them would be one
+listening socket (``localhost`` may resolve to either address), so a node would dial itself."""
 MAX_ID = 2**31 - 1
 """The largest node or group id: ids are stored in 32-bit integer columns (PostgreSQL's
 ``integer``, Django's ``PositiveIntegerField``)."""
@@ -254,13 +265,51 @@ def parse_config(
     node_source: str = "--node",
 ) -> ClusterConfig:
     """Validate config ``text``; ``path`` names the file in errors and anchors ``dataDir``."""
+    raw = decode_json(text, path)
+    return _Parser(path, default_state_machine, node_source).build(raw, node_id)
+
+
+class _DuplicateKey(Exception):
+    """A key that appears twice in one JSON object (raised from ``json``'s pairs hook)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a second ``"myid"`` would otherwise replace the first silently."""
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DuplicateKey(key)
+        document[key] = value
+    return document
+
+
+def decode_json(text: str, path: Path) -> Any:
+    """The config's JSON (``//`` comments removed), or a one-line ``ConfigError``: besides syntax
+    errors, ``json`` raises ``RecursionError`` on deep nesting and ``ValueError`` on a number with
+    more digits than Python converts (4300), which would otherwise end in a traceback."""
     try:
-        raw = json.loads(strip_comments(text))
+        return json.loads(strip_comments(text), object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    return _Parser(path, default_state_machine, node_source).build(raw, node_id)
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            f"{path}: invalid config: the key {json.dumps(exc.key)} appears twice in one object "
+            "(the last one would win silently): keep one"
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: invalid JSON: nested too deeply (a config needs a few levels of [ and {{)"
+        ) from None
+    except ValueError:  # int("1" * 5000): past sys.get_int_max_str_digits()
+        raise ConfigError(
+            f"{path}: invalid JSON: a number has too many digits (no setting needs more than 10)"
+        ) from None
 
 
 class _Parser:
@@ -310,7 +359,7 @@ class _Parser:
             raise self.error("nodes", f"must be a non-empty list, not {_kind(raw)}")
         nodes: list[NodeAddress] = []
         seen_ids: set[int] = set()
-        seen_addresses: dict[tuple[str, int], int] = {}
+        seen_addresses: dict[tuple[str, int], NodeAddress] = {}
         for position, item in enumerate(raw):
             where = f"nodes[{position}]"
             if not isinstance(item, dict):
@@ -329,15 +378,12 @@ class _Parser:
                 raise self.error(f"{where}.port", f"{port} is out of range 1..65535")
             if node_id in seen_ids:
                 raise self.error(f"{where}.id", f"duplicate node id {node_id}")
-            key = (host.strip().lower(), port)
+            key = (_same_machine(host), port)
             if key in seen_addresses:
-                raise self.error(
-                    where,
-                    f"duplicate address {host}:{port} (also used by node {seen_addresses[key]})",
-                )
+                raise self.error(where, _duplicate_address(host, port, seen_addresses[key]))
             seen_ids.add(node_id)
-            seen_addresses[key] = node_id
             nodes.append(NodeAddress(node_id, host.strip(), port))
+            seen_addresses[key] = nodes[-1]
         return tuple(nodes)
 
     def my_id(self, raw: dict[str, Any], nodes: tuple[NodeAddress, ...], node_id: Any) -> int:
@@ -431,7 +477,12 @@ class _Parser:
     def data_path(self, data_dir: str) -> Path:
         """``dataDir`` resolved against the config's folder; the node creates it at start
         (``make_data_folder``), which would fail if it or a parent is an existing file, or
-        if the path cannot even be looked at (a folder on the way this user may not enter)."""
+        if the path cannot even be looked at (a folder on the way this user may not enter). A null
+        character would reach the system's calls as a ``ValueError`` traceback."""
+        if "\0" in data_dir:
+            raise self.error(
+                "dataDir", "contains a null character (\\u0000), which no path may hold: fix it"
+            )
         try:
             path = (self.path.parent / Path(data_dir).expanduser()).resolve()
         except RuntimeError as error:  # pathlib's "Symlink loop from ..."
@@ -456,6 +507,12 @@ class _Parser:
             raise self.error(key, f"must be an integer number of milliseconds, not {_kind(value)}")
         if value <= 0:
             raise self.error(key, f"must be a positive number of milliseconds, not {value}")
+        if value > MAX_MILLISECONDS:
+            raise self.error(
+                key,
+                f"{_number(value)} ms is more than an hour: give at most {MAX_MILLISECONDS} "
+                f"milliseconds (the default is {default})",
+            )
         return int(value)
 
     def string(self, raw: dict[str, Any], key: str, default: str) -> str:
@@ -533,6 +590,32 @@ def os_problem(path: Path, error: OSError) -> str:
     return f"{path}: {reason}" if about == str(path) else f"{path}: {about}: {reason}"
 
 
+def _duplicate_address(host: str, port: int, other: NodeAddress) -> str:
+    """Why two nodes cannot share ``host:port``; when the two spell this machine differently
+    (``localhost`` and ``127.0.0.1``), say so, or the two addresses would look different."""
+    problem = f"duplicate address {host}:{port} (also used by node {other.node_id}"
+    if _same_machine(host) == "localhost" and other.host.lower() != host.strip().lower():
+        names = ", ".join(sorted(LOOPBACK_NAMES))
+        problem += f" as {other.address}; {names} all name this machine"
+    return problem + ")"
+
+
+def _same_machine(host: str) -> str:
+    """``host`` as the duplicate-address check compares it: case, a trailing dot and IPv6 spellings
+    do not matter, and every name in ``LOOPBACK_NAMES`` is one machine."""
+    name = host.strip().lower().rstrip(".").removeprefix("[").removesuffix("]")
+    with contextlib.suppress(ValueError):  # a host name, not an address
+        name = ipaddress.ip_address(name).compressed
+    return "localhost" if name in LOOPBACK_NAMES else name
+
+
+def _number(value: int | float) -> str:
+    """A number for an error message: one with hundreds of digits is shortened, as it may be
+    (up to 4300 digits parse)."""
+    text = str(value)
+    return text if len(text) <= 20 else f"{text[:10]}... ({len(text)} digits)"
+
+
 def _is_int(value: Any) -> bool:
     """JSON integers only: ``true`` is an ``int`` to Python but never a valid id or port."""
     return isinstance(value, int) and not isinstance(value, bool)
@@ -545,7 +628,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        return f"the number {value}"
+        return f"the number {_number(value)}"
     if isinstance(value, str):
         return "an empty string" if not value.strip() else "a string"
     if isinstance(value, list):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,15 @@ DEFAULT_DEMO_DIR = "demo-cluster"
 SERVERS = ("daphne", "uvicorn")  # as consensus.management.server.SERVERS (imported late there)
 REQUEST_TIMEOUT = float(getattr(settings, "PAXOS_REQUEST_TIMEOUT", 5.0))
 MAX_FRAME_SIZE = int(getattr(settings, "PAXOS_MAX_FRAME_SIZE", 16 * 1024 * 1024))
+MAX_TICK_MS = 1000
+"""The longest tick: the config's timeouts are counted in ticks (an election takes at least 4), so
+a longer tick would stretch them past what the config says."""
+MAX_REQUEST_TIMEOUT = 3600.0
+"""An hour: no client waits longer for a quorum, and ``inf`` or ``nan`` would fail every request."""
+DEMO_OPTIONS = ("nodes", "data_dir", "base_port")
+"""Options of ``--demo`` only: a node started with ``--config`` takes these from its config."""
+NODE_OPTIONS = ("config", "node", "tick_ms", "request_timeout")
+"""Options of one node only: the demo writes its own config and starts its nodes with defaults."""
 
 logger = logging.getLogger("consensus.runtime")
 
@@ -30,7 +40,9 @@ class Command(BaseCommand):
         "REST API, admin and peer websockets on the node's port, and the Paxos runtime runs in the "
         "same process. SIGTERM or Ctrl-C stops it cleanly: it first hands the groups it leads "
         "over to another node (at most $PAXOS_HAND_OVER_TIMEOUT seconds, 0.5; 0: no hand-over). "
-        "With --demo, start a whole local cluster instead (one child process per node)."
+        "With --demo, start a whole local cluster instead (one child process per node); the "
+        "options marked (with --demo) apply only to it, and --config, --node, --tick-ms and "
+        "--request-timeout only without it."
     )
 
     def get_version(self) -> str:
@@ -47,30 +59,29 @@ class Command(BaseCommand):
         parser.add_argument(
             "--nodes",
             type=int,
-            help="nodes in a new demo cluster (3); an existing demo keeps its own",
+            help="(with --demo) nodes in a new demo cluster (3); an existing demo keeps its own",
         )
         parser.add_argument(
             "--data-dir",
-            default=DEFAULT_DEMO_DIR,
-            help=f"folder of the demo's config, databases and logs ({DEFAULT_DEMO_DIR}/); "
-            "an existing demo there is started again with its data",
+            help=f"(with --demo) folder of the demo's config, databases and logs "
+            f"({DEFAULT_DEMO_DIR}/); an existing demo there is started again with its data. A node "
+            'started with --config keeps its data in the config\'s "dataDir"',
         )
         parser.add_argument(
             "--base-port",
             type=int,
-            help="first port of a new demo (33333); an existing demo keeps its own",
+            help="(with --demo) first port of a new demo (33333); an existing demo keeps its own",
         )
         parser.add_argument(
             "--tick-ms",
             type=int,
-            default=settings.PAXOS_TICK_MS,
-            help=f"length of one protocol tick in ms ({settings.PAXOS_TICK_MS})",
+            help=f"length of one protocol tick in ms, 1..{MAX_TICK_MS} ({settings.PAXOS_TICK_MS})",
         )
         parser.add_argument(
             "--request-timeout",
             type=float,
-            default=REQUEST_TIMEOUT,
-            help=f"seconds a command may wait for a quorum before a 503 ({REQUEST_TIMEOUT:g})",
+            help="seconds a command may wait for a quorum before a 503, above 0 and at most "
+            f"{MAX_REQUEST_TIMEOUT:g} ({REQUEST_TIMEOUT:g})",
         )
         parser.add_argument(
             "--server",
@@ -86,6 +97,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"PAXOS_SERVER={options['server']!r}: the server is one of {', '.join(SERVERS)}"
             )
+        _refuse_options_of_the_other_mode(options)
         if options["demo"]:
             from consensus.management.demo import run_demo
 
@@ -93,7 +105,7 @@ class Command(BaseCommand):
                 raise CommandError("--nodes must be between 1 and 9")
             if options["base_port"] is not None and not 1 <= options["base_port"] <= 65535 - 8:
                 raise CommandError("--base-port must be between 1 and 65527")
-            folder = Path(options["data_dir"])
+            folder = Path(options["data_dir"] or DEFAULT_DEMO_DIR)
             _check_demo_folder(folder)
             os.environ["PAXOS_SERVER"] = options["server"]  # the nodes inherit the environment
             run_demo(
@@ -106,8 +118,7 @@ class Command(BaseCommand):
             return
         if not options["config"]:
             raise CommandError("give --config PATH to start a node, or --demo for a local cluster")
-        if options["tick_ms"] < 1 or options["request_timeout"] <= 0:
-            raise CommandError("--tick-ms and --request-timeout must be positive")
+        tick_ms, request_timeout = _node_timing(options)
         try:
             config = load_config(
                 options["config"],
@@ -117,7 +128,7 @@ class Command(BaseCommand):
         except ConfigError as error:
             raise CommandError(str(error)) from None
         if not _configured_for(config):
-            _restart_as_node(config, options)
+            _restart_as_node(config, tick_ms, request_timeout, options["server"])
         for warning in startup_warnings(config):  # after the exec: logged once
             logger.warning("%s", warning)
         raise_open_files_limit(config.my_id)
@@ -129,8 +140,8 @@ class Command(BaseCommand):
             serve(
                 config,
                 machines,
-                tick_ms=options["tick_ms"],
-                request_timeout=options["request_timeout"],
+                tick_ms=tick_ms,
+                request_timeout=request_timeout,
                 max_frame_size=MAX_FRAME_SIZE,
                 server=options["server"],
             )
@@ -146,6 +157,7 @@ class Command(BaseCommand):
                 ensure_postgres_database(expand_database_url(url, config.my_id))
             except Exception as error:  # noqa: BLE001 - any connection problem is a user error
                 raise CommandError(f"cannot reach the database of DATABASE_URL: {error}") from None
+        _check_sqlite_writable(config, url)
         from django.db import DatabaseError
 
         from consensus.management.unmigrated import apps_missing_migrations
@@ -166,15 +178,95 @@ class Command(BaseCommand):
         except ForeignDatabaseError as error:
             raise CommandError(str(error)) from None
         except DatabaseError as error:
-            # Seen when nodes start at the same moment on one database (a DATABASE_URL without
-            # {node_id}): their migrations collide before the ownership check can say so.
-            raise CommandError(
-                f"node {config.my_id} could not prepare its database: {error}. If several "
-                "nodes use one database (a DATABASE_URL without {node_id}), give each its own."
-            ) from None
+            raise CommandError(_database_problem(config, url, error)) from None
         password = os.environ.get("PAXOS_DEMO_ADMIN_PASSWORD")
         if password:
             _ensure_admin("admin", password)
+
+
+def _refuse_options_of_the_other_mode(options: dict[str, Any]) -> None:
+    """``--data-dir`` with ``--config`` (or ``--config`` with ``--demo``) used to be ignored
+    silently: a node would keep its data somewhere else than its user asked for."""
+    if options["demo"]:
+        given, verb, them = _given(options, NODE_OPTIONS)
+        if given:
+            raise CommandError(
+                f"{given} {verb} to one node, not to --demo (the demo writes its own config in "
+                f"--data-dir and starts its nodes with the defaults): drop {them}, or drop --demo "
+                "to start one node"
+            )
+        return
+    given, verb, them = _given(options, DEMO_OPTIONS)
+    if given:
+        raise CommandError(
+            f"{given} {verb} only with --demo (a node started with --config takes its data folder, "
+            'nodes and ports from the config: "dataDir", "nodes"): add --demo for a local demo '
+            f"cluster, or drop {them}"
+        )
+
+
+def _given(options: dict[str, Any], names: tuple[str, ...]) -> tuple[str, str, str]:
+    """The options among ``names`` given on the command line (none of them has a default), with
+    the verb and pronoun that go with them: ``("--nodes and --base-port", "apply", "them")``."""
+    given = [f"--{name.replace('_', '-')}" for name in names if options[name] is not None]
+    if len(given) == 1:
+        return given[0], "applies", "it"
+    return " and ".join(given), "apply", "them"
+
+
+def _node_timing(options: dict[str, Any]) -> tuple[int, float]:
+    """``--tick-ms`` and ``--request-timeout``, or their defaults; a CommandError for a value that
+    would break the node: ``nan`` or ``inf`` seconds made every request fail with a 500."""
+    tick_ms = settings.PAXOS_TICK_MS if options["tick_ms"] is None else options["tick_ms"]
+    timeout = REQUEST_TIMEOUT if options["request_timeout"] is None else options["request_timeout"]
+    if not 1 <= tick_ms <= MAX_TICK_MS:
+        raise CommandError(
+            f"--tick-ms must be between 1 and {MAX_TICK_MS} milliseconds, not {tick_ms} (the "
+            f"default is {settings.PAXOS_TICK_MS})"
+        )
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_REQUEST_TIMEOUT):
+        raise CommandError(
+            f"--request-timeout must be a number of seconds above 0 and at most "
+            f"{MAX_REQUEST_TIMEOUT:g} (an hour), not {timeout} (the default is {REQUEST_TIMEOUT:g})"
+        )
+    return tick_ms, timeout
+
+
+def _check_sqlite_writable(config: ClusterConfig, url: str | None) -> None:
+    """A SQLite file or folder this user cannot write to is named here, in one line: SQLite only
+    says "unable to open database file" at the first query, which names neither. The folder must
+    be writable too: WAL mode creates ``-wal`` and ``-shm`` files beside the database."""
+    database = settings.DATABASES["default"]
+    if not database["ENGINE"].endswith("sqlite3"):
+        return
+    file = Path(database["NAME"])
+    for path in (file.parent, file):
+        if path.exists() and not os.access(path, os.W_OK):
+            what = "folder" if path == file.parent else "database file"
+            if url:
+                raise CommandError(
+                    f"DATABASE_URL names the SQLite file {file}, but the {what} {path} is not "
+                    "writable: make it writable for this user, or name another file"
+                )
+            raise CommandError(
+                f"{config.path}: dataDir: the {what} {path} is not writable (node "
+                f"{config.my_id} keeps its database there): make it writable for this user, or "
+                "give another dataDir"
+            )
+
+
+def _database_problem(config: ClusterConfig, url: str | None, error: Exception) -> str:
+    """The line for a database the node could not migrate. Its hint is only for what causes
+    that most often: nodes starting at the same moment on one database (a DATABASE_URL without
+    {node_id}) collide in their migrations before the ownership check can say so."""
+    name = settings.DATABASES["default"]["NAME"]
+    problem = f"node {config.my_id} could not prepare its database {name}: {error}"
+    if url and "{node_id}" not in url:
+        problem += (
+            ". If several nodes use one database (a DATABASE_URL without {node_id}), give each "
+            "its own."
+        )
+    return problem
 
 
 def _check_demo_folder(folder: Path) -> None:
@@ -207,7 +299,9 @@ def _configured_for(config: ClusterConfig) -> bool:
     )
 
 
-def _restart_as_node(config: ClusterConfig, options: dict[str, Any]) -> None:
+def _restart_as_node(
+    config: ClusterConfig, tick_ms: int, request_timeout: float, server: str
+) -> None:
     """Re-run this command with PAXOS_CONFIG/PAXOS_NODE_ID set, so settings pick this node's
     database; exec keeps the PID, so whoever started us can still stop us by it."""
     env = dict(os.environ)
@@ -222,11 +316,11 @@ def _restart_as_node(config: ClusterConfig, options: dict[str, Any]) -> None:
         "--node",
         env["PAXOS_NODE_ID"],
         "--tick-ms",
-        str(options["tick_ms"]),
+        str(tick_ms),
         "--request-timeout",
-        str(options["request_timeout"]),
+        repr(request_timeout),
         "--server",
-        options["server"],
+        server,
     ]
     sys.stdout.flush()
     sys.stderr.flush()
