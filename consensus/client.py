@@ -127,7 +127,13 @@ class NoQuorum(PaxosError):
 
 
 class Unavailable(PaxosError):
-    """No node could be reached (connection refused, reset or timed out) until ``retry_timeout``."""
+    """No node could be reached (connection refused, reset or timed out) until ``retry_timeout``.
+
+    ``refused``: every attempt of the call was refused a connection, so no node received the
+    request and a write of this call was not applied. False after a reset, a timeout or a 503
+    (the request may have reached a node: the outcome is unknown)."""
+
+    refused: bool = False
 
 
 #
@@ -185,6 +191,9 @@ class PaxosClient:
 
     ``timeout`` bounds one HTTP attempt (seconds); ``retry_timeout`` bounds a whole call with its
     failovers: no attempt starts after it, so a call ends at most one attempt later.
+    ``retry_refused=False``: a call whose first round found every node refusing connections
+    fails at once (``Unavailable`` with ``refused``) instead of retrying until ``retry_timeout``:
+    nothing was sent, and a person at a shell would rather hear that now than in 30 s.
     ``token`` defaults to ``$PAXOS_API_TOKEN``. With ``discover`` (the default when no ``nodes``
     are given) the addresses of the cluster's other nodes are asked for once, after the first
     answer, and added to ``nodes``.
@@ -200,12 +209,14 @@ class PaxosClient:
         timeout: float = DEFAULT_TIMEOUT,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
         discover: bool | None = None,
+        retry_refused: bool = True,
     ) -> None:
         self.nodes: list[tuple[str, int]] = node_addresses(host, port, nodes)
         self._discover = len(self.nodes) == 1 if discover is None else discover
         self.token = token if token is not None else os.environ.get(TOKEN_ENVIRONMENT_VARIABLE)
         self.timeout = timeout
         self.retry_timeout = retry_timeout
+        self.retry_refused = retry_refused
         self._connections: dict[tuple[str, int], http.client.HTTPConnection] = {}
         self._current = 0
         """Index of the node that answered last: the next call starts there."""
@@ -380,6 +391,7 @@ class PaxosClient:
         deadline = time.monotonic() + self.retry_timeout
         start = self._current if nodes is None else 0
         last_error: PaxosError | None = None
+        maybe_sent = False  # until an attempt may have reached a node, every one was refused
         rounds = 0
         while True:
             retry_after = 0.0
@@ -391,8 +403,10 @@ class PaxosClient:
                 try:
                     status, answer, headers_in = self._send(address, method, path, payload, headers)
                 except (OSError, http.client.HTTPException) as error:
+                    maybe_sent = maybe_sent or not isinstance(error, ConnectionRefusedError)
                     last_error = Unavailable(f"{address[0]}:{address[1]}: {error or type(error)}")
                     continue
+                maybe_sent = True
                 if status == 503:
                     seconds = _retry_after(headers_in.get("retry-after"))
                     retry_after = max(retry_after, seconds)
@@ -410,8 +424,10 @@ class PaxosClient:
                 raise error_for_status(status, answer)
             rounds += 1
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not retry:
-                assert last_error is not None
+            assert last_error is not None
+            if isinstance(last_error, Unavailable):
+                last_error.refused = not maybe_sent
+            if remaining <= 0 or not retry or (not maybe_sent and not self.retry_refused):
                 raise last_error
             time.sleep(retry_pause(rounds, retry_after, remaining))
 
@@ -452,7 +468,10 @@ class PaxosClient:
         headers: dict[str, str],
     ) -> tuple[int, Any, dict[str, str]]:
         """One request on the node's keep-alive connection; a connection the server closed while
-        idle is reopened once (the request id makes repeating the request safe)."""
+        idle is reopened once (the request id makes repeating the request safe). When the
+        reopening is refused, the first error stands: that request may have reached the node,
+        so the call's failure must not read as "refused" (``Unavailable.refused``)."""
+        first_error: BaseException | None = None
         for attempt in (1, 2):
             connection = self._connection(address)
             reused = connection.sock is not None
@@ -467,7 +486,10 @@ class PaxosClient:
                     error, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError
                 )
                 if attempt == 1 and stale and not isinstance(error, socket.timeout):
+                    first_error = error
                     continue
+                if first_error is not None and isinstance(error, ConnectionRefusedError):
+                    raise first_error from error
                 raise
             if response.getheader("Connection", "").lower() == "close":
                 connection.close()

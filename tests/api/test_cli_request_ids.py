@@ -15,8 +15,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from consensus.config import free_ports
-from tests.fixtures.http import http_nodes
+from tests.fixtures.http import hanging_nodes, http_nodes
 
 WRITES = {
     "put": ["put", "k", "a value"],
@@ -92,14 +91,16 @@ def test_a_write_of_unknown_outcome_names_its_request_id_and_the_command_to_retr
         assert server.seen[-1] == attempts[0]  # type: ignore[attr-defined]
 
 
-def test_a_write_no_node_took_names_its_request_id() -> None:
-    """Connections refused until ``--timeout``: ``Unavailable``, the id and the command too."""
-    (dead,) = free_ports(1)
-    url = f"http://127.0.0.1:{dead}"
-    with pytest.raises(CommandError) as raised:
-        call_command("paxos", "--url", url, "--timeout", "0.2", "put", "k", "v")
+def test_a_write_no_node_answered_names_its_request_id() -> None:
+    """A node that timed out until ``--timeout`` (it may have received the write):
+    ``Unavailable``, the id and the command too. (Connections refused are no unknown outcome:
+    nothing was sent, test_cli_bad_input.py.)"""
+    with hanging_nodes(1) as [(host, port)]:
+        url = f"http://{host}:{port}"
+        with pytest.raises(CommandError) as raised:
+            call_command("paxos", "--url", url, "--timeout", "0.2", "put", "k", "v")
     assert re.search(
-        r"Connection refused: the outcome is unknown \(it may still be applied\); retry with "
+        r"timed out: the outcome is unknown \(it may still be applied\); retry with "
         rf"--request-id ([0-9a-f]{{28}}) to apply it at most once: python manage.py paxos "
         rf"--url {url} --timeout 0.2 put --request-id=\1 -- k v$",
         str(raised.value),

@@ -8,22 +8,27 @@
 Which nodes: ``--url`` (repeatable or comma separated), else every node of ``--config``, else of
 the node config this process was started with, else of ``demo-cluster/cluster.json`` in the
 current folder (what ``runpaxos --demo`` writes), else http://127.0.0.1:33333. The token:
-``--token``, else ``$PAXOS_API_TOKEN``, else the config's first apiToken.
-Output is the value (get) or JSON; failures are one-line errors with exit status 1. A write
+``--token``, else ``$PAXOS_API_TOKEN``, else the config's first apiToken. These options and
+``--timeout`` and ``--json`` go before the action or after it (``submit X --json``).
+Output is the value (get) or JSON; failures are one-line errors with exit status 1, and
+arguments the command cannot use (a group id out of range, a timeout of nan, a key that is no
+UTF-8, a token with a newline) a usage error with exit status 2, before anything is sent. A write
 (put, delete, cas, submit) gets its request id here, before the first attempt (or
 ``--request-id``): when its outcome is unknown, the error names it and the command that retries
-the write with it.
+the write with it. When every node refused the connection, nothing was sent: the command
+fails at once (no retrying for ``--timeout``) and says so (a write was not applied).
 ``status`` asks every node at once (one attempt each, at most 5 s), prints what it got and, for
 each group with a divergence alarm, which node differs; it exits 1 when a node did not answer or
 a node reports an alarm (as ``check`` exits 1 when a node's state differs). ``check`` compares
 the nodes' state of every group now, and exits 1 when a node's differs, 2 when a node could not
-be compared.
+be compared (and on any other failure: 1 says "differs" and nothing else).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 from collections.abc import Iterable
@@ -45,7 +50,7 @@ from consensus.client import (
     new_request_id,
     parse_address,
 )
-from consensus.config import ClusterConfig, ConfigError, load_config
+from consensus.config import MAX_ID, ClusterConfig, ConfigError, load_config
 
 from .runpaxos import DEFAULT_DEMO_DIR
 
@@ -65,54 +70,53 @@ DEFAULT_TIMEOUT = 30.0
 """``--timeout``'s default (a retry command repeats the option only when it differs)."""
 
 
+CLUSTER_OPTIONS = "--url, --config, --token, --timeout and --json"
+"""The options every action takes, before or after the action's name."""
+
+KEY_HELP = "the key (a non-empty string without '/')"
+
+
+class StateDiffers(CommandError):
+    """``check``'s exit status 1: a node's state differs. Every other failure of ``check`` exits
+    2, so that cron reads 1 as "differs" and nothing else."""
+
+
 class Command(BaseCommand):
     help = (
         "Talk to a Paxos cluster: submit a command, query a group's state machine, "
         "get/put/delete/cas a key of the KV store, show the nodes' status, or check that their "
-        "state machines agree. Run 'manage.py paxos ACTION --help' for an action's options."
+        "state machines agree. Run 'manage.py paxos ACTION --help' for an action's options; "
+        f"{CLUSTER_OPTIONS} may come before or after ACTION. Exit status: 0 done, 1 failed "
+        "(a one-line error says why), 2 a usage error (an argument it cannot use); status and "
+        "check say theirs in their --help."
     )
 
     def get_version(self) -> str:
         return version_text()  # --version: this release, not Django's
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--url",
-            action="append",
-            default=[],
-            help="a node's URL, e.g. http://127.0.0.1:33333 (repeat, or separate with commas, "
-            "to fail over between nodes)",
-        )
-        parser.add_argument(
-            "--config",
-            help="a cluster config file: use all its nodes and its first apiToken (default: "
-            f"{DEMO_CONFIG} if it exists, else http://127.0.0.1:{DEFAULT_PORT})",
-        )
-        parser.add_argument(
-            "--token", help=f"API token (default: ${TOKEN_ENVIRONMENT_VARIABLE} or the config's)"
-        )
-        parser.add_argument(
-            "--timeout",
-            type=float,
-            default=DEFAULT_TIMEOUT,
-            help="seconds to keep retrying across nodes before giving up (30; status: one "
-            "attempt per node, of at most 5 s)",
-        )
-        parser.add_argument("--json", action="store_true", help="print the answer as indented JSON")
+        _cluster_options(parser)
         actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-        submit = actions.add_parser("submit", help="submit a command string to a group")
+        submit = _action(actions, "submit", help="submit a command string to a group")
         submit.add_argument(
             "command",
+            metavar="COMMAND",
+            type=_text,
             help='the command, e.g. the seed\'s \'{"type": "put", "key": "k", "value": "v"}\' '
             '("op" works too)',
         )
         self._group_options(submit, request_id=True)
 
-        query = actions.add_parser(
-            "query", help="ask a group's state machine (its query(); nothing is written)"
+        query = _action(
+            actions, "query", help="ask a group's state machine (its query(); nothing is written)"
         )
-        query.add_argument("query", help='the query, e.g. \'{"op": "get", "key": "k"}\'')
+        query.add_argument(
+            "query",
+            metavar="QUERY",
+            type=_text,
+            help='the query, e.g. \'{"op": "get", "key": "k"}\'',
+        )
         query.add_argument(
             "--local",
             action="store_true",
@@ -120,8 +124,8 @@ class Command(BaseCommand):
         )
         self._group_options(query)
 
-        get = actions.add_parser("get", help="read a key (linearizable unless --local)")
-        get.add_argument("key", help="the key (a non-empty string without '/')")
+        get = _action(actions, "get", help="read a key (linearizable unless --local)")
+        get.add_argument("key", metavar="KEY", type=_text, help=KEY_HELP)
         get.add_argument(
             "--local",
             action="store_true",
@@ -130,20 +134,20 @@ class Command(BaseCommand):
         )
         self._group_options(get)
 
-        put = actions.add_parser("put", help="set a key")
-        put.add_argument("key", help="the key (a non-empty string without '/')")
-        put.add_argument("value", help="the new value (a string)")
+        put = _action(actions, "put", help="set a key")
+        put.add_argument("key", metavar="KEY", type=_text, help=KEY_HELP)
+        put.add_argument("value", metavar="VALUE", type=_text, help="the new value (a string)")
         self._group_options(put, request_id=True)
 
-        delete = actions.add_parser("delete", help="delete a key")
-        delete.add_argument("key", help="the key (a non-empty string without '/')")
+        delete = _action(actions, "delete", help="delete a key")
+        delete.add_argument("key", metavar="KEY", type=_text, help=KEY_HELP)
         self._group_options(delete, request_id=True)
 
-        cas = actions.add_parser("cas", help="set a key only if it has an expected value")
-        cas.add_argument("key", help="the key (a non-empty string without '/')")
-        cas.add_argument("value", help="the new value")
+        cas = _action(actions, "cas", help="set a key only if it has an expected value")
+        cas.add_argument("key", metavar="KEY", type=_text, help=KEY_HELP)
+        cas.add_argument("value", metavar="VALUE", type=_text, help="the new value")
         expected = cas.add_mutually_exclusive_group(required=True)
-        expected.add_argument("--expected", help="the value the key must have now")
+        expected.add_argument("--expected", type=_text, help="the value the key must have now")
         expected.add_argument(
             "--absent", action="store_true", help="succeed only if the key does not exist"
         )
@@ -154,31 +158,44 @@ class Command(BaseCommand):
             "differs, if a node reports a divergence alarm; exit 1 if a node did not answer or "
             "reports an alarm"
         )
-        actions.add_parser("status", help=status_help, description=status_help)
+        _action(actions, "status", help=status_help, description=status_help)
 
         check_help = (
             "compare the nodes' state machines now: a state check through the log of each group "
             "(or --group), and a line per group saying how each other node compares with the one "
             "that answered; exit 1 if a node's state differs, 2 if a node could not be compared "
-            "(down, slow, or digesting nothing)"
+            "(down, slow, or digesting nothing) or the check could not run at all"
         )
-        check = actions.add_parser("check", help=check_help, description=check_help)
+        check = _action(actions, "check", help=check_help, description=check_help)
         check.add_argument("--group", "-g", type=_group_id, help="only this group (default: all)")
 
     def _group_options(self, parser: CommandParser, *, request_id: bool = False) -> None:
-        parser.add_argument("--group", "-g", type=int, default=1, help="group id (1)")
+        parser.add_argument("--group", "-g", type=_group_id, default=1, help="group id (1)")
         if request_id:
             parser.add_argument(
-                "--request-id", help="send this request id (a retry with it applies once)"
+                "--request-id",
+                type=_text,
+                help="send this request id (a retry with it applies once)",
             )
 
     # ------------------------------------------------------------------ running
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Run the action; for ``check``, every failure but "a node's state differs" exits 2
+        (its --help: 1 means differs, and cron must not read a node that is down as that)."""
+        try:
+            self._handle(options)
+        except CommandError as error:
+            if options["action"] != "check" or isinstance(error, StateDiffers):
+                raise
+            raise CommandError(str(error), returncode=2) from None
+
+    def _handle(self, options: dict[str, Any]) -> None:
+        # --url after the action adds to those before it (see _cluster_options)
+        options["url"] = [*options["url"], *options.pop("more_urls", [])]
         addresses, config_token = self._nodes(options)
-        token = options["token"] or os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or config_token
-        if options["timeout"] <= 0:
-            raise CommandError("--timeout must be positive")
+        token = self._api_token(options, config_token)
+        options["request_id_given"] = bool(options.get("request_id"))
         if options["action"] in WRITES and not options.get("request_id"):
             # Chosen here, not by the client, so that an error can name it (_explain).
             options["request_id"] = new_request_id()
@@ -191,14 +208,29 @@ class Command(BaseCommand):
             timeout=min(10.0, options["timeout"]),
             retry_timeout=options["timeout"],
             discover=False,  # the config or --url says which nodes
+            retry_refused=False,  # every node refused: say so now, not after --timeout
         )
         try:
             with client:
                 self._run(client, addresses, options)
         except PaxosError as error:
-            raise CommandError(_explain(error, options)) from None
+            raise CommandError(_explain(error, options, len(client.nodes))) from None
         except ValueError as error:  # a key with '/', an empty key...
             raise CommandError(str(error)) from None
+
+    def _api_token(self, options: dict[str, Any], config_token: str | None) -> str | None:
+        """The token to send. ``--token`` was checked by argparse (``_token``); one from the
+        environment or the config is checked here, before anything is sent: http.client would
+        refuse it with a message that prints it."""
+        if options["token"]:
+            return str(options["token"])
+        token = os.environ.get(TOKEN_ENVIRONMENT_VARIABLE)
+        source = f"${TOKEN_ENVIRONMENT_VARIABLE}"
+        if not token:
+            token, source = config_token, "the config's apiTokens"
+        if token and not _header_safe(token):
+            raise CommandError(f"the API token in {source} {UNSAFE_TOKEN}")
+        return token
 
     def _run(
         self, client: PaxosClient, addresses: list[tuple[str, int]], options: dict[str, Any]
@@ -332,7 +364,7 @@ class Command(BaseCommand):
                 )
         differ = [str(c["group_id"]) for c in checks if "differs" in c["peers"].values()]
         if differ:
-            raise CommandError(
+            raise StateDiffers(
                 f"group(s) {', '.join(differ)}: some node's state machine differs "
                 f"({DIVERGENCE_README})"
             )
@@ -388,15 +420,120 @@ class Command(BaseCommand):
         return [("127.0.0.1", DEFAULT_PORT)], token
 
 
+def _action(actions: Any, name: str, **kwargs: Any) -> CommandParser:
+    """An action's parser, which takes the cluster options too (``paxos submit X --json``)."""
+    parser: CommandParser = actions.add_parser(name, **kwargs)
+    _cluster_options(parser, after_action=True)
+    return parser
+
+
+def _cluster_options(parser: CommandParser, *, after_action: bool = False) -> None:
+    """``CLUSTER_OPTIONS``, on the command's parser and (``after_action``) on each action's.
+
+    After the action they default to nothing (``argparse.SUPPRESS``): the action's namespace is
+    copied over the command's, and a default there would undo the same option given before the
+    action. ``--url`` after it goes to ``more_urls``, which ``handle`` adds to those before."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if after_action else value
+
+    parser.add_argument(
+        "--url",
+        action="append",
+        dest="more_urls" if after_action else "url",
+        metavar="URL",
+        default=default([]),
+        type=_text,
+        help="a node's URL, e.g. http://127.0.0.1:33333 (repeat, or separate with commas, "
+        "to fail over between nodes)",
+    )
+    parser.add_argument(
+        "--config",
+        default=default(None),
+        help="a cluster config file: use all its nodes and its first apiToken (default: "
+        f"{DEMO_CONFIG} if it exists, else http://127.0.0.1:{DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--token",
+        type=_token,
+        default=default(None),
+        help=f"API token (default: ${TOKEN_ENVIRONMENT_VARIABLE} or the config's)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=default(DEFAULT_TIMEOUT),
+        help="seconds to keep retrying across nodes before giving up (30; status: one "
+        "attempt per node, of at most 5 s); when every node refuses the connection, the "
+        "command fails at once",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print the answer as indented JSON",
+    )
+
+
 def _group_id(text: str) -> int:
-    """argparse type: a group id (a positive integer)."""
+    """argparse type: a group id, 1..``MAX_ID`` as a cluster config allows (every action: an id
+    out of range would reach a node only to be "no API endpoint at /api/kv/-1/k")."""
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a group id is a positive integer, not {text!r}")
+    if not 1 <= value <= MAX_ID:
+        raise argparse.ArgumentTypeError(
+            f"a group id is a positive integer up to {MAX_ID}, not {text!r}"
+        )
     return value
+
+
+def _timeout(text: str) -> float:
+    """argparse type: seconds, finite and positive. A deadline of nan is never reached (nan
+    compares false with everything): the command would retry for ever; inf alike."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"a timeout is a positive number of seconds, not {text!r}")
+    return value
+
+
+def _text(text: str) -> str:
+    """argparse type: text that is valid UTF-8. A shell passes any bytes, and Python keeps those
+    that are no UTF-8 as lone surrogates, which no request can carry (a URL cannot; JSON would
+    send them escaped, for the node to refuse or store): refused here, before anything is sent,
+    naming the byte rather than echoing the text."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as error:
+        code = ord(text[error.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        raise argparse.ArgumentTypeError(
+            f"not valid UTF-8 ({what} at position {error.start})"
+        ) from None
+    return text
+
+
+UNSAFE_TOKEN = (
+    "has characters an HTTP header cannot carry (a control character such as a newline, or "
+    "one that is not ASCII); the token is not printed"
+)
+
+
+def _header_safe(token: str) -> bool:
+    """Whether ``Authorization: Bearer <token>`` can carry the token: printable ASCII only
+    (http.client refuses a newline with an error that prints the whole header)."""
+    return all(" " <= char <= "~" for char in token)
+
+
+def _token(text: str) -> str:
+    """argparse type: an API token a header can carry (``_header_safe``), not echoed."""
+    if not _header_safe(text):
+        raise argparse.ArgumentTypeError(f"the token {UNSAFE_TOKEN}")
+    return text
 
 
 def _divergent_pairs(
@@ -460,11 +597,14 @@ def _role(group: dict[str, Any]) -> str:
     return "rebuilding" if group.get("rebuilding") else str(group["role"])
 
 
-def _explain(error: PaxosError, options: dict[str, Any]) -> str:
+def _explain(error: PaxosError, options: dict[str, Any], nodes: int = 1) -> str:
     """The error, and for a write whose outcome is unknown (no node answered in time, or a 503
     after it may have been proposed) the request id to retry with and the command that does:
     the CLI chose the id, so the user could not know it otherwise, and the same write run
-    again without it would be a second write (a second submit or cas applied)."""
+    again without it would be a second write (a second submit or cas applied). A write that
+    every one of the ``nodes`` refused a connection was not sent: no retry advice."""
+    if isinstance(error, Unavailable) and error.refused:
+        return _refused(error, options, nodes)
     request_id = options.get("request_id")
     unknown = isinstance(error, Unavailable | NoQuorum) or (error.status or 0) >= 500
     if options["action"] in WRITES and request_id and unknown:
@@ -479,6 +619,21 @@ def _explain(error: PaxosError, options: dict[str, Any]) -> str:
     if isinstance(named, str) and named:
         return f"{error}: retry with --request-id {named} to apply it at most once"
     return str(error)
+
+
+def _refused(error: Unavailable, options: dict[str, Any], nodes: int) -> str:
+    """The error of a call whose every attempt was refused a connection (``Unavailable.refused``):
+    no node received it, so a write of this run was not applied. Only a ``--request-id`` the
+    user gave may have been applied, by the earlier run it retries."""
+    up = "is the node up?" if nodes == 1 else f"all {nodes} nodes refused it: are they up?"
+    if options["action"] not in WRITES:
+        return f"{error} ({up})"
+    if options["request_id_given"]:
+        return (
+            f"{error}: the write was not sent this time ({up}); an earlier run with "
+            f"--request-id {options['request_id']} may have applied it: run this again to know"
+        )
+    return f"{error}: the write was not sent, so it was not applied ({up})"
 
 
 def _retry_command(options: dict[str, Any]) -> str:
