@@ -592,12 +592,14 @@ def _limited_http_protocol() -> type:
             body was read (the API's 413 to a client that said ``Connection: close``): the
             answer, then a half-close; the rest of the body is dropped until the client closes
             (asyncio closes the transport at its end of file), or a quarter of the keep-alive
-            timeout. Closed at once, the kernel reset a connection with unread bytes, and the
-            client met a reset that took the answer with it."""
+            timeout, when it is aborted as daphne_http aborts a close that did not complete (a
+            ``close`` would wait for ever on a client that reads nothing). Closed at once, the
+            kernel reset a connection with unread bytes, and the client met a reset that took
+            the answer with it."""
             self.lingering = True
             self.transport.write_eof()
             self.flow.resume_reading()
-            self.loop.call_later(self.timeout_keep_alive / 4, self.transport.close)
+            self.loop.call_later(self.timeout_keep_alive / 4, self.transport.abort)
 
         def _measured_head(self) -> int:
             """The bytes of the URL, header names and values of the head just parsed."""
