@@ -150,7 +150,8 @@ def test_a_call_backs_off_while_no_node_takes_connections(monkeypatch: pytest.Mo
 
     results = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert all(isinstance(result, Unavailable) for result in results), results[:3]
-    assert 2 <= len(opened) <= 16, len(opened)
+    # about 5 rounds x 2 nodes; 18 seen on a loaded machine; without the backoff 50 and more
+    assert 2 <= len(opened) <= 25, len(opened)
 
 
 # -- close() -------------------------------------------------------------------------------------
