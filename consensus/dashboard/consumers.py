@@ -20,7 +20,7 @@ from consensus.runtime import get_node
 from consensus.transport import ws_limits
 
 from .feed import GROUP_NAME, MIN_INTERVAL, get_feed
-from .snapshot import build_snapshot
+from .snapshot import build_snapshot, snapshot_frame
 
 logger = logging.getLogger("consensus.dashboard")
 
@@ -105,14 +105,15 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             logger.warning("could not build a dashboard snapshot: %r", error)
             await self.send_json({"type": "unavailable", "error": "no snapshot now; retrying"})
             return
-        await self.send_json({"type": "snapshot", "snapshot": snapshot})
+        await self.send(text_data=snapshot_frame(snapshot))
 
     async def dashboard_snapshot(self, event: dict[str, Any]) -> None:
-        """A broadcast from the feed (channel-layer type ``dashboard.snapshot``)."""
+        """A broadcast from the feed (channel-layer type ``dashboard.snapshot``): the snapshot's
+        frame, encoded once for every browser."""
         if ws_limits.unsent_bytes(self.scope) > MAX_UNSENT_BYTES:
             return  # not reading: the next broadcast it can take is as good
         if await self._still_allowed():
-            await self.send_json({"type": "snapshot", "snapshot": event["snapshot"]})
+            await self.send(text_data=event["frame"])
 
     async def _still_allowed(self) -> bool:
         """True while the session still belongs to an active staff user (read again every

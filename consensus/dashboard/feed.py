@@ -8,9 +8,9 @@ loop: it wakes when something changed (or once a second for uptime and peer link
 
 1. watches for transitions worth a log line that no other layer logs: a group's state machine
    falling behind and catching up again, and the node turning ready or unready;
-2. if any browser is subscribed, builds one snapshot and ``group_send``s it through the channel
-   layer to the ``paxos-dashboard`` group, where every ``DashboardConsumer`` forwards it to its
-   websocket.
+2. if any browser is subscribed, builds one snapshot, encodes it once as a websocket frame and
+   ``group_send``s the frame through the channel layer to the ``paxos-dashboard`` group, where
+   every ``DashboardConsumer`` sends it as it is to its websocket.
 
 The channel layer is the in-memory one (one process per node): the consumers and the runtime live
 in the same process, so nothing crosses the network except the websocket to the browser. A slow
@@ -144,7 +144,7 @@ class DashboardFeed(NodeObserver):
 
     async def run(self, node: PaxosNode) -> None:
         """Until cancelled: watch for transitions and push snapshots to subscribed browsers."""
-        from .snapshot import build_snapshot
+        from .snapshot import build_snapshot, snapshot_frame
 
         layer = get_channel_layer()
         self._node = node
@@ -164,9 +164,9 @@ class DashboardFeed(NodeObserver):
                 try:
                     self.watch(node)
                     if self.subscribers and layer is not None:
-                        snapshot = await build_snapshot(node, self)
+                        frame = snapshot_frame(await build_snapshot(node, self))
                         await layer.group_send(
-                            GROUP_NAME, {"type": "dashboard.snapshot", "snapshot": snapshot}
+                            GROUP_NAME, {"type": "dashboard.snapshot", "frame": frame}
                         )
                 except asyncio.CancelledError:
                     raise

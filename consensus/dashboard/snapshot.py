@@ -7,6 +7,7 @@ in-memory state is read without locks there.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,14 @@ PREVIEW_CHARS = 120
 
 def _shorten(text: str, limit: int = PREVIEW_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def snapshot_frame(snapshot: dict[str, Any]) -> str:
+    """The websocket text frame that carries ``snapshot`` to a browser. The feed encodes it once
+    per broadcast and every open dashboard sends the same string: a dict sent through the
+    in-memory channel layer is deep-copied per subscriber and was encoded by each consumer,
+    about 0.7 ms per browser per broadcast on the node's event loop."""
+    return json.dumps({"type": "snapshot", "snapshot": snapshot})
 
 
 def load_latest_commits(

@@ -17,6 +17,7 @@ from consensus.dashboard import consumers
 from consensus.dashboard.consumers import DashboardConsumer
 from consensus.dashboard.feed import GROUP_NAME
 from consensus.dashboard.origin import SameOrigin
+from consensus.dashboard.snapshot import snapshot_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)  # channels' consumers close old connections
 
@@ -118,7 +119,7 @@ async def staff_session_async(user: Any) -> Any:
 
 async def broadcast() -> None:
     await get_channel_layer().group_send(
-        GROUP_NAME, {"type": "dashboard.snapshot", "snapshot": {"node_id": 1}}
+        GROUP_NAME, {"type": "dashboard.snapshot", "frame": snapshot_frame({"node_id": 1})}
     )
 
 
@@ -185,3 +186,35 @@ async def test_a_browser_that_does_not_read_skips_broadcasts(
     await broadcast()
     assert (await communicator.receive_json_from())["snapshot"] == {"node_id": 1}
     await communicator.disconnect()
+
+
+async def test_the_feed_encodes_a_broadcast_once_for_every_browser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The channel layer carries the encoded frame: a dict would be deep-copied per subscriber
+    and encoded again by each consumer, on the node's event loop."""
+    import asyncio
+
+    from consensus.dashboard import feed as feed_module
+    from consensus.dashboard import snapshot as snapshot_module
+
+    sent: list[dict[str, Any]] = []
+
+    class Layer:
+        async def group_send(self, group: str, message: dict[str, Any]) -> None:
+            sent.append(message)
+            raise asyncio.CancelledError  # one broadcast is enough
+
+    async def build(node: Any, feed: Any) -> dict[str, Any]:
+        return {"node_id": 7}
+
+    monkeypatch.setattr(feed_module, "get_channel_layer", Layer)
+    monkeypatch.setattr(feed_module, "node_started", lambda node: True)
+    monkeypatch.setattr(snapshot_module, "build_snapshot", build)
+    feed = feed_module.DashboardFeed()
+    feed.subscribers = 2
+    monkeypatch.setattr(feed, "watch", lambda node: None)
+    feed._changed.set()
+    with pytest.raises(asyncio.CancelledError):
+        await feed.run(SimpleNamespace(applied={}))
+    assert sent == [{"type": "dashboard.snapshot", "frame": snapshot_frame({"node_id": 7})}]

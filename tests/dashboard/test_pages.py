@@ -15,6 +15,7 @@ from consensus import metrics
 from consensus.dashboard.consumers import DashboardConsumer
 from consensus.dashboard.feed import GROUP_NAME, CommitWindow, DashboardFeed
 from consensus.dashboard.monitoring import ObserverChain
+from consensus.dashboard.snapshot import snapshot_frame
 from consensus.health import readiness
 from consensus.models import Group, Instance
 from consensus.runtime.observer import NodeObserver
@@ -329,6 +330,7 @@ async def test_consumer_refuses_anonymous_browsers() -> None:
     assert not connected
 
 
+@pytest.mark.django_db(transaction=True)  # channels' consumers close old connections
 async def test_consumer_forwards_broadcast_snapshots_to_staff() -> None:
     communicator = WebsocketCommunicator(DashboardConsumer.as_asgi(), "/ws/dashboard/")
     communicator.scope["user"] = SimpleNamespace(
@@ -339,7 +341,7 @@ async def test_consumer_forwards_broadcast_snapshots_to_staff() -> None:
     first = await communicator.receive_json_from()
     assert first["type"] == "unavailable"  # no node runs in the test process
     await get_channel_layer().group_send(
-        GROUP_NAME, {"type": "dashboard.snapshot", "snapshot": {"node_id": 1}}
+        GROUP_NAME, {"type": "dashboard.snapshot", "frame": snapshot_frame({"node_id": 1})}
     )
     assert await communicator.receive_json_from() == {
         "type": "snapshot",
