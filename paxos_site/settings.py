@@ -23,6 +23,8 @@ Environment:
   (default 300; 0: none).
 - ``PAXOS_ADMIN_LOGIN_FAILURES``, ``PAXOS_ADMIN_LOCKOUT_MINUTES``: failed logins for one username
   from one address that lock it out of the admin login, and for how long (defaults 5 and 15).
+- ``PAXOS_TRUSTED_PROXIES``: addresses or networks of reverse proxies in front, comma separated;
+  a request from one of them counts as its ``X-Forwarded-For`` client's (consensus.proxies).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from consensus.config import (
     load_config,
     make_data_folder,
 )
+from consensus.proxies import parse_trusted_proxies
 from consensus.storage.databases import (
     NODE_ID_PLACEHOLDER,
     POSTGRES_ENGINES,
@@ -187,6 +190,9 @@ PAXOS_ADMIN_LOGIN_FAILURES = _env_count("PAXOS_ADMIN_LOGIN_FAILURES", 5, "failed
 """Failed admin logins for one username from one address that lock it out (django-axes, below)."""
 PAXOS_ADMIN_LOCKOUT_MINUTES = _env_count("PAXOS_ADMIN_LOCKOUT_MINUTES", 15, "minutes")
 """How long such a lockout lasts, from the failed login that started it."""
+PAXOS_TRUSTED_PROXIES = parse_trusted_proxies(os.environ.get("PAXOS_TRUSTED_PROXIES", ""))
+"""Reverse proxies whose ``X-Forwarded-For`` names the client (the lockout counts per client
+address, not per proxy). None by default: the header is anyone's text."""
 
 PAXOS_UNSAFE_SKIP_REBUILD = _env_flag("PAXOS_UNSAFE_SKIP_REBUILD")
 """A negative control for tests only: a node whose database is new votes at once instead of
@@ -467,6 +473,7 @@ def _axes_client_str(
 
 
 AXES_CLIENT_STR_CALLABLE = _axes_client_str
+AXES_CLIENT_IP_CALLABLE = "consensus.proxies.client_address"
 
 
 def _axes_lockouts_only(record: logging.LogRecord) -> bool:

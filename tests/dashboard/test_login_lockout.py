@@ -54,17 +54,25 @@ def axes_log() -> Iterator[io.StringIO]:
     handler.setStream(previous)
 
 
-def log_in(username: str, password: str, address: str = "127.0.0.1") -> Any:
+def log_in(
+    username: str, password: str, address: str = "127.0.0.1", forwarded_for: str | None = None
+) -> Any:
     """One login attempt with a fresh client (no session): 302 logged in, 200 refused (the form
     again), 429 locked out."""
-    return Client(REMOTE_ADDR=address).post(
+    headers = {} if forwarded_for is None else {"HTTP_X_FORWARDED_FOR": forwarded_for}
+    return Client(REMOTE_ADDR=address, **headers).post(
         LOGIN, {"username": username, "password": password, "next": "/admin/"}
     )
 
 
-def fail(times: int, username: str = "admin", address: str = "127.0.0.1") -> None:
+def fail(
+    times: int,
+    username: str = "admin",
+    address: str = "127.0.0.1",
+    forwarded_for: str | None = None,
+) -> None:
     for _ in range(times):
-        assert log_in(username, "wrong", address).status_code == 200
+        assert log_in(username, "wrong", address, forwarded_for).status_code == 200
 
 
 def assert_locked(response: Any) -> None:
@@ -105,6 +113,64 @@ def test_a_lockout_is_for_that_username_from_that_address(users: None) -> None:
     assert log_in("other", PASSWORD).status_code == 302
     assert log_in("admin", PASSWORD, address="10.0.0.7").status_code == 302
     assert_locked(log_in("admin", PASSWORD))
+
+
+PROXY = "10.0.0.2"
+
+
+@pytest.fixture
+def behind_a_proxy(settings: Any) -> None:
+    from consensus.proxies import parse_trusted_proxies
+
+    settings.PAXOS_TRUSTED_PROXIES = parse_trusted_proxies(f"{PROXY},192.168.7.0/24")
+
+
+def test_behind_a_trusted_proxy_the_lockout_is_the_forwarded_clients(
+    users: None, behind_a_proxy: None
+) -> None:
+    """Every browser reaches the node from the proxy's address: counted under it, one client's
+    failures would lock ``admin`` out for everyone."""
+    fail(LIMIT - 1, address=PROXY, forwarded_for="203.0.113.9")
+    assert_locked(log_in("admin", "wrong", PROXY, forwarded_for="203.0.113.9"))
+    assert log_in("admin", PASSWORD, PROXY, forwarded_for="198.51.100.4").status_code == 302
+    # The left-most hops are the client's own text; the proxies' appended hop decides.
+    spoofed = "198.51.100.4, 203.0.113.9, 192.168.7.5"
+    assert_locked(log_in("admin", PASSWORD, PROXY, forwarded_for=spoofed))
+
+
+def test_a_forwarded_for_header_from_an_untrusted_address_is_ignored(
+    users: None, behind_a_proxy: None
+) -> None:
+    fail(LIMIT - 1, address="10.9.9.9", forwarded_for="203.0.113.1")
+    assert_locked(log_in("admin", "wrong", "10.9.9.9", forwarded_for="203.0.113.2"))
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded_for", "client"),
+    [
+        ("10.0.0.2", "203.0.113.9", "203.0.113.9"),
+        ("10.0.0.2", "1.2.3.4, 203.0.113.9", "203.0.113.9"),
+        ("10.0.0.2", "203.0.113.9, 192.168.7.1", "203.0.113.9"),  # through two proxies
+        ("10.0.0.2", "192.168.7.1", "192.168.7.1"),  # only proxies: the farthest one
+        ("10.0.0.2", "", "10.0.0.2"),
+        ("10.0.0.2", "garbage, 203.0.113.9", "203.0.113.9"),
+        ("10.0.0.2", "203.0.113.9, garbage", "10.0.0.2"),
+        ("10.0.0.3", "203.0.113.9", "10.0.0.3"),  # not a proxy
+        ("::1", "203.0.113.9", "::1"),
+    ],
+)
+def test_the_client_address_through_trusted_proxies(
+    remote: str, forwarded_for: str, client: str, behind_a_proxy: None
+) -> None:
+    from consensus.proxies import client_address
+
+    request = SimpleNamespace(META={"REMOTE_ADDR": remote, "HTTP_X_FORWARDED_FOR": forwarded_for})
+    assert client_address(request) == client
+
+
+def test_without_trusted_proxies_the_header_is_ignored(users: None) -> None:
+    fail(LIMIT - 1, forwarded_for="203.0.113.1")
+    assert_locked(log_in("admin", "wrong", forwarded_for="203.0.113.2"))
 
 
 def test_a_lockout_ends_after_the_cool_off(users: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,6 +217,7 @@ async def test_a_node_serving_asgi_locks_out_too() -> None:
         ("PAXOS_ADMIN_LOCKOUT_MINUTES=-1", "PAXOS_ADMIN_LOCKOUT_MINUTES=-1 is not a number of min"),
         ("PAXOS_ADMIN_LOCKOUT_MINUTES=0.5", "PAXOS_ADMIN_LOCKOUT_MINUTES='0.5' is not an integer"),
         ("PAXOS_ADMIN_LOCKOUT_MINUTES=10000000000000", "from 1 to 1000000 (the default is 15)"),
+        ("PAXOS_TRUSTED_PROXIES=10.0.0.1,proxy.example", "'proxy.example' is not an IP address"),
     ],
 )
 def test_a_lockout_setting_out_of_range_is_refused(setting: str, problem: str) -> None:
