@@ -37,6 +37,8 @@ from django.http import HttpRequest, HttpResponse
 from django.http.request import split_domain_port, validate_host
 from django.urls import get_resolver
 
+from consensus.storage.reconnect import reconnecting
+
 from .authentication import check_bearer
 from .exceptions import ApiError, error_response, json_bytes
 from .fastpath import check_content_length, max_body_bytes
@@ -296,7 +298,7 @@ class LeanHandler(ASGIHandler):
         request.resolver_match = match
         view = match.func
         if not iscoroutinefunction(view):
-            view = sync_to_async(view)
+            view = sync_to_async(reconnecting(view))
         try:
             return await view(request, *match.args, **match.kwargs)
         except Exception:  # noqa: BLE001 - never an HTML 500 page on the API

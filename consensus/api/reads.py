@@ -23,6 +23,7 @@ from asgiref.sync import sync_to_async
 
 from consensus.runtime import PaxosNode
 from consensus.statemachine import QueryError
+from consensus.storage.reconnect import reconnecting
 
 _Batch = list[tuple[str, asyncio.Future[Any]]]
 
@@ -96,7 +97,7 @@ async def off_loop(node: PaxosNode, machine: Any, fn: Callable[..., Any], *args:
     """Run a read of ``machine`` off the event loop: a durable machine's rows through a database
     connection of its own, an in-memory machine on the thread that applies to it (no locks)."""
     if machine.durable:
-        return await sync_to_async(fn)(*args)
+        return await sync_to_async(reconnecting(fn))(*args)
     return await node.run_between_applications(fn, *args)
 
 

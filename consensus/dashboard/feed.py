@@ -34,6 +34,7 @@ from channels.layers import get_channel_layer
 from consensus.health import node_started, readiness
 from consensus.runtime import PaxosNode
 from consensus.runtime.observer import NodeObserver
+from consensus.storage.reconnect import reconnecting
 
 logger = logging.getLogger("consensus.dashboard")
 
@@ -134,7 +135,7 @@ class DashboardFeed(NodeObserver):
             return cached[1]
         from .snapshot import load_latest_commits
 
-        rows = await sync_to_async(load_latest_commits)(
+        rows = await sync_to_async(reconnecting(load_latest_commits))(
             node.storage.using, group_id, applied, LATEST_PER_GROUP
         )
         self._latest[group_id] = (applied, rows)

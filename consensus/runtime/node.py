@@ -946,7 +946,8 @@ class PaxosNode:
         feeds them).
 
         A transaction without votes (only chosen marks and applications) commits without waiting
-        for the disk: all of it can be learned and replayed again, see ``relaxed_durability``.
+        for the disk on SQLite: all of it can be learned and replayed again, see
+        ``relaxed_durability`` (and why PostgreSQL waits anyway).
         One with votes waits for the disk, and its messages wait for it (``_handle``). Either
         applies first, so the clients' results leave before the turn's rows are written
         (``_apply_all``)."""
@@ -954,8 +955,8 @@ class PaxosNode:
 
         def attempt(guarded: bool) -> None:
             relaxed = contextlib.nullcontext() if votes else self.storage.relaxed_durability()
-            # savepoint=False: on PostgreSQL ``relaxed`` holds the transaction already, and a
-            # savepoint in it would cost two more round trips to the server per turn.
+            # savepoint=False: the turn is one transaction, never a savepoint inside another
+            # (on PostgreSQL one costs two more round trips to the server per turn).
             with relaxed, transaction.atomic(using=self.storage.using, savepoint=False):
                 self._apply_all(applying, on_applied, guarded=guarded)
                 self.storage.persist(readies)

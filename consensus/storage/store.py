@@ -128,30 +128,33 @@ class DjangoStorage:
 
     @contextlib.contextmanager
     def relaxed_durability(self) -> Iterator[None]:
-        """Commit the transactions inside without waiting for the disk.
+        """Commit the transactions inside without waiting for the disk, where that is safe.
 
         Only for writes that hold no vote (chosen marks, state machine applications, applied
         index): after a power loss the newest of them may be gone, and are learned and replayed
-        again; a later synchronous commit makes them durable too, in order. A ``kill -9`` loses
-        nothing either way (the OS has the data). Votes are never written in here: the runtime
-        uses this only for a batch whose ``Persist.must_sync`` is false.
+        again; a later synchronous commit makes them durable too, in order. Votes are never
+        written in here: the runtime uses this only for a batch whose ``Persist.must_sync`` is
+        false.
+
+        SQLite only (``synchronous=NORMAL``): its unflushed tail can only be lost with the
+        machine, and so with the node, whose memory then goes too (a ``kill -9`` loses nothing:
+        the OS has the data). A PostgreSQL server is a process of its own: it can crash and
+        restart under a running node (an OOM kill, an immediate stop) and take back commits made
+        without ``synchronous_commit``. The node would go on from its memory, which counts them:
+        linearizable reads answered from rows that were rolled back, and later commands applied
+        on top of a state no replica ever had. So on PostgreSQL every commit waits for the disk.
         """
         connection = connections[self.using]
-        if connection.vendor == "sqlite":
-            with raw_cursor(self.using) as cursor:
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            try:
-                yield
-            finally:
-                with raw_cursor(self.using) as cursor:
-                    cursor.execute("PRAGMA synchronous=FULL")
-        elif connection.vendor == "postgresql":
-            with transaction.atomic(using=self.using):
-                with raw_cursor(self.using) as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                yield
-        else:
+        if connection.vendor != "sqlite":
             yield
+            return
+        with raw_cursor(self.using) as cursor:
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            with raw_cursor(self.using) as cursor:
+                cursor.execute("PRAGMA synchronous=FULL")
 
     # Setup
 

@@ -20,16 +20,18 @@ only then may its messages leave the node (the rule in ``consensus/core/ready.py
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
-from django.db import close_old_connections, connections
+from django.db import connections
 
 from consensus.core.ready import Ready
 
+from .reconnect import reconnecting
 from .store import DjangoStorage
 
 logger = logging.getLogger(__name__)
@@ -117,7 +119,9 @@ class GroupCommitWriter:
         if self._closed:
             raise WriterClosedError("the writer is closed")
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._executor, _call, fn, args, kwargs)
+        return loop.run_in_executor(
+            self._executor, functools.partial(reconnecting(fn), *args, **kwargs)
+        )
 
     async def close(self) -> None:
         """Finish queued writes, close the thread's database connections, stop the thread."""
@@ -139,7 +143,7 @@ class GroupCommitWriter:
             readies = [ready for ready, _ in batch]
             try:
                 await loop.run_in_executor(
-                    self._executor, _call, self.storage.persist, (readies,), {}
+                    self._executor, reconnecting(self.storage.persist), readies
                 )
             except Exception as exc:
                 self.stats.failures += 1
@@ -154,13 +158,3 @@ class GroupCommitWriter:
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
-
-
-def _call(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-    """Run on the writer thread. After a failure, drop a broken connection (a lost PostgreSQL
-    link, say) so the next job reconnects instead of failing forever."""
-    try:
-        return fn(*args, **kwargs)
-    except Exception:
-        close_old_connections()
-        raise

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
 
 from consensus.runtime import PaxosNode, SubmitError
 from kvstore.models import Entry
@@ -195,10 +195,8 @@ def test_a_failed_application_stops_the_node_and_nothing_is_applied_after_it(
         loop_node.call(node._writer.run(node._apply_all, [(1, ())], lambda _: None, guarded=False))
 
 
-@pytest.mark.postgres  # on SQLite a relaxed turn holds no transaction of its own to nest in
-def test_a_turn_takes_no_savepoint_of_its_own(loop_node: LoopNode) -> None:
-    """A turn is one transaction, relaxed or not; on PostgreSQL a savepoint inside the relaxed
-    one cost two more round trips to the server per turn."""
+def statements_of_puts(loop_node: LoopNode, puts: int) -> list[str]:
+    """The SQL the writer thread's connection ran while ``puts`` KV puts went through."""
     node = loop_node.node
     statements: list[str] = []
 
@@ -213,9 +211,37 @@ def test_a_turn_takes_no_savepoint_of_its_own(loop_node: LoopNode) -> None:
     assert writer is not None
     loop_node.call(writer.run(lambda: wrappers().append(record)))
     try:
-        for n in range(5):
+        for n in range(puts):
             loop_node.call(node.submit(1, put(f"k{n}", "v")))
     finally:
         loop_node.call(writer.run(lambda: wrappers().remove(record)))
     assert statements, "no statement went through Django's cursor: the test sees nothing"
+    return statements
+
+
+@pytest.mark.postgres  # on SQLite a relaxed turn holds no transaction of its own to nest in
+def test_a_turn_takes_no_savepoint_of_its_own(loop_node: LoopNode) -> None:
+    """A turn is one transaction, relaxed or not; on PostgreSQL a savepoint inside the relaxed
+    one cost two more round trips to the server per turn."""
+    statements = statements_of_puts(loop_node, 5)
     assert not [sql for sql in statements if "SAVEPOINT" in sql.upper()], statements
+
+
+@pytest.mark.postgres
+def test_every_turn_on_postgresql_waits_for_the_disk(loop_node: LoopNode) -> None:
+    """A vote-free turn on PostgreSQL is not relaxed (``synchronous_commit`` stays on): the
+    server can crash and restart under a running node and take back unflushed commits, which
+    the node's memory counts as applied (a review reproduced reads of rolled-back rows)."""
+    statements = statements_of_puts(loop_node, 5)
+    assert not [sql for sql in statements if "synchronous_commit" in sql.lower()], statements
+    storage = loop_node.node.storage
+
+    def setting_in_a_relaxed_transaction() -> str:
+        with storage.relaxed_durability(), transaction.atomic(using=storage.using):
+            with connections[storage.using].cursor() as cursor:
+                cursor.execute("SHOW synchronous_commit")
+                return str(cursor.fetchone()[0])
+
+    writer = loop_node.node._writer
+    assert writer is not None
+    assert loop_node.call(writer.run(setting_in_a_relaxed_transaction)) == "on"
