@@ -237,10 +237,13 @@ def test_every_turn_on_postgresql_waits_for_the_disk(loop_node: LoopNode) -> Non
     storage = loop_node.node.storage
 
     def setting_in_a_relaxed_transaction() -> str:
-        with storage.relaxed_durability(), transaction.atomic(using=storage.using):
-            with connections[storage.using].cursor() as cursor:
-                cursor.execute("SHOW synchronous_commit")
-                return str(cursor.fetchone()[0])
+        with (
+            storage.relaxed_durability(),
+            transaction.atomic(using=storage.using),
+            connections[storage.using].cursor() as cursor,
+        ):
+            cursor.execute("SHOW synchronous_commit")
+            return str(cursor.fetchone()[0])
 
     writer = loop_node.node._writer
     assert writer is not None
