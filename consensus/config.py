@@ -35,11 +35,13 @@ would forget promises.
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
 import json
 import os
 import secrets
 import socket
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,9 @@ DEFAULT_BASE_PORT = 33333
 MAX_MILLISECONDS = 3_600_000
 """The longest ``timeout`` or ``learningInterval``: an hour. Anything longer is a typo (a node
 would wait that long before its first election), not a setting anyone needs."""
+MAX_CONFIG_BYTES = 1024 * 1024
+"""The largest config file read: a config of 9 nodes and a hundred groups is a few KiB, so a
+bigger file is the wrong one (a log, a database), and is refused before it is read."""
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 """Host names that all mean this machine: two nodes on one port under two of them would be one
 listening socket (``localhost`` may resolve to either address), so a node would dial itself."""
@@ -240,7 +245,7 @@ def load_config(
     """
     config_path = Path(path).expanduser().absolute()
     try:
-        text = config_path.read_text(encoding="utf-8")
+        text = _read_config_file(config_path)
     except FileNotFoundError:
         raise ConfigError(f"{config_path}: config file not found") from None
     except IsADirectoryError:
@@ -253,6 +258,52 @@ def load_config(
         node_id=node_id,
         default_state_machine=default_state_machine,
         node_source=node_source,
+    )
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _read_config_file(config_path: Path) -> str:
+    """The text of the config file, as ``read_text`` gives it (UTF-8, universal newlines); a
+    ``ConfigError`` for anything but a regular file of at most ``MAX_CONFIG_BYTES``. The kind is
+    checked with ``stat`` before opening: opening a named pipe for reading blocks until a writer
+    comes (the node hung, silently), and ``/dev/zero`` never ends. The open is non-blocking and
+    checked again (``fstat``), should the path have been replaced in between, and at most one byte
+    past the bound is read, should the file grow meanwhile."""
+    _check_regular_file(config_path, os.stat(config_path))
+    descriptor = os.open(config_path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(descriptor, "rb") as file:
+        _check_regular_file(config_path, os.fstat(descriptor))
+        data = file.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _too_large(config_path, f"more than {MAX_CONFIG_BYTES:,}")
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
+
+
+def _check_regular_file(config_path: Path, status: os.stat_result) -> None:
+    """A ``ConfigError`` for a folder, a named pipe, a device, a socket, or a file too large."""
+    mode = status.st_mode
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{config_path}: is a folder, not a config file")
+    if not stat.S_ISREG(mode):
+        what = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+        raise ConfigError(
+            f"{config_path}: is {what}, not a config file: give the path of a regular file"
+        )
+    if status.st_size > MAX_CONFIG_BYTES:
+        raise _too_large(config_path, f"{status.st_size:,}")
+
+
+def _too_large(config_path: Path, size: str) -> ConfigError:
+    return ConfigError(
+        f"{config_path}: config file too large: {size} bytes, a config file has at most 1 MiB "
+        f"({MAX_CONFIG_BYTES:,} bytes): is this the right file?"
     )
 
 

@@ -3,7 +3,11 @@
 Each node is a child process running ``runpaxos --config ... --node N`` (its log goes to
 ``<data-dir>/nodeN.log``). Ctrl-C (or SIGTERM) stops every child, by PID, and waits for them:
 the handlers are installed before the first child starts, so a signal that arrives while the
-nodes are still starting stops the ones already started too (no orphan keeps a port).
+nodes are still starting stops the ones already started too (no orphan keeps a port). A demo
+that dies without its handlers running (``kill -9``, the OOM killer) cannot stop them: on Linux
+each node is started with a death signal instead (``processes.die_with_parent``), SIGTERM when
+the demo dies, and stops as it would on Ctrl-C. The nodes are started, and restarted, from the
+main thread, which the death signal is tied to.
 
 Before anything starts, each node's port must be free (a second demo on the same ports would
 otherwise print its banner and then lose every node to "address already in use"): if one is

@@ -2,17 +2,25 @@
 
 Every child is a ``manage.py runpaxos --config ... --node N`` process whose output goes to
 ``<folder>/nodeN.log``; ``stop_nodes`` stops each one by PID (SIGTERM, then SIGKILL).
+
+On Linux each child also gets SIGTERM when the process that started it dies, however it dies
+(``kill -9`` of the demo used to leave its nodes running, holding its ports): see
+``die_with_parent``. Elsewhere the children outlive a parent killed that way, as before.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +30,8 @@ from django.core.management.base import CommandError
 from consensus.config import ClusterConfig, NodeAddress
 
 READY_TIMEOUT = 60.0
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option (linux/prctl.h): the signal a process gets when its parent dies."""
 
 NodeProcesses = dict[int, subprocess.Popen[bytes]]
 
@@ -49,14 +59,62 @@ def start_node(
     extra_args: tuple[str, ...] = (),
     server: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start node ``node_id`` (again), its output appended to ``<folder>/nodeN.log``."""
+    """Start node ``node_id`` (again), its output appended to ``<folder>/nodeN.log``; on Linux
+    it stops (SIGTERM) when this process dies (``die_with_parent``)."""
     with (folder / f"node{node_id}.log").open("ab") as log:
         return subprocess.Popen(
             node_command(config, node_id, extra_args, server),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=dict(env),
+            preexec_fn=die_with_parent(),
         )
+
+
+def die_with_parent(parent_pid: int | None = None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when its parent (this process, or
+    ``parent_pid``) dies: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, which ``execve`` keeps, so the
+    signal also survives the node's re-exec of itself (``runpaxos._restart_as_node``). The node
+    then stops as on SIGTERM, cleanly. None (no death signal) off Linux, without ``prctl``, and
+    outside the main thread.
+
+    The signal comes when the *thread* that started the child ends, not the process: started from
+    a worker thread, the child would be stopped when that thread ends, parent alive. The demo and
+    ``paxosbench`` start their nodes from the main thread, which ends with the process.
+
+    In the child, before ``exec``: SIGTERM goes back to its default action first (the parent's
+    Python handler, inherited by the fork, would only record a signal arriving before ``exec``,
+    and the node would never see it); then ``prctl``; then, as a parent that died before
+    ``prctl`` ran sends no signal, the child compares ``getppid()`` with its parent's PID and
+    stops itself with SIGTERM when they differ (it was adopted: the parent is gone)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid() if parent_pid is None else parent_pid
+
+    def set_death_signal() -> None:  # in the child, between fork and exec
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
+
+
+@functools.cache
+def _prctl() -> Any:
+    """libc's ``prctl``, looked up once in the parent (not in the forked child); None without."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
 
 
 def node_command(

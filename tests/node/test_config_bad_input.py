@@ -5,8 +5,9 @@ A null byte in ``dataDir`` (``ValueError: embedded null byte``), a deeply nested
 (``RecursionError``), a number of 5000 digits (``ValueError``), ``timeout`` 1e30 (no leader, ever),
 ``localhost:P`` beside ``127.0.0.1:P`` (a node that dials itself), a second ``"myid"`` (the last
 one won), ``--request-timeout nan`` (a 500 for every request), ``--data-dir`` without ``--demo``
-(ignored), and a ``dataDir`` the node may not write to (SQLite's "unable to open database file"
-with a hint about shared databases that did not apply).
+(ignored), a ``dataDir`` the node may not write to (SQLite's "unable to open database file"
+with a hint about shared databases that did not apply), a named pipe as ``--config`` (the node
+hung in ``open``; ``/dev/zero`` was read for ever) and a config file of gigabytes (read whole).
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from consensus.config import MAX_MILLISECONDS, ConfigError, load_config, write_demo_config
+from consensus.config import (
+    MAX_CONFIG_BYTES,
+    MAX_MILLISECONDS,
+    ConfigError,
+    load_config,
+    write_demo_config,
+)
 from consensus.management import demo
 from consensus.management.commands import runpaxos
 from consensus.management.commands.runpaxos import Command, _database_problem
-from tests.fixtures.procs import assert_one_line, manage
+from tests.fixtures.procs import assert_one_line, clean_env, manage, run_manage
 
 
 def demo_document(tmp_path: Path) -> dict[str, Any]:
@@ -321,3 +328,73 @@ def test_the_shared_database_hint_only_comes_with_a_shared_url(
     problem = _database_problem(config, url, Exception("unable to open database file"))
     assert problem.startswith("node 1 could not prepare its database ")
     assert ("If several nodes use one database" in problem) is hint
+
+
+# --- 8. a named pipe, a device or a folder as the config --------------------------------------
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    """A path that is not a regular file: opening a FIFO for reading blocks until a writer comes
+    (the node hung, silently), /dev/zero never ends, /dev/null reads as an empty config."""
+    if kind == "fifo":
+        path = tmp_path / "cluster.json"
+        os.mkfifo(path)
+        return path
+    if kind == "folder":
+        return tmp_path
+    device = Path(kind)
+    if not device.exists():
+        pytest.skip(f"no {device} here")
+    return device
+
+
+NOT_A_FILE = {
+    "fifo": "is a named pipe (FIFO), not a config file",
+    "/dev/zero": "is a character device, not a config file",
+    "/dev/null": "is a character device, not a config file",
+    "folder": "is a folder, not a config file",
+}
+
+
+@pytest.mark.timeout(20)  # a FIFO used to block in open() for ever
+@pytest.mark.parametrize("kind", list(NOT_A_FILE))
+def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    path = _special(tmp_path, kind)
+    message = refused(path)
+    assert message.startswith(f"{path}: {NOT_A_FILE[kind]}"), message
+    assert "\n" not in message
+
+
+def test_a_fifo_as_config_is_one_line_not_a_hang(tmp_path: Path) -> None:
+    """Before the node, and before any command that names it in PAXOS_CONFIG (settings load the
+    config): one line, status 1, at once."""
+    fifo = _special(tmp_path, "fifo")
+    expected = f"{fifo}: {NOT_A_FILE['fifo']}"
+    node = run_manage("runpaxos", "--config", str(fifo), env=clean_env(), timeout=30)
+    assert_one_line(node, f"CommandError: {expected}")
+    status = run_manage(
+        "paxos", "status", env=clean_env() | {"PAXOS_CONFIG": str(fifo)}, timeout=30
+    )
+    assert_one_line(status, f"error: {expected}")
+
+
+def test_a_symlink_to_a_config_file_is_still_read(tmp_path: Path) -> None:
+    config = write_config(tmp_path, demo_document(tmp_path))
+    link = tmp_path / "link.json"
+    link.symlink_to(config)
+    assert load_config(link).path == link
+
+
+# --- 9. a config file of absurd size ----------------------------------------------------------
+
+
+def test_a_config_file_larger_than_a_mebibyte_is_refused(tmp_path: Path) -> None:
+    text = json.dumps(demo_document(tmp_path))
+    at_most = write_config(tmp_path, text + " " * (MAX_CONFIG_BYTES - len(text)))
+    assert at_most.stat().st_size == MAX_CONFIG_BYTES
+    assert load_config(at_most).my_id == 1  # the bound itself is still read
+    too_large = write_config(tmp_path, text + " " * (MAX_CONFIG_BYTES + 1 - len(text)))
+    assert refused(too_large) == (
+        f"{too_large}: config file too large: {MAX_CONFIG_BYTES + 1:,} bytes, a config file "
+        f"has at most 1 MiB ({MAX_CONFIG_BYTES:,} bytes): is this the right file?"
+    )

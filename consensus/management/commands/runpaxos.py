@@ -303,7 +303,8 @@ def _restart_as_node(
     config: ClusterConfig, tick_ms: int, request_timeout: float, server: str
 ) -> None:
     """Re-run this command with PAXOS_CONFIG/PAXOS_NODE_ID set, so settings pick this node's
-    database; exec keeps the PID, so whoever started us can still stop us by it."""
+    database; exec keeps the PID, so whoever started us can still stop us by it, and the death
+    signal the demo gives its nodes (``processes.die_with_parent``: ``execve`` keeps it)."""
     env = dict(os.environ)
     env["PAXOS_CONFIG"] = str(Path(config.path).resolve())
     env["PAXOS_NODE_ID"] = str(config.my_id)
