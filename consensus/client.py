@@ -136,6 +136,12 @@ class Unavailable(PaxosError):
     refused: bool = False
 
 
+class NotAPaxosNode(PaxosError):
+    """The server answered with something other than a Paxos node's JSON: the URL names some
+    other web server, or a proxy answered with an error page. The message names the server, the
+    status, the content type and the start of the body, in one line."""
+
+
 #
 # Results
 #
@@ -407,6 +413,13 @@ class PaxosClient:
                     last_error = Unavailable(f"{address[0]}:{address[1]}: {error or type(error)}")
                     continue
                 maybe_sent = True
+                if not _from_a_node(answer, headers_in):
+                    if status != 503:
+                        described = _not_a_node(address, status, headers_in, answer)
+                        raise NotAPaxosNode(described, status=status)
+                    # daphne's own answer to a request its application did not answer in time
+                    # is an HTML 503: retried as a node's 503 is (its message adds the status)
+                    answer = {"error": _not_a_node(address, None, headers_in, answer)}
                 if status == 503:
                     seconds = _retry_after(headers_in.get("retry-after"))
                     retry_after = max(retry_after, seconds)
@@ -531,6 +544,38 @@ def _decode(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw.decode(errors="replace")
+
+
+def _from_a_node(answer: Any, headers: dict[str, str]) -> bool:
+    """Whether an answer is what a Paxos node sends: a JSON object or array, said to be JSON
+    (``application/json``, ``application/problem+json``)."""
+    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    json_type = media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+    return json_type and isinstance(answer, dict | list)
+
+
+BODY_EXCERPT = 80
+"""Characters of a body that ``NotAPaxosNode`` quotes."""
+
+
+def _not_a_node(
+    address: tuple[str, int], status: int | None, headers: dict[str, str], answer: Any
+) -> str:
+    """One line on an answer that is no Paxos node's: the server, its status (unless None),
+    content type and at most ``BODY_EXCERPT`` characters of its body, escaped as Python escapes
+    a string (a page's newlines and control characters stay out of the terminal)."""
+    host, port = address
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    what = [f"HTTP {status}"] if status is not None else []
+    what.append(headers.get("content-type") or "no content type")
+    if answer is None:
+        body = "an empty body"
+    else:
+        text = answer if isinstance(answer, str) else json.dumps(answer)
+        body = repr(text[:BODY_EXCERPT]) + ("..." if len(text) > BODY_EXCERPT else "")
+    return f"the server at {url} did not answer like a Paxos node ({', '.join(what)}): {body}"
 
 
 def _message(answer: Any, status: int) -> str:

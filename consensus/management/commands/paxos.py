@@ -4,6 +4,7 @@
     python manage.py paxos --url http://127.0.0.1:33333 --token T get name
     python manage.py paxos submit '{"type": "put", "key": "name", "value": "Neo"}' --group 2
     python manage.py paxos status
+    python manage.py paxos put name - < value.txt     # VALUE from standard input, as it is
 
 Which nodes: ``--url`` (repeatable or comma separated), else every node of ``--config``, else of
 the node config this process was started with, else of ``demo-cluster/cluster.json`` in the
@@ -12,7 +13,15 @@ current folder (what ``runpaxos --demo`` writes), else http://127.0.0.1:33333. T
 ``--timeout`` and ``--json`` go before the action or after it (``submit X --json``).
 Output is the value (get) or JSON; failures are one-line errors with exit status 1, and
 arguments the command cannot use (a group id out of range, a timeout of nan, a key that is no
-UTF-8, a token with a newline) a usage error with exit status 2, before anything is sent. A write
+UTF-8, a token with a newline) a usage error with exit status 2, before anything is sent.
+A VALUE (``put``, ``cas``), ``--expected`` or COMMAND (``submit``) given as ``-`` is read from
+standard input: all of it, decoded as UTF-8 (else a usage error), kept as it is, a trailing
+newline included (etcdctl and ``curl --data-binary @-`` do the same: ``echo`` adds one, ``printf
+'%s'`` does not); at most one argument per call may be ``-``, and a literal ``-`` is sent the
+same way (``printf -``). No argument can exceed the system's limit (128 KiB on Linux): values
+up to the node's limit (``PAXOS_MAX_VALUE_BYTES``) go through standard input. A server that does
+not answer as a Paxos node does (JSON) is named in one line: its status, content type and the
+start of its body (``NotAPaxosNode``), not the whole HTML page. A write
 (put, delete, cas, submit) gets its request id here, before the first attempt (or
 ``--request-id``): when its outcome is unknown, the error names it and the command that retries
 the write with it. When every node refused the connection, nothing was sent: the command
@@ -31,6 +40,7 @@ import json
 import math
 import os
 import shlex
+import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,6 +54,7 @@ from consensus.client import (
     DEFAULT_PORT,
     TOKEN_ENVIRONMENT_VARIABLE,
     NoQuorum,
+    NotAPaxosNode,
     PaxosClient,
     PaxosError,
     Unavailable,
@@ -75,6 +86,19 @@ CLUSTER_OPTIONS = "--url, --config, --token, --timeout and --json"
 
 KEY_HELP = "the key (a non-empty string without '/')"
 
+STDIN_HELP = (
+    "- reads it from standard input: all of it, as UTF-8, kept as it is (a trailing newline "
+    "too: echo adds one, printf '%%s' does not); a literal - goes that way too (printf -); "
+    "one argument at most may be -"
+)
+"""The end of the help of each argument that ``-`` reads from standard input (argparse's
+``%`` escaped)."""
+
+FROM_STDIN = {"put": ("value",), "cas": ("value", "expected"), "submit": ("command",)}
+"""The arguments of each action that ``-`` reads from standard input (``_read_stdin``)."""
+
+ARGUMENT_NAMES = {"value": "VALUE", "expected": "--expected", "command": "COMMAND"}
+
 
 class StateDiffers(CommandError):
     """``check``'s exit status 1: a node's state differs. Every other failure of ``check`` exits
@@ -88,7 +112,8 @@ class Command(BaseCommand):
         "state machines agree. Run 'manage.py paxos ACTION --help' for an action's options; "
         f"{CLUSTER_OPTIONS} may come before or after ACTION. Exit status: 0 done, 1 failed "
         "(a one-line error says why), 2 a usage error (an argument it cannot use); status and "
-        "check say theirs in their --help."
+        "check say theirs in their --help. A VALUE, --expected or COMMAND given as '-' is read "
+        "from standard input (put, cas, submit)."
     )
 
     def get_version(self) -> str:
@@ -104,7 +129,7 @@ class Command(BaseCommand):
             metavar="COMMAND",
             type=_text,
             help='the command, e.g. the seed\'s \'{"type": "put", "key": "k", "value": "v"}\' '
-            '("op" works too)',
+            f'("op" works too); {STDIN_HELP}',
         )
         self._group_options(submit, request_id=True)
 
@@ -136,7 +161,9 @@ class Command(BaseCommand):
 
         put = _action(actions, "put", help="set a key")
         put.add_argument("key", metavar="KEY", type=_text, help=KEY_HELP)
-        put.add_argument("value", metavar="VALUE", type=_text, help="the new value (a string)")
+        put.add_argument(
+            "value", metavar="VALUE", type=_text, help=f"the new value (a string); {STDIN_HELP}"
+        )
         self._group_options(put, request_id=True)
 
         delete = _action(actions, "delete", help="delete a key")
@@ -145,9 +172,11 @@ class Command(BaseCommand):
 
         cas = _action(actions, "cas", help="set a key only if it has an expected value")
         cas.add_argument("key", metavar="KEY", type=_text, help=KEY_HELP)
-        cas.add_argument("value", metavar="VALUE", type=_text, help="the new value")
+        cas.add_argument("value", metavar="VALUE", type=_text, help=f"the new value; {STDIN_HELP}")
         expected = cas.add_mutually_exclusive_group(required=True)
-        expected.add_argument("--expected", type=_text, help="the value the key must have now")
+        expected.add_argument(
+            "--expected", type=_text, help=f"the value the key must have now; {STDIN_HELP}"
+        )
         expected.add_argument(
             "--absent", action="store_true", help="succeed only if the key does not exist"
         )
@@ -193,8 +222,12 @@ class Command(BaseCommand):
     def _handle(self, options: dict[str, Any]) -> None:
         # --url after the action adds to those before it (see _cluster_options)
         options["url"] = [*options["url"], *options.pop("more_urls", [])]
+        stdin = _stdin_argument(options)  # a usage error before the cluster's
         addresses, config_token = self._nodes(options)
         token = self._api_token(options, config_token)
+        if stdin is not None:  # read once the rest is known good (a terminal waits for it)
+            options[stdin] = _read_stdin(ARGUMENT_NAMES[stdin])
+        options["from_stdin"] = stdin
         options["request_id_given"] = bool(options.get("request_id"))
         if options["action"] in WRITES and not options.get("request_id"):
             # Chosen here, not by the client, so that an error can name it (_explain).
@@ -607,12 +640,16 @@ def _explain(error: PaxosError, options: dict[str, Any], nodes: int = 1) -> str:
         return _refused(error, options, nodes)
     request_id = options.get("request_id")
     unknown = isinstance(error, Unavailable | NoQuorum) or (error.status or 0) >= 500
+    if isinstance(error, NotAPaxosNode):  # no node had the write, unless another one did first
+        unknown = nodes > 1
     if options["action"] in WRITES and request_id and unknown:
-        yours = " (with your token for TOKEN)" if options["token"] else ""
+        notes = ["your token for TOKEN"] if options["token"] else []
+        if options.get("from_stdin"):
+            notes.append("the same standard input")
         return (
             f"{error}: the outcome is unknown (it may still be applied); retry with "
             f"--request-id {request_id} to apply it at most once: {_retry_command(options)}"
-            f"{yours}"
+            + (f" (with {', and '.join(notes)})" if notes else "")
         )
     body = error.body  # a 503 of another action that names a request id
     named = body.get("request_id") if isinstance(body, dict) else None
@@ -638,7 +675,12 @@ def _refused(error: Unavailable, options: dict[str, Any], nodes: int) -> str:
 
 def _retry_command(options: dict[str, Any]) -> str:
     """The command line that retries the write of ``options`` with its request id; the token,
-    if it was given with ``--token``, as ``TOKEN`` (an error message is no place for it)."""
+    if it was given with ``--token``, as ``TOKEN`` (an error message is no place for it); the
+    argument that was read from standard input as ``-`` (it may be megabytes)."""
+
+    def given(dest: str) -> str:
+        return "-" if dest == options.get("from_stdin") else str(options[dest])
+
     words = ["python", "manage.py", "paxos"]
     for url in options["url"]:
         words += ["--url", url]
@@ -653,15 +695,55 @@ def _retry_command(options: dict[str, Any]) -> str:
     action = options["action"]
     words.append(action)
     if action == "cas":  # "--expected=-1": a value that starts with "-" is no option
-        words.append("--absent" if options["absent"] else f"--expected={options['expected']}")
+        words.append("--absent" if options["absent"] else f"--expected={given('expected')}")
     if options["group"] != 1:
         words += ["--group", str(options["group"])]
     words.append(f"--request-id={options['request_id']}")
     words.append("--")  # the rest is the arguments, even "-x"
     if action == "submit":
-        words.append(options["command"])
+        words.append(given("command"))
     else:
         words.append(options["key"])
         if action in {"put", "cas"}:
-            words.append(options["value"])
+            words.append(given("value"))
     return shlex.join(words)
+
+
+def _stdin_argument(options: dict[str, Any]) -> str | None:
+    """The destination of the argument to read from standard input (given as ``-``), if any;
+    a usage error when more than one is (there is one standard input)."""
+    dashes = [dest for dest in FROM_STDIN.get(options["action"], ()) if options.get(dest) == "-"]
+    if len(dashes) > 1:
+        names = " and ".join(ARGUMENT_NAMES[dest] for dest in dashes)
+        raise CommandError(
+            f"only one argument may be '-' (read from standard input), not both {names}",
+            returncode=2,
+        )
+    return dashes[0] if dashes else None
+
+
+def _read_stdin(name: str) -> str:
+    """All of standard input, as it is, decoded as UTF-8: a usage error (exit status 2) naming
+    the argument ``name`` when it cannot be read or is no UTF-8 (naming the byte, as ``_text``
+    does, not echoing the input)."""
+    stream = sys.stdin
+    if stream is None:  # descriptor 0 closed
+        raise CommandError(
+            f"argument {name}: '-' reads standard input, and there is none", returncode=2
+        )
+    try:
+        data = getattr(stream, "buffer", stream).read()
+    except (OSError, ValueError) as error:  # a directory, a closed stream...
+        raise CommandError(
+            f"argument {name}: cannot read standard input: {error}", returncode=2
+        ) from None
+    if isinstance(data, str):  # a text stream without bytes under it (a program's StringIO)
+        data = data.encode(errors="surrogatepass")  # a lone surrogate: the error below
+    try:
+        return data.decode()
+    except UnicodeDecodeError as error:
+        raise CommandError(
+            f"argument {name}: standard input is not valid UTF-8 (byte "
+            f"0x{data[error.start]:02x} at position {error.start})",
+            returncode=2,
+        ) from None
