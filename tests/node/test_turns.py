@@ -248,3 +248,38 @@ def test_every_turn_on_postgresql_waits_for_the_disk(loop_node: LoopNode) -> Non
     writer = loop_node.node._writer
     assert writer is not None
     assert loop_node.call(writer.run(setting_in_a_relaxed_transaction)) == "on"
+
+
+def durability_of_turns(loop_node: LoopNode, puts: int) -> list[tuple[bool, str]]:
+    """For each turn that wrote while ``puts`` KV puts went through: whether it held votes, and
+    how durable its commit was going to be (SQLite's ``synchronous``, PostgreSQL's
+    ``synchronous_commit``), read inside its transaction on the writer thread."""
+    storage = loop_node.node.storage
+    turns: list[tuple[bool, str]] = []
+    persist = storage.persist
+
+    def recording(readies: Any) -> None:
+        votes = any(ready.persist.must_sync for ready in readies)
+        sql = "PRAGMA synchronous" if connection.vendor == "sqlite" else "SHOW synchronous_commit"
+        with connections[storage.using].cursor() as cursor:
+            cursor.execute(sql)
+            turns.append((votes, str(cursor.fetchone()[0])))
+        persist(readies)
+
+    storage.persist = recording  # type: ignore[method-assign]
+    try:
+        for n in range(puts):
+            loop_node.call(loop_node.node.submit(1, put(f"k{n}", "v")))
+    finally:
+        del storage.persist
+    assert any(votes for votes, _ in turns), f"no turn held a vote: the test sees nothing {turns}"
+    return turns
+
+
+def test_a_turn_with_votes_waits_for_the_disk(loop_node: LoopNode) -> None:
+    """Votes are durable before their messages leave (DESIGN §4): a turn that holds any commits
+    with SQLite's ``synchronous=FULL`` (2) or PostgreSQL's ``synchronous_commit=on``. A kill -9
+    test cannot see this (the OS keeps the page cache): only the setting at commit time can."""
+    turns = durability_of_turns(loop_node, 5)
+    durable = "2" if connection.vendor == "sqlite" else "on"
+    assert all(setting == durable for votes, setting in turns if votes), turns
