@@ -477,6 +477,28 @@ def test_log_is_paginated_and_decoded(api: ApiClient) -> None:
     assert default["limit"] == 100 and len(default["results"]) == 5
 
 
+def test_a_log_page_ends_at_a_mebibyte_of_values(
+    api: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,000 entries of up to 1 MiB each were rendered as one page, while the node's event loop
+    waited for the GIL (a review: 10 ms per MB)."""
+    from consensus.api import views
+    from consensus.models import Group, Instance
+
+    monkeypatch.setattr(views, "MAX_LOG_PAGE_CHARS", 1000)
+    group = Group.objects.create(group_id=1, state_machine="kv", chosen_upto=4)
+    for instance, size in enumerate((400, 500, 300, 2000), start=1):
+        value = json.dumps([[f"r{instance}", "x" * size]])
+        Instance.objects.create(group=group, instance=instance, value=value, chosen=True)
+    first = api.call("GET", "/api/groups/1/log/").json()
+    assert [e["instance"] for e in first["results"]] == [1, 2]
+    assert first["next"].endswith("/api/groups/1/log/?after=2&limit=100")
+    second = api.call("GET", "/api/groups/1/log/?after=2").json()
+    assert [e["instance"] for e in second["results"]] == [3]
+    alone = api.call("GET", "/api/groups/1/log/?after=3").json()  # larger than a page: alone
+    assert [e["instance"] for e in alone["results"]] == [4] and alone["next"] is None
+
+
 @pytest.mark.parametrize(
     "query",
     [
