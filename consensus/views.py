@@ -3,6 +3,8 @@ them; they reveal no data, only the node's protocol state)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from consensus import metrics
@@ -39,6 +41,8 @@ async def readyz(request: HttpRequest) -> JsonResponse:
 
 
 async def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus text exposition (``consensus.metrics``)."""
-    payload, content_type = metrics.render()
+    """Prometheus text exposition (``consensus.metrics``), rendered on a worker thread: it takes
+    milliseconds (the process collector reads ``/proc``), and the node's collector reads the
+    runtime's state on the event loop by itself (``read_on_loop``)."""
+    payload, content_type = await asyncio.to_thread(metrics.render)
     return HttpResponse(payload, content_type=content_type)

@@ -49,6 +49,12 @@ UNDECODABLE_PATH = "the path is not valid UTF-8 after percent-decoding"
 """The 400 for an API path whose percent-escapes are not UTF-8 (``undecodable_api_path``)."""
 
 HOT_PATHS = re.compile(r"^/api/(kv/\d+/|groups/\d+/(commands|query)/$)")
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+"""What load balancers, supervisors and Prometheus poll, with no token and maybe a cookie: their
+views use no session, CSRF or user, so a GET of them is served lean too. Through Django's full
+stack each probe started two threads from the event loop (asgiref's per-request executor and
+its shutdown) and hopped to a worker thread once per classic middleware (a review: 6.5-8 ms of
+loop CPU per probe, against 2.8 ms for a KV GET)."""
 
 Scope = dict[str, Any]
 
@@ -235,10 +241,16 @@ async def read_body(scope: Scope, receive: Any, limit: int) -> bytes | None:
 
 
 def _is_lean(scope: Scope) -> bool:
-    """A hot path with a bearer token, no cookie, an allowed ``Host`` and no root path: what
-    only Django's full stack checks (``ALLOWED_HOSTS``, a ``Daphne-Root-Path`` header that
-    would make the path another view's) goes to it."""
-    if not HOT_PATHS.match(scope.get("path", "")) or scope.get("root_path"):
+    """A hot path with a bearer token, no cookie, an allowed ``Host`` and no root path, or a GET
+    of a probe (``PROBE_PATHS``) with an allowed ``Host`` and no root path: what only Django's
+    full stack checks (``ALLOWED_HOSTS``, a ``Daphne-Root-Path`` header that would make the path
+    another view's) goes to it."""
+    if scope.get("root_path"):
+        return False
+    path = scope.get("path", "")
+    if path in PROBE_PATHS and scope.get("method") == "GET":
+        return _allowed_host(_host_header(scope))
+    if not HOT_PATHS.match(path):
         return False
     has_token = False
     host = None
@@ -249,9 +261,17 @@ def _is_lean(scope: Scope) -> bool:
             has_token = True
         elif name == b"host":
             host = value
-    if host is None:  # Django falls back to the server's name
-        host = str((scope.get("server") or ("",))[0]).encode("latin-1")
+    if host is None:
+        host = _host_header(scope)
     return has_token and _allowed_host(host)
+
+
+def _host_header(scope: Scope) -> bytes:
+    """The ``Host`` header, or the server's name as Django falls back to it."""
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return bytes(value)
+    return str((scope.get("server") or ("",))[0]).encode("latin-1")
 
 
 @functools.lru_cache(maxsize=256)
