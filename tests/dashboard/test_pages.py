@@ -348,3 +348,22 @@ async def test_consumer_forwards_broadcast_snapshots_to_staff() -> None:
         "snapshot": {"node_id": 1},
     }
     await communicator.disconnect()
+
+
+def test_feed_notes_peer_links_going_down_and_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from consensus.dashboard import feed as feed_module
+
+    monkeypatch.setattr(
+        feed_module, "readiness", lambda node: SimpleNamespace(groups=[], ready=True, reasons=[])
+    )
+    links = {"connected_out": True, "connected_in": True}
+    transport = SimpleNamespace(status=lambda: {"peers": [{"node_id": 2, **links}]})
+    node = SimpleNamespace(node_id=1, transport=transport, replicas={})
+    feed = DashboardFeed()
+    feed.watch(node)  # type: ignore[arg-type]
+    links["connected_in"] = False
+    feed.watch(node)  # type: ignore[arg-type]
+    links["connected_in"] = True
+    feed.watch(node)  # type: ignore[arg-type]
+    texts = [event["text"] for event in feed.events]
+    assert texts[:2] == ["link to node 2 up", "link to node 2 down"]
