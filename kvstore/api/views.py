@@ -131,9 +131,11 @@ class EntryDocView(APIView):
     @extend_schema(
         operation_id="kv_retrieve",
         summary="Read a key",
-        description="Linearizable by default (a read barrier through the log, then the local "
-        "state; any node serves it). consistency=local reads this node's applied state "
-        "without a round and may be stale. The response says which one was used.",
+        description="Linearizable by default (a read index the leader confirms with a majority "
+        "heartbeat round, or a barrier through the log with PAXOS_READ_MODE=log; then the local "
+        "state once it has applied that far; any node serves it). consistency=local reads this "
+        "node's applied state without a round and may be stale. The response says which one "
+        "was used.",
         parameters=[
             *PATH_PARAMETERS,
             OpenApiParameter(
@@ -267,7 +269,9 @@ class CasDocView(APIView):
         operation_id="kv_cas",
         summary="Compare and set a key",
         description="Sets value only if the key's current value equals expected (null: the key "
-        "must be absent). Either way the response carries the value the key has now.",
+        "must be absent). Either way the response carries the key's value right after the "
+        "command was applied; a retry with the same request id gets that first answer again, "
+        "with duplicate: true, not the value the key has now.",
         parameters=[*PATH_PARAMETERS, REQUEST_ID_HEADER],
         request=CasRequestSerializer,
         responses={
