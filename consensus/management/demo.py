@@ -59,6 +59,8 @@ DEFAULT_NODES = 3
 POLL_INTERVAL = 0.5
 RESTART_DELAY = 2.0
 """Seconds between a node's exit and its restart: long enough to watch the others go on."""
+TOKEN_FILE = "api-token.txt"
+"""The demo's API token, alone on one line, next to ``cluster.json`` and ``admin-password.txt``."""
 MIN_UPTIME = 30.0
 """A node that exits with an error status sooner than this after it started is left down."""
 
@@ -149,6 +151,7 @@ def run_demo(
         password_file.write_text(secrets.token_urlsafe(12) + "\n", encoding="utf-8")
         password_file.chmod(0o600)
     password = password_file.read_text(encoding="utf-8").strip()
+    token_file = _write_token_file(config, folder)
     stdout.write(f"starting {len(config.nodes)} nodes in {folder} ...\n")
     stdout.flush()
     env = dict(os.environ, PAXOS_DEMO_ADMIN_PASSWORD=password)
@@ -159,7 +162,7 @@ def run_demo(
         with signals.deferred():  # a child started but not yet in ``children`` would be lost
             children.update(start_nodes(config, folder, env, server=server))
         wait_until_serving(config, children, folder)
-        _print_welcome(config, children, folder, password, stdout)
+        _print_welcome(config, children, folder, password, token_file, stdout)
         _watch(config, children, folder, env, server, signals, stdout)
     except _Stopped:
         pass
@@ -209,8 +212,29 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def _write_token_file(config: ClusterConfig, folder: Path) -> Path | None:
+    """The config's first API token in ``api-token.txt`` (mode 0600, as ``admin-password.txt``
+    and the config), for scripts: ``TOKEN=$(cat demo-cluster/api-token.txt)``; the config itself
+    starts with a ``//`` comment, which ``jq`` and ``json.load`` refuse. Written at every start,
+    so it follows an edited config; removed when the config has no token."""
+    token_file = folder / TOKEN_FILE
+    if not config.api_tokens:
+        token_file.unlink(missing_ok=True)
+        return None
+    descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
+        handle.write(config.api_tokens[0] + "\n")
+    return token_file
+
+
 def _print_welcome(
-    config: ClusterConfig, children: NodeProcesses, folder: Path, password: str, out: TextIO
+    config: ClusterConfig,
+    children: NodeProcesses,
+    folder: Path,
+    password: str,
+    token_file: Path | None,
+    out: TextIO,
 ) -> None:
     token = config.api_tokens[0] if config.api_tokens else "(none: add apiTokens to the config)"
     first = config.nodes[0]
@@ -225,7 +249,7 @@ def _print_welcome(
             f"   log {folder / f'node{node.node_id}.log'}"
         )
     lines += [
-        f"API token:   {token}",
+        f"API token:   {token}" + (f"   (also in {token_file})" if token_file else ""),
         f"Admin login: admin / {password}   (every node)",
         "Try it:",
         f"  curl -X PUT -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "

@@ -180,7 +180,8 @@ def yield_cpu_on_wakeup() -> None:
     clients over the client stream), where a bare wake-up costs 7 µs on this machine. Under
     ``SCHED_BATCH`` a woken thread still runs at once on an idle CPU and keeps its fair share
     of CPU time (it is not ``SCHED_IDLE``); only the preemption on wake-up goes. Threads started
-    later inherit the policy. Interleaved A/B runs are in the README ("What the numbers say").
+    later inherit the policy. Interleaved A/B runs are in docs/performance.md ("What the numbers
+    say").
     """
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))

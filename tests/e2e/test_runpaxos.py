@@ -15,10 +15,12 @@ import resource
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -291,6 +293,39 @@ def test_existing_demo_says_which_options_it_ignores(tmp_path: Path, demos: list
     same = Demo(folder, "--nodes", "1")  # as the folder's: no notice
     demos.append(same)
     assert "notice" not in same.wait_for_line("starting 1 nodes")
+
+
+def test_the_demo_writes_its_api_token_to_a_file(tmp_path: Path, demos: list[Demo]) -> None:
+    """``api-token.txt`` holds the token the banner prints, alone on a line (``cluster.json``
+    starts with a ``//`` comment, which ``jq`` and ``json.load`` refuse), readable by its owner
+    only, as ``admin-password.txt``; the API takes it. The next start writes it again from the
+    config, so it follows an edited token (and gets its mode back)."""
+    folder = tmp_path / "demo"
+    token_file = folder / "api-token.txt"
+    port = free_port_block(1)
+    for round_ in range(2):
+        demo = Demo(folder, "--nodes", "1", "--base-port", str(port))
+        demos.append(demo)
+        line = demo.wait_for_line("API token:")
+        token = token_file.read_text(encoding="utf-8").removesuffix("\n")
+        assert line == f"API token:   {token}   (also in {token_file})\n"
+        assert token_file.read_text(encoding="utf-8") == token + "\n" and "\n" not in token
+        assert token in (folder / "cluster.json").read_text(encoding="utf-8")
+        password_mode = stat.S_IMODE((folder / "admin-password.txt").stat().st_mode)
+        assert stat.S_IMODE(token_file.stat().st_mode) == password_mode == 0o600
+        demo.wait_for_line("Press Ctrl-C")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/status/", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+        demo.process.send_signal(signal.SIGTERM)
+        assert demo.wait() == 0, "".join(demo.output)
+        if round_ == 0:  # a new token in the config, and a file someone made readable
+            config = folder / "cluster.json"
+            config.write_text(config.read_text().replace(token, "edited-token"), "utf-8")
+            token_file.chmod(0o644)
+    assert token == "edited-token"
 
 
 def test_runserver_refuses_and_points_to_runpaxos() -> None:
