@@ -1,7 +1,16 @@
 """Deterministic simulation of whole clusters over the real sans-IO core (FoundationDB style)."""
 
-from .cluster import SimCluster, SimResult, SimSettings, run_seed
+from .cluster import SCENARIOS, SimCluster, SimResult, SimSettings, run_seed, scenario_settings
 from .invariants import InvariantViolation
 from .mutants import MUTANTS
 
-__all__ = ["MUTANTS", "InvariantViolation", "SimCluster", "SimResult", "SimSettings", "run_seed"]
+__all__ = [
+    "MUTANTS",
+    "SCENARIOS",
+    "InvariantViolation",
+    "SimCluster",
+    "SimResult",
+    "SimSettings",
+    "run_seed",
+    "scenario_settings",
+]

@@ -1,5 +1,5 @@
 """``python -m consensus.sim --seeds N [--seed-start S] [--nodes 3|5] [--groups G] [--steps K]
-[--left-down D] [--wipe-rate P] [--graceful-stop-rate P]``
+[--left-down D] [--wipe-rate P] [--graceful-stop-rate P] [--scenario NAME]``
 
 Runs the deterministic simulator over a range of seeds. Exits 1 on the first invariant violation
 and prints the one-line command that replays it; the last line is always the summary.
@@ -11,15 +11,19 @@ import argparse
 import sys
 import time
 
-from .cluster import SimSettings, run_seed
+from .cluster import SCENARIOS, run_seed, scenario_settings
 from .mutants import MUTANTS
 
 MUTANT_NEEDS: dict[str, tuple[str, str]] = {
     "no-rebuild": ("wipe_rate", "only"),
     "all-votes": ("left_down", "mostly"),
+    "early-seq": ("scenario", "only"),
 }
-"""Mutants whose fault shows (only, or mostly) when an option is above 0, as their descriptions
-in ``mutants.py`` say: without it a run of them passes and proves nothing."""
+"""Mutants whose fault shows (only, or mostly) when an option is above 0 (or, for
+``scenario``, names the scenario their description gives), as their descriptions in
+``mutants.py`` say: without it a run of them passes and proves nothing."""
+
+MUTANT_SCENARIOS: dict[str, str] = {"early-seq": "hand-over-reads"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         "over (TimeoutNow), waits a few ticks, then goes down (0.0)",
     )
     parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="chaos",
+        help="a preset of fault and load rates: chaos (every fault at random, the default) or "
+        "hand-over-reads (leaders hand over while the successor cannot reach them and clients "
+        "read everywhere: the race of a read confirmed by a heartbeat sent before it)",
+    )
+    parser.add_argument(
         "--mutant",
         choices=sorted(MUTANTS),
         default="none",
@@ -81,15 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     note = mutant_note(args)
     if note:
         print(note, file=sys.stderr)
-    settings = SimSettings(
-        nodes=args.nodes,
-        groups=args.groups,
-        steps=args.steps,
-        left_down=args.left_down,
-        wipe_rate=args.wipe_rate,
-        graceful_stop_rate=args.graceful_stop_rate,
-        mutant=None if args.mutant == "none" else args.mutant,
-    )
+    options = {
+        "nodes": args.nodes,
+        "groups": args.groups,
+        "steps": args.steps,
+        "left_down": args.left_down,
+        "wipe_rate": args.wipe_rate,
+        "mutant": None if args.mutant == "none" else args.mutant,
+    }
+    if args.graceful_stop_rate or args.scenario == "chaos":  # else the scenario's own rate
+        options["graceful_stop_rate"] = args.graceful_stop_rate
+    settings = scenario_settings(args.scenario, **options)
     started = time.perf_counter()
     violations = chosen = ran = 0
     for seed in range(args.seed_start, args.seed_start + args.seeds):
@@ -120,9 +134,14 @@ def mutant_note(args: argparse.Namespace) -> str | None:
     if args.mutant not in MUTANT_NEEDS:
         return None
     option, how = MUTANT_NEEDS[args.mutant]
+    flag = "--" + option.replace("_", "-")
+    if option == "scenario":
+        wanted = MUTANT_SCENARIOS[args.mutant]
+        if args.scenario == wanted:
+            return None
+        return f"note: the {args.mutant} mutant shows {how} with {flag} {wanted}"
     if getattr(args, option) > 0:
         return None
-    flag = "--" + option.replace("_", "-")
     return f"note: the {args.mutant} mutant shows {how} with {flag} > 0"
 
 
@@ -137,6 +156,8 @@ def repro_command(seed: int, args: argparse.Namespace) -> str:
         command += f" --wipe-rate {args.wipe_rate}"
     if args.graceful_stop_rate:
         command += f" --graceful-stop-rate {args.graceful_stop_rate}"
+    if args.scenario != "chaos":
+        command += f" --scenario {args.scenario}"
     if args.mutant != "none":
         command += f" --mutant {args.mutant}"
     return command

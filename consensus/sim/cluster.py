@@ -68,8 +68,16 @@ class SimSettings:
     clog_ticks: int = 60
     graceful_stop_rate: float = 0.0
     """Per tick: chance that a node leading a group stops gracefully: its replicas hand over
-    (``Replica.hand_over``: ``TimeoutNow`` to a peer), the cluster runs 0-5 ticks (the runtime's
-    bounded wait), then it goes down, losing its volatile state like any crash."""
+    (``Replica.hand_over``: ``TimeoutNow`` to a peer), the cluster runs 0 to ``stop_wait_ticks``
+    ticks (the runtime's bounded wait), then it goes down, losing its volatile state like any
+    crash."""
+    deaf_stop_rate: float = 0.0
+    """Per graceful stop: chance of a one-way partition at the worst moment: the node each group
+    is handed over to cannot reach the stopping node (which still hears the others), so the
+    stopping node goes on leading, and serving reads, unaware of the new leader until it is
+    down or hears of it another way."""
+    stop_wait_ticks: int = 5
+    """A gracefully stopping node goes down 0 to this many ticks after handing over."""
     wipe_rate: float = 0.0
     """Per restart: chance that the node comes back with new, empty storage (a replaced disk):
     it must rebuild before it votes (core/rebuild.py)."""
@@ -77,7 +85,45 @@ class SimSettings:
     """Nodes (fewer than half) that stay down for good after healing while clients go on
     submitting for ``liveness_ticks``: a majority alone must apply every command within
     ``liveness_ticks // 3`` of its submission (or of the healing)."""
+    election_ticks: int = 10
+    """Election timeouts are drawn from ``election_ticks`` to twice that."""
+    heartbeat_ticks: int = 2
+    """A leader's heartbeat interval (below ``election_ticks``)."""
     mutant: str | None = None
+    scenario: str = "chaos"
+    """The name of the preset these settings came from (``scenario_settings``), for repro lines."""
+
+
+SCENARIOS: dict[str, dict[str, float | int]] = {
+    "chaos": {},
+    "hand-over-reads": {
+        # Leaders stop gracefully often, and the node each group is handed over to cannot
+        # reach the stopping one: it goes on leading and answering reads, unaware of its
+        # successor, while clients read everywhere and submit a steady load.
+        "graceful_stop_rate": 0.1,
+        "deaf_stop_rate": 1.0,
+        "stop_wait_ticks": 30,
+        "read_rate": 1.0,
+        "submit_rate": 0.5,
+        "max_commands": 300,
+        # Heartbeats far apart: the confirmation round a read waits for is all that keeps such
+        # a leader from answering with an index older than its successor has applied.
+        "election_ticks": 30,
+        "heartbeat_ticks": 25,
+        # No other faults: they mostly end the race first (a crash, a partition of the others).
+        "crash_rate": 0.0,
+        "ready_crash_rate": 0.0,
+        "partition_rate": 0.0,
+        "clog_rate": 0.0,
+    },
+}
+"""Named sets of ``SimSettings`` (``--scenario``): "chaos", every fault at random, is the
+default; the others aim at one narrow race that the chaos rarely or never hits."""
+
+
+def scenario_settings(scenario: str, **settings: object) -> SimSettings:
+    """``SimSettings`` of ``scenario``, with ``settings`` (nodes, groups, mutant...) on top."""
+    return SimSettings(**{**SCENARIOS[scenario], **settings, "scenario": scenario})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -298,10 +344,18 @@ class SimCluster:
         if not leaders:
             return
         node = self.rng.choice(leaders)
+        # Only when asked: another draw would change every existing seed's run.
+        deaf = (
+            bool(self.settings.deaf_stop_rate) and self.rng.random() < self.settings.deaf_stop_rate
+        )
         for group_id, replica in node.replicas.items():
-            replica.hand_over()
+            target = replica.hand_over()
+            if deaf and target is not None:
+                self.network.blocked.add((target, node.node_id))
             self._drain(node, group_id)
-        for _tick in range(self.rng.randint(0, 5)):
+        for _tick in range(self.rng.randint(0, self.settings.stop_wait_ticks)):
+            if deaf:  # clients go on meanwhile (only then: the other runs stay as they were)
+                self._client_load()
             self._advance_clock()
         if node.up:  # (it may have crashed meanwhile)
             self.graceful_stops += 1
@@ -359,8 +413,8 @@ class SimCluster:
                 node_id=node.node_id,
                 node_ids=tuple(self.node_ids),
                 group_id=group_id,
-                election_ticks=10,
-                heartbeat_ticks=2,
+                election_ticks=self.settings.election_ticks,
+                heartbeat_ticks=self.settings.heartbeat_ticks,
                 learn_ticks=8,
                 retry_ticks=6,
                 window=4,

@@ -1,8 +1,8 @@
 """Deliberately broken variants of the core and of the driver: the simulator's negative controls.
 
 A test that cannot fail is a defect. Each mutant breaks one rule the protocol depends on, and
-``tests/sim/test_negative_controls.py`` asserts the simulator catches it within the CI seeds. The
-real code is ``MUTANTS["none"]``.
+``tests/sim/test_simulator.py`` asserts the simulator catches it within the CI seeds, with the
+kind of violation that rule's breach must cause. The real code is ``MUTANTS["none"]``.
 """
 
 from __future__ import annotations
@@ -60,6 +60,15 @@ def send_before_persist_loop(
     replica.advance(ready)
 
 
+def forget_promise_loop(
+    cluster: SimCluster, node: SimNode, group_id: int, replica: Replica, ready: Ready
+) -> None:
+    """BROKEN: the driver writes a Ready's votes and chosen values but drops its promise, so a
+    restarted node may promise (or vote) again in a ballot below one it promised before."""
+    ready.persist = dataclasses.replace(ready.persist, promised=None)
+    correct_ready_loop(cluster, node, group_id, replica, ready)
+
+
 class SkipRecoveryReplica(Replica):
     """BROKEN: a new leader ignores the values reported in promises and proposes its own."""
 
@@ -95,12 +104,37 @@ class UnconfirmedReadsReplica(Replica):
         super()._release_reads(leadership)
 
 
+class EarlySeqReadsReplica(Replica):
+    """BROKEN: a read takes the sequence number of the heartbeat already sent, not of the next
+    one, so acks sent before the read arrived confirm it. A leader deposed in between (a
+    hand-over it has not heard the end of) serves an index older than what the new leader has
+    applied. The race is narrow (the leader's next message to a voter of its successor closes
+    it): the default chaos hit it in none of hundreds of seeds; ``--scenario hand-over-reads``
+    catches it within a few."""
+
+    def _serve_reads(self, leadership: Leadership) -> None:
+        if self.log.chosen_upto >= leadership.recovery_top:
+            for read in leadership.reads:
+                if read.seq < 0:
+                    read.index = self.log.chosen_upto
+                    read.seq = leadership.heartbeat_seq  # the real code: + 1
+                    leadership.read_heartbeat_due = True
+        if leadership.read_heartbeat_due:
+            leadership.read_heartbeat_due = False
+            self._broadcast_heartbeat(leadership)
+            self._release_reads(leadership)
+
+
 class OverReportingReplica(Replica):
     """BROKEN: answers a restarted node's audit as if it had seen that node vote one instance
-    further than it did, so intact storage is taken for a restored backup (core/audit.py)."""
+    further than it did, so intact storage is taken for a restored backup (core/audit.py).
+
+    Only where it did see the node vote (``seen_instance > 0``): a peer that saw no vote at all
+    is what every node of a new cluster hears while it rebuilds, and over-reporting that breaks
+    the first rebuild, which the liveness check catches at once without any audit at all."""
 
     def _send(self, msg: Message) -> None:
-        if isinstance(msg, RebuildInfo):
+        if isinstance(msg, RebuildInfo) and msg.seen_instance > 0:
             msg = dataclasses.replace(msg, seen_instance=msg.seen_instance + 1)
         super()._send(msg)
 
@@ -156,6 +190,11 @@ MUTANTS: dict[str, Mutant] = {
         "a leader serves read indexes without a majority confirming its leadership",
         replica_class=UnconfirmedReadsReplica,
     ),
+    "early-seq": Mutant(
+        "a read counts acks of the heartbeat sent before it arrived (caught only with "
+        "--scenario hand-over-reads)",
+        replica_class=EarlySeqReadsReplica,
+    ),
     "all-votes": Mutant(
         "a leader waits for every node's vote (caught mostly with a node left down: --left-down)",
         replica_class=AllVotesReplica,
@@ -176,5 +215,9 @@ MUTANTS: dict[str, Mutant] = {
     "send-before-persist": Mutant(
         "the driver sends a Ready's messages before persisting it (crash in between)",
         handle_ready=send_before_persist_loop,
+    ),
+    "forget-promise": Mutant(
+        "the driver persists votes but not promises (a restart forgets what it promised)",
+        handle_ready=forget_promise_loop,
     ),
 }

@@ -704,16 +704,28 @@ def test_follower_gets_its_read_index_from_the_leader() -> None:
 
 
 def test_new_leader_serves_reads_only_after_its_recovered_values_are_chosen() -> None:
+    """A new leader's chosen prefix may lack values a previous leader got chosen: the ones it
+    re-proposes from the promises (up to ``recovery_top``). A read it serves before those are
+    chosen again could miss a write a client saw acknowledged, so it waits for them, even while
+    a majority acks its heartbeats."""
     cluster = Harness()
     value = (Command("x", "x"),)
     cluster.storage[2] = _storage_with_vote(1, Ballot(1, 2), value)
     cluster.start(2)
+    cluster.drop = lambda msg: isinstance(msg, Accept)  # the recovered value cannot be chosen
     leader = cluster.elect(1)
+    assert leader.is_leader() and leader.chosen_upto == 0
     leader.read_index(1)
     cluster.stabilize()
-    cluster.tick_all(2)
+    cluster.tick_all(6)  # heartbeats go out and a majority acks them: only the gate holds
+    assert leader.is_leader() and leader.chosen_upto == 0
+    assert reads_of(cluster, 1) == []
+    cluster.drop = lambda msg: False
+    cluster.tick_all(6)  # the Accepts are retried: instance 1 is chosen, then the read served
+    assert leader.chosen_upto >= 1
     ((_read_id, index),) = reads_of(cluster, 1)
     assert index >= 1  # the re-proposed instance is covered by the read
+    assert cluster.applied_payloads(1) == ["x"]
 
 
 def test_isolated_leader_never_answers_reads() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.cluster import Cluster, ClusterError, kv_put
+from tests.fixtures.cluster import Cluster, ClusterError, kv_put, wait_for
 from tests.fixtures.nemesis import ProxyNetwork
 
 pytestmark = pytest.mark.e2e
@@ -132,12 +133,33 @@ def test_a_node_cut_off_and_back_leaves_the_leaders_alone(cluster_factory) -> No
         cluster.start()
         before, logs = wait_for_preferred_leaders(cluster), log_sizes(cluster)  # 3 follows
         network.isolate(3)
+        # It really is cut off (else "nothing happened" proves nothing): every node sees its
+        # links to the other side down, and the proxies pass not one byte to or from node 3
+        # while refusing its (and its peers') attempts to reconnect.
+        wait_for(
+            lambda: all(not links_up(cluster, a, b) for a, b in ((3, 1), (3, 2), (1, 3), (2, 3))),
+            "the links to and from node 3 to go down",
+            timeout=5,
+        )
+        around_3 = [(3, 1), (3, 2), (1, 3), (2, 3)]
+        cut_at = {pair: dataclasses.replace(network.stats()[pair]) for pair in around_3}
         time.sleep(2.0)  # election timeouts are 300-600 ms here
+        after = network.stats()
+        assert all(after[pair].bytes == cut_at[pair].bytes for pair in around_3), after
+        assert sum(after[p].refused - cut_at[p].refused for p in around_3) > 0, after
+        assert not links_up(cluster, 3, 1) and not links_up(cluster, 3, 2)
         network.heal()
         answer = cluster.submit(3, 1, kv_put("after-partition", "1"))
         cluster.wait_for_applied(1, answer["instance"])
         assert {g: ballot(cluster, g) for g in (1, 2)} == before
         assert_never_deposed(cluster, [1, 2], since=logs)
+
+
+def links_up(cluster: Cluster, node: int, peer: int) -> bool:
+    """Whether ``node``'s status shows its link to ``peer`` up either way."""
+    peers = cluster.status(node)["peers"]["peers"]
+    stats = next(p for p in peers if p["node_id"] == peer)
+    return bool(stats["connected_out"]) or bool(stats["connected_in"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -14,13 +14,19 @@ One fault at a time: wait a quiet period, inject a fault, hold it, heal it, and 
 ``restart-all``                       ``kill -9`` of every node, then all start again at once
 ``wipe-random``                       ``kill -9`` of a node and its database deleted (a replaced
                                       disk): restarted empty when healed, it must rebuild before
-                                      it votes (consensus/core/rebuild.py); skipped (a kill
-                                      instead) while another node still rebuilds, as two lost
-                                      databases of three are a lost majority
+                                      it votes (consensus/core/rebuild.py); first it waits (at
+                                      most ``settle_timeout``) until every node serves and none
+                                      rebuilds, as two lost databases of three are a lost
+                                      majority, and is skipped if they never do
 
 Partitions cut the links between nodes only (``tests.fixtures.nemesis``); clients reach every
 node directly, as in Jepsen. A node that exits without the nemesis killing it is a crash: it is
 recorded (``crashes``) and started again so the run can go on.
+
+``injected`` counts a fault once it was applied, and only then. A fault that cannot be applied
+now (no live node to target, a cluster that does not settle for a wipe) does nothing and is
+counted in ``skipped``; one that fails half-way (anything raised while injecting or healing) is a
+harness failure in ``errors``, which makes a run's report invalid (``workloads.Report``).
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ FAULTS = (
 Heal = Callable[[], None]
 
 
+class Skipped(Exception):  # noqa: N818 - not an error: the fault was not applicable now
+    """A fault that cannot be applied now; nothing was done (``Nemesis.skipped``)."""
+
+
 class Nemesis:
     def __init__(
         self,
@@ -66,6 +76,7 @@ class Nemesis:
         quiet: tuple[float, float] = (1.0, 3.0),
         duration: tuple[float, float] = (1.0, 4.0),
         schedule: str = "random",
+        settle_timeout: float = 20.0,
     ) -> None:
         unknown = set(faults) - set(FAULTS)
         if unknown or not faults:
@@ -78,7 +89,12 @@ class Nemesis:
         self.quiet = quiet
         self.duration = duration
         self.schedule = schedule
+        self.settle_timeout = settle_timeout
+        """How long ``wipe-random`` waits for every node to serve with no group rebuilding."""
         self.injected: Counter[str] = Counter()
+        """Faults applied, by name (a ``wipe-random`` here deleted a database)."""
+        self.skipped: Counter[str] = Counter()
+        """Faults not applicable when their turn came (nothing done), by name and reason."""
         self.crashes: list[str] = []
         self.errors: list[str] = []
         self._killed: set[int] = set()
@@ -98,12 +114,17 @@ class Nemesis:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=120)
+            if self._thread.is_alive():
+                self.errors.append("the nemesis thread did not stop within 120 s")
         self.heal_all()
 
     def _run(self) -> None:
         order: list[str] = []
         while not self._stop.wait(self.rng.uniform(*self.quiet)):
-            self.check_crashes()
+            try:
+                self.check_crashes()
+            except Exception as error:  # noqa: BLE001 - recorded: the report is then invalid
+                self.errors.append(f"restarting a crashed node: {error!r}")
             if self.schedule == "cycle":
                 if not order:
                     order = self.rng.sample(self.faults, len(self.faults))
@@ -112,23 +133,43 @@ class Nemesis:
                 name = self.rng.choice(self.faults)
             try:
                 heal = self.inject(name)
-            except (ClusterError, OSError) as error:
-                self.errors.append(f"{name}: {error}")
+            except Skipped as skipped:
+                self.skipped[f"{name} ({skipped})"] += 1
+                continue
+            except Exception as error:  # noqa: BLE001 - any of them: the loop must go on
+                self.errors.append(f"{name}: {error!r}")
                 continue
             self._stop.wait(self.rng.uniform(*self.duration))
             try:
                 heal()
-            except (ClusterError, OSError) as error:
-                self.errors.append(f"healing {name}: {error}")
+            except Exception as error:  # noqa: BLE001
+                self.errors.append(f"healing {name}: {error!r}")
 
     # ------------------------------------------------------------------ faults
 
     def inject(self, name: str) -> Heal:
-        """Inject ``name`` now; returns the function that heals it."""
-        nodes = list(self.cluster.nodes)
+        """Inject ``name`` now; returns the function that heals it. Counted in ``injected`` once
+        it was applied; raises ``Skipped`` (nothing done) when it cannot be now."""
+        heal = self._apply(name)
         self.injected[name] += 1
+        return heal
+
+    def _target(self, name: str) -> int:
+        """A running, unpaused node: at random, or the leader of a random group."""
+        with self._lock:
+            paused = set(self._paused)
+        live = [node for node in self.cluster.live_nodes() if node not in paused]
+        if not live:
+            raise Skipped("no node running")
+        node = self.leader() if name.endswith("-leader") else self.rng.choice(live)
+        if node not in live:
+            raise Skipped(f"leader {node} not running")
+        return node
+
+    def _apply(self, name: str) -> Heal:
+        nodes = list(self.cluster.nodes)
         if name in ("kill-random", "kill-leader"):
-            node = self.rng.choice(nodes) if name == "kill-random" else self.leader()
+            node = self._target(name)
             fault = self.history.fault(name, f"node {node}")
             self._kill(node)
 
@@ -138,7 +179,7 @@ class Nemesis:
 
             return heal
         if name in ("pause-random", "pause-leader"):
-            node = self.rng.choice(nodes) if name == "pause-random" else self.leader()
+            node = self._target(name)
             fault = self.history.fault(name, f"node {node}")
             with self._lock:
                 self._paused.add(node)
@@ -152,13 +193,12 @@ class Nemesis:
 
             return heal
         if name == "wipe-random":
-            node = self.rng.choice(nodes)
-            wipe = not self._anyone_rebuilding()
-            detail = f"node {node}" + (", database deleted" if wipe else " (killed only)")
-            fault = self.history.fault(name, detail)
+            if not self._settled(self.settle_timeout):
+                raise Skipped("a node down, starting or rebuilding")
+            node = self._target(name)
+            fault = self.history.fault(name, f"node {node}, database deleted")
             self._kill(node)
-            if wipe:
-                self.cluster.delete_database(node)
+            self.cluster.delete_database(node)  # raises if the node still runs
 
             def heal() -> None:
                 self._restart(node)
@@ -217,6 +257,8 @@ class Nemesis:
             self._killed.add(node)
             self._paused.discard(node)
         self.cluster.kill_node(node)
+        if self.cluster.nodes[node].alive():
+            raise ClusterError(f"node {node} survived kill -9")
 
     def _restart(self, node: int) -> None:
         if not self.cluster.nodes[node].alive():
@@ -225,6 +267,15 @@ class Nemesis:
             self._killed.discard(node)
 
     # ------------------------------------------------------------------ helpers
+
+    def _settled(self, timeout: float) -> bool:
+        """Wait until every node serves and no group rebuilds; False after ``timeout`` (or when
+        the nemesis stops)."""
+        deadline = time.monotonic() + timeout
+        while self._anyone_rebuilding():
+            if time.monotonic() > deadline or self._stop.wait(0.2):
+                return False
+        return True
 
     def _anyone_rebuilding(self) -> bool:
         """Whether a node is down or says a group still rebuilds (unknown counts as yes)."""
@@ -256,7 +307,8 @@ class Nemesis:
                             seen[entry["leader"]] += 1
         if seen:
             return seen.most_common(1)[0][0]
-        return self.rng.choice(list(self.cluster.nodes))
+        live = [node for node in self.cluster.live_nodes() if node not in self._paused]
+        return self.rng.choice(live or list(self.cluster.nodes))
 
     def check_crashes(self) -> None:
         """Nodes that exited although the nemesis did not kill them: record and restart."""

@@ -89,6 +89,11 @@ def test_a_starting_node_never_calls_a_configured_group_unknown(cluster_factory)
             break  # group 6 is up: the key is just absent
     unknown = [a for a in answers if "unknown group" in str(a[1])]
     assert not unknown, f"{len(unknown)} of {len(answers)} answers: {unknown[:3]}"
+    # The loop ended because group 6 answered, not because time ran out (a node that never
+    # answered, or answered something else, would pass the check above with nothing checked).
+    assert answers, "the node never answered in 30 s"
+    status, body = answers[-1]
+    assert status == 404 and isinstance(body, dict) and body.get("key") == "key", answers[-3:]
 
 
 def test_follower_reads_complete_when_links_are_slow(proxied) -> None:

@@ -17,7 +17,10 @@
    from the node's database (its local state);
 5. checks: linearizability per key (``checker.check``), no acknowledged write lost and every node
    holding the same value (``checker.lost_writes``), the bank's total on every node, the same
-   chosen log on every node, no result digest that differed between nodes, no node crash.
+   chosen log on every node, no result digest that differed between nodes, no node crash, no
+   ERROR line or traceback in a node's log, and no failure of the harness itself (a fault that
+   could not be injected or healed, a client thread that never finished): a run the harness did
+   not carry out as planned proves nothing, so its report is invalid too.
 """
 
 from __future__ import annotations
@@ -95,7 +98,15 @@ class Report:
     settings: Settings
     ops: Counter[str] = field(default_factory=Counter)
     by_f: Counter[str] = field(default_factory=Counter)
+    ok_by_f: Counter[str] = field(default_factory=Counter)
+    """The register clients' ops that completed ok, by kind (get, put, cas, delete)."""
     faults: Counter[str] = field(default_factory=Counter)
+    """Faults applied (``Nemesis.injected``): a ``wipe-random`` here deleted a database."""
+    skipped_faults: Counter[str] = field(default_factory=Counter)
+    """Faults whose turn came when they could not be applied (nothing done), with the reason."""
+    rebuilt: int = 0
+    """Notices in the nodes' logs that a group rebuilt a deleted database before voting again
+    (one per group and process that did: a wiped node restarted mid-rebuild says it again)."""
     transfers: int = 0
     linearizability: checker.CheckResult | None = None
     lost_writes: list[str] = field(default_factory=list)
@@ -104,6 +115,9 @@ class Report:
     crashes: list[str] = field(default_factory=list)
     nemesis_errors: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    node_errors: list[str] = field(default_factory=list)
+    """ERROR / CRITICAL lines and tracebacks in the nodes' logs (none in a healthy run: faults
+    log at WARNING at most)."""
     anomalies: Counter[str] = field(default_factory=Counter)
     availability: dict[str, float] = field(default_factory=dict)
     """Register ops completed ok per second: with no fault active, and during each fault type
@@ -119,7 +133,14 @@ class Report:
 
     @property
     def problems(self) -> list[str]:
-        problems = [*self.lost_writes, *self.bank, *self.agreement, *self.crashes]
+        problems = [
+            *self.lost_writes,
+            *self.bank,
+            *self.agreement,
+            *self.crashes,
+            *self.node_errors,
+            *(f"harness: {error}" for error in [*self.nemesis_errors, *self.errors]),
+        ]
         if self.linearizability is not None and not self.linearizability.valid:
             problems.insert(0, self.linearizability.summary())
         return problems
@@ -140,19 +161,24 @@ class Report:
         s = self.settings
         total = sum(self.ops.values())
         faults = ", ".join(f"{name} {count}" for name, count in sorted(self.faults.items()))
+        skipped = ", ".join(f"{name} {n}" for name, n in sorted(self.skipped_faults.items()))
         lines = [
             f"jepsen: {s.nodes} nodes, groups {list(s.groups)}, api={s.api} reads={s.reads}, "
             f"{s.clients} register + {s.bank_clients} bank clients, seed {s.seed}",
             f"  ran {self.run_seconds:.1f}s: {total} ops ({self.ops[OK]} ok, {self.ops[FAIL]} "
             f"failed, {self.ops[INFO]} indeterminate); "
             + ", ".join(f"{f} {n}" for f, n in sorted(self.by_f.items())),
-            f"  faults injected: {sum(self.faults.values())} ({faults or 'none'})",
+            f"  faults injected: {sum(self.faults.values())} ({faults or 'none'})"
+            + (f"; skipped: {skipped}" if skipped else ""),
+            f"  rebuilds of a deleted database logged: {self.rebuilt}",
             f"  bank transfers: {self.transfers}",
             f"  result digest windows compared: {self.windows_compared}",
             f"  checked in {self.check_seconds:.2f}s: "
             + (self.linearizability.summary() if self.linearizability else "not checked"),
             f"  lost writes: {len(self.lost_writes)}, bank problems: {len(self.bank)}, "
-            f"log disagreements: {len(self.agreement)}, crashes: {len(self.crashes)}",
+            f"log disagreements: {len(self.agreement)}, crashes: {len(self.crashes)}, "
+            f"node log errors: {len(self.node_errors)}, harness errors: "
+            f"{len(self.nemesis_errors) + len(self.errors)}",
         ]
         if self.availability:
             lines.append(
@@ -161,10 +187,12 @@ class Report:
             )
         for problem in [*self.lost_writes, *self.bank, *self.agreement, *self.crashes][:10]:
             lines.append(f"  ! {problem}")
+        for line in self.node_errors[:10]:
+            lines.append(f"  ! (node log) {line}")
+        for error in [*self.nemesis_errors, *self.errors][:10]:
+            lines.append(f"  ! (harness) {error}")
         for anomaly, count in self.anomalies.most_common(5):
             lines.append(f"  (anomaly x{count}) {anomaly}")
-        for error in [*self.nemesis_errors, *self.errors][:10]:
-            lines.append(f"  (harness) {error}")
         timing = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in self.phases.items())
         lines.append(f"  time: {timing}")
         if self.history_path is not None:
@@ -676,17 +704,24 @@ class JepsenRun:
         ops = self.history.snapshot()
         report.ops = Counter(op.type for op in ops)
         report.by_f = Counter(op.f for op in ops)
-        report.faults = self.nemesis.injected
+        report.ok_by_f = Counter(
+            op.f for op in ops if op.type == OK and re.fullmatch(r"c[0-9]+", op.process)
+        )
+        report.faults = Counter(self.nemesis.injected)
+        report.skipped_faults = Counter(self.nemesis.skipped)
         report.transfers = next(self._transfers)
         report.crashes = list(self.nemesis.crashes)
         report.nemesis_errors = list(self.nemesis.errors)
         report.availability = availability(ops, self.history.faults)
-        for process in cluster.nodes.values():
+        for node_id, process in cluster.nodes.items():
             if not process.log_path.exists():
                 continue
             for line in process.log_path.read_text(errors="replace").splitlines():
                 if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
-                    self.anomaly(f"node log: {re.sub(r'^[0-9-]+ [0-9:,]+ ', '', line)[:160]}")
+                    text = re.sub(r"^[0-9-]+ [0-9:,]+ ", "", line)[:200]
+                    report.node_errors.append(f"node {node_id}: {text}")
+                elif "database was new but the group has a history" in line:
+                    report.rebuilt += 1
         started = time.perf_counter()
         report.linearizability = checker.check(ops, time_limit=self.settings.check_time_limit)
         report.lost_writes = checker.lost_writes(ops, finals)

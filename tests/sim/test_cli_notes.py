@@ -16,6 +16,10 @@ QUICK = ["--seeds", "1", "--steps", "20", "--groups", "1"]
     [
         (["--mutant", "no-rebuild"], "note: the no-rebuild mutant shows only with --wipe-rate > 0"),
         (["--mutant", "all-votes"], "note: the all-votes mutant shows mostly with --left-down > 0"),
+        (
+            ["--mutant", "early-seq"],
+            "note: the early-seq mutant shows only with --scenario hand-over-reads",
+        ),
     ],
 )
 def test_a_mutant_without_its_option_gets_a_note(
@@ -30,6 +34,7 @@ def test_a_mutant_without_its_option_gets_a_note(
     [
         ["--mutant", "no-rebuild", "--wipe-rate", "0.1"],
         ["--mutant", "all-votes", "--left-down", "1"],
+        ["--mutant", "early-seq", "--scenario", "hand-over-reads"],
         ["--mutant", "skip-recovery"],
         [],
     ],
@@ -41,7 +46,7 @@ def test_no_note_when_the_run_can_show_the_mutant(
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("mutant", ["no-rebuild", "all-votes"])
+@pytest.mark.parametrize("mutant", ["no-rebuild", "all-votes", "early-seq"])
 def test_the_notes_match_the_mutants_descriptions(mutant: str) -> None:
     """A renamed mutant, or one whose description names another option, fails here."""
     from consensus.sim.__main__ import MUTANT_NEEDS

@@ -7,10 +7,11 @@ More seeds: ``PAXOS_SIM_SEEDS=5000 pytest tests/sim`` (or ``python -m consensus.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
-from consensus.sim import MUTANTS, SimSettings, run_seed
+from consensus.sim import MUTANTS, SimSettings, run_seed, scenario_settings
 from consensus.sim.__main__ import main
 
 SEEDS = int(os.environ.get("PAXOS_SIM_SEEDS", "300"))
@@ -32,7 +33,9 @@ def repro(seed: int, settings: SimSettings) -> str:
         command += f" --left-down {settings.left_down}"
     if settings.wipe_rate:
         command += f" --wipe-rate {settings.wipe_rate}"
-    if settings.graceful_stop_rate:
+    if settings.scenario != "chaos":
+        command += f" --scenario {settings.scenario}"
+    elif settings.graceful_stop_rate:
         command += f" --graceful-stop-rate {settings.graceful_stop_rate}"
     return command + (f" --mutant {settings.mutant}" if settings.mutant else "")
 
@@ -78,18 +81,50 @@ def test_same_seed_same_run() -> None:
     assert run_seed(1235, settings).digest != first.digest
 
 
-# Negative controls: the seed (within the CI range) that first catches each broken variant, found
-# with ``python -m consensus.sim --seeds 300 --mutant NAME``. If a change to the simulator makes a
-# mutant slip through the whole range, this fails: the simulator lost its teeth.
-@pytest.mark.parametrize("mutant", sorted(set(MUTANTS) - {"none"}))
+HAND_OVER_SEEDS = SEEDS // 10
+"""Seeds of the hand-over-reads scenario (each runs about twice as long as a chaos seed)."""
+
+
 @pytest.mark.parametrize("nodes", [3, 5], ids=lambda n: f"nodes={n}")
-def test_negative_control_is_caught(mutant: str, nodes: int) -> None:
+@pytest.mark.parametrize("seed", range(HAND_OVER_SEEDS), ids=lambda s: f"seed={s}")
+def test_reads_stay_linearizable_through_hand_overs(seed: int, nodes: int) -> None:
+    """``--scenario hand-over-reads``: leaders stop gracefully while the node they hand over to
+    cannot reach them, with reads everywhere and heartbeats far apart (``SCENARIOS``)."""
+    settings = scenario_settings("hand-over-reads", nodes=nodes, groups=2)
+    result = run_seed(seed, settings)
+    assert result.violation is None, f"{result.violation}\nrepro: {repro(seed, settings)}"
+    assert result.chosen > 0
+
+
+EXPECTED_VIOLATION: dict[str, str | dict[int, str]] = {
+    "skip-recovery": "agreement: ",
+    "no-rebuild": "agreement: ",
+    "accept-below-promise": {3: "agreement: ", 5: "durability: "},
+    "send-before-persist": "durability: ",
+    "forget-promise": "promise went backwards: ",
+    "unconfirmed-reads": "linearizable read: ",
+    "early-seq": "linearizable read: ",
+    "all-votes": "liveness with nodes ",
+    "divergent-results": "result digests: ",
+    "over-reporting-audit": (
+        r"node \d+ group \d+: its intact storage was found older than its votes"
+    ),
+}
+"""How the first violation of each mutant must begin (a regular expression): a mutant caught by
+another check than the one its broken rule feeds is caught for the wrong reason (as
+over-reporting-audit was, by liveness, when it broke a new cluster's first rebuild), and if that
+check stopped working nobody would notice."""
+
+
+def negative_control_settings(mutant: str, nodes: int) -> SimSettings:
+    if mutant == "early-seq":  # the race needs a hand-over at the worst moment
+        return scenario_settings("hand-over-reads", nodes=nodes, groups=2, mutant=mutant)
     left_down = (nodes - 1) // 2 if mutant == "all-votes" else 0
     wipe_rate = 0.3 if mutant == "no-rebuild" else 0.0
     # Stale reads need a read at the wrong moment: more reads, more such moments (with the
     # restart audit's quiet spells, the default rate needed 200-340 seeds).
     read_rate = 0.5 if mutant == "unconfirmed-reads" else SimSettings.read_rate
-    settings = SimSettings(
+    return SimSettings(
         nodes=nodes,
         groups=2,
         mutant=mutant,
@@ -97,10 +132,31 @@ def test_negative_control_is_caught(mutant: str, nodes: int) -> None:
         wipe_rate=wipe_rate,
         read_rate=read_rate,
     )
+
+
+def test_every_mutant_has_an_expected_violation() -> None:
+    assert set(EXPECTED_VIOLATION) == set(MUTANTS) - {"none"}
+
+
+# Negative controls: the seed (within the CI range) that first catches each broken variant, found
+# with ``python -m consensus.sim --seeds 300 --mutant NAME``. If a change to the simulator makes a
+# mutant slip through the whole range, or be caught by another check first, this fails: the
+# simulator lost its teeth.
+@pytest.mark.parametrize("mutant", sorted(set(MUTANTS) - {"none"}))
+@pytest.mark.parametrize("nodes", [3, 5], ids=lambda n: f"nodes={n}")
+def test_negative_control_is_caught(mutant: str, nodes: int) -> None:
+    settings = negative_control_settings(mutant, nodes)
+    expected = EXPECTED_VIOLATION[mutant]
+    if isinstance(expected, dict):
+        expected = expected[nodes]
     for seed in range(SEEDS):
         result = run_seed(seed, settings)
         if result.violation is not None:
             print(f"{mutant} with {nodes} nodes caught by seed {seed}: {result.violation}")
+            assert re.match(expected, result.violation), (
+                f"mutant {mutant!r} was caught, but not as expected ({expected!r}): "
+                f"{result.violation}\nrepro: {repro(seed, settings)}"
+            )
             return
     pytest.fail(f"the simulator did not catch mutant {mutant!r} in {SEEDS} seeds")
 
@@ -110,6 +166,14 @@ def test_cli_reports_a_violation_with_a_repro_line(capsys: pytest.CaptureFixture
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-2].startswith("repro: python -m consensus.sim --seed-start ")
     assert lines[-1].startswith("seeds=") and "violations=1" in lines[-1]
+
+
+def test_cli_replays_a_scenarios_violation(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--seeds", "5", "--scenario", "hand-over-reads", "--mutant", "early-seq"]) == 1
+    repro_line = capsys.readouterr().out.strip().splitlines()[-2]
+    assert repro_line.startswith("repro: python -m consensus.sim --seed-start ")
+    assert "--scenario hand-over-reads --mutant early-seq" in repro_line
+    assert main(repro_line.split()[4:]) == 1  # the line replays it
 
 
 def test_cli_summary_on_success(capsys: pytest.CaptureFixture[str]) -> None:
