@@ -47,3 +47,5 @@ soak: setup
 	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 5 --groups 2 --left-down 2
 	$(BIN)/python -m consensus.sim --seeds 2000 --nodes 3 --groups 2 --wipe-rate 0.3
 	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 5 --groups 2 --wipe-rate 0.5
+	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 3 --groups 2 --scenario hand-over-reads
+	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 5 --groups 2 --scenario hand-over-reads
