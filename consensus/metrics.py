@@ -211,8 +211,8 @@ class NodeCollector(Collector):
     """Gauges (and transport counters) read from ``get_node()`` when Prometheus scrapes.
 
     The node's state is snapshotted on the event loop that runs the node (``read_on_loop``): the
-    async ``/metrics`` view already runs there, any other caller (a thread) hops onto it, so the
-    collector reads a consistent state without locks.
+    ``/metrics`` view renders on a worker thread, which hops onto the loop for the read, so the
+    collector reads a consistent state without locks (and the rendering stays off the loop).
     """
 
     def describe(self) -> list[Metric]:

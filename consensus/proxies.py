@@ -36,11 +36,28 @@ def parse_trusted_proxies(text: str, name: str = "PAXOS_TRUSTED_PROXIES") -> tup
     return tuple(networks)
 
 
-def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address in an ``X-Forwarded-For`` hop or a peer address: a port may follow it
+    (``1.2.3.4:5678``, ``[2001:db8::1]:443``, as some proxies write it), and an IPv4 address may
+    come mapped into IPv6 (``::ffff:10.0.0.7``, from a dual-stack listener). None for anything
+    else."""
+    text = text.strip()
+    if text.startswith("["):  # [IPv6] or [IPv6]:port
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:  # IPv4:port
+        text = text.split(":", 1)[0]
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(text)
     except ValueError:
-        return False
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _trusted(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, proxies: tuple[Network, ...]
+) -> bool:
     return any(ip in network for network in proxies)
 
 
@@ -48,16 +65,15 @@ def client_address(request: Any) -> str | None:
     """The request's client address (axes' ``AXES_CLIENT_IP_CALLABLE``)."""
     remote: str | None = request.META.get("REMOTE_ADDR")
     proxies: tuple[Network, ...] = getattr(settings, "PAXOS_TRUSTED_PROXIES", ())
-    if not proxies or remote is None or not _trusted(remote, proxies):
+    peer = _address(remote) if proxies and remote is not None else None
+    if peer is None or not _trusted(peer, proxies):
         return remote
-    client = remote
+    client = peer
     for hop in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
-        hop = hop.strip()
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
+        ip = _address(hop)
+        if ip is None:
             break  # not an address: the nearest trusted proxy is all that is known
-        client = hop
-        if not _trusted(hop, proxies):
+        client = ip
+        if not _trusted(ip, proxies):
             break
-    return client
+    return str(client)

@@ -358,8 +358,9 @@ def _pin_synchronous_commit(database: dict[str, Any]) -> None:
     """A vote must be on disk before it leaves the node. SQLite's files get synchronous=FULL;
     PostgreSQL's commits wait for the disk only while the server's ``synchronous_commit`` is on,
     its default, which a server or a role may have turned off. Each connection turns it on
-    (turns without votes still turn it off, ``DjangoStorage.relaxed_durability``), unless the
-    URL sets it itself: ``?options=-c synchronous_commit=remote_apply`` is stricter still."""
+    (for every commit: ``DjangoStorage.relaxed_durability`` says why turns without votes wait
+    too on PostgreSQL), unless the URL sets it itself:
+    ``?options=-c synchronous_commit=remote_apply`` is stricter still."""
     options = database.setdefault("OPTIONS", {})
     given = str(options.get("options", ""))
     if "synchronous_commit" not in given:

@@ -267,11 +267,13 @@ def _is_lean(scope: Scope) -> bool:
 
 
 def _host_header(scope: Scope) -> bytes:
-    """The ``Host`` header, or the server's name as Django falls back to it."""
+    """The ``Host`` header (the last one, as ``_is_lean`` reads it), or the server's name as
+    Django falls back to it."""
+    host = None
     for name, value in scope.get("headers", ()):
         if name == b"host":
-            return bytes(value)
-    return str((scope.get("server") or ("",))[0]).encode("latin-1")
+            host = bytes(value)
+    return host if host is not None else str((scope.get("server") or ("",))[0]).encode("latin-1")
 
 
 @functools.lru_cache(maxsize=256)
@@ -296,7 +298,7 @@ class LeanHandler(ASGIHandler):
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         try:
             # A wrong token reads no body, as on a raw route: its view refuses it (404, 405 or
-            # the same 401; every request here has an Authorization header) without one.
+            # the same 401) without one. A probe (a GET) has none to read.
             authorized = has_valid_token(request_headers(scope))
             body = await read_body(scope, receive, max_body_bytes()) if authorized else b""
         except ApiError as error:
@@ -308,7 +310,12 @@ class LeanHandler(ASGIHandler):
         if request is None:
             await self.send_response(error, send)
             return
-        await self.send_response(await self._respond(request), send)
+        response = await self._respond(request)
+        if not response.streaming and not response.has_header("Content-Length"):
+            # What Django's CommonMiddleware adds on the full stack: without it the server
+            # sends the body chunked (an HTTP/1.0 health checker reads until the close).
+            response["Content-Length"] = str(len(response.content))
+        await self.send_response(response, send)
 
     async def _respond(self, request: HttpRequest) -> HttpResponse:
         try:

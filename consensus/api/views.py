@@ -289,7 +289,7 @@ class GroupLogView(APIView):
         group = Group.objects.filter(group_id=group_id).first()
         if group is None:
             raise unknown_group_error(group_id)
-        page, more = _log_page(group_id, after, limit)
+        page, more = _log_page(group_id, after, limit, group.chosen_upto)
         next_url = None
         if more:
             next_url = request.build_absolute_uri(
@@ -308,16 +308,22 @@ class GroupLogView(APIView):
         return Response(LogPageSerializer(data, context={"request": request}).data)
 
 
-def _log_page(group_id: int, after: int, limit: int) -> tuple[list[Instance], bool]:
+def _log_page(group_id: int, after: int, limit: int, prefix: int) -> tuple[list[Instance], bool]:
     """The chosen entries after ``after`` for one page: at most ``limit`` of them and
-    ``MAX_LOG_PAGE_CHARS`` of values (one entry at least), and whether more follow. The sizes
-    are read first, so no value past the page is loaded."""
+    ``MAX_LOG_PAGE_CHARS`` of values (one entry at least), and whether more follow.
+
+    Only the contiguous chosen prefix ``1..prefix`` (``Group.chosen_upto``, read before this and
+    written in the transaction that marks its instances chosen): an instance chosen above a gap
+    is not served until the gap is filled, or a client that goes on after the last entry it got
+    (``next``) would skip the gap's instances for good. Below ``prefix`` nothing changes any more,
+    so the two queries (the sizes first, so that no value past the page is loaded, then the
+    page's rows) see the same rows."""
     chosen: QuerySet[Instance] = Instance.objects.filter(
-        group_id=group_id, chosen=True, instance__gt=after
+        group_id=group_id, chosen=True, instance__gt=after, instance__lte=prefix
     ).order_by("instance")
     sizes = chosen.annotate(size=Length("value")).values_list("instance", "size")[: limit + 1]
     last, total, more = None, 0, False
-    for count, (instance, size) in enumerate(sizes):
+    for count, (instance, size) in enumerate(sizes.iterator()):
         if count == limit or (last is not None and total + size > MAX_LOG_PAGE_CHARS):
             more = True
             break

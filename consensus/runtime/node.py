@@ -17,9 +17,9 @@ It is the ONLY consumer of ``Ready`` in the product. Its loop:
 Steps 3 and 5 are one transaction, a synchronous one (the fsync) when the turn holds votes. Votes
 then wait for the turn's applications too, but one commit and one trip to the writer thread per
 turn cost less than letting the votes go first and applying in a second transaction: that split
-made 4 groups led from three nodes 0.84x as fast and nothing faster (README, "What the numbers
-say"). While the writer thread works, new messages pile up in the inbox and go into the next
-turn: that is the batching that makes it fast. The loop never blocks on the database or the
+made 4 groups led from three nodes 0.84x as fast and nothing faster (docs/performance.md, "What
+the numbers say"). While the writer thread works, new messages pile up in the inbox and go into
+the next turn: that is the batching that makes it fast. The loop never blocks on the database or the
 network.
 """
 

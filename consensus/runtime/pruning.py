@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from consensus.request_ids import new_request_id
 from consensus.storage.pruning import prune_cutoff
+from consensus.storage.reconnect import reconnecting
 
 from .apply import PRUNE_PREFIX
 from .errors import SubmitError
@@ -52,15 +53,25 @@ class ResultPruning:
                 if not replica.is_leader():
                     continue
                 # A read on a thread of its own, not the writer's: on a big table it takes a
-                # while, and commits must not wait for it.
-                cutoff = await asyncio.to_thread(
-                    prune_cutoff,
-                    group_id,
-                    ttl_seconds=self.ttl,
-                    max_results=None if self.most is None else int(self.most),
-                    using=node.storage.using,
-                    max_rows=PRUNE_MAX_ROWS,
-                )
+                # while, and commits must not wait for it. A failed read (the database went
+                # away) waits for the next round; it used to end this task for good.
+                try:
+                    cutoff = await asyncio.to_thread(
+                        reconnecting(prune_cutoff),
+                        group_id,
+                        ttl_seconds=self.ttl,
+                        max_results=None if self.most is None else int(self.most),
+                        using=node.storage.using,
+                        max_rows=PRUNE_MAX_ROWS,
+                    )
+                except Exception as error:  # noqa: BLE001 - try again next round
+                    logger.warning(
+                        "node %s group %s: could not look for results to prune: %s",
+                        node.node_id,
+                        group_id,
+                        error,
+                    )
+                    continue
                 if cutoff is None or cutoff <= self._proposed.get(group_id, 0):
                     continue
                 self._proposed[group_id] = cutoff

@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from django.db import close_old_connections
+from django.db import connections
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -23,14 +23,20 @@ T = TypeVar("T")
 def reconnecting(fn: Callable[P, T]) -> Callable[P, T]:
     """``fn``, closing the calling thread's unusable connections when it raises, so that the
     next call on the thread opens a new one. Run the wrapped function on the thread whose
-    connection it uses (Django's connections are per thread)."""
+    connection it uses (Django's connections are per thread).
+
+    A connection inside a transaction is left alone: closing it would end the transaction of
+    whoever opened it around this call, silently, and its block would then commit nothing
+    (Django's ``close_old_connections`` closes it all the same)."""
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return fn(*args, **kwargs)
         except Exception:
-            close_old_connections()
+            for connection in connections.all(initialized_only=True):
+                if not connection.in_atomic_block:
+                    connection.close_if_unusable_or_obsolete()
             raise
 
     return call

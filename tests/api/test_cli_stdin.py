@@ -252,6 +252,21 @@ def test_a_plain_http_server_is_no_paxos_node(
     assert "request-id" not in line and len(line) < 250, line
 
 
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_proxys_error_page_leaves_a_writes_outcome_unknown(
+    capsys: pytest.CaptureFixture[str], status: int
+) -> None:
+    """A load balancer's 502 or 504 page (or a 500 page) may come after it passed the write on
+    to a node: the retry advice stays (a review found it dropped)."""
+    with http_nodes(1, HtmlPage) as [server]:
+        server.status = status  # type: ignore[attr-defined]
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code, _, err = run(capsys, "--url", url, "--token", "t", "put", "k", "v")
+    line = error_line(err)
+    assert code == 1 and line.startswith(not_a_node(url, status, "text/html; charset=utf-8"))
+    assert "the outcome is unknown" in line and "--request-id" in line, line
+
+
 @pytest.mark.parametrize("action", ACTIONS)
 def test_an_html_page_answered_with_200_is_no_answer(
     capsys: pytest.CaptureFixture[str], action: str

@@ -499,6 +499,23 @@ def test_a_log_page_ends_at_a_mebibyte_of_values(
     assert [e["instance"] for e in alone["results"]] == [4] and alone["next"] is None
 
 
+def test_the_log_is_served_up_to_its_first_gap(api: ApiClient) -> None:
+    """An instance chosen above a gap waits for the gap: a client that goes on after the last
+    entry it got would skip the gap's instances for good (a review)."""
+    from consensus.models import Group, Instance
+
+    group = Group.objects.create(group_id=1, state_machine="kv", chosen_upto=2)
+    for instance in (1, 2, 4):
+        value = json.dumps([[f"r{instance}", f"cmd {instance}"]])
+        Instance.objects.create(group=group, instance=instance, value=value, chosen=True)
+    page = api.call("GET", "/api/groups/1/log/?limit=3").json()
+    assert [e["instance"] for e in page["results"]] == [1, 2] and page["next"] is None
+    Instance.objects.create(group=group, instance=3, value="[]", chosen=True)
+    Group.objects.filter(group_id=1).update(chosen_upto=4)
+    page = api.call("GET", "/api/groups/1/log/?after=2").json()
+    assert [e["instance"] for e in page["results"]] == [3, 4]
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from consensus.models import Group, RequestResult
 from consensus.storage.pruning import prune_before, prune_cutoff
+from tests.fixtures.logs import consensus_logs
 
 pytestmark = pytest.mark.django_db
 
@@ -89,3 +90,38 @@ def test_cutoff_deletes_a_bounded_number_of_rows_per_step() -> None:
         assert prune_before(1, cutoff) <= 30
     assert steps == [31, 61, 91, 101]
     assert RequestResult.objects.filter(group_id=1).count() == 10
+
+
+def test_a_failed_look_for_results_waits_for_the_next_round(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database error while looking for the cutoff ended the pruning task for good (until a
+    restart): the results table then grew without bound (a review)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from consensus.runtime import pruning
+
+    calls: list[int] = []
+    proposed: list[str] = []
+
+    def cutoff(group_id: int, **_: object) -> int:
+        calls.append(group_id)
+        if len(calls) == 1:
+            raise RuntimeError("the database went away")
+        return 7
+
+    async def submit(group_id: int, command: str, request_id: str) -> None:
+        proposed.append(command)
+        raise asyncio.CancelledError  # one proposal is all this test needs
+
+    monkeypatch.setattr(pruning, "prune_cutoff", cutoff)
+    replica = SimpleNamespace(is_leader=lambda: True)
+    node = SimpleNamespace(
+        node_id=1, replicas={1: replica}, storage=SimpleNamespace(using="default"), submit=submit
+    )
+    task = pruning.ResultPruning(node, ttl=1.0, most=None, interval=0.01)  # type: ignore[arg-type]
+    with consensus_logs(caplog), pytest.raises(asyncio.CancelledError):
+        asyncio.run(task.run())
+    assert calls == [1, 1] and proposed == ["7"]
+    assert "could not look for results to prune: the database went away" in caplog.text

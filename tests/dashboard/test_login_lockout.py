@@ -157,6 +157,10 @@ def test_a_forwarded_for_header_from_an_untrusted_address_is_ignored(
         ("10.0.0.2", "203.0.113.9, garbage", "10.0.0.2"),
         ("10.0.0.3", "203.0.113.9", "10.0.0.3"),  # not a proxy
         ("::1", "203.0.113.9", "::1"),
+        ("10.0.0.2", "203.0.113.9:5678", "203.0.113.9"),  # a port after it (IIS, Azure)
+        ("10.0.0.2", "[2001:db8::1]:443, 192.168.7.1", "2001:db8::1"),
+        ("::ffff:10.0.0.2", "203.0.113.9", "203.0.113.9"),  # a dual-stack listener's peer
+        ("10.0.0.2", "::ffff:203.0.113.9", "203.0.113.9"),
     ],
 )
 def test_the_client_address_through_trusted_proxies(

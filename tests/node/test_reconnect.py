@@ -17,7 +17,7 @@ from django.db import Error, connection, connections
 from consensus.api.reads import off_loop
 from consensus.storage.reconnect import reconnecting
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 T = TypeVar("T")
 
@@ -61,6 +61,7 @@ def thread() -> Iterator[Callable[[Callable[[], T]], T]]:
     executor.shutdown()
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("wrapped", [True, False])
 def test_the_call_after_a_lost_connection_reconnects(thread: Any, wrapped: bool) -> None:
     call = reconnecting(select_one) if wrapped else select_one
@@ -75,6 +76,7 @@ def test_the_call_after_a_lost_connection_reconnects(thread: Any, wrapped: bool)
             thread(call)
 
 
+@pytest.mark.postgres
 async def test_a_durable_machines_reads_reconnect() -> None:
     """The reads of the KV store (lean routes, the stream) run through ``off_loop`` on
     asgiref's shared thread."""
@@ -85,3 +87,20 @@ async def test_a_durable_machines_reads_reconnect() -> None:
         await off_loop(None, machine, select_one)  # type: ignore[arg-type]
     assert await off_loop(None, machine, select_one) == 1  # type: ignore[arg-type]
     await sync_to_async(connections.close_all)()
+
+
+def test_a_failure_inside_a_transaction_leaves_its_connection_alone() -> None:
+    """Closing it would end the transaction around the call: its block then committed nothing,
+    and said nothing (a review)."""
+    from django.db import transaction
+
+    from consensus.models import Group
+
+    def fails() -> None:
+        raise ValueError("a state machine's own error")
+
+    with transaction.atomic():
+        Group.objects.create(group_id=5, state_machine="kv")
+        with pytest.raises(ValueError, match="own error"):
+            reconnecting(fails)()
+    assert Group.objects.filter(group_id=5).exists()

@@ -219,10 +219,10 @@ def statements_of_puts(loop_node: LoopNode, puts: int) -> list[str]:
     return statements
 
 
-@pytest.mark.postgres  # on SQLite a relaxed turn holds no transaction of its own to nest in
+@pytest.mark.postgres  # where a savepoint costs round trips to the server
 def test_a_turn_takes_no_savepoint_of_its_own(loop_node: LoopNode) -> None:
-    """A turn is one transaction, relaxed or not; on PostgreSQL a savepoint inside the relaxed
-    one cost two more round trips to the server per turn."""
+    """A turn is one transaction, with no savepoint inside it (on PostgreSQL a savepoint cost
+    two more round trips to the server per turn, when the relaxed turn held the transaction)."""
     statements = statements_of_puts(loop_node, 5)
     assert not [sql for sql in statements if "SAVEPOINT" in sql.upper()], statements
 

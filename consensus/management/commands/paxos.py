@@ -86,6 +86,10 @@ CLUSTER_OPTIONS = "--url, --config, --token, --timeout and --json"
 
 KEY_HELP = "the key (a non-empty string without '/')"
 
+NOT_PASSED_ON = frozenset({501, 505})
+"""Server errors that say the request was not handled at all (method, HTTP version): from a
+server that is no Paxos node, such an answer means the write was not applied."""
+
 STDIN_HELP = (
     "- reads it from standard input: all of it, as UTF-8, kept as it is (a trailing newline "
     "too: echo adds one, printf '%%s' does not); a literal - goes that way too (printf -); "
@@ -640,8 +644,12 @@ def _explain(error: PaxosError, options: dict[str, Any], nodes: int = 1) -> str:
         return _refused(error, options, nodes)
     request_id = options.get("request_id")
     unknown = isinstance(error, Unavailable | NoQuorum) or (error.status or 0) >= 500
-    if isinstance(error, NotAPaxosNode):  # no node had the write, unless another one did first
-        unknown = nodes > 1
+    if isinstance(error, NotAPaxosNode):
+        # An error page below 500 (or a 501, 505: a method or version it does not take) is
+        # another server's: no node had the write, unless another node did first. A proxy's
+        # 500, 502 or 504 may come after it passed the request on to a node.
+        status = error.status or 0
+        unknown = nodes > 1 or (status >= 500 and status not in NOT_PASSED_ON)
     if options["action"] in WRITES and request_id and unknown:
         notes = ["your token for TOKEN"] if options["token"] else []
         if options.get("from_stdin"):
