@@ -146,6 +146,19 @@ def test_no_standard_input_at_all_is_a_usage_error(
     assert error_line(err).startswith("CommandError: argument VALUE: ") and "standard input" in err
 
 
+def test_standard_input_is_read_up_to_a_bound(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``put k - < /dev/zero`` read until memory ran out."""
+    from consensus.management.commands import paxos
+
+    monkeypatch.setattr(paxos, "MAX_STDIN_BYTES", 1000)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\0" * 1001)))
+    code, _, err = run(capsys, "--url", dead_url(), "put", "k", "-")
+    assert code == 2
+    assert error_line(err).startswith("CommandError: argument VALUE: standard input is larger ")
+
+
 @pytest.mark.parametrize("where", FROM_STDIN)
 def test_the_retry_command_of_a_value_from_standard_input_reads_it_again(
     monkeypatch: pytest.MonkeyPatch, where: str

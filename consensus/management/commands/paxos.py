@@ -86,6 +86,11 @@ CLUSTER_OPTIONS = "--url, --config, --token, --timeout and --json"
 
 KEY_HELP = "the key (a non-empty string without '/')"
 
+MAX_STDIN_BYTES = 64 * 2**20
+"""The most of standard input read for a ``-`` argument: far above what a node takes (its
+limits are settings, 1 MiB of body by default), and a bound for ``put k - < /dev/zero``, which
+read until memory ran out."""
+
 NOT_PASSED_ON = frozenset({501, 505})
 """Server errors that say the request was not handled at all (method, HTTP version): from a
 server that is no Paxos node, such an answer means the write was not applied."""
@@ -740,11 +745,17 @@ def _read_stdin(name: str) -> str:
             f"argument {name}: '-' reads standard input, and there is none", returncode=2
         )
     try:
-        data = getattr(stream, "buffer", stream).read()
+        data = getattr(stream, "buffer", stream).read(MAX_STDIN_BYTES + 1)
     except (OSError, ValueError) as error:  # a directory, a closed stream...
         raise CommandError(
             f"argument {name}: cannot read standard input: {error}", returncode=2
         ) from None
+    if len(data) > MAX_STDIN_BYTES:
+        raise CommandError(
+            f"argument {name}: standard input is larger than {MAX_STDIN_BYTES // 2**20} MiB, "
+            "more than a node takes (PAXOS_MAX_BODY_BYTES, 1 MiB by default)",
+            returncode=2,
+        )
     if isinstance(data, str):  # a text stream without bytes under it (a program's StringIO)
         data = data.encode(errors="surrogatepass")  # a lone surrogate: the error below
     try:
