@@ -266,9 +266,7 @@ class PaxosClient:
             {"command": command, "request_id": request_id},
             request_id=request_id,
         )
-        return CommandResult(
-            body["instance"], body["request_id"], body["result"], body["duplicate"]
-        )
+        return CommandResult(*_fields(body, "instance", "request_id", "result", "duplicate"))
 
     def query(self, query: Any, group: int = 1, *, consistency: str = "linearizable") -> Any:
         """The group's state machine's answer to ``query`` (its ``query()``), nothing written.
@@ -280,7 +278,8 @@ class PaxosClient:
             raise ValueError("consistency must be 'linearizable' or 'local'")
         text = query if isinstance(query, str) else json.dumps(query)
         body = {"query": text, "consistency": consistency}
-        return self._call("POST", f"/api/groups/{int(group)}/query/", body)["result"]
+        (result,) = _fields(self._call("POST", f"/api/groups/{int(group)}/query/", body), "result")
+        return result
 
     # ------------------------------------------------------------------ the KV store
 
@@ -298,7 +297,8 @@ class PaxosClient:
         if consistency == "local":
             path += "?consistency=local"
         try:
-            return self._call("GET", path)["value"]
+            (value,) = _fields(self._call("GET", path), "value")
+            return value
         except NotFound as error:
             if isinstance(error.body, dict) and "key" in error.body:
                 return default
@@ -308,13 +308,16 @@ class PaxosClient:
         """Set ``key`` to ``value`` (strings); returns the instance the write was chosen in."""
         request_id = request_id or new_request_id()
         body = {"value": value, "request_id": request_id}
-        return int(self._call("PUT", _kv_path(group, key), body, request_id=request_id)["instance"])
+        answer = self._call("PUT", _kv_path(group, key), body, request_id=request_id)
+        (instance,) = _fields(answer, "instance")
+        return int(instance)
 
     def delete(self, key: str, group: int = 1, *, request_id: str | None = None) -> bool:
         """Delete ``key``; False when it did not exist."""
         request_id = request_id or new_request_id()
         path = f"{_kv_path(group, key)}?{urlencode({'request_id': request_id})}"
-        return bool(self._call("DELETE", path, request_id=request_id)["deleted"])
+        (deleted,) = _fields(self._call("DELETE", path, request_id=request_id), "deleted")
+        return bool(deleted)
 
     def cas(
         self,
@@ -329,7 +332,8 @@ class PaxosClient:
         request_id = request_id or new_request_id()
         body = {"expected": expected, "value": value, "request_id": request_id}
         answer = self._call("POST", _kv_path(group, key) + "/cas", body, request_id=request_id)
-        return CasResult(bool(answer["succeeded"]), answer["value"], int(answer["instance"]))
+        succeeded, value, instance = _fields(answer, "succeeded", "value", "instance")
+        return CasResult(bool(succeeded), value, int(instance))
 
     # ------------------------------------------------------------------ cluster information
 
@@ -544,6 +548,21 @@ def _decode(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw.decode(errors="replace")
+
+
+def _fields(answer: Any, *names: str) -> tuple[Any, ...]:
+    """The fields ``names`` of a node's JSON answer, in order; ``NotAPaxosNode`` when one is
+    missing (a JSON server that is not a Paxos node, or another API at that URL): one line,
+    not a KeyError from inside the client."""
+    if isinstance(answer, dict) and all(name in answer for name in names):
+        return tuple(answer[name] for name in names)
+    missing = [name for name in names if not isinstance(answer, dict) or name not in answer]
+    text = json.dumps(answer)
+    excerpt = repr(text[:BODY_EXCERPT]) + ("..." if len(text) > BODY_EXCERPT else "")
+    raise NotAPaxosNode(
+        f"the answer has no {', '.join(repr(name) for name in missing)}, as a Paxos node's "
+        f"would: {excerpt}"
+    )
 
 
 def _from_a_node(answer: Any, headers: dict[str, str]) -> bool:

@@ -265,6 +265,35 @@ def test_a_plain_http_server_is_no_paxos_node(
     assert "request-id" not in line and len(line) < 250, line
 
 
+class EmptyJson(BaseHTTPRequestHandler):
+    """Any request: 200 with ``{}``, as a JSON server that is not a Paxos node answers."""
+
+    def answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = do_PUT = do_DELETE = answer  # noqa: N815 - http.server's names
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("action", ["get", "put", "delete", "cas", "submit", "query"])
+def test_a_json_answer_without_the_nodes_fields_is_one_line(
+    capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    """A KeyError traceback from inside the client before."""
+    with http_nodes(1, EmptyJson) as [server]:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code, out, err = run(capsys, "--url", url, "--token", "t", *ACTIONS[action])
+    assert code == 1 and out == "" and len(err.splitlines()) == 1, err
+    assert "as a Paxos node's would: '{}'" in error_line(err), err
+
+
 @pytest.mark.parametrize("status", [500, 502, 504])
 def test_a_proxys_error_page_leaves_a_writes_outcome_unknown(
     capsys: pytest.CaptureFixture[str], status: int
