@@ -557,11 +557,9 @@ def _fields(answer: Any, *names: str) -> tuple[Any, ...]:
     if isinstance(answer, dict) and all(name in answer for name in names):
         return tuple(answer[name] for name in names)
     missing = [name for name in names if not isinstance(answer, dict) or name not in answer]
-    text = json.dumps(answer)
-    excerpt = repr(text[:BODY_EXCERPT]) + ("..." if len(text) > BODY_EXCERPT else "")
     raise NotAPaxosNode(
         f"the answer has no {', '.join(repr(name) for name in missing)}, as a Paxos node's "
-        f"would: {excerpt}"
+        f"would: {_excerpt(answer)}"
     )
 
 
@@ -583,18 +581,20 @@ def _not_a_node(
     address: tuple[str, int], status: int | None, headers: dict[str, str], answer: Any
 ) -> str:
     """One line on an answer that is no Paxos node's: the server, its status (unless None),
-    content type and at most ``BODY_EXCERPT`` characters of its body, escaped as Python escapes
-    a string (a page's newlines and control characters stay out of the terminal)."""
+    content type and the start of its body (``_excerpt``)."""
     host, port = address
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     what = [f"HTTP {status}"] if status is not None else []
     what.append(headers.get("content-type") or "no content type")
-    if answer is None:
-        body = "an empty body"
-    else:
-        text = answer if isinstance(answer, str) else json.dumps(answer)
-        body = repr(text[:BODY_EXCERPT]) + ("..." if len(text) > BODY_EXCERPT else "")
+    body = "an empty body" if answer is None else _excerpt(answer)
     return f"the server at {url} did not answer like a Paxos node ({', '.join(what)}): {body}"
+
+
+def _excerpt(answer: Any) -> str:
+    """At most ``BODY_EXCERPT`` characters of an answer (a page's text, or JSON), escaped as
+    Python escapes a string: a page's newlines and control characters stay out of a terminal."""
+    text = answer if isinstance(answer, str) else json.dumps(answer)
+    return repr(text[:BODY_EXCERPT]) + ("..." if len(text) > BODY_EXCERPT else "")
 
 
 def _message(answer: Any, status: int) -> str:

@@ -241,39 +241,28 @@ async def read_body(scope: Scope, receive: Any, limit: int) -> bytes | None:
 
 
 def _is_lean(scope: Scope) -> bool:
-    """A hot path with a bearer token, no cookie, an allowed ``Host`` and no root path, or a GET
-    of a probe (``PROBE_PATHS``) with an allowed ``Host`` and no root path: what only Django's
-    full stack checks (``ALLOWED_HOSTS``, a ``Daphne-Root-Path`` header that would make the path
-    another view's) goes to it."""
+    """A hot path with a bearer token and no cookie, or a GET of a probe (``PROBE_PATHS``), with
+    an allowed ``Host`` and no root path: what only Django's full stack checks
+    (``ALLOWED_HOSTS``, a ``Daphne-Root-Path`` header that would make the path another view's)
+    goes to it."""
     if scope.get("root_path"):
         return False
     path = scope.get("path", "")
-    if path in PROBE_PATHS and scope.get("method") == "GET":
-        return _allowed_host(_host_header(scope))
-    if not HOT_PATHS.match(path):
+    probe = path in PROBE_PATHS and scope.get("method") == "GET"
+    if not probe and not HOT_PATHS.match(path):
         return False
     has_token = False
     host = None
     for name, value in scope.get("headers", ()):
-        if name == b"cookie":
+        if name == b"cookie" and not probe:
             return False
         if name == b"authorization":
             has_token = True
         elif name == b"host":
             host = value
-    if host is None:
-        host = _host_header(scope)
-    return has_token and _allowed_host(host)
-
-
-def _host_header(scope: Scope) -> bytes:
-    """The ``Host`` header (the last one, as ``_is_lean`` reads it), or the server's name as
-    Django falls back to it."""
-    host = None
-    for name, value in scope.get("headers", ()):
-        if name == b"host":
-            host = bytes(value)
-    return host if host is not None else str((scope.get("server") or ("",))[0]).encode("latin-1")
+    if host is None:  # Django falls back to the server's name
+        host = str((scope.get("server") or ("",))[0]).encode("latin-1")
+    return (probe or has_token) and _allowed_host(host)
 
 
 @functools.lru_cache(maxsize=256)
