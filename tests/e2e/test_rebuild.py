@@ -106,7 +106,7 @@ def test_a_write_only_a_lost_database_and_a_stopped_node_hold_survives(
         assert code == 503 and read_code == 503, (answer, read)  # no majority of voters
         assert cluster.group_states(2)[1]["rebuilding"]
         cluster.start_node(1)
-        wait_for(lambda: not cluster.group_states(2)[1]["rebuilding"], "node 2 to rebuild")
+        wait_for(lambda: cluster.caught_up(2, 1), "node 2 to rebuild")
         for node_id in (1, 2, 3):
             code, read = cluster.request(node_id, "GET", "/api/kv/1/acknowledged")
             assert (code, read["value"]) == (200, "x"), (node_id, read)
@@ -136,4 +136,4 @@ def test_a_node_refuses_another_nodes_database(cluster_factory) -> None:
     assert "Traceback" not in log, log
     cluster.delete_database(3)
     cluster.start_node(3)
-    wait_for(lambda: not cluster.group_states(3)[1]["rebuilding"], "node 3 to rebuild")
+    wait_for(lambda: cluster.caught_up(3, 1), "node 3 to rebuild")

@@ -36,8 +36,7 @@ def test_a_node_restored_from_a_backup_rebuilds_before_it_votes(
     cluster.restore_database(3, backup)
     cluster.start_node(3)
     wait_for(
-        lambda: not cluster.group_states(3)[1]["rebuilding"]
-        and cluster.group_states(3)[1]["applied"] >= last,
+        lambda: cluster.caught_up(3, 1, last),
         "node 3 to rebuild and catch up",
     )
     log = (cluster.folder / "node3.log").read_text()

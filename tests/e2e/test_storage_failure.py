@@ -45,7 +45,6 @@ def test_a_node_whose_database_fails_exits_and_recovers_when_restarted(cluster_f
     cluster.start_node(victim)
     last = cluster.submit(1, 1, kv_put("after", "v"))["instance"]
     wait_for(
-        # the group is missing from the status while the restarted node still recovers it
-        lambda: cluster.group_states(victim).get(1, {}).get("applied", -1) >= last,
+        lambda: cluster.caught_up(victim, 1, last),
         "the restarted node to catch up",
     )
