@@ -1,10 +1,10 @@
 """URLs of the consensus API, mounted at ``/api/`` (the KV store's are at ``/api/kv/``)."""
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import docs, views
 
 app_name = "consensus-api"
 
@@ -33,8 +33,8 @@ urlpatterns = [
     ),
     path("", include(router.urls)),
     # The OpenAPI schema and its docs pages: open to everyone (they hold no data), assets served
-    # locally by drf-spectacular-sidecar (no CDN: the docs work offline).
+    # locally by drf-spectacular-sidecar, nothing from elsewhere (docs.py: they work offline).
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="consensus-api:schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="consensus-api:schema"), name="redoc"),
+    path("docs/", docs.SwaggerView.as_view(url_name="consensus-api:schema"), name="docs"),
+    path("redoc/", docs.RedocView.as_view(url_name="consensus-api:schema"), name="redoc"),
 ]

@@ -125,3 +125,36 @@ def test_dashboard_is_live_in_a_real_browser(cluster_factory, browser) -> None:
     page.wait_for_function(f"window.paxosDashboard.polls > {polls}")
     page.wait_for_function("window.paxosDashboard.mode === 'live'")
     assert not errors, errors
+
+
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [("/api/docs/", ".opblock-summary-path"), ("/api/redoc/", "[data-section-id^='operation/']")],
+)
+def test_api_docs_render_from_the_node_alone(shared_cluster, browser, path, rendered) -> None:
+    """The docs pages render their operations, and the browser sends nothing to any host but the
+    node (consensus/api/docs.py): ReDoc's template linked Google Fonts, its menu shows a logo from
+    cdn.redoc.ly (now refused by the page's Content-Security-Policy before it is sent)."""
+    url = shared_cluster.nodes[1].url
+    requested: list[str] = []
+    refused: list[str] = []
+    errors: list[str] = []
+
+    def failed(request: Any) -> None:
+        (refused if request.failure == "csp" else errors).append(request.url)
+
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("requestfailed", failed)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{url}{path}")
+    page.wait_for_selector(rendered)
+    page.wait_for_load_state("networkidle")
+    shot(page, "api" + path.replace("/", "-").rstrip("-"))
+    local = (f"{url}/", "data:", "blob:")
+    sent_elsewhere = [a for a in requested if not a.startswith(local) and a not in refused]
+    assert not sent_elsewhere, sent_elsewhere
+    assert not errors, errors
+    if path == "/api/docs/":
+        assert page.evaluate("ui.getConfigs().validatorUrl") is None
