@@ -16,6 +16,7 @@ import pytest
 from consensus.client import PaxosClient, Unavailable
 from consensus.config import free_ports
 from consensus.management.commands.paxos import Command
+from tests.api.test_cli_request_ids import RecordingNode
 from tests.fixtures.http import JsonAnswer, answering_nodes, hanging_nodes, http_nodes
 
 KV_ANSWER = {"key": "k", "value": "v", "instance": 3, "request_id": "r", "result": "v"}
@@ -147,7 +148,7 @@ def test_a_read_every_node_refused_fails_at_once(capsys: pytest.CaptureFixture[s
 def test_a_refused_node_is_still_failed_over_from(capsys: pytest.CaptureFixture[str]) -> None:
     with answering_nodes(KV_ANSWER) as (live,):
         code, out, _ = run(capsys, "--url", f"{dead_url()},{live}", "--token", "t", "get", "k")
-    assert (code, out) == (0, "v\n")
+    assert (code, out) == (0, "v")  # the value as it is (test_cli_output.py)
 
 
 class NoLeader(JsonAnswer):
@@ -262,10 +263,42 @@ def test_a_group_id_out_of_range_is_a_usage_error_for_every_action(
 def test_the_highest_group_id_is_sent(capsys: pytest.CaptureFixture[str]) -> None:
     with answering_nodes(KV_ANSWER) as (url,):
         code, out, _ = run(capsys, "--url", url, "--token", "t", "get", "k", "-g", str(2**31 - 1))
-    assert (code, out) == (0, "v\n")
+    assert (code, out) == (0, "v")  # the value as it is (test_cli_output.py)
 
 
-# 6. tokens a header cannot carry
+# 6. arguments that are empty or that no URL can carry
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["put", "k", "v", "--request-id", ""], "--request-id: a request id cannot be empty"),
+        (["cas", "k", "v", "--absent", "--request-id="], "--request-id: a request id cannot be"),
+        (["--url", "", "put", "k", "v"], "argument --url: no URL in ''"),
+        (["put", "k", "v", "--url", " , "], "argument --url: no URL in ' , '"),
+        (["get", ""], "argument KEY: a key is a non-empty string"),
+        (["put", "a/b", "v"], "argument KEY: keys cannot contain '/': 'a/b'"),
+        (["delete", "/"], "argument KEY: keys cannot contain '/': '/'"),
+        (["cas", "", "v", "--absent"], "argument KEY: a key is a non-empty string"),
+    ],
+)  # fmt: skip
+def test_an_empty_or_impossible_argument_is_a_usage_error_before_anything_is_sent(
+    capsys: pytest.CaptureFixture[str], arguments: list[str], expected: str
+) -> None:
+    """``--request-id "$ID"`` or ``--url "$NODE"`` with the variable unset: the write went
+    with a new request id (a retry meant to apply it at most once applied it again), or to the
+    default nodes instead of the one named; and a key no URL can carry was exit status 1, as
+    if a node had refused it. Each a usage error now (the recording node sees nothing)."""
+    with http_nodes(1, RecordingNode) as [server]:
+        server.seen, server.status = [], 200  # type: ignore[attr-defined]
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code, _, err = run(capsys, "--url", url, "--token", "t", *arguments)
+        assert server.seen == []  # type: ignore[attr-defined]
+    assert code == 2 and "Traceback" not in err
+    assert expected in error_line(err), err
+
+
+# 7. tokens a header cannot carry
 
 
 @pytest.mark.parametrize("token", ["sec\nret", "sec\rret", "sec\x7fret", "sécret"])
@@ -286,7 +319,7 @@ def test_a_token_a_header_cannot_carry_is_refused_without_printing_it(
     )
 
 
-# 7. the cluster options after the action
+# 8. the cluster options after the action
 
 
 def test_the_cluster_options_may_follow_the_action(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,9 +11,14 @@ the node config this process was started with, else of ``demo-cluster/cluster.js
 current folder (what ``runpaxos --demo`` writes), else http://127.0.0.1:33333. The token:
 ``--token``, else ``$PAXOS_API_TOKEN``, else the config's first apiToken. These options and
 ``--timeout`` and ``--json`` go before the action or after it (``submit X --json``).
-Output is the value (get) or JSON; failures are one-line errors with exit status 1, and
-arguments the command cannot use (a group id out of range, a timeout of nan, a key that is no
-UTF-8, a token with a newline) a usage error with exit status 2, before anything is sent.
+Output is the value (get) or JSON. A value, or a result that is a string, is written as its
+UTF-8 bytes and nothing else when standard output is no terminal (``get k > file`` gives back
+what ``put k - < file`` stored); on a terminal a newline follows unless it ends with one.
+Failures are one-line errors with exit status 1 (``cas`` that found another value and
+``submit`` whose result is an error, ``{"error": ...}``, too: the result printed all the same),
+and arguments the command cannot use (a group id out of range, a timeout of nan, a key that is
+empty or no UTF-8, an empty ``--url`` or ``--request-id``, a token with a newline) a usage
+error with exit status 2, before anything is sent (``EXIT_STATUS``).
 A VALUE (``put``, ``cas``), ``--expected`` or COMMAND (``submit``) given as ``-`` is read from
 standard input: all of it, decoded as UTF-8 (else a usage error), kept as it is, a trailing
 newline included (etcdctl and ``curl --data-binary @-`` do the same: ``echo`` adds one, ``printf
@@ -39,15 +44,22 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import sys
+import textwrap
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    DjangoHelpFormatter,
+)
 
 from consensus import version_text
 from consensus.client import (
@@ -108,6 +120,64 @@ FROM_STDIN = {"put": ("value",), "cas": ("value", "expected"), "submit": ("comma
 
 ARGUMENT_NAMES = {"value": "VALUE", "expected": "--expected", "command": "COMMAND"}
 
+USAGE_ERROR = "a usage error (an argument it cannot use, refused before anything is sent)"
+
+EXIT_STATUS = f"""\
+exit status:
+  0  done
+  1  failed, and a one-line error on standard error says why: no node answered (a write's \
+error then names the command that retries it at most once), a node refused the request, get \
+found no such key, cas found another value, submit's result is an error ({{"error": ...}}: \
+the result is printed all the same, and the command was applied: a retry with its request id \
+gets the same error); status: a node did not answer or reports an alarm; check: a node's \
+state differs
+  2  {USAGE_ERROR}; check: also a node that could not be compared, and any other failure \
+(1 says "differs" and nothing else)"""
+"""The command's ``--help`` epilog (each action's says its own: ``ACTION_EXITS``)."""
+
+ACTION_EXITS = {
+    "submit": '1 the state machine\'s result is an error ({"error": ...}: printed all the '
+    "same; the command was applied, and a retry with its request id gets the same error), or "
+    "it failed (a one-line error says why)",
+    "get": "1 no such key, or it failed (a one-line error says why)",
+    "cas": "1 the key has another value (the answer is printed all the same), or it failed (a "
+    "one-line error says why)",
+    "status": "1 a node did not answer or reports a divergence alarm",
+    "check": "1 a node's state differs; 2 a node could not be compared (down, slow, or "
+    "digesting nothing), the check could not run at all, or a usage error",
+}
+"""What exit status 1 (and ``check``'s 2) means for each action, in its ``--help`` epilog;
+"failed" for the others."""
+
+OUTPUT_HELP = (
+    "A value is printed as it is: its UTF-8 bytes and nothing else when standard output is no "
+    "terminal ('get k > file' gives back what 'put k - < file' stored), with a newline after "
+    "it on a terminal unless it ends with one."
+)
+
+
+class HelpFormatter(DjangoHelpFormatter):
+    """Django's, filling each line of a description or epilog on its own: ``EXIT_STATUS`` stays
+    one status a line (argparse filled them into one paragraph), each line's leading spaces
+    kept and, after a status ("  1  "), its continuation lines indented under its text."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            match = re.fullmatch(r"(\s*)(\d+\s+)?(.*)", line)
+            assert match is not None  # any line (splitlines leaves no line break in one)
+            lead, status, words = match.groups()
+            first = indent + lead + (status or "")
+            lines.append(
+                textwrap.fill(
+                    " ".join(words.split()),
+                    width,
+                    initial_indent=first,
+                    subsequent_indent=" " * len(first),
+                )
+            )
+        return "\n".join(lines)
+
 
 class StateDiffers(CommandError):
     """``check``'s exit status 1: a node's state differs. Every other failure of ``check`` exits
@@ -120,19 +190,31 @@ class Command(BaseCommand):
         "get/put/delete/cas a key of the KV store, show the nodes' status, or check that their "
         "state machines agree. Run 'manage.py paxos ACTION --help' for an action's options; "
         f"{CLUSTER_OPTIONS} may come before or after ACTION. Exit status: 0 done, 1 failed "
-        "(a one-line error says why), 2 a usage error (an argument it cannot use); status and "
-        "check say theirs in their --help. A VALUE, --expected or COMMAND given as '-' is read "
-        "from standard input (put, cas, submit)."
+        "(a one-line error says why), 2 a usage error (an argument it cannot use): below, "
+        "and each action's --help says its own. A VALUE, --expected or COMMAND given as '-' is "
+        f"read from standard input (put, cas, submit). {OUTPUT_HELP}"
     )
 
     def get_version(self) -> str:
         return version_text()  # --version: this release, not Django's
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("epilog", EXIT_STATUS)
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
     def add_arguments(self, parser: CommandParser) -> None:
         _cluster_options(parser)
         actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-        submit = _action(actions, "submit", help="submit a command string to a group")
+        submit = _action(
+            actions,
+            "submit",
+            help="submit a command string to a group",
+            description="Submit a command string to a group's state machine and print its "
+            "result: a string as it is (as get prints a value), anything else as JSON; with "
+            "--json the instance, request id, result and duplicate flag.",
+        )
         submit.add_argument(
             "command",
             metavar="COMMAND",
@@ -143,7 +225,11 @@ class Command(BaseCommand):
         self._group_options(submit, request_id=True)
 
         query = _action(
-            actions, "query", help="ask a group's state machine (its query(); nothing is written)"
+            actions,
+            "query",
+            help="ask a group's state machine (its query(); nothing is written)",
+            description="Ask a group's state machine (its query(); nothing is written) and "
+            "print its answer: a string as it is (as get prints a value), anything else as JSON.",
         )
         query.add_argument(
             "query",
@@ -158,8 +244,15 @@ class Command(BaseCommand):
         )
         self._group_options(query)
 
-        get = _action(actions, "get", help="read a key (linearizable unless --local)")
-        get.add_argument("key", metavar="KEY", type=_text, help=KEY_HELP)
+        get = _action(
+            actions,
+            "get",
+            help="read a key (linearizable unless --local)",
+            description="Print a key's value (linearizable unless --local). "
+            + OUTPUT_HELP
+            + ' --json prints {"key", "value"} instead.',
+        )
+        get.add_argument("key", metavar="KEY", type=_key, help=KEY_HELP)
         get.add_argument(
             "--local",
             action="store_true",
@@ -168,19 +261,35 @@ class Command(BaseCommand):
         )
         self._group_options(get)
 
-        put = _action(actions, "put", help="set a key")
-        put.add_argument("key", metavar="KEY", type=_text, help=KEY_HELP)
+        put = _action(
+            actions,
+            "put",
+            help="set a key",
+            description='Set a key; print {"key", "instance"} (the instance it was chosen in).',
+        )
+        put.add_argument("key", metavar="KEY", type=_key, help=KEY_HELP)
         put.add_argument(
             "value", metavar="VALUE", type=_text, help=f"the new value (a string); {STDIN_HELP}"
         )
         self._group_options(put, request_id=True)
 
-        delete = _action(actions, "delete", help="delete a key")
-        delete.add_argument("key", metavar="KEY", type=_text, help=KEY_HELP)
+        delete = _action(
+            actions,
+            "delete",
+            help="delete a key",
+            description='Delete a key; print {"key", "deleted"} (false: it did not exist).',
+        )
+        delete.add_argument("key", metavar="KEY", type=_key, help=KEY_HELP)
         self._group_options(delete, request_id=True)
 
-        cas = _action(actions, "cas", help="set a key only if it has an expected value")
-        cas.add_argument("key", metavar="KEY", type=_text, help=KEY_HELP)
+        cas = _action(
+            actions,
+            "cas",
+            help="set a key only if it has an expected value",
+            description="Set a key only if it has an expected value (or none: --absent); print "
+            '{"succeeded", "value", "instance"} (value: the key\'s value now).',
+        )
+        cas.add_argument("key", metavar="KEY", type=_key, help=KEY_HELP)
         cas.add_argument("value", metavar="VALUE", type=_text, help=f"the new value; {STDIN_HELP}")
         expected = cas.add_mutually_exclusive_group(required=True)
         expected.add_argument(
@@ -212,7 +321,7 @@ class Command(BaseCommand):
         if request_id:
             parser.add_argument(
                 "--request-id",
-                type=_text,
+                type=_request_id,
                 help="send this request id (a retry with it applies once)",
             )
 
@@ -283,6 +392,14 @@ class Command(BaseCommand):
         if action == "submit":
             outcome = client.submit_command(options["command"], group, request_id)
             self._print(vars_of(outcome) if options["json"] else outcome.result, options)
+            if isinstance(outcome.result, dict) and "error" in outcome.result:
+                # the state machine's way of saying no (consensus.statemachine): exit 1, as a
+                # cas that found another value does, so that a script sees it
+                raise CommandError(
+                    f"the state machine's result is an error: {outcome.result['error']!r} (the "
+                    f"command was applied, in instance {outcome.instance} of group {group}: a "
+                    f"retry with --request-id {outcome.request_id} gets the same error)"
+                )
         elif action == "query":
             consistency = "local" if options["local"] else "linearizable"
             self._print(client.query(options["query"], group, consistency=consistency), options)
@@ -295,7 +412,7 @@ class Command(BaseCommand):
             if options["json"]:
                 self._print({"key": options["key"], "value": value}, options)
             else:
-                self.stdout.write(str(value))
+                self._write_value(str(value))
         elif action == "put":
             instance = client.put(options["key"], options["value"], group, request_id=request_id)
             self._print({"key": options["key"], "instance": instance}, options)
@@ -427,9 +544,30 @@ class Command(BaseCommand):
 
     def _print(self, data: Any, options: dict[str, Any]) -> None:
         if isinstance(data, str) and not options["json"]:
-            self.stdout.write(data)
+            self._write_value(data)
         else:
             self.stdout.write(json.dumps(data, indent=2 if options["json"] else None))
+
+    def _write_value(self, value: str) -> None:
+        """A value (or a result that is a string) as it is: its UTF-8 bytes and nothing else
+        when standard output is no terminal, so that ``get k > file`` gives back the bytes
+        ``put k - < file`` stored, whatever the locale's encoding; on a terminal a newline
+        after it unless it ends with one (the shell's prompt then starts a line of its own).
+        Django's ``write`` added a newline to every value that did not end with one.
+
+        A stream without bytes under it (``call_command(..., stdout=StringIO())``) gets the
+        text. A lone surrogate, which no stored value has (the KV store refuses them), is
+        written as "?" rather than failing with a traceback."""
+        data = value.encode("utf-8", "replace")
+        if self.stdout.isatty() and not value.endswith("\n"):
+            data += b"\n"
+        buffer = getattr(self.stdout, "buffer", None)  # OutputWrapper passes it on
+        if buffer is None:
+            self.stdout.write(data.decode(), ending="")
+            return
+        self.stdout.flush()  # text written before goes first
+        buffer.write(data)
+        buffer.flush()
 
     # ------------------------------------------------------------------ which cluster
 
@@ -463,8 +601,12 @@ class Command(BaseCommand):
 
 
 def _action(actions: Any, name: str, **kwargs: Any) -> CommandParser:
-    """An action's parser, which takes the cluster options too (``paxos submit X --json``)."""
-    parser: CommandParser = actions.add_parser(name, **kwargs)
+    """An action's parser, which takes the cluster options too (``paxos submit X --json``); its
+    ``--help`` ends with its exit statuses (``ACTION_EXITS``)."""
+    failed = ACTION_EXITS.get(name, "1 failed (a one-line error says why)")
+    usage = "" if name == "check" else f"; 2 {USAGE_ERROR}"  # check's 2 says it
+    kwargs.setdefault("epilog", f"exit status: 0 done; {failed}{usage}.")
+    parser: CommandParser = actions.add_parser(name, formatter_class=HelpFormatter, **kwargs)
     _cluster_options(parser, after_action=True)
     return parser
 
@@ -485,7 +627,7 @@ def _cluster_options(parser: CommandParser, *, after_action: bool = False) -> No
         dest="more_urls" if after_action else "url",
         metavar="URL",
         default=default([]),
-        type=_text,
+        type=_urls,
         help="a node's URL, e.g. http://127.0.0.1:33333 (repeat, or separate with commas, "
         "to fail over between nodes)",
     )
@@ -556,6 +698,39 @@ def _text(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"not valid UTF-8 ({what} at position {error.start})"
         ) from None
+    return text
+
+
+def _key(text: str) -> str:
+    """argparse type: a key (``KEY_HELP``): one no URL can carry was refused by the client
+    with exit status 1, as if a node had, though nothing was sent."""
+    text = _text(text)
+    if not text:
+        raise argparse.ArgumentTypeError("a key is a non-empty string")
+    if "/" in text:
+        raise argparse.ArgumentTypeError(f"keys cannot contain '/': {text!r}")
+    return text
+
+
+def _request_id(text: str) -> str:
+    """argparse type: a request id to send, not empty. An empty one (``--request-id "$ID"``
+    with ``ID`` unset) was taken as none: the write went with a new id, so the retry that was
+    to apply it at most once could apply it a second time."""
+    text = _text(text)
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "a request id cannot be empty (an empty one would send the write with a new id)"
+        )
+    return text
+
+
+def _urls(text: str) -> str:
+    """argparse type: one or more node URLs, separated with commas. One without any (``--url
+    "$NODE"`` with ``NODE`` unset) was ignored: the command went to the config's nodes (or
+    the demo's, or 127.0.0.1:33333) instead of the node it was told."""
+    text = _text(text)
+    if not any(url.strip() for url in text.split(",")):
+        raise argparse.ArgumentTypeError(f"no URL in {text!r}")
     return text
 
 
