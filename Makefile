@@ -49,3 +49,5 @@ soak: setup
 	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 5 --groups 2 --wipe-rate 0.5
 	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 3 --groups 2 --scenario hand-over-reads
 	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 5 --groups 2 --scenario hand-over-reads
+	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 3 --groups 2 --scenario stale-acks
+	$(BIN)/python -m consensus.sim --seeds 1000 --nodes 5 --groups 2 --scenario stale-acks

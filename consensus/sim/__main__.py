@@ -18,12 +18,16 @@ MUTANT_NEEDS: dict[str, tuple[str, str]] = {
     "no-rebuild": ("wipe_rate", "only"),
     "all-votes": ("left_down", "mostly"),
     "early-seq": ("scenario", "only"),
+    "any-ballot-acks": ("scenario", "only"),
 }
 """Mutants whose fault shows (only, or mostly) when an option is above 0 (or, for
 ``scenario``, names the scenario their description gives), as their descriptions in
 ``mutants.py`` say: without it a run of them passes and proves nothing."""
 
-MUTANT_SCENARIOS: dict[str, str] = {"early-seq": "hand-over-reads"}
+MUTANT_SCENARIOS: dict[str, str] = {
+    "early-seq": "hand-over-reads",
+    "any-ballot-acks": "stale-acks",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario",
         choices=sorted(SCENARIOS),
         default="chaos",
-        help="a preset of fault and load rates: chaos (every fault at random, the default) or "
+        help="a preset of fault and load rates: chaos (every fault at random, the default), "
         "hand-over-reads (leaders hand over while the successor cannot reach them and clients "
-        "read everywhere: the race of a read confirmed by a heartbeat sent before it)",
+        "read everywhere: the race of a read confirmed by a heartbeat sent before it) or "
+        "stale-acks (leaders crash part-way through sending their Accepts, lead again, and get "
+        "old acks of the instances they propose in again)",
     )
     parser.add_argument(
         "--mutant",

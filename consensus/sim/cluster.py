@@ -19,12 +19,14 @@ import random
 from dataclasses import dataclass, field, replace
 
 from consensus.core import (
+    Accept,
     Accepted,
     Command,
     InitialState,
     LearnReply,
     MemoryStorage,
     Message,
+    Persist,
     Promise,
     Ready,
     RebuildInfo,
@@ -78,6 +80,15 @@ class SimSettings:
     down or hears of it another way."""
     stop_wait_ticks: int = 5
     """A gracefully stopping node goes down 0 to this many ticks after handing over."""
+    send_crash_rate: float = 0.0
+    """Per batch of messages a Ready sends: chance that the node crashes part-way through it:
+    the first few messages leave, the rest never do. A leader's Accepts go out before its own
+    vote is written (the eager messages), so some peers may vote for a proposal whose proposer
+    forgets it."""
+    replay_ack_rate: float = 0.0
+    """Per Accept a leader sends a peer: chance that the network delivers again, now, the last
+    ``Accepted`` that peer sent this leader for the same instance in an older ballot: a
+    duplicate held back across the leader's changes of ballot (and restarts)."""
     wipe_rate: float = 0.0
     """Per restart: chance that the node comes back with new, empty storage (a replaced disk):
     it must rebuild before it votes (core/rebuild.py)."""
@@ -113,6 +124,23 @@ SCENARIOS: dict[str, dict[str, float | int]] = {
         # No other faults: they mostly end the race first (a crash, a partition of the others).
         "crash_rate": 0.0,
         "ready_crash_rate": 0.0,
+        "partition_rate": 0.0,
+        "clog_rate": 0.0,
+    },
+    "stale-acks": {
+        # Leaders crash part-way through sending their Accepts, before their own vote is
+        # written, so a minority may hold votes for a proposal its proposer forgot; they restart
+        # at once and often lead again; and whenever a leader sends a peer an Accept, the
+        # network hands the leader again that peer's last older ack of the same instance.
+        "send_crash_rate": 0.2,
+        "replay_ack_rate": 1.0,
+        "restart_rate": 1.0,
+        # The preferred leader (odd groups) campaigns within the first fifth of the range: a
+        # long timeout gives it the lead over the others, whose timers started before its
+        # restart and its restart audit, so it mostly leads again.
+        "election_ticks": 30,
+        # No other faults: they mostly end the race first (another node takes over).
+        "crash_rate": 0.0,
         "partition_rate": 0.0,
         "clog_rate": 0.0,
     },
@@ -171,7 +199,7 @@ class SimCluster:
         self.node_ids = list(range(1, settings.nodes + 1))
         self.group_ids = list(range(1, settings.groups + 1))
         self.network = Network(self.rng, NetworkFaults())
-        self.checker = Checker()
+        self.checker = Checker(quorum=settings.nodes // 2 + 1)
         self.nodes = {
             node_id: SimNode(node_id, {group_id: GroupDisk() for group_id in self.group_ids})
             for node_id in self.node_ids
@@ -181,6 +209,9 @@ class SimCluster:
         self._seq = 0
         self._events: list[tuple[int, int, Message]] = []
         self.outstanding: dict[str, tuple[int, Command, int]] = {}  # rid -> (group, cmd, sent at)
+        self.acks_carried: dict[tuple[int, int, int, int], Accepted] = {}
+        """(group, voter, leader, instance) -> the last Accepted the network carried (only with
+        ``replay_ack_rate``)."""
         self.commands = 0
         self.submitted_at: dict[str, int] = {}
         self.reads = 0
@@ -503,16 +534,40 @@ class SimCluster:
             self.checker.on_vote_sent(msg.src, msg.group_id, msg.ballot)
         elif isinstance(msg, Accepted):
             self.checker.on_vote_sent(msg.src, msg.group_id, msg.ballot, msg.instance)
+        if self.settings.replay_ack_rate:  # (no draw otherwise: every other run stays the same)
+            self._replay_stale_ack(msg)
+        self._schedule(msg)
+
+    def _schedule(self, msg: Message) -> None:
         for delay in self.network.delays(msg, self.now):
             self._seq += 1
             heapq.heappush(self._events, (self.now + delay, self._seq, msg))
+
+    def _replay_stale_ack(self, msg: Message) -> None:
+        """Remember the acks the network carries; when a leader proposes in an instance, maybe
+        deliver again the older ack the receiver sent it for that instance (``SimSettings``)."""
+        if isinstance(msg, Accepted):
+            self.acks_carried[(msg.group_id, msg.src, msg.dst, msg.instance)] = msg
+        elif isinstance(msg, Accept) and self.chaos:
+            old = self.acks_carried.get((msg.group_id, msg.dst, msg.src, msg.instance))
+            if (
+                old is not None
+                and old.ballot < msg.ballot
+                and self.rng.random() < self.settings.replay_ack_rate
+            ):
+                self._schedule(old)
 
     # ------------------------------------------------------------------ the Ready loop
 
     def _drain(self, node: SimNode, group_id: int) -> None:
         try:
             while node.up and (replica := node.replicas[group_id]).has_ready():
-                self.mutant.handle_ready(self, node, group_id, replica, replica.ready())
+                ready = replica.ready()
+                for vote in ready.persist.accepted:  # cast now, durable or not (rule 7)
+                    self.checker.on_vote_cast(
+                        node.node_id, group_id, vote.instance, vote.ballot, vote.value
+                    )
+                self.mutant.handle_ready(self, node, group_id, replica, ready)
         except Crash:
             self._crash(node)
 
@@ -521,7 +576,10 @@ class SimCluster:
             raise Crash
 
     def persist(self, node: SimNode, group_id: int, ready: Ready) -> None:
-        persist = ready.persist
+        self.write(node, group_id, ready.persist)
+
+    def write(self, node: SimNode, group_id: int, persist: Persist) -> None:
+        """One write to the node's disk for the group (a Ready's, or a broken driver's own)."""
         node.disks[group_id].storage.apply(persist)
         if persist.promised is not None:
             self.checker.on_persisted_promise(node.node_id, group_id, persist.promised)
@@ -529,6 +587,17 @@ class SimCluster:
             self.checker.on_chosen(node.node_id, group_id, entry.instance, entry.value)
 
     def send_all(self, messages: tuple[Message, ...]) -> None:
+        rate = self.settings.send_crash_rate
+        # (No draw without the option: every other run stays the same.)
+        if (
+            rate
+            and self.chaos
+            and any(isinstance(msg, Accept) for msg in messages)
+            and self.rng.random() < rate
+        ):
+            for msg in messages[: self.rng.randrange(len(messages))]:
+                self._send(msg)
+            raise Crash
         for msg in messages:
             self._send(msg)
 

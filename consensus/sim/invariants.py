@@ -11,6 +11,12 @@
 5. Liveness (checked by the cluster at the end): after healing, every submitted command is chosen.
 6. Linearizable reads: a read index is at least every instance applied anywhere (so acknowledged
    to some client) before the read began (checked by the cluster as reads complete).
+7. Quorum: the first node to learn a value chosen learns it only once a majority of the nodes
+   voted for that value in one ballot (Paxos' definition of chosen; agreement rests on it).
+   Checked directly, a leader that counts the wrong votes is caught when it claims a value,
+   not only in the rare runs where a second value gets chosen afterwards (the any-ballot-acks
+   mutant). A vote counts as cast when a replica hands it out in a Ready, durable or not:
+   losing a vote is rule 4's business.
 """
 
 from __future__ import annotations
@@ -38,11 +44,25 @@ class Checker:
     persisted_promise: dict[tuple[int, int], Ballot] = field(default_factory=dict)
     accepted_sent: dict[tuple[int, int], dict[int, Ballot]] = field(default_factory=dict)
     """Per (node, group): the highest ballot of each instance's Accepted the node sent."""
+    quorum: int = 1
+    """A majority of the nodes (rule 7)."""
+    cast: dict[tuple[int, int], dict[tuple[Ballot, Value], set[int]]] = field(default_factory=dict)
+    """Per (group, instance): the nodes that ever voted for each (ballot, value). Never forgotten,
+    not even when a node's disk is replaced: those votes were cast."""
 
     def on_submit(self, command: Command) -> None:
         self.submitted[command.request_id] = command.payload
 
+    def on_vote_cast(
+        self, node_id: int, group_id: int, instance: int, ballot: Ballot, value: Value
+    ) -> None:
+        """A replica voted (an ``AcceptedWrite`` in its Ready), its own proposal or a peer's."""
+        votes = self.cast.setdefault((group_id, instance), {})
+        votes.setdefault((ballot, value), set()).add(node_id)
+
     def on_chosen(self, node_id: int, group_id: int, instance: int, value: Value) -> None:
+        if (group_id, instance) not in self.chosen:
+            self._check_quorum(node_id, group_id, instance, value)
         known = self.chosen.setdefault((group_id, instance), value)
         if known != value:
             raise InvariantViolation(
@@ -55,6 +75,19 @@ class Checker:
                     f"validity: group {group_id} instance {instance} holds command "
                     f"{command.request_id!r} that no client submitted"
                 )
+
+    def _check_quorum(self, node_id: int, group_id: int, instance: int, value: Value) -> None:
+        votes = self.cast.get((group_id, instance), {})
+        if any(v == value and len(nodes) >= self.quorum for (_b, v), nodes in votes.items()):
+            return
+        for_value = {
+            str(ballot): sorted(nodes) for (ballot, v), nodes in votes.items() if v == value
+        }
+        raise InvariantViolation(
+            f"quorum: node {node_id} learned {_show(value)} chosen in group {group_id} instance "
+            f"{instance}, but no {self.quorum} nodes voted for it in one ballot (votes for it, "
+            f"by ballot: {for_value or 'none'})"
+        )
 
     def on_applied(self, node_id: int, group_id: int, position: int, request_id: str) -> None:
         sequence = self.applied_sequence.setdefault(group_id, [])

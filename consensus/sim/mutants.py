@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 
 from consensus.core import (
     Accept,
+    Accepted,
     Ballot,
     Message,
+    Persist,
     Promise,
     Ready,
     RebuildInfo,
@@ -67,6 +69,40 @@ def forget_promise_loop(
     restarted node may promise (or vote) again in a ballot below one it promised before."""
     ready.persist = dataclasses.replace(ready.persist, promised=None)
     correct_ready_loop(cluster, node, group_id, replica, ready)
+
+
+def stale_ballot_write_loop(
+    cluster: SimCluster, node: SimNode, group_id: int, replica: Replica, ready: Ready
+) -> None:
+    """BROKEN: when a node campaigns, a stale write-behind copy of its promise lands after the
+    new one: the disk goes back to the promise it held before, while the Prepares of the new
+    ballot go out. Restarted now, the node could campaign in that ballot again, and two
+    proposals of one ballot break Paxos (ballot.py: a node never reuses a ballot because its
+    own promise of it is durable before the Prepare leaves).
+
+    ``Checker.on_persisted_promise`` catches it at the write, on every seed. The simulator's
+    other promise checks never do: they compare the disk with the Promises and Accepteds the
+    node *sent*, and a candidate's promise to itself (like a leader's votes for its own
+    proposals) never leaves the node. The restart audit (core/audit.py) notices it at a later
+    restart if a peer that saw the Prepare is still up, which the simulator reports as intact
+    storage taken for a stale one (in 279 of the first 300 seeds with 3 nodes and 294 with 5,
+    without the promise check); without the audit as well, 1 seed in those 600 reused a ballot
+    and chose two values."""
+    promised = ready.persist.promised
+    if promised is None or promised.node_id != node.node_id:
+        correct_ready_loop(cluster, node, group_id, replica, ready)
+        return
+    before = node.disks[group_id].storage.promised
+    cluster.send_all(ready.eager_messages)
+    cluster.maybe_crash()
+    cluster.persist(node, group_id, ready)
+    cluster.write(node, group_id, Persist(promised=before))  # the stale copy lands last
+    ready.mark_persisted()
+    cluster.maybe_crash()
+    cluster.send_all(ready.messages)
+    cluster.maybe_crash()
+    cluster.apply_and_serve(node, group_id, ready)
+    replica.advance(ready)
 
 
 class SkipRecoveryReplica(Replica):
@@ -139,6 +175,57 @@ class OverReportingReplica(Replica):
         super()._send(msg)
 
 
+class AnyBallotAcksReplica(Replica):
+    """BROKEN: a leader counts an ``Accepted`` of any ballot towards the value it has in flight
+    in that instance, not only those of its current ballot.
+
+    An ``Accepted`` carries a ballot and an instance but no value, and the leader does not check
+    anything else: it marks chosen ``inflight[instance]``, its current proposal. A leader gets
+    only acks of its own ballots (an ``Accepted`` goes back to the Accept's sender), so a stale
+    one is an ack of a proposal this node made in an earlier leadership, and it counts only if
+    it arrives while the same node proposes in the same instance again.
+
+    Often harmless, which is why it hides: with 3 nodes, if the leader's own vote in the earlier
+    ballot b1 was written, that vote and the stale ack's already chose b1's value v1, so v1 is
+    what its phase 1 (which always hears its own promise, reporting that vote) proposes again,
+    and counting the stale ack merely calls v1 chosen a little early. What breaks it is the
+    leader losing that vote: Accepts leave before the leader's own vote is written (the eager
+    messages of a Ready), and a crash in between leaves a peer's vote for a proposal its
+    proposer forgot. Then (3 nodes): node 1 proposes c1 in instance i in ballot b1, only node
+    2's vote is cast, node 1 crashes before writing its own; it restarts and leads again in b3
+    with node 3's promise, which knows nothing of i, and proposes c3 there; node 2's ack of b1
+    arrives (a duplicate, or just late) and node 1 applies c3, chosen by "its vote in b3 and
+    node 2's", which was for c1. If b3's Accepts are lost and node 1 goes down, nodes 2 and 3
+    choose c1 (tests/sim/test_any_ballot_acks.py plays this out). With 5 nodes, acks of two
+    earlier ballots can also add up to a "majority" that no ballot had.
+
+    The random chaos never gets there: in 600 seeds no stale ack reached a leader while its
+    instance was in flight again. ``--scenario stale-acks`` makes both faults common (leaders
+    crash part-way through sending their Accepts; the network hands a leader old acks of the
+    instance it proposes in), and rule 7 of invariants.py (a value is learned chosen only once
+    a majority voted for it in one ballot) catches the claim when it is made. Agreement alone
+    almost never would: the claim usually comes true a moment later, when the Accepts of b3
+    are answered."""
+
+    def _on_accepted(self, msg: Accepted) -> None:
+        leadership = self._leadership
+        if leadership is None or msg.ballot == leadership.ballot:
+            super()._on_accepted(msg)
+            return
+        # The real code returns here for any other ballot.
+        if msg.src == self.node_id:
+            self._own_votes_upto = max(self._own_votes_upto, msg.instance)
+        else:
+            self._saw_vote(msg.src, msg.ballot, msg.instance)
+        leadership.last_heard[msg.src] = self._now
+        voters = leadership.votes.get(msg.instance)
+        if voters is None:
+            return
+        voters.add(msg.src)
+        if len(voters) >= self.config.quorum:
+            self._mark_chosen(msg.instance, leadership.inflight[msg.instance])
+
+
 class AllVotesReplica(Replica):
     """BROKEN: a leader counts a value chosen only once every node voted for it, so it makes
     progress while all nodes are up and none once one is down for good."""
@@ -195,6 +282,11 @@ MUTANTS: dict[str, Mutant] = {
         "--scenario hand-over-reads)",
         replica_class=EarlySeqReadsReplica,
     ),
+    "any-ballot-acks": Mutant(
+        "a leader counts acks of any ballot towards the value it proposes (caught only with "
+        "--scenario stale-acks)",
+        replica_class=AnyBallotAcksReplica,
+    ),
     "all-votes": Mutant(
         "a leader waits for every node's vote (caught mostly with a node left down: --left-down)",
         replica_class=AllVotesReplica,
@@ -215,6 +307,11 @@ MUTANTS: dict[str, Mutant] = {
     "send-before-persist": Mutant(
         "the driver sends a Ready's messages before persisting it (crash in between)",
         handle_ready=send_before_persist_loop,
+    ),
+    "stale-ballot-write": Mutant(
+        "the driver writes a candidate's new ballot, then the promise it replaced (the disk "
+        "goes back while the Prepares go out)",
+        handle_ready=stale_ballot_write_loop,
     ),
     "forget-promise": Mutant(
         "the driver persists votes but not promises (a restart forgets what it promised)",

@@ -20,6 +20,14 @@ QUICK = ["--seeds", "1", "--steps", "20", "--groups", "1"]
             ["--mutant", "early-seq"],
             "note: the early-seq mutant shows only with --scenario hand-over-reads",
         ),
+        (
+            ["--mutant", "any-ballot-acks"],
+            "note: the any-ballot-acks mutant shows only with --scenario stale-acks",
+        ),
+        (
+            ["--mutant", "any-ballot-acks", "--scenario", "hand-over-reads"],
+            "note: the any-ballot-acks mutant shows only with --scenario stale-acks",
+        ),
     ],
 )
 def test_a_mutant_without_its_option_gets_a_note(
@@ -35,6 +43,7 @@ def test_a_mutant_without_its_option_gets_a_note(
         ["--mutant", "no-rebuild", "--wipe-rate", "0.1"],
         ["--mutant", "all-votes", "--left-down", "1"],
         ["--mutant", "early-seq", "--scenario", "hand-over-reads"],
+        ["--mutant", "any-ballot-acks", "--scenario", "stale-acks"],
         ["--mutant", "skip-recovery"],
         [],
     ],
@@ -46,7 +55,7 @@ def test_no_note_when_the_run_can_show_the_mutant(
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("mutant", ["no-rebuild", "all-votes", "early-seq"])
+@pytest.mark.parametrize("mutant", ["no-rebuild", "all-votes", "early-seq", "any-ballot-acks"])
 def test_the_notes_match_the_mutants_descriptions(mutant: str) -> None:
     """A renamed mutant, or one whose description names another option, fails here."""
     from consensus.sim.__main__ import MUTANT_NEEDS
