@@ -6,7 +6,8 @@
 ``client``    a tiny client over the REST API (commands endpoint or the KV endpoints), plus
               deliberately broken variants for negative controls
 ``nemesis``   faults: kill -9, pause, partitions through ``tests.fixtures.nemesis`` proxies,
-              restart of every node
+              restart of every node; on PostgreSQL, a crash of the database server
+              (``db-crash``, ``test_db_crash.py``)
 ``workloads`` register and bank workloads, the runner and its report
 
 Running:

@@ -21,6 +21,11 @@
    ERROR line or traceback in a node's log, and no failure of the harness itself (a fault that
    could not be injected or healed, a client thread that never finished): a run the harness did
    not carry out as planned proves nothing, so its report is invalid too.
+
+With ``JepsenRun(..., database=server)`` (a PostgreSQL server of the test's own,
+``tests.fixtures.postgres_server``; the cluster must use it) the ``db-crash`` fault can crash it:
+a node's exit on its database's failure is then by design (``nemesis.Nemesis.storage_exits``),
+and so are the errors of the lost connection in its log until it exits (``expected_log_errors``).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,11 +49,12 @@ from typing import Any
 
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.nemesis import ProxyNetwork
+from tests.fixtures.postgres_server import PostgresServer
 
 from . import checker
 from .client import Client, LyingClient
 from .history import FAIL, INFO, OK, UNKNOWN, Fault, History, Op
-from .nemesis import FAULTS, Nemesis
+from .nemesis import DATABASE_FAULTS, FAULTS, Gate, Nemesis
 
 DIGEST_SETTINGS = {"PAXOS_DIGEST_WINDOW": "20", "PAXOS_STATE_CHECK_INTERVAL": "0.5"}
 """Small windows and frequent state checks: through every fault, the nodes' result and state
@@ -113,6 +119,15 @@ class Report:
     bank: list[str] = field(default_factory=list)
     agreement: list[str] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
+    storage_exits: list[str] = field(default_factory=list)
+    """Nodes that exited on their database's failure after a ``db-crash``: by design, not
+    problems (``Nemesis.storage_exits``)."""
+    expected_log_errors: int = 0
+    """ERROR lines and tracebacks of a lost database connection, in a node's log between a
+    ``db-crash`` and the exit of the process that lived through it: expected, not counted in
+    ``node_errors``."""
+    read_backs: int = 0
+    """Linearizable reads after a ``db-crash``, before the clients went on, that answered."""
     nemesis_errors: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     node_errors: list[str] = field(default_factory=list)
@@ -171,6 +186,15 @@ class Report:
             f"  faults injected: {sum(self.faults.values())} ({faults or 'none'})"
             + (f"; skipped: {skipped}" if skipped else ""),
             f"  rebuilds of a deleted database logged: {self.rebuilt}",
+            *(
+                [
+                    f"  database crashes: nodes exited on it {len(self.storage_exits)}, expected "
+                    f"connection errors logged {self.expected_log_errors}, reads after it "
+                    f"{self.read_backs}"
+                ]
+                if self.faults.get("db-crash") or self.storage_exits
+                else []
+            ),
             f"  bank transfers: {self.transfers}",
             f"  result digest windows compared: {self.windows_compared}",
             f"  checked in {self.check_seconds:.2f}s: "
@@ -226,6 +250,41 @@ def availability(ops: list[Op], faults: list[Fault]) -> dict[str, float]:
     return rates
 
 
+# --------------------------------------------------------------------------- node logs
+
+_TIMESTAMP = re.compile(rb"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:,]+ ")
+LOST_CONNECTION = re.compile(
+    r"OperationalError|InterfaceError|server closed the connection|connection is (closed|lost)"
+    r"|terminating connection|connection refused|connection failed|the database system is"
+    r"|stopping the process after the storage failure"
+)
+"""A database that went away, in a log entry (psycopg's and Django's words for it), or the
+line with which a node stops after it (``runpaxos``)."""
+
+
+def log_entries(path: Path) -> Iterator[tuple[int, str, str]]:
+    """Every line of a node's log with its byte offset and its entry: the line and, for a
+    timestamped one, the lines up to the next timestamped one (a traceback)."""
+    raw = path.read_bytes()
+    lines = raw.splitlines(keepends=True)
+    starts = list(itertools.accumulate((len(line) for line in lines), initial=0))
+    for i, line in enumerate(lines):
+        end = i + 1
+        if _TIMESTAMP.match(line) or line.startswith(b"Traceback"):
+            while end < len(lines) and not _TIMESTAMP.match(lines[end]):
+                end += 1
+        entry = b"".join(lines[i:end]).decode(errors="replace")
+        yield starts[i], line.decode(errors="replace").rstrip("\r\n"), entry
+
+
+def expected_database_error(offset: int, entry: str, spans: list[tuple[int, int | None]]) -> bool:
+    """An error entry at ``offset`` of a node's log that a ``db-crash`` explains: inside one of
+    the node's spans from a crash to the exit of the process that lived through it, and about
+    the lost connection."""
+    inside = any(start <= offset and (end is None or offset < end) for start, end in spans)
+    return inside and LOST_CONNECTION.search(entry) is not None
+
+
 # --------------------------------------------------------------------------- keys
 
 
@@ -260,6 +319,11 @@ class KeySpace:
                 self.active[group][slot] = self._fresh()
             return group, key
 
+    def in_use(self) -> set[tuple[int, str]]:
+        """Every key a client picked so far (a copy)."""
+        with self._lock:
+            return set(self.used)
+
     def saw(self, group: int, key: str, value: str | None) -> None:
         with self._lock:
             recent = self._values.setdefault((group, key), [])
@@ -277,9 +341,18 @@ class KeySpace:
 
 
 class JepsenRun:
-    def __init__(self, settings: Settings, make_cluster: Callable[..., Cluster]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        make_cluster: Callable[..., Cluster],
+        database: PostgresServer | None = None,
+    ) -> None:
         self.settings = settings
         self.make_cluster = make_cluster
+        self.database = database
+        """The PostgreSQL server of the nodes' databases, when it is the test's own (the
+        ``db-crash`` fault crashes it; ``make_cluster`` must put the nodes on it)."""
+        self.gate = Gate()
         self.rng = random.Random(settings.seed)
         self.history = History()
         self.report = Report(settings, history=self.history)
@@ -337,6 +410,9 @@ class JepsenRun:
                 quiet=s.quiet,
                 duration=s.fault_duration,
                 schedule=s.schedule,
+                database=self.database,
+                gate=self.gate,
+                read_back=self.read_back,
             )
             self.start_clients()
             self.nemesis.start()
@@ -353,6 +429,10 @@ class JepsenRun:
             self.join_clients(s.finish_timeout + 4 * s.request_timeout * (s.retries + 1))
             for liar in self._lying:
                 liar.join(s.request_timeout + 5)
+            if set(s.faults) & set(DATABASE_FAULTS):
+                # A node that lived through a db-crash may exit on its next write (by design):
+                # the clients' last writes may have stopped one.
+                self.nemesis.heal_all()
             phase("heal")
             self.converge()
             phase("converge")
@@ -425,7 +505,26 @@ class JepsenRun:
         until: Callable[[], bool] | None = None,
     ) -> Op:
         """One op, retried on other nodes with the same request id (exactly-once) after a
-        failure or an unknown outcome: ``retries`` times, or while ``until()`` is false."""
+        failure or an unknown outcome: ``retries`` times, or while ``until()`` is false. It
+        waits while the gate is closed (``Gate``), and holds it until it ends."""
+        with self.gate.op():
+            return self._perform(
+                client, process, f, group, key, rng, value, expected, retries, until
+            )
+
+    def _perform(
+        self,
+        client: Client,
+        process: str,
+        f: str,
+        group: int,
+        key: str,
+        rng: random.Random,
+        value: str | None,
+        expected: str | None,
+        retries: int | None,
+        until: Callable[[], bool] | None,
+    ) -> Op:
         assert self.cluster is not None
         nodes = list(self.cluster.nodes)
         order = rng.sample(nodes, len(nodes))
@@ -461,6 +560,36 @@ class JepsenRun:
                 break
             time.sleep(rng.uniform(0.05, 0.3))
         return self.history.complete(op, INFO if saw_info else FAIL, error=error)
+
+    def read_back(self, nodes: list[int], timeout: float = 5.0) -> None:
+        """After a ``db-crash`` (the clients wait): every key in use read linearizably on each
+        of ``nodes``, into the history, before anything writes again. A node that lived through
+        the crash and answers from what it remembers, not from what its database kept, reads
+        back an acknowledged write as lost: the checker sees a stale read."""
+        keys = sorted(self.keys.in_use() | set(self.accounts))
+        deadline = time.monotonic() + timeout
+
+        def on(node: int) -> None:
+            client = self.client(reads="linearizable")
+            for group, key in keys:
+                if time.monotonic() > deadline:
+                    return  # the node does not answer (it exited, say): the clients go on
+                op = self.history.invoke(f"readback{node}", "get", f"{group}/{key}", node=node)
+                while True:
+                    op.attempts += 1
+                    reply = client.get(node, group, key)
+                    # The first read on a thread whose connection died with the server fails
+                    # (500); the next one reconnects.
+                    if reply.type == OK or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+                self.history.complete(op, reply.type, reply.output, reply.error)
+                if reply.type == OK:
+                    with self._anomaly_lock:
+                        self.report.read_backs += 1
+
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            list(pool.map(on, nodes))
 
     def anomaly(self, text: str) -> None:
         """Wrong product behaviour that is not a consistency violation (counted, reported)."""
@@ -632,6 +761,13 @@ class JepsenRun:
     def local_values(self, node: int, group: int) -> dict[str, str]:
         """The KV rows of ``group`` in node ``node``'s own database."""
         assert self.cluster is not None
+        if self.cluster.backend == "postgres":
+            import psycopg
+
+            url = f"{self.cluster.postgres_url}/{self.cluster.database_prefix}_n{node}"
+            with psycopg.connect(url) as conn:
+                query = "SELECT key, value FROM kvstore_entry WHERE group_id = %s"
+                return dict(conn.execute(query, [group]).fetchall())
         path = self.cluster.folder / "data" / f"node{node}.sqlite3"
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as conn:
             rows = conn.execute(
@@ -711,13 +847,18 @@ class JepsenRun:
         report.skipped_faults = Counter(self.nemesis.skipped)
         report.transfers = next(self._transfers)
         report.crashes = list(self.nemesis.crashes)
+        report.storage_exits = list(self.nemesis.storage_exits)
         report.nemesis_errors = list(self.nemesis.errors)
         report.availability = availability(ops, self.history.faults)
         for node_id, process in cluster.nodes.items():
             if not process.log_path.exists():
                 continue
-            for line in process.log_path.read_text(errors="replace").splitlines():
+            spans = self.nemesis.expected_log_spans.get(node_id, [])
+            for offset, line, entry in log_entries(process.log_path):
                 if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
+                    if expected_database_error(offset, entry, spans):
+                        report.expected_log_errors += 1
+                        continue
                     text = re.sub(r"^[0-9-]+ [0-9:,]+ ", "", line)[:200]
                     report.node_errors.append(f"node {node_id}: {text}")
                 elif "database was new but the group has a history" in line:
