@@ -6,15 +6,28 @@ those signals: the storage writer thread, and the thread the lean API routes and
 machines' reads run on. Without this, a connection broken once failed every later call on its
 thread until the node restarted (a review: every lean KV read answered 500 after a PostgreSQL
 restart, while writes had recovered).
+
+Before each call, a connection the server has already hung up on is replaced: a PostgreSQL
+server that restarts (or ends a backend) closes the socket of every idle connection, which makes
+that socket readable although no query is running. Found only by failing, such a connection
+cost the first call on every thread after a restart: a read answered 500, and on the writer
+thread the first turn failed, which stops a node (``docs/operations.md``, "A node whose database
+fails"); after one server restart, the first write of a quiet cluster stopped every node at once
+(a review reproduced it). The look costs one ``poll`` of the socket, with no round trip to the
+server. A connection that breaks while a call runs still fails that call, and is replaced after
+it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import select
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from django.db import connections
+from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -31,6 +44,7 @@ def reconnecting(fn: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        close_hung_up()
         try:
             return fn(*args, **kwargs)
         except Exception:
@@ -40,3 +54,34 @@ def reconnecting(fn: Callable[P, T]) -> Callable[P, T]:
             raise
 
     return call
+
+
+def close_hung_up() -> None:
+    """Close the calling thread's idle PostgreSQL connections that their server has closed
+    (``hung_up``), so that the next query opens a new one instead of failing."""
+    for connection in connections.all(initialized_only=True):
+        if (
+            connection.vendor == "postgresql"
+            and not connection.in_atomic_block
+            and hung_up(connection)
+        ):
+            with contextlib.suppress(DatabaseError):
+                connection.close()
+
+
+def hung_up(connection: BaseDatabaseWrapper) -> bool:
+    """Whether an idle connection's socket has something to read: between queries, that is the
+    server's goodbye (a FATAL notice, then end of file). An asynchronous notice from a healthy
+    server looks the same; it costs that connection a reconnect, nothing more."""
+    raw = connection.connection
+    if raw is None or raw.closed:
+        return False
+    try:
+        if raw.info.transaction_status != 0:  # not idle (psycopg's TransactionStatus.IDLE)
+            return False
+        socket = raw.pgconn.socket
+    except Exception:  # noqa: BLE001 - psycopg refuses on a connection it knows is bad
+        return True
+    poller = select.poll()
+    poller.register(socket, select.POLLIN)
+    return bool(poller.poll(0))
