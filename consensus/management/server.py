@@ -47,6 +47,7 @@ from consensus.runtime import install_node
 from consensus.runtime.node import PaxosNode
 from consensus.runtime.observer import NodeObserver
 from consensus.statemachine import StateMachine
+from consensus.storage.failures import is_storage_failure
 from consensus.transport.closecodes import close_reason
 
 if TYPE_CHECKING:
@@ -287,9 +288,15 @@ class _Lifecycle:
         await self.node.stop()
 
     def raise_start_failure(self) -> None:
+        """Raise what stopped the node's start, if anything did: a database failure (the server
+        went away while the node replayed its log, say) as ``StorageFailure``, whose one line
+        ``runpaxos`` prints (the traceback is in the log already, from ``_start``), as after a
+        failure once started; anything else as it is."""
         future = self.starting
         if future is not None and future.done() and not future.cancelled():
             error = future.exception()
+            if error is not None and is_storage_failure(error):
+                raise StorageFailure(self.node.node_id, error) from error
             if error is not None:
                 raise error
 

@@ -12,6 +12,7 @@ statement timeout on PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from typing import Any
@@ -289,3 +290,25 @@ def test_a_put_that_meets_a_failing_database_stops_the_node_and_is_applied_after
         assert Entry.objects.get(group_id=1, key="big").value == "1"
         stored = RequestResult.objects.get(group_id=1, request_id="req-big").result
         assert json.loads(stored) == {"key": "big", "value": "1"}
+
+
+async def test_a_start_that_meets_a_failing_database_ends_in_one_line() -> None:
+    """The database failing while a node starts (replaying its log into its state machines) is
+    a storage failure as after the start: ``runpaxos`` prints one line and exits with status 1
+    (it gave a whole traceback from ``manage.py``); other errors go on as they are."""
+    from types import SimpleNamespace
+
+    from consensus.management import server
+
+    def failed_start(error: Exception) -> server._Lifecycle:
+        node: Any = SimpleNamespace(node_id=3)
+        lifecycle = server._Lifecycle(node, None, "127.0.0.1", 1)  # type: ignore[arg-type]
+        lifecycle.starting = asyncio.get_running_loop().create_future()
+        lifecycle.starting.set_exception(error)
+        return lifecycle
+
+    lost = failed_start(OperationalError("server closed the connection unexpectedly"))
+    with pytest.raises(server.StorageFailure, match=r"^node 3 stopped after a storage failure"):
+        lost.raise_start_failure()
+    with pytest.raises(ValueError, match="a bug"):
+        failed_start(ValueError("a bug")).raise_start_failure()
