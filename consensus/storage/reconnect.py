@@ -28,6 +28,7 @@ from typing import ParamSpec, TypeVar
 
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg.pq import TransactionStatus
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -77,7 +78,10 @@ def hung_up(connection: BaseDatabaseWrapper) -> bool:
     if raw is None or raw.closed:
         return False
     try:
-        if raw.info.transaction_status != 0:  # not idle (psycopg's TransactionStatus.IDLE)
+        status = raw.info.transaction_status  # psycopg's pq.TransactionStatus
+        if status == TransactionStatus.UNKNOWN:  # libpq knows the connection is bad
+            return True
+        if status != TransactionStatus.IDLE:  # a query or transaction runs: not ours to judge
             return False
         socket = raw.pgconn.socket
     except Exception:  # noqa: BLE001 - psycopg refuses on a connection it knows is bad
