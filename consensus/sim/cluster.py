@@ -8,7 +8,9 @@ chaos the network heals, every node restarts, and every submitted command must b
 bounded number of ticks.
 
 The driver below is the simulator's copy of the runtime's Ready loop: persist, mark persisted,
-send, apply, advance. The applier skips request ids it already applied (exactly-once).
+send, apply, advance. The applier skips request ids it already applied (exactly-once). The checker
+sees the votes a node sends on the network (``_send``) and those it gives itself as ``advance``
+counts them (``_watch_own_votes``).
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ from .mutants import MUTANTS, Mutant
 from .network import Network, NetworkFaults
 
 TICK = 10
+"""Simulated time units per replica tick; message delays are drawn in these units."""
 DIGEST_WINDOW = 3
 """Instances per result digest window: small, so that windows end in every run."""
-"""Simulated time units per replica tick; message delays are drawn in these units."""
 
 
 @dataclass(frozen=True)
@@ -472,7 +474,28 @@ class SimCluster:
                 first_read_token=self.rng.getrandbits(48),
             )
             self.checker.on_restart(node.node_id, group_id, replica.promised)
+            self._watch_own_votes(node, group_id, replica)
             node.replicas[group_id] = replica
+
+    def _watch_own_votes(self, node: SimNode, group_id: int, replica: Replica) -> None:
+        """Show the checker each vote the replica gives itself as it counts it (rule 4 of
+        invariants.py). Such a vote never leaves the node: the replica holds back its Promise or
+        Accepted to itself and feeds it to its own ``step`` in ``advance`` (the only way a
+        message from a node to itself reaches ``step``), where it counts towards a candidacy's
+        or an instance's majority. Whatever the driver did (a broken one in ``mutants.py``),
+        the disk then must hold it. Draws nothing from the PRNG: every seed runs as before."""
+        step = replica.step
+        checker = self.checker
+        node_id = node.node_id
+
+        def step_counting_own_votes(msg: Message) -> None:
+            if msg.src == node_id and msg.dst == node_id and isinstance(msg, Promise | Accepted):
+                instance = msg.instance if isinstance(msg, Accepted) else None
+                storage = node.disks[group_id].storage
+                checker.on_own_vote_counted(node_id, group_id, msg.ballot, instance, storage)
+            step(msg)
+
+        replica.step = step_counting_own_votes  # type: ignore[method-assign]
 
     def _replay(self, node: SimNode, group_id: int, disk: GroupDisk) -> None:
         """Apply what was chosen and persisted but not yet applied before the crash."""

@@ -5,9 +5,18 @@
 3. Order and exactly-once: each node applies instances 1..k in order, and each request id once,
    so every node's sequence of applied commands is a prefix of one common sequence.
 4. Promises never go backwards: after a restart a node's promise is at least every ballot it
-   ever voted in (a Promise or Accepted it sent), and a persisted promise never decreases.
-   Votes are durable: after a restart a node still holds, for every Accepted it sent, a vote in
-   that ballot or a later one (or knows the instance is chosen).
+   ever voted in (a Promise or Accepted it sent, or a vote it counted for itself, below), and a
+   persisted promise never decreases. Votes are durable: after a restart a node still holds, for
+   every Accepted it sent and every vote of its own it counted, a vote in that ballot or a later
+   one (or knows the instance is chosen).
+   Own votes count only once durable: a candidate's promise to itself and a leader's vote for its
+   own proposal never leave the node as messages, so the checks above, fed by the network, never
+   saw them (the restart audit, core/audit.py, noticed their loss only if a peer that saw the
+   Prepare or a Heartbeat was still up). The replica holds them back and counts them in
+   ``Replica.advance``, which the driver calls after the Ready that holds their writes was
+   persisted; the cluster watches them there (``on_own_vote_counted``): when a node counts one,
+   its storage must hold it already (a promise of at least that ballot, and for a vote, a vote in
+   it or a later ballot or the instance chosen), and from then on it counts as a vote above.
 5. Liveness (checked by the cluster at the end): after healing, every submitted command is chosen.
 6. Linearizable reads: a read index is at least every instance applied anywhere (so acknowledged
    to some client) before the read began (checked by the cluster as reads complete).
@@ -40,10 +49,12 @@ class Checker:
     applied_sequence: dict[int, list[str]] = field(default_factory=dict)
     """Per group: the common order of applied request ids (the longest prefix any node reached)."""
     voted: dict[tuple[int, int], Ballot] = field(default_factory=dict)
-    """Highest ballot each (node, group) ever sent a vote in."""
+    """Highest ballot each (node, group) ever voted in: a Promise or Accepted it sent a peer, or
+    a promise or vote it gave itself and counted (rule 4)."""
     persisted_promise: dict[tuple[int, int], Ballot] = field(default_factory=dict)
-    accepted_sent: dict[tuple[int, int], dict[int, Ballot]] = field(default_factory=dict)
-    """Per (node, group): the highest ballot of each instance's Accepted the node sent."""
+    accepted_votes: dict[tuple[int, int], dict[int, Ballot]] = field(default_factory=dict)
+    """Per (node, group): the highest ballot of each instance's vote the node sent a peer (an
+    Accepted) or counted for itself (a leader's vote for its own proposal)."""
     quorum: int = 1
     """A majority of the nodes (rule 7)."""
     cast: dict[tuple[int, int], dict[tuple[Ballot, Value], set[int]]] = field(default_factory=dict)
@@ -105,20 +116,50 @@ class Checker:
     def on_vote_sent(
         self, node_id: int, group_id: int, ballot: Ballot, instance: int | None = None
     ) -> None:
+        """A node sent a peer a Promise (``instance`` None) or an Accepted."""
+        self._record_vote(node_id, group_id, ballot, instance)
+
+    def on_own_vote_counted(
+        self,
+        node_id: int,
+        group_id: int,
+        ballot: Ballot,
+        instance: int | None,
+        storage: MemoryStorage,
+    ) -> None:
+        """A node counts a vote it gave itself: a candidate's Promise of its own ballot
+        (``instance`` None) or a leader's Accepted of its own proposal, held back by the replica
+        until ``advance`` (rule 4). ``storage`` is the node's disk now: it must hold the vote."""
+        if storage.promised < ballot:
+            what = "promise" if instance is None else f"vote for instance {instance}"
+            raise InvariantViolation(
+                f"own vote not durable: node {node_id} group {group_id} counted its own {what} "
+                f"in ballot {ballot}, but its storage promises only {storage.promised}"
+            )
+        if instance is not None and not _holds_vote(storage, instance, ballot):
+            stored = storage.instances.get(instance)
+            held = "no vote" if stored is None else f"a vote in ballot {stored.ballot}"
+            raise InvariantViolation(
+                f"own vote not durable: node {node_id} group {group_id} counted its own vote "
+                f"in ballot {ballot} for instance {instance}, but its storage holds {held} there"
+            )
+        self._record_vote(node_id, group_id, ballot, instance)
+
+    def _record_vote(
+        self, node_id: int, group_id: int, ballot: Ballot, instance: int | None
+    ) -> None:
         key = (node_id, group_id)
         if key not in self.voted or ballot > self.voted[key]:
             self.voted[key] = ballot
         if instance is not None:
-            votes = self.accepted_sent.setdefault(key, {})
+            votes = self.accepted_votes.setdefault(key, {})
             if instance not in votes or ballot > votes[instance]:
                 votes[instance] = ballot
 
     def on_recover(self, node_id: int, group_id: int, storage: MemoryStorage) -> None:
-        for instance, ballot in self.accepted_sent.get((node_id, group_id), {}).items():
-            stored = storage.instances.get(instance)
-            if stored is not None and (
-                stored.chosen or (stored.ballot is not None and stored.ballot >= ballot)
-            ):
+        """A node restarts on ``storage``: it must still hold every vote it sent or counted."""
+        for instance, ballot in self.accepted_votes.get((node_id, group_id), {}).items():
+            if _holds_vote(storage, instance, ballot):
                 continue
             raise InvariantViolation(
                 f"durability: node {node_id} group {group_id} restarted without its vote in "
@@ -140,7 +181,7 @@ class Checker:
     def forget_node(self, node_id: int) -> None:
         """The node's storage was replaced: what it voted and promised before is gone (by the
         nemesis's hand, not by a bug), so rule 4 starts over for it."""
-        for table in (self.voted, self.persisted_promise, self.accepted_sent):
+        for table in (self.voted, self.persisted_promise, self.accepted_votes):
             for key in [key for key in table if key[0] == node_id]:
                 del table[key]
 
@@ -160,6 +201,15 @@ class Checker:
                 f"promise went backwards: node {node_id} group {group_id} restarted with promise "
                 f"{promised} after voting in ballot {voted}"
             )
+
+
+def _holds_vote(storage: MemoryStorage, instance: int, ballot: Ballot) -> bool:
+    """Whether ``storage`` holds a vote in ``ballot`` or a later one for ``instance``, or knows
+    the instance is chosen (which makes every vote in it moot)."""
+    stored = storage.instances.get(instance)
+    return stored is not None and (
+        stored.chosen or (stored.ballot is not None and stored.ballot >= ballot)
+    )
 
 
 def _show(value: Value) -> str:

@@ -114,10 +114,15 @@ def test_stale_acks_never_count_across_ballots(seed: int, nodes: int) -> None:
 EXPECTED_VIOLATION: dict[str, str | dict[int, str]] = {
     "skip-recovery": "agreement: ",
     "no-rebuild": "agreement: ",
-    "accept-below-promise": {3: "agreement: ", 5: "durability: "},
+    # A vote below the promise overwrites the node's higher vote, maybe its own as leader
+    # (counted, so checked at restart since on_own_vote_counted: seed 7 with 3 nodes, where
+    # agreement broke first at seed 19 before).
+    "accept-below-promise": "durability: ",
     "send-before-persist": "durability: ",
     "forget-promise": "promise went backwards: ",
     "stale-ballot-write": r"promise: node \d+ group \d+ persisted ",
+    "drop-own-vote": r"own vote not durable: node \d+ group \d+ counted its own vote in ballot ",
+    "drop-own-promise": r"own vote not durable: node \d+ group \d+ counted its own promise ",
     "any-ballot-acks": "quorum: ",
     "unconfirmed-reads": "linearizable read: ",
     "early-seq": "linearizable read: ",
