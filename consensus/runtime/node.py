@@ -87,6 +87,7 @@ from .errors import (
 )
 from .notices import NodeNotices
 from .observer import NodeObserver
+from .plausible import CHECKS as PLAUSIBILITY_CHECKS
 from .pruning import ResultPruning
 from .reach import no_majority, reachable_peers
 from .state_checks import STATE_CHECK_INTERVAL, StateChecks
@@ -102,6 +103,17 @@ DEFAULT_MAX_COMMAND_BYTES = 1024 * 1024
 LOCAL_READ_MAX_LAG = 100
 """Instances a node may be behind what it knows is chosen and still answer local reads (the
 followers' backlog stays within 64; PAXOS_READY_MAX_LAG's default, for ``/readyz``, is 100)."""
+INBOUND_FRAMES = 4
+"""Full frames' worth of bytes (``max_frame_size``) one peer's frames may pile up in the inbox
+while a turn waits for the disk (``LinkOptions.inbound_bytes``): 64 MiB with the default 16 MiB
+frames. Beyond that its frames are dropped until the next turn takes the inbox. Without a bound,
+a peer that sent faster than a stalled writer wrote (a slow disk, a state check, PostgreSQL
+failing over) made the inbox grow for as long as the stall lasted."""
+LOG_READS_PER_PEER = 4
+"""Catch-up reads from the database (a LearnRequest for values no longer in memory) that may be
+in progress for one peer and group; a further one is not served (the peer asks again). A peer
+catching up has one or two out at a time; without a bound, a flood of such requests became
+background tasks waiting for the writer thread: 340 MB in 10 s, and /api/status/ timed out."""
 HAND_OVER_TIMEOUT = 0.5
 """Seconds ``stop()`` waits at most, for all groups together, until the groups this node leads
 have a new leader (``_hand_over_leadership``); 0: no hand-over (the others wait for their
@@ -216,6 +228,8 @@ class PaxosNode:
         self._applied_waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
         self._reads_in_progress: dict[int, int] = {}
         self._backlog = ApplicationBacklog()
+        self._log_reads: dict[tuple[int, int], int] = {}
+        """(group, peer) -> catch-up reads in progress for it (``LOG_READS_PER_PEER``)."""
         self._stopping = False
         """The loop stops (set by ``stop()`` once leadership is handed over)."""
         self._closing = False
@@ -274,7 +288,10 @@ class PaxosNode:
             secret=self.config.secret,
             on_messages=self._on_messages,
             groups=[(g.group_id, g.state_machine) for g in self.config.groups],
-            options=LinkOptions(max_frame_size=self.max_frame_size),
+            options=LinkOptions(
+                max_frame_size=self.max_frame_size,
+                inbound_bytes=INBOUND_FRAMES * self.max_frame_size,
+            ),
         )
         install(self._transport)
         await self._transport.start()
@@ -793,6 +810,9 @@ class PaxosNode:
         leader's heartbeats before the ticks that came after them, not after all of them (that
         would look like a silent leader and start an election)."""
         inbox, self._inbox = self._inbox, []
+        if self._transport is not None:
+            self._transport.inbound_taken()  # the peers' frames in the inbox are ours now
+        checks = PLAUSIBILITY_CHECKS.get
         for msg in inbox:
             if type(msg) is ResultDigest:  # for the runtime, not the replica
                 if msg.group_id in self.replicas:
@@ -810,10 +830,23 @@ class PaxosNode:
             if replica is None:
                 self._notices.unknown_group(msg)
                 continue
+            check = checks(type(msg))
+            if check is not None:  # values too far from what we know: a lost message (plausible.py)
+                problem = check(replica, msg)
+                if problem is not None:
+                    self._drop_implausible(msg, problem)
+                    continue
             try:
                 replica.step(msg)
             except RemoteProtocolError as error:
                 logger.warning("node %s: dropped message from %s: %s", self.node_id, msg.src, error)
+
+    def _drop_implausible(self, msg: Message, problem: str) -> None:
+        if self._transport is not None:
+            self._transport.record_inbound_drop(
+                msg.src, 1, f"dropped {type(msg).__name__} for group {msg.group_id}: {problem}"
+            )
+        self._notices.implausible(msg, problem)
 
     async def _handle(self, readies: list[tuple[Replica, Ready]]) -> None:
         writer = self._writer
@@ -996,9 +1029,30 @@ class PaxosNode:
             raise
 
     def _serve_log_read(self, group_id: int, read: LogRead) -> None:
-        """Catch-up for values older than the replica's in-memory tail: read, then reply."""
+        """Catch-up for values older than the replica's in-memory tail: read, then reply (at
+        most ``LOG_READS_PER_PEER`` at a time for one peer and group)."""
+        key = (group_id, read.dst)
+        in_progress = self._log_reads.get(key, 0)
+        if in_progress >= LOG_READS_PER_PEER:
+            if self._transport is not None:
+                self._transport.record_inbound_drop(
+                    read.dst,
+                    1,
+                    f"did not serve a catch-up read of group {group_id}: {in_progress} for node "
+                    f"{read.dst} in progress",
+                )
+            return
+        self._log_reads[key] = in_progress + 1
 
         async def serve() -> None:
+            try:
+                await reply()
+            finally:
+                left = self._log_reads.pop(key) - 1
+                if left:
+                    self._log_reads[key] = left
+
+        async def reply() -> None:
             writer, transport = self._writer, self._transport
             assert writer is not None and transport is not None
             entries = await writer.run(

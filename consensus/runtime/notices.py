@@ -22,7 +22,8 @@ from .observer import NodeObserver
 logger = logging.getLogger("consensus.runtime")
 
 UNKNOWN_GROUP_REPEAT = 60.0
-"""Seconds between two log lines about a peer's messages for a group this node does not have."""
+"""Seconds between two log lines about a peer's messages for a group this node does not have
+(or of one kind that the node drops as implausible)."""
 REBUILD_PATIENCE = 5.0
 """Seconds a group may rebuild before the node says what it waits for (core/rebuild.py)."""
 
@@ -38,6 +39,7 @@ class NodeNotices:
         self._rebuild_started: dict[int, float] = {}  # rebuilding groups -> when first seen
         self._rebuild_said: set[tuple[int, str]] = set()  # (group, step) already logged
         self._unknown_groups = LogThrottle(UNKNOWN_GROUP_REPEAT)  # (peer, group) keys
+        self._implausible = LogThrottle(UNKNOWN_GROUP_REPEAT)  # (peer, group, type) keys
 
     def rebuilds(self, replicas: Mapping[int, Replica]) -> None:
         """Log a rebuilding group's story (core/rebuild.py): what it waits for once it has
@@ -148,6 +150,21 @@ class NodeNotices:
             msg.src,
             msg.group_id,
             type(msg).__name__,
+        )
+
+    def implausible(self, msg: Message, problem: str) -> None:
+        """A peer's message too far from what this node knows (``plausible.py``): dropped, and
+        said once a minute per peer, group and kind of message."""
+        if not self._implausible.first((msg.src, msg.group_id, type(msg))):
+            return
+        logger.warning(
+            "node %s: dropped %s from node %s for group %s: %s (a bug, corrupted memory, or "
+            "another cluster's node? such messages are ignored; said once a minute)",
+            self.node_id,
+            type(msg).__name__,
+            msg.src,
+            msg.group_id,
+            problem,
         )
 
 

@@ -88,12 +88,19 @@ class LinkOptions:
     with backoff). The keepalive cannot notice a peer that stopped reading (a stopped process,
     a host gone without a reset) once the socket's buffers are full: its ping waits behind the
     unsent bytes, so its pong timer never starts, and the link looked connected for good."""
+    inbound_bytes: int | None = None
+    """Bytes of one peer's frames that may wait for the receiver to take them
+    (``PeerTransport.inbound_taken``); its further frames are dropped until it does, as the
+    outbound queue drops its oldest (``hub.PeerTransport.deliver``). None: no bound, for a
+    receiver that handles every frame at once."""
 
     def __post_init__(self) -> None:
         if self.queue_size < 1 or self.max_frame_size < 64 or self.max_messages_per_frame < 1:
             raise ValueError("queue_size, max_frame_size and max_messages_per_frame are too small")
         if not 0 < self.backoff_min <= self.backoff_max:
             raise ValueError("need 0 < backoff_min <= backoff_max")
+        if self.inbound_bytes is not None and self.inbound_bytes < 1:
+            raise ValueError("inbound_bytes must be at least 1 (None: no bound)")
 
 
 class LinkClosed(Exception):

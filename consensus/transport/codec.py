@@ -13,17 +13,19 @@ messages::
 fields follow the dataclass field order. Nested values are positional too: a ballot is
 ``[round, node_id]``, a command ``[request_id, payload]``, a value a list of commands, an
 ``AcceptedEntry`` ``[instance, ballot, value, chosen]`` and a ``ChosenEntry`` ``[instance, value]``.
-Every integer on the wire is in ``0 .. 2**63-1`` (ids, ballots, instance numbers and counters are
-never negative, and the bound keeps them inside a 64-bit database column).
+Every integer on the wire is in ``0 .. limit``, the limit of its field (``untrusted.INT_LIMITS``):
+``2**31-1`` for node and group ids, ``2**62-1`` for instance numbers and ballot rounds, ``2**63-1``
+for the rest (ids and counters are never negative, and nothing a peer sends may overflow a
+database column, or be one step from doing so).
 
 Speed: the encoder and decoder of each message class are generated once, at import time, from the
 dataclass fields and their type hints, as straight-line code (the technique of ``attrs`` and
 ``dataclasses`` themselves). Per message there is no reflection and no dict: a decoder is a length
-check, a tuple unpack, one chained ``type(...) is`` test and one range test covering all its
-integers, then construction -- which bypasses the frozen dataclass ``__init__`` (see "Fast
-constructors" below; that alone doubled decoding speed). Generating from the dataclasses also
-means a field added to the core is carried automatically; ``wire_schema()`` exposes the result so
-a test can pin it (a change to the wire must bump ``VERSION``).
+check, a tuple unpack, one chained ``type(...) is`` test and one range test per kind of integer
+(ids, sequence numbers, others), then construction -- which bypasses the frozen dataclass
+``__init__`` (see "Fast constructors" below; that alone doubled decoding speed). Generating from
+the dataclasses also means a field added to the core is carried automatically; ``wire_schema()``
+exposes the result so a test can pin it (a change to the wire must bump ``VERSION``).
 
 Measured on the 2-core dev box (``python -m tests.transport.bench_codec``; medians of 3, noisy):
 about 1.1-1.4 M messages/s encoded, 0.45-0.57 M/s decoded, 0.33-0.40 M/s both, at 10-1000
@@ -55,7 +57,15 @@ from consensus.core.messages import (
     Message,
 )
 
-from .untrusted import shown
+from .untrusted import (
+    BALLOT_NODE_LIMIT,
+    BALLOT_ROUND_LIMIT,
+    INT_LIMITS,
+    MAX_ID,
+    MAX_INT,
+    MAX_SEQUENCE,
+    shown,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -79,8 +89,8 @@ even when the server is started without transport-specific options (see hub.daph
 DEFAULT_MAX_MESSAGES_PER_FRAME = 10_000
 """Messages per frame; bounds the work one frame can cause before any of it is validated."""
 
-UINT_MAX = 2**63 - 1
-"""Largest integer accepted on the wire."""
+UINT_MAX = MAX_INT
+"""Largest integer accepted on the wire (in fields without a smaller limit: ``INT_LIMITS``)."""
 
 
 class CodecError(RemoteProtocolError):
@@ -170,9 +180,36 @@ def _dec_ballot(raw: object) -> Ballot:
     if type(raw) is not list or len(raw) != 2:
         raise CodecError("a ballot must be [round, node_id]")
     round_, node_id = raw
-    if not (type(round_) is type(node_id) is int) or not 0 <= (round_ | node_id) <= UINT_MAX:
-        raise CodecError("ballot round and node_id must be integers in 0..2**63-1")
+    if (
+        not (type(round_) is type(node_id) is int)
+        or not 0 <= round_ <= BALLOT_ROUND_LIMIT
+        or not 0 <= node_id <= BALLOT_NODE_LIMIT
+    ):
+        raise CodecError(
+            f"a ballot must be [round, node_id] with a round in 0..2**62-1 and a node id in "
+            f"0..2**31-1, not [{shown(round_)}, {shown(node_id)}]"
+        )
     return _make_ballot(round_, node_id)
+
+
+def _out_of_range(name: str, fields: tuple[tuple[str, object, int], ...]) -> CodecError:
+    """The error for a message whose integers failed the generated range test (its slow path:
+    which one, and why)."""
+    for field, value, limit in fields:
+        if type(value) is not int:
+            return CodecError(f"{name}.{field} must be an integer, not {type(value).__name__}")
+        if not 0 <= value <= limit:
+            return CodecError(
+                f"{name}.{field} {shown(value)} is out of range 0..{_LIMIT_TEXT[limit]}"
+            )
+    return CodecError(f"{name}: integers out of range")  # not reached
+
+
+_LIMIT_TEXT = {MAX_ID: "2**31-1", MAX_SEQUENCE: "2**62-1", MAX_INT: "2**63-1"}
+_LIMIT_NAMES = {MAX_ID: "_MAX_ID", MAX_SEQUENCE: "_MAX_SEQUENCE", MAX_INT: "_MAX_INT"}
+for _limit in (*INT_LIMITS.values(), BALLOT_ROUND_LIMIT, BALLOT_NODE_LIMIT):
+    # The generated range test ORs the values of one limit together: exact for 2**k - 1 only.
+    assert _limit in _LIMIT_NAMES and _limit & (_limit + 1) == 0, _limit
 
 
 def _enc_accepted_entries(entries: tuple[AcceptedEntry, ...]) -> list[tuple[Any, ...]]:
@@ -195,8 +232,8 @@ def _dec_accepted_entries(raw: object) -> tuple[AcceptedEntry, ...]:
         if type(item) is not list or len(item) != 4:
             raise CodecError("an accepted entry must be [instance, ballot, value, chosen]")
         instance, ballot, value, chosen = item
-        if type(instance) is not int or not 0 <= instance <= UINT_MAX:
-            raise CodecError("an instance must be an integer in 0..2**63-1")
+        if type(instance) is not int or not 0 <= instance <= MAX_SEQUENCE:
+            raise CodecError(f"an instance must be an integer in 0..2**62-1, not {shown(instance)}")
         if type(chosen) is not bool:
             raise CodecError("'chosen' must be a boolean")
         entries.append(
@@ -217,8 +254,8 @@ def _dec_chosen_entries(raw: object) -> tuple[ChosenEntry, ...]:
         if type(item) is not list or len(item) != 2:
             raise CodecError("a chosen entry must be [instance, value]")
         instance, value = item
-        if type(instance) is not int or not 0 <= instance <= UINT_MAX:
-            raise CodecError("an instance must be an integer in 0..2**63-1")
+        if type(instance) is not int or not 0 <= instance <= MAX_SEQUENCE:
+            raise CodecError(f"an instance must be an integer in 0..2**62-1, not {shown(instance)}")
         entries.append(_make_chosen_entry(instance, _dec_value(value)))
     return tuple(entries)
 
@@ -262,7 +299,7 @@ def _generate(tag: int, cls: type[Message]) -> str:
     name = cls.__name__
     enc_items = [str(tag)]
     dec_vars = ["_tag"]
-    ints: list[str] = []
+    ints: list[tuple[str, str, int]] = []  # (variable, field, limit)
     checks: list[str] = []
     args: list[str] = []
     for position, (field_name, kind) in enumerate(_field_kinds(cls)):
@@ -271,8 +308,13 @@ def _generate(tag: int, cls: type[Message]) -> str:
         dec_vars.append(var)
         bad = f"raise _CodecError('{name}.{field_name} has the wrong type or shape')"
         if kind == "uint":
+            if field_name not in INT_LIMITS:
+                raise TypeError(
+                    f"consensus.transport.codec: {name}.{field_name} is an integer field without "
+                    "a range; give it one in consensus.transport.untrusted.INT_LIMITS"
+                )
             enc_items.append(attr)
-            ints.append(var)
+            ints.append((var, field_name, INT_LIMITS[field_name]))
             args.append(var)
         elif kind in ("bool", "str"):
             enc_items.append(attr)
@@ -285,7 +327,10 @@ def _generate(tag: int, cls: type[Message]) -> str:
                 f"        {bad}",
                 f"    {var}r, {var}n = {var}",
             ]
-            ints += [f"{var}r", f"{var}n"]
+            ints += [
+                (f"{var}r", f"{field_name}.round", BALLOT_ROUND_LIMIT),
+                (f"{var}n", f"{field_name}.node_id", BALLOT_NODE_LIMIT),
+            ]
             args.append(f"_make_ballot({var}r, {var}n)")
         else:  # a list of nested values: the hand-written helpers above
             enc_items.append(f"_enc_{kind}({attr})")
@@ -302,12 +347,21 @@ def _generate(tag: int, cls: type[Message]) -> str:
         *checks,
     ]
     if ints:
-        # For Python ints, OR-ing values in 0..2**63-1 stays in that range, and OR-ing in any
-        # negative value gives a negative result, so one comparison range-checks them all.
-        same_type = " is ".join(f"type({var})" for var in ints)
+        # For Python ints, OR-ing values in 0..2**k-1 stays in that range, and OR-ing in any
+        # negative value gives a negative result, so one comparison range-checks all the fields
+        # of one limit. The type test comes first: OR-ing a str would raise a TypeError.
+        same_type = " is ".join(f"type({var})" for var, _, _ in ints)
+        ranges = [
+            f"not 0 <= ({' | '.join(var for var, _, each in ints if each == limit)}) "
+            f"<= {_LIMIT_NAMES[limit]}"
+            for limit in sorted({limit for _, _, limit in ints})
+        ]
+        fields = "".join(
+            f"('{field}', {var}, {_LIMIT_NAMES[limit]}), " for var, field, limit in ints
+        )
         lines += [
-            f"    if not ({same_type} is int) or not 0 <= ({' | '.join(ints)}) <= _UINT_MAX:",
-            f"        raise _CodecError('{name}: integers must be ints in 0..2**63-1')",
+            f"    if not ({same_type} is int) or {' or '.join(ranges)}:",
+            f"        raise _out_of_range('{name}', ({fields}))",
         ]
     lines += [f"    return _make_{name}({', '.join(args)})", ""]
     return "\n".join(lines)
@@ -316,7 +370,8 @@ def _generate(tag: int, cls: type[Message]) -> str:
 def _build() -> tuple[dict[type[Message], Callable[[Any], tuple[Any, ...]]], tuple[Any, ...], str]:
     namespace: dict[str, Any] = {
         "_CodecError": CodecError,
-        "_UINT_MAX": UINT_MAX,
+        "_out_of_range": _out_of_range,
+        **{name: limit for limit, name in _LIMIT_NAMES.items()},
         "_make_ballot": _make_ballot,
         "_enc_value": _enc_value,
         "_dec_value": _dec_value,

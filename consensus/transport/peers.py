@@ -52,7 +52,10 @@ class PeerStats:
     """Outbound messages discarded because they could not be encoded or exceeded the frame size,
     or were lost in a frame the connection failed under."""
     dropped_inbound: int = 0
-    """Inbound messages discarded because their src/dst did not match the authenticated link."""
+    """Inbound messages discarded: their src/dst did not match the authenticated link, too many
+    of the peer's frames waited for the runtime (``LinkOptions.inbound_bytes``), or the runtime
+    found them implausible (``consensus.runtime.plausible``) or could not serve a catch-up read
+    for them; ``last_error`` says which."""
     connects: int = 0
     """Successful outbound handshakes; every one after the first is a reconnect."""
     connect_failures: int = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -76,6 +77,7 @@ class RecordingReplica:
     rebuilt_upto = None
     stale_storage_reason = None  # ... and its restart audit's (core/audit.py)
     audit_unanswered: list[int] = []
+    acceptor = SimpleNamespace(promised=Ballot(1, 2))  # ... and its check of the ballots' rounds
 
     def __init__(self) -> None:
         self.events: list[str] = []

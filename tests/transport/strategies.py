@@ -19,17 +19,29 @@ from consensus.core.messages import (
     Command,
     Message,
 )
-from consensus.transport.codec import UINT_MAX
+from consensus.transport.untrusted import (
+    BALLOT_NODE_LIMIT,
+    BALLOT_ROUND_LIMIT,
+    INT_LIMITS,
+    MAX_SEQUENCE,
+)
 
-uints = st.one_of(st.integers(0, 1000), st.integers(0, UINT_MAX))
-ballots = st.builds(Ballot, uints, uints)
+
+def uints(limit: int) -> st.SearchStrategy[int]:
+    """Integers a peer may send in a field of that limit (``untrusted.INT_LIMITS``), small ones
+    and the edges more often than the rest."""
+    return st.one_of(
+        st.integers(0, 1000), st.sampled_from([limit - 1, limit]), st.integers(0, limit)
+    )
+
+
+ballots = st.builds(Ballot, uints(BALLOT_ROUND_LIMIT), uints(BALLOT_NODE_LIMIT))
 commands = st.builds(Command, st.text(max_size=20), st.text(max_size=40))
 values = st.lists(commands, max_size=4).map(tuple)
-accepted_entries = st.builds(AcceptedEntry, uints, ballots, values, st.booleans())
-chosen_entries = st.builds(ChosenEntry, uints, values)
+accepted_entries = st.builds(AcceptedEntry, uints(MAX_SEQUENCE), ballots, values, st.booleans())
+chosen_entries = st.builds(ChosenEntry, uints(MAX_SEQUENCE), values)
 
 _BY_HINT: dict[object, st.SearchStrategy[typing.Any]] = {
-    int: uints,
     bool: st.booleans(),
     str: st.text(max_size=20),
     Ballot: ballots,
@@ -41,7 +53,12 @@ _BY_HINT: dict[object, st.SearchStrategy[typing.Any]] = {
 
 def message_strategy(cls: type[Message]) -> st.SearchStrategy[Message]:
     hints = typing.get_type_hints(cls)
-    fields = {field.name: _BY_HINT[hints[field.name]] for field in dataclasses.fields(cls)}
+    fields = {
+        field.name: uints(INT_LIMITS[field.name])
+        if hints[field.name] is int
+        else _BY_HINT[hints[field.name]]
+        for field in dataclasses.fields(cls)
+    }
     return st.builds(cls, **fields)
 
 

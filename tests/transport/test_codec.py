@@ -27,13 +27,13 @@ from consensus.core.messages import (
 )
 from consensus.transport import codec
 from consensus.transport.codec import (
-    UINT_MAX,
     VERSION,
     CodecError,
     decode_frame,
     encode_frame,
     encode_frames,
 )
+from consensus.transport.untrusted import INT_LIMITS, MAX_ID, MAX_INT, MAX_SEQUENCE
 
 from .strategies import message_strategy, messages
 
@@ -78,16 +78,17 @@ def test_round_trip_nested_values_and_edges() -> None:
     value = (Command("", ""), Command("ü-✓", '{"type": "put", "key": "k", "value": "v"}'))
     batch = [
         Promise(
-            group_id=UINT_MAX,
+            group_id=MAX_ID,
             src=1,
             dst=2,
-            ballot=Ballot(UINT_MAX, 0),
+            ballot=Ballot(MAX_SEQUENCE, MAX_ID),
             first_instance=0,
             chosen_upto=5,
             accepted=(
                 AcceptedEntry(6, Ballot(2, 3), value, False),
-                AcceptedEntry(7, Ballot(2, 3), (), True),
+                AcceptedEntry(MAX_SEQUENCE, Ballot(0, 0), (), True),
             ),
+            nonce=MAX_INT,
         ),
         LearnReply(group_id=1, src=1, dst=2, entries=(ChosenEntry(1, value),), chosen_upto=1),
         Forward(group_id=1, src=1, dst=2, commands=()),
@@ -96,6 +97,63 @@ def test_round_trip_nested_values_and_edges() -> None:
     assert decoded == batch
     assert decoded[0].accepted[1].value == ()
     assert type(decoded[0].accepted[1].chosen) is bool
+
+
+def _wire_ints(message: Message) -> list[tuple[str, int]]:
+    """(field, limit) of every integer of a message class on the wire, in wire order."""
+    found = []
+    for field, kind in _field_kinds(type(message)):
+        if kind == "uint":
+            found.append((field, INT_LIMITS[field]))
+        elif kind == "ballot":
+            found += [(f"{field}.round", MAX_SEQUENCE), (f"{field}.node_id", MAX_ID)]
+    return found
+
+
+def _field_kinds(cls: type[Message]) -> list[tuple[str, str]]:
+    return next(fields for _, name, fields in codec.wire_schema() if name == cls.__name__)
+
+
+def _with_int(message: Message, field: str, value: int) -> bytes:
+    """``message`` encoded with one integer (``ballot.round``: a ballot's round) set to
+    ``value``, which encode_frame would not let through."""
+    raw = msgpack.unpackb(encode_frame([message]))
+    names = [name for name, _ in _field_kinds(type(message))]
+    name, _, part = field.partition(".")
+    position = 1 + names.index(name)
+    body = raw[1][0]
+    if part:
+        body[position][0 if part == "round" else 1] = value
+    else:
+        body[position] = value
+    return msgpack.packb(raw)
+
+
+@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda cls: cls.__name__)
+@given(data=st.data())
+@settings(max_examples=20, deadline=None)
+def test_every_integer_is_refused_above_its_limit_and_taken_at_it(
+    cls: type[Message], data: st.DataObject
+) -> None:
+    """Node and group ids up to 2**31-1, instances and rounds up to 2**62-1, the rest up to
+    2**63-1 (``untrusted.INT_LIMITS``): one past a field's limit, and any negative value, make
+    the frame malformed, and the error names the field."""
+    message = data.draw(message_strategy(cls))
+    for field, limit in _wire_ints(message):
+        assert len(decode_frame(_with_int(message, field, limit))) == 1
+        for bad in (limit + 1, -1, 2**64 - 1):
+            with pytest.raises(CodecError, match=rf"{cls.__name__}\.{field} .* out of range"):
+                decode_frame(_with_int(message, field, bad))
+
+
+def test_every_integer_field_has_a_limit() -> None:
+    """A message field the core adds must get a range in untrusted.INT_LIMITS, or the codec
+    does not import (the generator refuses it)."""
+    int_fields = {
+        field for _, _, fields in codec.wire_schema() for field, kind in fields if kind == "uint"
+    }
+    assert int_fields <= set(INT_LIMITS)
+    assert set(INT_LIMITS.values()) == {MAX_ID, MAX_SEQUENCE, MAX_INT}
 
 
 def test_empty_frame_round_trips() -> None:
@@ -248,27 +306,41 @@ GOOD = [4, 1, 1, 2, [3, 1], 5]  # an Accepted
         (raw_frame(["Accepted", 1, 1, 2]), "unknown message type tag"),
         (raw_frame([4, 1, 1, 2, [3, 1]]), "must have 6 elements"),
         (raw_frame([4, 1, 1, 2, [3, 1], 5, 6]), "must have 6 elements"),
-        (raw_frame([4, 1, 1, 2, [3, 1], -5]), "integers must be ints"),  # negative instance
-        (raw_frame([4, 1, 1, 2, [3, 1], 2**63]), "integers must be ints"),
-        (raw_frame([4, 1, 1, 2, [3, 1], 2**64 - 1]), "integers must be ints"),
-        (raw_frame([4, True, 1, 2, [3, 1], 5]), "integers must be ints"),  # bool is not int
-        (raw_frame([4, 1, 1, 2, [3, False], 5]), "integers must be ints"),
-        (raw_frame([4, 1.0, 1, 2, [3, 1], 5]), "integers must be ints"),
-        (raw_frame([4, "1", 1, 2, [3, 1], 5]), "integers must be ints"),
-        (raw_frame([4, None, 1, 2, [3, 1], 5]), "integers must be ints"),
+        (raw_frame([4, 1, 1, 2, [3, 1], -5]), "Accepted.instance -5 is out of range"),
+        (raw_frame([4, 1, 1, 2, [3, 1], 2**63]), "Accepted.instance .* is out of range"),
+        (raw_frame([4, 1, 1, 2, [3, 1], 2**64 - 1]), "Accepted.instance .* is out of range"),
+        (raw_frame([4, True, 1, 2, [3, 1], 5]), "group_id must be an integer, not bool"),
+        (raw_frame([4, 1, 1, 2, [3, False], 5]), "node_id must be an integer, not bool"),
+        (raw_frame([4, 1.0, 1, 2, [3, 1], 5]), "group_id must be an integer, not float"),
+        (raw_frame([4, "1", 1, 2, [3, 1], 5]), "group_id must be an integer, not str"),
+        (raw_frame([4, None, 1, 2, [3, 1], 5]), "group_id must be an integer, not NoneType"),
         (raw_frame([4, 1, 1, 2, [3, 1, 0], 5]), "Accepted.ballot"),
         (raw_frame([4, 1, 1, 2, {"round": 3}, 5]), "Accepted.ballot"),
-        (raw_frame([4, 1, 1, 2, [-3, 1], 5]), "integers must be ints"),
+        (
+            raw_frame([4, 1, 1, 2, [-3, 1], 5]),
+            r"Accepted.ballot.round -3 is out of range 0..2\*\*62-1",
+        ),
+        (
+            raw_frame([4, 2**31, 1, 2, [3, 1], 5]),
+            r"Accepted.group_id .* is out of range 0..2\*\*31-1",
+        ),
+        (raw_frame([4, 1, 1, 2, [3, 2**31], 5]), r"Accepted.ballot.node_id .* 0..2\*\*31-1"),
+        (raw_frame([4, 1, 1, 2, [2**62, 1], 5]), r"Accepted.ballot.round .* 0..2\*\*62-1"),
+        (raw_frame([4, 1, 1, 2, [3, 1], 2**62]), r"Accepted.instance .* 0..2\*\*62-1"),
         (raw_frame([3, 1, 1, 2, [3, 1], 5, [["r", b"bytes"]], 0]), "must be strings"),
         (raw_frame([3, 1, 1, 2, [3, 1], 5, [["r"]], 0]), r"\[request_id, payload\]"),
         (raw_frame([3, 1, 1, 2, [3, 1], 5, "value", 0]), "a value must be a list"),
-        (raw_frame([3, 1, 1, 2, [3, 1], 5, [], -1]), "integers must be ints"),
+        (raw_frame([3, 1, 1, 2, [3, 1], 5, [], -1]), "Accept.chosen_upto -1 is out of range"),
         (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1, 1], [], 1]], 0]), "'chosen' must be"),
         (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[-1, [1, 1], [], True]], 0]), "an instance must"),
         (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1], [], True]], 0]), "a ballot must"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[2**62, [1, 1], [], True]], 0]), "an instance"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [2**62, 1], [], True]], 0]), "a ballot must"),
+        (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1, 2**31], [], True]], 0]), "a ballot must"),
         (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, [[1, [1, 1], []]], 0]), "an accepted entry must"),
         (raw_frame([1, 1, 1, 2, [3, 1], 0, 0, None, 0]), "accepted entries must be a list"),
         (raw_frame([8, 1, 1, 2, [[-1, []]], 0]), "an instance must"),
+        (raw_frame([8, 1, 1, 2, [[2**62, []]], 0]), "an instance must"),
         (raw_frame([8, 1, 1, 2, [[1]], 0]), "a chosen entry must"),
         (raw_frame([8, 1, 1, 2, 7, 0]), "chosen entries must be a list"),
         (msgpack.packb([VERSION, [[msgpack.ExtType(1, b"x")]]]), "unknown message type tag"),

@@ -200,6 +200,13 @@ async def test_misaddressed_frame_is_dropped_whole_and_the_link_stays(
         msgpack.packb([codec.VERSION, [[4, True, 1, 2, [4, 1], 1]]]),  # bool for int
         encode_frame([accepted(instance=i) for i in range(51)]),  # too many messages
         b"",
+        # Values a buggy or corrupted peer could send, which a node once stored or acted on:
+        msgpack.packb([codec.VERSION, [[4, 1, 1, 2, [4, 1], 2**63 - 1]]]),  # instance: OOM
+        msgpack.packb([codec.VERSION, [[0, 1, 1, 2, [2**63 - 1, 1], 1, True, 7]]]),  # round
+        msgpack.packb([codec.VERSION, [[4, 1, 1, 2, [2**62, 1], 1]]]),  # round one past
+        msgpack.packb([codec.VERSION, [[4, 2**31, 1, 2, [4, 1], 1]]]),  # group id
+        msgpack.packb([codec.VERSION, [[0, 1, 1, 2, [5, 2**40], 1, True, 7]]]),  # ballot node
+        msgpack.packb([codec.VERSION, [[7, 1, 1, 2, 1, 2**64 - 1]]]),  # LearnRequest range
     ],
     ids=[
         "garbage",
@@ -210,6 +217,12 @@ async def test_misaddressed_frame_is_dropped_whole_and_the_link_stays(
         "bool",
         "too many",
         "empty",
+        "instance 2**63-1",
+        "round 2**63-1",
+        "round 2**62",
+        "group 2**31",
+        "ballot node 2**40",
+        "learn to 2**64-1",
     ],
 )
 async def test_undecodable_frame_closes_the_link(

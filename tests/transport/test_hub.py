@@ -129,6 +129,52 @@ def test_deliver_counts_and_survives_a_failing_callback(caplog: pytest.LogCaptur
     assert (stats.frames_received, stats.messages_received, stats.bytes_received) == (1, 1, 12)
 
 
+def test_a_peers_frames_waiting_for_the_runtime_are_bounded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once ``inbound_bytes`` of a peer's frames wait for the runtime, its further frames are
+    dropped and counted until the runtime takes its inbox; the other peers' frames go on."""
+    delivered: list[tuple[int, list[Message]]] = []
+    transport = make(
+        on_messages=lambda src, messages: delivered.append((src, messages)),
+        options=LinkOptions(inbound_bytes=250),
+    )
+    for instance in range(5):  # 100 bytes each: the third takes node 2 past the bound
+        transport.deliver(2, [msg(1, instance, src=2)], frame_bytes=100)
+    transport.deliver(3, [msg(1, 9, src=3), msg(1, 10, src=3)], frame_bytes=100)
+    assert [(src, m.instance) for src, batch in delivered for m in batch] == [
+        (2, 0),
+        (2, 1),
+        (2, 2),
+        (3, 9),
+        (3, 10),
+    ]
+    stats = transport.peer_stats(2)
+    assert (stats.frames_received, stats.dropped_inbound) == (5, 2)
+    assert "300 bytes of its frames wait for this node's next turn (limit 250)" in str(
+        stats.last_error
+    )
+    assert transport.peer_stats(3).dropped_inbound == 0
+    warnings = [r for r in caplog.records if "wait for this node's next turn" in r.getMessage()]
+    assert len(warnings) == 1  # once a minute per peer, not once per frame
+
+    transport.inbound_taken()  # a turn took the inbox
+    transport.deliver(2, [msg(1, 7, src=2)], frame_bytes=10_000)  # a frame gets through alone
+    transport.deliver(2, [msg(1, 8, src=2)], frame_bytes=1)
+    assert [m.instance for _, batch in delivered[4:] for m in batch] == [7]
+    assert transport.peer_stats(2).dropped_inbound == 3
+
+
+def test_without_inbound_bytes_nothing_is_dropped() -> None:
+    delivered: list[Message] = []
+    transport = make(on_messages=lambda src, messages: delivered.extend(messages))
+    for instance in range(100):
+        transport.deliver(2, [msg(1, instance, src=2)], frame_bytes=1024 * 1024)
+    assert len(delivered) == 100
+    with pytest.raises(ValueError, match="inbound_bytes"):
+        LinkOptions(inbound_bytes=0)
+
+
 def test_daphne_options_match_the_frame_size() -> None:
     options = daphne_options(4 * 1024 * 1024)
     assert options["websocket_max_message_size"] == 4 * 1024 * 1024
