@@ -15,6 +15,13 @@ class SimpleConsensusConfig(AppConfig):
         from .api import converters
 
         converters.register()  # the <group:...> of the URLconfs, loaded after this
+        from django.core.signals import request_started
+
+        from .storage.reconnect import close_hung_up_at_request
+
+        # Django's own look at a request's connections (close_old_connections) cannot see one
+        # its PostgreSQL server closed while it was idle: the request would fail on it.
+        request_started.connect(close_hung_up_at_request, dispatch_uid="consensus-hung-up")
 
 
 class ConsensusConfig(SimpleConsensusConfig):

@@ -158,8 +158,9 @@ class NodeNotices:
         if not self._implausible.first((msg.src, msg.group_id, type(msg))):
             return
         logger.warning(
-            "node %s: dropped %s from node %s for group %s: %s (a bug, corrupted memory, or "
-            "another cluster's node? such messages are ignored; said once a minute)",
+            "node %s: dropped %s from node %s for group %s: %s (a peer far behind, which "
+            "catches up, or a bug, corrupted memory, another cluster's node; such messages "
+            "are ignored as lost; said once a minute)",
             self.node_id,
             type(msg).__name__,
             msg.src,

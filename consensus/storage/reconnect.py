@@ -13,9 +13,10 @@ that socket readable although no query is running. Found only by failing, such a
 cost the first call on every thread after a restart: a read answered 500, and on the writer
 thread the first turn failed, which stops a node (``docs/operations.md``, "A node whose database
 fails"); after one server restart, the first write of a quiet cluster stopped every node at once
-(a review reproduced it). The look costs one ``poll`` of the socket, with no round trip to the
-server. A connection that breaks while a call runs still fails that call, and is replaced after
-it.
+(a review reproduced it). Django's own views look at their thread's connections the same way, as
+each request starts (``close_hung_up_at_request``). The look costs one ``poll`` of the socket,
+with no round trip to the server. A connection that breaks while a call runs still fails that
+call, and is replaced after it.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def close_hung_up() -> None:
         ):
             with contextlib.suppress(DatabaseError):
                 connection.close()
+
+
+def close_hung_up_at_request(**_kwargs: object) -> None:
+    """``close_hung_up`` as a ``request_started`` receiver (``consensus.apps``): the threads
+    that serve Django's own views (the DRF views, the admin, the dashboard pages) look at their
+    connections there, as Django's ``close_old_connections`` does."""
+    close_hung_up()
 
 
 def hung_up(connection: BaseDatabaseWrapper) -> bool:

@@ -164,8 +164,8 @@ def test_submit_exits_1_when_the_result_is_an_error(capsys: pytest.CaptureFixtur
 
 @pytest.mark.parametrize(
     "result",
-    [{"key": "k", "value": "v"}, "ok", None, ["error"], {"errors": 1}],
-    ids=["dict", "string", "null", "list", "other-key"],
+    [{"key": "k", "value": "v"}, "ok", None, ["error"], {"errors": 1}, {"error": None, "n": 1}],
+    ids=["dict", "string", "null", "list", "other-key", "error-null"],
 )
 def test_submit_exits_0_for_any_other_result(
     capsys: pytest.CaptureFixture[str], result: object

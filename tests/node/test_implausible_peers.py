@@ -27,7 +27,6 @@ from consensus.core.messages import (
     Nack,
     Prepare,
     Promise,
-    RebuildInfo,
 )
 from consensus.runtime.plausible import MAX_INSTANCES_AHEAD, MAX_ROUND_JUMP
 from tests.fixtures.logs import consensus_logs
@@ -73,9 +72,63 @@ def far_messages() -> list[Message]:
             chosen_upto=0,
             accepted=(AcceptedEntry(FAR, B, VALUE),),
         ),
-        RebuildInfo(**header, token=1, promised=B, highest_instance=FAR, chosen_upto=0),
-        RebuildInfo(**header, token=1, promised=HIGH, highest_instance=1, chosen_upto=0),
     ]
+
+
+def test_a_restored_nodes_audit_hears_a_peer_far_ahead_of_its_chosen_prefix() -> None:
+    """A RebuildInfo is never dropped (plausible.py): it answers a restarted node's audit, which
+    votes without the answers it lacks at its deadline. Here node 1 restarted on an old backup
+    (promise 5.1; it had promised 9.1 and voted up to instance 80,000) and asks node 2, a
+    follower that voted up to there but is still catching up (chosen up to 100). Dropped as too
+    far ahead, that one answer, which proves the storage stale, was lost, and node 1 voted again
+    on what it had forgotten (a review)."""
+    import random
+
+    from consensus.core import InitialState, Replica, ReplicaConfig
+    from consensus.core.messages import Command, RebuildQuery
+    from consensus.core.storage import StoredInstance
+    from consensus.runtime.plausible import implausible
+
+    far = 80_000
+
+    def config(node_id: int) -> ReplicaConfig:
+        return ReplicaConfig(node_id=node_id, node_ids=(1, 2, 3), group_id=1)
+
+    restored = Replica(
+        config(1),
+        InitialState(promised=Ballot(5, 1), chosen_upto=10, audit=True),
+        random.Random(1),
+    )
+    peer = Replica(
+        config(2),
+        InitialState(
+            promised=Ballot(9, 1),
+            chosen_upto=100,
+            instances=(StoredInstance(far, Ballot(9, 1), (Command("r", "x"),), False),),
+        ),
+        random.Random(2),
+    )
+    # what node 2 saw of node 1 before node 1's disk went back: its leader's heartbeat
+    peer.step(
+        Heartbeat(group_id=1, src=1, dst=2, ballot=Ballot(9, 1), chosen_upto=100, seq=1, voted=far)
+    )
+    ready = restored.ready()
+    ready.mark_persisted()
+    queries = [m for m in (*ready.messages, *ready.eager_messages) if isinstance(m, RebuildQuery)]
+    restored.advance(ready)
+    answers = []
+    for query in (q for q in queries if q.dst == 2):
+        peer.step(query)
+        answer = peer.ready()
+        answer.mark_persisted()
+        answers += [*answer.messages, *answer.eager_messages]
+        peer.advance(answer)
+    assert answers
+    for info in answers:
+        assert implausible(restored, info) is None
+        restored.step(info)
+    assert restored.rebuilding and not restored.may_vote
+    assert "9.1" in (restored.stale_storage_reason or "")
 
 
 @pytest.fixture
@@ -105,7 +158,7 @@ async def test_far_values_are_dropped_and_counted_and_the_link_stays(
     assert transport.peer_stats(2).connected_in == 1
     lines = [r.getMessage() for r in logs.records if "such messages are ignored" in r.message]
     kinds = {type(m).__name__ for m in far}
-    assert len(lines) == len(kinds)  # once per kind of message: RebuildInfo twice, said once
+    assert len(lines) == len(kinds)  # once per kind of message
     assert any(f"dropped Accept from node 2 for group 1: instance {FAR}" in line for line in lines)
 
     await rig.send(far)  # again: counted, not logged again

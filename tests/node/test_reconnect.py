@@ -141,3 +141,17 @@ def test_a_failure_inside_a_transaction_leaves_its_connection_alone() -> None:
         with pytest.raises(ValueError, match="own error"):
             reconnecting(fails)()
     assert Group.objects.filter(group_id=5).exists()
+
+
+@pytest.mark.postgres
+def test_a_request_starts_on_a_connection_its_server_did_not_close(thread: Any) -> None:
+    """The threads of Django's own views (DRF views, the admin) look at their connections as a
+    request starts (``request_started``), where Django's ``close_old_connections`` does not see
+    a connection the server closed: the first request on each such thread answered 500."""
+    from django.core.signals import request_started
+
+    assert thread(select_one) == 1
+    terminate(thread(backend_pid))
+    thread(wait_for_hang_up)
+    thread(lambda: request_started.send(sender=None))
+    assert thread(select_one) == 1

@@ -392,7 +392,7 @@ class Command(BaseCommand):
         if action == "submit":
             outcome = client.submit_command(options["command"], group, request_id)
             self._print(vars_of(outcome) if options["json"] else outcome.result, options)
-            if isinstance(outcome.result, dict) and "error" in outcome.result:
+            if isinstance(outcome.result, dict) and outcome.result.get("error") is not None:
                 # the state machine's way of saying no (consensus.statemachine): exit 1, as a
                 # cas that found another value does, so that a script sees it
                 raise CommandError(
