@@ -111,9 +111,12 @@ a peer that sent faster than a stalled writer wrote (a slow disk, a state check,
 failing over) made the inbox grow for as long as the stall lasted."""
 LOG_READS_PER_PEER = 4
 """Catch-up reads from the database (a LearnRequest for values no longer in memory) that may be
-in progress for one peer and group; a further one is not served (the peer asks again). A peer
-catching up has one or two out at a time; without a bound, a flood of such requests became
-background tasks waiting for the writer thread: 340 MB in 10 s, and /api/status/ timed out."""
+in progress for one peer and group; a further one is not served (the peer asks again, and its
+link's ``last_error`` names the refusal). A peer catching up on large values asks again as each
+reply chunk arrives, so it can have tens out at once and meets this bound in a healthy catch-up
+(a review), which then goes at four reads at a time. Without a bound, a flood of such requests
+became background tasks waiting for the writer thread: 340 MB in 10 s, and /api/status/ timed
+out."""
 HAND_OVER_TIMEOUT = 0.5
 """Seconds ``stop()`` waits at most, for all groups together, until the groups this node leads
 have a new leader (``_hand_over_leadership``); 0: no hand-over (the others wait for their
