@@ -35,13 +35,21 @@ ReadyHandler = Callable[["SimCluster", "SimNode", int, Replica, Ready], None]
 
 
 def correct_ready_loop(
-    cluster: SimCluster, node: SimNode, group_id: int, replica: Replica, ready: Ready
+    cluster: SimCluster,
+    node: SimNode,
+    group_id: int,
+    replica: Replica,
+    ready: Ready,
+    after_write: Callable[[], None] | None = None,
 ) -> None:
     """The runtime's contract: send the eager messages, persist, send the rest, apply, advance.
-    A crash may strike between any two of these steps."""
+    A crash may strike between any two of these steps. ``after_write``: what a broken driver
+    does right after the Ready's write, before it counts as persisted."""
     cluster.send_all(ready.eager_messages)
     cluster.maybe_crash()
     cluster.persist(node, group_id, ready)
+    if after_write is not None:
+        after_write()
     ready.mark_persisted()
     cluster.maybe_crash()
     cluster.send_all(ready.messages)
@@ -98,16 +106,11 @@ def stale_ballot_write_loop(
         correct_ready_loop(cluster, node, group_id, replica, ready)
         return
     before = node.disks[group_id].storage.promised
-    cluster.send_all(ready.eager_messages)
-    cluster.maybe_crash()
-    cluster.persist(node, group_id, ready)
-    cluster.write(node, group_id, Persist(promised=before))  # the stale copy lands last
-    ready.mark_persisted()
-    cluster.maybe_crash()
-    cluster.send_all(ready.messages)
-    cluster.maybe_crash()
-    cluster.apply_and_serve(node, group_id, ready)
-    replica.advance(ready)
+
+    def stale_copy_lands_last() -> None:
+        cluster.write(node, group_id, Persist(promised=before))
+
+    correct_ready_loop(cluster, node, group_id, replica, ready, stale_copy_lands_last)
 
 
 def drop_own_vote_loop(
